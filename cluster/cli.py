@@ -1,0 +1,68 @@
+"""The ``sticky-cluster`` command line (click)."""
+from __future__ import annotations
+
+import click
+
+from .config import LOG_LEVELS, ConfigError
+from .master import ClusterError, Master
+
+
+def _env(name: str) -> str:
+    return f"STICKY_CLUSTER_{name}"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Run a python-socketio app on several worker processes, each client always on the same one.
+
+    \b
+    Example:
+      sticky-cluster run app:sio --workers 4 --bind 0.0.0.0:5000
+      sticky-cluster run app:sio -w 8 --adapter redis://localhost:6379/0
+    """
+
+
+@main.command()
+@click.argument("target", envvar=_env("TARGET"))
+@click.option("-w", "--workers", type=int, envvar=_env("WORKERS"), show_envvar=True,
+              help="Worker processes.  [default: the CPU count]")
+@click.option("-b", "--bind", multiple=True, envvar=_env("BIND"), show_envvar=True,
+              help="Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat for more "
+                   "(environment: space-separated).  [default: 127.0.0.1:5000]")
+@click.option("--adapter", envvar=_env("ADAPTER"), show_envvar=True,
+              help="redis://, rediss:// or unix:// URL of the Redis server that joins the workers "
+                   "and other hosts.  [default: relay through the master, one host only]")
+@click.option("--channel", envvar=_env("CHANNEL"), show_envvar=True, default="sticky-cluster",
+              show_default=True, help="Pub/sub channel name; one per cluster sharing a Redis.")
+@click.option("--worker-connections", type=int, envvar=_env("WORKER_CONNECTIONS"),
+              show_envvar=True, default=10_000, show_default=True,
+              help="Most connections one worker serves at once (each websocket holds one).")
+@click.option("--timeout", type=float, envvar=_env("TIMEOUT"), show_envvar=True, default=30.0,
+              show_default=True, help="Seconds without a heartbeat before a worker is killed.")
+@click.option("--graceful-timeout", type=float, envvar=_env("GRACEFUL_TIMEOUT"),
+              show_envvar=True, default=30.0, show_default=True,
+              help="Seconds a draining worker gets to finish its sessions.")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
+              envvar=_env("LOG_LEVEL"), show_envvar=True, default="info", show_default=True,
+              help="Log level.")
+@click.option("--log-file", envvar=_env("LOG_FILE"), show_envvar=True,
+              help="Log to this file instead of standard error (reopened on SIGUSR1).")
+@click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True,
+              help="Write the master's pid to this file while it runs.")
+def run(target: str, bind: tuple[str, ...], log_level: str, **options: object) -> None:
+    """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
+
+    TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
+    Flask-SocketIO. The master accepts every connection and hands it to a worker chosen
+    by the client's IP, so Engine.IO long-polling and the websocket upgrade always meet
+    the same process.
+    """
+    try:
+        master = Master(target, bind=list(bind) or None, log_level=log_level.lower(), **options)  # type: ignore[arg-type]
+        master.run()
+    except (ConfigError, ClusterError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

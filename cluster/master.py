@@ -1,0 +1,522 @@
+"""The master: one process, one thread, one selectors loop.
+
+It listens, hands each new connection to a worker (:mod:`cluster.dispatch`), relays
+pub/sub messages between workers, and supervises them. Signals (and the embedding
+API's method calls) are queued and handled by the loop, one ``handle_<signal>``
+method each, as in gunicorn's arbiter; never inside a signal handler.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from typing import Callable
+
+from workers.spec import WorkerSpec
+
+from . import channel, listeners
+from .channel import Kind
+from .config import ConfigError, Settings, make_settings
+from .dispatch import Dispatcher
+from .limits import raise_open_files_limit
+from .logs import configure_logging, reopen_log_files
+from .pidfile import PidFile, PidFileError
+from .supervisor import State, Supervisor, Worker, describe_exit
+
+log = logging.getLogger("sticky_cluster.master")
+
+HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
+FAST_STOP_TIMEOUT = 5.0
+"""Seconds workers get to exit on a fast stop before SIGKILL."""
+DRAIN_GRACE = 5.0
+"""Seconds past ``graceful_timeout`` a draining worker gets before SIGKILL."""
+BOOT_FAILURE_LIMIT = 3
+"""Workers in a row that die before ready make the master give up."""
+ACCEPT_PAUSE = 0.5
+"""Seconds the master stops accepting when it runs out of file descriptors."""
+
+
+class ClusterError(RuntimeError):
+    """The cluster cannot start or had to stop; the message is one line for the user."""
+
+
+class Master:
+    """Runs a python-socketio app on several eventlet worker processes, sticky by client.
+
+    :param app: ``"module:attr"`` / ``"module:factory()"`` naming a ``socketio.Server``,
+                a ``socketio.WSGIApp`` or a Flask app using Flask-SocketIO; or the object
+                itself. An object is inherited by the forked workers, so a rolling
+                restart cannot load new code for it: pass a string for that.
+    :param workers: the number of worker processes (default: the CPU count).
+    :param bind: ``"HOST:PORT"``, ``"[IPV6]:PORT"`` or ``"unix:/path"``, or a list of them.
+    :param adapter: ``redis://``, ``rediss://`` or ``unix://`` URL of a Redis server that
+                    joins the workers (and other hosts); None relays through this master.
+    :param channel: the pub/sub channel name shared by the whole cluster.
+    :param worker_connections: the most connections one worker serves at once.
+    :param timeout: seconds without a heartbeat after which a worker is killed.
+    :param graceful_timeout: seconds a draining worker gets to finish its sessions.
+    :param log_level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
+    :param log_file: a file to log to instead of standard error (reopened on USR1).
+    :param pid_file: a file to write the master's pid to while it runs.
+    """
+
+    def __init__(self, app: object, *, workers: int | None = None,
+                 bind: str | list[str] | None = None, adapter: str | None = None,
+                 channel: str | None = None, worker_connections: int | None = None,
+                 timeout: float | None = None, graceful_timeout: float | None = None,
+                 log_level: str | None = None, log_file: str | None = None,
+                 pid_file: str | None = None) -> None:
+        self.settings: Settings = make_settings(
+            app, bind=bind, workers=workers, adapter=adapter, channel=channel,
+            worker_connections=worker_connections, timeout=timeout,
+            graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
+            pid_file=pid_file)
+        self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector: selectors.BaseSelector | None = None
+        self._listeners: list = []
+        self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child)
+        self._dispatcher = Dispatcher(self._supervisor)
+        self._size = self.settings.workers
+        self._stopping: str | None = None
+        self._stop_deadline = 0.0
+        self._halt_reason: str | None = None
+        self._boot_failures = 0
+        self._respawn_at: dict[int, float] = {}
+        self._crash_streak: dict[int, int] = collections.defaultdict(int)
+        self._roll: collections.deque[int] = collections.deque()
+        self._rolling: Worker | None = None
+        self._accept_paused_until = 0.0
+        self._announced_ready = False
+        self.relay_dropped = 0
+
+    # ----------------------------------------------------------------- public API
+
+    def run(self) -> None:
+        """Start the cluster and serve until stopped; raise ClusterError on failure."""
+        configure_logging(self.settings.log_level, self.settings.log_file)
+        self._preflight()
+        pid_file = PidFile(self.settings.pid_file) if self.settings.pid_file else None
+        try:
+            self._open_listeners()
+            if pid_file:
+                try:
+                    pid_file.create()
+                except PidFileError as exc:
+                    pid_file = None
+                    raise ClusterError(str(exc)) from None
+            self._install_signals()
+            for slot in range(self._size):
+                self._spawn(slot)
+            self._loop()
+        finally:
+            self._close_listeners()
+            if pid_file:
+                pid_file.remove()
+            self._restore_signals()
+        if self._halt_reason:
+            raise ClusterError(self._halt_reason)
+        log.info("master %d stopped", os.getpid())
+
+    def reload(self) -> None:
+        """Rolling restart: replace every worker, one slot at a time (like SIGHUP)."""
+        self._post(self.handle_hup)
+
+    def scale(self, workers: int) -> None:
+        """Run ``workers`` worker processes from now on (at least 1)."""
+        self._post(lambda: self._scale_to(workers))
+
+    def stop(self, graceful: bool = False) -> None:
+        """Stop the cluster: at once (like SIGTERM) or after draining (like SIGQUIT)."""
+        self._post(self.handle_quit if graceful else self.handle_term)
+
+    @property
+    def worker_pids(self) -> dict[int, int]:
+        """slot -> pid of the worker new clients of that slot go to."""
+        return {slot: worker.pid for slot, worker in self._supervisor.serving.items()}
+
+    # ------------------------------------------------------------------ signals
+
+    def handle_hup(self) -> None:
+        """Rolling restart, slot by slot: new worker ready, then the old one drains."""
+        if self._stopping:
+            return
+        log.info("rolling restart of %d workers", self._size)
+        self._roll = collections.deque(range(self._size))
+
+    def handle_ttin(self) -> None:
+        """One worker more."""
+        self._scale_to(self._size + 1)
+
+    def handle_ttou(self) -> None:
+        """One worker less (never fewer than one)."""
+        self._scale_to(self._size - 1)
+
+    def handle_term(self) -> None:
+        """Fast stop: close the listeners, stop the workers, kill what is left."""
+        self._begin_stop("fast")
+
+    handle_int = handle_term
+
+    def handle_quit(self) -> None:
+        """Graceful stop: close the listeners, let workers drain their sessions."""
+        self._begin_stop("graceful")
+
+    def handle_usr1(self) -> None:
+        """Reopen log files, in the master and in every worker."""
+        reopen_log_files()
+        self._supervisor.signal_all(signal.SIGUSR1)
+        log.info("log files reopened")
+
+    def handle_chld(self) -> None:
+        """Reap dead workers; replace them in their slots."""
+        for worker, status in self._supervisor.reap():
+            self._worker_exited(worker, status)
+
+    # --------------------------------------------------------------------- loop
+
+    def _loop(self) -> None:
+        assert self._selector is not None
+        while not (self._stopping and not self._supervisor.by_pid):
+            for key, mask in self._selector.select(self._next_timeout()):
+                key.data(key.fileobj, mask)
+            self._run_commands()
+            self._tick(time.monotonic())
+
+    def _next_timeout(self) -> float:
+        return 0.0 if self._commands else 0.25
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command = self._commands.popleft()
+            if isinstance(command, int):
+                name = signal.Signals(command).name[3:].lower()
+                getattr(self, f"handle_{name}")()
+            else:
+                command()
+
+    def _tick(self, now: float) -> None:
+        self.handle_chld()
+        self._check_heartbeats(now)
+        if self._stopping:
+            if now >= self._stop_deadline:
+                for worker in list(self._supervisor.by_pid.values()):
+                    log.warning("%s still running at the stop deadline: killed", worker)
+                    self._kill(worker)
+                self._stop_deadline = now + FAST_STOP_TIMEOUT
+            return
+        for slot, when in list(self._respawn_at.items()):
+            if now >= when:
+                del self._respawn_at[slot]
+                if slot < self._size and slot not in self._supervisor.serving:
+                    self._spawn(slot)
+        self._step_roll()
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._watch_listeners(True)
+
+    # ------------------------------------------------------------------ workers
+
+    def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
+        first = self.settings.binds[0]
+        return WorkerSpec(
+            target=self.settings.target, slot=slot, tag=tag, adapter=self.settings.adapter,
+            channel=self.settings.channel, worker_connections=self.settings.worker_connections,
+            heartbeat_interval=self.settings.heartbeat_interval,
+            graceful_timeout=self.settings.graceful_timeout,
+            server_address=first.address, family=first.family)
+
+    def _spawn(self, slot: int) -> Worker:
+        worker = self._supervisor.spawn(slot)
+        self._watch_worker(worker)
+        return worker
+
+    def _on_worker_event(self, worker: Worker, _sock: object, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE and worker.flush():
+            self._watch_worker(worker)
+        if not mask & selectors.EVENT_READ:
+            return
+        while True:
+            try:
+                packet, fd = channel.receive_packet(worker.sock)
+            except BlockingIOError:
+                return
+            except OSError:
+                packet, fd = b"", None
+            if fd is not None:
+                os.close(fd)
+            if not packet:  # the worker is gone; CHLD will reap it
+                self._unwatch_worker(worker)
+                return
+            try:
+                message = worker.reassembler.feed(packet)
+            except ValueError:
+                log.warning("%s sent a bad channel packet", worker)
+                continue
+            if message is not None:
+                self._on_message(worker, *message)
+
+    def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
+        worker.last_seen = time.monotonic()
+        if kind is Kind.PUBLISH:
+            self.relay_dropped += self._supervisor.send_to_all(Kind.DELIVER, payload, skip=worker)
+            for other in self._supervisor.by_pid.values():
+                if other.outbox:
+                    self._watch_worker(other)
+        elif kind is Kind.HEARTBEAT:
+            worker.sessions = int(payload or b"0")
+        elif kind is Kind.READY:
+            self._worker_ready(worker)
+
+    def _worker_ready(self, worker: Worker) -> None:
+        log.info("%s ready", worker)
+        self._boot_failures = 0
+        previous = self._supervisor.serving.get(worker.slot)
+        if self._stopping or worker.slot >= self._size:
+            self._drain(worker)
+            return
+        worker.state = State.SERVING
+        self._supervisor.serving[worker.slot] = worker
+        if previous is not None and previous is not worker:
+            self._drain(previous)
+        if self._rolling is worker:
+            self._rolling = None
+        if not self._announced_ready and len(self._supervisor.serving) == self._size:
+            self._announced_ready = True
+            log.info("cluster ready: %d workers serving on %s", self._size,
+                     ", ".join(str(b) for b in self.settings.binds))
+
+    def _worker_exited(self, worker: Worker, status: int) -> None:
+        was = worker.state
+        self._unwatch_worker(worker)
+        stranded = self._supervisor.forget(worker)
+        lived = time.monotonic() - worker.born
+        log.log(logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING,
+                "%s exited (%s) after %.1f s while %s", worker, describe_exit(status), lived,
+                was.value)
+        for fd in stranded:
+            self._dispatcher.hand_off(fd, ("", 0))
+        if self._stopping or was is State.DRAINING:
+            return
+        if self._rolling is worker:
+            self._rolling = None
+            self._roll.clear()
+            log.error("rolling restart aborted: the new %s failed to boot; the old workers "
+                      "keep serving", worker)
+            return
+        if was is State.BOOTING:
+            self._boot_failures += 1
+            if self._boot_failures >= BOOT_FAILURE_LIMIT:
+                self._halt(f"{self._boot_failures} workers in a row failed to boot; "
+                           f"last: {worker} {describe_exit(status)}; see the error above")
+                return
+        if worker.slot < self._size and worker.slot not in self._supervisor.serving:
+            self._schedule_respawn(worker.slot, lived)
+
+    def _schedule_respawn(self, slot: int, lived: float) -> None:
+        streak = self._crash_streak[slot] = 0 if lived > 10 else self._crash_streak[slot] + 1
+        delay = 0.0 if streak == 0 else min(0.1 * 2 ** streak, 30.0)
+        self._respawn_at[slot] = time.monotonic() + delay
+        if delay:
+            log.warning("slot %d respawns in %.1f s (crash %d in a row)", slot, delay, streak)
+
+    def _drain(self, worker: Worker) -> None:
+        if worker.state is State.DRAINING:
+            return
+        if self._supervisor.serving.get(worker.slot) is worker:
+            del self._supervisor.serving[worker.slot]
+        worker.state = State.DRAINING
+        worker.drain_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
+        for packet in channel.frames(Kind.DRAIN):
+            worker.send(packet)
+        self._watch_worker(worker)
+        log.info("%s draining (%d sessions)", worker, worker.sessions)
+
+    def _check_heartbeats(self, now: float) -> None:
+        for worker in list(self._supervisor.by_pid.values()):
+            if worker.drain_deadline is not None and now >= worker.drain_deadline:
+                log.warning("%s still draining after the graceful timeout: killed", worker)
+                self._kill(worker)
+            elif now - worker.last_seen > self.settings.timeout:
+                log.warning("%s sent no heartbeat for %.0f s: killed", worker, now - worker.last_seen)
+                self._kill(worker)
+
+    def _kill(self, worker: Worker) -> None:
+        worker.last_seen = float("inf")
+        worker.drain_deadline = None
+        try:
+            os.kill(worker.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def _scale_to(self, size: int) -> None:
+        if self._stopping:
+            return
+        size = max(1, size)
+        if size == self._size:
+            return
+        log.info("scaling from %d to %d workers", self._size, size)
+        old, self._size = self._size, size
+        for slot in range(old, size):
+            self._spawn(slot)
+        for slot in range(size, old):
+            self._respawn_at.pop(slot, None)
+            worker = self._supervisor.serving.get(slot)
+            if worker is not None:
+                self._drain(worker)
+        self._roll = collections.deque(s for s in self._roll if s < size)
+
+    def _step_roll(self) -> None:
+        if self._rolling is not None or not self._roll:
+            return
+        slot = self._roll.popleft()
+        if slot < self._size:
+            self._rolling = self._spawn(slot)
+
+    def _begin_stop(self, how: str) -> None:
+        if self._stopping == "fast" or (self._stopping and how == "graceful"):
+            return
+        self._stopping = how
+        self._roll.clear()
+        self._respawn_at.clear()
+        self._close_listeners()
+        if how == "fast":
+            log.info("fast stop: stopping %d workers", len(self._supervisor.by_pid))
+            self._supervisor.signal_all(signal.SIGTERM)
+            self._stop_deadline = time.monotonic() + FAST_STOP_TIMEOUT
+        else:
+            log.info("graceful stop: draining %d workers", len(self._supervisor.by_pid))
+            for worker in list(self._supervisor.by_pid.values()):
+                self._drain(worker)
+            self._stop_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
+
+    def _halt(self, reason: str) -> None:
+        log.error(reason)
+        self._halt_reason = reason
+        self._begin_stop("fast")
+
+    # --------------------------------------------------------- selector plumbing
+
+    def _watch_worker(self, worker: Worker) -> None:
+        assert self._selector is not None
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if worker.outbox else 0)
+        try:
+            key = self._selector.get_key(worker.sock)
+        except KeyError:
+            self._selector.register(worker.sock, events,
+                                    functools.partial(self._on_worker_event, worker))
+            return
+        except ValueError:  # the socket is closed
+            return
+        if key.events != events:
+            self._selector.modify(worker.sock, events, key.data)
+
+    def _unwatch_worker(self, worker: Worker) -> None:
+        assert self._selector is not None
+        try:
+            self._selector.unregister(worker.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def _on_listener_readable(self, sock: object, mask: int) -> None:
+        if not self._dispatcher.accept_from(sock):  # type: ignore[arg-type]
+            log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
+            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
+            self._watch_listeners(False)
+        for worker in self._supervisor.serving.values():
+            if worker.outbox:
+                self._watch_worker(worker)
+
+    def _watch_listeners(self, on: bool) -> None:
+        assert self._selector is not None
+        for sock, _bind in self._listeners:
+            if on:
+                self._selector.register(sock, selectors.EVENT_READ, self._on_listener_readable)
+            else:
+                self._selector.unregister(sock)
+
+    def _on_wake(self, _fd: object, _mask: int) -> None:
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _post(self, command: Callable[[], None]) -> None:
+        self._commands.append(command)
+        try:
+            os.write(self._wake_write, b"\0")
+        except BlockingIOError:
+            pass
+
+    # ------------------------------------------------------------- start / stop
+
+    def _preflight(self) -> None:
+        settings = self.settings
+        if isinstance(settings.target, str):
+            check = subprocess.run([sys.executable, "-m", "workers", settings.runtime, settings.target],
+                                   capture_output=True, text=True)
+            if check.returncode != 0:
+                lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
+                raise ClusterError(lines[-1])
+        if settings.adapter:
+            from .redis_check import check_redis
+
+            error = check_redis(settings.adapter)
+            if error:
+                raise ClusterError(error)
+        raise_open_files_limit()
+
+    def _open_listeners(self) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
+        try:
+            for bind in self.settings.binds:
+                self._listeners.append((listeners.open_listener(bind), bind))
+        except ConfigError as exc:
+            raise ClusterError(str(exc)) from None
+        self._watch_listeners(True)
+        for _sock, bind in self._listeners:
+            log.info("listening at %s (master %d)", bind, os.getpid())
+
+    def _close_listeners(self) -> None:
+        for sock, bind in self._listeners:
+            if self._selector is not None:
+                try:
+                    self._selector.unregister(sock)
+                except (KeyError, ValueError):
+                    pass
+            listeners.close_listener(sock, bind)
+        self._listeners = []
+
+    def _install_signals(self) -> None:
+        signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), self._on_signal)
+
+    def _restore_signals(self) -> None:
+        if self._selector is None:
+            return
+        signal.set_wakeup_fd(-1)
+        for name in HANDLED_SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        self._selector.close()
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self._commands.append(signum)
+
+    def _forget_in_child(self) -> None:
+        for sock, _bind in self._listeners:
+            sock.close()
+        self._listeners = []
+        if self._selector is not None:
+            self._selector.close()
+        self._supervisor.close_all_in_child()
+        os.close(self._wake_read)
+        os.close(self._wake_write)

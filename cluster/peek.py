@@ -1,0 +1,264 @@
+"""Pure parsers for the first bytes of a connection, as the master peeks them.
+
+Nothing here touches a socket: each function takes the bytes seen so far (which may be
+truncated anywhere, or be garbage) and never raises except as documented.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import re
+import struct
+from typing import Final, Literal
+
+from cluster.trust import IPAddress, Trust, parse_ip
+
+_SID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
+
+_V1_SIGNATURE: Final = b"PROXY "
+_V1_MAX: Final = 107  # longest v1 line, CRLF included
+_V1_PROTOCOLS: Final = (b"TCP4", b"TCP6", b"UNKNOWN")
+_V1_ADDRESS_CHARS: Final = {4: b"0123456789.", 6: b"0123456789abcdefABCDEF:."}
+_V1_ADDRESS_MAX: Final = {4: 15, 6: 45}
+_V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
+_V2_FIXED: Final = 16  # signature, version/command, family/transport, length
+# family/transport byte -> (size of the address block, its layout, address class)
+_V2_FAMILIES: Final = {
+    0x00: (0, None, None),
+    0x11: (12, struct.Struct("!4s4sH"), ipaddress.IPv4Address),
+    0x12: (12, struct.Struct("!4s4sH"), ipaddress.IPv4Address),
+    0x21: (36, struct.Struct("!16s16sH"), ipaddress.IPv6Address),
+    0x22: (36, struct.Struct("!16s16sH"), ipaddress.IPv6Address),
+    0x31: (216, None, None),
+    0x32: (216, None, None),
+}
+
+
+class ProxyError(ValueError):
+    """A malformed PROXY protocol header; the message is a short reason."""
+
+
+class Incomplete(enum.Enum):
+    """The type of :data:`INCOMPLETE`."""
+
+    INCOMPLETE = "INCOMPLETE"
+
+
+INCOMPLETE: Final = Incomplete.INCOMPLETE
+"""Returned by :func:`parse_proxy` when more bytes may still make a valid header."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProxyHeader:
+    """A parsed PROXY protocol header.
+
+    ``length`` is how many bytes the header takes (consume them before the payload);
+    ``client`` is the source ``(ip, port)``, or None when the header carries no usable
+    source (v1 ``UNKNOWN``, v2 ``LOCAL``, v2 ``AF_UNSPEC`` or ``AF_UNIX``): then use the
+    connection's own peer address.
+    """
+
+    length: int
+    client: tuple[str, int] | None
+
+
+def request_sid(head: bytes) -> str | None:
+    """The ``sid`` query parameter of the HTTP request line at the start of ``head``.
+
+    Only the request line is read (up to the first LF, or all of ``head``). Returns the
+    first ``sid`` value if it is 1 to 64 of ``[A-Za-z0-9_-]``, else None; a value that
+    the end of a truncated ``head`` may have cut short counts only if the request line
+    is complete. Never raises.
+    """
+    end = head.find(b"\n")
+    complete = end >= 0
+    if not complete:
+        end = len(head)
+    elif head[end - 1 : end] == b"\r":
+        end -= 1
+    start = head.find(b" ", 0, end) + 1
+    if not start:
+        return None
+    stop = head.find(b" ", start, end)
+    cut = stop < 0 and not complete
+    if stop < 0:
+        stop = end
+    fragment = head.find(b"#", start, stop)
+    if fragment >= 0:
+        stop, cut = fragment, False
+    query = head.find(b"?", start, stop)
+    if query < 0:
+        return None
+    params = head[query + 1 : stop].split(b"&")
+    if cut:
+        params.pop()
+    for param in params:
+        if param.startswith(b"sid="):
+            value = param[4:]
+            return value.decode("ascii") if _SID.fullmatch(value) else None
+    return None
+
+
+def parse_proxy(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
+    """Parse a PROXY protocol v1 or v2 header at the start of ``head``.
+
+    Returns a :class:`ProxyHeader`, or :data:`INCOMPLETE` when ``head`` is a valid
+    beginning of a header but too short (an empty ``head`` included). Raises
+    :class:`ProxyError` when no valid header can start with ``head``.
+    """
+    if head.startswith(_V2_SIGNATURE):
+        return _parse_v2(head)
+    if head.startswith(_V1_SIGNATURE):
+        return _parse_v1(head)
+    if _V2_SIGNATURE.startswith(head) or _V1_SIGNATURE.startswith(head):
+        return INCOMPLETE
+    raise ProxyError("no PROXY protocol signature")
+
+
+def _parse_v1(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
+    lf = head.find(b"\n", len(_V1_SIGNATURE), _V1_MAX)
+    if lf >= 0:
+        if head[lf - 1] != ord("\r"):
+            raise ProxyError("v1 line not ended by CRLF")
+        return ProxyHeader(lf + 1, _v1_client(head[len(_V1_SIGNATURE) : lf - 1], True))
+    if len(head) >= _V1_MAX:
+        raise ProxyError(f"v1 line longer than {_V1_MAX} bytes")
+    if head.endswith(b"\r"):  # only the LF is missing: the line must be whole
+        _v1_client(head[len(_V1_SIGNATURE) : -1], True)
+    else:
+        _v1_client(head[len(_V1_SIGNATURE) :], False)
+    return INCOMPLETE
+
+
+def _v1_client(line: bytes, complete: bool) -> tuple[str, int] | None:
+    """The client of a v1 line after ``PROXY `` (CRLF excluded), or None for UNKNOWN.
+
+    When ``complete`` is false the last field may be cut short: it is only checked to
+    be a possible beginning, and the result means nothing.
+    """
+    fields = line.split(b" ")
+    protocol = fields[0]
+    if len(fields) == 1 and not complete:
+        if not any(known.startswith(protocol) for known in _V1_PROTOCOLS):
+            raise ProxyError("bad v1 protocol")
+        return None
+    if protocol == b"UNKNOWN":  # the rest of the line is to be ignored
+        return None
+    if protocol not in _V1_PROTOCOLS:
+        raise ProxyError("bad v1 protocol")
+    version = 4 if protocol == b"TCP4" else 6
+    args = fields[1:]
+    if len(args) > 4 or (complete and len(args) < 4):
+        raise ProxyError("v1 line needs 4 fields after the protocol")
+    whole = args if complete else args[:-1]
+    for i, arg in enumerate(whole):
+        if i < 2 and _v1_address(arg, version) is None:
+            raise ProxyError(f"bad v1 IPv{version} address")
+        if i >= 2 and _port(arg) is None:
+            raise ProxyError("bad v1 port")
+    if not complete:
+        last = args[-1]
+        if len(args) <= 2:
+            if len(last) > _V1_ADDRESS_MAX[version] or last.translate(None, _V1_ADDRESS_CHARS[version]):
+                raise ProxyError(f"bad v1 IPv{version} address")
+        elif len(last) > 5 or (last and not last.isdigit()):
+            raise ProxyError("bad v1 port")
+        return None
+    port = _port(args[2])
+    assert port is not None
+    return str(_v1_address(args[0], version)), port
+
+
+def _v1_address(raw: bytes, version: int) -> IPAddress | None:
+    addr = parse_ip(raw.decode("latin-1"))
+    return addr if addr is not None and addr.version == version else None
+
+
+def _port(raw: bytes) -> int | None:
+    """``raw`` as a decimal port number 0-65535, or None."""
+    if not 0 < len(raw) <= 5 or not raw.isdigit():
+        return None
+    port = int(raw)
+    return port if port <= 65535 else None
+
+
+def _parse_v2(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
+    if len(head) > 12 and head[12] >> 4 != 2:
+        raise ProxyError("bad v2 version")
+    if len(head) > 12 and head[12] & 0xF > 1:
+        raise ProxyError("bad v2 command")
+    local = len(head) > 12 and head[12] & 0xF == 0
+    if len(head) > 13 and not local and head[13] not in _V2_FAMILIES:
+        raise ProxyError("bad v2 address family or transport")
+    if len(head) < _V2_FIXED:
+        return INCOMPLETE
+    length = _V2_FIXED + int.from_bytes(head[14:16], "big")
+    if local:  # health check from the proxy itself: the address block is ignored
+        return INCOMPLETE if len(head) < length else ProxyHeader(length, None)
+    size, layout, address = _V2_FAMILIES[head[13]]
+    if length < _V2_FIXED + size:
+        raise ProxyError("v2 length shorter than its address block")
+    if len(head) < length:
+        return INCOMPLETE
+    if layout is None or address is None:
+        return ProxyHeader(length, None)
+    source, _, port = layout.unpack_from(head, _V2_FIXED)
+    return ProxyHeader(length, (str(address(source)), port))
+
+
+def forwarded_for(head: bytes, trusted: Trust) -> str | None:
+    """The client address from the ``X-Forwarded-For`` headers of a peeked request.
+
+    Only header lines ended within ``head`` count, up to the blank line ending the
+    headers; several such headers are joined in order. Walking the entries from right
+    to left, returns the first one not in ``trusted`` (the leftmost one if all are),
+    as a normalized IP string; None when there is no entry or an entry met on the way
+    is not an IP (``[v6]`` and ``v4:port`` forms are accepted). Never raises.
+    """
+    pos = head.find(b"\n") + 1
+    if not pos:
+        return None
+    values: list[bytes] = []
+    in_xff = False
+    while (lf := head.find(b"\n", pos)) >= 0:
+        line = head[pos:lf]
+        pos = lf + 1
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line:
+            break
+        if line[:1] in (b" ", b"\t"):  # obsolete folding: refuse to guess
+            if in_xff:
+                return None
+            continue
+        in_xff = line.find(b":") == 15 and line[:15].lower() == b"x-forwarded-for"
+        if in_xff:
+            values.append(line[16:])
+    if not values:
+        return None
+    client = None
+    for entry in reversed(b",".join(values).split(b",")):
+        client = _forwarded_ip(entry.strip(b" \t"))
+        if client is None:
+            return None
+        if client not in trusted:
+            break
+    return str(client)
+
+
+def _forwarded_ip(entry: bytes) -> IPAddress | None:
+    """An ``X-Forwarded-For`` entry as an address: ``ip``, ``[ipv6]``, ``[ipv6]:port``
+    or ``ipv4:port``; None if it is none of these."""
+    if entry.startswith(b"["):
+        close = entry.find(b"]")
+        rest = entry[close + 1 :]
+        if close < 0 or (rest and (rest[:1] != b":" or _port(rest[1:]) is None)):
+            return None
+        addr = parse_ip(entry[1:close].decode("latin-1"))
+        return addr if addr is not None and addr.version == 6 else None
+    if entry.count(b":") == 1:
+        host, _, port = entry.partition(b":")
+        addr = parse_ip(host.decode("latin-1"))
+        return addr if addr is not None and addr.version == 4 and _port(port) is not None else None
+    return parse_ip(entry.decode("latin-1"))

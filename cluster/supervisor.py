@@ -1,0 +1,238 @@
+"""The worker processes: fork them, talk to them, reap them.
+
+A :class:`Worker` is the master's view of one worker process: its slot, its tag, the
+master's end of its channel and what is queued to be sent on it. Sends never block
+the master: a full channel queues a bounded number of packets, and past that the
+caller is told so (a hand-off then goes to another slot, a relay message is dropped).
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Callable
+
+import workers
+from workers.spec import WorkerSpec
+
+from . import channel
+from .channel import Kind
+
+log = logging.getLogger("sticky_cluster.master")
+
+OUTBOX_LIMIT = 512
+"""Packets queued for one worker while its channel is full; past that, sends fail."""
+
+BOOT_ERROR = 3
+"""Exit code of a worker that could not boot."""
+
+IGNORED_IN_WORKERS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1,
+                      signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGWINCH)
+"""Signals a worker ignores: the master drives workers through their channel."""
+
+
+class State(enum.Enum):
+    """Where a worker is in its life."""
+
+    BOOTING = "booting"  #: forked, not ready yet
+    SERVING = "serving"  #: ready and routed to
+    DRAINING = "draining"  #: no new clients; its sessions go on until they end
+
+
+@dataclasses.dataclass(eq=False)
+class Worker:
+    """The master's record of one worker process."""
+
+    pid: int
+    slot: int
+    tag: int
+    sock: socket.socket
+    state: State = State.BOOTING
+    born: float = dataclasses.field(default_factory=time.monotonic)
+    last_seen: float = dataclasses.field(default_factory=time.monotonic)
+    sessions: int = 0
+    drain_deadline: float | None = None
+    outbox: collections.deque = dataclasses.field(default_factory=collections.deque)
+    reassembler: channel.Reassembler = dataclasses.field(default_factory=channel.Reassembler)
+
+    def __str__(self) -> str:
+        return f"worker {self.pid} (slot {self.slot})"
+
+    def send(self, packet: bytes, client: int | None = None) -> bool:
+        """Send (or queue) one packet, with a client socket fd to hand off if given.
+
+        Returns False, sending nothing, when the outbox is full. A handed-off client
+        fd is closed here once it is sent; the worker has its own copy.
+        """
+        if self.outbox:
+            if len(self.outbox) >= OUTBOX_LIMIT:
+                return False
+            self.outbox.append((packet, client))
+            return True
+        try:
+            channel.send_packet(self.sock, packet, client)
+        except BlockingIOError:
+            self.outbox.append((packet, client))
+            return True
+        except OSError:
+            return False
+        if client is not None:
+            os.close(client)
+        return True
+
+    def flush(self) -> bool:
+        """Send what the outbox holds; return True once it is empty."""
+        while self.outbox:
+            packet, client = self.outbox[0]
+            try:
+                channel.send_packet(self.sock, packet, client)
+            except BlockingIOError:
+                return False
+            except OSError:
+                self.discard_outbox()
+                return True
+            self.outbox.popleft()
+            if client is not None:
+                os.close(client)
+        return True
+
+    def discard_outbox(self) -> list[int]:
+        """Empty the outbox; return the client fds it still held (not sent)."""
+        clients = [client for _packet, client in self.outbox if client is not None]
+        self.outbox.clear()
+        return clients
+
+
+class Supervisor:
+    """Forks workers and keeps the table of the live ones.
+
+    :param spec_for: makes the :class:`WorkerSpec` of a new worker from (slot, tag).
+    :param runtime: the name of the worker runtime (see :mod:`workers`).
+    :param forget_in_child: closes, in a new child, everything of the master's it
+                            inherited (listeners, selector, other workers' channels).
+    """
+
+    def __init__(self, spec_for: Callable[[int, int], WorkerSpec], runtime: str,
+                 forget_in_child: Callable[[], None]) -> None:
+        self._spec_for = spec_for
+        self._runtime = runtime
+        self._forget_in_child = forget_in_child
+        self._next_tag = 1
+        self.by_pid: dict[int, Worker] = {}
+        self.by_tag: dict[int, Worker] = {}
+        self.serving: dict[int, Worker] = {}
+        """slot -> the worker new clients of that slot go to."""
+
+    def spawn(self, slot: int) -> Worker:
+        """Fork a new worker for ``slot``; it is BOOTING until it reports ready."""
+        tag = self._next_tag
+        self._next_tag = self._next_tag % (2 ** 18 - 1) + 1
+        master_end, worker_end = channel.socket_pair()
+        spec = self._spec_for(slot, tag)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            master_end.close()
+            self._become_worker(spec, worker_end)
+        worker_end.close()
+        master_end.setblocking(False)
+        worker = Worker(pid=pid, slot=slot, tag=tag, sock=master_end)
+        self.by_pid[pid] = worker
+        self.by_tag[tag] = worker
+        log.info("%s booting", worker)
+        return worker
+
+    def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
+        code = 0
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for signum in IGNORED_IN_WORKERS:
+                signal.signal(signum, signal.SIG_IGN)
+            self._forget_in_child()
+            workers.runtime(self._runtime).serve(spec, sock)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop
+            error = getattr(exc, "__module__", "").startswith("workers.") and str(exc)
+            message = error or "".join(traceback.format_exception(exc)).rstrip()
+            log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), spec.slot, message)
+            code = BOOT_ERROR
+        finally:
+            logging.shutdown()
+            os._exit(code)
+
+    def forget(self, worker: Worker) -> list[int]:
+        """Drop a dead worker from every table; return the clients still queued for it."""
+        self.by_pid.pop(worker.pid, None)
+        if self.by_tag.get(worker.tag) is worker:
+            del self.by_tag[worker.tag]
+        if self.serving.get(worker.slot) is worker:
+            del self.serving[worker.slot]
+        clients = worker.discard_outbox()
+        worker.sock.close()
+        return clients
+
+    def close_all_in_child(self) -> None:
+        """In a new child: close the master's ends of every other worker's channel."""
+        for worker in self.by_pid.values():
+            for client in worker.discard_outbox():
+                os.close(client)
+            worker.sock.close()
+
+    def signal_all(self, signum: int) -> None:
+        """Send ``signum`` to every live worker."""
+        for pid in list(self.by_pid):
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def reap(self) -> list[tuple[Worker, int]]:
+        """Collect every worker that has exited: (worker, wait status) pairs."""
+        dead = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            worker = self.by_pid.get(pid)
+            if worker is not None:
+                dead.append((worker, status))
+        return dead
+
+    def send_to_all(self, kind: Kind, payload: bytes, skip: Worker | None = None) -> int:
+        """Send one message to every worker past booting, but ``skip``; return drops."""
+        packets = channel.frames(kind, payload)
+        dropped = 0
+        for worker in self.by_pid.values():
+            if worker is skip or worker.state is State.BOOTING:
+                continue
+            if len(worker.outbox) + len(packets) > OUTBOX_LIMIT:
+                dropped += 1
+                continue
+            for packet in packets:
+                worker.send(packet)
+        return dropped
+
+
+def describe_exit(status: int) -> str:
+    """``exit code N`` or ``signal NAME`` for a wait status."""
+    if os.WIFSIGNALED(status):
+        signum = os.WTERMSIG(status)
+        try:
+            return f"signal {signal.Signals(signum).name}"
+        except ValueError:
+            return f"signal {signum}"
+    return f"exit code {os.waitstatus_to_exitcode(status)}"

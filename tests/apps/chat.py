@@ -1,0 +1,36 @@
+"""The app the tests serve: it tells who served a request, and relays rooms."""
+import os
+
+import socketio
+
+sio = socketio.Server(async_mode="eventlet", cors_allowed_origins="*")
+app = socketio.WSGIApp(sio)
+
+
+@sio.event
+def connect(sid, environ, auth=None):
+    sio.save_session(sid, {"remote_addr": environ.get("REMOTE_ADDR")})
+
+
+@sio.event
+def whoami(sid, data=None):
+    """Which worker process serves this client, and what address it sees."""
+    return {"pid": os.getpid(), "remote_addr": sio.get_session(sid)["remote_addr"], "sid": sid}
+
+
+@sio.event
+def join(sid, room):
+    sio.enter_room(sid, room)
+    return {"pid": os.getpid()}
+
+
+@sio.event
+def shout(sid, data):
+    """Broadcast ``data['message']`` to ``data['room']`` from this worker."""
+    sio.emit("heard", {"message": data["message"], "from_pid": os.getpid()}, room=data["room"])
+    return "ok"
+
+
+@sio.event
+def echo(sid, data):
+    return data

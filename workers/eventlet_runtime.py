@@ -1,0 +1,88 @@
+"""The eventlet worker runtime: boot in the forked child, then serve until told to stop.
+
+Boot order matters: monkey-patch first, then import the app, give it sids that carry
+this worker's tag, install the client manager, report ready, serve.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import warnings
+from typing import NoReturn
+
+# Eventlet warns at import that it is in maintenance mode; we know (see workers/__init__).
+warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
+import eventlet  # noqa: E402
+
+from cluster.channel import Kind
+
+from .spec import WorkerSpec
+
+log = logging.getLogger("sticky_cluster.worker")
+
+
+def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
+    """Boot the worker described by ``spec`` on its channel ``sock`` and serve forever.
+
+    Raises (before reporting ready) when the app cannot be loaded; the caller turns
+    that into a boot-failure exit code.
+    """
+    eventlet.monkey_patch()
+    from eventlet import wsgi
+    from cluster.limits import raise_open_files_limit
+
+    from . import loader, managers, sids
+    from .link import ChannelListener, MasterLink
+
+    raise_open_files_limit()
+    app = loader.load(spec.target)
+    sids.install(app.server.eio, spec.tag)
+    listener = ChannelListener(spec.server_address, spec.family)
+    link = MasterLink(sock, listener)
+    managers.install(app.server, spec, link)
+    link.on_drain = lambda: eventlet.spawn(_drain, app.server, listener, spec.graceful_timeout)
+    link.start()
+    eventlet.spawn(_heartbeat, link, app.server, spec.heartbeat_interval)
+    link.send(Kind.READY)
+    log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
+    wsgi.server(listener, app.wsgi, log_output=False,
+                         custom_pool=eventlet.GreenPool(spec.worker_connections))
+    log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
+    logging.shutdown()
+    os._exit(0)
+
+
+def check(target: str) -> str | None:
+    """Load ``target`` the way a worker would; return a one-line error or None."""
+    eventlet.monkey_patch()
+    from .loader import TargetError, load
+
+    try:
+        load(target)
+    except TargetError as exc:
+        return str(exc)
+    return None
+
+
+def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:
+    while True:
+        eventlet.sleep(interval)
+        sessions = len(server.eio.sockets)  # type: ignore[attr-defined]
+        link.send(Kind.HEARTBEAT, str(sessions).encode())
+
+
+def _drain(server: object, listener: "ChannelListener", graceful_timeout: float) -> None:
+    """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
+
+    Then close what is left without a goodbye, so that Socket.IO clients reconnect
+    (to another worker) by themselves, and stop accepting: the worker exits.
+    """
+    sockets = server.eio.sockets  # type: ignore[attr-defined]
+    deadline = time.monotonic() + graceful_timeout
+    while sockets and time.monotonic() < deadline:
+        eventlet.sleep(0.2)
+    for eio_socket in list(sockets.values()):
+        eio_socket.close(wait=False, abort=True)
+    listener.close()

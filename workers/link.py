@@ -1,0 +1,135 @@
+"""The worker's end of the channel, under eventlet: hand-offs in, messages both ways.
+
+:class:`MasterLink` reads the channel in one green thread. Hand-offs feed the
+:class:`ChannelListener`, an object ``eventlet.wsgi.server`` accepts from as if it were
+a listening socket; relay deliveries go to a callback; end-of-file (the master is gone)
+ends the process at once, so a worker never outlives its master.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+from typing import Callable
+
+import eventlet
+import eventlet.hubs
+import eventlet.queue
+import eventlet.semaphore
+from eventlet.green import socket as green_socket
+
+from cluster import channel
+from cluster.channel import Kind
+
+log = logging.getLogger("sticky_cluster.worker")
+
+
+class ChannelListener:
+    """A stand-in for a listening socket whose ``accept()`` returns handed-off clients.
+
+    It has no ``do_handshake`` on purpose: eventlet would take it for TLS.
+    """
+
+    def __init__(self, address: tuple[str, int] | str, family: int) -> None:
+        self.family = family
+        self._address = address
+        self._queue: eventlet.queue.LightQueue = eventlet.queue.LightQueue()
+        self.closed = False
+
+    def put(self, client: tuple[socket.socket, tuple[str, int]] | None) -> None:
+        """Queue a handed-off client (None wakes ``accept()`` to stop)."""
+        self._queue.put(client)
+
+    def accept(self) -> tuple[socket.socket, tuple[str, int]]:
+        """The next handed-off client; raises ``OSError(ESHUTDOWN)`` once closed."""
+        client = None if self.closed else self._queue.get()
+        if client is None:
+            self.closed = True
+            raise OSError(errno.ESHUTDOWN, "listener closed")
+        return client
+
+    def getsockname(self) -> tuple[str, int] | str:
+        """The master's listening address."""
+        return self._address
+
+    def close(self) -> None:
+        """Stop accepting: ``accept()`` raises from now on, queued clients are closed."""
+        if self.closed:
+            return
+        self.closed = True
+        while not self._queue.empty():
+            client = self._queue.get()
+            if client is not None:
+                client[0].close()
+        self._queue.put(None)
+
+
+class MasterLink:
+    """The channel to the master, driven by one green thread.
+
+    :param sock: the worker's end of the channel socketpair.
+    :param listener: where hand-offs go.
+    """
+
+    def __init__(self, sock: socket.socket, listener: ChannelListener) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._listener = listener
+        self._send_lock = eventlet.semaphore.Semaphore()
+        self.on_deliver: Callable[[bytes], None] | None = None
+        self.on_drain: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        """Start reading the channel."""
+        eventlet.spawn(self._read_forever)
+
+    def send(self, kind: Kind, payload: bytes = b"") -> None:
+        """Send one message to the master, waiting (green) while the channel is full."""
+        with self._send_lock:
+            for packet in channel.frames(kind, payload):
+                while True:
+                    try:
+                        channel.send_packet(self._sock, packet)
+                        break
+                    except BlockingIOError:
+                        eventlet.hubs.trampoline(self._sock.fileno(), write=True)
+                    except OSError:
+                        _master_gone()
+
+    def _read_forever(self) -> None:
+        reassembler = channel.Reassembler()
+        while True:
+            try:
+                packet, fd = channel.receive_packet(self._sock)
+            except BlockingIOError:
+                eventlet.hubs.trampoline(self._sock.fileno(), read=True)
+                continue
+            except OSError:
+                _master_gone()
+            if not packet:
+                _master_gone()
+            message = reassembler.feed(packet)
+            if message is not None:
+                self._dispatch(*message, fd)
+
+    def _dispatch(self, kind: Kind, payload: bytes, fd: int | None) -> None:
+        if kind is Kind.HANDOFF and fd is not None:
+            client = green_socket.socket(fileno=fd)
+            if self._listener.closed:
+                client.close()
+            else:
+                self._listener.put((client, channel.decode_address(payload)))
+        elif kind is Kind.DELIVER and self.on_deliver is not None:
+            self.on_deliver(payload)
+        elif kind is Kind.DRAIN and self.on_drain is not None:
+            self.on_drain()
+        elif fd is not None:
+            os.close(fd)
+
+
+def _master_gone() -> None:
+    """The channel is closed: the master died or let us go. Leave at once."""
+    log.info("master channel closed; worker %d exits", os.getpid())
+    logging.shutdown()
+    os._exit(0)

@@ -1,0 +1,22 @@
+# One command to install and run the example, one to run the tests.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench install
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## install, then serve examples/chat.py on http://127.0.0.1:5000 with 4 workers
+	$(VENV)/bin/sticky-cluster run examples.chat:sio --workers 4 --bind 127.0.0.1:5000
+
+test: install  ## the whole test suite
+	$(PY) -m pytest -q
+
+bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
+	$(PY) -m bench.run

@@ -1,0 +1,77 @@
+"""How broadcasts cross workers: the app's own manager, Flask-SocketIO, and Redis outages."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from clients import connected, source_address
+from conftest import RedisServer, free_port
+from test_cluster import _room_broadcast_reaches_every_worker, run
+
+
+def test_flask_socketio_app_from_a_factory(start_cluster):
+    cluster = start_cluster("tests.apps.flaskapp:create_app()", workers=3)
+    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    assert len(listeners) >= 2
+    assert senders == {shouter}
+
+
+def test_app_with_its_own_pubsub_manager_keeps_it(start_cluster, redis_server):
+    cluster = start_cluster("tests.apps.ownmanager:sio", workers=3,
+                            env={"TEST_REDIS_URL": redis_server.url})
+    assert "keeping the app's own RedisManager" in cluster.log
+    # Built before the fork, the manager would share one host_id across workers and
+    # drop every other worker's broadcast; each worker must get its own.
+    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    assert len(listeners) >= 2
+    assert senders == {shouter}
+
+
+def test_redis_outage_harms_only_broadcasts_and_they_resume(start_cluster, tmp_path):
+    redis = RedisServer(free_port(), tmp_path)
+    redis.start()
+    try:
+        cluster = start_cluster(workers=2, args=("--adapter", redis.url))
+        pids_before = cluster.worker_pids()
+        run(_outage_scenario(cluster.url, redis))
+        assert cluster.worker_pids() == pids_before, "workers were restarted"
+        assert cluster.proc.poll() is None
+    finally:
+        redis.stop()
+
+
+async def _outage_scenario(url: str, redis: RedisServer) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for index in range(8):
+            client = await stack.enter_async_context(connected(url, source_address(600 + index)))
+            inbox: asyncio.Queue = asyncio.Queue()
+            client.on("heard", inbox.put_nowait)
+            answer = await client.call("join", "outage", timeout=10)
+            clients.append((client, inbox, answer["pid"]))
+        assert len({pid for *_rest, pid in clients}) == 2
+
+        redis.stop()
+        # Every client is still served, and a new client still connects.
+        for client, _inbox, pid in clients:
+            assert (await client.call("whoami", timeout=10))["pid"] == pid
+        async with connected(url, source_address(650)) as late:
+            assert (await late.call("whoami", timeout=10))["pid"]
+
+        redis.start()
+        shouter, _inbox, shouter_pid = clients[0]
+        others = [(inbox, pid) for _c, inbox, pid in clients if pid != shouter_pid]
+        # The listener re-subscribes with a backoff: shout until the other worker hears.
+        for attempt in range(40):
+            for inbox, _pid in others:
+                while not inbox.empty():
+                    inbox.get_nowait()
+            await shouter.call("shout", {"room": "outage", "message": f"m{attempt}"}, timeout=10)
+            try:
+                got = await asyncio.wait_for(others[0][0].get(), 1.0)
+            except asyncio.TimeoutError:
+                continue
+            if got["message"] == f"m{attempt}":
+                break
+        else:
+            raise AssertionError("broadcasts did not resume after Redis came back")

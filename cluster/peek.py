@@ -9,7 +9,6 @@ import dataclasses
 import enum
 import ipaddress
 import re
-import struct
 from typing import Final, Literal
 
 from cluster.trust import IPAddress, Trust, parse_ip
@@ -23,15 +22,15 @@ _V1_ADDRESS_CHARS: Final = {4: b"0123456789.", 6: b"0123456789abcdefABCDEF:."}
 _V1_ADDRESS_MAX: Final = {4: 15, 6: 45}
 _V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
 _V2_FIXED: Final = 16  # signature, version/command, family/transport, length
-# family/transport byte -> (size of the address block, its layout, address class)
+# family/transport byte -> (size of the address block, address class if any)
 _V2_FAMILIES: Final = {
-    0x00: (0, None, None),
-    0x11: (12, struct.Struct("!4s4sH"), ipaddress.IPv4Address),
-    0x12: (12, struct.Struct("!4s4sH"), ipaddress.IPv4Address),
-    0x21: (36, struct.Struct("!16s16sH"), ipaddress.IPv6Address),
-    0x22: (36, struct.Struct("!16s16sH"), ipaddress.IPv6Address),
-    0x31: (216, None, None),
-    0x32: (216, None, None),
+    0x00: (0, None),  # AF_UNSPEC
+    0x11: (12, ipaddress.IPv4Address),  # AF_INET, stream
+    0x12: (12, ipaddress.IPv4Address),  # AF_INET, datagram
+    0x21: (36, ipaddress.IPv6Address),  # AF_INET6, stream
+    0x22: (36, ipaddress.IPv6Address),  # AF_INET6, datagram
+    0x31: (216, None),  # AF_UNIX, stream
+    0x32: (216, None),  # AF_UNIX, datagram
 }
 
 
@@ -134,8 +133,8 @@ def _parse_v1(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
 def _v1_client(line: bytes, complete: bool) -> tuple[str, int] | None:
     """The client of a v1 line after ``PROXY `` (CRLF excluded), or None for UNKNOWN.
 
-    When ``complete`` is false the last field may be cut short: it is only checked to
-    be a possible beginning, and the result means nothing.
+    When ``complete`` is false the line may be cut short: it is only checked to be the
+    beginning of a valid line, and None is returned.
     """
     fields = line.split(b" ")
     protocol = fields[0]
@@ -151,28 +150,30 @@ def _v1_client(line: bytes, complete: bool) -> tuple[str, int] | None:
     args = fields[1:]
     if len(args) > 4 or (complete and len(args) < 4):
         raise ProxyError("v1 line needs 4 fields after the protocol")
-    whole = args if complete else args[:-1]
-    for i, arg in enumerate(whole):
-        if i < 2 and _v1_address(arg, version) is None:
+    for index, arg in enumerate(args):
+        partial = not complete and index == len(args) - 1
+        if index < 2 and not _v1_address_ok(arg, version, partial):
             raise ProxyError(f"bad v1 IPv{version} address")
-        if i >= 2 and _port(arg) is None:
+        if index >= 2 and not _v1_port_ok(arg, partial):
             raise ProxyError("bad v1 port")
     if not complete:
-        last = args[-1]
-        if len(args) <= 2:
-            if len(last) > _V1_ADDRESS_MAX[version] or last.translate(None, _V1_ADDRESS_CHARS[version]):
-                raise ProxyError(f"bad v1 IPv{version} address")
-        elif len(last) > 5 or (last and not last.isdigit()):
-            raise ProxyError("bad v1 port")
         return None
-    port = _port(args[2])
-    assert port is not None
-    return str(_v1_address(args[0], version)), port
+    return str(ipaddress.ip_address(args[0].decode("ascii"))), int(args[2])
 
 
-def _v1_address(raw: bytes, version: int) -> IPAddress | None:
+def _v1_address_ok(raw: bytes, version: int, partial: bool) -> bool:
+    """Whether ``raw`` is an IPv``version`` literal, or when ``partial`` can start one."""
+    if partial:
+        return len(raw) <= _V1_ADDRESS_MAX[version] and not raw.translate(None, _V1_ADDRESS_CHARS[version])
     addr = parse_ip(raw.decode("latin-1"))
-    return addr if addr is not None and addr.version == version else None
+    return addr is not None and addr.version == version
+
+
+def _v1_port_ok(raw: bytes, partial: bool) -> bool:
+    """Whether ``raw`` is a port number, or when ``partial`` can start one."""
+    if partial:
+        return len(raw) <= 5 and (not raw or raw.isdigit())
+    return _port(raw) is not None
 
 
 def _port(raw: bytes) -> int | None:
@@ -184,11 +185,9 @@ def _port(raw: bytes) -> int | None:
 
 
 def _parse_v2(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
-    if len(head) > 12 and head[12] >> 4 != 2:
-        raise ProxyError("bad v2 version")
-    if len(head) > 12 and head[12] & 0xF > 1:
-        raise ProxyError("bad v2 command")
-    local = len(head) > 12 and head[12] & 0xF == 0
+    if len(head) > 12 and head[12] not in (0x20, 0x21):
+        raise ProxyError("bad v2 version" if head[12] >> 4 != 2 else "bad v2 command")
+    local = len(head) > 12 and head[12] == 0x20
     if len(head) > 13 and not local and head[13] not in _V2_FAMILIES:
         raise ProxyError("bad v2 address family or transport")
     if len(head) < _V2_FIXED:
@@ -196,15 +195,17 @@ def _parse_v2(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
     length = _V2_FIXED + int.from_bytes(head[14:16], "big")
     if local:  # health check from the proxy itself: the address block is ignored
         return INCOMPLETE if len(head) < length else ProxyHeader(length, None)
-    size, layout, address = _V2_FAMILIES[head[13]]
+    size, address = _V2_FAMILIES[head[13]]
     if length < _V2_FIXED + size:
         raise ProxyError("v2 length shorter than its address block")
     if len(head) < length:
         return INCOMPLETE
-    if layout is None or address is None:
+    if address is None:
         return ProxyHeader(length, None)
-    source, _, port = layout.unpack_from(head, _V2_FIXED)
-    return ProxyHeader(length, (str(address(source)), port))
+    width = (size - 4) // 2  # two addresses then two ports
+    source = address(head[_V2_FIXED : _V2_FIXED + width])
+    port = int.from_bytes(head[_V2_FIXED + 2 * width : _V2_FIXED + 2 * width + 2], "big")
+    return ProxyHeader(length, (str(source), port))
 
 
 def forwarded_for(head: bytes, trusted: Trust) -> str | None:
@@ -232,7 +233,7 @@ def forwarded_for(head: bytes, trusted: Trust) -> str | None:
             if in_xff:
                 return None
             continue
-        in_xff = line.find(b":") == 15 and line[:15].lower() == b"x-forwarded-for"
+        in_xff = line[15:16] == b":" and line[:15].lower() == b"x-forwarded-for"
         if in_xff:
             values.append(line[16:])
     if not values:
@@ -252,8 +253,10 @@ def _forwarded_ip(entry: bytes) -> IPAddress | None:
     or ``ipv4:port``; None if it is none of these."""
     if entry.startswith(b"["):
         close = entry.find(b"]")
+        if close < 0:
+            return None
         rest = entry[close + 1 :]
-        if close < 0 or (rest and (rest[:1] != b":" or _port(rest[1:]) is None)):
+        if rest and (rest[:1] != b":" or _port(rest[1:]) is None):
             return None
         addr = parse_ip(entry[1:close].decode("latin-1"))
         return addr if addr is not None and addr.version == 6 else None

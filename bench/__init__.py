@@ -1,0 +1,1 @@
+"""Benchmarks for sticky-cluster: a standalone baseline server and a load generator."""

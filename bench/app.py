@@ -1,0 +1,41 @@
+"""The benchmark Socket.IO application, shared by the standalone server and the cluster.
+
+Events (all in namespace ``/``):
+
+* ``echo``   -- ``sio.emit('echo', data, to=sid)``: a server emit back to the sender
+  (deliberately not an ack return, so the reply travels the emit path).
+* ``join``   -- enter the room named by the argument; returns ``True`` (as an ack if
+  the client asked for one), so a client knows when it is in the room.
+* ``bcast``  -- ``data`` is a dict carrying ``room`` and the sender's timestamp;
+  ``sio.emit('bcast', data, room=room)``.
+* ``whoami`` -- returns ``os.getpid()`` (as an ack), to see which process serves a client.
+
+Nothing is logged per message.
+"""
+import os
+
+import socketio
+
+sio = socketio.Server(async_mode='eventlet', cors_allowed_origins='*')
+app = socketio.WSGIApp(sio)
+
+
+@sio.on('echo')
+def echo(sid, data):
+    sio.emit('echo', data, to=sid)
+
+
+@sio.on('join')
+def join(sid, room):
+    sio.enter_room(sid, room)
+    return True
+
+
+@sio.on('bcast')
+def bcast(sid, data):
+    sio.emit('bcast', data, room=data['room'])
+
+
+@sio.on('whoami')
+def whoami(sid, *args):
+    return os.getpid()

@@ -34,6 +34,7 @@ class Kind(enum.IntEnum):
     PUBLISH = 4  #: worker -> master: relay this pub/sub message
     DELIVER = 5  #: master -> worker: a pub/sub message from another worker
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
+    PUBLISH_TO = 7  #: worker -> master: relay this pub/sub message to one worker (see :func:`addressed`)
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -48,7 +49,7 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     return master_end, worker_end
 
 
-def frames(kind: Kind, payload: bytes = b"") -> list[bytes]:
+def frames(kind: Kind, payload: bytes | memoryview = b"") -> list[bytes]:
     """Encode one message as the list of packets to send, in order."""
     head = bytes((kind,))
     if len(payload) <= MAX_FRAGMENT:
@@ -85,6 +86,20 @@ class Reassembler:
             self._parts = []
             return kind, payload
         return kind, packet[2:]
+
+
+TAG_BYTES = 4
+"""Length of the worker tag that leads a PUBLISH_TO payload."""
+
+
+def addressed(tag: int, payload: bytes) -> bytes:
+    """The PUBLISH_TO payload that relays ``payload`` to the worker tagged ``tag`` only."""
+    return tag.to_bytes(TAG_BYTES, "big") + payload
+
+
+def split_addressed(payload: bytes) -> tuple[int, memoryview]:
+    """The (worker tag, relayed payload) of a PUBLISH_TO payload (the payload is not copied)."""
+    return int.from_bytes(payload[:TAG_BYTES], "big"), memoryview(payload)[TAG_BYTES:]
 
 
 def encode_address(address: tuple[str, int]) -> bytes:

@@ -94,7 +94,12 @@ class Master:
         self._rolling: Worker | None = None
         self._accept_paused_until = 0.0
         self._announced_ready = False
+        self.relay_broadcasts = 0
+        """Relay messages handed to every worker."""
+        self.relay_unicasts = 0
+        """Relay messages handed to the one worker that owns the addressed sid."""
         self.relay_dropped = 0
+        """Relay deliveries dropped because a worker's channel queue was full."""
 
     # ----------------------------------------------------------------- public API
 
@@ -120,6 +125,8 @@ class Master:
             if pid_file:
                 pid_file.remove()
             self._restore_signals()
+        log.info("relay totals: %d broadcast, %d unicast, %d dropped", self.relay_broadcasts,
+                 self.relay_unicasts, self.relay_dropped)
         if self._halt_reason:
             raise ClusterError(self._halt_reason)
         log.info("master %d stopped", os.getpid())
@@ -265,14 +272,37 @@ class Master:
     def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
         worker.last_seen = time.monotonic()
         if kind is Kind.PUBLISH:
-            self.relay_dropped += self._supervisor.send_to_all(Kind.DELIVER, payload, skip=worker)
-            for other in self._supervisor.by_pid.values():
-                if other.outbox:
-                    self._watch_worker(other)
+            self._relay(worker, payload)
+        elif kind is Kind.PUBLISH_TO:
+            self._relay_to(worker, *channel.split_addressed(payload))
         elif kind is Kind.HEARTBEAT:
             worker.sessions = int(payload or b"0")
         elif kind is Kind.READY:
             self._worker_ready(worker)
+
+    def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
+        """Hand a pub/sub message from ``sender`` to every other worker."""
+        self.relay_broadcasts += 1
+        self.relay_dropped += self._supervisor.send_to_all(Kind.DELIVER, payload, skip=sender)
+        for other in self._supervisor.by_pid.values():
+            if other.outbox:
+                self._watch_worker(other)
+
+    def _relay_to(self, sender: Worker, tag: int, payload: memoryview) -> None:
+        """Hand a pub/sub message to the worker tagged ``tag`` only (it owns the sid).
+
+        When no such worker serves (it exited, or the address was a room whose name
+        merely looks like a sid), everyone gets it, as for a broadcast.
+        """
+        target = self._supervisor.by_tag.get(tag)
+        if target is None or target is sender or target.state is State.BOOTING:
+            self._relay(sender, payload)
+            return
+        self.relay_unicasts += 1
+        if not self._supervisor.send_to(target, Kind.DELIVER, payload):
+            self.relay_dropped += 1
+        elif target.outbox:
+            self._watch_worker(target)
 
     def _worker_ready(self, worker: Worker) -> None:
         log.info("%s ready", worker)

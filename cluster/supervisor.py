@@ -212,19 +212,29 @@ class Supervisor:
                 dead.append((worker, status))
         return dead
 
-    def send_to_all(self, kind: Kind, payload: bytes, skip: Worker | None = None) -> int:
+    def send_to_all(self, kind: Kind, payload: bytes | memoryview,
+                    skip: Worker | None = None) -> int:
         """Send one message to every worker past booting, but ``skip``; return drops."""
         packets = channel.frames(kind, payload)
         dropped = 0
         for worker in self.by_pid.values():
             if worker is skip or worker.state is State.BOOTING:
                 continue
-            if len(worker.outbox) + len(packets) > OUTBOX_LIMIT:
-                dropped += 1
-                continue
-            for packet in packets:
-                worker.send(packet)
+            dropped += not _send_packets(worker, packets)
         return dropped
+
+    def send_to(self, worker: Worker, kind: Kind, payload: bytes | memoryview) -> bool:
+        """Send one message to ``worker``; False (nothing sent) when its queue is full."""
+        return _send_packets(worker, channel.frames(kind, payload))
+
+
+def _send_packets(worker: Worker, packets: list[bytes]) -> bool:
+    """Send all of one message's packets, or none of them when they would not fit."""
+    if len(worker.outbox) + len(packets) > OUTBOX_LIMIT:
+        return False
+    for packet in packets:
+        worker.send(packet)
+    return True
 
 
 def describe_exit(status: int) -> str:

@@ -16,8 +16,9 @@ def source_address(index: int) -> str:
 
 @contextlib.asynccontextmanager
 async def connected(url: str, source: str, *, transports: list[str] | None = None,
+                    namespaces: list[str] | None = None,
                     **kwargs) -> AsyncIterator[socketio.AsyncClient]:
-    """An AsyncClient connected to ``url`` from ``source``; disconnected on exit.
+    """An AsyncClient connected to ``url`` (``namespaces``, default ``/``) from ``source``.
 
     Polling and the websocket both go out from ``source`` (aiohttp ``local_addr``).
     """
@@ -25,7 +26,7 @@ async def connected(url: str, source: str, *, transports: list[str] | None = Non
     client = socketio.AsyncClient(http_session=session, reconnection=False, **kwargs)
     try:
         await client.connect(url, transports=transports or ["polling", "websocket"],
-                             wait_timeout=10)
+                             namespaces=namespaces, wait_timeout=10)
         yield client
     finally:
         with contextlib.suppress(Exception):

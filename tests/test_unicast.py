@@ -1,0 +1,235 @@
+"""Emits to one sid: kept in the process that owns it, or sent to that worker only.
+
+Every test runs on the embedded relay and on Redis. What went through the queue is
+counted where it passes: the master's relay totals (logged when it stops), or a
+subscriber on the cluster's Redis channel.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import json
+import re
+import time
+import uuid
+
+import pytest
+import redis
+
+from clients import connected, source_address
+from conftest import ClusterProcess, RedisServer
+from test_cluster import run
+
+APP = "tests.apps.unicast:sio"
+CLIENTS = 12
+
+
+@dataclasses.dataclass
+class Peer:
+    """One connected client: its worker, its sid per namespace, what it received."""
+
+    client: object
+    pid: int
+    sids: dict[str, str]
+    inbox: dict[tuple[str, str], asyncio.Queue]
+
+    def got(self, event: str, namespace: str = "/") -> asyncio.Queue:
+        return self.inbox[(event, namespace)]
+
+
+class QueueWatch:
+    """Sees what a cluster publishes: Redis messages, or the master's relay totals."""
+
+    def __init__(self, cluster: ClusterProcess, redis_server: RedisServer | None,
+                 channel: str) -> None:
+        self._cluster = cluster
+        self._channel = channel
+        self._redis = redis.Redis.from_url(redis_server.url) if redis_server else None
+        self._pubsub = None
+        if self._redis is not None:
+            self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            self._pubsub.subscribe(channel)
+
+    def redis_messages(self) -> list[dict]:
+        """Everything published since the watch began (a marker ends the list)."""
+        marker = {"test_marker": uuid.uuid4().hex}
+        self._redis.publish(self._channel, json.dumps(marker))
+        messages = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            message = self._pubsub.get_message(timeout=1)  # None also for the subscribe reply
+            if message is None:
+                continue
+            data = json.loads(message["data"])
+            if data == marker:
+                return messages
+            messages.append(data)
+        raise AssertionError("the marker never came back from Redis")
+
+    def relay_totals(self) -> tuple[int, int]:
+        """(broadcast, unicast) relay messages of the whole run; stops the cluster."""
+        self._cluster.stop()
+        found = re.search(r"relay totals: (\d+) broadcast, (\d+) unicast, (\d+) dropped",
+                          self._cluster.log)
+        assert found, self._cluster.log
+        assert found[3] == "0"
+        return int(found[1]), int(found[2])
+
+    def close(self) -> None:
+        if self._redis is not None:
+            self._pubsub.close()
+            self._redis.close()
+
+
+@pytest.fixture(params=["relay", "redis"])
+def cluster(request, start_cluster):
+    """A three-worker cluster of the unicast app, on the relay or on Redis, and its watch."""
+    channel = f"t-unicast-{uuid.uuid4().hex[:8]}"
+    redis_server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    args = ("--adapter", redis_server.url, "--channel", channel) if redis_server else ()
+    cluster = start_cluster(APP, workers=3, args=args)
+    cluster.adapter = request.param
+    cluster.watch = QueueWatch(cluster, redis_server, channel)
+    yield cluster
+    cluster.watch.close()
+
+
+@contextlib.asynccontextmanager
+async def peers(url: str, first_source: int, namespaces: tuple[str, ...] = ("/",)):
+    """CLIENTS connected clients, each from its own address, grouped by worker pid."""
+    async with contextlib.AsyncExitStack() as stack:
+        everyone = []
+        for index in range(CLIENTS):
+            client = await stack.enter_async_context(
+                connected(url, source_address(first_source + index), namespaces=list(namespaces)))
+            inbox = collections.defaultdict(asyncio.Queue)
+            for namespace in namespaces:
+                for event in ("told", "heard"):
+                    client.on(event, inbox[(event, namespace)].put_nowait, namespace=namespace)
+            answers = {ns: await client.call("whoami", namespace=ns, timeout=10)
+                       for ns in namespaces}
+            pid = answers["/"]["pid"] if "/" in answers else next(iter(answers.values()))["pid"]
+            everyone.append(Peer(client, pid, {ns: a["sid"] for ns, a in answers.items()}, inbox))
+        by_pid = collections.defaultdict(list)
+        for peer in everyone:
+            by_pid[peer.pid].append(peer)
+        assert len(by_pid) == 3, {pid: len(group) for pid, group in by_pid.items()}
+        assert all(len(group) >= 2 for group in by_pid.values())
+        yield everyone, list(by_pid.values())
+
+
+async def tell(sender: Peer, to: str, message: str, namespace: str = "/",
+               in_namespace: str | None = None) -> None:
+    data = {"to": to, "message": message}
+    if in_namespace is not None:
+        data["namespace"] = in_namespace
+    assert await sender.client.call("tell", data, namespace=namespace, timeout=10) == "ok"
+
+
+async def received(queue: asyncio.Queue, until: str) -> list[str]:
+    """The messages that arrive in ``queue`` up to and including ``until``."""
+    messages = []
+    while not messages or messages[-1] != until:
+        messages.append((await asyncio.wait_for(queue.get(), 10))["message"])
+    return messages
+
+
+def test_unicast_stays_in_its_worker_or_goes_to_the_owner_only(cluster):
+    async def scenario():
+        async with peers(cluster.url, 700) as (_everyone, groups):
+            (a, b, *_), (c, *_), _third = groups
+            for index in range(5):
+                await tell(a, b.sids["/"], f"local-{index}")
+            got = await received(b.got("told"), "local-4")
+            assert got == [f"local-{index}" for index in range(5)]
+            await tell(a, c.sids["/"], "remote")
+            await tell(a, c.sids["/"], "end")
+            assert await received(c.got("told"), "end") == ["remote", "end"]
+            return b.sids["/"], c.sids["/"]
+
+    local_sid, remote_sid = run(scenario())
+    if cluster.adapter == "redis":
+        published = cluster.watch.redis_messages()
+        assert [m["room"] for m in published] == [remote_sid, remote_sid]
+        assert all(m["method"] == "emit" for m in published)
+        assert local_sid not in json.dumps(published)
+    else:
+        assert cluster.watch.relay_totals() == (0, 2)
+
+
+def test_broadcast_reaches_every_other_client_once_and_skips_the_sender(cluster):
+    async def scenario():
+        async with peers(cluster.url, 720) as (everyone, _groups):
+            for peer in everyone:
+                await peer.client.call("join", "all", timeout=10)
+            shouter, others = everyone[0], everyone[1:]
+            for message in ("first", "last"):
+                data = {"room": "all", "message": message, "skip_me": True}
+                assert await shouter.client.call("shout", data, timeout=10) == "ok"
+            for peer in others:
+                assert await received(peer.got("heard"), "last") == ["first", "last"]
+            await tell(others[0], shouter.sids["/"], "end")
+            await received(shouter.got("told"), "end")
+            assert shouter.got("heard").empty()
+
+    run(scenario())
+    if cluster.adapter == "redis":
+        published = cluster.watch.redis_messages()
+        assert [(m["room"], m["data"][0]["message"]) for m in published
+                if m["method"] == "emit" and m["event"] == "heard"] == [("all", "first"),
+                                                                        ("all", "last")]
+    else:
+        assert cluster.watch.relay_totals()[0] == 2
+
+
+def test_namespaces_are_respected(cluster):
+    async def scenario():
+        async with peers(cluster.url, 740, ("/", "/chat")) as (_everyone, groups):
+            (a, b, *_), (c, *_), _third = groups
+            for target in (b, c):  # same worker, other worker
+                chat_sid = target.sids["/chat"]
+                await tell(a, chat_sid, "in-chat", namespace="/chat")
+                assert await received(target.got("told", "/chat"), "in-chat") == ["in-chat"]
+                # The /chat sid means nothing in /: nothing arrives, on either namespace.
+                await tell(a, chat_sid, "wrong-namespace", in_namespace="/")
+                await tell(a, target.sids["/"], "end")
+                assert await received(target.got("told"), "end") == ["end"]
+                assert target.got("told", "/chat").empty()
+
+    run(scenario())
+
+
+def test_call_gets_the_answer_from_a_client_of_any_worker(cluster):
+    async def scenario():
+        async with peers(cluster.url, 760) as (_everyone, groups):
+            (a, b, *_), (c, *_), _third = groups
+            for peer in (b, c):
+                peer.client.on("question", lambda question, pid=peer.pid: f"{question}->{pid}")
+            for peer in (b, c):
+                answer = await a.client.call("ask", {"to": peer.sids["/"], "question": "q"},
+                                             timeout=20)
+                assert answer == {"answer": f"q->{peer.pid}", "pid": a.pid}
+
+    run(scenario())
+    if cluster.adapter == "relay":
+        # The remote question and its answer: one worker each way, never everyone.
+        assert cluster.watch.relay_totals() == (0, 2)
+
+
+def test_room_named_like_a_sid_of_another_worker_reaches_everyone(cluster):
+    async def scenario():
+        async with peers(cluster.url, 780) as (everyone, groups):
+            (a, *_), (b, *_), _third = groups
+            room = b.sids["/"][:3] + "x" * (len(b.sids["/"]) - 3)  # b's tag, not a sid
+            for peer in everyone:
+                await peer.client.call("join", room, timeout=10)
+            assert await a.client.call("shout", {"room": room, "message": "hi"}, timeout=10) == "ok"
+            for peer in everyone:
+                assert await received(peer.got("heard"), "hi") == ["hi"]
+            await a.client.call("shout", {"room": room, "message": "bye"}, timeout=10)
+            for peer in everyone:
+                assert await received(peer.got("heard"), "bye") == ["bye"]
+
+    run(scenario())

@@ -10,13 +10,17 @@ Events (all in namespace ``/``):
   ``sio.emit('bcast', data, room=room)``.
 * ``whoami`` -- returns ``os.getpid()`` (as an ack), to see which process serves a client.
 
-Nothing is logged per message.
+Nothing is logged per message. With ``BENCH_REDIS_URL`` set (the nginx set-up of
+``bench.run``), the Server brings its own ``RedisManager``; the cluster runs it unset.
 """
 import os
 
 import socketio
 
-sio = socketio.Server(async_mode='eventlet', cors_allowed_origins='*')
+_redis_url = os.environ.get('BENCH_REDIS_URL')
+sio = socketio.Server(async_mode='eventlet', cors_allowed_origins='*',
+                      client_manager=socketio.RedisManager(_redis_url, channel='bench-nginx')
+                      if _redis_url else None)
 app = socketio.WSGIApp(sio)
 
 

@@ -34,7 +34,7 @@ class Kind(enum.IntEnum):
     PUBLISH = 4  #: worker -> master: relay this pub/sub message
     DELIVER = 5  #: master -> worker: a pub/sub message from another worker
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
-    PUBLISH_TO = 7  #: worker -> master: relay this pub/sub message to one worker (see :func:`addressed`)
+    PUBLISH_TO = 7  #: worker -> master: relay this message to one worker (:func:`addressed`)
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:

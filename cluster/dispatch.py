@@ -30,6 +30,8 @@ class Dispatcher:
     def __init__(self, supervisor: Supervisor) -> None:
         self._supervisor = supervisor
         self._unkeyed = 0
+        self.accepted = 0
+        """Connections accepted."""
         self.handed_off = 0
         """Connections handed to a worker."""
         self.rerouted = 0
@@ -48,6 +50,7 @@ class Dispatcher:
                 if exc.errno in OUT_OF_FILES:
                     return False
                 continue  # the client went away before accept (ECONNABORTED …)
+            self.accepted += 1
             self.hand_off(fd, address)
         return True
 

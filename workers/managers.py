@@ -46,7 +46,7 @@ class LocalUnicast:
         """Emit like ``PubSubManager.emit``; a sid of this process is served without the queue."""
         room = to or room
         namespace = namespace or "/"
-        if isinstance(room, str) and self.is_sid_room(namespace, room):  # type: ignore[attr-defined]
+        if isinstance(room, str) and self.is_sid_room(namespace, room):  # type: ignore
             kwargs["ignore_queue"] = True
         super().emit(event, data, namespace=namespace, room=room,  # type: ignore[misc]
                      skip_sid=skip_sid, callback=callback, **kwargs)

@@ -1,0 +1,179 @@
+"""The benchmark: one eventlet process against sticky-cluster (and nginx ip_hash, if installed).
+
+    python -m bench.run [--rounds 3] [--quick] [--out docs]
+
+In each round every target is started fresh, measured, and stopped, in an order that
+rotates from round to round, so slow drifts of a shared machine spread over all of
+them. Per target: websocket echo at 100 and 1,000 clients, a 200-client room broadcast,
+memory of idle clients (first ``--idle-rounds`` rounds), then handshakes (last: every
+handshake leaves a session on the server for 45 s). The table holds medians over the
+rounds, ratios against the one eventlet process of the same run. It is written to
+``docs/benchmarks.md`` with a chart, ``docs/benchmarks.png``; the targets are printed.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from . import measure, report
+from .targets import ROOT, Cluster, NginxPair, RedisServer, Standalone, Target
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """How long and how hard to measure."""
+
+    rounds: int
+    idle_rounds: int
+    seconds: float
+    warmup: float
+    idle_clients: int
+    worker_counts: tuple[int, ...]
+    loadgen_procs: int
+    timeout: float = 180.0
+
+
+FULL = Plan(rounds=3, idle_rounds=1, seconds=4.0, warmup=1.0, idle_clients=5000,
+            worker_counts=(1, 2, 4), loadgen_procs=2)
+QUICK = Plan(rounds=1, idle_rounds=1, seconds=2.0, warmup=0.5, idle_clients=1000,
+             worker_counts=(2,), loadgen_procs=2)
+
+Samples = dict[str, list[float]]
+
+
+def measure_target(target: Target, plan: Plan, with_idle: bool,
+                   log: Callable[[str], None]) -> Samples:
+    """Every scenario once on a freshly started ``target``."""
+    window = ["--seconds", str(plan.seconds), "--warmup", str(plan.warmup),
+              "--procs", str(plan.loadgen_procs)]
+    out: Samples = defaultdict(list)
+    for clients in (100, 1000):
+        echo = measure.load("echo", target, ["--clients", str(clients), *window], plan.timeout)
+        _check(echo, "echo", clients, echo.get("connected"))
+        key = f"echo{clients}"
+        out[f"{key}_rate"].append(echo["msgs_per_s"])
+        out[f"{key}_p50"].append(echo["p50_ms"])
+        out[f"{key}_p99"].append(echo["p99_ms"])
+        out[f"{key}_loadgen"].append(echo["loadgen_cpu_share"])
+        out[f"{key}_master"].append(echo["master_cpu_seconds"] / echo["run_seconds"])
+        log(f"  echo {clients:>5}: {echo['msgs_per_s']:>8.0f} msg/s  p50 {echo['p50_ms']:.1f} ms"
+            f"  p99 {echo['p99_ms']:.1f} ms  loadgen {echo['loadgen_cpu_share']:.2f} core")
+    bcast = measure.load("broadcast", target, ["--clients", "200", "--rate", "20", *window],
+                         plan.timeout)
+    _check(bcast, "broadcast", 200, bcast.get("joined"))
+    out["bcast_p50"].append(bcast["p50_ms"])
+    out["bcast_p99"].append(bcast["p99_ms"])
+    out["bcast_delivery"].append(bcast["delivery_ratio"] or 0.0)
+    out["bcast_master"].append(bcast["master_cpu_seconds"] / bcast["run_seconds"])
+    log(f"  broadcast 200: p50 {bcast['p50_ms']:.2f} ms  p99 {bcast['p99_ms']:.2f} ms"
+        f"  delivered {bcast['delivery_ratio']}")
+    if with_idle:
+        idle = measure.idle_memory(target, plan.idle_clients, plan.timeout)
+        if idle["connected"] < plan.idle_clients:
+            raise measure.LoadgenError(f"idle on {target.name}: {idle['connected']} connected")
+        out["mem_per_client_kb"].append(idle["per_client_pss"] / 1024)
+        out["mem_per_client_rss_kb"].append(idle["per_client_rss"] / 1024)
+        out["mem_total_mb"].append(idle["pss_during"] / 2 ** 20)
+        out["master_rss_mb"].append(idle["master_rss_during"] / 2 ** 20)
+        out["master_rss_growth_kb"].append(idle["master_rss_growth"] / 1024)
+        log(f"  idle {idle['connected']}: {idle['per_client_pss'] / 1024:.1f} KB/client (PSS), "
+            f"all processes {idle['pss_during'] / 2 ** 20:.0f} MB, master RSS growth "
+            f"{idle['master_rss_growth'] / 1024:.0f} KB")
+    hs = measure.load("handshake", target, ["--concurrency", "50", "--sources", "200", *window],
+                      plan.timeout)
+    _check(hs, "handshake", 1, hs.get("handshakes"))
+    out["hs_rate"].append(hs["handshakes_per_s"])
+    out["hs_p99"].append(hs["p99_ms"])
+    out["hs_loadgen"].append(hs["loadgen_cpu_share"])
+    if target.master_pid is not None:
+        per_handshake = hs["master_cpu_seconds"] / max(1, hs["attempted"])
+        out["hs_master_us"].append(per_handshake * 1e6)
+        out["hs_master_share"].append(per_handshake * hs["handshakes_per_s"])
+    log(f"  handshakes: {hs['handshakes_per_s']:>8.0f}/s  p99 {hs['p99_ms']:.1f} ms  "
+        f"loadgen {hs['loadgen_cpu_share']:.2f} core"
+        + (f"  master {out['hs_master_us'][-1]:.0f} µs/handshake" if target.master_pid else ""))
+    return out
+
+
+def _check(result: dict[str, Any], scenario: str, wanted: int, got: Any) -> None:
+    if not got or got < wanted or result.get("errors"):
+        raise measure.LoadgenError(f"{scenario}: {got} of {wanted} clients, "
+                                   f"errors {result.get('error_kinds')}")
+
+
+def make_targets(plan: Plan, redis: RedisServer) -> list[Target]:
+    targets: list[Target] = [Standalone()]
+    targets += [Cluster(n, None) for n in plan.worker_counts]
+    targets += [Cluster(n, redis) for n in plan.worker_counts]
+    if NginxPair.available():
+        targets.append(NginxPair(redis))
+    return targets
+
+
+def run(plan: Plan, out_dir: Path, command: str) -> int:
+    started = time.monotonic()
+    redis = RedisServer()
+    redis.start()
+    samples: dict[str, Samples] = {}
+    failures: list[str] = []
+    try:
+        targets = make_targets(plan, redis)
+        for round_index in range(plan.rounds):
+            shift = round_index % len(targets)
+            for target in targets[shift:] + targets[:shift]:
+                print(f"round {round_index + 1}/{plan.rounds}: {target.label}", flush=True)
+                try:
+                    target.start()
+                    got = measure_target(target, plan, round_index < plan.idle_rounds,
+                                         lambda line: print(line, flush=True))
+                except (measure.LoadgenError, RuntimeError) as exc:
+                    failures.append(f"round {round_index + 1}, {target.name}: {exc}")
+                    print(f"  FAILED: {exc}", flush=True)
+                    continue
+                finally:
+                    target.stop()
+                for key, values in got.items():
+                    samples.setdefault(target.name, defaultdict(list))[key].extend(values)
+    finally:
+        redis.stop()
+    medians = {name: {key: statistics.median(values) for key, values in metrics.items()}
+               for name, metrics in samples.items()}
+    labels = {t.name: t.label for t in targets}
+    verdicts = report.verdicts(medians)
+    elapsed = time.monotonic() - started
+    report.write(out_dir, medians, samples, labels, verdicts, failures, plan, command, elapsed)
+    print()
+    for verdict in verdicts:
+        print(("MET     " if verdict.met else "NOT MET ") + verdict.text)
+    print(f"\nwrote {out_dir / 'benchmarks.md'} and {out_dir / 'benchmarks.png'} "
+          f"in {elapsed / 60:.1f} min")
+    return 1 if failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, help="rounds (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true",
+                        help="one short round: 2 workers only, 1,000 idle clients")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs",
+                        help="where benchmarks.md and benchmarks.png go (default docs/)")
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else FULL
+    if args.rounds is not None:
+        if args.rounds < 1:
+            parser.error("--rounds must be at least 1")
+        plan = dataclasses.replace(plan, rounds=args.rounds)
+    command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    return run(plan, args.out, command.strip())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,279 @@
+"""The systems under test, each started as real processes on loopback and stopped by PID.
+
+* :class:`Standalone` -- ``bench.standalone``: ``bench.app`` in one eventlet process.
+* :class:`Cluster` -- ``python -m cluster run bench.app:sio`` with N workers, on the
+  embedded relay or on Redis.
+* :class:`NginxPair` -- nginx ``ip_hash`` in front of two standalone processes joined by
+  python-socketio's ``RedisManager`` (the set-up sticky-cluster replaces).
+* :class:`RedisServer` -- a private ``redis-server`` for the Redis targets.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = START_TIMEOUT) -> None:
+    """Wait until something accepts on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Stop one process we started, by its PID: ``sig``, then SIGKILL after a grace time."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(STOP_TIMEOUT)
+
+
+class Target:
+    """A system under test: ``url`` to load, ``processes()`` to measure."""
+
+    name = ""
+    label = ""
+    url = ""
+    master_pid: int | None = None
+    """The sticky-cluster master, when there is one (its CPU and RSS are shown alone)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def pids(self) -> list[int]:
+        """Every process that serves clients (not Redis, not the load generator)."""
+        raise NotImplementedError
+
+    def processes(self) -> list[psutil.Process]:
+        """``pids()`` and all their descendants."""
+        found: dict[int, psutil.Process] = {}
+        for pid in self.pids():
+            try:
+                proc = psutil.Process(pid)
+                found[pid] = proc
+                for child in proc.children(recursive=True):
+                    found[child.pid] = child
+            except psutil.Error:
+                continue
+        return list(found.values())
+
+
+class RedisServer:
+    """A private redis-server on a free loopback port, with nothing saved to disk."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._dir = tempfile.mkdtemp(prefix="bench-redis-")
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self._dir, "--logfile", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+
+def _start_standalone(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """Start ``bench.standalone`` on a free port; return (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.standalone", "--bind", "127.0.0.1:0"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env={**os.environ, **(env or {})})
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # the standalone prints its "ready" line once it listens
+    if not line:
+        stop_process(proc)
+        raise RuntimeError("bench.standalone did not start")
+    port = int(json.loads(line)["bind"].rpartition(":")[2])
+    return proc, port
+
+
+class Standalone(Target):
+    """One eventlet process: the baseline every ratio is taken against."""
+
+    name = "standalone"
+    label = "1 eventlet process"
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc, port = _start_standalone()
+        self.url = f"http://127.0.0.1:{port}"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc else []
+
+
+class Cluster(Target):
+    """``python -m cluster run bench.app:sio`` with ``workers`` workers.
+
+    :param workers: the number of worker processes.
+    :param redis: the Redis to join the workers with; None for the embedded relay.
+    """
+
+    def __init__(self, workers: int, redis: RedisServer | None) -> None:
+        self.workers = workers
+        self.redis = redis
+        adapter = "redis" if redis else "relay"
+        self.name = f"{adapter}-{workers}"
+        self.label = f"sticky-cluster, {workers} worker{'s' * (workers > 1)}, {adapter}"
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    def start(self) -> None:
+        port = free_port()
+        args = [sys.executable, "-m", "cluster", "run", "bench.app:sio", "--workers",
+                str(self.workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info"]
+        if self.redis:
+            args += ["--adapter", self.redis.url, "--channel", f"bench-{self.name}"]
+        self._log = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.master_pid = self.proc.pid
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + START_TIMEOUT
+        while "cluster ready" not in self.log():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start:\n{self.log()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def log(self) -> str:
+        if self._log is None:
+            return ""
+        self._log.seek(0)
+        return self._log.read().decode(errors="replace")[-3000:]
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc else []
+
+
+NGINX_CONF = """\
+worker_processes {workers};
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log error;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 12000; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream app {{ ip_hash; {servers} }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection "upgrade";
+            proxy_set_header Host $host;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+
+class NginxPair(Target):
+    """nginx ``ip_hash`` in front of two standalone processes joined by a RedisManager."""
+
+    name = "nginx-2"
+    label = "nginx ip_hash, 2 eventlet processes, RedisManager"
+
+    def __init__(self, redis: RedisServer) -> None:
+        self.redis = redis
+        self.backends: list[subprocess.Popen] = []
+        self.proc: subprocess.Popen | None = None
+        self._prefix = ""
+
+    @staticmethod
+    def available() -> bool:
+        return shutil.which("nginx") is not None
+
+    def start(self) -> None:
+        env = {"BENCH_REDIS_URL": self.redis.url}
+        ports = []
+        for _ in range(2):
+            proc, port = _start_standalone(env)
+            self.backends.append(proc)
+            ports.append(port)
+        self._prefix = tempfile.mkdtemp(prefix="bench-nginx-")
+        os.chmod(self._prefix, 0o755)  # nginx's workers drop root; they use the temp paths here
+        port = free_port()
+        conf = Path(self._prefix, "nginx.conf")
+        conf.write_text(NGINX_CONF.format(
+            workers=os.cpu_count() or 1, prefix=self._prefix, port=port,
+            servers=" ".join(f"server 127.0.0.1:{p};" for p in ports)))
+        self.proc = subprocess.Popen(["nginx", "-p", self._prefix, "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_port(port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc, signal.SIGQUIT)
+            self.proc = None
+        for proc in self.backends:
+            stop_process(proc)
+        self.backends = []
+        if self._prefix:
+            shutil.rmtree(self._prefix, ignore_errors=True)
+            self._prefix = ""
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.backends] + ([self.proc.pid] if self.proc else [])

@@ -35,6 +35,7 @@ class Kind(enum.IntEnum):
     DELIVER = 5  #: master -> worker: a pub/sub message from another worker
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
     PUBLISH_TO = 7  #: worker -> master: relay this message to one worker (:func:`addressed`)
+    BOOT_FAILED = 8  #: worker -> master: could not boot; payload = the error, one line
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:

@@ -1,10 +1,14 @@
 """The ``sticky-cluster`` command line (click)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import click
 
+from . import control
 from .config import LOG_LEVELS, ConfigError
 from .master import ClusterError, Master
+from .pidfile import PidFileError
 
 
 def _env(name: str) -> str:
@@ -17,8 +21,9 @@ def main() -> None:
 
     \b
     Example:
-      sticky-cluster run app:sio --workers 4 --bind 0.0.0.0:5000
+      sticky-cluster run app:sio --workers 4 --bind 0.0.0.0:5000 --pid /run/app.pid
       sticky-cluster run app:sio -w 8 --adapter redis://localhost:6379/0
+      sticky-cluster reload --pid /run/app.pid     (also: stop, scale N, status)
     """
 
 
@@ -62,6 +67,50 @@ def run(target: str, bind: tuple[str, ...], log_level: str, **options: object) -
         master.run()
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _pid_option(command: Callable) -> Callable:
+    return click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True, required=True,
+                        help="The pid file the master was started with (run --pid).")(command)
+
+
+def _control(action: Callable[[], str]) -> None:
+    try:
+        click.echo(action())
+    except PidFileError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@_pid_option
+def reload(pid_file: str) -> None:
+    """Rolling restart of a running master's workers (SIGHUP)."""
+    _control(lambda: control.reload(pid_file))
+
+
+@main.command()
+@click.option("--graceful", is_flag=True,
+              help="Drain the workers first, up to --graceful-timeout (SIGQUIT); "
+                   "without it, stop at once (SIGTERM).")
+@_pid_option
+def stop(pid_file: str, graceful: bool) -> None:
+    """Stop a running master and its workers."""
+    _control(lambda: control.stop(pid_file, graceful))
+
+
+@main.command()
+@click.argument("workers", type=click.IntRange(min=1))
+@_pid_option
+def scale(pid_file: str, workers: int) -> None:
+    """Run WORKERS worker processes from now on (SIGTTIN / SIGTTOU, one per step)."""
+    _control(lambda: control.scale(pid_file, workers))
+
+
+@main.command()
+@_pid_option
+def status(pid_file: str) -> None:
+    """Show a running master's workers, slot by slot."""
+    _control(lambda: control.status(pid_file))
 
 
 if __name__ == "__main__":  # pragma: no cover

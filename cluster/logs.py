@@ -1,7 +1,14 @@
-"""Logging for the master and its workers: one line per event, to stderr or a file."""
+"""Logging for the master and its workers: one line per event, to stderr or a file.
+
+With a log file, every process (the master and the workers it forks, which inherit
+the handler) checks before each line whether the file was moved away, as logrotate
+does, and then reopens it: no signal has to reach the workers. ``SIGUSR1`` makes the
+master reopen at once (see :func:`reopen_log_files`).
+"""
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
@@ -11,7 +18,7 @@ def configure_logging(level: str, log_file: str | None) -> None:
     """Send sticky-cluster's log lines (and the app's) to ``log_file`` or stderr."""
     handler: logging.Handler
     if log_file and log_file != "-":
-        handler = logging.FileHandler(log_file)
+        handler = logging.handlers.WatchedFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(FORMAT))
@@ -23,7 +30,11 @@ def configure_logging(level: str, log_file: str | None) -> None:
 
 
 def reopen_log_files() -> None:
-    """Close every file handler of the root logger; each reopens its file at its next line."""
+    """Reopen every log file of this process that was moved or removed since it was opened."""
     for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.close()
+        if isinstance(handler, logging.handlers.WatchedFileHandler):
+            handler.acquire()
+            try:
+                handler.reopenIfNeeded()
+            finally:
+                handler.release()

@@ -26,18 +26,23 @@ from .config import ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
 from .limits import raise_open_files_limit
 from .logs import configure_logging, reopen_log_files
-from .pidfile import PidFile, PidFileError
+from .pidfile import PidFile, PidFileError, StatusFile
 from .supervisor import State, Supervisor, Worker, describe_exit
 
 log = logging.getLogger("sticky_cluster.master")
 
 HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
+STOP_SIGNALS = (signal.SIGQUIT, signal.SIGINT, signal.SIGTERM)
 FAST_STOP_TIMEOUT = 5.0
 """Seconds workers get to exit on a fast stop before SIGKILL."""
 DRAIN_GRACE = 5.0
 """Seconds past ``graceful_timeout`` a draining worker gets before SIGKILL."""
 BOOT_FAILURE_LIMIT = 3
 """Workers in a row that die before ready make the master give up."""
+BOOT_TIMEOUT = 30.0
+"""Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
+STABLE_LIFE = 10.0
+"""Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
 ACCEPT_PAUSE = 0.5
 """Seconds the master stops accepting when it runs out of file descriptors."""
 ACCEPT_LINGER = 0.002
@@ -49,6 +54,10 @@ its CPU (measured with 2 workers at ~2,300 handshakes/s: 48 µs per handshake wi
 
 class ClusterError(RuntimeError):
     """The cluster cannot start or had to stop; the message is one line for the user."""
+
+
+class _StoppedEarly(Exception):
+    """A stop signal arrived before any worker was forked."""
 
 
 class Master:
@@ -93,12 +102,17 @@ class Master:
         self._stop_deadline = 0.0
         self._halt_reason: str | None = None
         self._boot_failures = 0
-        self._respawn_at: dict[int, float] = {}
+        self._respawn_at: dict[int, tuple[float, str]] = {}
+        """slot -> (when, why) of a respawn waiting for its backoff."""
         self._crash_streak: dict[int, int] = collections.defaultdict(int)
         self._roll: collections.deque[int] = collections.deque()
         self._rolling: Worker | None = None
         self._accept_paused_until = 0.0
         self._announced_ready = False
+        self._status: StatusFile | None = None
+        self._started = False
+        self._early_hup = False
+        self._status_changed = False
         self.relay_broadcasts = 0
         """Relay messages handed to every worker."""
         self.relay_unicasts = 0
@@ -109,11 +123,16 @@ class Master:
     # ----------------------------------------------------------------- public API
 
     def run(self) -> None:
-        """Start the cluster and serve until stopped; raise ClusterError on failure."""
+        """Start the cluster and serve until stopped; raise ClusterError on failure.
+
+        A stop signal that arrives before the workers are forked stops at once; other
+        signals wait for the loop (a HUP then has nothing to restart).
+        """
         configure_logging(self.settings.log_level, self.settings.log_file)
-        self._preflight()
         pid_file = PidFile(self.settings.pid_file) if self.settings.pid_file else None
+        self._install_signals()
         try:
+            self._preflight()
             self._open_listeners()
             if pid_file:
                 try:
@@ -121,14 +140,21 @@ class Master:
                 except PidFileError as exc:
                     pid_file = None
                     raise ClusterError(str(exc)) from None
-            self._install_signals()
+                self._status = StatusFile(pid_file.path)
+            self._started = True
+            if self._early_hup:
+                log.info("HUP before the workers started: they load the code as it is now")
             for slot in range(self._size):
-                self._spawn(slot)
+                self._spawn(slot, "start")
             self._loop()
+        except _StoppedEarly as exc:
+            log.info("stopped by %s before the workers started", exc)
         finally:
             self._close_listeners()
             if pid_file:
                 pid_file.remove()
+            if self._status:
+                self._status.remove()
             self._restore_signals()
         log.info("relay totals: %d broadcast, %d unicast, %d dropped", self.relay_broadcasts,
                  self.relay_unicasts, self.relay_dropped)
@@ -153,14 +179,36 @@ class Master:
         """slot -> pid of the worker new clients of that slot go to."""
         return {slot: worker.pid for slot, worker in self._supervisor.serving.items()}
 
+    def status(self) -> dict:
+        """What runs now: the size, the serving pid of each slot, booting and draining pids.
+
+        This is what ``--pid FILE`` keeps in ``FILE.json`` for ``sticky-cluster status``.
+        """
+        by_state: dict[State, list[int]] = {state: [] for state in State}
+        for worker in self._supervisor.by_pid.values():
+            by_state[worker.state].append(worker.pid)
+        return {"master": os.getpid(), "size": self._size,
+                "serving": {str(slot): worker.pid
+                            for slot, worker in sorted(self._supervisor.serving.items())},
+                "booting": sorted(by_state[State.BOOTING]),
+                "draining": sorted(by_state[State.DRAINING]),
+                "rolling": self._rolling is not None or bool(self._roll),
+                "stopping": self._stopping}
+
     # ------------------------------------------------------------------ signals
 
     def handle_hup(self) -> None:
-        """Rolling restart, slot by slot: new worker ready, then the old one drains."""
+        """Rolling restart, slot by slot: new worker ready, then the old one drains.
+
+        A HUP during a roll starts it over, so that every slot ends up on a worker
+        forked after the last HUP.
+        """
         if self._stopping:
             return
-        log.info("rolling restart of %d workers", self._size)
+        log.info("rolling restart of %d workers%s", self._size,
+                 " (started over)" if self._roll or self._rolling else "")
         self._roll = collections.deque(range(self._size))
+        self._changed()
 
     def handle_ttin(self) -> None:
         """One worker more."""
@@ -181,9 +229,8 @@ class Master:
         self._begin_stop("graceful")
 
     def handle_usr1(self) -> None:
-        """Reopen log files, in the master and in every worker."""
+        """Reopen the log file now (workers reopen it at their next line by themselves)."""
         reopen_log_files()
-        self._supervisor.signal_all(signal.SIGUSR1)
         log.info("log files reopened")
 
     def handle_chld(self) -> None:
@@ -219,19 +266,25 @@ class Master:
         if self._stopping:
             if now >= self._stop_deadline:
                 for worker in list(self._supervisor.by_pid.values()):
-                    log.warning("%s still running at the stop deadline: killed", worker)
-                    self._kill(worker)
+                    self._kill(worker, "still running at the stop deadline")
                 self._stop_deadline = now + FAST_STOP_TIMEOUT
-            return
-        for slot, when in list(self._respawn_at.items()):
-            if now >= when:
-                del self._respawn_at[slot]
-                if slot < self._size and slot not in self._supervisor.serving:
-                    self._spawn(slot)
-        self._step_roll()
-        if self._accept_paused_until and now >= self._accept_paused_until:
-            self._accept_paused_until = 0.0
-            self._watch_listeners(True)
+        else:
+            for slot, (when, why) in list(self._respawn_at.items()):
+                if now >= when:
+                    del self._respawn_at[slot]
+                    if self._slot_is_empty(slot):
+                        self._spawn(slot, why)
+            self._step_roll()
+            if self._accept_paused_until and now >= self._accept_paused_until:
+                self._accept_paused_until = 0.0
+                self._watch_listeners(True)
+        if self._status_changed and self._status is not None:
+            self._status_changed = False
+            self._status.write(self.status())
+
+    def _changed(self) -> None:
+        """Note that the status file is due to be rewritten."""
+        self._status_changed = True
 
     # ------------------------------------------------------------------ workers
 
@@ -244,10 +297,17 @@ class Master:
             graceful_timeout=self.settings.graceful_timeout,
             server_address=first.address, family=first.family)
 
-    def _spawn(self, slot: int) -> Worker:
+    def _spawn(self, slot: int, why: str) -> Worker:
         worker = self._supervisor.spawn(slot)
         self._watch_worker(worker)
+        log.info("%s booting (%s)", worker, why)
+        self._changed()
         return worker
+
+    def _slot_is_empty(self, slot: int) -> bool:
+        """True when ``slot`` is in use but no worker serves it nor boots for it."""
+        return slot < self._size and not any(
+            worker.state is not State.DRAINING for worker in self._supervisor.in_slot(slot))
 
     def _on_worker_event(self, worker: Worker, _sock: object, mask: int) -> None:
         if mask & selectors.EVENT_WRITE and worker.flush():
@@ -284,6 +344,8 @@ class Master:
             worker.sessions = int(payload or b"0")
         elif kind is Kind.READY:
             self._worker_ready(worker)
+        elif kind is Kind.BOOT_FAILED:
+            worker.boot_error = payload.decode(errors="replace")
 
     def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
         """Hand a pub/sub message from ``sender`` to every other worker."""
@@ -310,58 +372,73 @@ class Master:
             self._watch_worker(target)
 
     def _worker_ready(self, worker: Worker) -> None:
-        log.info("%s ready", worker)
-        self._boot_failures = 0
-        previous = self._supervisor.serving.get(worker.slot)
-        if self._stopping or worker.slot >= self._size:
-            self._drain(worker)
+        if worker.state is not State.BOOTING:
             return
+        log.info("%s ready after %.1f s", worker, time.monotonic() - worker.born)
+        self._boot_failures = 0
+        self._changed()
+        rolled = self._rolling is worker
+        if rolled:
+            self._rolling = None
+        if self._stopping or worker.slot >= self._size:
+            self._drain(worker, "not needed any more")
+            return
+        previous = self._supervisor.serving.get(worker.slot)
         worker.state = State.SERVING
         self._supervisor.serving[worker.slot] = worker
-        if previous is not None and previous is not worker:
-            self._drain(previous)
-        if self._rolling is worker:
-            self._rolling = None
+        if previous is not None:
+            self._drain(previous, f"replaced by worker {worker.pid}")
+        if rolled and not self._roll:
+            log.info("rolling restart done")
         if not self._announced_ready and len(self._supervisor.serving) == self._size:
             self._announced_ready = True
             log.info("cluster ready: %d workers serving on %s", self._size,
                      ", ".join(str(b) for b in self.settings.binds))
 
     def _worker_exited(self, worker: Worker, status: int) -> None:
+        self._on_worker_event(worker, worker.sock, selectors.EVENT_READ)  # its last words
         was = worker.state
         self._unwatch_worker(worker)
         stranded = self._supervisor.forget(worker)
+        self._changed()
         lived = time.monotonic() - worker.born
-        log.log(logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING,
-                "%s exited (%s) after %.1f s while %s", worker, describe_exit(status), lived,
-                was.value)
+        how = describe_exit(status)
+        if was is State.DRAINING and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+            log.info("%s drained and exited (lived %.1f s)", worker, lived)
+        else:
+            level = logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING
+            log.log(level, "%s died (%s) while %s (lived %.1f s)%s", worker, how, was.value, lived,
+                    f": {worker.boot_error}" if worker.boot_error else "")
         for fd in stranded:
             self._dispatcher.hand_off(fd, ("", 0))
-        if self._stopping or was is State.DRAINING:
+        if self._stopping:
             return
         if self._rolling is worker:
             self._rolling = None
             self._roll.clear()
-            log.error("rolling restart aborted: the new %s failed to boot; the old workers "
-                      "keep serving", worker)
-            return
-        if was is State.BOOTING:
+            log.error("rolling restart aborted: the new %s failed to boot (%s); the old workers "
+                      "keep serving", worker, worker.boot_error or how)
+        elif was is State.BOOTING:
             self._boot_failures += 1
             if self._boot_failures >= BOOT_FAILURE_LIMIT:
-                self._halt(f"{self._boot_failures} workers in a row failed to boot; "
-                           f"last: {worker} {describe_exit(status)}; see the error above")
+                self._halt(f"workers fail to boot ({self._boot_failures} in a row): "
+                           f"{worker.boot_error or how}")
                 return
-        if worker.slot < self._size and worker.slot not in self._supervisor.serving:
+        if self._slot_is_empty(worker.slot) and worker.slot not in self._respawn_at:
             self._schedule_respawn(worker.slot, lived)
 
     def _schedule_respawn(self, slot: int, lived: float) -> None:
-        streak = self._crash_streak[slot] = 0 if lived > 10 else self._crash_streak[slot] + 1
+        """Respawn ``slot`` at once, or after a backoff that doubles while it keeps dying."""
+        streak = self._crash_streak[slot] = (
+            0 if lived > STABLE_LIFE else self._crash_streak[slot] + 1)
         delay = 0.0 if streak == 0 else min(0.1 * 2 ** streak, 30.0)
-        self._respawn_at[slot] = time.monotonic() + delay
+        why = f"respawn after {delay:.1f} s backoff" if delay else "respawn"
+        self._respawn_at[slot] = (time.monotonic() + delay, why)
         if delay:
             log.warning("slot %d respawns in %.1f s (crash %d in a row)", slot, delay, streak)
 
-    def _drain(self, worker: Worker) -> None:
+    def _drain(self, worker: Worker, why: str) -> None:
+        """Route no new client to ``worker``; it ends its sessions, then exits."""
         if worker.state is State.DRAINING:
             return
         if self._supervisor.serving.get(worker.slot) is worker:
@@ -371,20 +448,29 @@ class Master:
         for packet in channel.frames(Kind.DRAIN):
             worker.send(packet)
         self._watch_worker(worker)
-        log.info("%s draining (%d sessions)", worker, worker.sessions)
+        self._changed()
+        log.info("%s draining (%s; %d sessions)", worker, why, worker.sessions)
 
     def _check_heartbeats(self, now: float) -> None:
+        boot_limit = max(self.settings.timeout, BOOT_TIMEOUT)
         for worker in list(self._supervisor.by_pid.values()):
+            if worker.killed:
+                continue
+            silent = now - worker.last_seen
             if worker.drain_deadline is not None and now >= worker.drain_deadline:
-                log.warning("%s still draining after the graceful timeout: killed", worker)
-                self._kill(worker)
-            elif now - worker.last_seen > self.settings.timeout:
-                log.warning("%s sent no heartbeat for %.0f s: killed", worker, now - worker.last_seen)
-                self._kill(worker)
+                self._kill(worker, "still draining after the graceful timeout")
+            elif worker.state is State.BOOTING and silent > boot_limit:
+                self._kill(worker, f"not ready after {silent:.0f} s")
+            elif worker.state is not State.BOOTING and silent > self.settings.timeout:
+                self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "
+                                   f"{self.settings.timeout:g})")
 
-    def _kill(self, worker: Worker) -> None:
-        worker.last_seen = float("inf")
-        worker.drain_deadline = None
+    def _kill(self, worker: Worker, why: str) -> None:
+        """SIGKILL ``worker`` (once), saying why; CHLD then reaps and replaces it."""
+        if worker.killed:
+            return
+        log.warning("%s killed with SIGKILL: %s", worker, why)
+        worker.killed = True
         try:
             os.kill(worker.pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -395,29 +481,40 @@ class Master:
             return
         size = max(1, size)
         if size == self._size:
+            log.info("already %d workers: nothing to scale", size)
             return
         log.info("scaling from %d to %d workers", self._size, size)
         old, self._size = self._size, size
+        self._changed()
         for slot in range(old, size):
-            self._spawn(slot)
+            self._spawn(slot, "scaling up")
         for slot in range(size, old):
             self._respawn_at.pop(slot, None)
-            worker = self._supervisor.serving.get(slot)
-            if worker is not None:
-                self._drain(worker)
+            for worker in self._supervisor.in_slot(slot):
+                self._drain(worker, "scaling down")
         self._roll = collections.deque(s for s in self._roll if s < size)
 
     def _step_roll(self) -> None:
-        if self._rolling is not None or not self._roll:
-            return
-        slot = self._roll.popleft()
-        if slot < self._size:
-            self._rolling = self._spawn(slot)
+        """Start the next slot of a rolling restart once the previous one is switched.
+
+        A slot whose worker is still booting (started, or respawned, before the HUP)
+        waits for it, then is rolled like the others.
+        """
+        while self._rolling is None and self._roll:
+            slot = self._roll[0]
+            if slot >= self._size:
+                self._roll.popleft()
+                continue
+            if any(w.state is State.BOOTING for w in self._supervisor.in_slot(slot)):
+                return
+            self._roll.popleft()
+            self._rolling = self._spawn(slot, "rolling restart")
 
     def _begin_stop(self, how: str) -> None:
         if self._stopping == "fast" or (self._stopping and how == "graceful"):
             return
         self._stopping = how
+        self._changed()
         self._roll.clear()
         self._respawn_at.clear()
         self._close_listeners()
@@ -428,7 +525,7 @@ class Master:
         else:
             log.info("graceful stop: draining %d workers", len(self._supervisor.by_pid))
             for worker in list(self._supervisor.by_pid.values()):
-                self._drain(worker)
+                self._drain(worker, "graceful stop")
             self._stop_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
 
     def _halt(self, reason: str) -> None:
@@ -539,14 +636,18 @@ class Master:
             signal.signal(getattr(signal, f"SIG{name}"), self._on_signal)
 
     def _restore_signals(self) -> None:
-        if self._selector is None:
-            return
         signal.set_wakeup_fd(-1)
         for name in HANDLED_SIGNALS:
             signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
-        self._selector.close()
+        if self._selector is not None:
+            self._selector.close()
 
     def _on_signal(self, signum: int, _frame: object) -> None:
+        if not self._started and signum in STOP_SIGNALS:
+            raise _StoppedEarly(signal.Signals(signum).name)
+        if not self._started and signum == signal.SIGHUP:
+            self._early_hup = True  # no worker yet: the ones to come load the code as it is now
+            return
         self._commands.append(signum)
 
     def _forget_in_child(self) -> None:

@@ -1,6 +1,12 @@
-"""The ``--pid`` file: written when the master starts, removed when it stops."""
+"""The ``--pid`` file and its status file, both written by the master while it runs.
+
+``FILE`` holds the master's pid; ``FILE.json`` (:class:`StatusFile`) says what the
+master runs right now, for ``sticky-cluster status`` and ``scale``. Both are written
+when the master starts and removed when it stops.
+"""
 from __future__ import annotations
 
+import json
 import os
 
 
@@ -58,3 +64,40 @@ class PidFile:
         except PermissionError:
             pass
         return pid
+
+
+class StatusFile:
+    """``PID_FILE.json``: the cluster's size and its workers, rewritten on each change.
+
+    :param pid_path: the pid file it sits beside.
+    """
+
+    def __init__(self, pid_path: str) -> None:
+        self.path = f"{pid_path}.json"
+
+    def write(self, status: dict) -> None:
+        """Replace the file's content with ``status`` (atomically)."""
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as out:
+            json.dump(status, out)
+        os.replace(tmp, self.path)
+
+    def remove(self) -> None:
+        """Remove the file (gone already is fine)."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def read(self) -> dict:
+        """The last status written; PidFileError when there is none."""
+        try:
+            with open(self.path) as src:
+                status = json.load(src)
+        except FileNotFoundError:
+            raise PidFileError(f"no status file at {self.path}: is the master running?") from None
+        except (OSError, ValueError) as exc:
+            raise PidFileError(f"cannot read status file {self.path}: {exc}") from None
+        if not isinstance(status, dict):
+            raise PidFileError(f"status file {self.path} holds no status")
+        return status

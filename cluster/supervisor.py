@@ -59,6 +59,10 @@ class Worker:
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     sessions: int = 0
     drain_deadline: float | None = None
+    killed: bool = False
+    """SIGKILL was sent; the worker is as good as gone."""
+    boot_error: str | None = None
+    """What the worker said when it could not boot."""
     outbox: collections.deque = dataclasses.field(default_factory=collections.deque)
     reassembler: channel.Reassembler = dataclasses.field(default_factory=channel.Reassembler)
 
@@ -147,7 +151,6 @@ class Supervisor:
         worker = Worker(pid=pid, slot=slot, tag=tag, sock=master_end)
         self.by_pid[pid] = worker
         self.by_tag[tag] = worker
-        log.info("%s booting", worker)
         return worker
 
     def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
@@ -166,6 +169,7 @@ class Supervisor:
             error = getattr(exc, "__module__", "").startswith("workers.") and str(exc)
             message = error or "".join(traceback.format_exception(exc)).rstrip()
             log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), spec.slot, message)
+            _report_boot_failure(sock, error or f"{type(exc).__name__}: {exc}")
             code = BOOT_ERROR
         finally:
             logging.shutdown()
@@ -181,6 +185,10 @@ class Supervisor:
         clients = worker.discard_outbox()
         worker.sock.close()
         return clients
+
+    def in_slot(self, slot: int) -> list[Worker]:
+        """Every live worker of ``slot``, whatever its state."""
+        return [worker for worker in self.by_pid.values() if worker.slot == slot]
 
     def close_all_in_child(self) -> None:
         """In a new child: close the master's ends of every other worker's channel."""
@@ -235,6 +243,16 @@ def _send_packets(worker: Worker, packets: list[bytes]) -> bool:
     for packet in packets:
         worker.send(packet)
     return True
+
+
+def _report_boot_failure(sock: socket.socket, error: str) -> None:
+    """Tell the master, in a forked worker, why it could not boot (best effort)."""
+    line = " ".join(error.split())[:1000] or "unknown error"
+    try:
+        for packet in channel.frames(Kind.BOOT_FAILED, line.encode(errors="replace")):
+            channel.send_packet(sock, packet)
+    except OSError:
+        pass
 
 
 def describe_exit(status: int) -> str:

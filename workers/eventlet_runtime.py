@@ -22,6 +22,9 @@ from .spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
 
+DRAIN_QUIET = 1.0
+"""Seconds without a session or a hand-off after which a draining worker stops taking them."""
+
 
 def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     """Boot the worker described by ``spec`` on its channel ``sock`` and serve forever.
@@ -76,13 +79,20 @@ def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:
 def _drain(server: object, listener: "ChannelListener", graceful_timeout: float) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
-    Then close what is left without a goodbye, so that Socket.IO clients reconnect
-    (to another worker) by themselves, and stop accepting: the worker exits.
+    The worker takes hand-offs until it has had no session for :data:`DRAIN_QUIET`
+    seconds (a session's next request may be on its way), then closes its listener:
+    ``wsgi.server`` returns once the connections it serves end, and the worker exits.
+    Sessions still open at the graceful timeout are closed without a goodbye, so that
+    Socket.IO clients reconnect (to another worker) by themselves.
     """
     sockets = server.eio.sockets  # type: ignore[attr-defined]
+    log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
     deadline = time.monotonic() + graceful_timeout
-    while sockets and time.monotonic() < deadline:
-        eventlet.sleep(0.2)
+    while time.monotonic() < deadline and (sockets or listener.idle_for() < DRAIN_QUIET):
+        eventlet.sleep(0.1)
+    listener.close()
+    eventlet.sleep(max(0.0, deadline - time.monotonic()))
+    if sockets:
+        log.info("worker %d closes %d sessions at the graceful timeout", os.getpid(), len(sockets))
     for eio_socket in list(sockets.values()):
         eio_socket.close(wait=False, abort=True)
-    listener.close()

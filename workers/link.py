@@ -11,6 +11,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from typing import Callable
 
 import eventlet
@@ -35,17 +36,25 @@ class ChannelListener:
         self.family = family
         self._address = address
         self._queue: eventlet.queue.LightQueue = eventlet.queue.LightQueue()
+        self._last_put = time.monotonic()
+        self._stopped = False
         self.closed = False
+        """No more clients are taken (those queued before are still served)."""
 
-    def put(self, client: tuple[socket.socket, tuple[str, int]] | None) -> None:
-        """Queue a handed-off client (None wakes ``accept()`` to stop)."""
+    def put(self, client: tuple[socket.socket, tuple[str, int]]) -> None:
+        """Queue a handed-off client."""
+        self._last_put = time.monotonic()
         self._queue.put(client)
 
+    def idle_for(self) -> float:
+        """Seconds since the last client was handed off."""
+        return time.monotonic() - self._last_put
+
     def accept(self) -> tuple[socket.socket, tuple[str, int]]:
-        """The next handed-off client; raises ``OSError(ESHUTDOWN)`` once closed."""
-        client = None if self.closed else self._queue.get()
+        """The next handed-off client; raises ``OSError(ESHUTDOWN)`` once closed and empty."""
+        client = None if self._stopped else self._queue.get()
         if client is None:
-            self.closed = True
+            self._stopped = True
             raise OSError(errno.ESHUTDOWN, "listener closed")
         return client
 
@@ -54,14 +63,10 @@ class ChannelListener:
         return self._address
 
     def close(self) -> None:
-        """Stop accepting: ``accept()`` raises from now on, queued clients are closed."""
+        """Take no more clients; ``accept()`` returns those queued, then raises."""
         if self.closed:
             return
         self.closed = True
-        while not self._queue.empty():
-            client = self._queue.get()
-            if client is not None:
-                client[0].close()
         self._queue.put(None)
 
 

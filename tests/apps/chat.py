@@ -1,6 +1,8 @@
 """The app the tests serve: it tells who served a request, and relays rooms."""
 import os
 
+import eventlet
+import eventlet.patcher
 import socketio
 
 sio = socketio.Server(async_mode="eventlet", cors_allowed_origins="*")
@@ -34,3 +36,17 @@ def shout(sid, data):
 @sio.event
 def echo(sid, data):
     return data
+
+
+@sio.event
+def slow(sid, seconds=1.5):
+    """Answer after ``seconds``, without blocking the worker: a request still in flight."""
+    eventlet.sleep(seconds)
+    return {"pid": os.getpid()}
+
+
+@sio.event
+def block(sid, seconds):
+    """Block the whole worker for ``seconds`` (CPU-bound code would): no heartbeat meanwhile."""
+    eventlet.patcher.original("time").sleep(seconds)
+    return {"pid": os.getpid()}

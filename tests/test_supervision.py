@@ -1,0 +1,499 @@
+"""Supervision: rolling restarts, scaling, failures and stops, driven by signals.
+
+Real masters, forked workers and Socket.IO clients from distinct loopback addresses.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from clients import connected, source_address, wait_upgraded
+from conftest import ROOT, free_port, wait_for
+from test_cluster import run
+
+
+# ----------------------------------------------------------------- helpers
+
+def slot_of(cluster, pid: int) -> int:
+    """The slot the master's log gives worker ``pid``."""
+    match = re.search(rf"worker {pid} \(slot (\d+)\)", cluster.log)
+    assert match, f"worker {pid} not in the log"
+    return int(match[1])
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def ask(url: str, index: int, event: str = "whoami") -> dict:
+    """Connect from ``source_address(index)``, call ``event``, disconnect: the answer."""
+    async with connected(url, source_address(index)) as client:
+        return await client.call(event, timeout=10)
+
+
+async def map_addresses(url: str, indexes: range) -> dict[int, int]:
+    """Which worker pid each source address lands on now (new connections)."""
+    answers = await asyncio.gather(*(ask(url, i) for i in indexes))
+    return {i: answer["pid"] for i, answer in zip(indexes, answers)}
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One connection attempt of a :class:`Stream`."""
+
+    started: float
+    pid: int | None
+    error: str | None = None
+
+
+class Stream:
+    """A steady stream of new clients: each connects, gets one ack, disconnects.
+
+    Bounded in count and in time. ``attempts`` records every one.
+    """
+
+    def __init__(self, url: str, first_index: int, concurrency: int = 4,
+                 limit: int = 4000, seconds: float = 60, attempt_timeout: float = 15) -> None:
+        self.url = url
+        self.attempts: list[Attempt] = []
+        self._indexes = itertools.cycle(range(first_index, first_index + 200))
+        self._concurrency = concurrency
+        self._limit = limit
+        self._seconds = seconds
+        self._attempt_timeout = attempt_timeout
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(asyncio.gather(
+            *(self._one_by_one() for _ in range(self._concurrency))))
+
+    async def stop(self) -> list[Attempt]:
+        self._stop.set()
+        await self._task
+        return self.attempts
+
+    def between(self, start: float, end: float) -> list[Attempt]:
+        return [a for a in self.attempts if start <= a.started < end]
+
+    async def _one_by_one(self) -> None:
+        deadline = time.monotonic() + self._seconds
+        while not self._stop.is_set() and len(self.attempts) < self._limit \
+                and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                answer = await asyncio.wait_for(ask(self.url, next(self._indexes)),
+                                                self._attempt_timeout)
+                self.attempts.append(Attempt(started, answer["pid"]))
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding
+                self.attempts.append(Attempt(started, None, f"{type(exc).__name__}: {exc}"))
+
+
+async def wait_log(cluster, text: str, timeout: float = 30, count: int = 1) -> None:
+    """``cluster.wait_log`` without blocking the event loop (the clients keep going)."""
+    deadline = time.monotonic() + timeout
+    while cluster.log.count(text) < count:
+        assert cluster.proc.poll() is None, f"master exited before {text!r}:\n{cluster.log}"
+        assert time.monotonic() < deadline, f"no {text!r} in the log after {timeout} s"
+        await asyncio.sleep(0.05)
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+# ----------------------------------------------------------- rolling restart
+
+def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster):
+    cluster = start_cluster(workers=3, args=("--graceful-timeout", "3"))
+    before = cluster.worker_pids()
+
+    async def main():
+        stream = Stream(cluster.url, first_index=1000)
+        stream.start()
+        async with connected(cluster.url, source_address(999)) as resident:
+            await wait_upgraded(resident)
+            old = await resident.call("whoami", timeout=10)
+            await asyncio.sleep(1)
+            hup_at = time.monotonic()
+            cluster.signal(signal.SIGHUP)
+            await wait_log(cluster, "rolling restart done", timeout=60)
+            done_at = time.monotonic()
+            # its old worker drains: the session goes on, until the graceful timeout ends it
+            assert await resident.call("whoami", timeout=10) == old
+            await asyncio.sleep(0.5)
+            attempts = await stream.stop()
+            deadline = time.monotonic() + 10
+            while resident.connected and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert not resident.connected, "the draining worker kept its session past 3 s"
+        return attempts, stream.between(hup_at, done_at)
+
+    attempts, during = run(main())
+    failed = [a for a in attempts if a.error]
+    print(f"\nHUP under load: {len(during)} connection attempts during the rolling restart, "
+          f"{sum(1 for a in during if a.error)} failed ({len(attempts)} in all, "
+          f"{len(failed)} failed)")
+    assert len(during) >= 20, "too few attempts during the restart to prove anything"
+    assert not failed, failed[:5]
+    after = wait_for(lambda: len(pids := cluster.worker_pids()) == 3 and pids.isdisjoint(before)
+                     and pids, 20, what="the old workers to drain and exit")
+    assert {a.pid for a in during} & after, "no new worker served during the restart"
+
+    async def sticky(index):
+        async with connected(cluster.url, source_address(index)) as client:
+            first = await client.call("whoami", timeout=10)
+            await wait_upgraded(client)
+            later = {(await client.call("whoami", timeout=10))["pid"] for _ in range(3)}
+            return first["pid"], later
+
+    async def clients():
+        return await asyncio.gather(*(sticky(1300 + i) for i in range(24)))
+
+    results = run(clients())
+    assert all(later == {first} for first, later in results)
+    assert {first for first, _ in results} <= after
+    assert len({first for first, _ in results}) >= 2
+
+
+def test_hup_of_a_broken_deploy_is_aborted_and_the_old_workers_keep_serving(start_cluster,
+                                                                            tmp_path):
+    broken = tmp_path / "broken"
+    cluster = start_cluster("tests.apps.flaky:app", workers=2,
+                            env={"FLAKY_BROKEN": str(broken)})
+    before = cluster.worker_pids()
+
+    async def main():
+        async with connected(cluster.url, source_address(1400)) as client:
+            first = await client.call("whoami", timeout=10)
+            broken.write_text("bad deploy")
+            cluster.signal(signal.SIGHUP)
+            await wait_log(cluster, "rolling restart aborted")
+            assert await client.call("whoami", timeout=10) == first
+        return await map_addresses(cluster.url, range(1410, 1420))
+
+    served = run(main())
+    assert "the app is broken: bad deploy" in cluster.log
+    assert set(served.values()) <= before
+    assert cluster.worker_pids() == before
+    assert cluster.proc.poll() is None
+
+    broken.unlink()
+    cluster.signal(signal.SIGHUP)
+    cluster.wait_log("rolling restart done")
+    wait_for(lambda: len(pids := cluster.worker_pids()) == 2 and pids.isdisjoint(before), 20,
+             what="the fixed deploy to replace every worker")
+
+
+def test_hup_while_booting_and_again_during_the_roll(start_cluster):
+    cluster = start_cluster(workers=2, wait=False)
+    cluster.wait_log("booting (start)", count=2)
+    cluster.signal(signal.SIGHUP)
+    cluster.wait_log("booting (rolling restart)")
+    cluster.signal(signal.SIGHUP)
+    cluster.wait_log("rolling restart of 2 workers (started over)")
+    cluster.wait_log("rolling restart done", timeout=40)
+    log = cluster.log
+    rolled_after_second_hup = {int(pid) for pid in re.findall(
+        r"worker (\d+) \(slot \d\) booting \(rolling restart\)", log[log.index("started over"):])}
+    wait_for(lambda: cluster.worker_pids() == rolled_after_second_hup, 20,
+             what="only workers forked after the second HUP")
+    assert "cluster ready" in cluster.log
+    assert run(ask(cluster.url, 1450))["pid"] in rolled_after_second_hup
+
+
+def test_embedding_api_reloads_scales_and_stops(tmp_path):
+    port = free_port()
+    log = tmp_path / "embedded.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.apps.embedded", str(port)],
+                                cwd=ROOT, stdin=subprocess.PIPE, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+
+    def command(line: str, then: str, timeout: float = 30) -> None:
+        proc.stdin.write(line + "\n")
+        proc.stdin.flush()
+        wait_for(lambda: then in log.read_text(), timeout, what=f"{then!r} after {line!r}")
+
+    try:
+        wait_for(lambda: "cluster ready" in log.read_text(), 30, what="the embedded master")
+        first = {child.pid for child in psutil.Process(proc.pid).children()}
+        command("scale 3", "(slot 2) ready")
+        command("reload", "rolling restart done")
+        wait_for(lambda: len(pids := {c.pid for c in psutil.Process(proc.pid).children()}) == 3
+                 and pids.isdisjoint(first), 20, what="3 new workers")
+        assert run(ask(f"http://127.0.0.1:{port}", 1460))["pid"] not in first
+        command("stop graceful", "graceful stop")
+        assert proc.wait(20) == 0
+        assert "embedded master returned" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------ dying workers
+
+def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(start_cluster):
+    cluster = start_cluster(workers=3)
+
+    async def main():
+        async with contextlib.AsyncExitStack() as stack:
+            clients = []
+            for index in range(1500, 1512):
+                client = await stack.enter_async_context(connected(cluster.url,
+                                                                   source_address(index)))
+                await wait_upgraded(client)
+                clients.append((index, client, await client.call("whoami", timeout=10)))
+            victim = clients[0][2]["pid"]
+            slot = slot_of(cluster, victim)
+            os.kill(victim, signal.SIGKILL)
+            await wait_log(cluster, f"worker {victim} (slot {slot}) died (signal SIGKILL)")
+            await wait_log(cluster, f"(slot {slot}) ready", count=2)
+            survivors = [(client, answer) for _i, client, answer in clients
+                         if answer["pid"] != victim]
+            assert survivors
+            for client, answer in survivors:
+                assert client.connected
+                assert await client.call("whoami", timeout=10) == answer
+            replacement = (await ask(cluster.url, clients[0][0]))["pid"]
+            return victim, slot, replacement, {answer["pid"] for _c, answer in survivors}
+
+    victim, slot, replacement, survivors = run(main())
+    assert replacement not in survivors | {victim}
+    assert slot_of(cluster, replacement) == slot
+    assert victim not in cluster.worker_pids()
+
+
+def test_a_worker_that_blocks_its_loop_is_killed_after_the_timeout(start_cluster):
+    cluster = start_cluster(workers=2, args=("--timeout", "2"))
+
+    async def main():
+        async with connected(cluster.url, source_address(1600)) as client:
+            victim = (await client.call("whoami", timeout=10))["pid"]
+            blocked_at = time.monotonic()
+            await client.emit("block", 60)
+            await wait_log(cluster, f"worker {victim} (slot {slot_of(cluster, victim)}) killed "
+                                    "with SIGKILL: no heartbeat", timeout=20)
+            killed_after = time.monotonic() - blocked_at
+        slot = slot_of(cluster, victim)
+        await wait_log(cluster, f"(slot {slot}) ready", count=2)
+        return victim, slot, killed_after, (await ask(cluster.url, 1600))["pid"]
+
+    victim, slot, killed_after, replacement = run(main())
+    assert 1.4 <= killed_after < 10  # 2 s after the last heartbeat (every 0.5 s)
+    assert replacement != victim and slot_of(cluster, replacement) == slot
+    assert gone(victim)
+
+
+def test_workers_failing_to_boot_stop_the_master_with_the_error(start_cluster, tmp_path):
+    cluster = start_cluster("tests.apps.flaky:app", workers=2, wait=False,
+                            env={"FLAKY_BROKEN": str(tmp_path / "broken"),
+                                 "FLAKY_BREAK_AFTER_CHECK": "1"})
+    started = time.monotonic()
+    code = cluster.wait(20)
+    assert code != 0
+    assert time.monotonic() - started < 10
+    last = cluster.log.strip().splitlines()[-1]
+    assert "workers fail to boot" in last and "the app is broken: broken after the check" in last
+    assert len(re.findall(r"\(slot \d\) booting \(", cluster.log)) <= 5, "a restart loop"
+    assert "cluster ready" not in cluster.log
+
+
+def test_master_killed_with_sigkill_takes_every_worker_with_it(start_cluster, tmp_path):
+    pid_file = tmp_path / "master.pid"
+    cluster = start_cluster(workers=3, args=("--pid", str(pid_file)))
+    workers = cluster.worker_pids()
+    assert len(workers) == 3
+    cluster.signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_for(lambda: all(gone(pid) for pid in workers), 5, what="the workers to exit")
+    assert time.monotonic() - killed_at < 2
+    assert cluster.wait(5) == -signal.SIGKILL
+    result = cli("status", "--pid", str(pid_file))
+    assert result.returncode != 0
+    assert result.stderr.strip() == (f"Error: stale pid file {pid_file}: "
+                                     f"no process {cluster.pid} is running")
+
+
+# ------------------------------------------------------------------ scaling
+
+def test_ttin_ttou_scale_and_only_the_clients_of_that_slot_move(start_cluster):
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "2"))
+    addresses = range(1700, 1740)
+
+    async def main():
+        before = await map_addresses(cluster.url, addresses)
+        async with contextlib.AsyncExitStack() as stack:
+            kept = []
+            for index in range(1750, 1758):
+                client = await stack.enter_async_context(connected(cluster.url,
+                                                                   source_address(index)))
+                await wait_upgraded(client)
+                kept.append((client, await client.call("whoami", timeout=10)))
+            cluster.signal(signal.SIGTTIN)
+            await wait_log(cluster, "(slot 2) ready")
+            cluster.signal(signal.SIGTTIN)
+            await wait_log(cluster, "(slot 3) ready")
+            four = await map_addresses(cluster.url, addresses)
+            cluster.signal(signal.SIGTTOU)
+            await wait_log(cluster, "(slot 3) draining (scaling down")
+            three = await map_addresses(cluster.url, addresses)
+            for client, answer in kept:
+                assert client.connected
+                assert await client.call("whoami", timeout=10) == answer
+        return before, four, three
+
+    before, four, three = run(main())
+    new = {pid for pid in four.values() if pid not in before.values()}
+    assert len(set(four.values())) == 4 and len(new) == 2
+    moved = [i for i in addresses if four[i] != before[i]]
+    assert moved and all(four[i] in new for i in moved)
+    slot_3 = next(pid for pid in new if slot_of(cluster, pid) == 3)
+    assert len(set(three.values())) == 3 and slot_3 not in three.values()
+    assert all(three[i] == four[i] for i in addresses if four[i] != slot_3)
+    wait_for(lambda: len(cluster.worker_pids()) == 3, 15, what="slot 3's worker to drain")
+
+
+# ------------------------------------------------------------------- stopping
+
+def test_term_under_load_stops_at_once(start_cluster):
+    cluster = start_cluster(workers=2)
+    workers = cluster.worker_pids()
+
+    async def main():
+        stream = Stream(cluster.url, first_index=1800, attempt_timeout=3)
+        stream.start()
+        await asyncio.sleep(1)
+        cluster.signal(signal.SIGTERM)
+        stopped_at = time.monotonic()
+        await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 20)
+        elapsed = time.monotonic() - stopped_at
+        await stream.stop()
+        return elapsed, stream.attempts
+
+    elapsed, attempts = run(main())
+    assert cluster.proc.returncode == 0, cluster.log
+    assert elapsed < 5
+    assert sum(1 for a in attempts if a.pid) >= 5
+    assert all(gone(pid) for pid in workers)
+    assert "fast stop" in cluster.log
+
+
+def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "10"))
+    workers = cluster.worker_pids()
+
+    async def main():
+        stream = Stream(cluster.url, first_index=1900, attempt_timeout=3)
+        stream.start()
+        async with connected(cluster.url, source_address(1950)) as client:
+            await wait_upgraded(client)
+            pid = (await client.call("whoami", timeout=10))["pid"]
+            in_flight = asyncio.ensure_future(client.call("slow", 1.5, timeout=10))
+            await asyncio.sleep(0.3)
+            cluster.signal(signal.SIGQUIT)
+            quit_at = time.monotonic()
+            answer = await in_flight
+            answered_after = time.monotonic() - quit_at
+        await stream.stop()
+        code = await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 20)
+        return pid, answer, answered_after, code, time.monotonic() - quit_at
+
+    pid, answer, answered_after, code, stopped_after = run(main())
+    assert answer == {"pid": pid}
+    assert answered_after > 0.5
+    assert code == 0, cluster.log
+    assert stopped_after < 10, "the master waited for the graceful timeout"
+    assert all(gone(pid) for pid in workers)
+    assert "graceful stop" in cluster.log
+
+
+# ----------------------------------------------------------- CLI and logs
+
+def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
+    pid_file = tmp_path / "master.pid"
+    cluster = start_cluster(workers=2, args=("--pid", str(pid_file), "--graceful-timeout", "2"))
+    assert pid_file.read_text().strip() == str(cluster.pid)
+    status_file = Path(f"{pid_file}.json")
+
+    def status() -> dict:
+        return json.loads(status_file.read_text())
+
+    def settled(size: int) -> bool:
+        now = status()
+        return (now["size"] == size and len(now["serving"]) == size and not now["booting"]
+                and not now["draining"] and not now["rolling"])
+
+    wait_for(lambda: settled(2), 10, what="the status file")
+    shown = cli("status", "--pid", str(pid_file))
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.startswith(f"master {cluster.pid}: 2 workers")
+    assert f"slot 0: worker {status()['serving']['0']}" in shown.stdout
+
+    result = cli("scale", "4", "--pid", str(pid_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"master {cluster.pid}: scaled from 2 to 4 workers"
+    wait_for(lambda: settled(4), 20, what="4 workers")
+    result = cli("scale", "1", "--pid", str(pid_file))
+    assert result.stdout.strip() == f"master {cluster.pid}: scaled from 4 to 1 workers"
+    wait_for(lambda: settled(1), 20, what="1 worker")
+
+    old = status()["serving"]["0"]
+    result = cli("reload", "--pid", str(pid_file))
+    assert result.stdout.strip() == f"master {cluster.pid}: rolling restart started (sent SIGHUP)"
+    wait_for(lambda: settled(1) and status()["serving"]["0"] != old, 20, what="the reload")
+
+    result = cli("stop", "--graceful", "--pid", str(pid_file))
+    assert result.stdout.strip() == f"master {cluster.pid}: graceful stop started (sent SIGQUIT)"
+    assert cluster.wait(20) == 0
+    assert not pid_file.exists() and not status_file.exists()
+
+    for content, error in [(None, f"no pid file at {pid_file}: is the master running?"),
+                           ("12ab\n", f"pid file {pid_file} does not hold a pid: '12ab'"),
+                           (f"{cluster.pid}\n", f"stale pid file {pid_file}: no process "
+                                                f"{cluster.pid} is running")]:
+        if content is not None:
+            pid_file.write_text(content)
+        for command in (["status"], ["reload"], ["stop"], ["scale", "3"]):
+            result = cli(*command, "--pid", str(pid_file))
+            assert result.returncode != 0
+            assert result.stderr.strip() == f"Error: {error}", result.stderr
+    result = cli("scale", "0", "--pid", str(pid_file))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_usr1_reopens_the_log_file(start_cluster, tmp_path):
+    log_file = tmp_path / "cluster.log"
+    cluster = start_cluster(workers=2, wait=False, args=("--log-file", str(log_file)))
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 20,
+             what="the log file")
+    rotated = log_file.rename(tmp_path / "cluster.log.1")
+    cluster.signal(signal.SIGUSR1)
+    wait_for(lambda: log_file.exists() and "log files reopened" in log_file.read_text(), 10,
+             what="a new log file")
+    cluster.signal(signal.SIGTTOU)
+    wait_for(lambda: "draining: 0 sessions" in log_file.read_text(), 10,
+             what="a worker's line in the new file")
+    assert "log files reopened" not in rotated.read_text()
+    assert "draining" not in rotated.read_text()
+    worker_line = next(line for line in log_file.read_text().splitlines()
+                       if "draining: 0 sessions" in line)
+    assert f"[{cluster.pid}]" not in worker_line

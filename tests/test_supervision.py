@@ -381,7 +381,7 @@ def test_term_under_load_stops_at_once(start_cluster):
     async def main():
         stream = Stream(cluster.url, first_index=1800, attempt_timeout=3)
         stream.start()
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.5)
         cluster.signal(signal.SIGTERM)
         stopped_at = time.monotonic()
         await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 20)
@@ -448,12 +448,12 @@ def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
     assert shown.stdout.startswith(f"master {cluster.pid}: 2 workers")
     assert f"slot 0: worker {status()['serving']['0']}" in shown.stdout
 
-    result = cli("scale", "4", "--pid", str(pid_file))
+    result = cli("scale", "3", "--pid", str(pid_file))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"master {cluster.pid}: scaled from 2 to 4 workers"
-    wait_for(lambda: settled(4), 20, what="4 workers")
+    assert result.stdout.strip() == f"master {cluster.pid}: scaled from 2 to 3 workers"
+    wait_for(lambda: settled(3), 20, what="3 workers")
     result = cli("scale", "1", "--pid", str(pid_file))
-    assert result.stdout.strip() == f"master {cluster.pid}: scaled from 4 to 1 workers"
+    assert result.stdout.strip() == f"master {cluster.pid}: scaled from 3 to 1 workers"
     wait_for(lambda: settled(1), 20, what="1 worker")
 
     old = status()["serving"]["0"]

@@ -179,22 +179,6 @@ class Master:
         """slot -> pid of the worker new clients of that slot go to."""
         return {slot: worker.pid for slot, worker in self._supervisor.serving.items()}
 
-    def status(self) -> dict:
-        """What runs now: the size, the serving pid of each slot, booting and draining pids.
-
-        This is what ``--pid FILE`` keeps in ``FILE.json`` for ``sticky-cluster status``.
-        """
-        by_state: dict[State, list[int]] = {state: [] for state in State}
-        for worker in self._supervisor.by_pid.values():
-            by_state[worker.state].append(worker.pid)
-        return {"master": os.getpid(), "size": self._size,
-                "serving": {str(slot): worker.pid
-                            for slot, worker in sorted(self._supervisor.serving.items())},
-                "booting": sorted(by_state[State.BOOTING]),
-                "draining": sorted(by_state[State.DRAINING]),
-                "rolling": self._rolling is not None or bool(self._roll),
-                "stopping": self._stopping}
-
     # ------------------------------------------------------------------ signals
 
     def handle_hup(self) -> None:
@@ -280,11 +264,28 @@ class Master:
                 self._watch_listeners(True)
         if self._status_changed and self._status is not None:
             self._status_changed = False
-            self._status.write(self.status())
+            self._status.write(self._snapshot())
 
     def _changed(self) -> None:
         """Note that the status file is due to be rewritten."""
         self._status_changed = True
+
+    def _snapshot(self) -> dict:
+        """What runs now, as ``--pid FILE`` keeps it in ``FILE.json``.
+
+        The size, the serving pid of each slot, the booting and draining pids, and
+        whether a roll or a stop is under way.
+        """
+        by_state: dict[State, list[int]] = {state: [] for state in State}
+        for worker in self._supervisor.by_pid.values():
+            by_state[worker.state].append(worker.pid)
+        return {"master": os.getpid(), "size": self._size,
+                "serving": {str(slot): worker.pid
+                            for slot, worker in sorted(self._supervisor.serving.items())},
+                "booting": sorted(by_state[State.BOOTING]),
+                "draining": sorted(by_state[State.DRAINING]),
+                "rolling": self._rolling is not None or bool(self._roll),
+                "stopping": self._stopping}
 
     # ------------------------------------------------------------------ workers
 

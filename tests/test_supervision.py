@@ -404,7 +404,7 @@ def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):
     async def main():
         stream = Stream(cluster.url, first_index=1900, attempt_timeout=3)
         stream.start()
-        async with connected(cluster.url, source_address(1950)) as client:
+        async with connected(cluster.url, source_address(2150)) as client:
             await wait_upgraded(client)
             pid = (await client.call("whoami", timeout=10))["pid"]
             in_flight = asyncio.ensure_future(client.call("slow", 1.5, timeout=10))

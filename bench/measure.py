@@ -65,6 +65,9 @@ def load(scenario: str, target: Target, options: list[str], timeout: float) -> d
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         raise LoadgenError(f"{scenario} on {target.name}: no result in {timeout:.0f} s") from None
+    except BaseException:
+        _kill_group(proc)
+        raise
     if proc.returncode != 0:
         raise LoadgenError(f"{scenario} on {target.name} failed ({proc.returncode}): "
                            f"{err.strip()[-500:]}")
@@ -113,7 +116,7 @@ def idle_memory(target: Target, clients: int, timeout: float) -> dict[str, Any]:
         during = memory(target)
         out, _ = proc.communicate(timeout=60)  # stdin closes: the clients go, a last line comes
         done = _last_json(out)
-    except (LoadgenError, subprocess.TimeoutExpired, ValueError):
+    except BaseException:
         _kill_group(proc)
         raise
     n = max(1, connected["connected"])

@@ -2,11 +2,13 @@
 
 Every load generator run is a subprocess in its own session, bounded in time; on a
 timeout its whole process group (its ``--procs`` children) is killed by that group's id.
+The machine is shared: each run also says how much CPU processes not ours took meanwhile.
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -53,9 +55,41 @@ def cpu_seconds(pid: int | None) -> float:
     return times.user + times.system
 
 
-def load(scenario: str, target: Target, options: list[str], timeout: float) -> dict[str, Any]:
-    """Run one load scenario; return its result, with the master's CPU seconds over the run."""
+def _machine_busy() -> float:
+    """CPU seconds all processes of the machine spent so far (user, nice, system)."""
+    times = psutil.cpu_times()
+    return times.user + times.nice + times.system
+
+
+def _ours(target: Target, extra_pids: list[int]) -> float:
+    """CPU seconds so far of the target's processes, ``extra_pids``, this process, and the
+    children this process has reaped (the load generators that have finished)."""
+    total = sum(cpu_seconds(p.pid) for p in target.processes()) + cpu_seconds(os.getpid())
+    total += sum(cpu_seconds(pid) for pid in extra_pids)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return total + children.ru_utime + children.ru_stime
+
+
+def wait_quiet(target: Target, extra_pids: list[int], quiet: float, timeout: float) -> float:
+    """Wait until processes not ours use at most ``quiet`` cores over a second, or ``timeout``.
+
+    Returns the seconds waited.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        machine, ours = _machine_busy(), _ours(target, extra_pids)
+        time.sleep(1.0)
+        if (_machine_busy() - machine) - (_ours(target, extra_pids) - ours) <= quiet:
+            break
+    return time.monotonic() - started
+
+
+def load(scenario: str, target: Target, options: list[str], timeout: float,
+         extra_pids: list[int] = ()) -> dict[str, Any]:
+    """Run one load scenario; return its result, with the master's CPU seconds over the run
+    and ``foreign_cores``: the CPU that processes of others used meanwhile, in cores."""
     master_before = cpu_seconds(target.master_pid)
+    machine_before, ours_before = _machine_busy(), _ours(target, list(extra_pids))
     started = time.monotonic()
     proc = subprocess.Popen(_loadgen_argv(scenario, target, options), cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -74,6 +108,8 @@ def load(scenario: str, target: Target, options: list[str], timeout: float) -> d
     result = _last_json(out)
     result["master_cpu_seconds"] = cpu_seconds(target.master_pid) - master_before
     result["run_seconds"] = time.monotonic() - started
+    foreign = (_machine_busy() - machine_before) - (_ours(target, list(extra_pids)) - ours_before)
+    result["foreign_cores"] = max(0.0, foreign) / result["run_seconds"]
     return result
 
 

@@ -6,7 +6,7 @@ from typing import Callable
 import click
 
 from . import control
-from .config import LOG_LEVELS, ConfigError
+from .config import LOG_LEVELS, ROUTES, ConfigError
 from .master import ClusterError, Master
 from .pidfile import PidFileError
 
@@ -54,16 +54,35 @@ def main() -> None:
               help="Log to this file instead of standard error (reopened on SIGUSR1).")
 @click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True,
               help="Write the master's pid to this file while it runs.")
-def run(target: str, bind: tuple[str, ...], log_level: str, **options: object) -> None:
+@click.option("--route", type=click.Choice(ROUTES, case_sensitive=False), envvar=_env("ROUTE"),
+              show_envvar=True, default="sid", show_default=True,
+              help="sid: a request that names its session goes to the worker that owns it, "
+                   "others by client IP (peeks at each request line); ip: by client IP only, "
+                   "handed off at accept.")
+@click.option("--proxy-protocol", is_flag=True, envvar=_env("PROXY_PROTOCOL"), show_envvar=True,
+              help="Every connection starts with a PROXY protocol v1/v2 header (HAProxy "
+                   "send-proxy, nginx proxy_protocol): its client address is the real one. "
+                   "Connections without a valid header are closed.")
+@click.option("--forwarded-allow-ips", envvar=_env("FORWARDED_ALLOW_IPS"), show_envvar=True,
+              default="", metavar="ADDR|CIDR,...",
+              help="Peers whose X-Forwarded-For header names the real client (* for any).  "
+                   "[default: none]")
+@click.option("--peek-timeout", type=float, envvar=_env("PEEK_TIMEOUT"), show_envvar=True,
+              default=5.0, show_default=True,
+              help="Seconds a new connection gets to send its request line (and PROXY header); "
+                   "then it goes by IP (closed if its PROXY header is missing).")
+def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
+        **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
-    Flask-SocketIO. The master accepts every connection and hands it to a worker chosen
-    by the client's IP, so Engine.IO long-polling and the websocket upgrade always meet
-    the same process.
+    Flask-SocketIO. The master accepts every connection and hands it to a worker: the
+    one that owns the session the request names, else the one the client's IP hashes
+    to, so Engine.IO long-polling and the websocket upgrade always meet the same process.
     """
     try:
-        master = Master(target, bind=list(bind) or None, log_level=log_level.lower(), **options)  # type: ignore[arg-type]
+        master = Master(target, bind=list(bind) or None, log_level=log_level.lower(),
+                        route=route.lower(), **options)  # type: ignore[arg-type]
         master.run()
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -7,8 +7,11 @@ import os
 import socket
 import urllib.parse
 
+from .trust import Trust
+
 ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+ROUTES = ("sid", "ip")
 
 
 class ConfigError(ValueError):
@@ -86,6 +89,10 @@ class Settings:
     timeout: float = 30.0
     graceful_timeout: float = 30.0
     runtime: str = "eventlet"
+    route: str = "sid"
+    proxy_protocol: bool = False
+    forwarded_allow_ips: str = ""
+    peek_timeout: float = 5.0
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -103,11 +110,27 @@ class Settings:
             check_adapter(self.adapter)
         if not self.channel:
             raise ConfigError("the channel name cannot be empty")
+        if self.route not in ROUTES:
+            raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
+        _positive("peek timeout", self.peek_timeout)
+        _trust(self.forwarded_allow_ips)
+
+    @property
+    def trusted_proxies(self) -> Trust:
+        """The peers whose ``X-Forwarded-For`` is believed (``forwarded_allow_ips``)."""
+        return _trust(self.forwarded_allow_ips)
 
     @property
     def heartbeat_interval(self) -> float:
         """Seconds between worker heartbeats: several per ``timeout``."""
         return min(1.0, self.timeout / 4)
+
+
+def _trust(text: str) -> Trust:
+    try:
+        return Trust.parse(text)
+    except ValueError as exc:
+        raise ConfigError(f"bad forwarded-allow-ips: {exc}") from None
 
 
 def _positive(name: str, value: float) -> None:

@@ -78,6 +78,12 @@ class Master:
     :param log_level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
     :param log_file: a file to log to instead of standard error (reopened on USR1).
     :param pid_file: a file to write the master's pid to while it runs.
+    :param route: ``"sid"`` (a request naming its session goes to the worker that owns
+                  it, others by client IP) or ``"ip"`` (by client IP, at accept).
+    :param proxy_protocol: require a PROXY protocol v1/v2 header on every connection.
+    :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
+                                is believed (``*``: any); none by default.
+    :param peek_timeout: seconds a connection gets to send its first bytes.
     """
 
     def __init__(self, app: object, *, workers: int | None = None,
@@ -85,18 +91,21 @@ class Master:
                  channel: str | None = None, worker_connections: int | None = None,
                  timeout: float | None = None, graceful_timeout: float | None = None,
                  log_level: str | None = None, log_file: str | None = None,
-                 pid_file: str | None = None) -> None:
+                 pid_file: str | None = None, route: str | None = None,
+                 proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
+                 peek_timeout: float | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
-            pid_file=pid_file)
+            pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
+            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout)
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
         self._listeners: list = []
         self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child)
-        self._dispatcher = Dispatcher(self._supervisor)
+        self._dispatcher = Dispatcher(self._supervisor, self.settings, self._watch_worker)
         self._size = self.settings.workers
         self._stopping: str | None = None
         self._stop_deadline = 0.0
@@ -151,6 +160,7 @@ class Master:
             log.info("stopped by %s before the workers started", exc)
         finally:
             self._close_listeners()
+            self._dispatcher.close()
             if pid_file:
                 pid_file.remove()
             if self._status:
@@ -158,6 +168,7 @@ class Master:
             self._restore_signals()
         log.info("relay totals: %d broadcast, %d unicast, %d dropped", self.relay_broadcasts,
                  self.relay_unicasts, self.relay_dropped)
+        log.info("routing totals: %s", self._dispatcher.summary())
         if self._halt_reason:
             raise ClusterError(self._halt_reason)
         log.info("master %d stopped", os.getpid())
@@ -245,6 +256,7 @@ class Master:
                 command()
 
     def _tick(self, now: float) -> None:
+        self._dispatcher.expire(now)
         self.handle_chld()
         self._check_heartbeats(now)
         if self._stopping:
@@ -563,9 +575,6 @@ class Master:
             log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
             self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
             self._watch_listeners(False)
-        for worker in self._supervisor.serving.values():
-            if worker.outbox:
-                self._watch_worker(worker)
         if 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
             time.sleep(ACCEPT_LINGER)
 
@@ -612,9 +621,12 @@ class Master:
     def _open_listeners(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
+        self._dispatcher.attach(self._selector)
         try:
             for bind in self.settings.binds:
-                self._listeners.append((listeners.open_listener(bind), bind))
+                sock = listeners.open_listener(bind)
+                self._dispatcher.prepare(sock)
+                self._listeners.append((sock, bind))
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
         self._watch_listeners(True)
@@ -655,6 +667,7 @@ class Master:
         for sock, _bind in self._listeners:
             sock.close()
         self._listeners = []
+        self._dispatcher.close()
         if self._selector is not None:
             self._selector.close()
         self._supervisor.close_all_in_child()

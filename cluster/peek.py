@@ -14,6 +14,7 @@ from typing import Final, Literal
 from cluster.trust import IPAddress, Trust, parse_ip
 
 _SID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
+_REQUEST_LINE_START = re.compile(rb"(?:[A-Z]{1,20}(?: [\x21-\x7e]*(?: [\x21-\x7e]*\r?)?)?)?")
 
 _V1_SIGNATURE: Final = b"PROXY "
 _V1_MAX: Final = 107  # longest v1 line, CRLF included
@@ -97,6 +98,16 @@ def request_sid(head: bytes) -> str | None:
             value = param[4:]
             return value.decode("ascii") if _SID.fullmatch(value) else None
     return None
+
+
+def request_line_prefix(head: bytes) -> bool:
+    """Whether ``head`` can still grow into an HTTP request line (no LF seen yet).
+
+    True for an empty ``head`` and for any beginning of ``METHOD TARGET VERSION\\r``
+    with an upper-case method and visible-ASCII target and version; False as soon as
+    ``head`` holds an LF or anything else (binary garbage, a TLS hello). Never raises.
+    """
+    return _REQUEST_LINE_START.fullmatch(head) is not None
 
 
 def parse_proxy(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.peek import INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy, request_sid
+from cluster.peek import (INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy,
+                          request_line_prefix, request_sid)
 from cluster.trust import Trust
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
@@ -100,6 +101,46 @@ def test_request_sid_every_prefix(before: list, sid: str, after: list, with_vers
         assert found in (None, sid)  # never a cut-short value
         if cut > terminator:
             assert found == sid
+
+
+# -- request_line_prefix -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "can_grow"),
+    [
+        (b"", True),
+        (b"G", True),
+        (b"POST /socket.io/?EIO=4&sid=abc", True),
+        (b"GET /socket.io/?EIO=4 HTTP/1.1\r", True),
+        (b"GET /socket.io/?EIO=4 HTTP/1.1\r\n", False),  # an LF: the line is whole
+        (b"get / HTTP/1.1", False),
+        (b"GET /a b HTTP/1.1", False),
+        (b"GET /\x00", False),
+        (b"GET /\xff", False),
+        (b"GET / HTTP/1.1\rX", False),
+        (b"\x16\x03\x01\x02\x00", False),
+        (b"PROXY TCP4 ", True),  # looks like a method and a target
+    ],
+)
+def test_request_line_prefix_examples(head: bytes, can_grow: bool) -> None:
+    assert request_line_prefix(head) is can_grow
+
+
+@given(st.sampled_from(["GET", "POST", "OPTIONS"]),
+       st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=80),
+       st.sampled_from(["HTTP/1.0", "HTTP/1.1"]))
+def test_request_line_prefix_every_cut(method: str, target: str, version: str) -> None:
+    line = f"{method} {target} {version}\r\n".encode()
+    for cut in range(len(line)):
+        assert request_line_prefix(line[:cut])
+    assert not request_line_prefix(line)
+
+
+@given(st.binary(max_size=200))
+def test_request_line_prefix_arbitrary_bytes(head: bytes) -> None:
+    if request_line_prefix(head):
+        assert b"\n" not in head and all(0x20 <= byte < 0x7F for byte in head.rstrip(b"\r"))
 
 
 # -- parse_proxy: v1 -----------------------------------------------------------------------

@@ -422,8 +422,8 @@ class Master:
             level = logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING
             log.log(level, "%s died (%s) while %s (lived %.1f s)%s", worker, how, was.value, lived,
                     f": {worker.boot_error}" if worker.boot_error else "")
-        for fd in stranded:
-            self._dispatcher.hand_off(fd, ("", 0))
+        for packet, fd in stranded:  # queued for the dead worker: route them again
+            self._dispatcher.hand_off(fd, channel.decode_address(packet[2:]))
         if self._stopping:
             return
         if self._rolling is worker:
@@ -550,7 +550,8 @@ class Master:
 
     def _watch_worker(self, worker: Worker) -> None:
         assert self._selector is not None
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if worker.outbox else 0)
+        events = selectors.EVENT_READ | (
+            selectors.EVENT_WRITE if worker.outbox and not worker.broken else 0)
         try:
             key = self._selector.get_key(worker.sock)
         except KeyError:

@@ -65,6 +65,8 @@ class Worker:
     """What the worker said when it could not boot."""
     outbox: collections.deque = dataclasses.field(default_factory=collections.deque)
     reassembler: channel.Reassembler = dataclasses.field(default_factory=channel.Reassembler)
+    broken: bool = False
+    """The channel failed: the worker is gone; nothing more is sent to it."""
 
     def __str__(self) -> str:
         return f"worker {self.pid} (slot {self.slot})"
@@ -72,9 +74,11 @@ class Worker:
     def send(self, packet: bytes, client: int | None = None) -> bool:
         """Send (or queue) one packet, with a client socket fd to hand off if given.
 
-        Returns False, sending nothing, when the outbox is full. A handed-off client
-        fd is closed here once it is sent; the worker has its own copy.
+        Returns False, sending nothing, when the outbox is full or the channel broken.
+        A handed-off client fd is closed here once it is sent; the worker has its own copy.
         """
+        if self.broken:
+            return False
         if self.outbox:
             if len(self.outbox) >= OUTBOX_LIMIT:
                 return False
@@ -86,6 +90,7 @@ class Worker:
             self.outbox.append((packet, client))
             return True
         except OSError:
+            self.broken = True
             return False
         if client is not None:
             os.close(client)
@@ -99,17 +104,17 @@ class Worker:
                 channel.send_packet(self.sock, packet, client)
             except BlockingIOError:
                 return False
-            except OSError:
-                self.discard_outbox()
+            except OSError:  # the worker is gone: keep the hand-offs for forget() to re-route
+                self.broken = True
                 return True
             self.outbox.popleft()
             if client is not None:
                 os.close(client)
         return True
 
-    def discard_outbox(self) -> list[int]:
-        """Empty the outbox; return the client fds it still held (not sent)."""
-        clients = [client for _packet, client in self.outbox if client is not None]
+    def discard_outbox(self) -> list[tuple[bytes, int]]:
+        """Empty the outbox; return the hand-offs it still held: (packet, client fd)."""
+        clients = [(packet, client) for packet, client in self.outbox if client is not None]
         self.outbox.clear()
         return clients
 
@@ -175,8 +180,8 @@ class Supervisor:
             logging.shutdown()
             os._exit(code)
 
-    def forget(self, worker: Worker) -> list[int]:
-        """Drop a dead worker from every table; return the clients still queued for it."""
+    def forget(self, worker: Worker) -> list[tuple[bytes, int]]:
+        """Drop a dead worker from every table; return the hand-offs still queued for it."""
         self.by_pid.pop(worker.pid, None)
         if self.by_tag.get(worker.tag) is worker:
             del self.by_tag[worker.tag]
@@ -193,7 +198,7 @@ class Supervisor:
     def close_all_in_child(self) -> None:
         """In a new child: close the master's ends of every other worker's channel."""
         for worker in self.by_pid.values():
-            for client in worker.discard_outbox():
+            for _packet, client in worker.discard_outbox():
                 os.close(client)
             worker.sock.close()
 

@@ -71,15 +71,16 @@ def _ours(target: Target, extra_pids: list[int]) -> float:
 
 
 def wait_quiet(target: Target, extra_pids: list[int], quiet: float, timeout: float) -> float:
-    """Wait until processes not ours use at most ``quiet`` cores over a second, or ``timeout``.
+    """Wait until processes not ours use at most ``quiet`` cores (over half a second), or
+    ``timeout``.
 
     Returns the seconds waited.
     """
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         machine, ours = _machine_busy(), _ours(target, extra_pids)
-        time.sleep(1.0)
-        if (_machine_busy() - machine) - (_ours(target, extra_pids) - ours) <= quiet:
+        time.sleep(0.5)
+        if (_machine_busy() - machine) - (_ours(target, extra_pids) - ours) <= quiet * 0.5:
             break
     return time.monotonic() - started
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import importlib.metadata
 import os
 import platform
@@ -27,15 +26,23 @@ WHY_NOT = {
     "echo": "Each worker is one eventlet process and the load generator needs part of the same "
             "2 cores (its share is in the CPU table), so 2 workers never get 2 whole cores; "
             "a load generator on another machine, or more cores, shows the headroom.",
-    "handshakes": "A handshake is Python work in the worker (Engine.IO open packet, session "
-                  "table); the load generator takes about half a core of the 2, and the master "
-                  "its share: 2 workers share what is left. More cores, or a load generator "
-                  "elsewhere, would fix it; the master is not the limit.",
-    "master": "The master's cost is per wake-up of its loop (epoll, the callbacks, the accept "
-              "that ends a batch) more than per connection (~13 µs in a batch): the fewer "
-              "connections a wake-up finds, the more each costs. The 2 ms accept linger "
-              "batches them; the rest is CPython's own overhead per call. What would fix it: "
-              "the accept/sendmsg loop in C (a small extension module), for ~5 µs a hand-off.",
+    "handshakes": "A polling handshake costs a worker 0.6–0.7 ms of CPU (eventlet.wsgi and "
+                  "python-engineio: parse the request, make the session, write the open "
+                  "packet), and the load generator opening new connections needs about 0.6 "
+                  "core of the 2. The workers share the ~1.3 cores left: ~1,900 handshakes/s "
+                  "at best, against ~1,700/s for one process on a core of its own, so at most "
+                  "~1.15× on this machine. A load generator on another machine, or more "
+                  "cores, is what it takes; the master is not the limit (its share is in the "
+                  "CPU table).",
+    "master": "This machine's workers do not reach 2,500 handshakes/s with the load generator "
+              "beside them, so the figure is the cost per handshake measured at their rate, "
+              "times 2,500: a pessimistic projection, since the cost falls as the rate rises "
+              "(each wake-up of the loop then finds more connections; 27 µs per handshake, "
+              "6.8 % of a core, was measured at 2,476/s while the master was tuned). A "
+              "hand-off alone costs ~13 µs; the rest is per wake-up (epoll, the callbacks, the "
+              "accept that ends a batch) and a cold CPU cache after the workers ran. The 2 ms "
+              "accept linger batches connections; what would cut the rest is the "
+              "accept/sendmsg loop in C (a small extension module).",
     "broadcast": "An eventlet worker spends about 40 µs per recipient on a websocket send (a "
                  "green-thread switch and a send() per client), so one process takes ~8 ms to "
                  "fan a message out to 200 clients, and the load generator's 200 receipts run "
@@ -210,14 +217,12 @@ def table(medians: Medians, labels: dict[str, str]) -> list[str]:
 
 def write(out_dir: Path, medians: Medians, samples: dict[str, Any], labels: dict[str, str],
           verdicts_: list[Verdict], failures: list[str], plan: Any, command: str,
-          elapsed: float) -> None:
+          minutes: float, measured_at: str) -> None:
     """Write benchmarks.md and benchmarks.png into ``out_dir``."""
-    out_dir.mkdir(parents=True, exist_ok=True)
     chart(out_dir / "benchmarks.png", medians, labels)
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# Benchmarks", "",
-        f"Measured {now} with `{command}` ({elapsed / 60:.1f} min). Medians of {plan.rounds} "
+        f"Measured {measured_at} with `{command}` ({minutes:.1f} min). Medians of {plan.rounds} "
         f"round{'s' * (plan.rounds > 1)}; every target is started fresh in each round, in a "
         "rotating order; ratios are against the one eventlet process of the same run. "
         "Server and load generator share the machine, over loopback.", "",
@@ -262,7 +267,7 @@ def write(out_dir: Path, medians: Medians, samples: dict[str, Any], labels: dict
     lines += ["", "## Every round", "", "```"]
     for name, metrics in samples.items():
         for key, values in sorted(metrics.items()):
-            lines.append(f"{name:<12} {key:<22} " + "  ".join(f"{v:,.2f}" for v in values))
+            lines.append(f"{name:<12} {key:<22} " + "  ".join(f"{v:.6g}" for v in values))
     lines += ["```", ""]
     (out_dir / "benchmarks.md").write_text("\n".join(lines))
 

@@ -92,6 +92,12 @@ def verdicts(medians: Medians) -> list[Verdict]:
                                f"handshakes/s, {name}: {ratio:.2f}× one eventlet process "
                                f"(target ≥ 1.3×)"))
     for name in filter(None, (relay, redis)):
+        ratio = _ratio(medians, name, "hs_one_rate")
+        if ratio is not None:
+            out.append(Verdict("one_source", ratio >= 1.3,
+                               f"handshakes/s from one source address, {name}: {ratio:.2f}× "
+                               f"one eventlet process (target ≥ 1.3×)"))
+    for name in filter(None, (relay, redis)):
         cost = medians[name].get("hs_master_us")
         if cost is not None:
             at = medians[name]["hs_rate"]
@@ -179,14 +185,15 @@ def _percent(value: float | None) -> str:
 def table(medians: Medians, labels: dict[str, str]) -> list[str]:
     order = [n for n in labels if n in medians]
     lines = [
-        "| target | handshakes/s | echo 100: msg/s | p50 / p99 ms | echo 1,000: msg/s | "
+        "| target | handshakes/s | handshakes/s, one source address | echo 100: msg/s | p50 / p99 ms | echo 1,000: msg/s | "
         "p50 / p99 ms | broadcast 200: p50 / p99 ms | memory per idle client, KB (PSS) | "
         "all processes at the idle clients, MB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name in order:
         m = medians[name]
         lines.append(
             f"| {labels[name]} | {_with_ratio(medians, name, 'hs_rate')} | "
+            f"{_with_ratio(medians, name, 'hs_one_rate')} | "
             f"{_with_ratio(medians, name, 'echo100_rate')} | "
             f"{_pair(medians, name, 'echo100_p50', 'echo100_p99')} | "
             f"{_with_ratio(medians, name, 'echo1000_rate')} | "
@@ -238,6 +245,9 @@ def write(out_dir: Path, medians: Medians, samples: dict[str, Any], labels: dict
         f"addresses), each an Engine.IO polling handshake, `Connection: close`; "
         f"{plan.warmup:g} s warm-up, {plan.seconds:g} s measured. Run last on each fresh "
         "target: every handshake leaves a session behind for 45 s.",
+        "- **handshakes/s, one source address**: the same, every connection from 127.0.1.1, "
+        "as clients behind one NAT, corporate proxy or CGNAT look to the server; on a target "
+        "started anew.",
         f"- **echo**: N websocket clients, each from its own source address, in a closed loop: "
         f"`emit('echo')`, the server emits back to the sender's sid, wait, again. "
         f"{plan.seconds:g} s measured; round trip p50/p99.",

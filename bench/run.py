@@ -162,6 +162,11 @@ def measure_target(target: Target, plan: Plan, with_idle: bool, helpers: list[in
     log(f"  handshakes: {hs['handshakes_per_s']:>8.0f}/s  p99 {hs['p99_ms']:.1f} ms  "
         f"loadgen {hs['loadgen_cpu_share']:.2f} core"
         + (f"  master {out['hs_master_us'][-1]:.0f} µs/handshake" if target.master_pid else ""))
+    one = meter.load("handshake", ["--concurrency", "50", "--sources", "1", *window],
+                     restart=True)
+    _check(one, "handshake", 1, one.get("handshakes"))
+    out["hs_one_rate"].append(one["handshakes_per_s"])
+    log(f"  handshakes from one source address: {one['handshakes_per_s']:>8.0f}/s")
     out["foreign"].append(max(meter.foreign))
     return out
 

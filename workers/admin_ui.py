@@ -14,15 +14,29 @@ are wrong after a fork: each worker reports its own ``pid`` and its own ``server
 (the Admin UI lists servers by it), and it reports its stats from boot, not from its
 first client, so that an idle worker shows too.
 
+One gap is filled: an admin client that connects gets the sockets of its own worker
+only (``all_sockets``); the others would show at their next ping (25 s by default). So
+the worker it connects to publishes a roster request (:data:`ROSTER`, an emit to the
+admin namespace that no client receives) and every worker answers with a
+``socket_connected`` for each of its sockets.
+
 Uses ``InstrumentedServer``'s own ``instrument()``/``uninstrument()`` and a few of its
 attributes (python-socketio 5.x, ``socketio/admin.py``); nothing is copied from it.
 """
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import sys
+import time
 from typing import Any, Iterator
+
+ROSTER = "sticky-cluster:roster"
+"""The event, on the admin namespace, that asks every worker to announce its sockets."""
+
+ROSTER_DELAY = 0.2
+"""Seconds after an admin connects before the roster is asked for (its connection is done)."""
 
 
 def instrumentation(server: Any) -> Any | None:
@@ -58,3 +72,44 @@ def _per_worker(admin: Any, server: Any, default_id: str | None) -> None:
     if admin.stats_task is None:
         admin.stop_stats_event = server.eio.create_event()
         admin.stats_task = server.start_background_task(admin._emit_server_stats)
+    if admin.mode == "development" and hasattr(server.manager, "_publish"):
+        _answer_rosters(admin, server)
+
+
+def _answer_rosters(admin: Any, server: Any) -> None:
+    """Ask every worker for its sockets when an admin connects; answer such requests."""
+    admin_connect = admin.admin_connect
+    handle_emit = server.manager._handle_emit
+
+    def ask_for_roster() -> None:
+        server.sleep(ROSTER_DELAY)
+        server.emit(ROSTER, None, namespace=admin.admin_namespace)
+
+    def connect(sid: str, environ: dict, auth: Any = None) -> Any:
+        answer = admin_connect(sid, environ, auth)  # raises when the admin is refused
+        server.start_background_task(ask_for_roster)
+        return answer
+
+    def on_emit(message: dict) -> None:
+        if message.get("event") == ROSTER and message.get("namespace") == admin.admin_namespace:
+            _announce_sockets(admin, server)
+        else:
+            handle_emit(message)
+
+    server.on("connect", connect, namespace=admin.admin_namespace)
+    server.manager._handle_emit = on_emit  # local emits and the pub/sub listener both call it
+
+
+def _announce_sockets(admin: Any, server: Any) -> None:
+    """Emit ``socket_connected`` for each socket of this worker, as at each of its pings."""
+    manager = server.manager
+    for namespace in list(manager.get_namespaces()):
+        for sid, eio_sid in list(manager.get_participants(namespace, None)):
+            try:
+                socket = admin.serialize_socket(sid, namespace, eio_sid)
+            except KeyError:  # it has just gone
+                continue
+            connected_at = manager._timestamps.get(sid, time.time())
+            server.emit("socket_connected", (
+                socket, datetime.datetime.fromtimestamp(connected_at, datetime.timezone.utc).isoformat(),
+            ), namespace=admin.admin_namespace)

@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Any, Iterator
 
+import socketio
+
 ROSTER = "sticky-cluster:roster"
 """The event, on the admin namespace, that asks every worker to announce its sockets."""
 
@@ -72,7 +74,7 @@ def _per_worker(admin: Any, server: Any, default_id: str | None) -> None:
     if admin.stats_task is None:
         admin.stop_stats_event = server.eio.create_event()
         admin.stats_task = server.start_background_task(admin._emit_server_stats)
-    if admin.mode == "development" and hasattr(server.manager, "_publish"):
+    if admin.mode == "development" and isinstance(server.manager, socketio.PubSubManager):
         _answer_rosters(admin, server)
 
 

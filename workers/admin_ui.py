@@ -111,7 +111,7 @@ def _announce_sockets(admin: Any, server: Any) -> None:
                 socket = admin.serialize_socket(sid, namespace, eio_sid)
             except KeyError:  # it has just gone
                 continue
-            connected_at = manager._timestamps.get(sid, time.time())
-            server.emit("socket_connected", (
-                socket, datetime.datetime.fromtimestamp(connected_at, datetime.timezone.utc).isoformat(),
-            ), namespace=admin.admin_namespace)
+            since = datetime.datetime.fromtimestamp(manager._timestamps.get(sid, time.time()),
+                                                    datetime.timezone.utc)
+            server.emit("socket_connected", (socket, since.isoformat()),
+                        namespace=admin.admin_namespace)

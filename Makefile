@@ -2,7 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench install
+DEMO_APP := examples.chat:app
+DEMO_BIND ?= 127.0.0.1:5000
+
+.PHONY: demo demo-client test bench install
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -12,8 +15,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 install: $(VENV)/.installed
 
-demo: install  ## install, then serve examples/chat.py on http://127.0.0.1:5000 with 4 workers
-	$(VENV)/bin/sticky-cluster run examples.chat:sio --workers 4 --bind 127.0.0.1:5000
+demo: install  ## install, then serve the chat page of examples/chat.py on http://127.0.0.1:5000/ with 4 workers
+	$(VENV)/bin/sticky-cluster run $(DEMO_APP) --workers 4 --bind $(DEMO_BIND)
+
+demo-client: install  ## a terminal client for the running demo (make demo in another terminal)
+	$(PY) -m examples.chat_client http://$(DEMO_BIND)
 
 test: install  ## the whole test suite
 	$(PY) -m pytest -q

@@ -2,7 +2,11 @@
 
 Embed it with :class:`Master`; run it with the ``sticky-cluster`` command.
 """
-from .config import ConfigError
-from .master import ClusterError, Master
+from . import own
+
+own.import_workers()  # before anything imports it by name: ours, not a workers.py of the app
+
+from .config import ConfigError  # noqa: E402
+from .master import ClusterError, Master  # noqa: E402
 
 __all__ = ["ClusterError", "ConfigError", "Master"]

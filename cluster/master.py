@@ -20,7 +20,7 @@ from typing import Callable
 
 from workers.spec import WorkerSpec
 
-from . import channel, listeners
+from . import channel, listeners, own
 from .channel import Kind
 from .config import ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
@@ -605,8 +605,12 @@ class Master:
 
     def _preflight(self) -> None:
         settings = self.settings
+        for name, path in own.shadows([os.getcwd(), *sys.path]):
+            log.warning("%s is named like sticky-cluster's own package %r: the cluster runs its "
+                        "own, and the app gets ours if it imports %r; rename it", path, name, name)
         if isinstance(settings.target, str):
-            check = subprocess.run([sys.executable, "-m", "workers", settings.runtime, settings.target],
+            check = subprocess.run([sys.executable, "-c", own.CHECK_BOOTSTRAP, own.ROOT,
+                                    settings.runtime, settings.target],
                                    capture_output=True, text=True)
             if check.returncode != 0:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]

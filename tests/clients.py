@@ -16,14 +16,19 @@ def source_address(index: int) -> str:
 
 @contextlib.asynccontextmanager
 async def connected(url: str, source: str, *, transports: list[str] | None = None,
-                    namespaces: list[str] | None = None,
+                    namespaces: list[str] | None = None, handlers: dict | None = None,
                     **kwargs) -> AsyncIterator[socketio.AsyncClient]:
     """An AsyncClient connected to ``url`` (``namespaces``, default ``/``) from ``source``.
 
     Polling and the websocket both go out from ``source`` (aiohttp ``local_addr``).
+    ``handlers`` (event name -> handler, on each of ``namespaces``) are in place before the
+    connection, so that an event the server sends at connect is not missed.
     """
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)))
     client = socketio.AsyncClient(http_session=session, reconnection=False, **kwargs)
+    for event, handler in (handlers or {}).items():
+        for namespace in namespaces or ["/"]:
+            client.on(event, handler, namespace=namespace)
     try:
         await client.connect(url, transports=transports or ["polling", "websocket"],
                              namespaces=namespaces, wait_timeout=10)

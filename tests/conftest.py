@@ -79,12 +79,13 @@ class ClusterProcess:
     """A ``sticky-cluster run`` master started as a subprocess, logging to a file."""
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path = ROOT) -> None:
+                 cwd: Path = ROOT, command: list[str] | None = None) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "wb")
         full_env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cluster", *args], cwd=cwd,
+        command = command or [sys.executable, "-m", "cluster"]
+        self.proc = subprocess.Popen([*command, *args], cwd=cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
         self.pid = self.proc.pid
 

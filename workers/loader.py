@@ -7,6 +7,8 @@ import re
 import sys
 from typing import Any, Callable
 
+from cluster import own
+
 _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
 
 
@@ -37,6 +39,9 @@ def import_target(target: str) -> object:
     if match is None:
         raise TargetError(f"bad target {target!r}: expected MODULE:ATTRIBUTE or MODULE:FACTORY()")
     module_name, attr_path = match["module"], match["attr"]
+    if module_name.split(".")[0] in own.PACKAGES:
+        raise TargetError(f"bad target {target!r}: {module_name.split('.')[0]!r} is the name of "
+                          "sticky-cluster's own package; rename your module")
     if "" not in sys.path:
         sys.path.insert(0, "")
     try:

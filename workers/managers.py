@@ -25,7 +25,7 @@ import socketio
 from cluster import channel
 from cluster.channel import Kind
 
-from . import sids
+from . import admin_ui, sids
 from .link import MasterLink
 from .spec import WorkerSpec
 
@@ -121,8 +121,19 @@ def install(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> sock
     """Give ``server`` the cluster's client manager and initialise it now.
 
     Initialising at boot makes a Redis or set-up error show before the worker
-    reports ready, not at its first client.
+    reports ready, not at its first client. An Admin UI instrumentation
+    (``sio.instrument()``) follows the new manager (:mod:`workers.admin_ui`).
     """
+    with admin_ui.following_manager_swap(server):
+        manager = _swap(server, spec, link)
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        manager.initialize()
+    return manager
+
+
+def _swap(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> socketio.Manager:
+    """Install the cluster's manager on ``server`` (or adapt the app's own); return it."""
     manager = server.manager
     if isinstance(manager, socketio.PubSubManager):
         manager.host_id = uuid.uuid4().hex
@@ -140,7 +151,4 @@ def install(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> sock
             manager = RelayManager(link, channel=spec.channel, tag=spec.tag)
         manager.set_server(server)
         server.manager = manager
-    if not server.manager_initialized:
-        server.manager_initialized = True
-        manager.initialize()
     return manager

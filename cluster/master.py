@@ -43,6 +43,8 @@ BOOT_TIMEOUT = 30.0
 """Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
 STABLE_LIFE = 10.0
 """Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
+READ_BATCH = 256
+"""Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 ACCEPT_PAUSE = 0.5
 """Seconds the master stops accepting when it runs out of file descriptors."""
 ACCEPT_LINGER = 0.002
@@ -158,6 +160,11 @@ class Master:
             self._loop()
         except _StoppedEarly as exc:
             log.info("stopped by %s before the workers started", exc)
+        except Exception as exc:  # a bug of ours: say it where the operator looks, then stop
+            log.critical("master crashed; stopping every worker", exc_info=True)
+            self._supervisor.signal_all(signal.SIGTERM)
+            self._halt_reason = (f"master crashed: {type(exc).__name__}: {exc} "
+                                 "(the traceback is in the log)")
         finally:
             self._close_listeners()
             self._dispatcher.close()
@@ -327,7 +334,7 @@ class Master:
             self._watch_worker(worker)
         if not mask & selectors.EVENT_READ:
             return
-        while True:
+        for _ in range(READ_BATCH):
             try:
                 packet, fd = channel.receive_packet(worker.sock)
             except BlockingIOError:
@@ -341,24 +348,34 @@ class Master:
                 return
             try:
                 message = worker.reassembler.feed(packet)
-            except ValueError:
-                log.warning("%s sent a bad channel packet", worker)
-                continue
-            if message is not None:
-                self._on_message(worker, *message)
+                if message is not None:
+                    self._on_message(worker, *message)
+            except channel.ProtocolError as exc:
+                self._reject(worker, f"protocol violation: {exc}")
+                return
+            except Exception:  # noqa: BLE001 - a worker's message must never end the master
+                log.exception("%s: its message could not be handled", worker)
+                self._reject(worker, "its message could not be handled (traceback above)")
+                return
 
     def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
+        value = channel.parse_from_worker(kind, payload)
         worker.last_seen = time.monotonic()
         if kind is Kind.PUBLISH:
-            self._relay(worker, payload)
+            self._relay(worker, value)  # type: ignore[arg-type]
         elif kind is Kind.PUBLISH_TO:
-            self._relay_to(worker, *channel.split_addressed(payload))
+            self._relay_to(worker, *value)  # type: ignore[misc]
         elif kind is Kind.HEARTBEAT:
-            worker.sessions = int(payload or b"0")
+            worker.sessions = value.sessions  # type: ignore[attr-defined]
         elif kind is Kind.READY:
             self._worker_ready(worker)
         elif kind is Kind.BOOT_FAILED:
-            worker.boot_error = payload.decode(errors="replace")
+            worker.boot_error = value  # type: ignore[assignment]
+
+    def _reject(self, worker: Worker, why: str) -> None:
+        """Stop reading ``worker`` and kill it: what it sends cannot be trusted any more."""
+        self._unwatch_worker(worker)
+        self._kill(worker, why)
 
     def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
         """Hand a pub/sub message from ``sender`` to every other worker."""
@@ -409,7 +426,8 @@ class Master:
                      ", ".join(str(b) for b in self.settings.binds))
 
     def _worker_exited(self, worker: Worker, status: int) -> None:
-        self._on_worker_event(worker, worker.sock, selectors.EVENT_READ)  # its last words
+        if not worker.killed:
+            self._on_worker_event(worker, worker.sock, selectors.EVENT_READ)  # its last words
         was = worker.state
         self._unwatch_worker(worker)
         stranded = self._supervisor.forget(worker)

@@ -7,6 +7,7 @@ import click
 
 from . import control
 from .config import LOG_LEVELS, ROUTES, ConfigError
+from .logs import escape
 from .master import ClusterError, Master
 from .pidfile import PidFileError
 
@@ -85,7 +86,7 @@ def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
                         route=route.lower(), **options)  # type: ignore[arg-type]
         master.run()
     except (ConfigError, ClusterError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(escape(str(exc))) from None
 
 
 def _pid_option(command: Callable) -> Callable:

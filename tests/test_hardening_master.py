@@ -6,10 +6,13 @@ slot, log why, and keep serving the clients of the other workers.
 """
 from __future__ import annotations
 
-import asyncio
-import re
+import urllib.error
+import urllib.request
+
+import pytest
 
 from clients import connected, source_address
+from conftest import wait_for
 from test_cluster import run
 from test_supervision import gone, slot_of, wait_log
 
@@ -63,3 +66,21 @@ def test_a_worker_sending_garbage_is_killed_and_replaced_and_the_master_serves_o
 async def _ask(url: str, index: int) -> int:
     async with connected(url, source_address(index)) as client:
         return (await client.call("whoami", timeout=10))["pid"]
+
+
+def test_a_sid_with_control_characters_is_logged_escaped(start_cluster, tmp_path):
+    log_file = tmp_path / "cluster.log"
+    cluster = start_cluster(workers=2, args=("--log-file", str(log_file)), wait=False)
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 30,
+             what="the cluster to be ready")
+    sid = "%1b[31mX%0d%0aFORGED:%20evil%00%7f"
+    url = f"{cluster.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 400
+    assert b"Traceback" not in refused.value.read()
+    wait_for(lambda: "Invalid session" in log_file.read_text(), 20, what="the bad sid logged")
+    for text in (log_file.read_text(), cluster.log):  # the log file, and stderr
+        assert "\x1b" not in text and "\r" not in text and "\x00" not in text
+        assert not any(line.startswith("FORGED") for line in text.splitlines())
+    assert "Invalid session \\x1b[31mX\\r\\nFORGED: evil\\x00\\x7f" in log_file.read_text()

@@ -120,6 +120,7 @@ class Master:
         self._rolling: Worker | None = None
         self._accept_paused_until = 0.0
         self._announced_ready = False
+        self._pid_file: PidFile | None = None
         self._status: StatusFile | None = None
         self._started = False
         self._early_hup = False
@@ -140,17 +141,17 @@ class Master:
         signals wait for the loop (a HUP then has nothing to restart).
         """
         configure_logging(self.settings.log_level, self.settings.log_file)
-        pid_file = PidFile(self.settings.pid_file) if self.settings.pid_file else None
         self._install_signals()
         try:
             self._preflight()
             self._open_listeners()
-            if pid_file:
+            if self.settings.pid_file:
+                pid_file = PidFile(self.settings.pid_file)
                 try:
                     pid_file.create()
                 except PidFileError as exc:
-                    pid_file = None
                     raise ClusterError(str(exc)) from None
+                self._pid_file = pid_file
                 self._status = StatusFile(pid_file.path)
             self._started = True
             if self._early_hup:
@@ -160,6 +161,8 @@ class Master:
             self._loop()
         except _StoppedEarly as exc:
             log.info("stopped by %s before the workers started", exc)
+        except ClusterError:
+            raise
         except Exception as exc:  # a bug of ours: say it where the operator looks, then stop
             log.critical("master crashed; stopping every worker", exc_info=True)
             self._supervisor.signal_all(signal.SIGTERM)
@@ -168,10 +171,10 @@ class Master:
         finally:
             self._close_listeners()
             self._dispatcher.close()
-            if pid_file:
-                pid_file.remove()
             if self._status:
                 self._status.remove()
+            if self._pid_file:
+                self._pid_file.remove()
             self._restore_signals()
         log.info("relay totals: %d broadcast, %d unicast, %d dropped", self.relay_broadcasts,
                  self.relay_unicasts, self.relay_dropped)
@@ -283,7 +286,10 @@ class Master:
                 self._watch_listeners(True)
         if self._status_changed and self._status is not None:
             self._status_changed = False
-            self._status.write(self._snapshot())
+            try:
+                self._status.write(self._snapshot())
+            except (OSError, PidFileError) as exc:
+                log.warning("status file %s not written: %s", self._status.path, exc)
 
     def _changed(self) -> None:
         """Note that the status file is due to be rewritten."""
@@ -690,5 +696,7 @@ class Master:
         if self._selector is not None:
             self._selector.close()
         self._supervisor.close_all_in_child()
+        if self._pid_file is not None:
+            self._pid_file.close_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)

@@ -6,6 +6,9 @@ slot, log why, and keep serving the clients of the other workers.
 """
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import urllib.error
 import urllib.request
 
@@ -14,7 +17,7 @@ import pytest
 from clients import connected, source_address
 from conftest import wait_for
 from test_cluster import run
-from test_supervision import gone, slot_of, wait_log
+from test_supervision import cli, gone, slot_of, wait_log
 
 MODES = ("heartbeat", "mixed", "unknown", "huge", "master-kind", "short")
 REASONS = {
@@ -84,3 +87,88 @@ def test_a_sid_with_control_characters_is_logged_escaped(start_cluster, tmp_path
         assert "\x1b" not in text and "\r" not in text and "\x00" not in text
         assert not any(line.startswith("FORGED") for line in text.splitlines())
     assert "Invalid session \\x1b[31mX\\r\\nFORGED: evil\\x00\\x7f" in log_file.read_text()
+
+
+# ------------------------------------------------------------ pid and status files
+
+def _next_pids(count: int) -> range:
+    with open("/proc/sys/kernel/ns_last_pid") as src:
+        last = int(src.read())
+    return range(last + 1, last + 1 + count)
+
+
+def test_symlinks_planted_on_the_old_temporary_names_write_nothing(start_cluster, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    pid_file = tmp_path / "master.pid"
+    planted = _next_pids(4000)
+    for pid in planted:  # the names the master used to write through, for any pid it may get
+        for name in (f"master.pid.{pid}.tmp", f"master.pid.json.{pid}.tmp"):
+            (tmp_path / name).symlink_to(victim)
+    cluster = start_cluster(workers=2, args=("--pid", str(pid_file)))
+    assert cluster.pid in planted, "the master's pid was not predicted: widen the range"
+    wait_for(lambda: (tmp_path / "master.pid.json").exists(), 10, what="the status file")
+    assert pid_file.read_text() == f"{cluster.pid}\n"
+    assert not pid_file.is_symlink() and not (tmp_path / "master.pid.json").is_symlink()
+    assert oct(pid_file.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    cluster.signal(signal.SIGHUP)  # the status file is rewritten many times
+    cluster.wait_log("rolling restart done")
+    cluster.stop()
+    assert victim.read_text() == "precious\n"
+    assert not pid_file.exists() and not (tmp_path / "master.pid.json").exists()
+    leftovers = [p.name for p in tmp_path.iterdir() if not p.is_symlink()]
+    assert sorted(leftovers) == ["master-0.log", "victim"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_pid_file_that_is_a_symlink_is_refused(start_cluster, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "master.pid").symlink_to(victim)
+    cluster = start_cluster(workers=1, args=("--pid", str(tmp_path / "master.pid")), wait=False)
+    assert cluster.wait() == 1
+    assert cluster.log.strip().splitlines()[-1] == (
+        f"Error: pid file {tmp_path / 'master.pid'} is a symbolic link: refusing to follow it")
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_second_master_on_the_same_pid_file_is_refused(start_cluster, tmp_path):
+    pid_file = tmp_path / "master.pid"
+    first = start_cluster(workers=1, args=("--pid", str(pid_file)))
+    second = start_cluster(workers=1, args=("--pid", str(pid_file)), wait=False)
+    assert second.wait() == 1
+    assert second.log.strip().splitlines()[-1] == (
+        f"Error: pid file {pid_file} is held by a running master ({first.pid})")
+    assert "Traceback" not in second.log
+    assert pid_file.read_text() == f"{first.pid}\n"
+    assert cli("status", "--pid", str(pid_file)).returncode == 0
+
+
+def test_a_pid_file_naming_a_foreign_process_is_neither_signalled_nor_blocking(start_cluster,
+                                                                              tmp_path):
+    pid_file = tmp_path / "master.pid"
+    foreign = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file.write_text(f"{foreign.pid}\n")  # a master died; its pid was reused
+        for command in (("stop",), ("reload",), ("status",), ("scale", "3")):
+            result = cli(*command, "--pid", str(pid_file))
+            assert result.returncode == 1, (command, result)
+            assert result.stderr.strip() == (
+                f"Error: stale pid file {pid_file}: process {foreign.pid} is not the master "
+                "that wrote it (no master holds the file's lock)")
+        assert foreign.poll() is None, "the foreign process was signalled"
+        cluster = start_cluster(workers=1, args=("--pid", str(pid_file)))
+        assert f"pid file {pid_file} was stale (it named {foreign.pid}" in cluster.log
+        assert pid_file.read_text() == f"{cluster.pid}\n"
+        result = cli("stop", "--pid", str(pid_file))
+        assert result.stdout.strip() == f"master {cluster.pid}: fast stop started (sent SIGTERM)"
+        assert cluster.wait() == 0
+        assert foreign.poll() is None
+    finally:
+        foreign.kill()
+        foreign.wait()

@@ -86,6 +86,10 @@ class Master:
     :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
                                 is believed (``*``: any); none by default.
     :param peek_timeout: seconds a connection gets to send its first bytes.
+    :param umask: the file mode creation mask of the master and workers (an int, or
+                  octal text such as ``"027"``); None keeps the inherited one.
+    :param user: the user (name or uid) the workers run as; the master keeps its own.
+    :param group: the group (name or gid) the workers run as (default: the user's).
     """
 
     def __init__(self, app: object, *, workers: int | None = None,
@@ -95,18 +99,22 @@ class Master:
                  log_level: str | None = None, log_file: str | None = None,
                  pid_file: str | None = None, route: str | None = None,
                  proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
-                 peek_timeout: float | None = None) -> None:
+                 peek_timeout: float | None = None, umask: int | str | None = None,
+                 user: str | None = None, group: str | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
             pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
-            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout)
+            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout, umask=umask,
+            user=user, group=group)
+        self._identity = self.settings.identity
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
         self._listeners: list = []
-        self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child)
+        self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child,
+                                      self._identity)
         self._dispatcher = Dispatcher(self._supervisor, self.settings, self._watch_worker)
         self._size = self.settings.workers
         self._stopping: str | None = None
@@ -140,7 +148,10 @@ class Master:
         A stop signal that arrives before the workers are forked stops at once; other
         signals wait for the loop (a HUP then has nothing to restart).
         """
-        configure_logging(self.settings.log_level, self.settings.log_file)
+        if self.settings.umask is not None:
+            os.umask(self.settings.umask)
+        configure_logging(self.settings.log_level, self.settings.log_file,
+                          self._identity.owner if self._identity else None)
         self._install_signals()
         try:
             self._preflight()
@@ -630,8 +641,14 @@ class Master:
     def _preflight(self) -> None:
         settings = self.settings
         if isinstance(settings.target, str):
-            check = subprocess.run([sys.executable, "-m", "workers", settings.runtime, settings.target],
-                                   capture_output=True, text=True)
+            try:
+                check = subprocess.run(
+                    [sys.executable, "-m", "workers", settings.runtime, settings.target],
+                    capture_output=True, text=True,
+                    **(self._identity.popen_args() if self._identity else {}))
+            except OSError as exc:  # e.g. --user may not read this Python
+                raise ClusterError(f"cannot load the app to check it: {exc.strerror}: "
+                                   f"{exc.filename}") from None
             if check.returncode != 0:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])

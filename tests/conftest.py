@@ -79,12 +79,12 @@ class ClusterProcess:
     """A ``sticky-cluster run`` master started as a subprocess, logging to a file."""
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path = ROOT) -> None:
+                 cwd: Path = ROOT, python: str = sys.executable) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "wb")
         full_env = {**os.environ, **(env or {})}
-        self.proc = subprocess.Popen([sys.executable, "-m", "cluster", *args], cwd=cwd,
+        self.proc = subprocess.Popen([python, "-m", "cluster", *args], cwd=cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
         self.pid = self.proc.pid
 
@@ -191,12 +191,14 @@ def start_cluster(tmp_path):
     started: list[ClusterProcess] = []
 
     def start(target: str = "tests.apps.chat:sio", *, workers: int | None = 4, args: tuple = (),
-              wait: bool = True, port: int | None = None, env: dict | None = None) -> ClusterProcess:
+              wait: bool = True, port: int | None = None, env: dict | None = None,
+              python: str = sys.executable) -> ClusterProcess:
         port = port or free_port()
         argv = ["run", target, "--bind", f"127.0.0.1:{port}", *args]
         if workers is not None:
             argv += ["--workers", str(workers)]
-        cluster = ClusterProcess(argv, tmp_path / f"master-{len(started)}.log", env=env)
+        cluster = ClusterProcess(argv, tmp_path / f"master-{len(started)}.log", env=env,
+                                 python=python)
         cluster.port = port
         cluster.url = f"http://127.0.0.1:{port}"
         started.append(cluster)

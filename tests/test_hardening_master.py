@@ -6,16 +6,23 @@ slot, log why, and keep serving the clients of the other workers.
 """
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import signal
+import site
+import stat
 import subprocess
+import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
+import psutil
 import pytest
 
 from clients import connected, source_address
-from conftest import wait_for
+from conftest import ROOT, free_port, wait_for
 from test_cluster import run
 from test_supervision import cli, gone, slot_of, wait_log
 
@@ -172,3 +179,52 @@ def test_a_pid_file_naming_a_foreign_process_is_neither_signalled_nor_blocking(s
     finally:
         foreign.kill()
         foreign.wait()
+
+
+# ------------------------------------------------------------ --user, --group, --umask
+
+def _python_others_can_run() -> tuple[str, dict]:
+    """An interpreter an unprivileged user can read, with this venv's packages.
+
+    This one when its files are readable by all; else the system's Python of the same
+    version (a pyenv Python under /root is not), given this venv's packages.
+    """
+    if all(os.stat(parent).st_mode & stat.S_IXOTH
+           for parent in Path(os.path.realpath(sys.base_prefix)).parents):
+        return sys.executable, {}
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    assert os.path.exists(system), f"no Python that user nobody can run (tried {system})"
+    return system, {"PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
+
+
+def test_workers_run_as_the_user_and_the_master_keeps_root(start_cluster, tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    log_file = tmp_path / "cluster.log"
+    python, env = _python_others_can_run()
+    cluster = start_cluster(workers=2, wait=False, python=python, env=env, args=(
+        "--user", "nobody", "--group", grp.getgrgid(nobody.pw_gid).gr_name, "--umask", "027",
+        "--pid", str(tmp_path / "master.pid"), "--log-file", str(log_file)))
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 30,
+             what="the cluster to be ready")
+    answers = {run(_ask(cluster.url, 900 + i)) for i in range(8)}
+    assert answers and answers <= cluster.worker_pids()
+    for pid in cluster.worker_pids():
+        worker = psutil.Process(pid)
+        assert set(worker.uids()) == {nobody.pw_uid}
+        assert set(worker.gids()) == {nobody.pw_gid}
+        groups = open(f"/proc/{pid}/status").read().split("Groups:")[1].split("\n")[0].split()
+        assert "0" not in groups
+    assert psutil.Process(cluster.pid).uids().real == 0
+    assert (tmp_path / "master.pid").stat().st_uid == 0
+    assert oct((tmp_path / "master.pid").stat().st_mode & 0o777) == oct(0o640)
+    assert log_file.stat().st_uid == nobody.pw_uid  # workers can reopen it after a rotation
+
+
+def test_a_bad_user_or_umask_is_one_line_before_binding(tmp_path):
+    port = free_port()
+    for args, message in ((("--user", "no-such-user"), "Error: unknown user 'no-such-user'"),
+                          (("--group", "no-such-group"), "Error: unknown group 'no-such-group'"),
+                          (("--umask", "8"), "Error: bad umask '8': expected an octal number "
+                                             "such as 027")):
+        result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{port}", *args)
+        assert (result.returncode, result.stderr.strip()) == (1, message)

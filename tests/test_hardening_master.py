@@ -228,3 +228,34 @@ def test_a_bad_user_or_umask_is_one_line_before_binding(tmp_path):
                                              "such as 027")):
         result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{port}", *args)
         assert (result.returncode, result.stderr.strip()) == (1, message)
+
+
+def test_a_crash_of_the_master_is_logged_with_its_traceback_and_stops_the_workers(tmp_path):
+    """A bug in the master's own loop (injected): the log file says what, the workers stop."""
+    log_file = tmp_path / "cluster.log"
+    script = f"""
+import sys
+from cluster import Master
+from cluster.master import ClusterError
+
+def broken_step(self):
+    if len(self._supervisor.serving) == 2:
+        raise RuntimeError("injected bug \\x1b[31m")
+
+Master._step_roll = broken_step
+try:
+    Master("tests.apps.chat:sio", workers=2, bind="127.0.0.1:{free_port()}",
+           log_file={str(log_file)!r}).run()
+except ClusterError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("master crashed: RuntimeError: injected bug \x1b[31m "
+                                     "(the traceback is in the log)")
+    log = log_file.read_text()
+    assert "[CRITICAL] master crashed; stopping every worker\n  Traceback" in log
+    assert "  RuntimeError: injected bug \\x1b[31m" in log
+    assert "\x1b" not in log

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 from typing import Callable
 
@@ -59,9 +60,20 @@ class _LogFile(logging.handlers.WatchedFileHandler):
 
     def _open(self):  # noqa: ANN202 - logging's method
         stream = super()._open()
-        if self._owner is not None and os.geteuid() == 0:
+        if self._owner is not None and os.geteuid() == 0 and self._plain_file(stream.fileno()):
             os.fchown(stream.fileno(), *self._owner)
         return stream
+
+    def _plain_file(self, fd: int) -> bool:
+        """True when ``fd`` is the file at our path itself: not reached through a symbolic
+        link, not a hard link of another file (root must not hand someone else's file over)."""
+        opened = os.fstat(fd)
+        try:
+            named = os.lstat(self.baseFilename)
+        except OSError:
+            return False
+        return (stat.S_ISREG(named.st_mode) and opened.st_nlink == 1
+                and (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino))
 
     def reopenIfNeeded(self) -> None:  # noqa: N802 - logging's name
         try:

@@ -259,3 +259,15 @@ except ClusterError as exc:
     assert "[CRITICAL] master crashed; stopping every worker\n  Traceback" in log
     assert "  RuntimeError: injected bug \\x1b[31m" in log
     assert "\x1b" not in log
+
+
+def test_a_log_file_that_is_a_symlink_is_not_given_to_the_user(start_cluster, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    (tmp_path / "cluster.log").symlink_to(victim)
+    python, env = _python_others_can_run()
+    cluster = start_cluster(workers=1, wait=False, python=python, env=env, args=(
+        "--user", "nobody", "--log-file", str(tmp_path / "cluster.log")))
+    wait_for(lambda: "cluster ready" in victim.read_text(), 30, what="the cluster to be ready")
+    assert victim.stat().st_uid == 0
+    cluster.stop()

@@ -203,7 +203,8 @@ WORKER_MESSAGES = {
     Kind.PUBLISH_TO: _parse_publish_to,
     Kind.BOOT_FAILED: _parse_boot_failed,
 }
-"""Kind -> parser of every message a worker may send the master."""
+"""Kind -> parser of every message a worker may send the master. A new worker message
+needs its parser here: the master kills a worker that sends a kind not listed."""
 
 
 def parse_from_worker(kind: Kind, payload: bytes) -> object:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import re
 import stat
 import sys
 from typing import Callable
@@ -29,9 +30,12 @@ _ESCAPES = {code: _NAMED.get(chr(code), f"\\x{code:02x}")
 _ESCAPES.update({0x2028: "\\u2028", 0x2029: "\\u2029"})
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
 def escape(text: str) -> str:
     """``text`` with every control character (C0, DEL, C1, line separators) as ``\\xNN``."""
-    return text.translate(_ESCAPES)
+    return text.translate(_ESCAPES) if _CONTROL.search(text) else text
 
 
 class EscapingFormatter(logging.Formatter):
@@ -89,9 +93,7 @@ def _escaping_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., l
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string is logging's to report
             return record
-        escaped = escape(message)
-        if escaped != message:
-            record.msg, record.args = escaped, None
+        record.msg, record.args = escape(message), None  # formatted once, here
         return record
 
     make_record.escapes = True  # type: ignore[attr-defined]

@@ -5,11 +5,18 @@ kind, a one-byte flag saying whether more fragments follow, and a payload. Paylo
 larger than :data:`MAX_FRAGMENT` are split into fragments that the receiver joins
 again with a :class:`Reassembler` (SEQPACKET keeps every fragment's boundary and
 their order). A hand-off carries the client's socket as an ``SCM_RIGHTS`` fd.
+
+A worker runs the user's code, so the master trusts nothing it reads here: every
+packet and every message from a worker goes through :meth:`Reassembler.feed` and
+:func:`parse_from_worker`, pure functions that raise :class:`ProtocolError` (one line,
+no payload bytes in it) for anything that is not a well-formed worker message. The
+master kills a worker that sends one; nothing a worker sends can raise elsewhere.
 """
 from __future__ import annotations
 
 import array
 import enum
+import dataclasses
 import os
 import socket
 
@@ -22,7 +29,17 @@ RECV_SIZE = MAX_FRAGMENT + 2
 SOCKET_BUFFER = 4 * 1024 * 1024
 """Send/receive buffer asked for on both ends (the kernel may cap it)."""
 
+MAX_MESSAGE = 16 * 1024 * 1024
+"""Largest reassembled message (a relayed pub/sub message); a larger one is a protocol error."""
+
+MAX_BOOT_ERROR = 1000
+"""Characters of a worker's boot-failure text that the master keeps."""
+
 _MORE = 1
+
+
+class ProtocolError(ValueError):
+    """A packet or message breaks the channel protocol; the text says how, in one line."""
 
 
 class Kind(enum.IntEnum):
@@ -30,7 +47,7 @@ class Kind(enum.IntEnum):
 
     HANDOFF = 1  #: master -> worker: a client socket (fd) and its address
     READY = 2  #: worker -> master: booted and serving
-    HEARTBEAT = 3  #: worker -> master: alive; payload = open connection count
+    HEARTBEAT = 3  #: worker -> master: alive; payload = a :class:`Heartbeat`
     PUBLISH = 4  #: worker -> master: relay this pub/sub message
     DELIVER = 5  #: master -> worker: a pub/sub message from another worker
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
@@ -51,7 +68,14 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
 
 
 def frames(kind: Kind, payload: bytes | memoryview = b"") -> list[bytes]:
-    """Encode one message as the list of packets to send, in order."""
+    """Encode one message as the list of packets to send, in order.
+
+    Raises :class:`ProtocolError` for a payload over :data:`MAX_MESSAGE`: the other end
+    would refuse it.
+    """
+    if len(payload) > MAX_MESSAGE:
+        raise ProtocolError(f"{kind.name} message of {len(payload)} bytes is over "
+                            f"{MAX_MESSAGE} bytes")
     head = bytes((kind,))
     if len(payload) <= MAX_FRAGMENT:
         return [head + b"\0" + payload]
@@ -65,28 +89,135 @@ def frames(kind: Kind, payload: bytes | memoryview = b"") -> list[bytes]:
 
 
 class Reassembler:
-    """Joins received packets back into whole ``(kind, payload)`` messages."""
+    """Joins received packets back into whole ``(kind, payload)`` messages.
 
-    def __init__(self) -> None:
+    :param limit: the largest payload a message may reassemble to.
+    """
+
+    def __init__(self, limit: int = MAX_MESSAGE) -> None:
+        self._limit = limit
+        self._kind: Kind | None = None
         self._parts: list[bytes] = []
+        self._size = 0
 
     def feed(self, packet: bytes) -> tuple[Kind, bytes] | None:
         """Take one packet; return the message it completes, or None.
 
-        Raises ValueError for a packet that is not a channel packet.
+        Raises :class:`ProtocolError` for a packet that is too short, has an unknown
+        kind or flag, continues an unfinished message of another kind, or grows a
+        message past the limit. The reassembler is empty again after an error.
         """
+        try:
+            return self._feed(packet)
+        except ProtocolError:
+            self._kind, self._parts, self._size = None, [], 0
+            raise
+
+    def _feed(self, packet: bytes) -> tuple[Kind, bytes] | None:
         if len(packet) < 2:
-            raise ValueError("short channel packet")
-        kind = Kind(packet[0])
+            raise ProtocolError(f"short channel packet ({len(packet)} bytes)")
+        try:
+            kind = Kind(packet[0])
+        except ValueError:
+            raise ProtocolError(f"unknown message kind {packet[0]}") from None
+        if packet[1] & ~_MORE:
+            raise ProtocolError(f"bad fragment flags {packet[1]:#04x} on {kind.name}")
+        if self._kind is not None and kind is not self._kind:
+            raise ProtocolError(f"{kind.name} fragment inside an unfinished {self._kind.name}")
+        self._size += len(packet) - 2
+        if self._size > self._limit:
+            raise ProtocolError(f"{kind.name} message over {self._limit} bytes")
         if packet[1] & _MORE:
+            self._kind = kind
             self._parts.append(packet[2:])
             return None
         if self._parts:
             self._parts.append(packet[2:])
             payload = b"".join(self._parts)
-            self._parts = []
-            return kind, payload
-        return kind, packet[2:]
+        else:
+            payload = packet[2:]
+        self._kind, self._parts, self._size = None, [], 0
+        return kind, payload
+
+
+@dataclasses.dataclass(frozen=True)
+class Heartbeat:
+    """What a worker reports in each HEARTBEAT.
+
+    On the wire: the fields below, in this order, as space-separated ASCII decimal
+    integers (``b"12"``). To report more, add a field at the end (with a default for
+    the older payloads); :meth:`parse` checks every field the same way.
+    """
+
+    sessions: int
+    """Engine.IO sessions the worker holds."""
+
+    MAX_FIELD = 2 ** 31 - 1
+    """The largest value a field may carry."""
+
+    def encode(self) -> bytes:
+        """The HEARTBEAT payload."""
+        return " ".join(str(getattr(self, f.name)) for f in dataclasses.fields(self)).encode()
+
+    @classmethod
+    def parse(cls, payload: bytes) -> "Heartbeat":
+        """Read a HEARTBEAT payload; :class:`ProtocolError` unless it is well-formed."""
+        fields = dataclasses.fields(cls)
+        required = sum(1 for f in fields if f.default is dataclasses.MISSING)
+        words = payload.split(b" ")
+        if not required <= len(words) <= len(fields):
+            raise ProtocolError(f"heartbeat with {len(words)} fields, expected "
+                                f"{required}..{len(fields)}")
+        values = []
+        for word in words:
+            if not (word.isdigit() and word.isascii() and len(word) <= 10
+                    and int(word) <= cls.MAX_FIELD):
+                raise ProtocolError(f"heartbeat field {word[:20]!r} is not a count")
+            values.append(int(word))
+        return cls(*values)
+
+
+def _parse_ready(payload: bytes) -> None:
+    if payload:
+        raise ProtocolError(f"READY with a {len(payload)}-byte payload")
+
+
+def _parse_publish(payload: bytes) -> bytes:
+    return payload
+
+
+def _parse_publish_to(payload: bytes) -> tuple[int, memoryview]:
+    if len(payload) < TAG_BYTES:
+        raise ProtocolError(f"PUBLISH_TO of {len(payload)} bytes has no worker tag")
+    return split_addressed(payload)
+
+
+def _parse_boot_failed(payload: bytes) -> str:
+    return payload[:4 * MAX_BOOT_ERROR].decode("utf-8", errors="replace")[:MAX_BOOT_ERROR]
+
+
+WORKER_MESSAGES = {
+    Kind.READY: _parse_ready,
+    Kind.HEARTBEAT: Heartbeat.parse,
+    Kind.PUBLISH: _parse_publish,
+    Kind.PUBLISH_TO: _parse_publish_to,
+    Kind.BOOT_FAILED: _parse_boot_failed,
+}
+"""Kind -> parser of every message a worker may send the master. A new worker message
+needs its parser here: the master kills a worker that sends a kind not listed."""
+
+
+def parse_from_worker(kind: Kind, payload: bytes) -> object:
+    """Check a whole message a worker sent; return its value for the master.
+
+    READY: None; HEARTBEAT: a :class:`Heartbeat`; PUBLISH: the payload; PUBLISH_TO:
+    (tag, payload); BOOT_FAILED: the error text. Raises :class:`ProtocolError` for a
+    kind a worker does not send or a payload that does not fit its kind.
+    """
+    parser = WORKER_MESSAGES.get(kind)
+    if parser is None:
+        raise ProtocolError(f"{kind.name} is not a message a worker sends")
+    return parser(payload)
 
 
 TAG_BYTES = 4
@@ -117,7 +248,6 @@ def decode_address(payload: bytes) -> tuple[str, int]:
     """Decode what :func:`encode_address` made."""
     host, _, port = payload.decode().rpartition(" ")
     return host, int(port)
-
 
 
 def send_packet(sock: socket.socket, packet: bytes, fd: int | None = None) -> None:

@@ -7,6 +7,7 @@ import click
 
 from . import control
 from .config import LOG_LEVELS, ROUTES, ConfigError
+from .logs import escape
 from .master import ClusterError, Master
 from .pidfile import PidFileError
 
@@ -71,6 +72,14 @@ def main() -> None:
               default=5.0, show_default=True,
               help="Seconds a new connection gets to send its request line (and PROXY header); "
                    "then it goes by IP (closed if its PROXY header is missing).")
+@click.option("--umask", envvar=_env("UMASK"), show_envvar=True, metavar="OCTAL",
+              help="File mode creation mask of the master and workers, in octal (027).  "
+                   "[default: inherited]")
+@click.option("--user", envvar=_env("USER"), show_envvar=True, metavar="NAME|UID",
+              help="Run the workers as this user (the master, started as root, binds the "
+                   "ports and keeps the pid file).  [default: the master's user]")
+@click.option("--group", envvar=_env("GROUP"), show_envvar=True, metavar="NAME|GID",
+              help="Run the workers with this group.  [default: the user's group]")
 def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
         **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
@@ -85,7 +94,7 @@ def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
                         route=route.lower(), **options)  # type: ignore[arg-type]
         master.run()
     except (ConfigError, ClusterError) as exc:
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(escape(str(exc))) from None
 
 
 def _pid_option(command: Callable) -> Callable:

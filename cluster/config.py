@@ -7,6 +7,7 @@ import os
 import socket
 import urllib.parse
 
+from .privileges import Identity, IdentityError, resolve
 from .trust import Trust
 
 ADAPTER_SCHEMES = ("redis", "rediss", "unix")
@@ -93,6 +94,9 @@ class Settings:
     proxy_protocol: bool = False
     forwarded_allow_ips: str = ""
     peek_timeout: float = 5.0
+    umask: int | None = None
+    user: str | None = None
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -114,6 +118,17 @@ class Settings:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
         _positive("peek timeout", self.peek_timeout)
         _trust(self.forwarded_allow_ips)
+        if self.umask is not None and not 0 <= self.umask <= 0o777:
+            raise ConfigError(f"bad umask {self.umask:o}: use 000 to 777 (octal)")
+        self.identity  # noqa: B018 - resolved now, so a bad name is one line before binding
+
+    @property
+    def identity(self) -> Identity | None:
+        """Who the workers run as (``user``/``group``); None: the master's own identity."""
+        try:
+            return resolve(self.user, self.group)
+        except IdentityError as exc:
+            raise ConfigError(str(exc)) from None
 
     @property
     def trusted_proxies(self) -> Trust:
@@ -138,9 +153,19 @@ def _positive(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be more than 0, got {value}")
 
 
+def parse_umask(text: str) -> int:
+    """An octal umask such as ``027``."""
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ConfigError(f"bad umask {text!r}: expected an octal number such as 027") from None
+
+
 def make_settings(target: object, *, bind: str | list[str] | tuple[str, ...] | None = None,
                   **options: object) -> Settings:
     """Build Settings from user-facing values (``bind`` as strings), checking each one."""
+    if isinstance(options.get("umask"), str):
+        options["umask"] = parse_umask(options["umask"])  # type: ignore[arg-type]
     if bind is not None:
         binds = [bind] if isinstance(bind, str) else list(bind)
         options["binds"] = tuple(parse_bind(b) for b in binds)

@@ -43,6 +43,8 @@ BOOT_TIMEOUT = 30.0
 """Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
 STABLE_LIFE = 10.0
 """Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
+READ_BATCH = 256
+"""Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 ACCEPT_PAUSE = 0.5
 """Seconds the master stops accepting when it runs out of file descriptors."""
 ACCEPT_LINGER = 0.002
@@ -84,6 +86,10 @@ class Master:
     :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
                                 is believed (``*``: any); none by default.
     :param peek_timeout: seconds a connection gets to send its first bytes.
+    :param umask: the file mode creation mask of the master and workers (an int, or
+                  octal text such as ``"027"``); None keeps the inherited one.
+    :param user: the user (name or uid) the workers run as; the master keeps its own.
+    :param group: the group (name or gid) the workers run as (default: the user's).
     """
 
     def __init__(self, app: object, *, workers: int | None = None,
@@ -93,18 +99,22 @@ class Master:
                  log_level: str | None = None, log_file: str | None = None,
                  pid_file: str | None = None, route: str | None = None,
                  proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
-                 peek_timeout: float | None = None) -> None:
+                 peek_timeout: float | None = None, umask: int | str | None = None,
+                 user: str | None = None, group: str | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
             pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
-            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout)
+            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout, umask=umask,
+            user=user, group=group)
+        self._identity = self.settings.identity
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
         self._listeners: list = []
-        self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child)
+        self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child,
+                                      self._identity)
         self._dispatcher = Dispatcher(self._supervisor, self.settings, self._watch_worker)
         self._size = self.settings.workers
         self._stopping: str | None = None
@@ -118,6 +128,7 @@ class Master:
         self._rolling: Worker | None = None
         self._accept_paused_until = 0.0
         self._announced_ready = False
+        self._pid_file: PidFile | None = None
         self._status: StatusFile | None = None
         self._started = False
         self._early_hup = False
@@ -137,18 +148,21 @@ class Master:
         A stop signal that arrives before the workers are forked stops at once; other
         signals wait for the loop (a HUP then has nothing to restart).
         """
-        configure_logging(self.settings.log_level, self.settings.log_file)
-        pid_file = PidFile(self.settings.pid_file) if self.settings.pid_file else None
+        if self.settings.umask is not None:
+            os.umask(self.settings.umask)
+        configure_logging(self.settings.log_level, self.settings.log_file,
+                          self._identity.owner if self._identity else None)
         self._install_signals()
         try:
             self._preflight()
             self._open_listeners()
-            if pid_file:
+            if self.settings.pid_file:
+                pid_file = PidFile(self.settings.pid_file)
                 try:
                     pid_file.create()
                 except PidFileError as exc:
-                    pid_file = None
                     raise ClusterError(str(exc)) from None
+                self._pid_file = pid_file
                 self._status = StatusFile(pid_file.path)
             self._started = True
             if self._early_hup:
@@ -158,13 +172,20 @@ class Master:
             self._loop()
         except _StoppedEarly as exc:
             log.info("stopped by %s before the workers started", exc)
+        except ClusterError:
+            raise
+        except Exception as exc:  # a bug of ours: say it where the operator looks, then stop
+            log.critical("master crashed; stopping every worker", exc_info=True)
+            self._supervisor.signal_all(signal.SIGTERM)
+            self._halt_reason = (f"master crashed: {type(exc).__name__}: {exc} "
+                                 "(the traceback is in the log)")
         finally:
             self._close_listeners()
             self._dispatcher.close()
-            if pid_file:
-                pid_file.remove()
             if self._status:
                 self._status.remove()
+            if self._pid_file:
+                self._pid_file.remove()
             self._restore_signals()
         log.info("relay totals: %d broadcast, %d unicast, %d dropped", self.relay_broadcasts,
                  self.relay_unicasts, self.relay_dropped)
@@ -276,7 +297,10 @@ class Master:
                 self._watch_listeners(True)
         if self._status_changed and self._status is not None:
             self._status_changed = False
-            self._status.write(self._snapshot())
+            try:
+                self._status.write(self._snapshot())
+            except (OSError, PidFileError) as exc:
+                log.warning("status file %s not written: %s", self._status.path, exc)
 
     def _changed(self) -> None:
         """Note that the status file is due to be rewritten."""
@@ -327,7 +351,7 @@ class Master:
             self._watch_worker(worker)
         if not mask & selectors.EVENT_READ:
             return
-        while True:
+        for _ in range(READ_BATCH):
             try:
                 packet, fd = channel.receive_packet(worker.sock)
             except BlockingIOError:
@@ -341,24 +365,34 @@ class Master:
                 return
             try:
                 message = worker.reassembler.feed(packet)
-            except ValueError:
-                log.warning("%s sent a bad channel packet", worker)
-                continue
-            if message is not None:
-                self._on_message(worker, *message)
+                if message is not None:
+                    self._on_message(worker, *message)
+            except channel.ProtocolError as exc:
+                self._reject(worker, f"protocol violation: {exc}")
+                return
+            except Exception:  # noqa: BLE001 - a worker's message must never end the master
+                log.exception("%s: its message could not be handled", worker)
+                self._reject(worker, "its message could not be handled (traceback above)")
+                return
 
     def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
+        value = channel.parse_from_worker(kind, payload)
         worker.last_seen = time.monotonic()
         if kind is Kind.PUBLISH:
-            self._relay(worker, payload)
+            self._relay(worker, value)  # type: ignore[arg-type]
         elif kind is Kind.PUBLISH_TO:
-            self._relay_to(worker, *channel.split_addressed(payload))
+            self._relay_to(worker, *value)  # type: ignore[misc]
         elif kind is Kind.HEARTBEAT:
-            worker.sessions = int(payload or b"0")
+            worker.sessions = value.sessions  # type: ignore[attr-defined]
         elif kind is Kind.READY:
             self._worker_ready(worker)
         elif kind is Kind.BOOT_FAILED:
-            worker.boot_error = payload.decode(errors="replace")
+            worker.boot_error = value  # type: ignore[assignment]
+
+    def _reject(self, worker: Worker, why: str) -> None:
+        """Stop reading ``worker`` and kill it: what it sends cannot be trusted any more."""
+        self._unwatch_worker(worker)
+        self._kill(worker, why)
 
     def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
         """Hand a pub/sub message from ``sender`` to every other worker."""
@@ -409,7 +443,8 @@ class Master:
                      ", ".join(str(b) for b in self.settings.binds))
 
     def _worker_exited(self, worker: Worker, status: int) -> None:
-        self._on_worker_event(worker, worker.sock, selectors.EVENT_READ)  # its last words
+        if not worker.killed:
+            self._on_worker_event(worker, worker.sock, selectors.EVENT_READ)  # its last words
         was = worker.state
         self._unwatch_worker(worker)
         stranded = self._supervisor.forget(worker)
@@ -609,9 +644,15 @@ class Master:
             log.warning("%s is named like sticky-cluster's own package %r: the cluster runs its "
                         "own, and the app gets ours if it imports %r; rename it", path, name, name)
         if isinstance(settings.target, str):
-            check = subprocess.run([sys.executable, "-c", own.CHECK_BOOTSTRAP, own.ROOT,
-                                    settings.runtime, settings.target],
-                                   capture_output=True, text=True)
+            try:
+                check = subprocess.run(
+                    [sys.executable, "-c", own.CHECK_BOOTSTRAP, own.ROOT, settings.runtime,
+                     settings.target],
+                    capture_output=True, text=True,
+                    **(self._identity.popen_args() if self._identity else {}))
+            except OSError as exc:  # e.g. --user may not read this Python
+                raise ClusterError(f"cannot load the app to check it: {exc.strerror}: "
+                                   f"{exc.filename}") from None
             if check.returncode != 0:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])
@@ -676,5 +717,7 @@ class Master:
         if self._selector is not None:
             self._selector.close()
         self._supervisor.close_all_in_child()
+        if self._pid_file is not None:
+            self._pid_file.close_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)

@@ -24,6 +24,7 @@ from workers.spec import WorkerSpec
 
 from . import channel
 from .channel import Kind
+from .privileges import Identity
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -126,10 +127,13 @@ class Supervisor:
     :param runtime: the name of the worker runtime (see :mod:`workers`).
     :param forget_in_child: closes, in a new child, everything of the master's it
                             inherited (listeners, selector, other workers' channels).
+    :param identity: the user and groups a new worker switches to before it loads the
+                     app; None: it stays who the master is.
     """
 
     def __init__(self, spec_for: Callable[[int, int], WorkerSpec], runtime: str,
-                 forget_in_child: Callable[[], None]) -> None:
+                 forget_in_child: Callable[[], None], identity: Identity | None = None) -> None:
+        self._identity = identity
         self._spec_for = spec_for
         self._runtime = runtime
         self._forget_in_child = forget_in_child
@@ -167,6 +171,8 @@ class Supervisor:
             for signum in IGNORED_IN_WORKERS:
                 signal.signal(signum, signal.SIG_IGN)
             self._forget_in_child()
+            if self._identity is not None:
+                self._identity.become()
             workers.runtime(self._runtime).serve(spec, sock)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

@@ -79,12 +79,13 @@ class ClusterProcess:
     """A ``sticky-cluster run`` master started as a subprocess, logging to a file."""
 
     def __init__(self, args: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 cwd: Path = ROOT, command: list[str] | None = None) -> None:
+                 cwd: Path = ROOT, command: list[str] | None = None,
+                 python: str = sys.executable) -> None:
         self.args = args
         self.log_path = log_path
         self._log = open(log_path, "wb")
         full_env = {**os.environ, **(env or {})}
-        command = command or [sys.executable, "-m", "cluster"]
+        command = command or [python, "-m", "cluster"]
         self.proc = subprocess.Popen([*command, *args], cwd=cwd,
                                      stdout=self._log, stderr=subprocess.STDOUT, env=full_env)
         self.pid = self.proc.pid
@@ -192,12 +193,14 @@ def start_cluster(tmp_path):
     started: list[ClusterProcess] = []
 
     def start(target: str = "tests.apps.chat:sio", *, workers: int | None = 4, args: tuple = (),
-              wait: bool = True, port: int | None = None, env: dict | None = None) -> ClusterProcess:
+              wait: bool = True, port: int | None = None, env: dict | None = None,
+              python: str = sys.executable) -> ClusterProcess:
         port = port or free_port()
         argv = ["run", target, "--bind", f"127.0.0.1:{port}", *args]
         if workers is not None:
             argv += ["--workers", str(workers)]
-        cluster = ClusterProcess(argv, tmp_path / f"master-{len(started)}.log", env=env)
+        cluster = ClusterProcess(argv, tmp_path / f"master-{len(started)}.log", env=env,
+                                 python=python)
         cluster.port = port
         cluster.url = f"http://127.0.0.1:{port}"
         started.append(cluster)

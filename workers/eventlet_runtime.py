@@ -16,7 +16,7 @@ from typing import NoReturn
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
-from cluster.channel import Kind
+from cluster.channel import Heartbeat, Kind
 
 from .spec import WorkerSpec
 
@@ -73,7 +73,7 @@ def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:
     while True:
         eventlet.sleep(interval)
         sessions = len(server.eio.sockets)  # type: ignore[attr-defined]
-        link.send(Kind.HEARTBEAT, str(sessions).encode())
+        link.send(Kind.HEARTBEAT, Heartbeat(sessions).encode())
 
 
 def _drain(server: object, listener: "ChannelListener", graceful_timeout: float) -> None:

@@ -90,9 +90,18 @@ class MasterLink:
         eventlet.spawn(self._read_forever)
 
     def send(self, kind: Kind, payload: bytes = b"") -> None:
-        """Send one message to the master, waiting (green) while the channel is full."""
+        """Send one message to the master, waiting (green) while the channel is full.
+
+        A message over :data:`cluster.channel.MAX_MESSAGE` is dropped with an error line:
+        the master would take it for garbage and kill this worker.
+        """
+        try:
+            packets = channel.frames(kind, payload)
+        except channel.ProtocolError as exc:
+            log.error("worker %d drops a message: %s", os.getpid(), exc)
+            return
         with self._send_lock:
-            for packet in channel.frames(kind, payload):
+            for packet in packets:
                 while True:
                     try:
                         channel.send_packet(self._sock, packet)

@@ -1,0 +1,46 @@
+"""The chat app, plus an event that makes the serving worker write garbage on its channel.
+
+``misbehave(mode)`` sends the master raw packets that break the channel protocol, as a
+buggy or hostile app could (it finds the channel through the relay manager). The master
+must kill that worker, replace it, say why, and keep serving everyone else.
+"""
+import eventlet.hubs
+
+from cluster import channel
+from cluster.channel import Kind
+from tests.apps.chat import app, sio  # noqa: F401
+
+
+def _packet(kind: int, more: bool, payload: bytes = b"") -> bytes:
+    return bytes((kind, int(more))) + payload
+
+
+def _packets(mode: str) -> list[bytes]:
+    """The raw packets one kind of misbehaviour sends."""
+    if mode == "heartbeat":  # not a count: the master used to crash on int(payload)
+        return [_packet(Kind.HEARTBEAT, False, b"\x1b[31m12\r\nFORGED")]
+    if mode == "mixed":  # an unfinished PUBLISH, then a HEARTBEAT that would join it
+        return [_packet(Kind.PUBLISH, True, b"x" * 100), _packet(Kind.HEARTBEAT, False, b"3")]
+    if mode == "unknown":
+        return [_packet(200, False, b"hello")]
+    if mode == "huge":  # fragments that never end, past the message limit
+        fragment = _packet(Kind.PUBLISH, True, b"x" * channel.MAX_FRAGMENT)
+        return [fragment] * (channel.MAX_MESSAGE // channel.MAX_FRAGMENT + 2)
+    if mode == "master-kind":  # a message only the master sends
+        return [_packet(Kind.HANDOFF, False, b"127.0.0.1 80")]
+    if mode == "short":
+        return [b"\x03"]
+    raise ValueError(mode)
+
+
+@sio.event
+def misbehave(sid, mode):
+    sock = sio.manager._link._sock
+    for packet in _packets(mode):
+        while True:
+            try:
+                channel.send_packet(sock, packet)
+                break
+            except BlockingIOError:
+                eventlet.hubs.trampoline(sock.fileno(), write=True, timeout=5)
+    return "sent"

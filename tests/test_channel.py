@@ -1,0 +1,101 @@
+"""The channel protocol's pure parts: framing, reassembly and the worker-message parsers.
+
+Whatever bytes a worker sends, the master's parsers either return a value or raise
+ProtocolError: never anything else.
+"""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from cluster import channel
+from cluster.channel import Heartbeat, Kind, ProtocolError, Reassembler
+
+WORKER_KINDS = (Kind.READY, Kind.HEARTBEAT, Kind.PUBLISH, Kind.PUBLISH_TO, Kind.BOOT_FAILED)
+
+
+def reassemble(packets: list[bytes], limit: int = channel.MAX_MESSAGE):
+    reassembler = Reassembler(limit)
+    out = [reassembler.feed(packet) for packet in packets]
+    return [message for message in out if message is not None]
+
+
+@given(st.sampled_from(list(Kind)), st.binary(max_size=3 * channel.MAX_FRAGMENT + 7))
+def test_frames_reassemble_to_the_message(kind, payload):
+    assert reassemble(channel.frames(kind, payload)) == [(kind, payload)]
+
+
+def test_fragments_of_another_kind_are_refused():
+    publish = channel.frames(Kind.PUBLISH, b"x" * (channel.MAX_FRAGMENT + 1))
+    with pytest.raises(ProtocolError, match="HEARTBEAT fragment inside an unfinished PUBLISH"):
+        reassemble([publish[0], *channel.frames(Kind.HEARTBEAT, b"3")])
+
+
+def test_a_message_past_the_limit_is_refused_before_it_is_joined():
+    packet = bytes((Kind.PUBLISH, 1)) + b"x" * 1000
+    reassembler = Reassembler(limit=2500)
+    assert reassembler.feed(packet) is None
+    assert reassembler.feed(packet) is None
+    with pytest.raises(ProtocolError, match="PUBLISH message over 2500 bytes"):
+        reassembler.feed(packet)
+    assert reassembler.feed(bytes((Kind.READY, 0))) == (Kind.READY, b"")  # empty again
+
+
+def test_frames_refuses_what_the_other_end_would_refuse():
+    with pytest.raises(ProtocolError, match="over"):
+        channel.frames(Kind.PUBLISH, bytes(channel.MAX_MESSAGE + 1))
+
+
+@pytest.mark.parametrize("packet, message", [
+    (b"", "short channel packet"),
+    (b"\x03", "short channel packet"),
+    (b"\xc8\x00", "unknown message kind 200"),
+    (b"\x00\x00", "unknown message kind 0"),
+    (b"\x03\x02", "bad fragment flags"),
+])
+def test_malformed_packets_are_refused(packet, message):
+    with pytest.raises(ProtocolError, match=message):
+        Reassembler().feed(packet)
+
+
+@pytest.mark.parametrize("payload, sessions", [(b"0", 0), (b"12", 12), (b"2147483647", 2**31 - 1)])
+def test_heartbeat_parses_counts(payload, sessions):
+    assert Heartbeat.parse(payload) == Heartbeat(sessions)
+    assert Heartbeat(sessions).encode() == payload
+
+
+@pytest.mark.parametrize("payload", [b"", b" ", b"-1", b"+1", b"1.5", b"1 2", b"2147483648",
+                                     b"\xd9\xa3", b"\x1b[31m1", b"1\n", b"99999999999999999999"])
+def test_heartbeat_refuses_anything_but_counts(payload):
+    with pytest.raises(ProtocolError):
+        Heartbeat.parse(payload)
+
+
+@pytest.mark.parametrize("kind", [Kind.HANDOFF, Kind.DELIVER, Kind.DRAIN])
+def test_master_kinds_from_a_worker_are_refused(kind):
+    with pytest.raises(ProtocolError, match=f"{kind.name} is not a message a worker sends"):
+        channel.parse_from_worker(kind, b"")
+
+
+def test_worker_messages_parse_to_their_values():
+    assert channel.parse_from_worker(Kind.READY, b"") is None
+    assert channel.parse_from_worker(Kind.PUBLISH, b"abc") == b"abc"
+    tag, payload = channel.parse_from_worker(Kind.PUBLISH_TO, channel.addressed(7, b"abc"))
+    assert (tag, bytes(payload)) == (7, b"abc")
+    assert channel.parse_from_worker(Kind.BOOT_FAILED, "é".encode() * 5000) == "é" * 1000
+    with pytest.raises(ProtocolError, match="READY with a 1-byte payload"):
+        channel.parse_from_worker(Kind.READY, b"x")
+    with pytest.raises(ProtocolError, match="no worker tag"):
+        channel.parse_from_worker(Kind.PUBLISH_TO, b"abc")
+
+
+@given(st.lists(st.binary(max_size=80), max_size=12))
+def test_any_bytes_from_a_worker_give_a_message_or_a_protocol_error(packets):
+    reassembler = Reassembler(limit=200)
+    for packet in packets:
+        try:
+            message = reassembler.feed(packet)
+            if message is not None:
+                channel.parse_from_worker(*message)
+        except ProtocolError:
+            pass

@@ -1,0 +1,273 @@
+"""A worker cannot take the master down: garbage on a real channel from a real worker.
+
+Each misbehaviour is sent by the test app (:mod:`tests.apps.garbage`) from inside a
+worker that serves a real client; the master must kill that worker, replace it in its
+slot, log why, and keep serving the clients of the other workers.
+"""
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import signal
+import site
+import stat
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from clients import connected, source_address
+from conftest import ROOT, free_port, wait_for
+from test_cluster import run
+from test_supervision import cli, gone, slot_of, wait_log
+
+MODES = ("heartbeat", "mixed", "unknown", "huge", "master-kind", "short")
+REASONS = {
+    "heartbeat": "heartbeat field",
+    "mixed": "HEARTBEAT fragment inside an unfinished PUBLISH",
+    "unknown": "unknown message kind 200",
+    "huge": "PUBLISH message over",
+    "master-kind": "HANDOFF is not a message a worker sends",
+    "short": "short channel packet",
+}
+
+
+def test_a_worker_sending_garbage_is_killed_and_replaced_and_the_master_serves_on(start_cluster):
+    cluster = start_cluster("tests.apps.garbage:sio", workers=2)
+
+    async def main():
+        async with connected(cluster.url, source_address(700)) as bystander:
+            bystander_pid = (await bystander.call("whoami", timeout=10))["pid"]
+            index = 701
+            for mode in MODES:
+                # a client on the other worker than the bystander's: it will misbehave
+                while True:
+                    async with connected(cluster.url, source_address(index)) as client:
+                        index += 1
+                        victim = (await client.call("whoami", timeout=10))["pid"]
+                        if victim == bystander_pid:
+                            continue
+                        slot = slot_of(cluster, victim)
+                        await client.emit("misbehave", mode)
+                        await wait_log(cluster, f"worker {victim} (slot {slot}) killed with "
+                                                f"SIGKILL: protocol violation: ", timeout=30)
+                        break
+                assert REASONS[mode] in cluster.log, (mode, cluster.log)
+                await wait_log(cluster, f"(slot {slot}) ready after", count=MODES.index(mode) + 2)
+                # the bystander's worker never noticed; the master still answers everyone
+                assert (await bystander.call("whoami", timeout=10))["pid"] == bystander_pid
+                assert gone(victim)
+            answers = [await _ask(cluster.url, 800 + i) for i in range(6)]
+            return bystander_pid, answers
+
+    bystander_pid, answers = run(main())
+    assert cluster.proc.poll() is None, cluster.log
+    assert len(cluster.worker_pids()) == 2
+    assert all(answer in cluster.worker_pids() for answer in answers)
+    assert "\x1b" not in cluster.log and "\nFORGED" not in cluster.log
+    assert "Traceback" not in cluster.log
+
+
+async def _ask(url: str, index: int) -> int:
+    async with connected(url, source_address(index)) as client:
+        return (await client.call("whoami", timeout=10))["pid"]
+
+
+def test_a_sid_with_control_characters_is_logged_escaped(start_cluster, tmp_path):
+    log_file = tmp_path / "cluster.log"
+    cluster = start_cluster(workers=2, args=("--log-file", str(log_file)), wait=False)
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 30,
+             what="the cluster to be ready")
+    sid = "%1b[31mX%0d%0aFORGED:%20evil%00%7f"
+    url = f"{cluster.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=10)
+    assert refused.value.code == 400
+    assert b"Traceback" not in refused.value.read()
+    wait_for(lambda: "Invalid session" in log_file.read_text(), 20, what="the bad sid logged")
+    for text in (log_file.read_text(), cluster.log):  # the log file, and stderr
+        assert "\x1b" not in text and "\r" not in text and "\x00" not in text
+        assert not any(line.startswith("FORGED") for line in text.splitlines())
+    assert "Invalid session \\x1b[31mX\\r\\nFORGED: evil\\x00\\x7f" in log_file.read_text()
+
+
+# ------------------------------------------------------------ pid and status files
+
+def _next_pids(count: int) -> range:
+    with open("/proc/sys/kernel/ns_last_pid") as src:
+        last = int(src.read())
+    return range(last + 1, last + 1 + count)
+
+
+def test_symlinks_planted_on_the_old_temporary_names_write_nothing(start_cluster, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    pid_file = tmp_path / "master.pid"
+    planted = _next_pids(4000)
+    for pid in planted:  # the names the master used to write through, for any pid it may get
+        for name in (f"master.pid.{pid}.tmp", f"master.pid.json.{pid}.tmp"):
+            (tmp_path / name).symlink_to(victim)
+    cluster = start_cluster(workers=2, args=("--pid", str(pid_file)))
+    assert cluster.pid in planted, "the master's pid was not predicted: widen the range"
+    wait_for(lambda: (tmp_path / "master.pid.json").exists(), 10, what="the status file")
+    assert pid_file.read_text() == f"{cluster.pid}\n"
+    assert not pid_file.is_symlink() and not (tmp_path / "master.pid.json").is_symlink()
+    assert oct(pid_file.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
+    cluster.signal(signal.SIGHUP)  # the status file is rewritten many times
+    cluster.wait_log("rolling restart done")
+    cluster.stop()
+    assert victim.read_text() == "precious\n"
+    assert not pid_file.exists() and not (tmp_path / "master.pid.json").exists()
+    leftovers = [p.name for p in tmp_path.iterdir() if not p.is_symlink()]
+    assert sorted(leftovers) == ["master-0.log", "victim"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_pid_file_that_is_a_symlink_is_refused(start_cluster, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "master.pid").symlink_to(victim)
+    cluster = start_cluster(workers=1, args=("--pid", str(tmp_path / "master.pid")), wait=False)
+    assert cluster.wait() == 1
+    assert cluster.log.strip().splitlines()[-1] == (
+        f"Error: pid file {tmp_path / 'master.pid'} is a symbolic link: refusing to follow it")
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_second_master_on_the_same_pid_file_is_refused(start_cluster, tmp_path):
+    pid_file = tmp_path / "master.pid"
+    first = start_cluster(workers=1, args=("--pid", str(pid_file)))
+    second = start_cluster(workers=1, args=("--pid", str(pid_file)), wait=False)
+    assert second.wait() == 1
+    assert second.log.strip().splitlines()[-1] == (
+        f"Error: pid file {pid_file} is held by a running master ({first.pid})")
+    assert "Traceback" not in second.log
+    assert pid_file.read_text() == f"{first.pid}\n"
+    assert cli("status", "--pid", str(pid_file)).returncode == 0
+
+
+def test_a_pid_file_naming_a_foreign_process_is_neither_signalled_nor_blocking(start_cluster,
+                                                                              tmp_path):
+    pid_file = tmp_path / "master.pid"
+    foreign = subprocess.Popen(["sleep", "60"])
+    try:
+        pid_file.write_text(f"{foreign.pid}\n")  # a master died; its pid was reused
+        for command in (("stop",), ("reload",), ("status",), ("scale", "3")):
+            result = cli(*command, "--pid", str(pid_file))
+            assert result.returncode == 1, (command, result)
+            assert result.stderr.strip() == (
+                f"Error: stale pid file {pid_file}: process {foreign.pid} is not the master "
+                "that wrote it (no master holds the file's lock)")
+        assert foreign.poll() is None, "the foreign process was signalled"
+        cluster = start_cluster(workers=1, args=("--pid", str(pid_file)))
+        assert f"pid file {pid_file} was stale (it named {foreign.pid}" in cluster.log
+        assert pid_file.read_text() == f"{cluster.pid}\n"
+        result = cli("stop", "--pid", str(pid_file))
+        assert result.stdout.strip() == f"master {cluster.pid}: fast stop started (sent SIGTERM)"
+        assert cluster.wait() == 0
+        assert foreign.poll() is None
+    finally:
+        foreign.kill()
+        foreign.wait()
+
+
+# ------------------------------------------------------------ --user, --group, --umask
+
+def _python_others_can_run() -> tuple[str, dict]:
+    """An interpreter an unprivileged user can read, with this venv's packages.
+
+    This one when its files are readable by all; else the system's Python of the same
+    version (a pyenv Python under /root is not), given this venv's packages.
+    """
+    if all(os.stat(parent).st_mode & stat.S_IXOTH
+           for parent in Path(os.path.realpath(sys.base_prefix)).parents):
+        return sys.executable, {}
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    assert os.path.exists(system), f"no Python that user nobody can run (tried {system})"
+    return system, {"PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
+
+
+def test_workers_run_as_the_user_and_the_master_keeps_root(start_cluster, tmp_path):
+    nobody = pwd.getpwnam("nobody")
+    log_file = tmp_path / "cluster.log"
+    python, env = _python_others_can_run()
+    cluster = start_cluster(workers=2, wait=False, python=python, env=env, args=(
+        "--user", "nobody", "--group", grp.getgrgid(nobody.pw_gid).gr_name, "--umask", "027",
+        "--pid", str(tmp_path / "master.pid"), "--log-file", str(log_file)))
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 30,
+             what="the cluster to be ready")
+    answers = {run(_ask(cluster.url, 900 + i)) for i in range(8)}
+    assert answers and answers <= cluster.worker_pids()
+    for pid in cluster.worker_pids():
+        worker = psutil.Process(pid)
+        assert set(worker.uids()) == {nobody.pw_uid}
+        assert set(worker.gids()) == {nobody.pw_gid}
+        groups = open(f"/proc/{pid}/status").read().split("Groups:")[1].split("\n")[0].split()
+        assert "0" not in groups
+    assert psutil.Process(cluster.pid).uids().real == 0
+    assert (tmp_path / "master.pid").stat().st_uid == 0
+    assert oct((tmp_path / "master.pid").stat().st_mode & 0o777) == oct(0o640)
+    assert log_file.stat().st_uid == nobody.pw_uid  # workers can reopen it after a rotation
+
+
+def test_a_bad_user_or_umask_is_one_line_before_binding(tmp_path):
+    port = free_port()
+    for args, message in ((("--user", "no-such-user"), "Error: unknown user 'no-such-user'"),
+                          (("--group", "no-such-group"), "Error: unknown group 'no-such-group'"),
+                          (("--umask", "8"), "Error: bad umask '8': expected an octal number "
+                                             "such as 027")):
+        result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{port}", *args)
+        assert (result.returncode, result.stderr.strip()) == (1, message)
+
+
+def test_a_crash_of_the_master_is_logged_with_its_traceback_and_stops_the_workers(tmp_path):
+    """A bug in the master's own loop (injected): the log file says what, the workers stop."""
+    log_file = tmp_path / "cluster.log"
+    script = f"""
+import sys
+from cluster import Master
+from cluster.master import ClusterError
+
+def broken_step(self):
+    if len(self._supervisor.serving) == 2:
+        raise RuntimeError("injected bug \\x1b[31m")
+
+Master._step_roll = broken_step
+try:
+    Master("tests.apps.chat:sio", workers=2, bind="127.0.0.1:{free_port()}",
+           log_file={str(log_file)!r}).run()
+except ClusterError as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(1)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("master crashed: RuntimeError: injected bug \x1b[31m "
+                                     "(the traceback is in the log)")
+    log = log_file.read_text()
+    assert "[CRITICAL] master crashed; stopping every worker\n  Traceback" in log
+    assert "  RuntimeError: injected bug \\x1b[31m" in log
+    assert "\x1b" not in log
+
+
+def test_a_log_file_that_is_a_symlink_is_not_given_to_the_user(start_cluster, tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("")
+    (tmp_path / "cluster.log").symlink_to(victim)
+    python, env = _python_others_can_run()
+    cluster = start_cluster(workers=1, wait=False, python=python, env=env, args=(
+        "--user", "nobody", "--log-file", str(tmp_path / "cluster.log")))
+    wait_for(lambda: "cluster ready" in victim.read_text(), 30, what="the cluster to be ready")
+    assert victim.stat().st_uid == 0
+    cluster.stop()

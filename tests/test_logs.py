@@ -1,0 +1,60 @@
+"""Log escaping: no record, ours or a library's, can forge a line or reach the terminal raw."""
+from __future__ import annotations
+
+import io
+import logging
+
+import pytest
+from hypothesis import given, strategies as st
+
+from cluster import logs
+
+
+@pytest.mark.parametrize("text, escaped", [
+    ("plain text, é and 日本", "plain text, é and 日本"),
+    ("\x1b[31mred", "\\x1b[31mred"),
+    ("a\r\nFORGED", "a\\r\\nFORGED"),
+    ("\x00\x07\t\x7f\x85\x9b", "\\x00\\x07\\t\\x7f\\x85\\x9b"),
+    ("line\u2028sep", "line\\u2028sep"),
+])
+def test_escape(text, escaped):
+    assert logs.escape(text) == escaped
+
+
+@given(st.text())
+def test_escaped_text_has_no_control_character(text):
+    escaped = logs.escape(text)
+    assert not any(ord(c) < 0x20 or 0x7f <= ord(c) < 0xa0 or c in "\u2028\u2029" for c in escaped)
+
+
+@pytest.fixture
+def restore_logging():
+    """Put the test process's logging back as it was."""
+    root = logging.getLogger()
+    handlers, level, factory = list(root.handlers), root.level, logging.getLogRecordFactory()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.setLogRecordFactory(factory)
+
+
+def test_every_handler_gets_escaped_records_and_tracebacks_are_indented(restore_logging):
+    logs.configure_logging("info", None)
+    ours, theirs = io.StringIO(), io.StringIO()
+    logging.getLogger().handlers[0].stream = ours
+    library = logging.getLogger("engineio.server.test")
+    library.addHandler(logging.StreamHandler(theirs))  # as python-engineio adds its own
+    try:
+        library.error("Invalid session %s", "\x1b[31mX\r\nFORGED: yes")
+        try:
+            raise ValueError("bad\n[2026-01-01 00:00:00,000] [1] [INFO] forged")
+        except ValueError:
+            logging.getLogger("x").exception("failed")
+    finally:
+        library.handlers.clear()
+    assert theirs.getvalue() == "Invalid session \\x1b[31mX\\r\\nFORGED: yes\n"
+    lines = ours.getvalue().splitlines()
+    assert lines[0].endswith("[ERROR] Invalid session \\x1b[31mX\\r\\nFORGED: yes")
+    assert lines[1].endswith("[ERROR] failed")
+    assert all(line.startswith("  ") for line in lines[2:])
+    assert lines[-1] == "  [2026-01-01 00:00:00,000] [1] [INFO] forged"

@@ -7,6 +7,7 @@ master reopen at once (see :func:`reopen_log_files`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import sys
@@ -14,14 +15,30 @@ import sys
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 
 
-def configure_logging(level: str, log_file: str | None) -> None:
-    """Send sticky-cluster's log lines (and the app's) to ``log_file`` or stderr."""
+class JsonFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line (time, pid, level, logger, message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (an exception's traceback in ``exc_info``)."""
+        line = {"time": self.formatTime(record), "pid": record.process,
+                "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
+def configure_logging(level: str, log_file: str | None, log_format: str = "text") -> None:
+    """Send sticky-cluster's log lines (and the app's) to ``log_file`` or stderr.
+
+    :param log_format: ``text`` (one readable line) or ``json`` (one object per line).
+    """
     handler: logging.Handler
     if log_file and log_file != "-":
         handler = logging.handlers.WatchedFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

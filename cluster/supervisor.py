@@ -24,6 +24,7 @@ from workers.spec import WorkerSpec
 
 from . import channel
 from .channel import Kind
+from .proctitle import set_title
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -167,6 +168,8 @@ class Supervisor:
             for signum in IGNORED_IN_WORKERS:
                 signal.signal(signum, signal.SIG_IGN)
             self._forget_in_child()
+            target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
+            set_title(f"worker {spec.slot} {target}")
             workers.runtime(self._runtime).serve(spec, sock)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

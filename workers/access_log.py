@@ -151,9 +151,12 @@ class AccessLog:
 
     @staticmethod
     def _status(seen: list[str], environ: dict) -> str:
-        if seen:
-            return seen[0]
-        return "101" if environ.get("HTTP_UPGRADE", "").lower() == "websocket" else "-"
+        """The status sent; 101 for a websocket that was accepted (Engine.IO "starts" a
+        200 response after the session, which the server never sends)."""
+        upgraded = environ.get("HTTP_UPGRADE", "").lower() == "websocket"
+        if upgraded and (not seen or seen[0].startswith("2")):
+            return "101"
+        return seen[0] if seen else "-"
 
     def _write(self, environ: dict, status: str, length: int | None, started: float,
                clock: float) -> None:

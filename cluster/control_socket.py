@@ -31,6 +31,8 @@ REQUEST_LIMIT = 256
 REQUEST_TIMEOUT = 10.0
 """Seconds a client gets to send its request line."""
 CONNECTION_LIMIT = 16
+UNIX_PATH_LIMIT = 107
+"""Bytes of a Unix socket path (``sun_path`` less its terminating NUL)."""
 
 Check = Callable[[dict], "tuple[bool, str] | None"]
 """Looks at the master's facts: None while a request waits, else (ok, message)."""
@@ -72,6 +74,9 @@ class ControlServer:
 
     def open(self, selector: selectors.BaseSelector) -> None:
         """Create the socket (mode 0600) and serve it from ``selector``; ConfigError on failure."""
+        if len(os.fsencode(self.path)) > UNIX_PATH_LIMIT:
+            raise ConfigError(f"control socket path {self.path} is too long for a Unix socket "
+                              f"({UNIX_PATH_LIMIT} bytes at most): use --control PATH")
         old = os.umask(0o177)
         try:
             self._listener = listeners.open_listener(self._bind)

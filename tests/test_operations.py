@@ -153,6 +153,19 @@ def test_status_server_answers_bad_requests_and_never_holds_up_clients(start_clu
     assert "Traceback" not in cluster.log
 
 
+def test_status_port_in_use_is_one_line_before_any_fork():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",
+                     "--status-bind", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == (f"Error: cannot listen on 127.0.0.1:{port}: "
+                                              "address already in use")
+    assert "booting" not in result.stderr and "Traceback" not in result.stderr
+
+
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),
                     reason=f"{CHROMIUM} is not installed (apt-get install chromium; .ci/run does)")
 def test_live_page_shows_the_workers_in_chromium(start_cluster, tmp_path):

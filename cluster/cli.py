@@ -128,12 +128,17 @@ def _control(pid_file: str | None, control_path: str | None, words: list[str],
     path = control_path or (f"{pid_file}.ctl" if pid_file else None)
     try:
         if control_client.available(path):
-            click.echo(control_client.request(path, words))  # type: ignore[arg-type]
+            try:
+                click.echo(control_client.request(path, words))  # type: ignore[arg-type]
+                return
+            except control_client.ControlUnreachable:
+                if not pid_file:
+                    raise  # else a socket left by a dead master: the pid file says more
+        if pid_file:
+            click.echo(by_signal(pid_file))
         elif control_path:
             raise click.ClickException(f"no control socket at {control_path}: is the master "
                                        "running with this --control?")
-        elif pid_file:
-            click.echo(by_signal(pid_file))
         else:
             raise click.ClickException("say which master: --pid FILE or --control PATH")
     except PidFileError as exc:

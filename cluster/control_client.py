@@ -24,6 +24,10 @@ class ControlError(PidFileError):
     """The master refused a request or could not be reached; the message is one line."""
 
 
+class ControlUnreachable(ControlError):
+    """Nobody listens on the control socket (a master killed with SIGKILL leaves its file)."""
+
+
 def available(path: str | None) -> bool:
     """Whether ``path`` is a control socket (a Unix socket file)."""
     if not path:
@@ -42,7 +46,7 @@ def request(path: str, words: list[str], timeout: float | None = None) -> str:
         try:
             sock.connect(path)
         except OSError as exc:
-            raise ControlError(f"cannot reach the master at {path}: {exc.strerror}") from None
+            raise ControlUnreachable(f"cannot reach the master at {path}: {exc.strerror}") from None
         sock.settimeout(timeout)
         sock.sendall(" ".join(words).encode() + b"\n")
         answer = _final_answer(sock, path)

@@ -5,8 +5,8 @@ from typing import Callable
 
 import click
 
-from . import control
-from .config import LOG_LEVELS, ROUTES, ConfigError
+from . import control, control_client
+from .config import LOG_FORMATS, LOG_LEVELS, ROUTES, ConfigError
 from .logs import escape
 from .master import ClusterError, Master
 from .pidfile import PidFileError
@@ -17,6 +17,7 @@ def _env(name: str) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="sticky-cluster", prog_name="sticky-cluster")
 def main() -> None:
     """Run a python-socketio app on several worker processes, each client always on the same one.
 
@@ -25,6 +26,7 @@ def main() -> None:
       sticky-cluster run app:sio --workers 4 --bind 0.0.0.0:5000 --pid /run/app.pid
       sticky-cluster run app:sio -w 8 --adapter redis://localhost:6379/0
       sticky-cluster reload --pid /run/app.pid     (also: stop, scale N, status)
+      sticky-cluster run app:sio --status-bind 127.0.0.1:9100   (/metrics, /healthz, /)
     """
 
 
@@ -80,8 +82,27 @@ def main() -> None:
                    "ports and keeps the pid file).  [default: the master's user]")
 @click.option("--group", envvar=_env("GROUP"), show_envvar=True, metavar="NAME|GID",
               help="Run the workers with this group.  [default: the user's group]")
-def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
-        **options: object) -> None:
+@click.option("--status-bind", envvar=_env("STATUS_BIND"), show_envvar=True, metavar="ADDR",
+              help="Serve the status HTTP endpoint at HOST:PORT or unix:PATH: /metrics "
+                   "(Prometheus), /healthz, /status (JSON) and a live page at /.  [default: off]")
+@click.option("--control", envvar=_env("CONTROL"), show_envvar=True, metavar="PATH",
+              help="The control socket for status, scale, reload and stop (mode 0600).  "
+                   "[default: PID_FILE.ctl with --pid, else none]")
+@click.option("--access-log", envvar=_env("ACCESS_LOG"), show_envvar=True, metavar="PATH|-",
+              help="Write one line per request and per websocket session to this file "
+                   "(- for standard output), from the worker that served it.  [default: off]")
+@click.option("--access-log-format", envvar=_env("ACCESS_LOG_FORMAT"), show_envvar=True,
+              metavar="FORMAT", help="gunicorn-style atoms: %(h)s %(r)s %(s)s %(b)s %(a)s "
+                                     "%(L)s ..., plus %(slot)s and %(transport)s.  "
+                                     "[default: gunicorn's, then slot, transport, seconds]")
+@click.option("--log-format", type=click.Choice(LOG_FORMATS, case_sensitive=False),
+              envvar=_env("LOG_FORMAT"), show_envvar=True, default="text", show_default=True,
+              help="text: one readable line per event; json: one JSON object per line.")
+@click.option("--check", is_flag=True, envvar=_env("CHECK"), show_envvar=True,
+              help="Check the options, load TARGET (and reach the adapter), then exit: "
+                   "0 when all is well, else one line and 1.")
+def run(target: str, bind: tuple[str, ...], log_level: str, route: str, log_format: str,
+        check: bool, **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
@@ -91,29 +112,57 @@ def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
     """
     try:
         master = Master(target, bind=list(bind) or None, log_level=log_level.lower(),
-                        route=route.lower(), **options)  # type: ignore[arg-type]
+                        route=route.lower(), log_format=log_format.lower(),
+                        **options)  # type: ignore[arg-type]
+        if check:
+            master.check()
+            click.echo(f"ok: {target} loads and the options are valid")
+            return
         master.run()
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(escape(str(exc))) from None
 
 
 def _pid_option(command: Callable) -> Callable:
-    return click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True, required=True,
+    command = click.option("--control", "control_path", envvar=_env("CONTROL"), show_envvar=True,
+                           metavar="PATH", help="The master's control socket (run --control).  "
+                                                "[default: PID_FILE.ctl]")(command)
+    return click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True,
                         help="The pid file the master was started with (run --pid).")(command)
 
 
-def _control(action: Callable[[], str]) -> None:
+def _control(pid_file: str | None, control_path: str | None, words: list[str],
+             by_signal: Callable[[str], str]) -> None:
+    """Ask the master through its control socket if it has one, else by signal."""
+    path = control_path or (f"{pid_file}.ctl" if pid_file else None)
     try:
-        click.echo(action())
+        if control_client.available(path):
+            try:
+                click.echo(control_client.request(path, words))  # type: ignore[arg-type]
+                return
+            except control_client.ControlUnreachable:
+                if not pid_file:
+                    raise  # else a socket left by a dead master: the pid file says more
+        if pid_file:
+            click.echo(by_signal(pid_file))
+        elif control_path:
+            raise click.ClickException(f"no control socket at {control_path}: is the master "
+                                       "running with this --control?")
+        else:
+            raise click.ClickException("say which master: --pid FILE or --control PATH")
     except PidFileError as exc:
         raise click.ClickException(str(exc)) from None
 
 
 @main.command()
 @_pid_option
-def reload(pid_file: str) -> None:
-    """Rolling restart of a running master's workers (SIGHUP)."""
-    _control(lambda: control.reload(pid_file))
+def reload(pid_file: str | None, control_path: str | None) -> None:
+    """Rolling restart of a running master's workers.
+
+    Through the control socket, it returns when the roll is done (or aborted, with the
+    reason); without one, it sends SIGHUP and returns at once.
+    """
+    _control(pid_file, control_path, ["reload"], control.reload)
 
 
 @main.command()
@@ -121,24 +170,30 @@ def reload(pid_file: str) -> None:
               help="Drain the workers first, up to --graceful-timeout (SIGQUIT); "
                    "without it, stop at once (SIGTERM).")
 @_pid_option
-def stop(pid_file: str, graceful: bool) -> None:
-    """Stop a running master and its workers."""
-    _control(lambda: control.stop(pid_file, graceful))
+def stop(pid_file: str | None, control_path: str | None, graceful: bool) -> None:
+    """Stop a running master and its workers (through the control socket: wait until it exited)."""
+    _control(pid_file, control_path, ["stop", "graceful"] if graceful else ["stop"],
+             lambda pid: control.stop(pid, graceful))
 
 
 @main.command()
 @click.argument("workers", type=click.IntRange(min=1))
 @_pid_option
-def scale(pid_file: str, workers: int) -> None:
-    """Run WORKERS worker processes from now on (SIGTTIN / SIGTTOU, one per step)."""
-    _control(lambda: control.scale(pid_file, workers))
+def scale(pid_file: str | None, control_path: str | None, workers: int) -> None:
+    """Run WORKERS worker processes from now on.
+
+    Through the control socket, in one step, returning when all of them serve; without
+    one, by SIGTTIN / SIGTTOU, one per step.
+    """
+    _control(pid_file, control_path, ["scale", str(workers)],
+             lambda pid: control.scale(pid, workers))
 
 
 @main.command()
 @_pid_option
-def status(pid_file: str) -> None:
+def status(pid_file: str | None, control_path: str | None) -> None:
     """Show a running master's workers, slot by slot."""
-    _control(lambda: control.status(pid_file))
+    _control(pid_file, control_path, ["status"], control.status)
 
 
 if __name__ == "__main__":  # pragma: no cover

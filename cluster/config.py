@@ -8,11 +8,15 @@ import socket
 import urllib.parse
 
 from .privileges import Identity, IdentityError, resolve
+from workers.access_log import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
+from workers.access_log import check_format as check_access_log_format
+
 from .trust import Trust
 
 ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -97,6 +101,13 @@ class Settings:
     umask: int | None = None
     user: str | None = None
     group: str | None = None
+    status_bind: Bind | None = None
+    """Where the status HTTP server listens (``/metrics``, ``/healthz``, ``/status``, ``/``)."""
+    control: str | None = None
+    """The control socket's path; None: beside the pid file, if there is one."""
+    access_log: str | None = None
+    access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -121,6 +132,12 @@ class Settings:
         if self.umask is not None and not 0 <= self.umask <= 0o777:
             raise ConfigError(f"bad umask {self.umask:o}: use 000 to 777 (octal)")
         self.identity  # noqa: B018 - resolved now, so a bad name is one line before binding
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"bad log format {self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
+        try:
+            check_access_log_format(self.access_log_format)
+        except ValueError as exc:
+            raise ConfigError(f"bad access log format: {exc}") from None
 
     @property
     def identity(self) -> Identity | None:
@@ -129,6 +146,13 @@ class Settings:
             return resolve(self.user, self.group)
         except IdentityError as exc:
             raise ConfigError(str(exc)) from None
+
+    @property
+    def control_path(self) -> str | None:
+        """The control socket's path: ``control``, else ``PID_FILE.ctl``, else None."""
+        if self.control:
+            return self.control
+        return f"{self.pid_file}.ctl" if self.pid_file else None
 
     @property
     def trusted_proxies(self) -> Trust:
@@ -169,5 +193,7 @@ def make_settings(target: object, *, bind: str | list[str] | tuple[str, ...] | N
     if bind is not None:
         binds = [bind] if isinstance(bind, str) else list(bind)
         options["binds"] = tuple(parse_bind(b) for b in binds)
+    if isinstance(options.get("status_bind"), str):
+        options["status_bind"] = parse_bind(options["status_bind"])  # type: ignore[arg-type]
     options = {k: v for k, v in options.items() if v is not None}
     return Settings(target, **options)  # type: ignore[arg-type]

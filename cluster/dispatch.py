@@ -92,6 +92,11 @@ class Dispatcher:
         """Connections closed for a missing, bad or truncated PROXY header."""
 
     @property
+    def pending_count(self) -> int:
+        """Connections waiting for their first bytes."""
+        return len(self._pending)
+
+    @property
     def peeking(self) -> bool:
         """Whether connections are looked at before they are handed off."""
         return self._by_sid or self._proxy_protocol or bool(self._trusted)

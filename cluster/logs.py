@@ -14,6 +14,7 @@ two, and a line that starts at column 0 with ``[`` is always one of ours.
 """
 from __future__ import annotations
 
+import json
 import logging
 import logging.handlers
 import os
@@ -100,18 +101,32 @@ def _escaping_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., l
     return make_record
 
 
+class JsonFormatter(logging.Formatter):
+    """``--log-format json``: one JSON object per line (time, pid, level, logger, message)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON (an exception's traceback in ``exc_info``)."""
+        line = {"time": self.formatTime(record), "pid": record.process,
+                "level": record.levelname, "logger": record.name,
+                "message": record.getMessage()}
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        return json.dumps(line)
+
+
 def configure_logging(level: str, log_file: str | None,
-                      owner: tuple[int, int] | None = None) -> None:
+                      owner: tuple[int, int] | None = None, log_format: str = "text") -> None:
     """Send sticky-cluster's log lines (and the app's) to ``log_file`` or stderr, escaped.
 
     :param owner: (uid, gid) that gets the log file, for workers that run as another user.
+    :param log_format: ``text`` (one readable line) or ``json`` (one object per line).
     """
     handler: logging.Handler
     if log_file and log_file != "-":
         handler = _LogFile(log_file, owner)
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(EscapingFormatter(FORMAT))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else EscapingFormatter(FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -24,10 +24,13 @@ from . import channel, listeners, own
 from .channel import Kind
 from .config import ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
+from .events import EventLog
 from .limits import raise_open_files_limit
 from .logs import configure_logging, reopen_log_files
 from .pidfile import PidFile, PidFileError, StatusFile
+from .proctitle import set_title
 from .supervisor import State, Supervisor, Worker, describe_exit
+from .systemd import Notifier, inherited_listeners
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -52,6 +55,10 @@ ACCEPT_LINGER = 0.002
 wake-up hands off a batch: the loop's cost per wake-up, not per connection, is most of
 its CPU (measured with 2 workers at ~2,300 handshakes/s: 48 µs per handshake without,
 27 µs with). A lone connection is not delayed; one that follows it waits 2 ms at most."""
+
+
+OPERATIONS_TICK = 0.1
+"""Seconds between two looks at the status server, control socket and systemd watchdog."""
 
 
 class ClusterError(RuntimeError):
@@ -90,6 +97,12 @@ class Master:
                   octal text such as ``"027"``); None keeps the inherited one.
     :param user: the user (name or uid) the workers run as; the master keeps its own.
     :param group: the group (name or gid) the workers run as (default: the user's).
+    :param status_bind: ``"HOST:PORT"`` or ``"unix:/path"`` of the status HTTP server
+                        (``/metrics``, ``/healthz``, ``/status``, the live page ``/``).
+    :param control: the control socket's path (default: beside ``pid_file``).
+    :param access_log: a file (``"-"``: standard output) for the workers' access log.
+    :param access_log_format: its line format, gunicorn's ``%(h)s %(r)s %(s)s`` atoms.
+    :param log_format: ``text`` or ``json``.
     """
 
     def __init__(self, app: object, *, workers: int | None = None,
@@ -100,14 +113,18 @@ class Master:
                  pid_file: str | None = None, route: str | None = None,
                  proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
                  peek_timeout: float | None = None, umask: int | str | None = None,
-                 user: str | None = None, group: str | None = None) -> None:
+                 user: str | None = None, group: str | None = None,
+                 status_bind: str | None = None, control: str | None = None,
+                 access_log: str | None = None, access_log_format: str | None = None,
+                 log_format: str | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
             pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
             forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout, umask=umask,
-            user=user, group=group)
+            user=user, group=group, status_bind=status_bind, control=control,
+            access_log=access_log, access_log_format=access_log_format, log_format=log_format)
         self._identity = self.settings.identity
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -139,6 +156,24 @@ class Master:
         """Relay messages handed to the one worker that owns the addressed sid."""
         self.relay_dropped = 0
         """Relay deliveries dropped because a worker's channel queue was full."""
+        self.relay_bytes = 0
+        """Payload bytes of the relay messages."""
+        self.restarts: collections.Counter[str] = collections.Counter()
+        """Workers replaced, by reason: crash, timeout (killed), hup, scale."""
+        self._slot_restarts: collections.Counter[int] = collections.Counter()
+        self._rolls = {"started": 0, "finished": 0, "failure": None}
+        self._born = time.monotonic()
+        self._turn_started = 0.0
+        self._lag = (0.0, 0.0)
+        """(the longest loop turn in this window, the previous window's) in seconds."""
+        self._lag_window_end = 0.0
+        self._operations_due = 0.0
+        self._events = EventLog()
+        self._notifier = Notifier()
+        self._extras: list = []
+        """The status server and the control server, when enabled: served by the loop."""
+        self._inherited: set = set()
+        """Listeners systemd passed (socket activation): closed but never unlinked."""
 
     # ----------------------------------------------------------------- public API
 
@@ -151,7 +186,10 @@ class Master:
         if self.settings.umask is not None:
             os.umask(self.settings.umask)
         configure_logging(self.settings.log_level, self.settings.log_file,
-                          self._identity.owner if self._identity else None)
+                          self._identity.owner if self._identity else None,
+                          self.settings.log_format)
+        self._events.attach()
+        set_title(f"master {self._target_name()}")
         self._install_signals()
         try:
             self._preflight()
@@ -164,6 +202,7 @@ class Master:
                     raise ClusterError(str(exc)) from None
                 self._pid_file = pid_file
                 self._status = StatusFile(pid_file.path)
+            self._open_extras()
             self._started = True
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
@@ -182,6 +221,9 @@ class Master:
         finally:
             self._close_listeners()
             self._dispatcher.close()
+            for extra in self._extras:
+                extra.close()
+            self._events.detach()
             if self._status:
                 self._status.remove()
             if self._pid_file:
@@ -193,6 +235,48 @@ class Master:
         if self._halt_reason:
             raise ClusterError(self._halt_reason)
         log.info("master %d stopped", os.getpid())
+
+    def check(self) -> None:
+        """``--check``: load the target and reach the adapter as ``run`` would, then return.
+
+        Raises ClusterError (one line) on the first problem; forks nothing, binds nothing.
+        """
+        self._preflight()
+
+    def facts(self) -> dict:
+        """What the master knows now, for ``/status``, ``/metrics`` and the control socket.
+
+        Plain data (JSON-ready): the workers with their sessions (from their heartbeats),
+        the routing, relay and restart counters, the loop's lag and the last events.
+        """
+        now = time.monotonic()
+        dispatcher = self._dispatcher
+        by_state = collections.Counter(w.state.value for w in self._supervisor.by_pid.values())
+        return {
+            "master": os.getpid(), "size": self._size, "uptime": round(now - self._born, 3),
+            "stopping": self._stopping,
+            "rolling": self._rolling is not None or bool(self._roll),
+            "binds": [str(bind) for _sock, bind in self._listeners],
+            "workers": [{"slot": w.slot, "pid": w.pid, "state": w.state.value,
+                         "sessions": w.sessions, "uptime": round(now - w.born, 3),
+                         "heartbeat_age": round(now - w.last_seen, 3),
+                         "restarts": self._slot_restarts[w.slot]}
+                        for w in sorted(self._supervisor.by_pid.values(),
+                                        key=lambda w: (w.slot, w.born))],
+            "workers_by_state": {state.value: by_state[state.value] for state in State},
+            "handoffs": {"sid": dispatcher.by_sid, "rerouted": dispatcher.rerouted,
+                         "ip": dispatcher.handed_off - dispatcher.by_sid - dispatcher.rerouted},
+            "connections": {"accepted": dispatcher.accepted, "timed_out": dispatcher.timed_out,
+                            "refused": dispatcher.refused, "dropped": dispatcher.dropped},
+            "restarts": {reason: self.restarts[reason]
+                         for reason in ("crash", "timeout", "hup", "scale")},
+            "relay": {"broadcast": self.relay_broadcasts, "unicast": self.relay_unicasts,
+                      "dropped": self.relay_dropped, "bytes": self.relay_bytes},
+            "pending": dispatcher.pending_count,
+            "loop_lag": round(max(self._lag), 6),
+            "rolls": dict(self._rolls),
+            "events": self._events.recent(),
+        }
 
     def reload(self) -> None:
         """Rolling restart: replace every worker, one slot at a time (like SIGHUP)."""
@@ -223,6 +307,8 @@ class Master:
             return
         log.info("rolling restart of %d workers%s", self._size,
                  " (started over)" if self._roll or self._rolling else "")
+        self._rolls["started"] += 1
+        self._notifier.reloading()
         self._roll = collections.deque(range(self._size))
         self._changed()
 
@@ -259,10 +345,21 @@ class Master:
     def _loop(self) -> None:
         assert self._selector is not None
         while not (self._stopping and not self._supervisor.by_pid):
-            for key, mask in self._selector.select(self._next_timeout()):
+            events = self._selector.select(self._next_timeout())
+            self._turn_started = time.monotonic()
+            for key, mask in events:
                 key.data(key.fileobj, mask)
             self._run_commands()
             self._tick(time.monotonic())
+
+    def _measure_lag(self, now: float) -> None:
+        """Keep the longest loop turn of the current and the previous 10 s window."""
+        turn = now - self._turn_started
+        current, previous = self._lag
+        if now >= self._lag_window_end:
+            self._lag_window_end = now + 10.0
+            current, previous = 0.0, current
+        self._lag = (max(current, turn), previous)
 
     def _next_timeout(self) -> float:
         return 0.0 if self._commands else 0.25
@@ -277,7 +374,11 @@ class Master:
                 command()
 
     def _tick(self, now: float) -> None:
+        self._measure_lag(now)
         self._dispatcher.expire(now)
+        if now >= self._operations_due:  # not on every turn: a turn may be one accept batch
+            self._operations_due = now + OPERATIONS_TICK
+            self._tick_operations(now)
         self.handle_chld()
         self._check_heartbeats(now)
         if self._stopping:
@@ -301,6 +402,20 @@ class Master:
                 self._status.write(self._snapshot())
             except (OSError, PidFileError) as exc:
                 log.warning("status file %s not written: %s", self._status.path, exc)
+
+    def _tick_operations(self, now: float) -> None:
+        """The operators' side: systemd's watchdog and STATUS=, the status and control servers."""
+        self._notifier.tick(now)
+        if self._announced_ready and self._notifier.enabled:
+            self._notifier.status(self._status_line())
+        for extra in self._extras:
+            extra.tick(now)
+
+    def _status_line(self) -> str:
+        """systemd's STATUS=: the workers serving and the sessions they hold."""
+        serving = self._supervisor.serving.values()
+        return (f"{len(serving)} of {self._size} workers serving, "
+                f"{sum(w.sessions for w in serving)} sessions")
 
     def _changed(self) -> None:
         """Note that the status file is due to be rewritten."""
@@ -326,13 +441,15 @@ class Master:
     # ------------------------------------------------------------------ workers
 
     def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
-        first = self.settings.binds[0]
+        first = self._listeners[0][1] if self._listeners else self.settings.binds[0]
         return WorkerSpec(
             target=self.settings.target, slot=slot, tag=tag, adapter=self.settings.adapter,
             channel=self.settings.channel, worker_connections=self.settings.worker_connections,
             heartbeat_interval=self.settings.heartbeat_interval,
             graceful_timeout=self.settings.graceful_timeout,
-            server_address=first.address, family=first.family)
+            server_address=first.address, family=first.family,
+            access_log=self.settings.access_log,
+            access_log_format=self.settings.access_log_format)
 
     def _spawn(self, slot: int, why: str) -> Worker:
         worker = self._supervisor.spawn(slot)
@@ -397,6 +514,7 @@ class Master:
     def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
         """Hand a pub/sub message from ``sender`` to every other worker."""
         self.relay_broadcasts += 1
+        self.relay_bytes += len(payload)
         self.relay_dropped += self._supervisor.send_to_all(Kind.DELIVER, payload, skip=sender)
         for other in self._supervisor.by_pid.values():
             if other.outbox:
@@ -413,6 +531,7 @@ class Master:
             self._relay(sender, payload)
             return
         self.relay_unicasts += 1
+        self.relay_bytes += len(payload)
         if not self._supervisor.send_to(target, Kind.DELIVER, payload):
             self.relay_dropped += 1
         elif target.outbox:
@@ -437,10 +556,13 @@ class Master:
             self._drain(previous, f"replaced by worker {worker.pid}")
         if rolled and not self._roll:
             log.info("rolling restart done")
+            self._rolls["finished"] = self._rolls["started"]
+            self._notifier.ready(self._status_line())
         if not self._announced_ready and len(self._supervisor.serving) == self._size:
             self._announced_ready = True
             log.info("cluster ready: %d workers serving on %s", self._size,
-                     ", ".join(str(b) for b in self.settings.binds))
+                     ", ".join(str(b) for _sock, b in self._listeners))
+            self._notifier.ready(self._status_line())
 
     def _worker_exited(self, worker: Worker, status: int) -> None:
         if not worker.killed:
@@ -461,11 +583,17 @@ class Master:
             self._dispatcher.hand_off(fd, channel.decode_address(packet[2:]))
         if self._stopping:
             return
+        if was is not State.DRAINING:
+            self._count_restart(worker.slot, "timeout" if worker.killed else "crash")
         if self._rolling is worker:
             self._rolling = None
             self._roll.clear()
             log.error("rolling restart aborted: the new %s failed to boot (%s); the old workers "
                       "keep serving", worker, worker.boot_error or how)
+            self._rolls["finished"] = self._rolls["started"]
+            self._rolls["failure"] = (self._rolls["started"],
+                                      f"the new {worker} failed to boot ({worker.boot_error or how})")
+            self._notifier.ready(self._status_line())
         elif was is State.BOOTING:
             self._boot_failures += 1
             if self._boot_failures >= BOOT_FAILURE_LIMIT:
@@ -474,6 +602,10 @@ class Master:
                 return
         if self._slot_is_empty(worker.slot) and worker.slot not in self._respawn_at:
             self._schedule_respawn(worker.slot, lived)
+
+    def _count_restart(self, slot: int, reason: str) -> None:
+        self.restarts[reason] += 1
+        self._slot_restarts[slot] += 1
 
     def _schedule_respawn(self, slot: int, lived: float) -> None:
         """Respawn ``slot`` at once, or after a backoff that doubles while it keeps dying."""
@@ -535,6 +667,7 @@ class Master:
         old, self._size = self._size, size
         self._changed()
         for slot in range(old, size):
+            self.restarts["scale"] += 1
             self._spawn(slot, "scaling up")
         for slot in range(size, old):
             self._respawn_at.pop(slot, None)
@@ -556,12 +689,17 @@ class Master:
             if any(w.state is State.BOOTING for w in self._supervisor.in_slot(slot)):
                 return
             self._roll.popleft()
+            self._count_restart(slot, "hup")
             self._rolling = self._spawn(slot, "rolling restart")
+        if self._rolling is None and self._rolls["finished"] < self._rolls["started"]:
+            self._rolls["finished"] = self._rolls["started"]  # ended by a scale down
+            self._notifier.ready(self._status_line())
 
     def _begin_stop(self, how: str) -> None:
         if self._stopping == "fast" or (self._stopping and how == "graceful"):
             return
         self._stopping = how
+        self._notifier.stopping()
         self._changed()
         self._roll.clear()
         self._respawn_at.clear()
@@ -669,15 +807,44 @@ class Master:
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
         self._dispatcher.attach(self._selector)
         try:
-            for bind in self.settings.binds:
-                sock = listeners.open_listener(bind)
+            inherited = inherited_listeners()
+            self._inherited = {sock for sock, _bind in inherited}
+            for sock, bind in inherited or [(listeners.open_listener(b), b)
+                                            for b in self.settings.binds]:
                 self._dispatcher.prepare(sock)
                 self._listeners.append((sock, bind))
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
         self._watch_listeners(True)
-        for _sock, bind in self._listeners:
-            log.info("listening at %s (master %d)", bind, os.getpid())
+        for sock, bind in self._listeners:
+            log.info("listening at %s (master %d)%s", bind, os.getpid(),
+                     ", inherited from systemd" if sock in self._inherited else "")
+
+    def _open_extras(self) -> None:
+        """Start the status server and the control socket, when enabled (on the loop)."""
+        assert self._selector is not None
+        settings = self.settings
+        try:
+            if settings.status_bind is not None:
+                from .status_http import StatusServer
+                from .status_site import site
+
+                self._extras.append(StatusServer(settings.status_bind, site(self.facts)))
+                self._extras[-1].open(self._selector)
+                log.info("status at http://%s/ (/metrics, /healthz, /status)",
+                         settings.status_bind)
+            if settings.control_path is not None:
+                from .control_socket import ControlServer
+
+                self._extras.append(ControlServer(settings.control_path, self))
+                self._extras[-1].open(self._selector)
+        except ConfigError as exc:
+            self._extras.pop()
+            raise ClusterError(str(exc)) from None
+
+    def _target_name(self) -> str:
+        target = self.settings.target
+        return target if isinstance(target, str) else type(target).__name__
 
     def _close_listeners(self) -> None:
         for sock, bind in self._listeners:
@@ -686,7 +853,10 @@ class Master:
                     self._selector.unregister(sock)
                 except (KeyError, ValueError):
                     pass
-            listeners.close_listener(sock, bind)
+            if sock in self._inherited:
+                sock.close()  # systemd's socket: its file stays for the next master
+            else:
+                listeners.close_listener(sock, bind)
         self._listeners = []
 
     def _install_signals(self) -> None:
@@ -714,6 +884,10 @@ class Master:
             sock.close()
         self._listeners = []
         self._dispatcher.close()
+        for extra in self._extras:
+            extra.forget_in_child()
+        self._notifier.close()
+        self._events.detach()
         if self._selector is not None:
             self._selector.close()
         self._supervisor.close_all_in_child()

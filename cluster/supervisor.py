@@ -25,6 +25,7 @@ from workers.spec import WorkerSpec
 from . import channel
 from .channel import Kind
 from .privileges import Identity
+from .proctitle import set_title
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -173,6 +174,8 @@ class Supervisor:
             self._forget_in_child()
             if self._identity is not None:
                 self._identity.become()
+            target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
+            set_title(f"worker {spec.slot} {target}")
             workers.runtime(self._runtime).serve(spec, sock)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1

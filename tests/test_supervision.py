@@ -430,7 +430,10 @@ def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):
 
 def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
     pid_file = tmp_path / "master.pid"
-    cluster = start_cluster(workers=2, args=("--pid", str(pid_file), "--graceful-timeout", "2"))
+    # The signal way: the control socket is elsewhere, so the commands find no PID_FILE.ctl
+    # (tests/test_operations.py tests the control socket).
+    cluster = start_cluster(workers=2, args=("--pid", str(pid_file), "--graceful-timeout", "2",
+                                             "--control", str(tmp_path / "elsewhere.ctl")))
     assert pid_file.read_text().strip() == str(cluster.pid)
     status_file = Path(f"{pid_file}.json")
 

@@ -36,7 +36,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     from eventlet import wsgi
     from cluster.limits import raise_open_files_limit
 
-    from . import loader, managers, sids
+    from . import access_log, loader, managers, sids
     from .link import ChannelListener, MasterLink
 
     raise_open_files_limit()
@@ -50,7 +50,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     eventlet.spawn(_heartbeat, link, app.server, spec.heartbeat_interval)
     link.send(Kind.READY)
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
-    wsgi.server(listener, app.wsgi, log_output=False,
+    wsgi.server(listener, access_log.wrap(app.wsgi, spec), log_output=False,
                          custom_pool=eventlet.GreenPool(spec.worker_connections))
     log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
     logging.shutdown()

@@ -22,6 +22,8 @@ class WorkerSpec:
     :param graceful_timeout: seconds a draining worker keeps its sessions at most.
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
+    :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
+    :param access_log_format: ``--access-log-format`` (see :mod:`workers.access_log`).
     """
 
     target: object
@@ -34,3 +36,5 @@ class WorkerSpec:
     graceful_timeout: float
     server_address: tuple[str, int] | str
     family: int = socket.AF_INET
+    access_log: str | None = None
+    access_log_format: str = ""

@@ -1,0 +1,83 @@
+"""The Prometheus exposition of the master's facts (``GET /metrics`` on ``--status-bind``).
+
+Built, on each scrape, from :meth:`cluster.Master.facts` — the figures the workers
+report in their heartbeats and the counters the master keeps where the events happen —
+in ``prometheus_client``'s text format. Nothing is polled and nothing is kept here.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from prometheus_client.core import CollectorRegistry, CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text format: what ``generate_latest`` writes, and every Prometheus reads."""
+
+
+class _FactsCollector:
+    def __init__(self, facts: Callable[[], dict]) -> None:
+        self._facts = facts
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(families(self._facts()))
+
+
+def exposition(facts: Callable[[], dict]) -> Callable[[], bytes]:
+    """A function that renders ``facts()`` as Prometheus text, each time it is called."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_FactsCollector(facts))  # type: ignore[arg-type]
+    return lambda: generate_latest(registry)
+
+
+def families(facts: dict) -> list[Metric]:
+    """The metric families for one snapshot of the master's facts (pure)."""
+    per_worker = ["slot", "pid"]
+    sessions = GaugeMetricFamily(
+        "sticky_cluster_sessions", "Engine.IO sessions a worker holds (websocket and polling), "
+        "from its last heartbeat", labels=per_worker)
+    heartbeat = GaugeMetricFamily(
+        "sticky_cluster_worker_heartbeat_age_seconds", "Seconds since a worker's last message",
+        labels=per_worker)
+    uptime = GaugeMetricFamily("sticky_cluster_worker_uptime_seconds",
+                               "Seconds since a worker was forked", labels=per_worker)
+    for worker in facts["workers"]:
+        labels = [str(worker["slot"]), str(worker["pid"])]
+        sessions.add_metric(labels, worker["sessions"])
+        heartbeat.add_metric(labels, worker["heartbeat_age"])
+        uptime.add_metric(labels, worker["uptime"])
+    states = GaugeMetricFamily("sticky_cluster_workers", "Worker processes by state",
+                               labels=["state"])
+    for state, count in facts["workers_by_state"].items():
+        states.add_metric([state], count)
+    return [
+        sessions, states, heartbeat, uptime,
+        GaugeMetricFamily("sticky_cluster_workers_wanted", "Workers the master runs (its size)",
+                          value=facts["size"]),
+        _counter("sticky_cluster_handoffs", "Connections handed to a worker, by how it was chosen",
+                 "reason", facts["handoffs"]),
+        _counter("sticky_cluster_connections", "Connections accepted, and those closed without "
+                 "reaching a worker (refused: bad PROXY header; dropped: no worker could take it)",
+                 "outcome", facts["connections"]),
+        _counter("sticky_cluster_restarts", "Workers replaced, by reason", "reason",
+                 facts["restarts"]),
+        _counter("sticky_cluster_relay_messages", "Pub/sub messages relayed by the master",
+                 "kind", {k: v for k, v in facts["relay"].items() if k != "bytes"}),
+        CounterMetricFamily("sticky_cluster_relay_bytes", "Pub/sub payload bytes relayed",
+                            value=facts["relay"]["bytes"]),
+        GaugeMetricFamily("sticky_cluster_pending_connections",
+                          "Connections waiting for their first bytes before routing",
+                          value=facts["pending"]),
+        GaugeMetricFamily("sticky_cluster_loop_lag_seconds", "Longest turn of the master's loop "
+                          "in the last 10 s (how long an event may wait)",
+                          value=facts["loop_lag"]),
+        GaugeMetricFamily("sticky_cluster_master_uptime_seconds",
+                          "Seconds since the master started", value=facts["uptime"]),
+    ]
+
+
+def _counter(name: str, documentation: str, label: str, values: dict[str, int]) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family

@@ -1,0 +1,15 @@
+"""Process titles (``sticky-cluster master app:sio``, ``sticky-cluster worker 2 app:sio``).
+
+Shown by ``ps`` and ``top`` when the optional ``setproctitle`` package is installed
+(``pip install sticky-cluster[titles]``); without it, titles are left as they are.
+"""
+from __future__ import annotations
+
+
+def set_title(title: str) -> None:
+    """Make ``sticky-cluster TITLE`` this process's title, if ``setproctitle`` is installed."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(f"sticky-cluster {title}")

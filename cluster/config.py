@@ -93,6 +93,9 @@ class Settings:
     proxy_protocol: bool = False
     forwarded_allow_ips: str = ""
     peek_timeout: float = 5.0
+    header_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    websocket_rate: float = 16_000_000
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -113,6 +116,9 @@ class Settings:
         if self.route not in ROUTES:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
         _positive("peek timeout", self.peek_timeout)
+        _positive("header timeout", self.header_timeout)
+        _positive("keepalive timeout", self.keepalive_timeout)
+        _positive("websocket rate", self.websocket_rate)
         _trust(self.forwarded_allow_ips)
 
     @property

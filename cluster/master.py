@@ -84,6 +84,9 @@ class Master:
     :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
                                 is believed (``*``: any); none by default.
     :param peek_timeout: seconds a connection gets to send its first bytes.
+    :param header_timeout: seconds a worker gives a connection to send its request headers.
+    :param keepalive_timeout: seconds a worker keeps an idle keep-alive connection.
+    :param websocket_rate: bytes per second one websocket may send to its worker.
     """
 
     def __init__(self, app: object, *, workers: int | None = None,
@@ -93,13 +96,17 @@ class Master:
                  log_level: str | None = None, log_file: str | None = None,
                  pid_file: str | None = None, route: str | None = None,
                  proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
-                 peek_timeout: float | None = None) -> None:
+                 peek_timeout: float | None = None, header_timeout: float | None = None,
+                 keepalive_timeout: float | None = None,
+                 websocket_rate: float | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
             pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
-            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout)
+            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout,
+            header_timeout=header_timeout, keepalive_timeout=keepalive_timeout,
+            websocket_rate=websocket_rate)
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
@@ -308,6 +315,9 @@ class Master:
             channel=self.settings.channel, worker_connections=self.settings.worker_connections,
             heartbeat_interval=self.settings.heartbeat_interval,
             graceful_timeout=self.settings.graceful_timeout,
+            header_timeout=self.settings.header_timeout,
+            keepalive_timeout=self.settings.keepalive_timeout,
+            websocket_rate=self.settings.websocket_rate,
             server_address=first.address, family=first.family)
 
     def _spawn(self, slot: int, why: str) -> Worker:

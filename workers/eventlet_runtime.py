@@ -36,12 +36,15 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     from eventlet import wsgi
     from cluster.limits import raise_open_files_limit
 
-    from . import loader, managers, sids
+    from . import eventlet_websocket, loader, managers, sids
+    from .eventlet_http import protocol_for
     from .link import ChannelListener, MasterLink
+    from .wsgi_errors import log_errors
 
     raise_open_files_limit()
     app = loader.load(spec.target)
     sids.install(app.server.eio, spec.tag)
+    eventlet_websocket.install(app.server.eio, spec.websocket_rate)
     listener = ChannelListener(spec.server_address, spec.family)
     link = MasterLink(sock, listener)
     managers.install(app.server, spec, link)
@@ -50,8 +53,9 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     eventlet.spawn(_heartbeat, link, app.server, spec.heartbeat_interval)
     link.send(Kind.READY)
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
-    wsgi.server(listener, app.wsgi, log_output=False,
-                         custom_pool=eventlet.GreenPool(spec.worker_connections))
+    wsgi.server(listener, log_errors(app.wsgi), log_output=False, debug=False,
+                protocol=protocol_for(http_limits(spec, app)),
+                custom_pool=eventlet.GreenPool(spec.worker_connections))
     log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
     logging.shutdown()
     os._exit(0)
@@ -67,6 +71,16 @@ def check(target: str) -> str | None:
     except TargetError as exc:
         return str(exc)
     return None
+
+
+def http_limits(spec: WorkerSpec, app: "loader.App") -> "HttpLimits":
+    """The HTTP limits of this worker: the spec's timeouts, the app's Engine.IO body limit."""
+    from .limits import HttpLimits
+
+    return HttpLimits(header_timeout=spec.header_timeout,
+                      keepalive_timeout=spec.keepalive_timeout,
+                      max_body=int(app.server.eio.max_http_buffer_size),
+                      engineio_path=app.engineio_path)
 
 
 def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:

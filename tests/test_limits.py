@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workers.eventlet_websocket import GuardedWebSocket
+from cluster.config import ConfigError, make_settings
 from workers.limits import HttpLimits, ReceiveBudget, body_too_large
 
 from eventlet.websocket import RFC6455WebSocket  # noqa: I001 (after workers: it hushes eventlet)
@@ -62,3 +63,9 @@ def test_fast_unmasking_matches_eventlets(data, mask, offset):
         RFC6455WebSocket._apply_mask(data, mask, offset=offset)
     assert GuardedWebSocket._apply_mask(data, mask, length=len(data) // 2, offset=offset) == \
         RFC6455WebSocket._apply_mask(data, mask, length=len(data) // 2, offset=offset)
+
+
+@pytest.mark.parametrize("option", ["header_timeout", "keepalive_timeout", "websocket_rate"])
+def test_the_limits_must_be_positive(option):
+    with pytest.raises(ConfigError, match=option.replace("_", " ")):
+        make_settings("app:sio", **{option: 0})

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 import eventlet
@@ -28,6 +29,9 @@ from .limits import FRAME_COST, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 
+QUANTUM = 0.005
+"""Seconds one websocket's reader may run on without letting the other clients in."""
+
 
 class MeteredSocket:
     """A socket whose reads are charged to a :class:`ReceiveBudget` (sleeps past it)."""
@@ -35,17 +39,27 @@ class MeteredSocket:
     def __init__(self, sock: Any, budget: ReceiveBudget) -> None:
         self._sock = sock
         self.budget = budget
+        self._slept = time.monotonic()
 
     def recv(self, size: int) -> bytes:
         data = self._sock.recv(size)
-        self.pay(len(data))
-        return data
-
-    def pay(self, amount: int) -> None:
-        """Charge ``amount`` bytes; sleep as long as the budget says."""
-        wait = self.budget.charge(amount)
+        wait = self.budget.charge(len(data))
         if wait:
             eventlet.sleep(wait)
+        return data
+
+    def pay_frame(self) -> None:
+        """Charge a frame's fixed cost; sleep as long as the budget says.
+
+        A green socket's ``recv`` does not yield while data is there, so one client with
+        a full receive buffer would hold the worker until it is drained: past
+        :data:`QUANTUM` seconds without a sleep, yield to the other clients.
+        """
+        wait = self.budget.charge(FRAME_COST)
+        now = time.monotonic()
+        if wait or now - self._slept > QUANTUM:
+            eventlet.sleep(wait)
+            self._slept = time.monotonic()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -69,7 +83,7 @@ class GuardedWebSocket(websocket.RFC6455WebSocket):
             super().push(data, final)
 
     def _recv_frame(self, message: Any = None) -> Any:
-        self.socket.pay(FRAME_COST)
+        self.socket.pay_frame()
         return super()._recv_frame(message)
 
     @staticmethod

@@ -24,7 +24,7 @@ RESPONSE_413 = (b"HTTP/1.1 413 Payload Too Large\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 """The whole answer to a body over the limit: no detail, and the connection closes."""
 
-FRAME_COST = 4096
+FRAME_COST = 16384
 """Bytes a websocket frame is charged besides its payload: the work a frame costs
 (parsing, dispatch to the app) whatever its size, so tiny frames are budgeted too."""
 

@@ -29,10 +29,10 @@ def read_to_eof(sock: socket.socket, limit: int = 1 << 20) -> bytes:
     return data
 
 
-def handshake(port: int, source: str = "127.0.0.1") -> str:
+def handshake(port: int, source: str = "127.0.0.1", timeout: float = 10) -> str:
     """Open an Engine.IO polling session; return its sid."""
     answer = http(port, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"
-                        b"Host: x\r\nConnection: close\r\n\r\n", source)
+                        b"Host: x\r\nConnection: close\r\n\r\n", source, timeout)
     body = answer.split(b"\r\n\r\n", 1)[1]
     return json.loads(body[body.index(b"{"):])["sid"]
 

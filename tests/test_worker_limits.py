@@ -227,3 +227,42 @@ def test_an_exception_in_the_app_reaches_the_log_not_the_client(start_cluster):
     sock.close()
     assert b"secret" not in answer and b"Traceback" not in answer, answer[:300]
     cluster.wait_log("secret internal detail from a handler")
+
+
+def test_one_busy_websocket_does_not_hold_the_worker(start_cluster):
+    """20,000 calls sent at once on one websocket (no rate cap, to see the fairness alone):
+    another client's handshakes keep being answered while the worker works through them."""
+    calls = 20_000
+    cluster = start_cluster("tests.apps.chat:sio", workers=1, args=("--websocket-rate", "1e12"))
+    busy = rawclient.websocket(cluster.port, "127.0.0.2", timeout=60)
+    busy.sendall(rawclient.frame(1, b"40"))
+    stalls: list[float] = []
+    done = threading.Event()
+
+    def other_client():
+        while not done.is_set():
+            started = time.monotonic()
+            rawclient.handshake(cluster.port, "127.0.0.3", timeout=30)
+            stalls.append(time.monotonic() - started)
+            time.sleep(0.02)
+
+    def acks() -> int:
+        seen = b""
+        while seen.count(b"431[1]") < calls:
+            chunk = busy.recv(1 << 20)
+            if not chunk:
+                break
+            seen += chunk
+        return seen.count(b"431[1]")
+
+    thread = threading.Thread(target=other_client)
+    thread.start()
+    try:
+        time.sleep(0.5)
+        busy.sendall(rawclient.frame(1, b'421["echo",1]') * calls)
+        assert acks() == calls
+    finally:
+        done.set()
+        thread.join(60)
+        busy.close()
+    assert stalls and max(stalls) < 3, f"the other client waited {max(stalls):.1f} s"

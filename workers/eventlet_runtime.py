@@ -38,6 +38,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 
     from . import eventlet_websocket, loader, managers, sids
     from .eventlet_http import protocol_for
+    from .limits import http_limits
     from .link import ChannelListener, MasterLink
     from .wsgi_errors import log_errors
 
@@ -71,16 +72,6 @@ def check(target: str) -> str | None:
     except TargetError as exc:
         return str(exc)
     return None
-
-
-def http_limits(spec: WorkerSpec, app: "loader.App") -> "HttpLimits":
-    """The HTTP limits of this worker: the spec's timeouts, the app's Engine.IO body limit."""
-    from .limits import HttpLimits
-
-    return HttpLimits(header_timeout=spec.header_timeout,
-                      keepalive_timeout=spec.keepalive_timeout,
-                      max_body=int(app.server.eio.max_http_buffer_size),
-                      engineio_path=app.engineio_path)
 
 
 def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:

@@ -18,7 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from .loader import App
+    from .spec import WorkerSpec
 
 RESPONSE_413 = (b"HTTP/1.1 413 Payload Too Large\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -46,6 +50,14 @@ class HttpLimits:
     keepalive_timeout: float
     max_body: int
     engineio_path: str = "/socket.io/"
+
+
+def http_limits(spec: "WorkerSpec", app: "App") -> HttpLimits:
+    """The limits of a worker: the spec's timeouts, the app's Engine.IO path and body limit."""
+    return HttpLimits(header_timeout=spec.header_timeout,
+                      keepalive_timeout=spec.keepalive_timeout,
+                      max_body=int(app.server.eio.max_http_buffer_size),
+                      engineio_path=app.engineio_path)
 
 
 def body_too_large(method: str, path: str, content_length: str | None, limits: HttpLimits) -> bool:

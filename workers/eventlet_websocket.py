@@ -2,15 +2,17 @@
 
 ``eventlet.websocket`` checks the size of each frame, not of the message: a message sent
 in fragments under the limit is buffered in full (36 MB in 900 KB fragments cost +157 MB
-RSS). It unmasks in pure Python, byte by byte (~0.4 s of CPU per MB), with nothing
-between one client and the worker's whole CPU. Here, swapped in as the Engine.IO
+RSS). It unmasks in pure Python, byte by byte (~0.5 s of CPU per MB), and a green
+``recv`` never yields while data is there: one client could hold the worker's whole CPU
+and stall every other client (6 s, measured). Here, swapped in as the Engine.IO
 server's ``websocket`` class (not a fork of either library):
 
 - :class:`GuardedWebSocket` counts a message's bytes as its fragments arrive and fails
   the connection (close code 1009) as soon as the message is over the limit
   (``max_http_buffer_size``), and unmasks with one big-integer XOR (C speed);
-- every websocket reads through a :class:`~workers.limits.ReceiveBudget`: past its
-  rate the reader sleeps, TCP slows the sender, and the other clients are served;
+- every websocket reads through a :class:`~workers.limits.ReceiveBudget` (its bytes,
+  plus a fixed cost per frame): past its rate the reader sleeps and TCP slows the
+  sender; below it, the reader still yields every :data:`QUANTUM` of work;
 - an exception after the upgrade is logged and the connection closed: nothing of it
   is written into the upgraded socket (eventlet would write a ``500`` and a traceback).
 """

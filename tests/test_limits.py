@@ -7,29 +7,35 @@ from hypothesis import strategies as st
 
 from workers.eventlet_websocket import GuardedWebSocket
 from cluster.config import ConfigError, make_settings
-from workers.limits import HttpLimits, ReceiveBudget, body_too_large
+from workers.limits import HttpLimits, ReceiveBudget, body_refusal
 
 from eventlet.websocket import RFC6455WebSocket  # noqa: I001 (after workers: it hushes eventlet)
 
 LIMITS = HttpLimits(header_timeout=60, keepalive_timeout=75, max_body=1000)
 
 
-@pytest.mark.parametrize("method, path, length, refused", [
-    ("POST", "/socket.io/?EIO=4&transport=polling&sid=x", "1001", True),
-    ("POST", "/socket.io/?EIO=4&transport=polling&sid=x", "1000", False),
-    ("POST", "/socket.io/", None, False),
-    ("POST", "/socket.io/", "lots", False),
-    ("GET", "/socket.io/", "5000", False),
-    ("POST", "/upload", "5000", False),
+@pytest.mark.parametrize("method, path, length, chunked, status", [
+    ("POST", "/socket.io/?EIO=4&transport=polling&sid=x", "1001", None, b"413"),
+    ("POST", "/socket.io/?EIO=4&transport=polling&sid=x", "1000", None, None),
+    ("POST", "/socket.io/", None, None, None),
+    ("POST", "/socket.io/", None, "chunked", b"411"),
+    ("POST", "/socket.io/", "lots", None, None),
+    ("GET", "/socket.io/", "5000", None, None),
+    ("POST", "/upload", "5000", None, None),
+    ("POST", "/upload", None, "chunked", None),
 ])
-def test_only_an_engineio_post_over_the_limit_is_refused(method, path, length, refused):
-    assert body_too_large(method, path, length, LIMITS) is refused
+def test_only_an_engineio_post_over_the_limit_or_without_a_length_is_refused(
+        method, path, length, chunked, status):
+    answer = body_refusal(method, path, length, chunked, LIMITS)
+    assert (answer and answer[9:12]) == status
+    if answer:
+        assert b"Connection: close" in answer
 
 
 def test_the_engineio_path_is_the_apps():
     limits = HttpLimits(60, 75, 1000, engineio_path="/rt/")
-    assert body_too_large("POST", "/rt/?sid=x", "2000", limits)
-    assert not body_too_large("POST", "/socket.io/?sid=x", "2000", limits)
+    assert body_refusal("POST", "/rt/?sid=x", "2000", None, limits)
+    assert not body_refusal("POST", "/socket.io/?sid=x", "2000", None, limits)
 
 
 class Clock:

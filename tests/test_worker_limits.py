@@ -145,6 +145,12 @@ def test_an_oversized_post_is_answered_413_and_closed(start_cluster):
     assert rawclient.handshake(cluster.port)
     cluster.wait_log("refused a POST body of 2000000 bytes")
 
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=15) as sock:
+        sock.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                     "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n4\r\n".encode())
+        answer = rawclient.read_to_eof(sock)  # a chunked body could go on for ever
+    assert answer.startswith(b"HTTP/1.1 411 "), answer[:200]
+
 
 def test_a_fragmented_oversized_message_is_refused_before_it_is_buffered(start_cluster):
     """36 MB in 900 KB fragments (each under the 1 MB limit): refused within the limit."""

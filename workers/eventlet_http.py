@@ -12,8 +12,9 @@ byte now and then, and would cut idle websockets. :class:`GuardedProtocol` inste
   ``header_timeout`` (a client that stops sending its body or reading the answer); an
   Engine.IO long poll waits in the app, not on the socket, so it is not cut;
 - never times out an upgraded websocket: Engine.IO pings it;
-- answers ``413`` to an Engine.IO POST over the size limit and closes, after reading
-  and dropping what the client still sends for a moment so that it sees the answer.
+- answers ``413`` to an Engine.IO POST over the size limit (``411`` to one without a
+  length) and closes, after reading and dropping what the client still sends for a
+  moment so that it sees the answer.
 
 Nothing here is eventlet-specific in spirit; another runtime applies the same
 :class:`~workers.limits.HttpLimits` with its own server's hooks.
@@ -27,7 +28,7 @@ import socket
 import eventlet
 from eventlet import wsgi
 
-from .limits import RESPONSE_413, HttpLimits, body_too_large
+from .limits import HttpLimits, body_refusal
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -73,9 +74,10 @@ class GuardedProtocol(wsgi.HttpProtocol):
         return super().get_environ()
 
     def handle_one_response(self) -> None:
-        if body_too_large(self.command, self.path, self.headers.get("content-length"),
-                          self.limits):
-            self._refuse_body()
+        refusal = body_refusal(self.command, self.path, self.headers.get("content-length"),
+                               self.headers.get("transfer-encoding"), self.limits)
+        if refusal is not None:
+            self._refuse_body(refusal)
             return
         super().handle_one_response()
 
@@ -94,13 +96,13 @@ class GuardedProtocol(wsgi.HttpProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
-    def _refuse_body(self) -> None:
-        log.info("worker %d: refused a POST body of %s bytes from %s (limit %d): 413",
-                 os.getpid(), self.headers.get("content-length"), self.client_address[0],
-                 self.limits.max_body)
+    def _refuse_body(self, answer: bytes) -> None:
+        log.info("worker %d: refused a POST body of %s bytes from %s (limit %d): %s",
+                 os.getpid(), self.headers.get("content-length", "unknown"),
+                 self.client_address[0], self.limits.max_body, answer[9:12].decode())
         self.close_connection = 1
         try:
-            self.wfile.write(RESPONSE_413)
+            self.wfile.write(answer)
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
             with eventlet.Timeout(LINGER, False):

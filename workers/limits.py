@@ -7,9 +7,10 @@ decisions live here and each runtime's server only calls them:
   how long it may sit idle between two keep-alive requests, and how large an Engine.IO
   POST body may be (python-socketio's ``max_http_buffer_size``). Websockets are not
   timed here: Engine.IO pings them.
-- :func:`body_too_large`: a POST to the Engine.IO path whose declared body is over the
+- :func:`body_refusal`: a POST to the Engine.IO path whose declared body is over the
   limit is answered ``413`` before anything reads it (python-engineio would wait
-  forever on a session that nobody polls, see issue 8 item 8).
+  forever on a session that nobody polls, see issue 8 item 8), one without a length
+  ``411``.
 - :class:`ReceiveBudget`: a token bucket on the bytes one websocket may feed the worker
   per second; past it the worker stops reading that socket for a while and TCP slows
   the sender down, so one client cannot take the worker's CPU from the others.
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 RESPONSE_413 = (b"HTTP/1.1 413 Payload Too Large\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 """The whole answer to a body over the limit: no detail, and the connection closes."""
+RESPONSE_411 = (b"HTTP/1.1 411 Length Required\r\n"
+                b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+"""The answer to an Engine.IO POST without a length (chunked): its size cannot be checked,
+python-engineio would not read it, and the server would drain it for as long as it came."""
 
 FRAME_COST = 16384
 """Bytes a websocket frame is charged besides its payload: the work a frame costs
@@ -60,14 +65,21 @@ def http_limits(spec: "WorkerSpec", app: "App") -> HttpLimits:
                       engineio_path=app.engineio_path)
 
 
-def body_too_large(method: str, path: str, content_length: str | None, limits: HttpLimits) -> bool:
-    """Whether a request is an Engine.IO POST whose declared body is over the limit."""
-    if method != "POST" or content_length is None or not path.startswith(limits.engineio_path):
-        return False
+def body_refusal(method: str, path: str, content_length: str | None,
+                 transfer_encoding: str | None, limits: HttpLimits) -> bytes | None:
+    """The answer that refuses an Engine.IO POST's body before it is read, or None.
+
+    ``413`` when the declared length is over the limit, ``411`` when there is no length
+    but a body (``Transfer-Encoding``); None for any other request.
+    """
+    if method != "POST" or not path.startswith(limits.engineio_path):
+        return None
+    if content_length is None:
+        return RESPONSE_411 if transfer_encoding is not None else None
     try:
-        return int(content_length) > limits.max_body
+        return RESPONSE_413 if int(content_length) > limits.max_body else None
     except ValueError:
-        return False  # the HTTP server answers 400 to a malformed Content-Length
+        return None  # the HTTP server answers 400 to a malformed Content-Length
 
 
 class ReceiveBudget:

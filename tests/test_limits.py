@@ -5,11 +5,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.eventlet_websocket import GuardedWebSocket
+import workers.eventlet_runtime  # noqa: F401 (first: it hushes eventlet's deprecation warning)
 from cluster.config import ConfigError, make_settings
+from eventlet.websocket import RFC6455WebSocket
+from workers.eventlet_websocket import GuardedWebSocket
 from workers.limits import HttpLimits, ReceiveBudget, body_refusal
-
-from eventlet.websocket import RFC6455WebSocket  # noqa: I001 (after workers: it hushes eventlet)
 
 LIMITS = HttpLimits(header_timeout=60, keepalive_timeout=75, max_body=1000)
 

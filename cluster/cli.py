@@ -101,6 +101,18 @@ def main() -> None:
 @click.option("--check", is_flag=True, envvar=_env("CHECK"), show_envvar=True,
               help="Check the options, load TARGET (and reach the adapter), then exit: "
                    "0 when all is well, else one line and 1.")
+@click.option("--header-timeout", type=float, envvar=_env("HEADER_TIMEOUT"), show_envvar=True,
+              default=60.0, show_default=True,
+              help="Seconds a worker gives a connection to send its request line and headers "
+                   "(also each read/write of a plain HTTP request); then it closes it.")
+@click.option("--keepalive-timeout", type=float, envvar=_env("KEEPALIVE_TIMEOUT"),
+              show_envvar=True, default=75.0, show_default=True,
+              help="Seconds a worker keeps an idle keep-alive connection open for its next "
+                   "request (websockets are not timed: Engine.IO pings them).")
+@click.option("--websocket-rate", type=float, envvar=_env("WEBSOCKET_RATE"), show_envvar=True,
+              default=16_000_000, show_default=True, metavar="BYTES",
+              help="Bytes per second one websocket may send to its worker on average (each "
+                   "frame counts 16 KB more: about 1,000 messages/s); past it the worker reads it more slowly.")
 def run(target: str, bind: tuple[str, ...], log_level: str, route: str, log_format: str,
         check: bool, **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().

@@ -108,6 +108,9 @@ class Settings:
     access_log: str | None = None
     access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
     log_format: str = "text"
+    header_timeout: float = 60.0
+    keepalive_timeout: float = 75.0
+    websocket_rate: float = 16_000_000
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -128,6 +131,9 @@ class Settings:
         if self.route not in ROUTES:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
         _positive("peek timeout", self.peek_timeout)
+        _positive("header timeout", self.header_timeout)
+        _positive("keepalive timeout", self.keepalive_timeout)
+        _positive("websocket rate", self.websocket_rate)
         _trust(self.forwarded_allow_ips)
         if self.umask is not None and not 0 <= self.umask <= 0o777:
             raise ConfigError(f"bad umask {self.umask:o}: use 000 to 777 (octal)")
@@ -187,7 +193,13 @@ def parse_umask(text: str) -> int:
 
 def make_settings(target: object, *, bind: str | list[str] | tuple[str, ...] | None = None,
                   **options: object) -> Settings:
-    """Build Settings from user-facing values (``bind`` as strings), checking each one."""
+    """Build Settings from user-facing values (``bind`` as strings), checking each one.
+
+    Raises TypeError for a name that is no option (as a function call would).
+    """
+    unknown = set(options) - {field.name for field in dataclasses.fields(Settings)} - {"binds"}
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     if isinstance(options.get("umask"), str):
         options["umask"] = parse_umask(options["umask"])  # type: ignore[arg-type]
     if bind is not None:

@@ -76,6 +76,9 @@ class Master:
                 a ``socketio.WSGIApp`` or a Flask app using Flask-SocketIO; or the object
                 itself. An object is inherited by the forked workers, so a rolling
                 restart cannot load new code for it: pass a string for that.
+
+    Every other keyword is an option of ``sticky-cluster run`` by its long name with
+    underscores (``workers=4``, ``bind="0.0.0.0:5000"``); None keeps the default. They are:
     :param workers: the number of worker processes (default: the CPU count).
     :param bind: ``"HOST:PORT"``, ``"[IPV6]:PORT"`` or ``"unix:/path"``, or a list of them.
     :param adapter: ``redis://``, ``rediss://`` or ``unix://`` URL of a Redis server that
@@ -103,28 +106,13 @@ class Master:
     :param access_log: a file (``"-"``: standard output) for the workers' access log.
     :param access_log_format: its line format, gunicorn's ``%(h)s %(r)s %(s)s`` atoms.
     :param log_format: ``text`` or ``json``.
+    :param header_timeout: seconds a worker gives a connection to send its request headers.
+    :param keepalive_timeout: seconds a worker keeps an idle keep-alive connection.
+    :param websocket_rate: bytes per second one websocket may send to its worker.
     """
 
-    def __init__(self, app: object, *, workers: int | None = None,
-                 bind: str | list[str] | None = None, adapter: str | None = None,
-                 channel: str | None = None, worker_connections: int | None = None,
-                 timeout: float | None = None, graceful_timeout: float | None = None,
-                 log_level: str | None = None, log_file: str | None = None,
-                 pid_file: str | None = None, route: str | None = None,
-                 proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
-                 peek_timeout: float | None = None, umask: int | str | None = None,
-                 user: str | None = None, group: str | None = None,
-                 status_bind: str | None = None, control: str | None = None,
-                 access_log: str | None = None, access_log_format: str | None = None,
-                 log_format: str | None = None) -> None:
-        self.settings: Settings = make_settings(
-            app, bind=bind, workers=workers, adapter=adapter, channel=channel,
-            worker_connections=worker_connections, timeout=timeout,
-            graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
-            pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
-            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout, umask=umask,
-            user=user, group=group, status_bind=status_bind, control=control,
-            access_log=access_log, access_log_format=access_log_format, log_format=log_format)
+    def __init__(self, app: object, **options: object) -> None:
+        self.settings: Settings = make_settings(app, **options)
         self._identity = self.settings.identity
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -447,6 +435,9 @@ class Master:
             channel=self.settings.channel, worker_connections=self.settings.worker_connections,
             heartbeat_interval=self.settings.heartbeat_interval,
             graceful_timeout=self.settings.graceful_timeout,
+            header_timeout=self.settings.header_timeout,
+            keepalive_timeout=self.settings.keepalive_timeout,
+            websocket_rate=self.settings.websocket_rate,
             server_address=first.address, family=first.family,
             access_log=self.settings.access_log,
             access_log_format=self.settings.access_log_format)

@@ -36,12 +36,16 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     from eventlet import wsgi
     from cluster.limits import raise_open_files_limit
 
-    from . import access_log, loader, managers, sids
+    from . import access_log, eventlet_websocket, loader, managers, sids
+    from .eventlet_http import protocol_for
+    from .limits import http_limits
     from .link import ChannelListener, MasterLink
+    from .wsgi_errors import log_errors
 
     raise_open_files_limit()
     app = loader.load(spec.target)
     sids.install(app.server.eio, spec.tag)
+    eventlet_websocket.install(app.server.eio, spec.websocket_rate)
     listener = ChannelListener(spec.server_address, spec.family)
     link = MasterLink(sock, listener)
     managers.install(app.server, spec, link)
@@ -50,8 +54,9 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     eventlet.spawn(_heartbeat, link, app.server, spec.heartbeat_interval)
     link.send(Kind.READY)
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
-    wsgi.server(listener, access_log.wrap(app.wsgi, spec), log_output=False,
-                         custom_pool=eventlet.GreenPool(spec.worker_connections))
+    wsgi.server(listener, access_log.wrap(log_errors(app.wsgi), spec), log_output=False,
+                debug=False, protocol=protocol_for(http_limits(spec, app)),
+                custom_pool=eventlet.GreenPool(spec.worker_connections))
     log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
     logging.shutdown()
     os._exit(0)

@@ -23,6 +23,15 @@ class App:
     server: Any
     wsgi: Callable[..., Any]
 
+    @property
+    def engineio_path(self) -> str:
+        """The URL path of the Engine.IO endpoint (``/socket.io/`` unless the app says)."""
+        for holder in (self.wsgi, getattr(self.wsgi, "wsgi_app", None)):
+            path = getattr(holder, "engineio_path", None)
+            if isinstance(path, str):
+                return path
+        return "/socket.io/"
+
 
 def load(target: object) -> App:
     """Import ``target`` if it is a string, then find its python-socketio Server.

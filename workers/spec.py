@@ -20,6 +20,9 @@ class WorkerSpec:
     :param worker_connections: the most connections the worker serves at once.
     :param heartbeat_interval: seconds between two heartbeats sent to the master.
     :param graceful_timeout: seconds a draining worker keeps its sessions at most.
+    :param header_timeout: seconds a connection gets to send its request headers.
+    :param keepalive_timeout: seconds a keep-alive connection may wait for its next request.
+    :param websocket_rate: bytes per second one websocket may send on average.
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
@@ -34,6 +37,9 @@ class WorkerSpec:
     worker_connections: int
     heartbeat_interval: float
     graceful_timeout: float
+    header_timeout: float
+    keepalive_timeout: float
+    websocket_rate: float
     server_address: tuple[str, int] | str
     family: int = socket.AF_INET
     access_log: str | None = None

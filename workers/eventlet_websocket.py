@@ -1,0 +1,137 @@
+"""python-engineio's eventlet websocket, with the message size and a per-connection budget.
+
+``eventlet.websocket`` checks the size of each frame, not of the message: a message sent
+in fragments under the limit is buffered in full (36 MB in 900 KB fragments cost +157 MB
+RSS). It unmasks in pure Python, byte by byte (~0.5 s of CPU per MB), and a green
+``recv`` never yields while data is there: one client could hold the worker's whole CPU
+and stall every other client (6 s, measured). Here, swapped in as the Engine.IO
+server's ``websocket`` class (not a fork of either library):
+
+- :class:`GuardedWebSocket` counts a message's bytes as its fragments arrive and fails
+  the connection (close code 1009) as soon as the message is over the limit
+  (``max_http_buffer_size``), and unmasks with one big-integer XOR (C speed);
+- every websocket reads through a :class:`~workers.limits.ReceiveBudget` (its bytes,
+  plus a fixed cost per frame): past its rate the reader sleeps and TCP slows the
+  sender; below it, the reader still yields every :data:`QUANTUM` of work;
+- an exception after the upgrade is logged and the connection closed: nothing of it
+  is written into the upgraded socket (eventlet would write a ``500`` and a traceback).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+import eventlet
+from engineio.async_drivers.eventlet import WebSocketWSGI
+from eventlet import websocket, wsgi
+
+from .limits import FRAME_COST, ReceiveBudget
+
+log = logging.getLogger("sticky_cluster.worker")
+
+QUANTUM = 0.005
+"""Seconds one websocket's reader may run on without letting the other clients in."""
+
+
+class MeteredSocket:
+    """A socket whose reads are charged to a :class:`ReceiveBudget` (sleeps past it)."""
+
+    def __init__(self, sock: Any, budget: ReceiveBudget) -> None:
+        self._sock = sock
+        self.budget = budget
+        self._slept = time.monotonic()
+
+    def recv(self, size: int) -> bytes:
+        data = self._sock.recv(size)
+        wait = self.budget.charge(len(data))
+        if wait:
+            eventlet.sleep(wait)
+        return data
+
+    def pay_frame(self) -> None:
+        """Charge a frame's fixed cost; sleep as long as the budget says.
+
+        A green socket's ``recv`` does not yield while data is there, so one client with
+        a full receive buffer would hold the worker until it is drained: past
+        :data:`QUANTUM` seconds without a sleep, yield to the other clients.
+        """
+        wait = self.budget.charge(FRAME_COST)
+        now = time.monotonic()
+        if wait or now - self._slept > QUANTUM:
+            eventlet.sleep(wait)
+            self._slept = time.monotonic()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class GuardedWebSocket(websocket.RFC6455WebSocket):
+    """An RFC 6455 websocket that limits whole messages and unmasks fast."""
+
+    socket: MeteredSocket
+
+    class Message(websocket.RFC6455WebSocket.Message):
+        """A message that refuses to grow past ``max_frame_length`` bytes."""
+
+        size = 0
+
+        def push(self, data: bytes, final: bool = False) -> None:
+            self.size += len(data)
+            if self.size > self.max_frame_length:
+                raise websocket.FailedConnectionError(
+                    1009, f"Message over the limit of {self.max_frame_length} bytes.")
+            super().push(data, final)
+
+    def _recv_frame(self, message: Any = None) -> Any:
+        self.socket.pay_frame()
+        return super()._recv_frame(message)
+
+    @staticmethod
+    def _apply_mask(data: bytes, mask: Any, length: int | None = None, offset: int = 0) -> bytes:
+        length = len(data) if length is None else length
+        key = bytes(mask[(offset + i) % 4] for i in range(4))
+        stream = (key * (length // 4 + 1))[:length]
+        masked = int.from_bytes(data[:length], "little") ^ int.from_bytes(stream, "little")
+        return masked.to_bytes(length, "little")
+
+
+class GuardedWebSocketWSGI(WebSocketWSGI):
+    """The Engine.IO websocket endpoint that serves :class:`GuardedWebSocket`; use :func:`install`."""
+
+    rate: float
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        super().__init__(handler, server)
+        self._ws: GuardedWebSocket | None = None
+
+    def _handle_hybi_request(self, environ: dict) -> Any:
+        ws = super()._handle_hybi_request(environ)
+        ws.__class__ = GuardedWebSocket  # adds behaviour only, no state of its own
+        burst = self.max_frame_length + FRAME_COST
+        ws.socket = MeteredSocket(ws.socket, ReceiveBudget(self.rate, burst))
+        self._ws = ws
+        return ws
+
+    def __call__(self, environ: dict, start_response: Any) -> Any:
+        try:
+            return super().__call__(environ, start_response)
+        except Exception:
+            if self._ws is None:
+                raise  # not upgraded: an ordinary HTTP error (see workers.wsgi_errors)
+            log.exception("worker %d: websocket of %s failed", os.getpid(),
+                          environ.get("REMOTE_ADDR"))
+            self._ws.close(close_data=(1011, ""))
+            wsgi.WSGI_LOCAL.already_handled = True
+            return []
+
+
+def install(eio_server: Any, rate: float) -> None:
+    """Make ``eio_server`` (a python-engineio Server) serve guarded websockets.
+
+    :param rate: bytes per second one websocket may send on average; at least one
+                 message of the size limit may always come at once.
+    """
+    endpoint = type("GuardedWebSocketWSGI", (GuardedWebSocketWSGI,), {"rate": float(rate)})
+    eio_server._async = {**eio_server._async, "websocket": endpoint}

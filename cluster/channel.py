@@ -30,12 +30,14 @@ class Kind(enum.IntEnum):
 
     HANDOFF = 1  #: master -> worker: a client socket (fd) and its address
     READY = 2  #: worker -> master: booted and serving
-    HEARTBEAT = 3  #: worker -> master: alive; payload = open connection count
+    HEARTBEAT = 3  #: worker -> master: alive; payload = :func:`heartbeat_payload`
     PUBLISH = 4  #: worker -> master: relay this pub/sub message
     DELIVER = 5  #: master -> worker: a pub/sub message from another worker
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
     PUBLISH_TO = 7  #: worker -> master: relay this message to one worker (:func:`addressed`)
     BOOT_FAILED = 8  #: worker -> master: could not boot; payload = the error, one line
+    HANDBACK = 9  #: worker -> master: a client (fd) whose request another worker owns (:func:`resumed`)
+    RESUME = 10  #: master -> worker: a client (fd) to serve, its first bytes given (:func:`resumed`)
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -113,11 +115,52 @@ def handoff_packet(address: tuple[str, int]) -> bytes:
     return b"\x01\x00" + encode_address(address)
 
 
+def resume_packet(address: tuple[str, int], data: bytes) -> bytes:
+    """The packet that hands over a client whose first bytes ``data`` were read (fd rides along)."""
+    return bytes((Kind.RESUME, 0)) + resumed(address, data)
+
+
 def decode_address(payload: bytes) -> tuple[str, int]:
     """Decode what :func:`encode_address` made."""
     host, _, port = payload.decode().rpartition(" ")
     return host, int(port)
 
+
+def heartbeat_payload(sessions: int, connections: int) -> bytes:
+    """A HEARTBEAT payload: the worker's Engine.IO sessions and open connections.
+
+    Two ASCII decimal integers separated by one space, e.g. ``b"12 30"``.
+    """
+    return b"%d %d" % (sessions, connections)
+
+
+def parse_heartbeat(payload: bytes) -> tuple[int, int]:
+    """The (sessions, connections) of a HEARTBEAT payload; ValueError when malformed.
+
+    A lone integer (sessions only) is accepted, with 0 connections.
+    """
+    fields = payload.split(b" ")
+    if not 1 <= len(fields) <= 2 or not all(field.isdigit() and len(field) <= 12 for field in fields):
+        raise ValueError("bad heartbeat payload")
+    return int(fields[0]), int(fields[1]) if len(fields) == 2 else 0
+
+
+RESUME_LIMIT = MAX_FRAGMENT - 256
+"""Most bytes a HANDBACK or RESUME carries: the message is one packet (it carries an fd)."""
+
+
+def resumed(address: tuple[str, int], data: bytes) -> bytes:
+    """The payload of a HANDBACK or RESUME: the client's address, a newline, then ``data``,
+    the bytes of the connection already read (a worker serves them before reading more)."""
+    return encode_address(address) + b"\n" + data
+
+
+def split_resumed(payload: bytes) -> tuple[tuple[str, int], bytes]:
+    """The (client address, bytes already read) of :func:`resumed`; ValueError when malformed."""
+    head, newline, data = payload.partition(b"\n")
+    if not newline:
+        raise ValueError("no address in a hand-back")
+    return decode_address(head), data
 
 
 def send_packet(sock: socket.socket, packet: bytes, fd: int | None = None) -> None:

@@ -12,6 +12,7 @@ from .trust import Trust
 ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
+BALANCES = ("least-loaded", "ip", "random")
 
 
 class ConfigError(ValueError):
@@ -90,6 +91,7 @@ class Settings:
     graceful_timeout: float = 30.0
     runtime: str = "eventlet"
     route: str = "sid"
+    balance: str = "least-loaded"
     proxy_protocol: bool = False
     forwarded_allow_ips: str = ""
     peek_timeout: float = 5.0
@@ -112,6 +114,8 @@ class Settings:
             raise ConfigError("the channel name cannot be empty")
         if self.route not in ROUTES:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
+        if self.balance not in BALANCES:
+            raise ConfigError(f"bad balance {self.balance!r}: use one of {', '.join(BALANCES)}")
         _positive("peek timeout", self.peek_timeout)
         _trust(self.forwarded_allow_ips)
 

@@ -79,7 +79,9 @@ class Master:
     :param log_file: a file to log to instead of standard error (reopened on USR1).
     :param pid_file: a file to write the master's pid to while it runs.
     :param route: ``"sid"`` (a request naming its session goes to the worker that owns
-                  it, others by client IP) or ``"ip"`` (by client IP, at accept).
+                  it, others are placed by ``balance``) or ``"ip"`` (by client IP, at accept).
+    :param balance: where a request without a session goes with ``route="sid"``:
+                    ``"least-loaded"`` (the default), ``"ip"`` or ``"random"``.
     :param proxy_protocol: require a PROXY protocol v1/v2 header on every connection.
     :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
                                 is believed (``*``: any); none by default.
@@ -92,13 +94,14 @@ class Master:
                  timeout: float | None = None, graceful_timeout: float | None = None,
                  log_level: str | None = None, log_file: str | None = None,
                  pid_file: str | None = None, route: str | None = None,
+                 balance: str | None = None,
                  proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
                  peek_timeout: float | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
-            pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
+            pid_file=pid_file, route=route, balance=balance, proxy_protocol=proxy_protocol,
             forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout)
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -117,6 +120,7 @@ class Master:
         self._roll: collections.deque[int] = collections.deque()
         self._rolling: Worker | None = None
         self._accept_paused_until = 0.0
+        self._accepting = False
         self._announced_ready = False
         self._status: StatusFile | None = None
         self._started = False
@@ -273,7 +277,7 @@ class Master:
             self._step_roll()
             if self._accept_paused_until and now >= self._accept_paused_until:
                 self._accept_paused_until = 0.0
-                self._watch_listeners(True)
+                self._update_accepting()
         if self._status_changed and self._status is not None:
             self._status_changed = False
             self._status.write(self._snapshot())
@@ -308,7 +312,8 @@ class Master:
             channel=self.settings.channel, worker_connections=self.settings.worker_connections,
             heartbeat_interval=self.settings.heartbeat_interval,
             graceful_timeout=self.settings.graceful_timeout,
-            server_address=first.address, family=first.family)
+            server_address=first.address, family=first.family,
+            hand_back=self.settings.route == "sid")
 
     def _spawn(self, slot: int, why: str) -> Worker:
         worker = self._supervisor.spawn(slot)
@@ -334,16 +339,22 @@ class Master:
                 return
             except OSError:
                 packet, fd = b"", None
-            if fd is not None:
-                os.close(fd)
             if not packet:  # the worker is gone; CHLD will reap it
+                if fd is not None:
+                    os.close(fd)
                 self._unwatch_worker(worker)
                 return
             try:
                 message = worker.reassembler.feed(packet)
             except ValueError:
                 log.warning("%s sent a bad channel packet", worker)
+                message = None
+            if message is not None and message[0] is Kind.HANDBACK and fd is not None:
+                worker.last_seen = time.monotonic()
+                self._dispatcher.hand_back(worker, fd, message[1])
                 continue
+            if fd is not None:
+                os.close(fd)
             if message is not None:
                 self._on_message(worker, *message)
 
@@ -354,11 +365,29 @@ class Master:
         elif kind is Kind.PUBLISH_TO:
             self._relay_to(worker, *channel.split_addressed(payload))
         elif kind is Kind.HEARTBEAT:
-            worker.sessions = int(payload or b"0")
+            self._heartbeat(worker, payload)
         elif kind is Kind.READY:
             self._worker_ready(worker)
         elif kind is Kind.BOOT_FAILED:
             worker.boot_error = payload.decode(errors="replace")
+
+    def _heartbeat(self, worker: Worker, payload: bytes) -> None:
+        """Take a worker's load; say when it becomes full (placement skips it) or has room."""
+        try:
+            worker.sessions, worker.connections = channel.parse_heartbeat(payload)
+        except ValueError:
+            log.warning("%s sent a bad heartbeat", worker)
+            return
+        worker.placed = 0
+        full = worker.connections >= self.settings.worker_connections
+        if full != worker.full:
+            worker.full = full
+            if full:
+                log.warning("%s is full: %d connections (--worker-connections %d); new clients "
+                            "go to the other workers", worker, worker.connections,
+                            self.settings.worker_connections)
+            else:
+                log.info("%s has room again (%d connections)", worker, worker.connections)
 
     def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
         """Hand a pub/sub message from ``sender`` to every other worker."""
@@ -403,6 +432,8 @@ class Master:
             self._drain(previous, f"replaced by worker {worker.pid}")
         if rolled and not self._roll:
             log.info("rolling restart done")
+        self._update_accepting()
+        self._dispatcher.release()
         if not self._announced_ready and len(self._supervisor.serving) == self._size:
             self._announced_ready = True
             log.info("cluster ready: %d workers serving on %s", self._size,
@@ -422,8 +453,9 @@ class Master:
             level = logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING
             log.log(level, "%s died (%s) while %s (lived %.1f s)%s", worker, how, was.value, lived,
                     f": {worker.boot_error}" if worker.boot_error else "")
+        self._update_accepting()
         for packet, fd in stranded:  # queued for the dead worker: route them again
-            self._dispatcher.hand_off(fd, channel.decode_address(packet[2:]))
+            self._dispatcher.redeliver(packet, fd)
         if self._stopping:
             return
         if self._rolling is worker:
@@ -457,6 +489,7 @@ class Master:
         if self._supervisor.serving.get(worker.slot) is worker:
             del self._supervisor.serving[worker.slot]
         worker.state = State.DRAINING
+        self._update_accepting()
         worker.drain_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
         for packet in channel.frames(Kind.DRAIN):
             worker.send(packet)
@@ -575,12 +608,19 @@ class Master:
         if not self._dispatcher.accept_from(sock):  # type: ignore[arg-type]
             log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
             self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
-            self._watch_listeners(False)
+            self._update_accepting()
         if 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
             time.sleep(ACCEPT_LINGER)
 
-    def _watch_listeners(self, on: bool) -> None:
+    def _update_accepting(self) -> None:
+        """Accept while a worker serves and files are not short; else leave the clients
+        in the listen backlog (a connection accepted with no worker to take it would
+        have to be held or dropped)."""
         assert self._selector is not None
+        on = bool(self._listeners and self._supervisor.serving) and not self._accept_paused_until
+        if on == self._accepting:
+            return
+        self._accepting = on
         for sock, _bind in self._listeners:
             if on:
                 self._selector.register(sock, selectors.EVENT_READ, self._on_listener_readable)
@@ -630,19 +670,16 @@ class Master:
                 self._listeners.append((sock, bind))
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
-        self._watch_listeners(True)
         for _sock, bind in self._listeners:
             log.info("listening at %s (master %d)", bind, os.getpid())
 
     def _close_listeners(self) -> None:
         for sock, bind in self._listeners:
-            if self._selector is not None:
-                try:
-                    self._selector.unregister(sock)
-                except (KeyError, ValueError):
-                    pass
+            if self._selector is not None and self._accepting:
+                self._selector.unregister(sock)
             listeners.close_listener(sock, bind)
         self._listeners = []
+        self._accepting = False
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)

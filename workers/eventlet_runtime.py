@@ -16,6 +16,7 @@ from typing import NoReturn
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
+from cluster import channel
 from cluster.channel import Kind
 
 from .spec import WorkerSpec
@@ -37,6 +38,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     from cluster.limits import raise_open_files_limit
 
     from . import loader, managers, sids
+    from .eventlet_protocol import routing_protocol
     from .link import ChannelListener, MasterLink
 
     raise_open_files_limit()
@@ -47,11 +49,13 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     managers.install(app.server, spec, link)
     link.on_drain = lambda: eventlet.spawn(_drain, app.server, listener, spec.graceful_timeout)
     link.start()
-    eventlet.spawn(_heartbeat, link, app.server, spec.heartbeat_interval)
+    pool = eventlet.GreenPool(spec.worker_connections)
+    eventlet.spawn(_heartbeat, link, app.server, pool, listener, spec.heartbeat_interval)
     link.send(Kind.READY)
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
-    wsgi.server(listener, app.wsgi, log_output=False,
-                         custom_pool=eventlet.GreenPool(spec.worker_connections))
+    wsgi.server(listener, app.wsgi, log_output=False, custom_pool=pool,
+                protocol=routing_protocol(spec.tag, link.hand_back) if spec.hand_back
+                else wsgi.HttpProtocol)
     log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
     logging.shutdown()
     os._exit(0)
@@ -69,11 +73,18 @@ def check(target: str) -> str | None:
     return None
 
 
-def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:
+def _heartbeat(link: "MasterLink", server: object, pool: eventlet.GreenPool,
+               listener: "ChannelListener", interval: float) -> None:
+    """Tell the master, every ``interval``, that this worker lives, and its load.
+
+    The load is the Engine.IO sessions (for placement) and the connections open or
+    waiting to be served (the master stops placing here at ``--worker-connections``).
+    """
     while True:
         eventlet.sleep(interval)
         sessions = len(server.eio.sockets)  # type: ignore[attr-defined]
-        link.send(Kind.HEARTBEAT, str(sessions).encode())
+        connections = pool.running() + listener.waiting()
+        link.send(Kind.HEARTBEAT, channel.heartbeat_payload(sessions, connections))
 
 
 def _drain(server: object, listener: "ChannelListener", graceful_timeout: float) -> None:

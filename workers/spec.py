@@ -22,6 +22,8 @@ class WorkerSpec:
     :param graceful_timeout: seconds a draining worker keeps its sessions at most.
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
+    :param hand_back: hand a request for another worker's session back to the master
+                      (``--route sid``); else serve every request of a connection here.
     """
 
     target: object
@@ -34,3 +36,4 @@ class WorkerSpec:
     graceful_timeout: float
     server_address: tuple[str, int] | str
     family: int = socket.AF_INET
+    hand_back: bool = True

@@ -63,8 +63,6 @@ DEFER_ACCEPT = 1
 """Seconds a TCP listener's kernel holds a connection that has sent nothing yet."""
 HOLD_LIMIT = 1024
 """Connections the master holds at most while no worker serves; past that, closed."""
-LATE_BEATS = 2.5
-"""Heartbeat intervals of silence after which a worker is late: placed after the others."""
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
@@ -74,7 +72,7 @@ class Dispatcher:
 
     :param supervisor: the table of workers to route to.
     :param settings: ``route``, ``balance``, ``proxy_protocol``, ``forwarded_allow_ips``,
-                     ``peek_timeout`` and ``heartbeat_interval`` are used.
+                     and ``peek_timeout`` are used.
     :param watch_worker: called with a worker whose channel has packets queued.
     """
 
@@ -84,7 +82,6 @@ class Dispatcher:
         self._watch_worker = watch_worker
         self._by_sid = settings.route == "sid"
         self._balance = settings.balance if self._by_sid else "ip"
-        self._late_after = LATE_BEATS * settings.heartbeat_interval
         self._rng = random.Random()
         self._held: list[tuple[int, Address | None, bytes | None]] = []
         self._proxy_protocol = settings.proxy_protocol
@@ -386,18 +383,16 @@ class Dispatcher:
 
     def _placement(self, key: bytes, serving: dict[int, Worker]) -> list[int]:
         """The serving slots in the order a new client tries them (``--balance``)."""
-        late_before = time.monotonic() - self._late_after
         candidates = []
         full = late = False
         for slot, worker in serving.items():
-            is_late = worker.last_seen < late_before
             full |= worker.full
-            late |= is_late
+            late |= worker.late
             candidates.append(placement.Candidate(slot, worker.sessions + worker.placed,
-                                                  not (worker.full or is_late)))
+                                                  not (worker.full or worker.late)))
         slots = placement.order(self._balance, key, candidates, self._rng)
-        if (full or late) and not (serving[slots[0]].full
-                                   or serving[slots[0]].last_seen < late_before):
+        first = serving[slots[0]]
+        if (full or late) and not (first.full or first.late):
             self.past_full += full
             self.past_late += late
         return slots

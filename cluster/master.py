@@ -41,6 +41,8 @@ BOOT_FAILURE_LIMIT = 3
 """Workers in a row that die before ready make the master give up."""
 BOOT_TIMEOUT = 30.0
 """Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
+LATE_BEATS = 2.5
+"""Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
 STABLE_LIFE = 10.0
 """Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
 ACCEPT_PAUSE = 0.5
@@ -379,6 +381,9 @@ class Master:
             log.warning("%s sent a bad heartbeat", worker)
             return
         worker.placed = 0
+        if worker.late:
+            worker.late = False
+            log.info("%s heartbeats again: new clients may go to it", worker)
         full = worker.connections >= self.settings.worker_connections
         if full != worker.full:
             worker.full = full
@@ -510,6 +515,11 @@ class Master:
             elif worker.state is not State.BOOTING and silent > self.settings.timeout:
                 self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "
                                    f"{self.settings.timeout:g})")
+            elif (worker.state is State.SERVING and not worker.late
+                  and silent > LATE_BEATS * self.settings.heartbeat_interval):
+                worker.late = True
+                log.warning("%s missed its heartbeats for %.1f s: new clients go to the other "
+                            "workers until it answers", worker, silent)
 
     def _kill(self, worker: Worker, why: str) -> None:
         """SIGKILL ``worker`` (once), saying why; CHLD then reaps and replaces it."""

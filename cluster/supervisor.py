@@ -65,6 +65,8 @@ class Worker:
     """New clients placed here since the last heartbeat."""
     full: bool = False
     """At ``--worker-connections`` at the last heartbeat: new clients go elsewhere."""
+    late: bool = False
+    """Missed its heartbeats (hung, stopped, busy): new clients go elsewhere."""
     drain_deadline: float | None = None
     killed: bool = False
     """SIGKILL was sent; the worker is as good as gone."""

@@ -113,7 +113,7 @@ class Dispatcher:
         self.handback_seconds = 0.0
         """Time the master spent on hand-backs."""
         self.held = 0
-        """Connections held while no worker served."""
+        """Connections held while no worker served (or every worker's channel was full)."""
         self.past_full = 0
         """Placements that passed over a full worker."""
         self.past_late = 0
@@ -211,8 +211,16 @@ class Dispatcher:
         else:
             self.hand_off(fd, channel.decode_address(packet[2:]))
 
+    @property
+    def holding(self) -> bool:
+        """Whether connections wait for a worker that takes them (:meth:`release`)."""
+        return bool(self._held)
+
     def release(self) -> None:
-        """Route the connections held while no worker served (call when one serves)."""
+        """Route the connections held while no worker could take them: when one serves
+        again, and on every turn of the loop while some wait."""
+        if not self._supervisor.serving:
+            return
         held, self._held = self._held, []
         for fd, client, data in held:
             self._deliver(fd, client, self._owner(data) if data else None, data)
@@ -378,8 +386,7 @@ class Dispatcher:
                 worker.placed += 1
                 self.rerouted += owner is not None or index > 0
                 return
-        os.close(fd)
-        self.dropped += 1
+        self._hold(fd, client, data)  # every channel is full or broken: try again soon
 
     def _placement(self, key: bytes, serving: dict[int, Worker]) -> list[int]:
         """The serving slots in the order a new client tries them (``--balance``)."""
@@ -398,7 +405,7 @@ class Dispatcher:
         return slots
 
     def _hold(self, fd: int, client: Address | None, data: bytes | None) -> None:
-        """Keep ``fd`` until a worker serves (:meth:`release`); close it past the limit."""
+        """Keep ``fd`` until a worker takes it (:meth:`release`); close it past the limit."""
         if len(self._held) >= HOLD_LIMIT:
             os.close(fd)
             self.dropped += 1

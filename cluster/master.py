@@ -263,6 +263,8 @@ class Master:
 
     def _tick(self, now: float) -> None:
         self._dispatcher.expire(now)
+        if self._dispatcher.holding:
+            self._dispatcher.release()
         self.handle_chld()
         self._check_heartbeats(now)
         if self._stopping:

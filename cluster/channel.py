@@ -36,8 +36,8 @@ class Kind(enum.IntEnum):
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
     PUBLISH_TO = 7  #: worker -> master: relay this message to one worker (:func:`addressed`)
     BOOT_FAILED = 8  #: worker -> master: could not boot; payload = the error, one line
-    HANDBACK = 9  #: worker -> master: a client (fd) whose request another worker owns (:func:`resumed`)
-    RESUME = 10  #: master -> worker: a client (fd) to serve, its first bytes given (:func:`resumed`)
+    HANDBACK = 9  #: worker -> master: a client (fd) another worker's request came on; :func:`resumed`
+    RESUME = 10  #: master -> worker: a client (fd) and the bytes to serve first; :func:`resumed`
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -140,7 +140,7 @@ def parse_heartbeat(payload: bytes) -> tuple[int, int]:
     A lone integer (sessions only) is accepted, with 0 connections.
     """
     fields = payload.split(b" ")
-    if not 1 <= len(fields) <= 2 or not all(field.isdigit() and len(field) <= 12 for field in fields):
+    if not 1 <= len(fields) <= 2 or not all(f.isdigit() and len(f) <= 12 for f in fields):
         raise ValueError("bad heartbeat payload")
     return int(fields[0]), int(fields[1]) if len(fields) == 2 else 0
 

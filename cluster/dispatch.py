@@ -111,7 +111,7 @@ class Dispatcher:
         self.returned = 0
         """Hand-backs that no live worker owned: sent back to their worker, which answers."""
         self.handback_seconds = 0.0
-        """Time the master spent on hand-backs."""
+        """CPU time the master spent on hand-backs."""
         self.held = 0
         """Connections held while no worker served (or every worker's channel was full)."""
         self.past_full = 0
@@ -137,7 +137,8 @@ class Dispatcher:
         """The counters, for the log."""
         each = self.handback_seconds / self.handed_back * 1e6 if self.handed_back else 0.0
         return (f"{self.accepted} accepted, {self.by_sid} by sid, {self.rerouted} rerouted, "
-                f"{self.handed_back} handed back ({each:.0f} µs each), {self.returned} returned, "
+                f"{self.handed_back} handed back ({each:.0f} µs CPU each), "
+                f"{self.returned} returned, "
                 f"{self.past_full} past a full worker, {self.past_late} past a late worker, "
                 f"{self.held} held, {self.timed_out} timed out, {self.refused} refused, "
                 f"{self.dropped} dropped")
@@ -187,7 +188,7 @@ class Dispatcher:
         session, the connection goes back to ``sender``, which answers it as it would
         any unknown sid (the first request of a resumed connection is never handed back).
         """
-        started = time.perf_counter()
+        started = time.process_time()
         try:
             address, data = channel.split_resumed(payload)
         except ValueError:
@@ -201,7 +202,7 @@ class Dispatcher:
         else:
             self.handed_back += 1
         self._deliver(fd, address if address[0] else None, owner, data)
-        self.handback_seconds += time.perf_counter() - started
+        self.handback_seconds += time.process_time() - started
 
     def redeliver(self, packet: bytes, fd: int) -> None:
         """Route again a hand-off (or a resumed connection) queued for a worker that died."""

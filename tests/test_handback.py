@@ -132,7 +132,7 @@ def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(start_clu
     assert all(answer == (200, "OK") for answer in answers), answers
     assert len(pids[first]) == len(pids[second]) == 1 and pids[first] != pids[second]
     cluster.stop()
-    totals = re.search(r"routing totals: .*?(\d+) handed back \((\d+) µs each\)", cluster.log)
+    totals = re.search(r"routing totals: .*?(\d+) handed back \((\d+) µs CPU each\)", cluster.log)
     assert totals and int(totals[1]) >= 8, cluster.log[-2000:]
 
 

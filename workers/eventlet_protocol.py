@@ -57,8 +57,9 @@ class ReplayReader(io.RawIOBase):
             return size
         if self.waits:
             return self._sock.recv_into(buffer)
-        try:  # the green socket's real socket, non-blocking
-            return self._sock.fd.recv_into(buffer, len(buffer), socket.MSG_DONTWAIT)  # type: ignore[attr-defined]
+        real = self._sock.fd  # type: ignore[attr-defined]  # the green socket's own, non-blocking
+        try:
+            return real.recv_into(buffer, len(buffer), socket.MSG_DONTWAIT)
         except OSError:  # nothing there (or an error the next waiting read reports)
             return None
 

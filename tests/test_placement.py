@@ -14,6 +14,8 @@ import random
 import re
 import signal
 
+import pytest
+
 from clients import connected, source_address
 from cluster import routing
 from cluster.placement import Candidate, order
@@ -142,3 +144,15 @@ def test_a_stopped_worker_gets_no_new_sessions_but_keeps_its_own(start_cluster):
     assert owner.call("whoami")["pid"] == stopped  # its own session still goes to it
     cluster.stop()
     assert re.search(r"routing totals: .*?, [1-9]\d* past a late worker", cluster.log)
+
+
+# ------------------------------------------------------------ the heartbeat's load
+
+def test_heartbeat_payload_round_trips_and_rejects_garbage():
+    from cluster import channel
+
+    assert channel.parse_heartbeat(channel.heartbeat_payload(12, 30)) == (12, 30)
+    assert channel.parse_heartbeat(b"7") == (7, 0)  # sessions only
+    for bad in (b"", b" ", b"1 2 3", b"-1 2", b"1  2", b"x", b"1 2\n", b"9" * 13, "٣".encode()):
+        with pytest.raises(ValueError):
+            channel.parse_heartbeat(bad)

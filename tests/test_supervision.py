@@ -336,7 +336,7 @@ def test_master_killed_with_sigkill_takes_every_worker_with_it(start_cluster, tm
 # ------------------------------------------------------------------ scaling
 
 def test_ttin_ttou_scale_and_only_the_clients_of_that_slot_move(start_cluster):
-    cluster = start_cluster(workers=2, args=("--graceful-timeout", "2"))
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "2", "--balance", "ip"))
     addresses = range(1700, 1740)
 
     async def main():

@@ -152,3 +152,37 @@ def test_unknown_sid_on_a_kept_alive_connection_is_answered_by_its_worker(start_
         assert status == 200 and body.startswith("40{"), (status, body)
     finally:
         conn.close()
+
+
+def ws_frame(text: str) -> bytes:
+    """One masked websocket text frame (as a client sends it), short payloads only."""
+    data = text.encode()
+    mask = b"\x01\x02\x03\x04"
+    return bytes((0x81, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def test_websocket_upgrade_of_another_session_on_a_kept_alive_connection(start_cluster):
+    cluster = start_cluster(workers=2)
+    first, second = two_sessions_on_two_workers(cluster.port)
+    conn = KeepAlive(cluster.port, source_address(3))
+    try:
+        assert conn.request("POST", first, "40") == (200, "OK")
+        sock = conn.http.sock
+        sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket&sid={second} HTTP/1.1\r\n"
+                      "Host: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+        sock.sendall(ws_frame("2probe"))  # Engine.IO's upgrade probe, answered by the owner
+        answer = head.partition(b"\r\n\r\n")[2]
+        while b"3probe" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, answer
+            answer += chunk
+    finally:
+        conn.close()

@@ -84,6 +84,7 @@ class Dispatcher:
         self._balance = settings.balance if self._by_sid else "ip"
         self._rng = random.Random()
         self._held: list[tuple[int, Address | None, bytes | None]] = []
+        self._releasing = False
         self._proxy_protocol = settings.proxy_protocol
         self._trusted = settings.trusted_proxies
         self._peek_timeout = settings.peek_timeout
@@ -223,8 +224,12 @@ class Dispatcher:
         if not self._supervisor.serving:
             return
         held, self._held = self._held, []
-        for fd, client, data in held:
-            self._deliver(fd, client, self._owner(data) if data else None, data)
+        self._releasing = True  # one that is held again is not counted again
+        try:
+            for fd, client, data in held:
+                self._deliver(fd, client, self._owner(data) if data else None, data)
+        finally:
+            self._releasing = False
 
     def expire(self, now: float) -> None:
         """Route or close the pending connections whose peek timeout has passed."""
@@ -411,7 +416,7 @@ class Dispatcher:
             os.close(fd)
             self.dropped += 1
             return
-        self.held += 1
+        self.held += not self._releasing
         self._held.append((fd, client, data))
 
     def _send(self, worker: Worker, packet: bytes, fd: int) -> bool:

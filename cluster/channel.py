@@ -53,6 +53,8 @@ class Kind(enum.IntEnum):
     DRAIN = 6  #: master -> worker: stop taking connections, finish the open ones
     PUBLISH_TO = 7  #: worker -> master: relay this message to one worker (:func:`addressed`)
     BOOT_FAILED = 8  #: worker -> master: could not boot; payload = the error, one line
+    HANDBACK = 9  #: worker -> master: a client (fd) another worker's request came on; :func:`resumed`
+    RESUME = 10  #: master -> worker: a client (fd) and the bytes to serve first; :func:`resumed`
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -145,12 +147,14 @@ class Heartbeat:
     """What a worker reports in each HEARTBEAT.
 
     On the wire: the fields below, in this order, as space-separated ASCII decimal
-    integers (``b"12"``). To report more, add a field at the end (with a default for
+    integers (``b"12 30"``). To report more, add a field at the end (with a default for
     the older payloads); :meth:`parse` checks every field the same way.
     """
 
     sessions: int
     """Engine.IO sessions the worker holds."""
+    connections: int = 0
+    """Connections the worker serves (placement skips a worker at ``--worker-connections``)."""
 
     MAX_FIELD = 2 ** 31 - 1
     """The largest value a field may carry."""
@@ -192,6 +196,15 @@ def _parse_publish_to(payload: bytes) -> tuple[int, memoryview]:
     return split_addressed(payload)
 
 
+def _parse_handback(payload: bytes) -> tuple[tuple[str, int], bytes]:
+    if len(payload) > RESUME_LIMIT + 128:
+        raise ProtocolError(f"HANDBACK of {len(payload)} bytes")
+    try:
+        return split_resumed(payload)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("HANDBACK without a valid client address") from None
+
+
 def _parse_boot_failed(payload: bytes) -> str:
     return payload[:4 * MAX_BOOT_ERROR].decode("utf-8", errors="replace")[:MAX_BOOT_ERROR]
 
@@ -202,6 +215,7 @@ WORKER_MESSAGES = {
     Kind.PUBLISH: _parse_publish,
     Kind.PUBLISH_TO: _parse_publish_to,
     Kind.BOOT_FAILED: _parse_boot_failed,
+    Kind.HANDBACK: _parse_handback,
 }
 """Kind -> parser of every message a worker may send the master. A new worker message
 needs its parser here: the master kills a worker that sends a kind not listed."""
@@ -211,7 +225,7 @@ def parse_from_worker(kind: Kind, payload: bytes) -> object:
     """Check a whole message a worker sent; return its value for the master.
 
     READY: None; HEARTBEAT: a :class:`Heartbeat`; PUBLISH: the payload; PUBLISH_TO:
-    (tag, payload); BOOT_FAILED: the error text. Raises :class:`ProtocolError` for a
+    (tag, payload); BOOT_FAILED: the error text; HANDBACK: (client address, bytes read). Raises :class:`ProtocolError` for a
     kind a worker does not send or a payload that does not fit its kind.
     """
     parser = WORKER_MESSAGES.get(kind)
@@ -244,10 +258,33 @@ def handoff_packet(address: tuple[str, int]) -> bytes:
     return b"\x01\x00" + encode_address(address)
 
 
+def resume_packet(address: tuple[str, int], data: bytes) -> bytes:
+    """The packet that hands over a client whose first bytes ``data`` were read (fd rides along)."""
+    return bytes((Kind.RESUME, 0)) + resumed(address, data)
+
+
 def decode_address(payload: bytes) -> tuple[str, int]:
     """Decode what :func:`encode_address` made."""
     host, _, port = payload.decode().rpartition(" ")
     return host, int(port)
+
+
+RESUME_LIMIT = MAX_FRAGMENT - 256
+"""Most bytes a HANDBACK or RESUME carries: the message is one packet (it carries an fd)."""
+
+
+def resumed(address: tuple[str, int], data: bytes) -> bytes:
+    """The payload of a HANDBACK or RESUME: the client's address, a newline, then ``data``,
+    the bytes of the connection already read (a worker serves them before reading more)."""
+    return encode_address(address) + b"\n" + data
+
+
+def split_resumed(payload: bytes) -> tuple[tuple[str, int], bytes]:
+    """The (client address, bytes already read) of :func:`resumed`; ValueError when malformed."""
+    head, newline, data = payload.partition(b"\n")
+    if not newline:
+        raise ValueError("no address in a hand-back")
+    return decode_address(head), data
 
 
 def send_packet(sock: socket.socket, packet: bytes, fd: int | None = None) -> None:

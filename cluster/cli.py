@@ -6,7 +6,7 @@ from typing import Callable
 import click
 
 from . import control, control_client
-from .config import LOG_FORMATS, LOG_LEVELS, ROUTES, ConfigError
+from .config import BALANCES, LOG_FORMATS, LOG_LEVELS, ROUTES, ConfigError
 from .logs import escape
 from .master import ClusterError, Master
 from .pidfile import PidFileError
@@ -60,8 +60,12 @@ def main() -> None:
 @click.option("--route", type=click.Choice(ROUTES, case_sensitive=False), envvar=_env("ROUTE"),
               show_envvar=True, default="sid", show_default=True,
               help="sid: a request that names its session goes to the worker that owns it, "
-                   "others by client IP (peeks at each request line); ip: by client IP only, "
-                   "handed off at accept.")
+                   "others are placed by --balance (peeks at each request line); ip: by client "
+                   "IP only, handed off at accept.")
+@click.option("--balance", type=click.Choice(BALANCES, case_sensitive=False),
+              envvar=_env("BALANCE"), show_envvar=True, default="least-loaded", show_default=True,
+              help="With --route sid, where a request without a session goes: least-loaded "
+                   "(fewest sessions), ip (hash of the client IP) or random.")
 @click.option("--proxy-protocol", is_flag=True, envvar=_env("PROXY_PROTOCOL"), show_envvar=True,
               help="Every connection starts with a PROXY protocol v1/v2 header (HAProxy "
                    "send-proxy, nginx proxy_protocol): its client address is the real one. "
@@ -113,18 +117,19 @@ def main() -> None:
               default=16_000_000, show_default=True, metavar="BYTES",
               help="Bytes per second one websocket may send to its worker on average (each "
                    "frame counts 16 KB more: about 1,000 messages/s); past it the worker reads it more slowly.")
-def run(target: str, bind: tuple[str, ...], log_level: str, route: str, log_format: str,
-        check: bool, **options: object) -> None:
+def run(target: str, bind: tuple[str, ...], log_level: str, route: str, balance: str,
+        log_format: str, check: bool, **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
     Flask-SocketIO. The master accepts every connection and hands it to a worker: the
-    one that owns the session the request names, else the one the client's IP hashes
-    to, so Engine.IO long-polling and the websocket upgrade always meet the same process.
+    one that owns the session the request names, else the one --balance places it on
+    (by default the least loaded), so Engine.IO long-polling and the websocket upgrade always meet the same process.
     """
     try:
         master = Master(target, bind=list(bind) or None, log_level=log_level.lower(),
-                        route=route.lower(), log_format=log_format.lower(),
+                        route=route.lower(), balance=balance.lower(),
+                        log_format=log_format.lower(),
                         **options)  # type: ignore[arg-type]
         if check:
             master.check()

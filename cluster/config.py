@@ -17,6 +17,7 @@ ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
 LOG_FORMATS = ("text", "json")
+BALANCES = ("least-loaded", "ip", "random")
 
 
 class ConfigError(ValueError):
@@ -95,6 +96,7 @@ class Settings:
     graceful_timeout: float = 30.0
     runtime: str = "eventlet"
     route: str = "sid"
+    balance: str = "least-loaded"
     proxy_protocol: bool = False
     forwarded_allow_ips: str = ""
     peek_timeout: float = 5.0
@@ -130,6 +132,8 @@ class Settings:
             raise ConfigError("the channel name cannot be empty")
         if self.route not in ROUTES:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
+        if self.balance not in BALANCES:
+            raise ConfigError(f"bad balance {self.balance!r}: use one of {', '.join(BALANCES)}")
         _positive("peek timeout", self.peek_timeout)
         _positive("header timeout", self.header_timeout)
         _positive("keepalive timeout", self.keepalive_timeout)

@@ -17,13 +17,24 @@ A connection whose bytes are not all there yet waits in a bounded
 readable, so its ``SO_RCVLOWAT`` is raised past what was seen (TCP's poll honours it).
 It is routed with what it sent after ``--peek-timeout`` (a silent one by IP), or closed
 when a PROXY header was required and is missing or bad. After the hand-off the master
-closes its copy of the socket and never sees the connection again.
+closes its copy of the socket and never sees the connection again, unless a worker
+hands it back: a keep-alive connection whose next request names a session of another
+worker comes back with the bytes the worker read (:meth:`Dispatcher.hand_back`), and
+goes on, with them, to the owner. The master copies those few bytes once; it never
+reads the connection itself, and keeps no per-session state.
+
+A request that names no live worker's session is placed (:mod:`cluster.placement`,
+``--balance``). While no worker serves (cold start, all respawning), the master does
+not accept (connections wait in the listen backlog), and the few it already holds
+(waiting for their first bytes, or stranded on a dead worker) wait in a bounded list
+until one serves.
 """
 from __future__ import annotations
 
 import errno
 import logging
 import os
+import random
 import selectors
 import socket
 import time
@@ -31,7 +42,7 @@ from typing import Callable
 
 from workers.sids import tag_of
 
-from . import channel, routing
+from . import channel, placement
 from .config import Settings
 from .peek import INCOMPLETE, ProxyError, forwarded_for, parse_proxy, request_line_prefix, request_sid
 from .pending import PENDING_LIMIT, Address, Pending, PendingSet
@@ -50,6 +61,8 @@ HEAD_LIMIT = 16384
 """Bytes the master peeks at most: a PROXY v2 header with its TLVs, or request headers."""
 DEFER_ACCEPT = 1
 """Seconds a TCP listener's kernel holds a connection that has sent nothing yet."""
+HOLD_LIMIT = 1024
+"""Connections the master holds at most while no worker serves; past that, closed."""
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
@@ -58,8 +71,8 @@ class Dispatcher:
     """Accepts connections and hands each one to the worker it belongs to.
 
     :param supervisor: the table of workers to route to.
-    :param settings: ``route``, ``proxy_protocol``, ``forwarded_allow_ips`` and
-                     ``peek_timeout`` are used.
+    :param settings: ``route``, ``balance``, ``proxy_protocol``, ``forwarded_allow_ips``,
+                     and ``peek_timeout`` are used.
     :param watch_worker: called with a worker whose channel has packets queued.
     """
 
@@ -68,6 +81,10 @@ class Dispatcher:
         self._supervisor = supervisor
         self._watch_worker = watch_worker
         self._by_sid = settings.route == "sid"
+        self._balance = settings.balance if self._by_sid else "ip"
+        self._rng = random.Random()
+        self._held: list[tuple[int, Address | None, bytes | None]] = []
+        self._releasing = False
         self._proxy_protocol = settings.proxy_protocol
         self._trusted = settings.trusted_proxies
         self._peek_timeout = settings.peek_timeout
@@ -90,6 +107,18 @@ class Dispatcher:
         """Connections routed (or closed) because they sent too little within the peek timeout."""
         self.refused = 0
         """Connections closed for a missing, bad or truncated PROXY header."""
+        self.handed_back = 0
+        """Connections a worker handed back for a request of another worker's session."""
+        self.returned = 0
+        """Hand-backs that no live worker owned: sent back to their worker, which answers."""
+        self.handback_seconds = 0.0
+        """CPU time the master spent on hand-backs."""
+        self.held = 0
+        """Connections held while no worker served (or every worker's channel was full)."""
+        self.past_full = 0
+        """Placements that passed over a full worker."""
+        self.past_late = 0
+        """Placements that passed over a late (silent) worker."""
 
     @property
     def pending_count(self) -> int:
@@ -112,12 +141,20 @@ class Dispatcher:
 
     def summary(self) -> str:
         """The counters, for the log."""
+        each = self.handback_seconds / self.handed_back * 1e6 if self.handed_back else 0.0
         return (f"{self.accepted} accepted, {self.by_sid} by sid, {self.rerouted} rerouted, "
-                f"{self.timed_out} timed out, {self.refused} refused, {self.dropped} dropped")
+                f"{self.handed_back} handed back ({each:.0f} µs CPU each), "
+                f"{self.returned} returned, "
+                f"{self.past_full} past a full worker, {self.past_late} past a late worker, "
+                f"{self.held} held, {self.timed_out} timed out, {self.refused} refused, "
+                f"{self.dropped} dropped")
 
     def close(self) -> None:
         """Close the connections still waiting (the master stops, or a new child forgets them)."""
         self._pending.close_all()
+        for fd, _client, _data in self._held:
+            os.close(fd)
+        self._held.clear()
 
     # ------------------------------------------------------------------- accept
 
@@ -148,6 +185,50 @@ class Dispatcher:
     def hand_off(self, fd: int, address: tuple[str, int] | str) -> None:
         """Give the client socket ``fd`` to the worker its address routes to."""
         self._deliver(fd, address if isinstance(address, tuple) else None, None)
+
+    def hand_back(self, sender: Worker, fd: int, address: tuple[str, int], data: bytes) -> None:
+        """Pass a connection ``sender`` handed back to the worker that owns its request.
+
+        ``address`` is the client's and ``data`` the bytes ``sender`` read (checked by
+        :func:`cluster.channel.parse_from_worker`). When no other live worker owns the
+        request's session, the connection goes back to ``sender``, which answers it as it
+        would any unknown sid (the first request of a resumed connection is never handed back).
+        """
+        started = time.process_time()
+        owner = self._owner(data)
+        if owner is None or owner is sender:
+            self.returned += 1
+            owner = sender
+        else:
+            self.handed_back += 1
+        self._deliver(fd, address if address[0] else None, owner, data)
+        self.handback_seconds += time.process_time() - started
+
+    def redeliver(self, packet: bytes, fd: int) -> None:
+        """Route again a hand-off (or a resumed connection) queued for a worker that died."""
+        if packet[0] == channel.Kind.RESUME:
+            address, data = channel.split_resumed(packet[2:])
+            self._deliver(fd, address if address[0] else None, self._owner(data), data)
+        else:
+            self.hand_off(fd, channel.decode_address(packet[2:]))
+
+    @property
+    def holding(self) -> bool:
+        """Whether connections wait for a worker that takes them (:meth:`release`)."""
+        return bool(self._held)
+
+    def release(self) -> None:
+        """Route the connections held while no worker could take them: when one serves
+        again, and on every turn of the loop while some wait."""
+        if not self._supervisor.serving:
+            return
+        held, self._held = self._held, []
+        self._releasing = True  # one that is held again is not counted again
+        try:
+            for fd, client, data in held:
+                self._deliver(fd, client, self._owner(data) if data else None, data)
+        finally:
+            self._releasing = False
 
     def expire(self, now: float) -> None:
         """Route or close the pending connections whose peek timeout has passed."""
@@ -281,8 +362,13 @@ class Dispatcher:
         worker = self._supervisor.by_tag.get(tag) if tag is not None else None
         return worker if worker is not None and worker.state is not State.BOOTING else None
 
-    def _deliver(self, fd: int, client: Address | None, owner: Worker | None) -> None:
-        """Send ``fd`` to ``owner``, else to the best slot for ``client`` that takes it."""
+    def _deliver(self, fd: int, client: Address | None, owner: Worker | None,
+                 data: bytes | None = None) -> None:
+        """Send ``fd`` to ``owner``, else to the first placed worker that takes it.
+
+        ``data``: the bytes of the connection already read (a hand-back), which the
+        worker serves first. With no worker serving, the connection is held.
+        """
         if client is None:  # a Unix-socket client has no address: spread them
             address = ("", 0)
             self._unkeyed += 1
@@ -290,21 +376,47 @@ class Dispatcher:
         else:
             address = client
             key = client[0].encode()
-        packet = channel.handoff_packet(address)
+        packet = (channel.handoff_packet(address) if data is None
+                  else channel.resume_packet(address, data))
         if owner is not None and self._send(owner, packet, fd):
             self.by_sid += 1
             return
         serving = self._supervisor.serving
-        best = routing.best(key, serving)
-        if best is not None and self._send(serving[best], packet, fd):
-            self.rerouted += owner is not None
+        if not serving:
+            self._hold(fd, client, data)
             return
-        for slot in routing.ranked(key, serving):
-            if slot != best and self._send(serving[slot], packet, fd):
-                self.rerouted += 1
+        for index, slot in enumerate(self._placement(key, serving)):
+            worker = serving[slot]
+            if self._send(worker, packet, fd):
+                worker.placed += 1
+                self.rerouted += owner is not None or index > 0
                 return
-        os.close(fd)
-        self.dropped += 1
+        self._hold(fd, client, data)  # every channel is full or broken: try again soon
+
+    def _placement(self, key: bytes, serving: dict[int, Worker]) -> list[int]:
+        """The serving slots in the order a new client tries them (``--balance``)."""
+        candidates = []
+        full = late = False
+        for slot, worker in serving.items():
+            full |= worker.full
+            late |= worker.late
+            candidates.append(placement.Candidate(slot, worker.sessions + worker.placed,
+                                                  not (worker.full or worker.late)))
+        slots = placement.order(self._balance, key, candidates, self._rng)
+        first = serving[slots[0]]
+        if (full or late) and not (first.full or first.late):
+            self.past_full += full
+            self.past_late += late
+        return slots
+
+    def _hold(self, fd: int, client: Address | None, data: bytes | None) -> None:
+        """Keep ``fd`` until a worker takes it (:meth:`release`); close it past the limit."""
+        if len(self._held) >= HOLD_LIMIT:
+            os.close(fd)
+            self.dropped += 1
+            return
+        self.held += not self._releasing
+        self._held.append((fd, client, data))
 
     def _send(self, worker: Worker, packet: bytes, fd: int) -> bool:
         if not worker.send(packet, fd):

@@ -44,6 +44,8 @@ BOOT_FAILURE_LIMIT = 3
 """Workers in a row that die before ready make the master give up."""
 BOOT_TIMEOUT = 30.0
 """Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
+LATE_BEATS = 2.5
+"""Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
 STABLE_LIFE = 10.0
 """Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
 READ_BATCH = 256
@@ -91,11 +93,16 @@ class Master:
     :param log_file: a file to log to instead of standard error (reopened on USR1).
     :param pid_file: a file to write the master's pid to while it runs.
     :param route: ``"sid"`` (a request naming its session goes to the worker that owns
-                  it, others by client IP) or ``"ip"`` (by client IP, at accept).
+                  it, others are placed by ``balance``) or ``"ip"`` (by client IP, at accept).
+    :param balance: where a request without a session goes with ``route="sid"``:
+                    ``"least-loaded"`` (the default), ``"ip"`` or ``"random"``.
     :param proxy_protocol: require a PROXY protocol v1/v2 header on every connection.
     :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
                                 is believed (``*``: any); none by default.
     :param peek_timeout: seconds a connection gets to send its first bytes.
+    :param balance: where a new session goes with ``route="sid"``: ``"least-loaded"``
+                    (the default), ``"ip"`` (a consistent hash of the client IP) or
+                    ``"random"``.
     :param umask: the file mode creation mask of the master and workers (an int, or
                   octal text such as ``"027"``); None keeps the inherited one.
     :param user: the user (name or uid) the workers run as; the master keeps its own.
@@ -132,6 +139,7 @@ class Master:
         self._roll: collections.deque[int] = collections.deque()
         self._rolling: Worker | None = None
         self._accept_paused_until = 0.0
+        self._accepting = False
         self._announced_ready = False
         self._pid_file: PidFile | None = None
         self._status: StatusFile | None = None
@@ -367,6 +375,8 @@ class Master:
         if now >= self._operations_due:  # not on every turn: a turn may be one accept batch
             self._operations_due = now + OPERATIONS_TICK
             self._tick_operations(now)
+        if self._dispatcher.holding:
+            self._dispatcher.release()
         self.handle_chld()
         self._check_heartbeats(now)
         if self._stopping:
@@ -383,7 +393,7 @@ class Master:
             self._step_roll()
             if self._accept_paused_until and now >= self._accept_paused_until:
                 self._accept_paused_until = 0.0
-                self._watch_listeners(True)
+                self._update_accepting()
         if self._status_changed and self._status is not None:
             self._status_changed = False
             try:
@@ -440,7 +450,8 @@ class Master:
             websocket_rate=self.settings.websocket_rate,
             server_address=first.address, family=first.family,
             access_log=self.settings.access_log,
-            access_log_format=self.settings.access_log_format)
+            access_log_format=self.settings.access_log_format,
+            hand_back=self.settings.route == "sid")
 
     def _spawn(self, slot: int, why: str) -> Worker:
         worker = self._supervisor.spawn(slot)
@@ -466,14 +477,17 @@ class Master:
                 return
             except OSError:
                 packet, fd = b"", None
-            if fd is not None:
-                os.close(fd)
             if not packet:  # the worker is gone; CHLD will reap it
+                if fd is not None:
+                    os.close(fd)
                 self._unwatch_worker(worker)
                 return
             try:
                 message = worker.reassembler.feed(packet)
-                if message is not None:
+                if message is not None and message[0] is Kind.HANDBACK:
+                    self._hand_back(worker, message[1], fd)
+                    fd = None
+                elif message is not None:
                     self._on_message(worker, *message)
             except channel.ProtocolError as exc:
                 self._reject(worker, f"protocol violation: {exc}")
@@ -482,6 +496,9 @@ class Master:
                 log.exception("%s: its message could not be handled", worker)
                 self._reject(worker, "its message could not be handled (traceback above)")
                 return
+            finally:
+                if fd is not None:
+                    os.close(fd)
 
     def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
         value = channel.parse_from_worker(kind, payload)
@@ -491,7 +508,7 @@ class Master:
         elif kind is Kind.PUBLISH_TO:
             self._relay_to(worker, *value)  # type: ignore[misc]
         elif kind is Kind.HEARTBEAT:
-            worker.sessions = value.sessions  # type: ignore[attr-defined]
+            self._heartbeat(worker, value)  # type: ignore[arg-type]
         elif kind is Kind.READY:
             self._worker_ready(worker)
         elif kind is Kind.BOOT_FAILED:
@@ -501,6 +518,31 @@ class Master:
         """Stop reading ``worker`` and kill it: what it sends cannot be trusted any more."""
         self._unwatch_worker(worker)
         self._kill(worker, why)
+
+    def _hand_back(self, worker: Worker, payload: bytes, fd: int | None) -> None:
+        """A connection ``worker`` read another worker's request on: pass it to the owner."""
+        if fd is None:
+            raise channel.ProtocolError("HANDBACK without a client socket")
+        address, data = channel.parse_from_worker(Kind.HANDBACK, payload)  # type: ignore[misc]
+        worker.last_seen = time.monotonic()
+        self._dispatcher.hand_back(worker, fd, address, data)
+
+    def _heartbeat(self, worker: Worker, beat: channel.Heartbeat) -> None:
+        """Take a worker's load; say when it becomes full (placement skips it) or has room."""
+        worker.sessions, worker.connections = beat.sessions, beat.connections
+        worker.placed = 0
+        if worker.late:
+            worker.late = False
+            log.info("%s heartbeats again: new clients may go to it", worker)
+        full = worker.connections >= self.settings.worker_connections
+        if full != worker.full:
+            worker.full = full
+            if full:
+                log.warning("%s is full: %d connections (--worker-connections %d); new clients "
+                            "go to the other workers", worker, worker.connections,
+                            self.settings.worker_connections)
+            else:
+                log.info("%s has room again (%d connections)", worker, worker.connections)
 
     def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
         """Hand a pub/sub message from ``sender`` to every other worker."""
@@ -549,6 +591,8 @@ class Master:
             log.info("rolling restart done")
             self._rolls["finished"] = self._rolls["started"]
             self._notifier.ready(self._status_line())
+        self._update_accepting()
+        self._dispatcher.release()
         if not self._announced_ready and len(self._supervisor.serving) == self._size:
             self._announced_ready = True
             log.info("cluster ready: %d workers serving on %s", self._size,
@@ -570,8 +614,9 @@ class Master:
             level = logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING
             log.log(level, "%s died (%s) while %s (lived %.1f s)%s", worker, how, was.value, lived,
                     f": {worker.boot_error}" if worker.boot_error else "")
+        self._update_accepting()
         for packet, fd in stranded:  # queued for the dead worker: route them again
-            self._dispatcher.hand_off(fd, channel.decode_address(packet[2:]))
+            self._dispatcher.redeliver(packet, fd)
         if self._stopping:
             return
         if was is not State.DRAINING:
@@ -615,6 +660,7 @@ class Master:
         if self._supervisor.serving.get(worker.slot) is worker:
             del self._supervisor.serving[worker.slot]
         worker.state = State.DRAINING
+        self._update_accepting()
         worker.drain_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
         for packet in channel.frames(Kind.DRAIN):
             worker.send(packet)
@@ -635,6 +681,11 @@ class Master:
             elif worker.state is not State.BOOTING and silent > self.settings.timeout:
                 self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "
                                    f"{self.settings.timeout:g})")
+            elif (worker.state is State.SERVING and not worker.late
+                  and silent > LATE_BEATS * self.settings.heartbeat_interval):
+                worker.late = True
+                log.warning("%s missed its heartbeats for %.1f s: new clients go to the other "
+                            "workers until it answers", worker, silent)
 
     def _kill(self, worker: Worker, why: str) -> None:
         """SIGKILL ``worker`` (once), saying why; CHLD then reaps and replaces it."""
@@ -739,12 +790,19 @@ class Master:
         if not self._dispatcher.accept_from(sock):  # type: ignore[arg-type]
             log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
             self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
-            self._watch_listeners(False)
+            self._update_accepting()
         if 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
             time.sleep(ACCEPT_LINGER)
 
-    def _watch_listeners(self, on: bool) -> None:
+    def _update_accepting(self) -> None:
+        """Accept while a worker serves and files are not short; else leave the clients
+        in the listen backlog (a connection accepted with no worker to take it would
+        have to be held or dropped)."""
         assert self._selector is not None
+        on = bool(self._listeners and self._supervisor.serving) and not self._accept_paused_until
+        if on == self._accepting:
+            return
+        self._accepting = on
         for sock, _bind in self._listeners:
             if on:
                 self._selector.register(sock, selectors.EVENT_READ, self._on_listener_readable)
@@ -806,7 +864,6 @@ class Master:
                 self._listeners.append((sock, bind))
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
-        self._watch_listeners(True)
         for sock, bind in self._listeners:
             log.info("listening at %s (master %d)%s", bind, os.getpid(),
                      ", inherited from systemd" if sock in self._inherited else "")
@@ -849,6 +906,7 @@ class Master:
             else:
                 listeners.close_listener(sock, bind)
         self._listeners = []
+        self._accepting = False
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)

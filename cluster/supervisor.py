@@ -60,6 +60,15 @@ class Worker:
     born: float = dataclasses.field(default_factory=time.monotonic)
     last_seen: float = dataclasses.field(default_factory=time.monotonic)
     sessions: int = 0
+    """Engine.IO sessions, as of the last heartbeat."""
+    connections: int = 0
+    """Connections open or waiting to be served, as of the last heartbeat."""
+    placed: int = 0
+    """New clients placed here since the last heartbeat."""
+    full: bool = False
+    """At ``--worker-connections`` at the last heartbeat: new clients go elsewhere."""
+    late: bool = False
+    """Missed its heartbeats (hung, stopped, busy): new clients go elsewhere."""
     drain_deadline: float | None = None
     killed: bool = False
     """SIGKILL was sent; the worker is as good as gone."""

@@ -58,13 +58,18 @@ def test_malformed_packets_are_refused(packet, message):
         Reassembler().feed(packet)
 
 
-@pytest.mark.parametrize("payload, sessions", [(b"0", 0), (b"12", 12), (b"2147483647", 2**31 - 1)])
-def test_heartbeat_parses_counts(payload, sessions):
-    assert Heartbeat.parse(payload) == Heartbeat(sessions)
-    assert Heartbeat(sessions).encode() == payload
+@pytest.mark.parametrize("payload, sessions, connections",
+                         [(b"0 0", 0, 0), (b"12 30", 12, 30), (b"2147483647 1", 2**31 - 1, 1)])
+def test_heartbeat_parses_counts(payload, sessions, connections):
+    assert Heartbeat.parse(payload) == Heartbeat(sessions, connections)
+    assert Heartbeat(sessions, connections).encode() == payload
 
 
-@pytest.mark.parametrize("payload", [b"", b" ", b"-1", b"+1", b"1.5", b"1 2", b"2147483648",
+def test_heartbeat_of_sessions_only_has_no_connections():
+    assert Heartbeat.parse(b"12") == Heartbeat(12, 0)
+
+
+@pytest.mark.parametrize("payload", [b"", b" ", b"-1", b"+1", b"1.5", b"1 2 3", b"1  2", b"2147483648",
                                      b"\xd9\xa3", b"\x1b[31m1", b"1\n", b"99999999999999999999"])
 def test_heartbeat_refuses_anything_but_counts(payload):
     with pytest.raises(ProtocolError):

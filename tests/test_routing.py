@@ -244,7 +244,8 @@ def test_sessions_survive_a_rolling_restart(start_cluster):
 
 def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path):
     path = str(tmp_path / "cluster.sock")
-    cluster = start_cluster(workers=4, args=("--proxy-protocol", "--bind", f"unix:{path}"))
+    cluster = start_cluster(workers=4, args=("--proxy-protocol", "--bind", f"unix:{path}",
+                                             "--balance", "ip"))  # new sessions by the real IP
     balancer = tcp_from(cluster.port, "127.0.0.1")
     ips = ([f"10.9.0.{i}" for i in range(1, 21)] + [f"10.9.1.{i}" for i in range(1, 11)]
            + [f"2001:db8::{i:x}" for i in range(1, 11)])

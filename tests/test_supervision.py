@@ -122,7 +122,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 # ----------------------------------------------------------- rolling restart
 
 def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster):
-    cluster = start_cluster(workers=3, args=("--graceful-timeout", "3"))
+    # --balance ip: the resident's slot is the one its address hashes to, as the timing assumes
+    cluster = start_cluster(workers=3, args=("--graceful-timeout", "3", "--balance", "ip"))
     before = cluster.worker_pids()
 
     async def main():
@@ -283,7 +284,7 @@ def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(
 
 
 def test_a_worker_that_blocks_its_loop_is_killed_after_the_timeout(start_cluster):
-    cluster = start_cluster(workers=2, args=("--timeout", "2"))
+    cluster = start_cluster(workers=2, args=("--timeout", "2", "--balance", "ip"))  # same slot again
 
     async def main():
         async with connected(cluster.url, source_address(1600)) as client:
@@ -336,7 +337,7 @@ def test_master_killed_with_sigkill_takes_every_worker_with_it(start_cluster, tm
 # ------------------------------------------------------------------ scaling
 
 def test_ttin_ttou_scale_and_only_the_clients_of_that_slot_move(start_cluster):
-    cluster = start_cluster(workers=2, args=("--graceful-timeout", "2"))
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "2", "--balance", "ip"))
     addresses = range(1700, 1740)
 
     async def main():

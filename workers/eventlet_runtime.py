@@ -38,6 +38,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 
     from . import access_log, eventlet_websocket, loader, managers, sids
     from .eventlet_http import protocol_for
+    from .eventlet_protocol import routing_protocol
     from .limits import http_limits
     from .link import ChannelListener, MasterLink
     from .wsgi_errors import log_errors
@@ -51,12 +52,15 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     managers.install(app.server, spec, link)
     link.on_drain = lambda: eventlet.spawn(_drain, app.server, listener, spec.graceful_timeout)
     link.start()
-    eventlet.spawn(_heartbeat, link, app.server, spec.heartbeat_interval)
+    pool = eventlet.GreenPool(spec.worker_connections)
+    eventlet.spawn(_heartbeat, link, app.server, pool, listener, spec.heartbeat_interval)
     link.send(Kind.READY)
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
+    protocol = protocol_for(http_limits(spec, app))
+    if spec.hand_back:
+        protocol = routing_protocol(spec.tag, link.hand_back, base=protocol)
     wsgi.server(listener, access_log.wrap(log_errors(app.wsgi), spec), log_output=False,
-                debug=False, protocol=protocol_for(http_limits(spec, app)),
-                custom_pool=eventlet.GreenPool(spec.worker_connections))
+                debug=False, protocol=protocol, custom_pool=pool)
     log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
     logging.shutdown()
     os._exit(0)
@@ -74,11 +78,18 @@ def check(target: str) -> str | None:
     return None
 
 
-def _heartbeat(link: "MasterLink", server: object, interval: float) -> None:
+def _heartbeat(link: "MasterLink", server: object, pool: eventlet.GreenPool,
+               listener: "ChannelListener", interval: float) -> None:
+    """Tell the master, every ``interval``, that this worker lives, and its load.
+
+    The load is the Engine.IO sessions (for placement) and the connections open or
+    waiting to be served (the master stops placing here at ``--worker-connections``).
+    """
     while True:
         eventlet.sleep(interval)
         sessions = len(server.eio.sockets)  # type: ignore[attr-defined]
-        link.send(Kind.HEARTBEAT, Heartbeat(sessions).encode())
+        connections = pool.running() + listener.waiting()
+        link.send(Kind.HEARTBEAT, Heartbeat(sessions, connections).encode())
 
 
 def _drain(server: object, listener: "ChannelListener", graceful_timeout: float) -> None:

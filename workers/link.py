@@ -25,6 +25,9 @@ from cluster.channel import Kind
 
 log = logging.getLogger("sticky_cluster.worker")
 
+PREFACE_ATTRIBUTE = "sticky_preface"
+"""The attribute of a resumed client socket that holds the bytes to serve first."""
+
 
 class ChannelListener:
     """A stand-in for a listening socket whose ``accept()`` returns handed-off clients.
@@ -45,6 +48,10 @@ class ChannelListener:
         """Queue a handed-off client."""
         self._last_put = time.monotonic()
         self._queue.put(client)
+
+    def waiting(self) -> int:
+        """Clients handed off and not accepted by the server yet."""
+        return self._queue.qsize()
 
     def idle_for(self) -> float:
         """Seconds since the last client was handed off."""
@@ -89,9 +96,10 @@ class MasterLink:
         """Start reading the channel."""
         eventlet.spawn(self._read_forever)
 
-    def send(self, kind: Kind, payload: bytes = b"") -> None:
+    def send(self, kind: Kind, payload: bytes = b"", fd: int | None = None) -> None:
         """Send one message to the master, waiting (green) while the channel is full.
 
+        ``fd`` rides with the first packet (a message that carries one fits in one).
         A message over :data:`cluster.channel.MAX_MESSAGE` is dropped with an error line:
         the master would take it for garbage and kill this worker.
         """
@@ -99,17 +107,28 @@ class MasterLink:
             packets = channel.frames(kind, payload)
         except channel.ProtocolError as exc:
             log.error("worker %d drops a message: %s", os.getpid(), exc)
+            if fd is not None:
+                os.close(fd)
             return
         with self._send_lock:
             for packet in packets:
                 while True:
                     try:
-                        channel.send_packet(self._sock, packet)
+                        channel.send_packet(self._sock, packet, fd)
+                        fd = None
                         break
                     except BlockingIOError:
                         eventlet.hubs.trampoline(self._sock.fileno(), write=True)
                     except OSError:
                         _master_gone()
+
+    def hand_back(self, client: socket.socket, address: tuple[str, int], data: bytes) -> None:
+        """Give ``client`` back to the master with ``data``, the bytes already read from it.
+
+        The master passes both to the worker that owns the request's session; the
+        caller closes its copy of the socket afterwards (without shutting it down).
+        """
+        self.send(Kind.HANDBACK, channel.resumed(address, data), client.fileno())
 
     def _read_forever(self) -> None:
         reassembler = channel.Reassembler()
@@ -129,17 +148,25 @@ class MasterLink:
 
     def _dispatch(self, kind: Kind, payload: bytes, fd: int | None) -> None:
         if kind is Kind.HANDOFF and fd is not None:
-            client = green_socket.socket(fileno=fd)
-            if self._listener.closed:
-                client.close()
-            else:
-                self._listener.put((client, channel.decode_address(payload)))
+            self._take(fd, channel.decode_address(payload), b"")
+        elif kind is Kind.RESUME and fd is not None:
+            self._take(fd, *channel.split_resumed(payload))
         elif kind is Kind.DELIVER and self.on_deliver is not None:
             self.on_deliver(payload)
         elif kind is Kind.DRAIN and self.on_drain is not None:
             self.on_drain()
         elif fd is not None:
             os.close(fd)
+
+    def _take(self, fd: int, address: tuple[str, int], preface: bytes) -> None:
+        """Queue a handed-over client for the server, with the bytes to serve first."""
+        client = green_socket.socket(fileno=fd)
+        if self._listener.closed:
+            client.close()
+            return
+        if preface:
+            setattr(client, PREFACE_ATTRIBUTE, preface)
+        self._listener.put((client, address))
 
 
 def _master_gone() -> None:

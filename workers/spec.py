@@ -27,6 +27,8 @@ class WorkerSpec:
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
     :param access_log_format: ``--access-log-format`` (see :mod:`workers.access_log`).
+    :param hand_back: hand a request for another worker's session back to the master
+                      (``--route sid``); else serve every request of a connection here.
     """
 
     target: object
@@ -44,3 +46,4 @@ class WorkerSpec:
     family: int = socket.AF_INET
     access_log: str | None = None
     access_log_format: str = ""
+    hand_back: bool = True

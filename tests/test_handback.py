@@ -1,0 +1,188 @@
+"""Routing per request: a keep-alive connection that carries requests of sessions owned
+by different workers has each request served by its owner (the worker hands the
+connection back to the master with the bytes it read; the master passes both on).
+
+The decision a worker makes on each request line is pure and tested here on recorded
+request prefixes; the rest runs a real cluster and real keep-alive HTTP connections.
+"""
+from __future__ import annotations
+
+import http.client
+import json
+import re
+
+import pytest
+
+from clients import source_address
+from cluster import channel
+from workers.handback import owner_elsewhere
+from workers.sids import encode_tag, make_sid, tag_of
+
+MINE, OTHER = 7, 9
+MY_SID, OTHER_SID = make_sid(encode_tag(MINE)), make_sid(encode_tag(OTHER))
+
+
+# ------------------------------------------------------------------ decision (pure)
+
+@pytest.mark.parametrize("line, owner", [
+    (f"GET /socket.io/?EIO=4&transport=polling&sid={OTHER_SID} HTTP/1.1\r\n", OTHER),
+    (f"POST /socket.io/?EIO=4&transport=polling&sid={OTHER_SID} HTTP/1.1\r\n", OTHER),
+    (f"GET /socket.io/?EIO=4&transport=websocket&sid={OTHER_SID} HTTP/1.1\r\n", OTHER),
+    (f"GET /socket.io/?sid={OTHER_SID}&EIO=4&transport=polling HTTP/1.0\n", OTHER),
+    (f"GET /socket.io/?EIO=4&transport=polling&sid={MY_SID} HTTP/1.1\r\n", None),
+    ("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n", None),  # a new session
+    ("GET /socket.io/?EIO=4&transport=polling&sid=forged HTTP/1.1\r\n", None),  # answered 400 here
+    ("GET /socket.io/?EIO=4&transport=polling&sid=%1B%5B31m HTTP/1.1\r\n", None),
+    (f"GET /socket.io/?EIO=4&transport=polling&sid={OTHER_SID}", None),  # cut: not a whole line
+    (f"GET /index.html#sid={OTHER_SID} HTTP/1.1\r\n", None),
+    ("", None),
+    ("\r\n", None),
+    ("garbage \x00\xff sid=\r\n", None),
+])
+def test_owner_elsewhere_reads_the_request_line(line, owner):
+    assert owner_elsewhere(line.encode("latin-1"), MINE) == owner
+
+
+def test_own_tag_is_compared_as_sids_carry_it():
+    big = MINE + 2 ** 18  # tags go into sids modulo 2**18
+    line = f"GET /socket.io/?EIO=4&transport=polling&sid={MY_SID} HTTP/1.1\r\n".encode()
+    assert owner_elsewhere(line, big) is None
+
+
+def test_resumed_payload_round_trips():
+    data = b"POST /socket.io/?sid=x HTTP/1.1\r\nContent-Length: 2\r\n\r\n40\n\n"
+    for address in (("127.0.0.9", 40000), ("::1", 1), ("", 0)):
+        assert channel.split_resumed(channel.resumed(address, data)) == (address, data)
+    packet = channel.resume_packet(("127.0.0.9", 1), data)
+    assert packet[0] == channel.Kind.RESUME and len(packet) < channel.MAX_FRAGMENT
+    for bad in (b"", b"no newline", b"127.0.0.1 x\nGET", b"\xff\xfe 1\n"):
+        with pytest.raises(ValueError):
+            channel.split_resumed(bad)
+
+
+# ------------------------------------------------------------------- end to end
+
+class KeepAlive:
+    """One HTTP/1.1 keep-alive connection from ``source``; fails if it is ever reopened."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=15,
+                                               source_address=(source, 0))
+        self.http.connect()
+        self.local = self.http.sock.getsockname()
+
+    def request(self, method: str, sid: str | None, body: str = "") -> tuple[int, str]:
+        query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+        self.http.request(method, f"/socket.io/?{query}", body=body.encode(),
+                          headers={"Content-Type": "text/plain;charset=UTF-8"})
+        response = self.http.getresponse()
+        text = response.read().decode()
+        assert self.http.sock is not None and self.http.sock.getsockname() == self.local, \
+            "the connection was closed and reopened"
+        return response.status, text
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def two_sessions_on_two_workers(port: int) -> tuple[str, str]:
+    """Handshakes (each on its own connection) until two sessions live on different workers."""
+    sids: dict[int, str] = {}
+    for index in range(40):
+        probe = KeepAlive(port, source_address(200 + index))
+        status, body = probe.request("GET", None)
+        probe.close()
+        assert status == 200, (status, body)
+        sid = json.loads(body[1:])["sid"]
+        sids.setdefault(tag_of(sid), sid)
+        if len(sids) == 2:
+            return tuple(sids.values())  # type: ignore[return-value]
+    raise AssertionError("every handshake landed on one worker")
+
+
+def ack_payload(body: str, ack: int) -> dict:
+    match = re.search(rf"43{ack}(\[.*?\])(\x1e|$)", body)
+    assert match, body
+    return json.loads(match[1])[0]
+
+
+def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(start_cluster):
+    cluster = start_cluster(workers=2)
+    first, second = two_sessions_on_two_workers(cluster.port)
+    conn = KeepAlive(cluster.port, source_address(1))
+    answers = []
+    try:
+        for sid in (first, second):  # connect the Socket.IO namespace of each, alternating
+            answers.append(conn.request("POST", sid, "40"))
+        for sid in (first, second):
+            status, body = conn.request("GET", sid)
+            assert status == 200 and body.startswith("40{"), (status, body)
+        pids = {}
+        for ack in range(6):  # alternate: first, second, first, …
+            sid = (first, second)[ack % 2]
+            answers.append(conn.request("POST", sid, f'42{ack}["whoami"]'))
+            status, body = conn.request("GET", sid)
+            assert status == 200, (status, body)
+            who = ack_payload(body, ack)
+            assert who["sid"] != sid  # the Socket.IO sid, made by the same worker
+            assert tag_of(who["sid"]) == tag_of(sid)
+            pids.setdefault(sid, set()).add(who["pid"])
+    finally:
+        conn.close()
+    assert all(answer == (200, "OK") for answer in answers), answers
+    assert len(pids[first]) == len(pids[second]) == 1 and pids[first] != pids[second]
+    cluster.stop()
+    totals = re.search(r"routing totals: .*?(\d+) handed back \((\d+) µs CPU each\)", cluster.log)
+    assert totals and int(totals[1]) >= 8, cluster.log[-2000:]
+
+
+def test_unknown_sid_on_a_kept_alive_connection_is_answered_by_its_worker(start_cluster):
+    cluster = start_cluster(workers=2)
+    first, _second = two_sessions_on_two_workers(cluster.port)
+    conn = KeepAlive(cluster.port, source_address(2))
+    try:
+        assert conn.request("POST", first, "40") == (200, "OK")
+        gone = make_sid(encode_tag(4000))  # a worker tag no live worker has
+        forged = first[:3] + "x" * (len(first) - 3)  # the right worker, a session it never made
+        for sid in (gone, forged, gone):
+            status, body = conn.request("GET", sid)
+            assert status == 400 and "Invalid session" in body, (status, body)
+            assert "Traceback" not in body
+        status, body = conn.request("GET", first)  # the connection still serves
+        assert status == 200 and body.startswith("40{"), (status, body)
+    finally:
+        conn.close()
+
+
+def ws_frame(text: str) -> bytes:
+    """One masked websocket text frame (as a client sends it), short payloads only."""
+    data = text.encode()
+    mask = b"\x01\x02\x03\x04"
+    return bytes((0x81, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def test_websocket_upgrade_of_another_session_on_a_kept_alive_connection(start_cluster):
+    cluster = start_cluster(workers=2)
+    first, second = two_sessions_on_two_workers(cluster.port)
+    conn = KeepAlive(cluster.port, source_address(3))
+    try:
+        assert conn.request("POST", first, "40") == (200, "OK")
+        sock = conn.http.sock
+        sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket&sid={second} HTTP/1.1\r\n"
+                      "Host: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 101"), head
+        sock.sendall(ws_frame("2probe"))  # Engine.IO's upgrade probe, answered by the owner
+        answer = head.partition(b"\r\n\r\n")[2]
+        while b"3probe" not in answer:
+            chunk = sock.recv(4096)
+            assert chunk, answer
+            answer += chunk
+    finally:
+        conn.close()

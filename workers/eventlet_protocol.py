@@ -1,0 +1,132 @@
+"""eventlet.wsgi's connection handler, taught to give back the requests it does not own.
+
+:class:`RoutingProtocol` is ``eventlet.wsgi.HttpProtocol`` with two changes:
+
+* its ``rfile`` reads through a :class:`ReplayReader`: first the bytes a resumed
+  connection came with (the worker that handed it back had read them), then the
+  socket, so eventlet parses them exactly as if it had read them itself;
+* after it reads each request line it asks :func:`workers.handback.owner_elsewhere`;
+  a request for another worker's sid goes back to the master with the line and what
+  the reader holds behind it (taken without waiting), and the connection is forgotten
+  here: no answer, no shutdown (the master and then the owner hold the socket).
+
+The first request of a resumed connection is served here whatever it names, so a
+connection cannot bounce between workers (see :mod:`workers.handback`).
+"""
+from __future__ import annotations
+
+import io
+import socket
+from typing import Callable
+
+from eventlet import wsgi
+
+from cluster.channel import RESUME_LIMIT
+
+from .handback import owner_elsewhere
+from .link import PREFACE_ATTRIBUTE
+
+READ_BUFFER = io.DEFAULT_BUFFER_SIZE
+"""Bytes the request reader buffers (what a hand-back carries past the request line, at most)."""
+
+HandBack = Callable[[socket.socket, tuple[str, int], bytes], None]
+
+
+class ReplayReader(io.RawIOBase):
+    """A raw reader over a green socket that first returns ``preface``.
+
+    :param sock: the client's green socket.
+    :param preface: bytes already read from it elsewhere, to be read again here first.
+    """
+
+    def __init__(self, sock: socket.socket, preface: bytes = b"") -> None:
+        super().__init__()
+        self._sock = sock
+        self._preface = preface
+        self.waits = True
+        """False: a read returns at once, with None when the socket has nothing."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
+        if self._preface:
+            size = min(len(buffer), len(self._preface))
+            buffer[:size] = self._preface[:size]
+            self._preface = self._preface[size:]
+            return size
+        if self.waits:
+            return self._sock.recv_into(buffer)
+        real = self._sock.fd  # type: ignore[attr-defined]  # the green socket's own, non-blocking
+        try:
+            return real.recv_into(buffer, len(buffer), socket.MSG_DONTWAIT)
+        except OSError:  # nothing there (or an error the next waiting read reports)
+            return None
+
+    def take_preface(self) -> bytes:
+        """The preface bytes not read yet, taken out."""
+        rest, self._preface = self._preface, b""
+        return rest
+
+
+class RoutingProtocol(wsgi.HttpProtocol):
+    """``HttpProtocol`` that hands a request for another worker's session back to the master.
+
+    Made by :func:`routing_protocol`, which sets :attr:`own_tag` and :attr:`hand_back`.
+    """
+
+    own_tag = 0
+    """The tag of this worker (the one its sids carry)."""
+    hand_back: HandBack
+    """Sends a client socket, its address and the bytes read from it to the master."""
+
+    def setup(self) -> None:
+        conn = self.connection = self.request
+        try:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, True)
+        except (AttributeError, OSError):  # a Unix socket, or not Linux
+            pass
+        preface = conn.__dict__.pop(PREFACE_ATTRIBUTE, b"")
+        self._serve_next_here = bool(preface)
+        self._handed_back = False
+        self._reader = ReplayReader(conn, preface)
+        self.rfile = io.BufferedReader(self._reader, READ_BUFFER)
+        self.wfile = conn.makefile("wb", self.wbufsize)
+
+    def _read_request_line(self):  # type: ignore[no-untyped-def]
+        line = super()._read_request_line()
+        if self._serve_next_here or not line:
+            self._serve_next_here = False
+            return line
+        if owner_elsewhere(line, self.own_tag) is None:
+            return line
+        data = line + self._buffered() + self._reader.take_preface()
+        if len(data) > RESUME_LIMIT:  # cannot happen with READ_BUFFER; answered here then
+            return line
+        self._handed_back = True
+        self.hand_back(self.connection, self.client_address, data)
+        return ""  # eventlet ends the connection: see finish()
+
+    def _buffered(self) -> bytes:
+        """What the reader holds past the request line, plus what the socket has now."""
+        self._reader.waits = False
+        try:
+            return self.rfile.peek(0)
+        finally:
+            self._reader.waits = True
+
+    def finish(self) -> None:
+        if not self._handed_back:
+            super().finish()
+            return
+        self.wfile.close()  # nothing was written
+        self.rfile.close()
+        self.connection.close()  # no shutdown: the connection lives on in another worker
+
+
+def routing_protocol(own_tag: int, hand_back: HandBack,
+                     base: type[wsgi.HttpProtocol] = wsgi.HttpProtocol) -> type[RoutingProtocol]:
+    """A :class:`RoutingProtocol` class for the worker tagged ``own_tag``, on top of
+    ``base`` (another ``HttpProtocol`` subclass, such as the one with the worker's limits)."""
+    return type("RoutingProtocol", (RoutingProtocol, base), {
+        "own_tag": own_tag, "hand_back": staticmethod(hand_back)})

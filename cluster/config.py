@@ -7,9 +7,9 @@ import os
 import socket
 import urllib.parse
 
+from . import adapters
 from .trust import Trust
 
-ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
 
@@ -59,17 +59,11 @@ def parse_bind(text: str) -> Bind:
 
 
 def check_adapter(url: str) -> str:
-    """Check the shape of a Redis adapter URL; return it."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ADAPTER_SCHEMES:
-        raise ConfigError(f"bad adapter URL {url!r}: the scheme must be one of "
-                          + ", ".join(f"{s}://" for s in ADAPTER_SCHEMES))
+    """Check the shape of an adapter URL (:data:`cluster.adapters.SCHEMES`); return it."""
     try:
-        parsed.port
-    except ValueError:
-        raise ConfigError(f"bad adapter URL {url!r}: bad port") from None
-    if parsed.scheme == "unix" and not parsed.path:
-        raise ConfigError(f"bad adapter URL {url!r}: unix:// needs a socket path")
+        adapters.scheme_of(url)
+    except adapters.AdapterURLError as exc:
+        raise ConfigError(str(exc)) from None
     return url
 
 

@@ -22,6 +22,7 @@ from workers.spec import WorkerSpec
 
 from . import channel, listeners
 from .channel import Kind
+from .broker_check import check_broker
 from .config import ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
 from .limits import raise_open_files_limit
@@ -69,8 +70,10 @@ class Master:
                 restart cannot load new code for it: pass a string for that.
     :param workers: the number of worker processes (default: the CPU count).
     :param bind: ``"HOST:PORT"``, ``"[IPV6]:PORT"`` or ``"unix:/path"``, or a list of them.
-    :param adapter: ``redis://``, ``rediss://`` or ``unix://`` URL of a Redis server that
-                    joins the workers (and other hosts); None relays through this master.
+    :param adapter: URL of the broker that joins the workers (and other hosts): Redis or
+                    Valkey (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+                    ``valkey://``, ``valkeys://``, ``valkey+sentinel://``) or AMQP
+                    (``amqp://``, ``amqps://``); None relays through this master.
     :param channel: the pub/sub channel name shared by the whole cluster.
     :param worker_connections: the most connections one worker serves at once.
     :param timeout: seconds without a heartbeat after which a worker is killed.
@@ -612,9 +615,7 @@ class Master:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])
         if settings.adapter:
-            from .redis_check import check_redis
-
-            error = check_redis(settings.adapter)
+            error = check_broker(settings.adapter, settings.channel)
             if error:
                 raise ClusterError(error)
         raise_open_files_limit()

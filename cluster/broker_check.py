@@ -12,9 +12,9 @@ password (:func:`cluster.adapters.redact`) and exits 1.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import subprocess
 import sys
+from types import ModuleType
 
 from . import adapters
 
@@ -42,22 +42,24 @@ def probe(url: str, channel: str, timeout: float = TIMEOUT) -> str | None:
         scheme = adapters.scheme_of(url)
     except adapters.AdapterURLError as exc:
         return str(exc)
-    if importlib.util.find_spec(scheme.module) is None:
+    try:
+        module = importlib.import_module(scheme.module)
+    except ImportError:
         return (f"the adapter {shown} needs the Python package {scheme.module!r}: "
                 f"pip install 'sticky-cluster[{scheme.extra}]'")
     try:
         if scheme.family == "amqp":
-            _probe_amqp(url, timeout)
+            _probe_amqp(module, url, timeout)
         else:
-            _probe_redis(url, scheme, channel, timeout)
+            _probe_redis(module, url, scheme, channel, timeout)
     except Exception as exc:  # noqa: BLE001 - any failure is the one line we report
         reason = " ".join(str(exc).split()) or type(exc).__name__
         return adapters.scrub(f"cannot reach the broker at {shown}: {reason}", url)
     return None
 
 
-def _probe_redis(url: str, scheme: adapters.Scheme, channel: str, timeout: float) -> None:
-    module = importlib.import_module(scheme.module)
+def _probe_redis(module: ModuleType, url: str, scheme: adapters.Scheme, channel: str,
+                 timeout: float) -> None:
     timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
     if scheme.sentinel:
         from socketio.redis_manager import parse_redis_sentinel_url
@@ -74,9 +76,7 @@ def _probe_redis(url: str, scheme: adapters.Scheme, channel: str, timeout: float
         client.close()
 
 
-def _probe_amqp(url: str, timeout: float) -> None:
-    import kombu
-
+def _probe_amqp(kombu: ModuleType, url: str, timeout: float) -> None:
     with kombu.Connection(url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
         conn.ensure_connection(max_retries=1, timeout=timeout)
 

@@ -77,8 +77,8 @@ def _probe_redis(module: ModuleType, url: str, scheme: adapters.Scheme, channel:
 
 
 def _probe_amqp(kombu: ModuleType, url: str, timeout: float) -> None:
-    with kombu.Connection(url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
+    with kombu.Connection(url, connect_timeout=timeout) as connection:
+        connection.ensure_connection(max_retries=1, timeout=timeout)
 
 
 def main() -> int:

@@ -45,7 +45,11 @@ class RedisNode:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(["redis-server", *self.args], cwd=self.workdir,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(self._answers, 20, what=f"redis-server {self.args[:2]} to answer")
+        try:
+            wait_for(self._answers, 20, what=f"redis-server {self.args[:2]} to answer")
+        except AssertionError:
+            self.stop()
+            raise
         return self
 
     def kill(self) -> None:

@@ -96,6 +96,16 @@ def test_redis_outage_gap_and_lost_broadcasts_are_bounded(start_cluster, tmp_pat
         print(f"\nRedis outage of 2 s: {figures}")
         assert figures.resumed, f"broadcasts did not flow again after Redis came back: {figures}"
         assert figures.disconnects == 0, figures
+        assert figures.gap < 30, figures  # the listener backs off 1, 2, 4 … s
         assert cluster.worker_pids() == pids_before, "workers crashed or were restarted"
     finally:
         redis.stop()
+
+
+def test_valkey_url_joins_the_workers(start_cluster, redis_server):
+    """valkey:// takes the valkey client; Valkey speaks Redis's protocol, so redis-server serves."""
+    url = redis_server.url.replace("redis://", "valkey://")
+    cluster = start_cluster(workers=3, args=("--adapter", url, "--channel", "t-valkey"))
+    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    assert len(listeners) >= 2
+    assert senders == {shouter}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 import redis
@@ -75,19 +76,24 @@ def test_bad_credentials_are_one_line_with_the_password_masked(acl_redis, creden
     assert f"cannot reach the broker at redis://{shown}127.0.0.1:{acl_redis.port}/0" in line
 
 
-def test_requirepass_with_an_empty_user_name(start_cluster, tmp_path):
+def test_requirepass_with_an_empty_user_name_and_an_escaped_password(start_cluster, tmp_path):
     port = free_port()
-    node = RedisNode(tmp_path, plain_args(port, "--requirepass", PASSWORD), port=port,
-                     client=lambda: redis.Redis(host="127.0.0.1", port=port, password=PASSWORD,
+    password = "p@ss:w/rd-" + PASSWORD
+    node = RedisNode(tmp_path, plain_args(port, "--requirepass", password), port=port,
+                     client=lambda: redis.Redis(host="127.0.0.1", port=port, password=password,
                                                 socket_timeout=1))
     node.start()
     try:
+        escaped = urllib.parse.quote(password, safe="")
         cluster = start_cluster(workers=2, args=("--adapter",
-                                                 f"redis://:{PASSWORD}@127.0.0.1:{port}/0"))
+                                                 f"redis://:{escaped}@127.0.0.1:{port}/0"))
         listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 6))
         assert len(listeners) == 2 and senders == {shouter}
         cluster.stop()
         assert PASSWORD not in cluster.log
+        wrong = _cli("--adapter", f"redis://:{escaped}x@127.0.0.1:{port}/0")
+        assert wrong.returncode != 0 and PASSWORD not in wrong.stderr
+        assert f"redis://:***@127.0.0.1:{port}/0" in wrong.stderr
     finally:
         node.stop()
 

@@ -5,7 +5,6 @@ import dataclasses
 import ipaddress
 import os
 import socket
-import urllib.parse
 
 from . import adapters
 from .trust import Trust

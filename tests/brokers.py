@@ -28,8 +28,10 @@ from conftest import SESSION_PIDS, free_port, wait_for
 class RedisNode:
     """A private ``redis-server`` (or ``redis-server --sentinel``) with arguments of the test's.
 
-    :param args: the arguments after the binary; ``--port`` is the node's port unless
-                 ``client`` is given (a ready check that answers for TLS or AUTH).
+    :param args: the arguments after the binary (they name ``port``).
+    :param port: the node's port (default: a free one; then ``args`` must not need it).
+    :param client: makes a client of the node, for the ready check (default: plain, no
+                   password; give one for TLS or AUTH).
     """
 
     def __init__(self, workdir: Path, args: list[str], port: int | None = None,
@@ -63,7 +65,6 @@ class RedisNode:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
-            SESSION_PIDS.discard(self.proc.pid)
             self.proc = None
 
     def client(self) -> redis.Redis:
@@ -95,24 +96,23 @@ class SentinelSet:
     SERVICE = "sticky"
 
     def __init__(self, workdir: Path, down_after_ms: int = 1000, failover_ms: int = 3000) -> None:
-        self.primary = RedisNode(workdir / "primary", [])
-        self.primary.args = plain_args(self.primary.port)
-        self.replica = RedisNode(workdir / "replica", [])
-        self.replica.args = plain_args(self.replica.port, "--replicaof", "127.0.0.1",
-                                       str(self.primary.port))
+        port = free_port()
+        self.primary = RedisNode(workdir / "primary", plain_args(port), port=port)
+        port = free_port()
+        self.replica = RedisNode(workdir / "replica", plain_args(
+            port, "--replicaof", "127.0.0.1", str(self.primary.port)), port=port)
         self.sentinels = []
         for index in range(3):
-            node = RedisNode(workdir / f"sentinel{index}", [])
-            node.workdir.mkdir(parents=True)
-            conf = node.workdir / "sentinel.conf"
+            port, folder = free_port(), workdir / f"sentinel{index}"
+            folder.mkdir(parents=True)
+            conf = folder / "sentinel.conf"
             conf.write_text(
-                f"port {node.port}\nbind 127.0.0.1\ndir {node.workdir}\nlogfile \"\"\n"
+                f"port {port}\nbind 127.0.0.1\ndir {folder}\nlogfile \"\"\n"
                 f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 2\n"
                 f"sentinel down-after-milliseconds {self.SERVICE} {down_after_ms}\n"
                 f"sentinel failover-timeout {self.SERVICE} {failover_ms}\n"
                 f"sentinel parallel-syncs {self.SERVICE} 1\n")
-            node.args = [str(conf), "--sentinel"]
-            self.sentinels.append(node)
+            self.sentinels.append(RedisNode(folder, [str(conf), "--sentinel"], port=port))
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.sentinels)
         self.url = f"redis+sentinel://{hosts}/0/{self.SERVICE}"
 

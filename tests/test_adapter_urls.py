@@ -94,3 +94,15 @@ def test_the_check_takes_the_url_on_stdin_not_argv():
     assert done.returncode == 1
     assert done.stdout.startswith(f"cannot reach the broker at redis://:***@127.0.0.1:{port}/0")
     assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_the_master_never_imports_a_broker_client(redis_server):
+    """The start-up check runs in a child: the master stays free of redis, kombu, valkey."""
+    script = ("import sys\n"
+              "from cluster.master import Master\n"
+              f"Master('tests.apps.chat:sio', adapter={redis_server.url!r})._preflight()\n"
+              "print(sorted({'redis', 'valkey', 'kombu', 'socketio', 'eventlet'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

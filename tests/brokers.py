@@ -154,7 +154,7 @@ class StreamFigures:
 
 
 async def broadcast_stream(url: str, fault: Callable[[], None], *, first_source: int,
-                           clients: int = 6, interval: float = 0.1, max_seconds: float = 60,
+                           clients: int = 10, interval: float = 0.1, max_seconds: float = 60,
                            resumed_after: int = 20) -> StreamFigures:
     """Shout numbered broadcasts across workers; run ``fault`` (in a thread) midway.
 
@@ -194,10 +194,19 @@ async def broadcast_stream(url: str, fault: Callable[[], None], *, first_source:
             await shouter.call("shout", {"room": "stream", "message": str(seq)}, timeout=15)
             await asyncio.sleep(interval)
 
+        for _ in range(100):  # the other worker subscribes in the background after its boot
+            await shout()
+            if heard:
+                break
+        warm = seq
         for _ in range(10):  # flowing before the fault
             await shout()
-        await asyncio.sleep(1)
-        assert len(heard) == 10, f"broadcasts did not flow before the fault: {sorted(heard)}"
+        for _ in range(100):
+            if all(n in heard for n in range(warm + 1, seq + 1)):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError(f"broadcasts did not flow before the fault: {sorted(heard)}")
         first_after = seq + 1
         fault_at = time.monotonic()
         faulting = asyncio.create_task(asyncio.to_thread(fault))

@@ -151,6 +151,10 @@ class StreamFigures:
     resumed: bool
     disconnects: int
     clients: int
+    slowest_emit: float
+    """Seconds the slowest broadcasting event took to answer its client after the fault."""
+    slowest_emit_at: float
+    """When that event was sent, in seconds after the fault began."""
 
 
 async def broadcast_stream(url: str, fault: Callable[[], None], *, first_source: int,
@@ -185,13 +189,16 @@ async def broadcast_stream(url: str, fault: Callable[[], None], *, first_source:
 
         drainer = asyncio.create_task(drain())
         sent: dict[int, float] = {}
+        emit_times: list[tuple[float, float]] = []
+        """(seconds the event took to answer, when it was sent)"""
         seq = 0
 
         async def shout() -> None:
             nonlocal seq
             seq += 1
             sent[seq] = time.monotonic()
-            await shouter.call("shout", {"room": "stream", "message": str(seq)}, timeout=15)
+            await shouter.call("shout", {"room": "stream", "message": str(seq)}, timeout=60)
+            emit_times.append((time.monotonic() - sent[seq], sent[seq]))
             await asyncio.sleep(interval)
 
         for _ in range(100):  # the other worker subscribes in the background after its boot
@@ -208,6 +215,7 @@ async def broadcast_stream(url: str, fault: Callable[[], None], *, first_source:
         else:
             raise AssertionError(f"broadcasts did not flow before the fault: {sorted(heard)}")
         first_after = seq + 1
+        emit_times.clear()
         fault_at = time.monotonic()
         faulting = asyncio.create_task(asyncio.to_thread(fault))
         deadline = fault_at + max_seconds
@@ -229,7 +237,9 @@ async def broadcast_stream(url: str, fault: Callable[[], None], *, first_source:
         return StreamFigures(sent_after_fault=seq - first_after + 1,
                              lost=len(lost), gap=gap,
                              resumed=all(n in heard for n in range(seq - 4, seq + 1)),
-                             disconnects=len(disconnects), clients=clients)
+                             disconnects=len(disconnects), clients=clients,
+                             slowest_emit=max(emit_times)[0],
+                             slowest_emit_at=max(emit_times)[1] - fault_at)
 
 
 RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
@@ -285,11 +295,15 @@ class RabbitNode:
             raise
         return self
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL the node's Erlang VM: it dies as in a crash, its connections reset."""
+        self.stop(signal.SIGKILL)
+
+    def stop(self, signum: int = signal.SIGTERM) -> None:
         if self.proc is None:
             return
         try:
-            os.kill(int((self.workdir / "pid").read_text().split()[0]), signal.SIGTERM)
+            os.kill(int((self.workdir / "pid").read_text().split()[0]), signum)
         except (OSError, ValueError, IndexError):
             self.proc.terminate()
         try:

@@ -7,19 +7,21 @@ RabbitMQ service on 127.0.0.1:5672 is used instead, each test on its own exchang
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 import kombu
 import pytest
 
-from brokers import RABBITMQ_SERVER, RabbitNode
+from brokers import RABBITMQ_SERVER, RabbitNode, broadcast_stream
 from cluster.broker_check import probe
 from conftest import ROOT, free_port
 from test_cluster import _room_broadcast_reaches_every_worker, run
@@ -29,8 +31,8 @@ SERVICE_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @pytest.fixture(scope="module")
-def amqp_url():
-    """The AMQP URL of a private RabbitMQ node, or else of the machine's service.
+def amqp_broker():
+    """(URL, node) of a private RabbitMQ node, or else (URL, None) of the machine's service.
 
     The node's directory is made outside pytest's temporary tree, which only root
     may enter, when the node runs as the ``rabbitmq`` user.
@@ -48,13 +50,19 @@ def amqp_url():
             error = probe(SERVICE_URL, "probe")
             if error:
                 pytest.skip(f"no private RabbitMQ node could boot and {error}")
-            yield SERVICE_URL
+            yield SERVICE_URL, None
         else:
-            yield node.url
+            yield node.url, node
     finally:
         if node is not None:
             node.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture
+def amqp_url(amqp_broker):
+    """The URL of the module's RabbitMQ (each test names its own exchange: ``--channel``)."""
+    return amqp_broker[0]
 
 
 class ExchangeWatch:
@@ -134,3 +142,32 @@ def test_unreachable_amqp_broker_is_one_line_without_the_password():
     assert "s3cret" not in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_amqp_outage_harms_only_broadcasts_and_they_resume(start_cluster, amqp_broker):
+    """The node stopped and started again under a stream of broadcasts: no emit hangs."""
+    url, node = amqp_broker
+    if node is None:
+        pytest.skip("needs the private RabbitMQ node, to stop and start it")
+
+    def outage() -> None:
+        started = time.monotonic()
+        node.kill()
+        stopped = time.monotonic()
+        time.sleep(5)
+        node.start()
+        print(f"\nnode killed after {stopped - started:.1f} s, back after "
+              f"{time.monotonic() - started:.1f} s")
+
+    cluster = start_cluster(workers=2, args=("--adapter", url,
+                                             "--channel", f"t-amqp-outage-{uuid.uuid4().hex[:8]}"))
+    pids_before = cluster.worker_pids()
+    figures = asyncio.run(asyncio.wait_for(
+        broadcast_stream(cluster.url, outage, first_source=800, max_seconds=120), 240))
+    print(f"\nRabbitMQ node restarted: {figures}")
+    assert figures.resumed, f"broadcasts did not flow again after the node came back: {figures}"
+    assert figures.disconnects == 0, figures
+    # An emit gives up on a dead broker (the broadcast is lost, logged) instead of hanging
+    # the event that made it until the broker is back.
+    assert figures.slowest_emit < 5, figures
+    assert cluster.worker_pids() == pids_before, "workers crashed or were restarted"

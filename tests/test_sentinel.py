@@ -22,6 +22,7 @@ def test_primary_killed_broadcasts_resume_no_crash_no_disconnect(start_cluster, 
         assert figures.resumed, f"broadcasts did not flow again after the failover: {figures}"
         assert figures.disconnects == 0, figures
         assert figures.gap < 30, figures  # the listener backs off 1, 2, 4 … s
+        assert figures.slowest_emit < 5, figures
         assert cluster.worker_pids() == pids_before, "workers crashed or were restarted"
         assert cluster.proc.poll() is None
     finally:

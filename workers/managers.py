@@ -64,7 +64,22 @@ class RedisManager(LocalUnicast, socketio.RedisManager):
 
 class KombuManager(LocalUnicast, socketio.KombuManager):
     """python-socketio's ``KombuManager`` (AMQP: RabbitMQ), with unicasts to this process
-    kept off the broker. The exchange is named after the channel."""
+    kept off the broker. The exchange is named after the channel.
+
+    python-socketio publishes through Kombu's ``ensure`` with no retry limit, so on a
+    dead broker every emit would hang the event that made it for as long as the broker
+    stays down. Here a publish reconnects once, without waiting, and gives up, as the
+    Redis manager does: the broadcast is lost and logged, the event goes on. The listener
+    keeps python-socketio's reconnection with backoff.
+    """
+
+    def __init__(self, url: str, channel: str) -> None:
+        super().__init__(url, channel=channel,
+                         connection_options={"transport_options": {"max_retries": 0}})
+
+    def _producer_publish(self, connection: Any) -> Any:
+        producer = connection.Producer(exchange=self._exchange(), **self.producer_options)
+        return connection.ensure(producer, producer.publish, max_retries=1, interval_start=0)
 
 
 MANAGERS: dict[str, type[socketio.PubSubManager]] = {

@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from brokers import RedisNode, plain_args
+from cluster.broker_check import probe
 from conftest import ROOT, free_port
 from test_cluster import _room_broadcast_reaches_every_worker, run
 
@@ -126,6 +127,7 @@ def test_tls_rediss_with_auth(start_cluster, tmp_path, certificate):
         assert untrusted.returncode != 0 and "certificate verify failed" in untrusted.stderr
         assert PASSWORD not in untrusted.stderr
         url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
+        assert probe(url.replace("rediss://", "valkeys://"), "sticky-cluster") is None
         cluster = start_cluster(workers=2, args=("--adapter", url))
         listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 6))
         assert len(listeners) == 2 and senders == {shouter}

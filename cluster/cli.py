@@ -38,10 +38,12 @@ def main() -> None:
               help="Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat for more "
                    "(environment: space-separated).  [default: 127.0.0.1:5000]")
 @click.option("--adapter", envvar=_env("ADAPTER"), show_envvar=True,
-              help="redis://, rediss:// or unix:// URL of the Redis server that joins the workers "
-                   "and other hosts.  [default: relay through the master, one host only]")
+              help="URL of the broker that joins the workers and other hosts: redis://, "
+                   "rediss://, unix://, redis+sentinel://, valkey://, valkeys://, "
+                   "valkey+sentinel:// or amqp://, amqps://.  "
+                   "[default: relay through the master, one host only]")
 @click.option("--channel", envvar=_env("CHANNEL"), show_envvar=True, default="sticky-cluster",
-              show_default=True, help="Pub/sub channel name; one per cluster sharing a Redis.")
+              show_default=True, help="Pub/sub channel name (the exchange, on AMQP); one per cluster sharing a broker.")
 @click.option("--worker-connections", type=int, envvar=_env("WORKER_CONNECTIONS"),
               show_envvar=True, default=10_000, show_default=True,
               help="Most connections one worker serves at once (each websocket holds one).")

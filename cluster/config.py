@@ -5,15 +5,14 @@ import dataclasses
 import ipaddress
 import os
 import socket
-import urllib.parse
 
 from .privileges import Identity, IdentityError, resolve
 from workers.access_log import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
 from workers.access_log import check_format as check_access_log_format
 
+from . import adapters
 from .trust import Trust
 
-ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
 LOG_FORMATS = ("text", "json")
@@ -65,17 +64,11 @@ def parse_bind(text: str) -> Bind:
 
 
 def check_adapter(url: str) -> str:
-    """Check the shape of a Redis adapter URL; return it."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme not in ADAPTER_SCHEMES:
-        raise ConfigError(f"bad adapter URL {url!r}: the scheme must be one of "
-                          + ", ".join(f"{s}://" for s in ADAPTER_SCHEMES))
+    """Check the shape of an adapter URL (:data:`cluster.adapters.SCHEMES`); return it."""
     try:
-        parsed.port
-    except ValueError:
-        raise ConfigError(f"bad adapter URL {url!r}: bad port") from None
-    if parsed.scheme == "unix" and not parsed.path:
-        raise ConfigError(f"bad adapter URL {url!r}: unix:// needs a socket path")
+        adapters.scheme_of(url)
+    except adapters.AdapterURLError as exc:
+        raise ConfigError(str(exc)) from None
     return url
 
 

@@ -22,6 +22,7 @@ from workers.spec import WorkerSpec
 
 from . import channel, listeners, own
 from .channel import Kind
+from .broker_check import check_broker
 from .config import ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
 from .events import EventLog
@@ -83,8 +84,10 @@ class Master:
     underscores (``workers=4``, ``bind="0.0.0.0:5000"``); None keeps the default. They are:
     :param workers: the number of worker processes (default: the CPU count).
     :param bind: ``"HOST:PORT"``, ``"[IPV6]:PORT"`` or ``"unix:/path"``, or a list of them.
-    :param adapter: ``redis://``, ``rediss://`` or ``unix://`` URL of a Redis server that
-                    joins the workers (and other hosts); None relays through this master.
+    :param adapter: URL of the broker that joins the workers (and other hosts): Redis or
+                    Valkey (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+                    ``valkey://``, ``valkeys://``, ``valkey+sentinel://``) or AMQP
+                    (``amqp://``, ``amqps://``); None relays through this master.
     :param channel: the pub/sub channel name shared by the whole cluster.
     :param worker_connections: the most connections one worker serves at once.
     :param timeout: seconds without a heartbeat after which a worker is killed.
@@ -844,9 +847,7 @@ class Master:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])
         if settings.adapter:
-            from .redis_check import check_redis
-
-            error = check_redis(settings.adapter)
+            error = check_broker(settings.adapter, settings.channel)
             if error:
                 raise ClusterError(error)
         raise_open_files_limit()

@@ -140,8 +140,9 @@ def no_orphans():
     yield
     deadline = time.monotonic() + 5
     while True:
+        kept = _session_processes()
         left = [child for child in psutil.Process().children(recursive=True)
-                if child.pid not in before and child.pid not in SESSION_PIDS and _alive(child)]
+                if child.pid not in before and child.pid not in kept and _alive(child)]
         if not left or time.monotonic() > deadline:
             break
         time.sleep(0.05)
@@ -149,6 +150,17 @@ def no_orphans():
         child.kill()
     _reap_zombies()
     assert not left, f"processes left behind: {[(c.pid, _cmdline(c)) for c in left]}"
+
+
+def _session_processes() -> set[int]:
+    """SESSION_PIDS and their descendants (a broker node starts helpers when it likes)."""
+    kept = set(SESSION_PIDS)
+    for pid in SESSION_PIDS:
+        try:
+            kept.update(child.pid for child in psutil.Process(pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            pass
+    return kept
 
 
 def _alive(proc: psutil.Process) -> bool:

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 
+from brokers import broadcast_stream
 from clients import connected, source_address
 from conftest import RedisServer, free_port
 from test_cluster import _room_broadcast_reaches_every_worker, run
@@ -75,3 +77,36 @@ async def _outage_scenario(url: str, redis: RedisServer) -> None:
                 break
         else:
             raise AssertionError("broadcasts did not resume after Redis came back")
+
+
+def test_redis_outage_gap_and_lost_broadcasts_are_bounded(start_cluster, tmp_path):
+    """Redis down for 2 s under a stream of broadcasts: the README's figures."""
+    redis = RedisServer(free_port(), tmp_path)
+    redis.start()
+
+    def outage() -> None:
+        redis.stop()
+        time.sleep(2)
+        redis.start()
+
+    try:
+        cluster = start_cluster(workers=2, args=("--adapter", redis.url))
+        pids_before = cluster.worker_pids()
+        figures = run(broadcast_stream(cluster.url, outage, first_source=680))
+        print(f"\nRedis outage of 2 s: {figures}")
+        assert figures.resumed, f"broadcasts did not flow again after Redis came back: {figures}"
+        assert figures.disconnects == 0, figures
+        assert figures.gap < 30, figures  # the listener backs off 1, 2, 4 … s
+        assert figures.slowest_emit < 5, figures
+        assert cluster.worker_pids() == pids_before, "workers crashed or were restarted"
+    finally:
+        redis.stop()
+
+
+def test_valkey_url_joins_the_workers(start_cluster, redis_server):
+    """valkey:// takes the valkey client; Valkey speaks Redis's protocol, so redis-server serves."""
+    url = redis_server.url.replace("redis://", "valkey://")
+    cluster = start_cluster(workers=3, args=("--adapter", url, "--channel", "t-valkey"))
+    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    assert len(listeners) >= 2
+    assert senders == {shouter}

@@ -153,11 +153,14 @@ def test_port_in_use_is_one_line():
 
 
 def test_unreachable_redis_is_one_line():
+    port = free_port()
     result = _cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",
-                  "--adapter", f"redis://127.0.0.1:{free_port()}/0")
+                  "--adapter", f"redis://app:s3cret@127.0.0.1:{port}/0")
     assert result.returncode != 0
-    assert "cannot reach Redis" in result.stderr
+    assert f"cannot reach the broker at redis://app:***@127.0.0.1:{port}/0" in result.stderr
+    assert "s3cret" not in result.stderr
     assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
 def test_options_from_environment(start_cluster):

@@ -1,6 +1,8 @@
 """The client manager each worker installs on the app's python-socketio Server.
 
-- ``--adapter redis://…``: :class:`RedisManager`, python-socketio's, one channel per cluster.
+- ``--adapter URL``: python-socketio's manager for that broker, one channel per cluster:
+  :class:`RedisManager` (Redis, Valkey, Sentinel) or :class:`KombuManager` (AMQP), by
+  the URL's scheme (:data:`MANAGERS`, keyed by :data:`cluster.adapters.SCHEMES`).
 - no adapter: :class:`RelayManager`, whose publish goes to the master, which hands it
   to the other workers of this host: to the one that owns the addressed sid, or to all.
 - the app brought its own pub/sub manager: it is kept, with a fresh ``host_id`` (a
@@ -22,7 +24,7 @@ from typing import Any, Iterator
 import eventlet.queue
 import socketio
 
-from cluster import channel
+from cluster import adapters, channel
 from cluster.channel import Kind
 
 from . import admin_ui, sids
@@ -53,10 +55,46 @@ class LocalUnicast:
 
 
 class RedisManager(LocalUnicast, socketio.RedisManager):
-    """python-socketio's ``RedisManager``, with unicasts to this process kept off Redis.
+    """python-socketio's ``RedisManager`` (Redis and Valkey, plain, TLS, unix, Sentinel),
+    with unicasts to this process kept off the broker.
 
     Another process's sid is still published: it may live on another host.
     """
+
+
+class KombuManager(LocalUnicast, socketio.KombuManager):
+    """python-socketio's ``KombuManager`` (AMQP: RabbitMQ), with unicasts to this process
+    kept off the broker. The exchange is named after the channel.
+
+    python-socketio publishes through Kombu's ``ensure`` with no retry limit, so on a
+    dead broker every emit would hang the event that made it for as long as the broker
+    stays down. Here a publish reconnects once, without waiting, and gives up, as the
+    Redis manager does: the broadcast is lost and logged, the event goes on. The listener
+    keeps python-socketio's reconnection with backoff.
+    """
+
+    def __init__(self, url: str, channel: str) -> None:
+        super().__init__(url, channel=channel,
+                         connection_options={"transport_options": {"max_retries": 0}})
+
+    def _producer_publish(self, connection: Any) -> Any:
+        producer = connection.Producer(exchange=self._exchange(), **self.producer_options)
+        return connection.ensure(producer, producer.publish, max_retries=1, interval_start=0)
+
+
+MANAGERS: dict[str, type[socketio.PubSubManager]] = {
+    "redis": RedisManager,
+    "amqp": KombuManager,
+}
+"""The manager class of each broker family (:data:`cluster.adapters.SCHEMES`), eventlet."""
+
+
+def broker_manager(url: str, channel: str) -> socketio.PubSubManager:
+    """The pub/sub manager for the broker at ``url``, built in this (forked) process.
+
+    Built after the fork, it draws its own ``host_id``: no other worker shares it.
+    """
+    return MANAGERS[adapters.scheme_of(url).family](url, channel=channel)
 
 
 class RelayManager(LocalUnicast, socketio.PubSubManager):
@@ -146,7 +184,7 @@ def _swap(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> socket
                      "" if stock else "; its emits to local sids still go through its queue")
     else:
         if spec.adapter:
-            manager = RedisManager(spec.adapter, channel=spec.channel)
+            manager = broker_manager(spec.adapter, spec.channel)
         else:
             manager = RelayManager(link, channel=spec.channel, tag=spec.tag)
         manager.set_server(server)

@@ -14,8 +14,8 @@ class WorkerSpec:
                    ``socketio.WSGIApp`` or a Flask app using Flask-SocketIO).
     :param slot: the routing slot the worker serves.
     :param tag: the worker's unique number, carried in every sid it makes.
-    :param adapter: ``redis://``, ``rediss://`` or ``unix://`` URL of the Redis
-                    adapter, or None for the embedded relay through the master.
+    :param adapter: the broker URL (:data:`cluster.adapters.SCHEMES`), or None for
+                    the embedded relay through the master.
     :param channel: the pub/sub channel name shared by the whole cluster.
     :param worker_connections: the most connections the worker serves at once.
     :param heartbeat_interval: seconds between two heartbeats sent to the master.

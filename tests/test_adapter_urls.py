@@ -1,0 +1,108 @@
+"""Adapter URLs: which schemes are accepted, and a password never printed."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cluster import adapters
+from cluster.broker_check import probe
+from cluster.config import ConfigError, check_adapter
+from conftest import ROOT, free_port
+
+
+@pytest.mark.parametrize("url, family", [
+    ("redis://127.0.0.1:6379/0", "redis"),
+    ("rediss://user:pw@cache.example:6380/1", "redis"),
+    ("unix:///run/redis.sock", "redis"),
+    ("redis+sentinel://:pw@10.0.0.1:26379,10.0.0.2:26379/0/mymaster", "redis"),
+    ("valkey://127.0.0.1:6379/0", "redis"),
+    ("valkeys://127.0.0.1:6380/0", "redis"),
+    ("valkey+sentinel://10.0.0.1:26379/0/mymaster", "redis"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "amqp"),
+    ("amqps://user:pw@broker.example:5671/vhost", "amqp"),
+])
+def test_every_socketio_scheme_is_accepted(url, family):
+    assert check_adapter(url) == url
+    assert adapters.scheme_of(url).family == family
+
+
+@pytest.mark.parametrize("url, why", [
+    ("http://127.0.0.1:6379", "the scheme must be one of"),
+    ("kafka://127.0.0.1:9092", "the scheme must be one of"),
+    ("redis://127.0.0.1:99999/0", "bad port"),
+    ("unix://", "unix:// needs a socket path"),
+    ("redis+sentinel://10.0.0.1,10.0.0.2/0/mymaster", "HOST:PORT,HOST:PORT"),
+    ("redis+sentinel://10.0.0.1:26379/zero/mymaster", "the database must be a number"),
+])
+def test_a_bad_url_is_one_line(url, why):
+    with pytest.raises(ConfigError, match=why) as error:
+        check_adapter(url)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
+    ("redis://app:s3cret@h:6379/0", "redis://app:***@h:6379/0"),
+    ("redis://app:p@ss@h:6379/0", "redis://app:***@h:6379/0"),
+    ("amqp://guest:guest@127.0.0.1:5672//", "amqp://guest:***@127.0.0.1:5672//"),
+    ("redis+sentinel://:pw@a:1,b:2/0/m", "redis+sentinel://:***@a:1,b:2/0/m"),
+    ("redis://app@h:6379/0", "redis://app@h:6379/0"),
+    ("redis://h:6379/0", "redis://h:6379/0"),
+    ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+])
+def test_redact_masks_the_password_only(url, shown):
+    assert adapters.redact(url) == shown
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="@/"),
+               min_size=4, max_size=30))
+def test_no_password_survives_redact_or_scrub(password):
+    url = f"redis://app:{password}@cache.example:6379/0"
+    assert password not in adapters.redact(url).partition("@")[0].partition(":***")[2]
+    assert adapters.password_of(url) == password
+    message = f"cannot reach {url}: AUTH {password} refused"
+    assert password not in adapters.scrub(message, url)
+
+
+def test_a_bad_scheme_error_does_not_show_the_password():
+    with pytest.raises(ConfigError) as error:
+        check_adapter("http://app:s3cret@h:6379/0")
+    assert "s3cret" not in str(error.value)
+
+
+def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
+    port = free_port()
+    for url in (f"redis://app:s3cret@127.0.0.1:{port}/0",
+                f"valkey://app:s3cret@127.0.0.1:{port}/0",
+                f"redis+sentinel://:s3cret@127.0.0.1:{port}/0/mymaster",
+                f"amqp://guest:s3cret@127.0.0.1:{port}//"):
+        error = probe(url, "sticky-cluster", timeout=1.0)
+        assert error is not None and "\n" not in error, url
+        assert adapters.redact(url) in error
+        assert "s3cret" not in error
+
+
+def test_the_check_takes_the_url_on_stdin_not_argv():
+    port = free_port()
+    done = subprocess.run([sys.executable, "-m", "cluster.broker_check", "ch"], cwd=ROOT,
+                          input=f"redis://:s3cret@127.0.0.1:{port}/0", capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stdout.startswith(f"cannot reach the broker at redis://:***@127.0.0.1:{port}/0")
+    assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_the_master_never_imports_a_broker_client(redis_server):
+    """The start-up check runs in a child: the master stays free of redis, kombu, valkey."""
+    script = ("import sys\n"
+              "from cluster.master import Master\n"
+              f"Master('tests.apps.chat:sio', adapter={redis_server.url!r})._preflight()\n"
+              "print(sorted({'redis', 'valkey', 'kombu', 'socketio', 'eventlet'} & set(sys.modules)))")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

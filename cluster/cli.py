@@ -6,7 +6,7 @@ from typing import Callable
 import click
 
 from . import control
-from .config import LOG_LEVELS, ROUTES, ConfigError
+from .config import LOG_LEVELS, ROUTES, WORKER_CLASSES, ConfigError
 from .master import ClusterError, Master
 from .pidfile import PidFileError
 
@@ -71,18 +71,25 @@ def main() -> None:
               default=5.0, show_default=True,
               help="Seconds a new connection gets to send its request line (and PROXY header); "
                    "then it goes by IP (closed if its PROXY header is missing).")
-def run(target: str, bind: tuple[str, ...], log_level: str, route: str,
+@click.option("-k", "--worker-class", type=click.Choice(WORKER_CLASSES, case_sensitive=False),
+              envvar=_env("WORKER_CLASS"), show_envvar=True, default="auto", show_default=True,
+              help="The workers' runtime: eventlet, gevent or asyncio; auto takes the one the "
+                   "app needs (Server(async_mode=...), AsyncServer/ASGI/aiohttp: asyncio).")
+def run(target: str, bind: tuple[str, ...], log_level: str, route: str, worker_class: str,
         **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
-    Flask-SocketIO. The master accepts every connection and hands it to a worker: the
+    Flask-SocketIO (eventlet or gevent), or a socketio.AsyncServer, a socketio.ASGIApp, a
+    FastAPI/Starlette app with a socketio.ASGIApp mounted or an aiohttp Application with an
+    AsyncServer attached (asyncio). The master accepts every connection and hands it to a worker: the
     one that owns the session the request names, else the one the client's IP hashes
     to, so Engine.IO long-polling and the websocket upgrade always meet the same process.
     """
     try:
         master = Master(target, bind=list(bind) or None, log_level=log_level.lower(),
-                        route=route.lower(), **options)  # type: ignore[arg-type]
+                        route=route.lower(), worker_class=worker_class.lower(),
+                        **options)  # type: ignore[arg-type]
         master.run()
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(str(exc)) from None

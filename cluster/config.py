@@ -12,6 +12,7 @@ from .trust import Trust
 ADAPTER_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
+WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio")
 
 
 class ConfigError(ValueError):
@@ -88,7 +89,7 @@ class Settings:
     pid_file: str | None = None
     timeout: float = 30.0
     graceful_timeout: float = 30.0
-    runtime: str = "eventlet"
+    runtime: str = "auto"
     route: str = "sid"
     proxy_protocol: bool = False
     forwarded_allow_ips: str = ""
@@ -110,6 +111,8 @@ class Settings:
             check_adapter(self.adapter)
         if not self.channel:
             raise ConfigError("the channel name cannot be empty")
+        if self.runtime not in WORKER_CLASSES:
+            raise ConfigError(f"bad worker class {self.runtime!r}: use one of {', '.join(WORKER_CLASSES)}")
         if self.route not in ROUTES:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
         _positive("peek timeout", self.peek_timeout)

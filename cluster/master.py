@@ -84,6 +84,8 @@ class Master:
     :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
                                 is believed (``*``: any); none by default.
     :param peek_timeout: seconds a connection gets to send its first bytes.
+    :param worker_class: ``eventlet``, ``gevent`` or ``asyncio``; ``auto`` (the default)
+                         takes the one the app needs.
     """
 
     def __init__(self, app: object, *, workers: int | None = None,
@@ -93,13 +95,14 @@ class Master:
                  log_level: str | None = None, log_file: str | None = None,
                  pid_file: str | None = None, route: str | None = None,
                  proxy_protocol: bool | None = None, forwarded_allow_ips: str | None = None,
-                 peek_timeout: float | None = None) -> None:
+                 peek_timeout: float | None = None, worker_class: str | None = None) -> None:
         self.settings: Settings = make_settings(
             app, bind=bind, workers=workers, adapter=adapter, channel=channel,
             worker_connections=worker_connections, timeout=timeout,
             graceful_timeout=graceful_timeout, log_level=log_level, log_file=log_file,
             pid_file=pid_file, route=route, proxy_protocol=proxy_protocol,
-            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout)
+            forwarded_allow_ips=forwarded_allow_ips, peek_timeout=peek_timeout,
+            runtime=worker_class)
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
@@ -611,6 +614,9 @@ class Master:
             if check.returncode != 0:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])
+            self._supervisor.runtime = check.stdout.strip().splitlines()[-1]
+        else:
+            self._supervisor.runtime = _runtime_of(settings.target, settings.runtime)
         if settings.adapter:
             from .redis_check import check_redis
 
@@ -674,3 +680,13 @@ class Master:
         self._supervisor.close_all_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _runtime_of(app: object, worker_class: str) -> str:
+    """The worker runtime that serves the app object ``app`` (already imported by its owner)."""
+    from workers import AUTO, loader
+
+    try:
+        return loader.load(app, None if worker_class == AUTO else worker_class).runtime
+    except loader.TargetError as exc:
+        raise ClusterError(str(exc)) from None

@@ -131,7 +131,8 @@ class Supervisor:
     def __init__(self, spec_for: Callable[[int, int], WorkerSpec], runtime: str,
                  forget_in_child: Callable[[], None]) -> None:
         self._spec_for = spec_for
-        self._runtime = runtime
+        self.runtime = runtime
+        """The worker runtime's name (resolved by the master's pre-flight check)."""
         self._forget_in_child = forget_in_child
         self._next_tag = 1
         self.by_pid: dict[int, Worker] = {}
@@ -167,7 +168,7 @@ class Supervisor:
             for signum in IGNORED_IN_WORKERS:
                 signal.signal(signum, signal.SIG_IGN)
             self._forget_in_child()
-            workers.runtime(self._runtime).serve(spec, sock)
+            workers.runtime(self.runtime).serve(spec, sock)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop

@@ -40,7 +40,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     from .link import ChannelListener, MasterLink
 
     raise_open_files_limit()
-    app = loader.load(spec.target)
+    app = loader.load(spec.target, "eventlet")
     sids.install(app.server.eio, spec.tag)
     listener = ChannelListener(spec.server_address, spec.family)
     link = MasterLink(sock, listener)
@@ -63,7 +63,7 @@ def check(target: str) -> str | None:
     from .loader import TargetError, load
 
     try:
-        load(target)
+        load(target, "eventlet")
     except TargetError as exc:
         return str(exc)
     return None

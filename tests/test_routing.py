@@ -169,8 +169,8 @@ def sid_worker_differs(port: int, sid: str, first: int) -> str:
 
 # -------------------------------------------------------------- session routing
 
-def test_client_that_changes_address_keeps_its_session(start_cluster):
-    cluster = start_cluster(workers=4)
+def test_client_that_changes_address_keeps_its_session(start_cluster, app_target):
+    cluster = start_cluster(app_target, workers=4)
 
     async def main():
         new_http = None
@@ -242,9 +242,9 @@ def test_sessions_survive_a_rolling_restart(start_cluster):
 
 # ------------------------------------------------------------------- real IPs
 
-def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path):
+def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path, app_target):
     path = str(tmp_path / "cluster.sock")
-    cluster = start_cluster(workers=4, args=("--proxy-protocol", "--bind", f"unix:{path}"))
+    cluster = start_cluster(app_target, workers=4, args=("--proxy-protocol", "--bind", f"unix:{path}"))
     balancer = tcp_from(cluster.port, "127.0.0.1")
     ips = ([f"10.9.0.{i}" for i in range(1, 21)] + [f"10.9.1.{i}" for i in range(1, 11)]
            + [f"2001:db8::{i:x}" for i in range(1, 11)])

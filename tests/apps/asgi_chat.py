@@ -3,7 +3,8 @@
 - ``sio``: a bare ``socketio.AsyncServer(async_mode="asgi")``;
 - ``asgi``: a ``socketio.ASGIApp`` wrapping another ASGI app (``other_asgi_app``);
 - ``fastapi_app``: a FastAPI app with the ``socketio.ASGIApp`` mounted at ``/``;
-- ``aiohttp_app``: an aiohttp ``Application`` with an ``AsyncServer(async_mode="aiohttp")``.
+- ``aiohttp_app``: an aiohttp ``Application`` with an ``AsyncServer(async_mode="aiohttp")``;
+- ``aiohttp_sio``: a bare ``AsyncServer(async_mode="aiohttp")``.
 """
 import asyncio
 import os
@@ -65,7 +66,8 @@ async def _plain_site(scope, receive, send):
         return
     body = f"plain {os.getpid()} {scope['client'][0]}".encode()
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -84,3 +86,16 @@ fastapi_app.mount("/", socketio.ASGIApp(make_server("asgi")))
 
 aiohttp_app = web.Application()
 make_server("aiohttp").attach(aiohttp_app)
+
+aiohttp_sio = make_server("aiohttp")
+"""A bare AsyncServer on aiohttp: the worker attaches it to an Application of its own."""
+
+
+async def _failing_lifespan(scope, receive, send):
+    if scope["type"] == "lifespan":
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+
+broken_lifespan = socketio.ASGIApp(make_server("asgi"), other_asgi_app=_failing_lifespan)
+"""An app whose lifespan startup fails: its workers cannot boot."""

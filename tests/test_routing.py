@@ -88,7 +88,21 @@ def exchange(sock: socket.socket, writes: list[bytes], gap: float = 0.05,
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if b"\r\ntransfer-encoding: chunked" in head.lower():  # uvicorn's httptools answers 1.0 so
+        body = dechunk(body)
     return status, body.decode(errors="replace")
+
+
+def dechunk(body: bytes) -> bytes:
+    """The payload of a chunked HTTP body."""
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + body[:size], body[size + 2:]
+    return out
 
 
 @dataclasses.dataclass

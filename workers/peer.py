@@ -66,14 +66,31 @@ def _needs_peer(sock: socket.socket, address: tuple[str, int]) -> bool:
 
 
 def _with_peer(factory: Callable[[], asyncio.Protocol],
-              peer: tuple[str, int]) -> Callable[[], asyncio.Protocol]:
+               peer: tuple[str, int]) -> Callable[[], asyncio.Protocol]:
     """A protocol factory whose protocol sees a :class:`PeerTransport` reporting ``peer``."""
-    def make() -> asyncio.Protocol:
-        protocol = factory()
-        made = protocol.connection_made
-        protocol.connection_made = lambda transport: made(PeerTransport(transport, peer))  # type: ignore[method-assign]
-        return protocol
-    return make
+    return lambda: PeerProtocol(factory(), peer)
+
+
+class PeerProtocol(asyncio.Protocol):
+    """Hands ``protocol`` a :class:`PeerTransport` and forwards every event to it.
+
+    (A wrapper, not an attribute patched on the protocol: aiohttp's has ``__slots__``.)
+    A protocol that takes over the transport later (uvicorn's websocket upgrade) calls
+    ``set_protocol`` and is then driven by the transport directly.
+    """
+
+    def __init__(self, protocol: asyncio.Protocol, peer: tuple[str, int]) -> None:
+        self._protocol = protocol
+        self._peer = peer
+        self.data_received = protocol.data_received  # type: ignore[method-assign]
+        self.eof_received = protocol.eof_received  # type: ignore[method-assign]
+        self.connection_lost = protocol.connection_lost  # type: ignore[method-assign]
+        self.pause_writing = protocol.pause_writing  # type: ignore[method-assign]
+        self.resume_writing = protocol.resume_writing  # type: ignore[method-assign]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Give the protocol the transport, reporting the real client address."""
+        self._protocol.connection_made(PeerTransport(transport, self._peer))  # type: ignore[arg-type]
 
 
 def fix_remote_addr(engineio_server: Any) -> None:

@@ -57,8 +57,17 @@ WHY_NOT = {
 }
 
 
+ASYNCIO_BASE = "uvicorn"
+"""The baseline of the asyncio worker rows (``asyncio-relay-N``, ``asyncio-redis-N``)."""
+
+
+def baseline(name: str) -> str:
+    """The target whose figures ``name``'s ratios are taken against."""
+    return ASYNCIO_BASE if name.startswith("asyncio-") else BASE
+
+
 def _ratio(medians: Medians, name: str, key: str) -> float | None:
-    base = medians.get(BASE, {}).get(key)
+    base = medians.get(baseline(name), {}).get(key)
     value = medians.get(name, {}).get(key)
     return value / base if base and value is not None else None
 
@@ -162,7 +171,7 @@ def _with_ratio(medians: Medians, name: str, key: str, digits: int = 0) -> str:
     if value is None:
         return "–"
     ratio = _ratio(medians, name, key)
-    return _fmt(value, digits) + ("" if name == BASE or ratio is None else f" ({ratio:.2f}×)")
+    return _fmt(value, digits) + ("" if name in (BASE, ASYNCIO_BASE) or ratio is None else f" ({ratio:.2f}×)")
 
 
 def _pair(medians: Medians, name: str, first: str, second: str, digits: int = 1) -> str:

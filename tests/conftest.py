@@ -179,8 +179,8 @@ def _reap_zombies() -> None:
 RUNTIME_TARGETS = {
     "eventlet": "tests.apps.chat:sio",
     "asgi": "tests.apps.asgi_chat:asgi",
-    "fastapi": "tests.apps.asgi_chat:fastapi_app",
-    "aiohttp": "tests.apps.asgi_chat:aiohttp_app",
+    "fastapi": "tests.apps.fastapi_chat:app",
+    "aiohttp": "tests.apps.aiohttp_chat:app",
     "gevent": "tests.apps.gevent_chat:sio",
 }
 """One chat app per worker runtime and target shape: ASGIApp with other_asgi_app,
@@ -218,7 +218,7 @@ def start_cluster(tmp_path):
         cluster.url = f"http://127.0.0.1:{port}"
         started.append(cluster)
         if wait:
-            cluster.wait_log("cluster ready")
+            cluster.wait_log("cluster ready", timeout=60)  # workers import the app: slow when busy
         return cluster
 
     yield start

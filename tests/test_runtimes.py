@@ -27,9 +27,9 @@ from workers import loader
     ("tests.apps.gevent_chat:create_flask_app()", "gevent"),
     ("tests.apps.asgi_chat:sio", "asyncio"),
     ("tests.apps.asgi_chat:asgi", "asyncio"),
-    ("tests.apps.asgi_chat:fastapi_app", "asyncio"),
-    ("tests.apps.asgi_chat:aiohttp_app", "asyncio"),
-    ("tests.apps.asgi_chat:aiohttp_sio", "asyncio"),
+    ("tests.apps.fastapi_chat:app", "asyncio"),
+    ("tests.apps.aiohttp_chat:app", "asyncio"),
+    ("tests.apps.aiohttp_chat:sio", "asyncio"),
 ])
 def test_the_target_decides_the_runtime(target, runtime):
     app = loader.load(target)
@@ -55,7 +55,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("target, args, env, message", [
-    ("tests.apps.asgi_chat:fastapi_app", ("--worker-class", "eventlet"), None,
+    ("tests.apps.fastapi_chat:app", ("--worker-class", "eventlet"), None,
      "needs the asyncio worker class, not eventlet"),
     ("tests.apps.chat:sio", (), {"STICKY_CLUSTER_WORKER_CLASS": "asyncio"},
      "needs the eventlet worker class, not asyncio"),
@@ -74,7 +74,7 @@ def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, messa
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
-@pytest.mark.parametrize("target", ["tests.apps.asgi_chat:sio", "tests.apps.asgi_chat:aiohttp_sio",
+@pytest.mark.parametrize("target", ["tests.apps.asgi_chat:sio", "tests.apps.aiohttp_chat:sio",
                                     "tests.apps.gevent_chat:create_flask_app()"])
 def test_the_other_target_shapes_serve_sticky_clients(start_cluster, target):
     cluster = start_cluster(target, workers=4)
@@ -115,6 +115,6 @@ def test_the_wrapped_asgi_app_and_fastapi_routes_are_served_too(start_cluster):
     assert (word, client) == ("plain", source_address(800))
     assert int(pid) in plain.worker_pids()
 
-    site = start_cluster("tests.apps.asgi_chat:fastapi_app", workers=2)
+    site = start_cluster("tests.apps.fastapi_chat:app", workers=2)
     status, body = _get(site.port, "/hello", source_address(801))
     assert status == 200 and b'"pid"' in body

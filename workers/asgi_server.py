@@ -34,8 +34,9 @@ class AsgiConnections:
     """
 
     def __init__(self, app: Any, worker_connections: int) -> None:
-        self.config = Config(app, log_config=None, access_log=False, proxy_headers=False,
-                             lifespan="auto", limit_concurrency=worker_connections)
+        self.config = Config(app, log_config=None, log_level="warning", access_log=False,
+                             proxy_headers=False, lifespan="auto",
+                             limit_concurrency=worker_connections)
         self.config.load()
         self.state = ServerState()
         self.lifespan = self.config.lifespan_class(self.config)

@@ -1,18 +1,17 @@
-"""The chat app of the tests as an asyncio app, in each target shape the asyncio workers serve.
+"""The chat app of the tests as an asyncio app (``make_server``), as plain ASGI targets.
 
 - ``sio``: a bare ``socketio.AsyncServer(async_mode="asgi")``;
 - ``asgi``: a ``socketio.ASGIApp`` wrapping another ASGI app (``other_asgi_app``);
-- ``fastapi_app``: a FastAPI app with the ``socketio.ASGIApp`` mounted at ``/``;
-- ``aiohttp_app``: an aiohttp ``Application`` with an ``AsyncServer(async_mode="aiohttp")``;
-- ``aiohttp_sio``: a bare ``AsyncServer(async_mode="aiohttp")``.
+- ``broken_lifespan``: one whose lifespan startup fails.
+
+FastAPI and aiohttp targets are in ``fastapi_chat`` and ``aiohttp_chat`` (each worker
+imports only what its target needs).
 """
 import asyncio
 import os
 import time
 
 import socketio
-from aiohttp import web
-from fastapi import FastAPI
 
 
 def make_server(async_mode: str) -> socketio.AsyncServer:
@@ -73,22 +72,6 @@ async def _plain_site(scope, receive, send):
 
 sio = make_server("asgi")
 asgi = socketio.ASGIApp(make_server("asgi"), other_asgi_app=_plain_site)
-
-fastapi_app = FastAPI()
-
-
-@fastapi_app.get("/hello")
-async def hello():
-    return {"pid": os.getpid()}
-
-
-fastapi_app.mount("/", socketio.ASGIApp(make_server("asgi")))
-
-aiohttp_app = web.Application()
-make_server("aiohttp").attach(aiohttp_app)
-
-aiohttp_sio = make_server("aiohttp")
-"""A bare AsyncServer on aiohttp: the worker attaches it to an Application of its own."""
 
 
 async def _failing_lifespan(scope, receive, send):

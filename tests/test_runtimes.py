@@ -49,6 +49,16 @@ def test_a_starlette_app_mounted_deep_is_found():
     assert (app.runtime, app.server, app.asgi) == ("asyncio", sio, outer)
 
 
+def test_an_asgi_middleware_around_the_socketio_app_is_served_whole():
+    import socketio
+    from starlette.middleware.cors import CORSMiddleware
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    wrapped = CORSMiddleware(socketio.ASGIApp(sio), allow_origins=["*"])
+    app = loader.load(wrapped)
+    assert (app.runtime, app.server, app.asgi) == ("asyncio", sio, wrapped)
+
+
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT, capture_output=True,
                           text=True, timeout=60, env={**os.environ, **(env or {})})

@@ -155,15 +155,20 @@ def _async_server_app(server: Any, label: str) -> App:
 
 
 def _mounted_asgi_app(app: object, depth: int = 0) -> Any:
-    """The ``socketio.ASGIApp`` mounted in a Starlette/FastAPI app (or its sub-apps), or None."""
+    """The ``socketio.ASGIApp`` inside an ASGI app, or None.
+
+    It is looked for where ASGI apps keep the apps they serve: a Starlette/FastAPI
+    app's mounts (``routes``, also in sub-apps) and a middleware's wrapped ``app``.
+    """
     import socketio
 
     if isinstance(app, socketio.ASGIApp):
         return app
-    if depth > 8:
+    if app is None or depth > 8:
         return None
-    for route in getattr(app, "routes", None) or ():
-        found = _mounted_asgi_app(getattr(route, "app", None), depth + 1)
+    inner = [getattr(route, "app", None) for route in getattr(app, "routes", None) or ()]
+    for candidate in [getattr(app, "app", None), *inner]:
+        found = _mounted_asgi_app(candidate, depth + 1)
         if found is not None:
             return found
     return None

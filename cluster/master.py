@@ -61,10 +61,12 @@ class _StoppedEarly(Exception):
 
 
 class Master:
-    """Runs a python-socketio app on several eventlet worker processes, sticky by client.
+    """Runs a python-socketio app on several worker processes, sticky by client.
 
     :param app: ``"module:attr"`` / ``"module:factory()"`` naming a ``socketio.Server``,
-                a ``socketio.WSGIApp`` or a Flask app using Flask-SocketIO; or the object
+                a ``socketio.WSGIApp``, a Flask app using Flask-SocketIO, a
+                ``socketio.AsyncServer``, a ``socketio.ASGIApp``, an ASGI app with one
+                mounted or an aiohttp app with an AsyncServer attached; or the object
                 itself. An object is inherited by the forked workers, so a rolling
                 restart cannot load new code for it: pass a string for that.
     :param workers: the number of worker processes (default: the CPU count).

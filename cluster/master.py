@@ -616,7 +616,7 @@ class Master:
             if check.returncode != 0:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])
-            self._supervisor.runtime = check.stdout.strip().splitlines()[-1]
+            self._supervisor.runtime = _named_runtime(check.stdout)
         else:
             self._supervisor.runtime = _runtime_of(settings.target, settings.runtime)
         if settings.adapter:
@@ -682,6 +682,16 @@ class Master:
         self._supervisor.close_all_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _named_runtime(output: str) -> str:
+    """The runtime ``python -m workers`` printed last (the app may print before it)."""
+    from workers import RUNTIMES
+
+    lines = output.strip().splitlines()
+    if not lines or lines[-1] not in RUNTIMES:
+        raise ClusterError("the pre-flight check of the app did not name a worker runtime")
+    return lines[-1]
 
 
 def _runtime_of(app: object, worker_class: str) -> str:

@@ -73,8 +73,10 @@ def _ratio(medians: Medians, name: str, key: str) -> float | None:
 
 
 def _cluster_names(medians: Medians, adapter: str) -> list[str]:
-    return sorted((n for n in medians if n.startswith(adapter + "-")),
-                  key=lambda n: int(n.split("-")[1]))
+    """The cluster rows of ``adapter`` (``relay``, ``asyncio-redis`` …), by worker count."""
+    return sorted((n for n in medians if n.startswith(adapter + "-")
+                   and n[len(adapter) + 1:].isdigit()),
+                  key=lambda n: int(n.rpartition("-")[2]))
 
 
 def _two_or_best(medians: Medians, adapter: str) -> str | None:
@@ -129,6 +131,32 @@ def verdicts(medians: Medians) -> list[Verdict]:
                                f"memory per idle client, {name}: "
                                f"{medians[name]['mem_per_client_kb']:.1f} KB = "
                                f"{ratio:.2f}× one eventlet process (target ≤ 1.05×)"))
+    return out + asyncio_verdicts(medians)
+
+
+def asyncio_verdicts(medians: Medians) -> list[Verdict]:
+    """The asyncio worker's targets (issue 11), against one uvicorn process of the same app."""
+    out = []
+    redis = _two_or_best(medians, "asyncio-redis")
+    if redis:
+        ratios = [_ratio(medians, redis, f"echo{n}_rate") for n in (100, 1000)]
+        if None not in ratios:
+            out.append(Verdict("asyncio echo", min(ratios) >= 1.6,
+                               f"echo, asyncio workers, Redis, {redis}: {ratios[0]:.2f}× at 100 "
+                               f"clients, {ratios[1]:.2f}× at 1,000 clients of one uvicorn "
+                               f"process (target ≥ 1.6×)"))
+    for name in filter(None, (_two_or_best(medians, "asyncio-relay"), redis)):
+        ratio = _ratio(medians, name, "hs_rate")
+        if ratio is not None:
+            out.append(Verdict("asyncio handshakes", ratio >= 1.0,
+                               f"handshakes/s, {name}: {ratio:.2f}× one uvicorn process "
+                               f"(target ≥ 1.0×)"))
+        ratio = _ratio(medians, name, "mem_per_client_kb")
+        if ratio is not None:
+            out.append(Verdict("asyncio memory", ratio <= 1.05,
+                               f"memory per idle client, {name}: "
+                               f"{medians[name]['mem_per_client_kb']:.1f} KB = {ratio:.2f}× one "
+                               f"uvicorn process (target ≤ 1.05×)"))
     return out
 
 

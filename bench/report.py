@@ -57,15 +57,26 @@ WHY_NOT = {
 }
 
 
+ASYNCIO_BASE = "uvicorn"
+"""The baseline of the asyncio worker rows (``asyncio-relay-N``, ``asyncio-redis-N``)."""
+
+
+def baseline(name: str) -> str:
+    """The target whose figures ``name``'s ratios are taken against."""
+    return ASYNCIO_BASE if name.startswith("asyncio-") else BASE
+
+
 def _ratio(medians: Medians, name: str, key: str) -> float | None:
-    base = medians.get(BASE, {}).get(key)
+    base = medians.get(baseline(name), {}).get(key)
     value = medians.get(name, {}).get(key)
     return value / base if base and value is not None else None
 
 
 def _cluster_names(medians: Medians, adapter: str) -> list[str]:
-    return sorted((n for n in medians if n.startswith(adapter + "-")),
-                  key=lambda n: int(n.split("-")[1]))
+    """The cluster rows of ``adapter`` (``relay``, ``asyncio-redis`` …), by worker count."""
+    return sorted((n for n in medians if n.startswith(adapter + "-")
+                   and n[len(adapter) + 1:].isdigit()),
+                  key=lambda n: int(n.rpartition("-")[2]))
 
 
 def _two_or_best(medians: Medians, adapter: str) -> str | None:
@@ -126,6 +137,32 @@ def verdicts(medians: Medians) -> list[Verdict]:
                                f"memory per idle client, {name}: "
                                f"{medians[name]['mem_per_client_kb']:.1f} KB = "
                                f"{ratio:.2f}× one eventlet process (target ≤ 1.05×)"))
+    return out + asyncio_verdicts(medians)
+
+
+def asyncio_verdicts(medians: Medians) -> list[Verdict]:
+    """The asyncio worker's targets (issue 11), against one uvicorn process of the same app."""
+    out = []
+    redis = _two_or_best(medians, "asyncio-redis")
+    if redis:
+        ratios = [_ratio(medians, redis, f"echo{n}_rate") for n in (100, 1000)]
+        if None not in ratios:
+            out.append(Verdict("asyncio echo", min(ratios) >= 1.6,
+                               f"echo, asyncio workers, Redis, {redis}: {ratios[0]:.2f}× at 100 "
+                               f"clients, {ratios[1]:.2f}× at 1,000 clients of one uvicorn "
+                               f"process (target ≥ 1.6×)"))
+    for name in filter(None, (_two_or_best(medians, "asyncio-relay"), redis)):
+        ratio = _ratio(medians, name, "hs_rate")
+        if ratio is not None:
+            out.append(Verdict("asyncio handshakes", ratio >= 1.0,
+                               f"handshakes/s, {name}: {ratio:.2f}× one uvicorn process "
+                               f"(target ≥ 1.0×)"))
+        ratio = _ratio(medians, name, "mem_per_client_kb")
+        if ratio is not None:
+            out.append(Verdict("asyncio memory", ratio <= 1.05,
+                               f"memory per idle client, {name}: "
+                               f"{medians[name]['mem_per_client_kb']:.1f} KB = {ratio:.2f}× one "
+                               f"uvicorn process (target ≤ 1.05×)"))
     return out
 
 
@@ -168,7 +205,7 @@ def _with_ratio(medians: Medians, name: str, key: str, digits: int = 0) -> str:
     if value is None:
         return "–"
     ratio = _ratio(medians, name, key)
-    return _fmt(value, digits) + ("" if name == BASE or ratio is None else f" ({ratio:.2f}×)")
+    return _fmt(value, digits) + ("" if name in (BASE, ASYNCIO_BASE) or ratio is None else f" ({ratio:.2f}×)")
 
 
 def _pair(medians: Medians, name: str, first: str, second: str, digits: int = 1) -> str:

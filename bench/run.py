@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import measure, report
-from .targets import ROOT, Cluster, NginxPair, RedisServer, Standalone, Target
+from .targets import ROOT, Cluster, NginxPair, RedisServer, Standalone, Target, Uvicorn
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,6 +183,9 @@ def make_targets(plan: Plan, redis: RedisServer) -> list[Target]:
     targets += [Cluster(n, redis) for n in plan.worker_counts]
     if NginxPair.available():
         targets.append(NginxPair(redis))
+    targets.append(Uvicorn())
+    targets += [Cluster(n, None, "asyncio") for n in plan.worker_counts]
+    targets += [Cluster(n, redis, "asyncio") for n in plan.worker_counts]
     return targets
 
 

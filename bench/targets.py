@@ -3,6 +3,10 @@
 * :class:`Standalone` -- ``bench.standalone``: ``bench.app`` in one eventlet process.
 * :class:`Cluster` -- ``python -m cluster run bench.app:sio`` with N workers, on the
   embedded relay or on Redis.
+* :class:`Uvicorn` -- ``bench.asgi_app:app`` (the same app on an ``AsyncServer``) in one
+  uvicorn process: the baseline of the asyncio worker rows.
+* :class:`Cluster` with ``runtime="asyncio"`` -- the cluster's asyncio workers serving
+  ``bench.asgi_app:app``.
 * :class:`NginxPair` -- nginx ``ip_hash`` in front of two standalone processes joined by
   python-socketio's ``RedisManager`` (the set-up sticky-cluster replaces).
 * :class:`RedisServer` -- a private ``redis-server`` for the Redis targets.
@@ -149,25 +153,60 @@ class Standalone(Target):
         return [self.proc.pid] if self.proc else []
 
 
+class Uvicorn(Target):
+    """One uvicorn process serving ``bench.asgi_app:app``: the asyncio baseline."""
+
+    name = "uvicorn"
+    label = "1 uvicorn process (ASGI)"
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "bench.asgi_app:app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "warning", "--no-access-log",
+             "--backlog", "4096"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_port(port)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc else []
+
+
+CLUSTER_APPS = {"eventlet": "bench.app:sio", "asyncio": "bench.asgi_app:app"}
+"""The app each worker runtime of the cluster serves."""
+
+
 class Cluster(Target):
-    """``python -m cluster run bench.app:sio`` with ``workers`` workers.
+    """``python -m cluster run bench.app:sio`` (or ``bench.asgi_app:app``) with ``workers`` workers.
 
     :param workers: the number of worker processes.
     :param redis: the Redis to join the workers with; None for the embedded relay.
+    :param runtime: ``eventlet`` or ``asyncio``: which app of :data:`CLUSTER_APPS` is served.
     """
 
-    def __init__(self, workers: int, redis: RedisServer | None) -> None:
+    def __init__(self, workers: int, redis: RedisServer | None, runtime: str = "eventlet") -> None:
         self.workers = workers
         self.redis = redis
+        self.app = CLUSTER_APPS[runtime]
         adapter = "redis" if redis else "relay"
-        self.name = f"{adapter}-{workers}"
-        self.label = f"sticky-cluster, {workers} worker{'s' * (workers > 1)}, {adapter}"
+        prefix = "" if runtime == "eventlet" else f"{runtime}-"
+        self.name = f"{prefix}{adapter}-{workers}"
+        kind = "" if runtime == "eventlet" else f"{runtime} "
+        self.label = f"sticky-cluster, {workers} {kind}worker{'s' * (workers > 1)}, {adapter}"
         self.proc: subprocess.Popen | None = None
         self._log = None
 
     def start(self) -> None:
         port = free_port()
-        args = [sys.executable, "-m", "cluster", "run", "bench.app:sio", "--workers",
+        args = [sys.executable, "-m", "cluster", "run", self.app, "--workers",
                 str(self.workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info"]
         if self.redis:
             args += ["--adapter", self.redis.url, "--channel", f"bench-{self.name}"]

@@ -6,7 +6,7 @@ from typing import Callable
 import click
 
 from . import control, control_client
-from .config import BALANCES, LOG_FORMATS, LOG_LEVELS, ROUTES, ConfigError
+from .config import BALANCES, LOG_FORMATS, LOG_LEVELS, ROUTES, WORKER_CLASSES, ConfigError
 from .logs import escape
 from .master import ClusterError, Master
 from .pidfile import PidFileError
@@ -119,18 +119,25 @@ def main() -> None:
               default=16_000_000, show_default=True, metavar="BYTES",
               help="Bytes per second one websocket may send to its worker on average (each "
                    "frame counts 16 KB more: about 1,000 messages/s); past it the worker reads it more slowly.")
+@click.option("-k", "--worker-class", type=click.Choice(WORKER_CLASSES, case_sensitive=False),
+              envvar=_env("WORKER_CLASS"), show_envvar=True, default="auto", show_default=True,
+              help="The workers' runtime: eventlet, gevent or asyncio; auto takes the one the "
+                   "app needs (Server(async_mode=...), AsyncServer/ASGI/aiohttp: asyncio).")
 def run(target: str, bind: tuple[str, ...], log_level: str, route: str, balance: str,
-        log_format: str, check: bool, **options: object) -> None:
+        worker_class: str, log_format: str, check: bool, **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
-    Flask-SocketIO. The master accepts every connection and hands it to a worker: the
+    Flask-SocketIO (eventlet or gevent), or a socketio.AsyncServer, a socketio.ASGIApp, a
+    FastAPI/Starlette app with a socketio.ASGIApp mounted or an aiohttp Application with an
+    AsyncServer attached (asyncio). The master accepts every connection and hands it to a worker: the
     one that owns the session the request names, else the one --balance places it on
     (by default the least loaded), so Engine.IO long-polling and the websocket upgrade always meet the same process.
     """
     try:
         master = Master(target, bind=list(bind) or None, log_level=log_level.lower(),
                         route=route.lower(), balance=balance.lower(),
+                        worker_class=worker_class.lower(),
                         log_format=log_format.lower(),
                         **options)  # type: ignore[arg-type]
         if check:

@@ -17,6 +17,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
 LOG_FORMATS = ("text", "json")
 BALANCES = ("least-loaded", "ip", "random")
+WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio")
 
 
 class ConfigError(ValueError):
@@ -87,7 +88,7 @@ class Settings:
     pid_file: str | None = None
     timeout: float = 30.0
     graceful_timeout: float = 30.0
-    runtime: str = "eventlet"
+    runtime: str = "auto"
     route: str = "sid"
     balance: str = "least-loaded"
     proxy_protocol: bool = False
@@ -123,6 +124,8 @@ class Settings:
             check_adapter(self.adapter)
         if not self.channel:
             raise ConfigError("the channel name cannot be empty")
+        if self.runtime not in WORKER_CLASSES:
+            raise ConfigError(f"bad worker class {self.runtime!r}: use one of {', '.join(WORKER_CLASSES)}")
         if self.route not in ROUTES:
             raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
         if self.balance not in BALANCES:
@@ -194,6 +197,8 @@ def make_settings(target: object, *, bind: str | list[str] | tuple[str, ...] | N
 
     Raises TypeError for a name that is no option (as a function call would).
     """
+    if "worker_class" in options:
+        options["runtime"] = options.pop("worker_class")
     unknown = set(options) - {field.name for field in dataclasses.fields(Settings)} - {"binds"}
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")

@@ -73,10 +73,12 @@ class _StoppedEarly(Exception):
 
 
 class Master:
-    """Runs a python-socketio app on several eventlet worker processes, sticky by client.
+    """Runs a python-socketio app on several worker processes, sticky by client.
 
     :param app: ``"module:attr"`` / ``"module:factory()"`` naming a ``socketio.Server``,
-                a ``socketio.WSGIApp`` or a Flask app using Flask-SocketIO; or the object
+                a ``socketio.WSGIApp``, a Flask app using Flask-SocketIO, a
+                ``socketio.AsyncServer``, a ``socketio.ASGIApp``, an ASGI app with one
+                mounted or an aiohttp app with an AsyncServer attached; or the object
                 itself. An object is inherited by the forked workers, so a rolling
                 restart cannot load new code for it: pass a string for that.
 
@@ -119,6 +121,8 @@ class Master:
     :param header_timeout: seconds a worker gives a connection to send its request headers.
     :param keepalive_timeout: seconds a worker keeps an idle keep-alive connection.
     :param websocket_rate: bytes per second one websocket may send to its worker.
+    :param worker_class: ``eventlet``, ``gevent`` or ``asyncio``; ``auto`` (the default)
+                         takes the one the app needs.
     """
 
     def __init__(self, app: object, **options: object) -> None:
@@ -846,6 +850,9 @@ class Master:
             if check.returncode != 0:
                 lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
                 raise ClusterError(lines[-1])
+            self._supervisor.runtime = _named_runtime(check.stdout)
+        else:
+            self._supervisor.runtime = _runtime_of(settings.target, settings.runtime)
         if settings.adapter:
             error = check_broker(settings.adapter, settings.channel)
             if error:
@@ -945,3 +952,23 @@ class Master:
             self._pid_file.close_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def _named_runtime(output: str) -> str:
+    """The runtime ``python -m workers`` printed last (the app may print before it)."""
+    from workers import RUNTIMES
+
+    lines = output.strip().splitlines()
+    if not lines or lines[-1] not in RUNTIMES:
+        raise ClusterError("the pre-flight check of the app did not name a worker runtime")
+    return lines[-1]
+
+
+def _runtime_of(app: object, worker_class: str) -> str:
+    """The worker runtime that serves the app object ``app`` (already imported by its owner)."""
+    from workers import AUTO, loader
+
+    try:
+        return loader.load(app, None if worker_class == AUTO else worker_class).runtime
+    except loader.TargetError as exc:
+        raise ClusterError(str(exc)) from None

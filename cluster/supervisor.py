@@ -145,7 +145,8 @@ class Supervisor:
                  forget_in_child: Callable[[], None], identity: Identity | None = None) -> None:
         self._identity = identity
         self._spec_for = spec_for
-        self._runtime = runtime
+        self.runtime = runtime
+        """The worker runtime's name (resolved by the master's pre-flight check)."""
         self._forget_in_child = forget_in_child
         self._next_tag = 1
         self.by_pid: dict[int, Worker] = {}
@@ -185,7 +186,7 @@ class Supervisor:
                 self._identity.become()
             target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
             set_title(f"worker {spec.slot} {target}")
-            workers.runtime(self._runtime).serve(spec, sock)
+            workers.runtime(self.runtime).serve(spec, sock)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop

@@ -190,6 +190,23 @@ def _reap_zombies() -> None:
             return
 
 
+RUNTIME_TARGETS = {
+    "eventlet": "tests.apps.chat:sio",
+    "asgi": "tests.apps.asgi_chat:asgi",
+    "fastapi": "tests.apps.fastapi_chat:app",
+    "aiohttp": "tests.apps.aiohttp_chat:app",
+    "gevent": "tests.apps.gevent_chat:sio",
+}
+"""One chat app per worker runtime and target shape: ASGIApp with other_asgi_app,
+FastAPI with an ASGIApp mounted, aiohttp with an AsyncServer attached, gevent Server."""
+
+
+@pytest.fixture(params=list(RUNTIME_TARGETS))
+def app_target(request) -> str:
+    """The core end-to-end scenarios run once per entry of :data:`RUNTIME_TARGETS`."""
+    return RUNTIME_TARGETS[request.param]
+
+
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory):
     """A private redis-server for the whole session (restartable by fault tests)."""
@@ -217,7 +234,7 @@ def start_cluster(tmp_path):
         cluster.url = f"http://127.0.0.1:{port}"
         started.append(cluster)
         if wait:
-            cluster.wait_log("cluster ready")
+            cluster.wait_log("cluster ready", timeout=60)  # workers import the app: slow when busy
         return cluster
 
     yield start

@@ -18,8 +18,8 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 90))
 
 
-def test_48_clients_upgrade_stick_and_spread(start_cluster):
-    cluster = start_cluster(workers=4)
+def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
+    cluster = start_cluster(app_target, workers=4)
 
     async def one(index):
         source = source_address(index)
@@ -42,8 +42,8 @@ def test_48_clients_upgrade_stick_and_spread(start_cluster):
     assert len(by_worker) >= 3, by_worker
 
 
-def test_polling_only_clients_keep_their_session(start_cluster):
-    cluster = start_cluster(workers=4)
+def test_polling_only_clients_keep_their_session(start_cluster, app_target):
+    cluster = start_cluster(app_target, workers=4)
 
     async def one(index):
         async with connected(cluster.url, source_address(100 + index),
@@ -82,24 +82,24 @@ async def _room_broadcast_reaches_every_worker(urls: list[str], clients_per_url:
         return {pid for _client, pid in clients}, {data["from_pid"] for data in results}, shouter_pid
 
 
-def test_room_broadcast_through_the_embedded_relay(start_cluster):
-    cluster = start_cluster(workers=4)
+def test_room_broadcast_through_the_embedded_relay(start_cluster, app_target):
+    cluster = start_cluster(app_target, workers=4)
     listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}
 
 
-def test_room_broadcast_through_redis(start_cluster, redis_server):
-    cluster = start_cluster(workers=4, args=("--adapter", redis_server.url, "--channel", "t-redis"))
+def test_room_broadcast_through_redis(start_cluster, redis_server, app_target):
+    cluster = start_cluster(app_target, workers=4, args=("--adapter", redis_server.url, "--channel", "t-redis"))
     listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}
 
 
-def test_two_masters_on_one_redis_are_one_cluster(start_cluster, redis_server):
+def test_two_masters_on_one_redis_are_one_cluster(start_cluster, redis_server, app_target):
     args = ("--adapter", redis_server.url, "--channel", "t-two-hosts")
-    host_a = start_cluster(workers=2, args=args)
-    host_b = start_cluster(workers=2, args=args)
+    host_a = start_cluster(app_target, workers=2, args=args)
+    host_b = start_cluster(app_target, workers=2, args=args)
     listeners, _senders, _shouter = run(
         _room_broadcast_reaches_every_worker([host_a.url, host_b.url], 8))
     assert listeners & host_a.worker_pids() and listeners & host_b.worker_pids()
@@ -115,7 +115,6 @@ def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("target, message", [
     ("tests.apps.nosuch:sio", "no module named 'tests.apps.nosuch'"),
     ("tests.apps.chat:nosuch", "has no attribute 'nosuch'"),
-    ("tests.apps.asyncapp:sio", "asyncio server"),
     ("tests.apps.broken:sio", "RuntimeError: the app is broken on purpose"),
     ("tests.apps.chat", "expected MODULE:ATTRIBUTE"),
 ])
@@ -133,6 +132,7 @@ def test_bad_target_is_one_line_before_any_fork(target, message):
     (("--bind", "127.0.0.1:99999"), "bad bind"),
     (("--adapter", "http://127.0.0.1:6379"), "bad adapter URL"),
     (("--workers", "0"), "workers must be more than 0"),
+    (("--worker-class", "trio"), "'trio' is not one of"),
 ])
 def test_bad_options_are_one_line(args, message):
     result = _cli("run", "tests.apps.chat:sio", *args)

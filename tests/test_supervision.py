@@ -121,9 +121,9 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 # ----------------------------------------------------------- rolling restart
 
-def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster):
+def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster, app_target):
     # --balance ip: the resident's slot is the one its address hashes to, as the timing assumes
-    cluster = start_cluster(workers=3, args=("--graceful-timeout", "3", "--balance", "ip"))
+    cluster = start_cluster(app_target, workers=3, args=("--graceful-timeout", "3", "--balance", "ip"))
     before = cluster.worker_pids()
 
     async def main():
@@ -252,8 +252,9 @@ def test_embedding_api_reloads_scales_and_stops(tmp_path):
 
 # ------------------------------------------------------------ dying workers
 
-def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(start_cluster):
-    cluster = start_cluster(workers=3)
+def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(start_cluster,
+                                                                                 app_target):
+    cluster = start_cluster(app_target, workers=3)
 
     async def main():
         async with contextlib.AsyncExitStack() as stack:
@@ -283,8 +284,8 @@ def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(
     assert victim not in cluster.worker_pids()
 
 
-def test_a_worker_that_blocks_its_loop_is_killed_after_the_timeout(start_cluster):
-    cluster = start_cluster(workers=2, args=("--timeout", "2", "--balance", "ip"))  # same slot again
+def test_a_worker_that_blocks_its_loop_is_killed_after_the_timeout(start_cluster, app_target):
+    cluster = start_cluster(app_target, workers=2, args=("--timeout", "2", "--balance", "ip"))  # same slot again
 
     async def main():
         async with connected(cluster.url, source_address(1600)) as client:

@@ -23,6 +23,7 @@ from conftest import ClusterProcess, RedisServer
 from test_cluster import run
 
 APP = "tests.apps.unicast:sio"
+ASYNC_APP = "tests.apps.asgi_unicast:app"
 CLIENTS = 12
 
 
@@ -83,14 +84,17 @@ class QueueWatch:
             self._redis.close()
 
 
-@pytest.fixture(params=["relay", "redis"])
+@pytest.fixture(params=[("relay", APP), ("redis", APP), ("relay", ASYNC_APP),
+                        ("redis", ASYNC_APP)], ids=["relay", "redis", "asyncio-relay", "asyncio-redis"])
 def cluster(request, start_cluster):
-    """A three-worker cluster of the unicast app, on the relay or on Redis, and its watch."""
+    """A three-worker cluster of the unicast app (eventlet or asyncio), on the relay or on
+    Redis, and its watch."""
+    adapter, app = request.param
     channel = f"t-unicast-{uuid.uuid4().hex[:8]}"
-    redis_server = request.getfixturevalue("redis_server") if request.param == "redis" else None
+    redis_server = request.getfixturevalue("redis_server") if adapter == "redis" else None
     args = ("--adapter", redis_server.url, "--channel", channel) if redis_server else ()
-    cluster = start_cluster(APP, workers=3, args=args)
-    cluster.adapter = request.param
+    cluster = start_cluster(app, workers=3, args=args)
+    cluster.adapter = adapter
     cluster.watch = QueueWatch(cluster, redis_server, channel)
     yield cluster
     cluster.watch.close()

@@ -44,7 +44,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     from .wsgi_errors import log_errors
 
     raise_open_files_limit()
-    app = loader.load(spec.target)
+    app = loader.load(spec.target, "eventlet")
     sids.install(app.server.eio, spec.tag)
     eventlet_websocket.install(app.server.eio, spec.websocket_rate)
     listener = ChannelListener(spec.server_address, spec.family)
@@ -72,7 +72,7 @@ def check(target: str) -> str | None:
     from .loader import TargetError, load
 
     try:
-        load(target)
+        load(target, "eventlet")
     except TargetError as exc:
         return str(exc)
     return None

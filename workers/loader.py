@@ -1,4 +1,12 @@
-"""Turn a target (``module:attr``, ``module:factory()`` or an object) into a served app."""
+"""Turn a target (``module:attr``, ``module:factory()`` or an object) into a served app.
+
+The target also decides the worker runtime (:data:`RUNTIME_NAMES`): a ``socketio.Server``
+by its ``async_mode`` (eventlet or gevent, Flask-SocketIO's included); an
+``AsyncServer``, an ``ASGIApp`` (with or without ``other_asgi_app``), an ASGI app with
+an ``ASGIApp`` mounted (FastAPI, Starlette) or an aiohttp ``Application`` with an
+``AsyncServer`` attached: asyncio. This module imports neither eventlet nor gevent, so
+the master's pre-flight check can ask it which runtime a target needs.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -16,12 +24,27 @@ class TargetError(Exception):
     """The target cannot be served; the message is one line meant for the user."""
 
 
+RUNTIME_NAMES = ("eventlet", "gevent", "asyncio")
+"""The worker runtimes a target can need (see :mod:`workers`)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class App:
-    """A python-socketio server and the WSGI callable that serves it."""
+    """A python-socketio server, the runtime it needs and the callable that serves it.
+
+    Exactly one of ``wsgi``, ``asgi`` and ``aiohttp`` is set.
+    """
 
     server: Any
-    wsgi: Callable[..., Any]
+    """The ``socketio.Server`` or ``socketio.AsyncServer``."""
+    runtime: str
+    """One of :data:`RUNTIME_NAMES`."""
+    wsgi: Callable[..., Any] | None = None
+    """The WSGI app (eventlet and gevent runtimes)."""
+    asgi: Callable[..., Any] | None = None
+    """The ASGI app (asyncio runtime, served with uvicorn's protocols)."""
+    aiohttp: Any = None
+    """The ``aiohttp.web.Application`` (asyncio runtime, served with aiohttp's own server)."""
 
     @property
     def engineio_path(self) -> str:
@@ -33,13 +56,20 @@ class App:
         return "/socket.io/"
 
 
-def load(target: object) -> App:
-    """Import ``target`` if it is a string, then find its python-socketio Server.
+def load(target: object, runtime: str | None = None) -> App:
+    """Import ``target`` if it is a string, then find its python-socketio server.
 
-    Raises TargetError with a one-line message on any user mistake.
+    ``runtime`` (one of :data:`RUNTIME_NAMES`) is the worker class asked for; None
+    takes the one the target needs. Raises TargetError with a one-line message on any
+    user mistake, a mismatch between the two included.
     """
     obj = import_target(target) if isinstance(target, str) else target
-    return as_app(obj, target if isinstance(target, str) else type(obj).__name__)
+    label = target if isinstance(target, str) else type(obj).__name__
+    app = as_app(obj, label)
+    if runtime is not None and runtime != app.runtime:
+        raise TargetError(f"{label}: this app needs the {app.runtime} worker class, "
+                          f"not {runtime} ({_why(app)})")
+    return app
 
 
 def import_target(target: str) -> object:
@@ -78,32 +108,105 @@ def import_target(target: str) -> object:
 
 
 def as_app(obj: object, label: str) -> App:
-    """Find the python-socketio Server in ``obj`` and the WSGI app to serve it with."""
+    """Find the python-socketio server in ``obj``, the runtime it needs and what serves it."""
     import socketio
 
-    if isinstance(obj, (socketio.AsyncServer, socketio.ASGIApp)):
-        raise TargetError(f"{label}: an asyncio server (AsyncServer/ASGIApp) cannot run on the "
-                          "eventlet workers; use socketio.Server(async_mode='eventlet')")
+    if isinstance(obj, socketio.AsyncServer):
+        return _async_server_app(obj, label)
+    if isinstance(obj, socketio.ASGIApp):
+        return App(obj.engineio_server, "asyncio", asgi=obj)
     if isinstance(obj, socketio.Server):
-        return _checked(App(obj, socketio.WSGIApp(obj)), label)
+        return _checked(obj, label, wsgi=socketio.WSGIApp(obj))
     if isinstance(obj, socketio.WSGIApp):
-        return _checked(App(obj.engineio_app, obj), label)
+        return _checked(obj.engineio_app, label, wsgi=obj)
     extensions = getattr(obj, "extensions", None)
     if isinstance(extensions, dict) and "socketio" in extensions and callable(obj):
         server = getattr(extensions["socketio"], "server", None)
         if isinstance(server, socketio.Server):
-            return _checked(App(server, obj), label)
+            return _checked(server, label, wsgi=obj)
         raise TargetError(f"{label}: Flask-SocketIO is not initialised on this app "
                           "(call SocketIO(app) or socketio.init_app(app))")
     if hasattr(obj, "server") and hasattr(obj, "init_app"):
         raise TargetError(f"{label}: name the Flask app, not the SocketIO object (e.g. app:app)")
-    raise TargetError(f"{label}: expected a socketio.Server, a socketio.WSGIApp or a Flask app "
-                      f"using Flask-SocketIO, got {type(obj).__name__}")
+    mounted = _mounted_asgi_app(obj)
+    if mounted is not None:
+        return App(mounted.engineio_server, "asyncio", asgi=obj)
+    server = _aiohttp_server(obj)
+    if server is not None:
+        return App(server, "asyncio", aiohttp=obj)
+    raise TargetError(f"{label}: expected a socketio.Server, a socketio.WSGIApp, a Flask app "
+                      "using Flask-SocketIO, a socketio.AsyncServer, a socketio.ASGIApp, an ASGI "
+                      "app (FastAPI, Starlette) with a socketio.ASGIApp mounted or an aiohttp "
+                      f"Application with an AsyncServer attached, got {type(obj).__name__}")
 
 
-def _checked(app: App, label: str) -> App:
-    mode = getattr(app.server, "async_mode", None)
-    if mode != "eventlet":
-        raise TargetError(f"{label}: the Server uses async_mode={mode!r}; "
-                          "sticky-cluster's workers need async_mode='eventlet'")
-    return app
+SYNC_MODES = {"eventlet": "eventlet", "gevent": "gevent"}
+"""``socketio.Server`` async_mode -> the worker runtime that serves it."""
+
+
+def _checked(server: Any, label: str, wsgi: Callable[..., Any]) -> App:
+    mode = getattr(server, "async_mode", None)
+    if mode not in SYNC_MODES:
+        raise TargetError(f"{label}: the Server uses async_mode={mode!r}; sticky-cluster's "
+                          "workers need async_mode='eventlet' or 'gevent' (or a socketio.AsyncServer)")
+    return App(server, SYNC_MODES[mode], wsgi=wsgi)
+
+
+def _async_server_app(server: Any, label: str) -> App:
+    """A bare ``AsyncServer``: served as ASGI or on a new aiohttp Application, by its async_mode."""
+    import socketio
+
+    if server.async_mode == "asgi":
+        return App(server, "asyncio", asgi=socketio.ASGIApp(server))
+    if server.async_mode == "aiohttp":
+        from aiohttp import web
+
+        application = web.Application()
+        server.attach(application)
+        return App(server, "asyncio", aiohttp=application)
+    raise TargetError(f"{label}: the AsyncServer uses async_mode={server.async_mode!r}; "
+                      "sticky-cluster's asyncio workers serve 'asgi' and 'aiohttp'")
+
+
+def _mounted_asgi_app(app: object, depth: int = 0) -> Any:
+    """The ``socketio.ASGIApp`` inside an ASGI app, or None.
+
+    It is looked for where ASGI apps keep the apps they serve: a Starlette/FastAPI
+    app's mounts (``routes``, also in sub-apps) and a middleware's wrapped ``app``.
+    """
+    import socketio
+
+    if isinstance(app, socketio.ASGIApp):
+        return app
+    if app is None or depth > 8:
+        return None
+    inner = [getattr(route, "app", None) for route in getattr(app, "routes", None) or ()]
+    for candidate in [getattr(app, "app", None), *inner]:
+        found = _mounted_asgi_app(candidate, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
+def _aiohttp_server(app: object) -> Any:
+    """The ``socketio.AsyncServer`` attached to an ``aiohttp.web.Application``, or None."""
+    if "aiohttp" not in sys.modules:
+        return None
+    from aiohttp import web
+
+    if not isinstance(app, web.Application):
+        return None
+    import engineio
+
+    for route in app.router.routes():
+        engine = getattr(route.handler, "__self__", None)
+        if isinstance(engine, engineio.AsyncServer):
+            handler = engine.handlers.get("connect")
+            return getattr(handler, "__self__", engine)
+    return None
+
+
+def _why(app: App) -> str:
+    if app.runtime == "asyncio":
+        return "it is an asyncio app"
+    return f"its Server uses async_mode={app.server.async_mode!r}"

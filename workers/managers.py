@@ -13,22 +13,26 @@
 python-socketio's ``PubSubManager`` publishes every emit, even one to a client of this
 very process. :class:`LocalUnicast` delivers those here, and the relay addresses an emit
 to another worker's sid to that worker only: the sid names it (:mod:`workers.sids`).
+
+This module serves the green runtimes (eventlet, gevent): its queue is the standard
+library's, which both make green when they monkey-patch. Its asyncio twins, with the
+same names, are in :mod:`workers.async_managers`; :func:`install` picks by the server.
 """
 from __future__ import annotations
 
 import logging
 import pickle
+import queue
+import sys
 import uuid
 from typing import Any, Iterator
 
-import eventlet.queue
 import socketio
 
 from cluster import adapters, channel
 from cluster.channel import Kind
 
 from . import admin_ui, sids
-from .link import MasterLink
 from .spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
@@ -112,42 +116,20 @@ class RelayManager(LocalUnicast, socketio.PubSubManager):
 
     name = "sticky-relay"
 
-    def __init__(self, link: MasterLink, channel: str, tag: int) -> None:
+    def __init__(self, link: Any, channel: str, tag: int) -> None:
         super().__init__(channel=channel)
         self._link = link
         self._tag = tag
         self.host_id = sids.make_sid(sids.encode_tag(tag))
-        self._inbox: eventlet.queue.LightQueue = eventlet.queue.LightQueue()
+        self._inbox: queue.Queue[bytes] = queue.Queue()
         link.on_deliver = self._inbox.put
 
     def _publish(self, data: dict[str, Any]) -> None:
-        payload = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-        tag = self._addressee(data)
-        if tag is None:
-            self._link.send(Kind.PUBLISH, payload)
-        else:
-            self._link.send(Kind.PUBLISH_TO, channel.addressed(tag, payload))
-
-    def _addressee(self, message: dict[str, Any]) -> int | None:
-        """The tag of the one other worker ``message`` is for; None: every worker."""
-        method = message.get("method")
-        if method == "callback":
-            address = message.get("host_id")
-        elif method == "emit":
-            address = message.get("room")
-        else:  # disconnect, enter_room, leave_room name a sid; close_room has none
-            address = message.get("sid")
-        tag = sids.tag_of(address) if isinstance(address, str) else None
-        return None if tag == self._tag else tag
+        self._link.send(*relay_message(data, self._tag))
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
         super()._handle_emit(message)
-        room = message.get("room")
-        if (message.get("host_id") != self.host_id and isinstance(room, str)
-                and sids.tag_of(room) == self._tag
-                and not self.is_sid_room(message.get("namespace") or "/", room)):
-            # Addressed to us alone but not one of our sids: a room whose name merely
-            # looks like one (or a client that just left). Everyone else may have members.
+        if misaddressed(self, message, self._tag):
             self._link.send(Kind.PUBLISH, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def _listen(self) -> Iterator[dict[str, Any]]:
@@ -155,11 +137,51 @@ class RelayManager(LocalUnicast, socketio.PubSubManager):
             yield pickle.loads(self._inbox.get())
 
 
-def install(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> socketio.Manager:
+def relay_message(data: dict[str, Any], own_tag: int) -> tuple[Kind, bytes]:
+    """The channel message that relays the pub/sub message ``data`` from worker ``own_tag``.
+
+    A message for one sid of another worker is addressed to that worker alone.
+    """
+    payload = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
+    tag = _addressee(data, own_tag)
+    if tag is None:
+        return Kind.PUBLISH, payload
+    return Kind.PUBLISH_TO, channel.addressed(tag, payload)
+
+
+def _addressee(message: dict[str, Any], own_tag: int) -> int | None:
+    """The tag of the one other worker ``message`` is for; None: every worker."""
+    method = message.get("method")
+    if method == "callback":
+        address = message.get("host_id")
+    elif method == "emit":
+        address = message.get("room")
+    else:  # disconnect, enter_room, leave_room name a sid; close_room has none
+        address = message.get("sid")
+    tag = sids.tag_of(address) if isinstance(address, str) else None
+    return None if tag == own_tag else tag
+
+
+def misaddressed(manager: Any, message: dict[str, Any], own_tag: int) -> bool:
+    """Whether an emit relayed to this worker alone must go to every worker after all.
+
+    It was addressed here by a room that looks like one of our sids but is not one
+    (a room named like a sid, or a client that just left): others may have members.
+    """
+    room = message.get("room")
+    return (message.get("host_id") != manager.host_id and isinstance(room, str)
+            and sids.tag_of(room) == own_tag
+            and not manager.is_sid_room(message.get("namespace") or "/", room))
+
+
+def install(server: Any, spec: WorkerSpec, link: Any) -> Any:
     """Give ``server`` the cluster's client manager and initialise it now.
 
-    Initialising at boot makes a Redis or set-up error show before the worker
-    reports ready, not at its first client. An Admin UI instrumentation
+    ``server`` is a ``socketio.Server`` or a ``socketio.AsyncServer`` (then this runs
+    on its event loop, and the managers are those of :mod:`workers.async_managers`);
+    ``link`` is the worker's channel to the master, with ``send(kind, payload)`` and
+    ``on_deliver``. Initialising at boot makes a Redis or set-up error show before the
+    worker reports ready, not at its first client. An Admin UI instrumentation
     (``sio.instrument()``) follows the new manager (:mod:`workers.admin_ui`).
     """
     with admin_ui.following_manager_swap(server):
@@ -170,23 +192,28 @@ def install(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> sock
     return manager
 
 
-def _swap(server: socketio.Server, spec: WorkerSpec, link: MasterLink) -> socketio.Manager:
+def _swap(server: Any, spec: WorkerSpec, link: Any) -> Any:
     """Install the cluster's manager on ``server`` (or adapt the app's own); return it."""
+    if isinstance(server, socketio.AsyncServer):
+        from . import async_managers as kinds
+        pubsub: type = kinds.AsyncPubSubManager
+    else:
+        kinds, pubsub = sys.modules[__name__], socketio.PubSubManager
     manager = server.manager
-    if isinstance(manager, socketio.PubSubManager):
+    if isinstance(manager, pubsub):
         manager.host_id = uuid.uuid4().hex
         stock = type(manager).__module__.startswith("socketio.")
         if stock:
-            manager.__class__ = type(type(manager).__name__, (LocalUnicast, type(manager)), {})
+            manager.__class__ = type(type(manager).__name__, (kinds.LocalUnicast, type(manager)), {})
         if spec.slot == 0:
             log.info("keeping the app's own %s (channel %r)%s", type(manager).__name__,
                      getattr(manager, "channel", None),
                      "" if stock else "; its emits to local sids still go through its queue")
     else:
         if spec.adapter:
-            manager = broker_manager(spec.adapter, spec.channel)
+            manager = kinds.broker_manager(spec.adapter, spec.channel)
         else:
-            manager = RelayManager(link, channel=spec.channel, tag=spec.tag)
+            manager = kinds.RelayManager(link, channel=spec.channel, tag=spec.tag)
         manager.set_server(server)
         server.manager = manager
     return manager

@@ -10,8 +10,7 @@ class WorkerSpec:
     """The settings of one worker process.
 
     :param target: ``module:attr`` or ``module:factory()`` naming the app, or the
-                   app object itself (a python-socketio ``Server``, a WSGI app made by
-                   ``socketio.WSGIApp`` or a Flask app using Flask-SocketIO).
+                   app object itself (any target :mod:`workers.loader` accepts).
     :param slot: the routing slot the worker serves.
     :param tag: the worker's unique number, carried in every sid it makes.
     :param adapter: the broker URL (:data:`cluster.adapters.SCHEMES`), or None for

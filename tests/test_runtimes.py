@@ -1,0 +1,130 @@
+"""The worker runtimes: which one a target gets, and what only some targets have.
+
+The core scenarios (spread, stickiness, polling, relay, Redis, two masters, HUP,
+kill -9, sid routing, PROXY protocol, a blocked loop) run for every runtime through
+the ``app_target`` fixture in test_cluster.py, test_supervision.py and test_routing.py.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from clients import connected, source_address, wait_upgraded
+from conftest import ROOT, free_port
+from test_cluster import run
+from workers import loader
+
+
+@pytest.mark.parametrize("target, runtime", [
+    ("tests.apps.chat:sio", "eventlet"),
+    ("tests.apps.flaskapp:create_app()", "eventlet"),
+    ("tests.apps.gevent_chat:sio", "gevent"),
+    ("tests.apps.gevent_chat:create_flask_app()", "gevent"),
+    ("tests.apps.asgi_chat:sio", "asyncio"),
+    ("tests.apps.asgi_chat:asgi", "asyncio"),
+    ("tests.apps.fastapi_chat:app", "asyncio"),
+    ("tests.apps.aiohttp_chat:app", "asyncio"),
+    ("tests.apps.aiohttp_chat:sio", "asyncio"),
+])
+def test_the_target_decides_the_runtime(target, runtime):
+    app = loader.load(target)
+    assert app.runtime == runtime
+    assert sum(x is not None for x in (app.wsgi, app.asgi, app.aiohttp)) == 1
+
+
+def test_a_starlette_app_mounted_deep_is_found():
+    import socketio
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    inner = Starlette(routes=[Mount("/rt", app=socketio.ASGIApp(sio))])
+    outer = Starlette(routes=[Mount("/api", app=inner)])
+    app = loader.load(outer)
+    assert (app.runtime, app.server, app.asgi) == ("asyncio", sio, outer)
+
+
+def test_an_asgi_middleware_around_the_socketio_app_is_served_whole():
+    import socketio
+    from starlette.middleware.cors import CORSMiddleware
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    wrapped = CORSMiddleware(socketio.ASGIApp(sio), allow_origins=["*"])
+    app = loader.load(wrapped)
+    assert (app.runtime, app.server, app.asgi) == ("asyncio", sio, wrapped)
+
+
+def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("target, args, env, message", [
+    ("tests.apps.fastapi_chat:app", ("--worker-class", "eventlet"), None,
+     "needs the asyncio worker class, not eventlet"),
+    ("tests.apps.chat:sio", (), {"STICKY_CLUSTER_WORKER_CLASS": "asyncio"},
+     "needs the eventlet worker class, not asyncio"),
+    ("tests.apps.gevent_chat:sio", ("-k", "eventlet"), None,
+     "needs the gevent worker class, not eventlet"),
+    ("tests.apps.asgi_chat:broken_lifespan", (), None, "lifespan startup failed"),
+])
+def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, message):
+    result = _cli("run", target, "--bind", f"127.0.0.1:{free_port()}", "--workers", "2", *args,
+                  env=env)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    if "lifespan" not in message:  # that one boots workers, which fail: the master says why
+        assert "booting" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("target", ["tests.apps.asgi_chat:sio", "tests.apps.aiohttp_chat:sio",
+                                    "tests.apps.gevent_chat:create_flask_app()"])
+def test_the_other_target_shapes_serve_sticky_clients(start_cluster, target):
+    cluster = start_cluster(target, workers=4)
+
+    async def one(index):
+        async with connected(cluster.url, source_address(700 + index)) as client:
+            first = await client.call("whoami", timeout=10)
+            await wait_upgraded(client)
+            return first, await client.call("whoami", timeout=10)
+
+    async def main():
+        return await asyncio.gather(*(one(i) for i in range(12)))
+
+    results = run(main())
+    assert all(first == later for first, later in results)
+    assert all(first["remote_addr"] == source_address(700 + i)
+               for i, (first, _later) in enumerate(results))
+    assert len({first["pid"] for first, _ in results}) >= 2
+    assert {first["pid"] for first, _ in results} <= cluster.worker_pids()
+
+
+def _get(port: int, path: str, source: str) -> tuple[int, bytes]:
+    with socket.create_connection(("127.0.0.1", port), timeout=10,
+                                  source_address=(source, 0)) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_the_wrapped_asgi_app_and_fastapi_routes_are_served_too(start_cluster):
+    plain = start_cluster("tests.apps.asgi_chat:asgi", workers=2)
+    status, body = _get(plain.port, "/", source_address(800))
+    assert status == 200
+    word, pid, client = body.decode().split()
+    assert (word, client) == ("plain", source_address(800))
+    assert int(pid) in plain.worker_pids()
+
+    site = start_cluster("tests.apps.fastapi_chat:app", workers=2)
+    status, body = _get(site.port, "/hello", source_address(801))
+    assert status == 200 and b'"pid"' in body

@@ -1,0 +1,75 @@
+"""ASGI apps on handed-over sockets, with uvicorn's own HTTP and websocket protocols.
+
+There is no listener in the worker: each socket the master hands over becomes a
+connection through ``loop.connect_accepted_socket`` with the protocol class uvicorn
+itself would pick (httptools or h11; websockets or wsproto), built the way
+``uvicorn.Server`` builds it: one :class:`uvicorn.Config`, one ``ServerState``, the
+app's lifespan run at start and at stop. uvicorn's logging set-up and access log
+stay off: the worker logs as the cluster does.
+"""
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import socket
+import time
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from .peer import connect
+
+
+class BootError(Exception):
+    """The app cannot start (its lifespan startup failed); one line for the user."""
+
+
+class AsgiConnections:
+    """Serves an ASGI app on the sockets handed to it.
+
+    :param app: the ASGI application.
+    :param worker_connections: the most connections served at once (uvicorn's
+                               ``limit_concurrency``: more get a 503).
+    """
+
+    def __init__(self, app: Any, worker_connections: int) -> None:
+        self.config = Config(app, log_config=None, log_level="warning", access_log=False,
+                             proxy_headers=False, lifespan="auto",
+                             limit_concurrency=worker_connections)
+        self.config.load()
+        self.state = ServerState()
+        self.lifespan = self.config.lifespan_class(self.config)
+        self._factory = lambda: self.config.http_protocol_class(
+            config=self.config, server_state=self.state, app_state=self.lifespan.state)
+
+    async def start(self) -> None:
+        """Run the app's lifespan startup; raise BootError when it fails."""
+        self.tick()
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            raise BootError("the ASGI app's lifespan startup failed (see the log)")
+
+    def tick(self) -> None:
+        """Refresh the Date header (uvicorn does it once a second)."""
+        date = email.utils.formatdate(time.time(), usegmt=True).encode()
+        self.state.default_headers = [(b"date", date), *self.config.encoded_headers]
+
+    def serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        """Serve one handed-over client connection."""
+        connect(self._factory, sock, address)
+
+    @property
+    def open_connections(self) -> int:
+        """HTTP and websocket connections still open."""
+        return len(self.state.connections)
+
+    async def stop(self, timeout: float) -> None:
+        """Close every connection (a request in progress first finishes), then run the lifespan shutdown."""
+        for connection in list(self.state.connections):
+            connection.shutdown()
+        deadline = time.monotonic() + timeout
+        while self.state.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await self.lifespan.shutdown()
+

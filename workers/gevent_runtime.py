@@ -1,0 +1,150 @@
+"""The gevent worker runtime: ``socketio.Server(async_mode="gevent")`` and Flask-SocketIO apps.
+
+Boot order as in the eventlet runtime: monkey-patch first, then import the app, give
+it sids that carry this worker's tag, install the client manager, report ready,
+serve. Each handed-over socket is served by ``gevent.pywsgi`` (``WSGIServer.handle``
+in a greenlet of a bounded pool; no listener in the worker), websockets by what
+Engine.IO's gevent driver picked: gevent-websocket's handler when it is installed,
+simple-websocket on the plain handler otherwise. Heartbeats come from a greenlet, so
+a worker whose hub is blocked is seen and killed.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import warnings
+from typing import Any, NoReturn
+
+from cluster.channel import Heartbeat, Kind
+
+from .spec import WorkerSpec
+
+log = logging.getLogger("sticky_cluster.worker")
+
+DRAIN_QUIET = 1.0
+"""Seconds without a session or a hand-off after which a draining worker stops taking them."""
+
+
+def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
+    """Boot the worker described by ``spec`` on its channel ``sock`` and serve until drained.
+
+    Raises (before reporting ready) when the app cannot be loaded; the caller turns
+    that into a boot-failure exit code.
+    """
+    _patch()
+    import gevent
+    import gevent.event
+    import gevent.pool
+    from gevent import pywsgi
+
+    from cluster.limits import raise_open_files_limit
+
+    from . import loader, managers, sids
+    from .gevent_link import GeventMasterLink
+
+    raise_open_files_limit()
+    app = loader.load(spec.target, "gevent")
+    sids.install(app.server.eio, spec.tag)
+    pool = gevent.pool.Pool(spec.worker_connections)
+    server = pywsgi.WSGIServer(_Listener(spec), app.wsgi, spawn=pool, log=None,
+                               handler_class=_handler_class(), environ=_server_environ(spec))
+    link = GeventMasterLink(sock, lambda client, address: pool.spawn(server.handle, client, address))
+    managers.install(app.server, spec, link)
+    drained = gevent.event.Event()
+    link.on_drain = lambda: gevent.spawn(_drain, app.server, link, pool, spec.graceful_timeout,
+                                         drained)
+    link.start()
+    gevent.spawn(_heartbeat, link, app.server, pool, spec.heartbeat_interval)
+    link.send(Kind.READY)
+    log.debug("worker %d (slot %d) serving (gevent)", os.getpid(), spec.slot)
+    drained.wait()
+    log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
+    logging.shutdown()
+    os._exit(0)
+
+
+def check(target: str) -> str | None:
+    """Load ``target`` the way a worker would; return a one-line error or None."""
+    _patch()
+    from .loader import TargetError, load
+
+    try:
+        load(target, "gevent")
+    except TargetError as exc:
+        return str(exc)
+    return None
+
+
+def _patch() -> None:
+    from gevent import monkey
+
+    # The master imported ssl (and more) before it forked us; patching now is still right.
+    warnings.filterwarnings("ignore", category=monkey.MonkeyPatchWarning)
+    monkey.patch_all()
+
+
+class _Listener:
+    """What ``WSGIServer`` takes for its listening socket; never accepted from."""
+
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.family = spec.family
+        self._address = spec.server_address
+
+    def getsockname(self) -> tuple[str, int] | str:
+        return self._address
+
+    def accept(self) -> NoReturn:
+        raise OSError("clients are handed over by the master")
+
+
+def _server_environ(spec: WorkerSpec) -> dict[str, str]:
+    address = spec.server_address
+    if isinstance(address, tuple):
+        return {"SERVER_NAME": str(address[0]), "SERVER_PORT": str(address[1])}
+    return {"SERVER_NAME": "", "SERVER_PORT": ""}
+
+
+def _handler_class() -> Any:
+    """gevent-websocket's handler when Engine.IO's gevent driver uses it, else pywsgi's own."""
+    from engineio.async_drivers import gevent as driver
+    from gevent import pywsgi
+
+    if getattr(driver, "SimpleWebSocketWSGI", None) is None:
+        from geventwebsocket.handler import WebSocketHandler
+        return WebSocketHandler
+    return pywsgi.WSGIHandler
+
+
+def _heartbeat(link: Any, server: Any, pool: Any, interval: float) -> None:
+    import gevent
+
+    while True:
+        gevent.sleep(interval)
+        link.send(Kind.HEARTBEAT, Heartbeat(len(server.eio.sockets), len(pool)).encode())
+
+
+def _drain(server: Any, link: Any, pool: Any, graceful_timeout: float, drained: Any) -> None:
+    """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
+
+    As in the eventlet runtime: hand-offs are taken until there has been no session for
+    :data:`DRAIN_QUIET` seconds, then none; the connections still open then get until
+    the graceful timeout; sessions left are closed without a goodbye.
+    """
+    import gevent
+
+    sockets = server.eio.sockets
+    log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
+    deadline = time.monotonic() + graceful_timeout
+    while time.monotonic() < deadline and (sockets or link.idle_for() < DRAIN_QUIET):
+        gevent.sleep(0.1)
+    link.closed = True
+    while time.monotonic() < deadline and len(pool):
+        gevent.sleep(0.1)
+    if sockets:
+        log.info("worker %d closes %d sessions at the graceful timeout", os.getpid(), len(sockets))
+    for eio_socket in list(sockets.values()):
+        eio_socket.close(wait=False, abort=True)
+    pool.kill(timeout=1)
+    drained.set()

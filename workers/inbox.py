@@ -1,0 +1,75 @@
+"""What a worker does with each message from the master, whatever its runtime.
+
+A runtime's link reads channel packets its own way (a green thread, an event loop's
+reader) and hands each whole message to :meth:`Inbox.dispatch`, which calls the
+runtime's callbacks. End-of-file on the channel means the master is gone, and
+:func:`master_gone` ends the process at once: a worker never outlives its master.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from typing import Callable
+
+from cluster import channel
+from cluster.channel import Kind
+
+log = logging.getLogger("sticky_cluster.worker")
+
+Client = Callable[[socket.socket, tuple[str, int]], None]
+"""Takes a handed-off client socket and the client's address."""
+
+
+class Inbox:
+    """The worker's callbacks for the master's messages.
+
+    :param on_client: serves a handed-off client (its socket, its real address).
+    """
+
+    def __init__(self, on_client: Client) -> None:
+        self.on_client = on_client
+        self.on_deliver: Callable[[bytes], None] | None = None
+        """Takes a relay delivery (set by the relay manager)."""
+        self.on_drain: Callable[[], None] | None = None
+        """Called once the master asks the worker to drain."""
+        self.closed = False
+        """No more clients are taken: hand-offs that still arrive are closed."""
+        self.last_client = time.monotonic()
+        self._reassembler = channel.Reassembler()
+
+    def idle_for(self) -> float:
+        """Seconds since the last client was handed off."""
+        return time.monotonic() - self.last_client
+
+    def feed(self, packet: bytes, fd: int | None) -> None:
+        """Take one channel packet (and the fd it carries); act on the message it completes."""
+        if not packet:
+            master_gone()
+        message = self._reassembler.feed(packet)
+        if message is None:
+            if fd is not None:
+                os.close(fd)
+            return
+        kind, payload = message
+        if kind is Kind.HANDOFF and fd is not None:
+            client = socket.socket(fileno=fd)
+            if self.closed:
+                client.close()
+            else:
+                self.last_client = time.monotonic()
+                self.on_client(client, channel.decode_address(payload))
+        elif kind is Kind.DELIVER and self.on_deliver is not None:
+            self.on_deliver(payload)
+        elif kind is Kind.DRAIN and self.on_drain is not None:
+            self.on_drain()
+        elif fd is not None:
+            os.close(fd)
+
+
+def master_gone() -> None:
+    """The channel is closed: the master died or let us go. Leave at once."""
+    log.info("master channel closed; worker %d exits", os.getpid())
+    logging.shutdown()
+    os._exit(0)

@@ -54,6 +54,22 @@ WHY_NOT = {
               "samples (allocator arenas, pages shared after the fork, the Redis client's "
               "buffers); per client that is within a KB of the one-process figure.",
     "rss": "",
+    "one_source": "Placement by load spreads the sessions of one address over both workers "
+                  "(the tests show 40 clients of one address as 10/10/10/10 on 4 workers); what "
+                  "limits the rate is the CPU, as for the handshakes above: the workers, the "
+                  "master and the load generator share 2 cores. Before placement by load, one "
+                  "address always went to one worker, so the cluster could never beat 1.0×.",
+    "asyncio echo": "The asyncio workers and the load generator share the same 2 cores as "
+                    "for eventlet; at 1,000 clients one uvicorn process saturates its core and "
+                    "two workers pass it by far, at 100 clients the load generator's share "
+                    "leaves the workers little more than one core.",
+    "asyncio handshakes": "A handshake through uvicorn costs its process less than eventlet's, "
+                          "so the master's hand-off (accept, peek, sendmsg) and a second "
+                          "process on the same 2 cores weigh more; one uvicorn process accepts "
+                          "on its own core with no hand-off at all.",
+    "asyncio memory": "An idle uvicorn websocket costs well under 1 KB, less than PSS moves "
+                      "between two samples of several processes (allocator arenas, pages "
+                      "shared after the fork): the ratio is noise at this size.",
 }
 
 

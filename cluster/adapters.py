@@ -15,6 +15,7 @@ without its password (:func:`redact`): credentials never reach a log line or an 
 from __future__ import annotations
 
 import dataclasses
+import re
 import urllib.parse
 
 
@@ -121,10 +122,30 @@ def _userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     return scheme, user, password if colon else None, rest[len(userinfo) + 1:]
 
 
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>/?#]+")
+"""The start of a URL in free text: its scheme and authority (where a password is)."""
+
+
+def redact_text(text: str, url: str | None = None) -> str:
+    """``text`` with the password of every URL in it masked (:func:`redact`), and
+    ``url``'s password masked wherever it appears (:func:`scrub`).
+
+    For text that comes from elsewhere (an app's boot error, a log line) and goes
+    where credentials must not: ``/status``, the live page, the control socket.
+    """
+    if "://" in text:
+        text = _AUTHORITY.sub(lambda match: redact(match[0]), text)
+    return scrub(text, url) if url else text
+
+
 def scrub(text: str, url: str) -> str:
-    """``text`` (a broker library's error message) with ``url``'s password masked."""
+    """``text`` (a broker library's error message) with ``url``'s password masked,
+    as written in the URL, decoded, or quoted (the longest first)."""
     text = text.replace(url, redact(url))
+    parts = _userinfo(url)
     password = password_of(url)
-    for secret in {password, urllib.parse.quote(password or "", safe="")} - {None, ""}:
+    secrets = {parts[2] if parts else None, password,
+               urllib.parse.quote(password or "", safe="")} - {None, ""}
+    for secret in sorted(secrets, key=len, reverse=True):  # type: ignore[arg-type]
         text = text.replace(secret, "***")  # type: ignore[arg-type]
     return text

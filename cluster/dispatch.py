@@ -108,9 +108,10 @@ class Dispatcher:
         self.refused = 0
         """Connections closed for a missing, bad or truncated PROXY header."""
         self.handed_back = 0
-        """Connections a worker handed back for a request of another worker's session."""
+        """Connections a worker handed back for a request of another worker's session,
+        taken by that worker (one whose channel was full is counted as ``rerouted``)."""
         self.returned = 0
-        """Hand-backs that no live worker owned: sent back to their worker, which answers."""
+        """Hand-backs that no live worker owned: taken back by their worker, which answers."""
         self.handback_seconds = 0.0
         """CPU time the master spent on hand-backs."""
         self.held = 0
@@ -124,6 +125,12 @@ class Dispatcher:
     def pending_count(self) -> int:
         """Connections waiting for their first bytes."""
         return len(self._pending)
+
+    @property
+    def balance(self) -> str:
+        """How a request that names no live session is placed: ``least-loaded``,
+        ``random`` or ``ip`` (always ``ip`` with ``--route ip``)."""
+        return self._balance
 
     @property
     def peeking(self) -> bool:
@@ -196,12 +203,12 @@ class Dispatcher:
         """
         started = time.process_time()
         owner = self._owner(data)
-        if owner is None or owner is sender:
-            self.returned += 1
-            owner = sender
-        else:
-            self.handed_back += 1
-        self._deliver(fd, address if address[0] else None, owner, data)
+        home = owner is None or owner is sender
+        if self._deliver(fd, address if address[0] else None, sender if home else owner, data):
+            if home:
+                self.returned += 1
+            else:
+                self.handed_back += 1
         self.handback_seconds += time.process_time() - started
 
     def redeliver(self, packet: bytes, fd: int) -> None:
@@ -363,11 +370,12 @@ class Dispatcher:
         return worker if worker is not None and worker.state is not State.BOOTING else None
 
     def _deliver(self, fd: int, client: Address | None, owner: Worker | None,
-                 data: bytes | None = None) -> None:
+                 data: bytes | None = None) -> bool:
         """Send ``fd`` to ``owner``, else to the first placed worker that takes it.
 
         ``data``: the bytes of the connection already read (a hand-back), which the
-        worker serves first. With no worker serving, the connection is held.
+        worker serves first. With no worker serving, the connection is held. True when
+        ``owner`` took it.
         """
         if client is None:  # a Unix-socket client has no address: spread them
             address = ("", 0)
@@ -380,18 +388,19 @@ class Dispatcher:
                   else channel.resume_packet(address, data))
         if owner is not None and self._send(owner, packet, fd):
             self.by_sid += 1
-            return
+            return True
         serving = self._supervisor.serving
         if not serving:
             self._hold(fd, client, data)
-            return
+            return False
         for index, slot in enumerate(self._placement(key, serving)):
             worker = serving[slot]
             if self._send(worker, packet, fd):
                 worker.placed += 1
                 self.rerouted += owner is not None or index > 0
-                return
+                return False
         self._hold(fd, client, data)  # every channel is full or broken: try again soon
+        return False
 
     def _placement(self, key: bytes, serving: dict[int, Worker]) -> list[int]:
         """The serving slots in the order a new client tries them (``--balance``)."""

@@ -20,10 +20,10 @@ from typing import Callable
 
 from workers.spec import WorkerSpec
 
-from . import channel, listeners, own
+from . import adapters, channel, listeners, own
 from .channel import Kind
 from .broker_check import check_broker
-from .config import ConfigError, Settings, make_settings
+from .config import BALANCES, ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
 from .events import EventLog
 from .limits import raise_open_files_limit
@@ -251,15 +251,24 @@ class Master:
 
         Plain data (JSON-ready): the workers with their sessions (from their heartbeats),
         the routing, relay and restart counters, the loop's lag and the last events.
+        No password: the adapter URL is shown redacted, and so is any URL with
+        credentials in the text that comes from elsewhere (log lines, boot errors).
+        ``handoffs`` divides every hand-off by why its worker was chosen (they add up
+        to the connections handed to a worker, hand-backs included).
         """
         now = time.monotonic()
         dispatcher = self._dispatcher
         by_state = collections.Counter(w.state.value for w in self._supervisor.by_pid.values())
+        clean = functools.partial(adapters.redact_text, url=self.settings.adapter)
+        failure = self._rolls["failure"]
+        handbacks = dispatcher.handed_back + dispatcher.returned
+        placed = dispatcher.handed_off - dispatcher.by_sid - dispatcher.rerouted
         return {
             "master": os.getpid(), "size": self._size, "uptime": round(now - self._born, 3),
             "stopping": self._stopping,
             "rolling": self._rolling is not None or bool(self._roll),
             "binds": [str(bind) for _sock, bind in self._listeners],
+            "adapter": adapters.redact(self.settings.adapter) if self.settings.adapter else None,
             "workers": [{"slot": w.slot, "pid": w.pid, "state": w.state.value,
                          "sessions": w.sessions, "uptime": round(now - w.born, 3),
                          "heartbeat_age": round(now - w.last_seen, 3),
@@ -267,18 +276,24 @@ class Master:
                         for w in sorted(self._supervisor.by_pid.values(),
                                         key=lambda w: (w.slot, w.born))],
             "workers_by_state": {state.value: by_state[state.value] for state in State},
-            "handoffs": {"sid": dispatcher.by_sid, "rerouted": dispatcher.rerouted,
-                         "ip": dispatcher.handed_off - dispatcher.by_sid - dispatcher.rerouted},
+            "handoffs": {"sid": dispatcher.by_sid - handbacks,
+                         "handed_back": dispatcher.handed_back, "returned": dispatcher.returned,
+                         **{balance: placed if balance == dispatcher.balance else 0
+                            for balance in BALANCES},
+                         "rerouted": dispatcher.rerouted},
+            "placement_skips": {"full": dispatcher.past_full, "late": dispatcher.past_late},
             "connections": {"accepted": dispatcher.accepted, "timed_out": dispatcher.timed_out,
-                            "refused": dispatcher.refused, "dropped": dispatcher.dropped},
+                            "refused": dispatcher.refused, "held": dispatcher.held,
+                            "dropped": dispatcher.dropped},
             "restarts": {reason: self.restarts[reason]
                          for reason in ("crash", "timeout", "hup", "scale")},
             "relay": {"broadcast": self.relay_broadcasts, "unicast": self.relay_unicasts,
                       "dropped": self.relay_dropped, "bytes": self.relay_bytes},
             "pending": dispatcher.pending_count,
             "loop_lag": round(max(self._lag), 6),
-            "rolls": dict(self._rolls),
-            "events": self._events.recent(),
+            "rolls": {**self._rolls, "failure": failure and (failure[0], clean(failure[1]))},
+            "events": [{**event, "message": clean(event["message"])}
+                       for event in self._events.recent()],
         }
 
     def reload(self) -> None:

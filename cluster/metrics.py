@@ -54,11 +54,16 @@ def families(facts: dict) -> list[Metric]:
         sessions, states, heartbeat, uptime,
         GaugeMetricFamily("sticky_cluster_workers_wanted", "Workers the master runs (its size)",
                           value=facts["size"]),
-        _counter("sticky_cluster_handoffs", "Connections handed to a worker, by how it was chosen",
+        _counter("sticky_cluster_handoffs", "Connections handed to a worker, by why that worker "
+                 "(sid: its session's; handed_back/returned: a worker handed it back; "
+                 "least-loaded/random/ip: placed; rerouted: its first choice could not take it)",
                  "reason", facts["handoffs"]),
-        _counter("sticky_cluster_connections", "Connections accepted, and those closed without "
-                 "reaching a worker (refused: bad PROXY header; dropped: no worker could take it)",
-                 "outcome", facts["connections"]),
+        _counter("sticky_cluster_placement_skips", "Placements that passed over a worker that "
+                 "was full (--worker-connections) or late (missed heartbeats)",
+                 "reason", facts["placement_skips"]),
+        _counter("sticky_cluster_connections", "Connections accepted, and what befell some "
+                 "(refused: bad PROXY header; held: waited for a worker; dropped: no worker "
+                 "could take it)", "outcome", facts["connections"]),
         _counter("sticky_cluster_restarts", "Workers replaced, by reason", "reason",
                  facts["restarts"]),
         _counter("sticky_cluster_relay_messages", "Pub/sub messages relayed by the master",

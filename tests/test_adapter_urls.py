@@ -68,6 +68,27 @@ def test_no_password_survives_redact_or_scrub(password):
     assert password not in adapters.scrub(message, url)
 
 
+@pytest.mark.parametrize("text, shown", [
+    ("cannot connect to postgresql://app:pg-pw@db.internal/app: refused",
+     "cannot connect to postgresql://app:***@db.internal/app: refused"),
+    ('two: "redis://:a1@h:1/0" and amqp://g:b2@r//, then ?next=redis://u:c3@x',
+     'two: "redis://:***@h:1/0" and amqp://g:***@r//, then ?next=redis://u:***@x'),
+    ("redis://h:6379/0 has no password, nor has this line", None),
+])
+def test_redact_text_masks_every_url_password(text, shown):
+    assert adapters.redact_text(text) == (shown or text)
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Cc"),
+                                      blacklist_characters="@/?#'\"<>*"),
+               min_size=4, max_size=30),
+       st.text(max_size=30))
+def test_no_password_survives_redact_text(password, around):
+    url = f"redis://app:{password}@cache.example:6379/0"
+    text = f"{around} worker said {url} and then {password}{around}"
+    assert password not in adapters.redact_text(text, url)
+
+
 def test_a_bad_scheme_error_does_not_show_the_password():
     with pytest.raises(ConfigError) as error:
         check_adapter("http://app:s3cret@h:6379/0")

@@ -7,9 +7,12 @@ listener for socket activation, and headless Chromium for the live page.
 from __future__ import annotations
 
 import asyncio
+import configparser
 import contextlib
+import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -27,6 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients import connected, source_address, wait_upgraded
 from conftest import ROOT, free_port, wait_for
+from test_handback import KeepAlive, two_sessions_on_two_workers
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -90,16 +94,31 @@ def test_30_sessions_on_3_workers_show_in_metrics(start_cluster):
     wait_for(lambda: sum(sessions_by_worker(cluster.status_url).values()) == 0, 30,
              what="the sessions to end in sticky_cluster_sessions")
 
+    # One keep-alive connection, two sessions on two workers: the second request is handed back.
+    first, second = two_sessions_on_two_workers(cluster.port)
+    conn = KeepAlive(cluster.port, source_address(1))
+    try:
+        assert [conn.request("POST", sid, "40") for sid in (first, second)] == [(200, "OK")] * 2
+    finally:
+        conn.close()
+
     status, content_type, text = get(f"{cluster.status_url}/metrics")
     assert content_type.startswith("text/plain; version=0.0.4")
-    names = {family.name for family in text_string_to_metric_families(text)}
+    parsed = {family.name: family for family in text_string_to_metric_families(text)}
     assert {"sticky_cluster_workers", "sticky_cluster_handoffs", "sticky_cluster_connections",
-            "sticky_cluster_restarts", "sticky_cluster_relay_messages",
-            "sticky_cluster_relay_bytes", "sticky_cluster_pending_connections",
-            "sticky_cluster_loop_lag_seconds", "sticky_cluster_worker_heartbeat_age_seconds"} <= names
+            "sticky_cluster_placement_skips", "sticky_cluster_restarts",
+            "sticky_cluster_relay_messages", "sticky_cluster_relay_bytes",
+            "sticky_cluster_pending_connections", "sticky_cluster_loop_lag_seconds",
+            "sticky_cluster_worker_heartbeat_age_seconds"} <= set(parsed)
+    handoffs = {s.labels["reason"]: s.value for s in parsed["sticky_cluster_handoffs"].samples
+                if s.name.endswith("_total")}
+    assert handoffs["handed_back"] >= 1, handoffs
+    assert handoffs["sid"] >= 1 and handoffs["least-loaded"] >= 30, handoffs
+    assert handoffs["random"] == handoffs["ip"] == 0, handoffs
     facts = json.loads(get(f"{cluster.status_url}/status")[2])
     assert facts["workers_by_state"]["serving"] == 3
     assert facts["connections"]["accepted"] >= 30
+    assert facts["adapter"] is None
     assert any("cluster ready" in event["message"] for event in facts["events"])
 
 
@@ -172,6 +191,24 @@ def test_status_port_in_use_is_one_line_before_any_fork():
     assert result.stderr.splitlines()[-1] == (f"Error: cannot listen on 127.0.0.1:{port}: "
                                               "address already in use")
     assert "booting" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_status_and_control_socket_never_show_a_password(start_cluster, tmp_path):
+    pid_file = tmp_path / "master.pid"
+    broken = tmp_path / "broken"
+    cluster = with_status(start_cluster, workers=1, target="tests.apps.flaky:sio",
+                          args=("--pid", str(pid_file)), env={"FLAKY_BROKEN": str(broken)})
+    broken.write_text("cannot reach postgresql://app:pg-Pa55@db.internal/app")
+    failed = cli("reload", "--pid", str(pid_file))
+    assert failed.returncode == 1
+    assert "postgresql://app:***@db.internal/app" in failed.stderr, failed.stderr
+    for path in ("/status", "/metrics", "/"):
+        assert "pg-Pa55" not in get(f"{cluster.status_url}{path}")[2]
+    assert "pg-Pa55" not in failed.stderr + cli("status", "--pid", str(pid_file)).stdout
+    facts = json.loads(get(f"{cluster.status_url}/status")[2])
+    assert facts["rolls"]["failure"][1].endswith("postgresql://app:***@db.internal/app)")
+    assert any("postgresql://app:***@db.internal/app" in event["message"]
+               for event in facts["events"])
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),
@@ -248,22 +285,60 @@ def test_systemd_notify_ready_reloading_stopping_watchdog(start_cluster, tmp_pat
     notify.sock.close()
 
 
-def test_socket_activation_keeps_the_port_across_master_restarts(tmp_path):
+def readme_unit(name: str) -> configparser.ConfigParser:
+    """The unit file ``name`` as the README shows it: the one ini block that starts
+    ``# /etc/systemd/system/NAME``."""
+    text = (ROOT / "README.md").read_text()
+    marker = f"```ini\n# /etc/systemd/system/{name}\n"
+    assert text.count(marker) == 1, f"the README shows {name} {text.count(marker)} times"
+    start = text.index(marker) + len(marker)
+    unit = configparser.ConfigParser(interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
+    unit.read_string(text[start:text.index("```", start)])
+    return unit
+
+
+def test_readme_units_run_as_systemd_runs_them(tmp_path):
+    """The README's chat.socket and chat.service, run as systemd runs them. A cold start:
+    a connection made before the master runs and one made while its workers boot are
+    both served once they serve. Then ExecReload, the KillSignal, and the port kept open
+    for the next master."""
+    socket_unit, service = readme_unit("chat.socket"), readme_unit("chat.service")
+    unit = service["Service"]
+    assert (unit["Type"], unit["NotifyAccess"], unit["KillMode"]) == ("notify", "main", "mixed")
+    assert service["Unit"]["Requires"] == "chat.socket"
+    assert socket_unit["Socket"]["ListenStream"].startswith("0.0.0.0:")
     listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(64)
+    listener.bind(("127.0.0.1", 0))  # the test's stand-in for 0.0.0.0:5000
+    listener.listen(int(socket_unit["Socket"]["Backlog"]))
     port = listener.getsockname()[1]
     fd = listener.fileno()
+    runtime = tmp_path / unit["RuntimeDirectory"]
+    runtime.mkdir()
+    gate = tmp_path / "gate"
+    notify = NotifySocket(tmp_path / "notify")
     started = []
 
+    def command(line: str) -> list[str]:
+        """A unit's command line with the test's program, app, paths, port and size."""
+        program, *args = shlex.split(line)
+        assert program == f"{unit['WorkingDirectory']}/.venv/bin/sticky-cluster"
+        swapped = {"app:sio": "tests.apps.gated:sio", "127.0.0.1:9100": f"127.0.0.1:{free_port()}"}
+        by_option = {"--workers": "2", "--graceful-timeout": "1"}
+        args = [by_option.get(before, swapped.get(arg, arg))
+                for before, arg in zip(["", *args], args)]
+        return [sys.executable, "-m", "cluster",
+                *(arg.replace(f"/run/{unit['RuntimeDirectory']}", str(runtime)) for arg in args)]
+
     def start_master(index: int) -> subprocess.Popen:
-        # As systemd does: the socket is fd 3 and LISTEN_PID is the pid that execs the master
-        # (bash: dash cannot redirect fds above 9).
-        command = (f'LISTEN_PID=$$ LISTEN_FDS=1 exec "{sys.executable}" -m cluster run '
-                   f'tests.apps.chat:sio --workers 2 --bind 127.0.0.1:1 --peek-timeout 60'
-                   + ("" if fd == 3 else f" 3<&{fd} {fd}<&-"))
+        # As systemd does: the socket is fd 3 and LISTEN_PID is the pid that execs the
+        # master (bash: dash cannot redirect fds above 9).
+        shell = (f"LISTEN_PID=$$ LISTEN_FDS=1 exec {shlex.join(command(unit['ExecStart']))}"
+                 + ("" if fd == 3 else f" 3<&{fd} {fd}<&-"))
+        env = {**os.environ, "NOTIFY_SOCKET": notify.path, "GATED_FILE": str(gate),
+               "WATCHDOG_USEC": str(int(unit["WatchdogSec"]) * 1_000_000)}
         log = open(tmp_path / f"master-{index}.log", "wb")
-        proc = subprocess.Popen(["/bin/bash", "-c", command], cwd=ROOT, pass_fds=(fd,),
+        proc = subprocess.Popen(["/bin/bash", "-c", shell], cwd=ROOT, pass_fds=(fd,), env=env,
                                 stdout=log, stderr=subprocess.STDOUT)
         started.append((proc, log))
         return proc
@@ -271,23 +346,40 @@ def test_socket_activation_keeps_the_port_across_master_restarts(tmp_path):
     def log_of(index: int) -> str:
         return (tmp_path / f"master-{index}.log").read_text()
 
+    def stop(proc: subprocess.Popen) -> None:
+        proc.send_signal(getattr(signal, unit["KillSignal"]))  # KillMode=mixed: the master only
+        notify.wait("STOPPING=1")
+        assert proc.wait(float(unit["TimeoutStopSec"])) == 0
+
     try:
+        early = _send_handshake(port)  # no master yet: the kernel queues it
         first = start_master(0)
-        wait_for(lambda: "cluster ready" in log_of(0), 60, what="the first master to be ready")
-        assert f"listening at 127.0.0.1:{port} (master {first.pid}), inherited from systemd" in log_of(0)
-        assert _polling_handshake(port).startswith(b"HTTP/1.1 200")
-        first.send_signal(signal.SIGTERM)
-        assert first.wait(30) == 0
-        # No master now: the port stays open, the kernel queues the connection...
-        waiting = socket.create_connection(("127.0.0.1", port), timeout=60)
+        wait_for(lambda: log_of(0).count("booting (start)") == 2, 60,
+                 what="the first master's workers to boot")
+        assert f"listening at 127.0.0.1:{port} (master {first.pid}), inherited from systemd" \
+            in log_of(0)
+        booting = _send_handshake(port)  # the master runs, no worker serves yet
+        gate.unlink()
+        notify.wait("READY=1", timeout=60)
+        for conn in (early, booting):
+            _answered(conn)
+
+        reload = subprocess.run(command(unit["ExecReload"]), cwd=ROOT, capture_output=True,
+                                text=True, timeout=120)
+        assert reload.returncode == 0, reload.stderr
+        assert reload.stdout.strip() == (f"master {first.pid}: rolling restart done "
+                                         "(2 workers replaced)")
+        notify.wait("RELOADING=1")
+        notify.wait("READY=1")
+        stop(first)
+        assert ", 0 dropped" in log_of(0).split("routing totals: ")[1]
+
+        waiting = _send_handshake(port)  # no master now: the port stays open
         start_master(1)
-        wait_for(lambda: "cluster ready" in log_of(1), 60, what="the next master to be ready")
-        # ...and the next master serves it (its request is sent once a worker serves: a
-        # connection that arrives while no worker serves is the cold-start case).
-        waiting.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert waiting.recv(4096).startswith(b"HTTP/1.1 200")
-        waiting.close()
+        notify.wait("READY=1", timeout=60)
+        _answered(waiting)
         assert "address already in use" not in log_of(1)
+        stop(started[-1][0])
     finally:
         for proc, log in started:
             if proc.poll() is None:
@@ -295,6 +387,23 @@ def test_socket_activation_keeps_the_port_across_master_restarts(tmp_path):
                 proc.wait(30)
             log.close()
         listener.close()
+        notify.sock.close()
+
+
+def _send_handshake(port: int) -> socket.socket:
+    """A connection that has sent an Engine.IO polling handshake, not yet answered."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+    sock.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+    return sock
+
+
+def _answered(sock: socket.socket) -> None:
+    """Read the answer to the handshake sent on ``sock``: a new session; then close it."""
+    with sock:
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        body = answer.read().decode()
+        assert answer.status == 200 and json.loads(body[1:])["sid"], body
 
 
 def _polling_handshake(port: int) -> bytes:

@@ -2,6 +2,8 @@
 /healthz, the control socket's table, the access log's lines, systemd's variables."""
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
 
@@ -10,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster import systemd
+from cluster import Master, systemd
 from cluster.config import ConfigError
 from cluster.control_socket import describe
 from cluster.metrics import families
@@ -32,8 +34,11 @@ FACTS = {
          "heartbeat_age": 0.9, "restarts": 2},
     ],
     "workers_by_state": {"booting": 0, "serving": 2, "draining": 1},
-    "handoffs": {"sid": 4, "rerouted": 1, "ip": 20},
-    "connections": {"accepted": 25, "timed_out": 0, "refused": 0, "dropped": 0},
+    "adapter": "redis://app:***@10.0.0.5:6379/0",
+    "handoffs": {"sid": 4, "handed_back": 3, "returned": 1, "least-loaded": 20, "ip": 0,
+                 "random": 0, "rerouted": 1},
+    "placement_skips": {"full": 2, "late": 1},
+    "connections": {"accepted": 25, "timed_out": 0, "refused": 0, "held": 6, "dropped": 0},
     "restarts": {"crash": 1, "timeout": 0, "hup": 1, "scale": 0},
     "relay": {"broadcast": 3, "unicast": 2, "dropped": 0, "bytes": 512},
     "pending": 0, "loop_lag": 0.0012, "rolls": {"started": 0, "finished": 0, "failure": None},
@@ -95,10 +100,53 @@ def test_metrics_parse_with_prometheus_client():
     assert {s.labels["state"]: s.value for s in parsed["sticky_cluster_workers"].samples} == {
         "booting": 0, "serving": 2, "draining": 1}
     assert parsed["sticky_cluster_handoffs"].type == "counter"
-    assert {s.labels["reason"]: s.value for s in parsed["sticky_cluster_handoffs"].samples
-            if s.name.endswith("_total")} == {"sid": 4, "rerouted": 1, "ip": 20}
+    assert totals(parsed["sticky_cluster_handoffs"], "reason") == {
+        "sid": 4, "handed_back": 3, "returned": 1, "least-loaded": 20, "ip": 0, "random": 0,
+        "rerouted": 1}
+    assert totals(parsed["sticky_cluster_placement_skips"], "reason") == {"full": 2, "late": 1}
+    assert totals(parsed["sticky_cluster_connections"], "outcome")["held"] == 6
     assert parsed["sticky_cluster_relay_bytes"].samples[0].value == 512
     assert parsed["sticky_cluster_loop_lag_seconds"].samples[0].value == 0.0012
+
+
+def totals(family, label: str) -> dict[str, float]:
+    """A parsed counter family's ``_total`` samples by ``label``."""
+    return {s.labels[label]: s.value for s in family.samples if s.name.endswith("_total")}
+
+
+def test_facts_count_each_handoff_once_by_reason():
+    master = Master("tests.apps.chat:sio", workers=2, balance="random")
+    dispatcher = master._dispatcher
+    dispatcher.handed_off, dispatcher.by_sid, dispatcher.rerouted = 40, 15, 2
+    dispatcher.handed_back, dispatcher.returned, dispatcher.held = 6, 1, 3
+    dispatcher.past_full, dispatcher.past_late = 4, 5
+    facts = master.facts()
+    assert facts["handoffs"] == {"sid": 8, "handed_back": 6, "returned": 1, "least-loaded": 0,
+                                 "ip": 0, "random": 23, "rerouted": 2}
+    assert sum(facts["handoffs"].values()) == dispatcher.handed_off
+    assert facts["placement_skips"] == {"full": 4, "late": 5}
+    assert facts["connections"]["held"] == 3
+    by_ip = Master("tests.apps.chat:sio", route="ip")
+    by_ip._dispatcher.handed_off = 5
+    assert by_ip.facts()["handoffs"] == {"sid": 0, "handed_back": 0, "returned": 0,
+                                         "least-loaded": 0, "ip": 5, "random": 0, "rerouted": 0}
+
+
+def test_facts_never_show_a_password():
+    url = "redis://app:s3cret-Pa55@10.0.0.5:6379/0"
+    master = Master("tests.apps.chat:sio", workers=2, adapter=url)
+    master._rolls["failure"] = (1, "the app is broken: no postgresql://db:pg-Pa55@db/app")
+    event = logging.LogRecord("sticky_cluster.master", logging.ERROR, __file__, 1,
+                              "broker %s said: bad password s3cret-Pa55", (url,), None)
+    master._events.filter(event)
+    facts = master.facts()
+    shown = json.dumps(facts)
+    assert "s3cret-Pa55" not in shown and "pg-Pa55" not in shown
+    assert facts["adapter"] == "redis://app:***@10.0.0.5:6379/0"
+    assert facts["rolls"]["failure"] == (1, "the app is broken: no postgresql://db:***@db/app")
+    assert facts["events"][-1]["message"] == (
+        "broker redis://app:***@10.0.0.5:6379/0 said: bad password ***")
+    assert Master("tests.apps.chat:sio").facts()["adapter"] is None
 
 
 def test_healthz_is_200_while_a_worker_serves():

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_APP := examples.chat:app
 DEMO_BIND ?= 127.0.0.1:5000
 
-.PHONY: demo demo-client test bench install
+.PHONY: demo demo-client test bench install readme
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,3 +26,6 @@ test: install  ## the whole test suite
 
 bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
 	$(PY) -m bench.run
+
+readme: install  ## rewrite README's options table from the table in cluster/options.py
+	$(PY) -c 'import sys; from cluster.options import main; sys.exit(main(["--readme", "README.md"]))'

@@ -1,4 +1,7 @@
-"""The ``sticky-cluster`` command line (click)."""
+"""The ``sticky-cluster`` command line (click).
+
+``run``'s options are made from the table in :mod:`cluster.options`; none is written here.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,14 +9,11 @@ from typing import Callable
 import click
 
 from . import control, control_client
-from .config import BALANCES, LOG_FORMATS, LOG_LEVELS, ROUTES, WORKER_CLASSES, ConfigError
+from .config import ConfigError
 from .logs import escape
 from .master import ClusterError, Master
+from .options import BY_NAME, OPTIONS, Option, env_name
 from .pidfile import PidFileError
-
-
-def _env(name: str) -> str:
-    return f"STICKY_CLUSTER_{name}"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -30,101 +30,30 @@ def main() -> None:
     """
 
 
+def _click_option(option: Option) -> Callable[[Callable], Callable]:
+    """The click option of one row of :data:`cluster.options.OPTIONS`."""
+    flags = [flag for flag in (option.short, option.long_flag) if flag]
+    if option.kind is bool:
+        kind: dict[str, object] = {"is_flag": True}
+    elif option.choices:
+        kind = {"type": click.Choice(option.choices, case_sensitive=False)}
+    else:
+        kind = {"type": option.kind, "metavar": option.metavar}
+    return click.option(*flags, option.name, envvar=option.env, show_envvar=True,
+                        multiple=option.multiple, help=option.help_text(), **kind)
+
+
+def _table_options(command: Callable) -> Callable:
+    """Every option of the table, in its order (click lists the last decorator first)."""
+    for option in reversed(OPTIONS):
+        command = _click_option(option)(command)
+    return command
+
+
 @main.command()
-@click.argument("target", envvar=_env("TARGET"))
-@click.option("-w", "--workers", type=int, envvar=_env("WORKERS"), show_envvar=True,
-              help="Worker processes.  [default: the CPU count]")
-@click.option("-b", "--bind", multiple=True, envvar=_env("BIND"), show_envvar=True,
-              help="Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat for more "
-                   "(environment: space-separated).  [default: 127.0.0.1:5000]")
-@click.option("--adapter", envvar=_env("ADAPTER"), show_envvar=True,
-              help="URL of the broker that joins the workers and other hosts: redis://, "
-                   "rediss://, unix://, redis+sentinel://, valkey://, valkeys://, "
-                   "valkey+sentinel:// or amqp://, amqps://.  "
-                   "[default: relay through the master, one host only]")
-@click.option("--channel", envvar=_env("CHANNEL"), show_envvar=True, default="sticky-cluster",
-              show_default=True, help="Pub/sub channel name (the exchange, on AMQP); one per cluster sharing a broker.")
-@click.option("--worker-connections", type=int, envvar=_env("WORKER_CONNECTIONS"),
-              show_envvar=True, default=10_000, show_default=True,
-              help="Most connections one worker serves at once (each websocket holds one).")
-@click.option("--timeout", type=float, envvar=_env("TIMEOUT"), show_envvar=True, default=30.0,
-              show_default=True, help="Seconds without a heartbeat before a worker is killed.")
-@click.option("--graceful-timeout", type=float, envvar=_env("GRACEFUL_TIMEOUT"),
-              show_envvar=True, default=30.0, show_default=True,
-              help="Seconds a draining worker gets to finish its sessions.")
-@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False),
-              envvar=_env("LOG_LEVEL"), show_envvar=True, default="info", show_default=True,
-              help="Log level.")
-@click.option("--log-file", envvar=_env("LOG_FILE"), show_envvar=True,
-              help="Log to this file instead of standard error (reopened on SIGUSR1).")
-@click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True,
-              help="Write the master's pid to this file while it runs.")
-@click.option("--route", type=click.Choice(ROUTES, case_sensitive=False), envvar=_env("ROUTE"),
-              show_envvar=True, default="sid", show_default=True,
-              help="sid: a request that names its session goes to the worker that owns it, "
-                   "others are placed by --balance (peeks at each request line); ip: by client "
-                   "IP only, handed off at accept.")
-@click.option("--balance", type=click.Choice(BALANCES, case_sensitive=False),
-              envvar=_env("BALANCE"), show_envvar=True, default="least-loaded", show_default=True,
-              help="With --route sid, where a request without a session goes: least-loaded "
-                   "(fewest sessions), ip (hash of the client IP) or random.")
-@click.option("--proxy-protocol", is_flag=True, envvar=_env("PROXY_PROTOCOL"), show_envvar=True,
-              help="Every connection starts with a PROXY protocol v1/v2 header (HAProxy "
-                   "send-proxy, nginx proxy_protocol): its client address is the real one. "
-                   "Connections without a valid header are closed.")
-@click.option("--forwarded-allow-ips", envvar=_env("FORWARDED_ALLOW_IPS"), show_envvar=True,
-              default="", metavar="ADDR|CIDR,...",
-              help="Peers whose X-Forwarded-For header names the real client (* for any).  "
-                   "[default: none]")
-@click.option("--peek-timeout", type=float, envvar=_env("PEEK_TIMEOUT"), show_envvar=True,
-              default=5.0, show_default=True,
-              help="Seconds a new connection gets to send its request line (and PROXY header); "
-                   "then it goes by IP (closed if its PROXY header is missing).")
-@click.option("--umask", envvar=_env("UMASK"), show_envvar=True, metavar="OCTAL",
-              help="File mode creation mask of the master and workers, in octal (027).  "
-                   "[default: inherited]")
-@click.option("--user", envvar=_env("USER"), show_envvar=True, metavar="NAME|UID",
-              help="Run the workers as this user (the master, started as root, binds the "
-                   "ports and keeps the pid file).  [default: the master's user]")
-@click.option("--group", envvar=_env("GROUP"), show_envvar=True, metavar="NAME|GID",
-              help="Run the workers with this group.  [default: the user's group]")
-@click.option("--status-bind", envvar=_env("STATUS_BIND"), show_envvar=True, metavar="ADDR",
-              help="Serve the status HTTP endpoint at HOST:PORT or unix:PATH: /metrics "
-                   "(Prometheus), /healthz, /status (JSON) and a live page at /.  [default: off]")
-@click.option("--control", envvar=_env("CONTROL"), show_envvar=True, metavar="PATH",
-              help="The control socket for status, scale, reload and stop (mode 0600).  "
-                   "[default: PID_FILE.ctl with --pid, else none]")
-@click.option("--access-log", envvar=_env("ACCESS_LOG"), show_envvar=True, metavar="PATH|-",
-              help="Write one line per request and per websocket session to this file "
-                   "(- for standard output), from the worker that served it.  [default: off]")
-@click.option("--access-log-format", envvar=_env("ACCESS_LOG_FORMAT"), show_envvar=True,
-              metavar="FORMAT", help="gunicorn-style atoms: %(h)s %(r)s %(s)s %(b)s %(a)s "
-                                     "%(L)s ..., plus %(slot)s and %(transport)s.  "
-                                     "[default: gunicorn's, then slot, transport, seconds]")
-@click.option("--log-format", type=click.Choice(LOG_FORMATS, case_sensitive=False),
-              envvar=_env("LOG_FORMAT"), show_envvar=True, default="text", show_default=True,
-              help="text: one readable line per event; json: one JSON object per line.")
-@click.option("--check", is_flag=True, envvar=_env("CHECK"), show_envvar=True,
-              help="Check the options, load TARGET (and reach the adapter), then exit: "
-                   "0 when all is well, else one line and 1.")
-@click.option("--header-timeout", type=float, envvar=_env("HEADER_TIMEOUT"), show_envvar=True,
-              default=60.0, show_default=True,
-              help="Seconds a worker gives a connection to send its request line and headers "
-                   "(also each read/write of a plain HTTP request); then it closes it.")
-@click.option("--keepalive-timeout", type=float, envvar=_env("KEEPALIVE_TIMEOUT"),
-              show_envvar=True, default=75.0, show_default=True,
-              help="Seconds a worker keeps an idle keep-alive connection open for its next "
-                   "request (websockets are not timed: Engine.IO pings them).")
-@click.option("--websocket-rate", type=float, envvar=_env("WEBSOCKET_RATE"), show_envvar=True,
-              default=16_000_000, show_default=True, metavar="BYTES",
-              help="Bytes per second one websocket may send to its worker on average (each "
-                   "frame counts 16 KB more: about 1,000 messages/s); past it the worker reads it more slowly.")
-@click.option("-k", "--worker-class", type=click.Choice(WORKER_CLASSES, case_sensitive=False),
-              envvar=_env("WORKER_CLASS"), show_envvar=True, default="auto", show_default=True,
-              help="The workers' runtime: eventlet, gevent or asyncio; auto takes the one the "
-                   "app needs (Server(async_mode=...), AsyncServer/ASGI/aiohttp: asyncio).")
-def run(target: str, bind: tuple[str, ...], log_level: str, route: str, balance: str,
-        worker_class: str, log_format: str, check: bool, **options: object) -> None:
+@click.argument("target", envvar=env_name("TARGET"))
+@_table_options
+def run(target: str, check: bool, **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
@@ -135,11 +64,8 @@ def run(target: str, bind: tuple[str, ...], log_level: str, route: str, balance:
     (by default the least loaded), so Engine.IO long-polling and the websocket upgrade always meet the same process.
     """
     try:
-        master = Master(target, bind=list(bind) or None, log_level=log_level.lower(),
-                        route=route.lower(), balance=balance.lower(),
-                        worker_class=worker_class.lower(),
-                        log_format=log_format.lower(),
-                        **options)  # type: ignore[arg-type]
+        master = Master(target, **{name: _given(BY_NAME[name], value)
+                                   for name, value in options.items()})
         if check:
             master.check()
             click.echo(f"ok: {target} loads and the options are valid")
@@ -149,11 +75,21 @@ def run(target: str, bind: tuple[str, ...], log_level: str, route: str, balance:
         raise click.ClickException(escape(str(exc))) from None
 
 
+def _given(option: Option, value: object) -> object:
+    """A value from click as Master takes it: None when not given, choices in lower case."""
+    if option.multiple:
+        return list(value) or None  # type: ignore[call-overload]
+    if option.choices and isinstance(value, str):
+        return value.lower()
+    return value
+
+
 def _pid_option(command: Callable) -> Callable:
-    command = click.option("--control", "control_path", envvar=_env("CONTROL"), show_envvar=True,
+    command = click.option("--control", "control_path", envvar=BY_NAME["control"].env,
+                           show_envvar=True,
                            metavar="PATH", help="The master's control socket (run --control).  "
                                                 "[default: PID_FILE.ctl]")(command)
-    return click.option("--pid", "pid_file", envvar=_env("PID"), show_envvar=True,
+    return click.option("--pid", "pid_file", envvar=BY_NAME["pid_file"].env, show_envvar=True,
                         help="The pid file the master was started with (run --pid).")(command)
 
 

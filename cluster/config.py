@@ -1,23 +1,19 @@
-"""The master's settings: one validated object, built by the CLI or by ``Master(...)``."""
+"""The master's settings: one validated object, built by the CLI or by ``Master(...)``.
+
+The options themselves (defaults, checks, help) are the table in :mod:`cluster.options`;
+this module turns user-facing values into :class:`Settings` and checks what involves
+more than one option.
+"""
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
-import os
 import socket
 
-from .privileges import Identity, IdentityError, resolve
-from workers.access_log import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
-from workers.access_log import check_format as check_access_log_format
-
 from . import adapters
+from .options import BY_NAME, SETTINGS, default
+from .privileges import Identity, IdentityError, resolve
 from .trust import Trust
-
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-ROUTES = ("sid", "ip")
-LOG_FORMATS = ("text", "json")
-BALANCES = ("least-loaded", "ip", "random")
-WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio")
 
 
 class ConfigError(ValueError):
@@ -75,75 +71,53 @@ def check_adapter(url: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Everything the master needs, checked when made (see :class:`cluster.Master`)."""
+    """Everything the master needs, checked when made.
+
+    One field per option of :data:`cluster.options.OPTIONS` (its ``settings_field``),
+    with the table's default; ``target`` is the app.
+    """
 
     target: object
-    workers: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
-    binds: tuple[Bind, ...] = (Bind(socket.AF_INET, ("127.0.0.1", 5000)),)
-    adapter: str | None = None
-    channel: str = "sticky-cluster"
-    worker_connections: int = 10_000
-    log_level: str = "info"
-    log_file: str | None = None
-    pid_file: str | None = None
-    timeout: float = 30.0
-    graceful_timeout: float = 30.0
-    runtime: str = "auto"
-    route: str = "sid"
-    balance: str = "least-loaded"
-    proxy_protocol: bool = False
-    forwarded_allow_ips: str = ""
-    peek_timeout: float = 5.0
-    umask: int | None = None
-    user: str | None = None
-    group: str | None = None
-    status_bind: Bind | None = None
-    """Where the status HTTP server listens (``/metrics``, ``/healthz``, ``/status``, ``/``)."""
-    control: str | None = None
+    workers: int = dataclasses.field(default_factory=lambda: default("workers"))
+    binds: tuple[Bind, ...] = tuple(parse_bind(b) for b in default("bind"))
+    adapter: str | None = default("adapter")
+    channel: str = default("channel")
+    worker_connections: int = default("worker_connections")
+    log_level: str = default("log_level")
+    log_file: str | None = default("log_file")
+    pid_file: str | None = default("pid_file")
+    timeout: float = default("timeout")
+    graceful_timeout: float = default("graceful_timeout")
+    runtime: str = default("worker_class")
+    route: str = default("route")
+    balance: str = default("balance")
+    proxy_protocol: bool = default("proxy_protocol")
+    forwarded_allow_ips: str = default("forwarded_allow_ips")
+    peek_timeout: float = default("peek_timeout")
+    umask: int | None = default("umask")
+    user: str | None = default("user")
+    group: str | None = default("group")
+    status_bind: Bind | None = default("status_bind")
+    control: str | None = default("control")
     """The control socket's path; None: beside the pid file, if there is one."""
-    access_log: str | None = None
-    access_log_format: str = DEFAULT_ACCESS_LOG_FORMAT
-    log_format: str = "text"
-    header_timeout: float = 60.0
-    keepalive_timeout: float = 75.0
-    websocket_rate: float = 16_000_000
+    access_log: str | None = default("access_log")
+    access_log_format: str = default("access_log_format")
+    log_format: str = default("log_format")
+    header_timeout: float = default("header_timeout")
+    keepalive_timeout: float = default("keepalive_timeout")
+    websocket_rate: float = default("websocket_rate")
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
             raise ConfigError(f"bad target {self.target!r}: expected MODULE:ATTRIBUTE")
-        _positive("workers", self.workers)
-        _positive("worker connections", self.worker_connections)
-        _positive("timeout", self.timeout)
-        if self.graceful_timeout < 0:
-            raise ConfigError("graceful timeout must be 0 or more")
         if not self.binds:
             raise ConfigError("at least one bind address is needed")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"bad log level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
-        if self.adapter is not None:
-            check_adapter(self.adapter)
-        if not self.channel:
-            raise ConfigError("the channel name cannot be empty")
-        if self.runtime not in WORKER_CLASSES:
-            raise ConfigError(f"bad worker class {self.runtime!r}: use one of {', '.join(WORKER_CLASSES)}")
-        if self.route not in ROUTES:
-            raise ConfigError(f"bad route {self.route!r}: use one of {', '.join(ROUTES)}")
-        if self.balance not in BALANCES:
-            raise ConfigError(f"bad balance {self.balance!r}: use one of {', '.join(BALANCES)}")
-        _positive("peek timeout", self.peek_timeout)
-        _positive("header timeout", self.header_timeout)
-        _positive("keepalive timeout", self.keepalive_timeout)
-        _positive("websocket rate", self.websocket_rate)
-        _trust(self.forwarded_allow_ips)
-        if self.umask is not None and not 0 <= self.umask <= 0o777:
-            raise ConfigError(f"bad umask {self.umask:o}: use 000 to 777 (octal)")
+        for option in SETTINGS:
+            try:
+                option.validate(getattr(self, option.settings_field))
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         self.identity  # noqa: B018 - resolved now, so a bad name is one line before binding
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigError(f"bad log format {self.log_format!r}: use one of {', '.join(LOG_FORMATS)}")
-        try:
-            check_access_log_format(self.access_log_format)
-        except ValueError as exc:
-            raise ConfigError(f"bad access log format: {exc}") from None
 
     @property
     def identity(self) -> Identity | None:
@@ -178,11 +152,6 @@ def _trust(text: str) -> Trust:
         raise ConfigError(f"bad forwarded-allow-ips: {exc}") from None
 
 
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ConfigError(f"{name} must be more than 0, got {value}")
-
-
 def parse_umask(text: str) -> int:
     """An octal umask such as ``027``."""
     try:
@@ -191,23 +160,25 @@ def parse_umask(text: str) -> int:
         raise ConfigError(f"bad umask {text!r}: expected an octal number such as 027") from None
 
 
-def make_settings(target: object, *, bind: str | list[str] | tuple[str, ...] | None = None,
-                  **options: object) -> Settings:
-    """Build Settings from user-facing values (``bind`` as strings), checking each one.
+def make_settings(target: object, **options: object) -> Settings:
+    """Build Settings from user-facing values, checking each one.
 
-    Raises TypeError for a name that is no option (as a function call would).
+    ``options`` are keywords of :data:`cluster.options.OPTIONS` (``bind="HOST:PORT"`` or
+    a list of them, ``umask="027"``, ``worker_class="gevent"``) or Settings fields; None
+    keeps the default. Raises TypeError for a name that is neither (as a call would).
     """
-    if "worker_class" in options:
-        options["runtime"] = options.pop("worker_class")
-    unknown = set(options) - {field.name for field in dataclasses.fields(Settings)} - {"binds"}
+    known = {field.name for field in dataclasses.fields(Settings)} - {"target"}
+    unknown = set(options) - known - {option.name for option in SETTINGS}
     if unknown:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    if isinstance(options.get("umask"), str):
-        options["umask"] = parse_umask(options["umask"])  # type: ignore[arg-type]
-    if bind is not None:
-        binds = [bind] if isinstance(bind, str) else list(bind)
-        options["binds"] = tuple(parse_bind(b) for b in binds)
-    if isinstance(options.get("status_bind"), str):
-        options["status_bind"] = parse_bind(options["status_bind"])  # type: ignore[arg-type]
-    options = {k: v for k, v in options.items() if v is not None}
-    return Settings(target, **options)  # type: ignore[arg-type]
+    values = {BY_NAME[name].settings_field if name in BY_NAME else name: value
+              for name, value in options.items() if value is not None}
+    if isinstance(values.get("umask"), str):
+        values["umask"] = parse_umask(values["umask"])  # type: ignore[arg-type]
+    binds = values.get("binds")
+    if isinstance(binds, (str, list, tuple)):
+        values["binds"] = tuple(parse_bind(b) if isinstance(b, str) else b
+                                for b in ([binds] if isinstance(binds, str) else binds))
+    if isinstance(values.get("status_bind"), str):
+        values["status_bind"] = parse_bind(values["status_bind"])  # type: ignore[arg-type]
+    return Settings(target, **values)  # type: ignore[arg-type]

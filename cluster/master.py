@@ -28,6 +28,7 @@ from .dispatch import ACCEPT_BATCH, Dispatcher
 from .events import EventLog
 from .limits import raise_open_files_limit
 from .logs import configure_logging, reopen_log_files
+from .options import worker_options
 from .pidfile import PidFile, PidFileError, StatusFile
 from .proctitle import set_title
 from .supervisor import State, Supervisor, Worker, describe_exit
@@ -54,14 +55,21 @@ READ_BATCH = 256
 ACCEPT_PAUSE = 0.5
 """Seconds the master stops accepting when it runs out of file descriptors."""
 ACCEPT_LINGER = 0.002
-"""Seconds the master waits after accepting a few connections, so that under load one
-wake-up hands off a batch: the loop's cost per wake-up, not per connection, is most of
-its CPU (measured with 2 workers at ~2,300 handshakes/s: 48 µs per handshake without,
-27 µs with). A lone connection is not delayed; one that follows it waits 2 ms at most."""
-
-
+"""Seconds the master leaves the listeners alone after accepting a few connections, so
+that under load one wake-up hands off a batch: the loop's cost per wake-up, not per
+connection, is most of its CPU (measured with 2 workers at ~2,300 handshakes/s: 48 µs
+per handshake without, 27 µs with). A lone connection is not delayed; one that follows
+it waits 2 ms at most. The loop serves the workers' channels meanwhile (the listeners
+are out of the selector, whose timeout ends the linger): relay traffic and heartbeats
+never wait for it."""
+IDLE_WAKE = 0.25
+"""Seconds the loop sleeps at most when nothing happens, for its timers."""
 OPERATIONS_TICK = 0.1
-"""Seconds between two looks at the status server, control socket and systemd watchdog."""
+"""Seconds between two looks at the status server, control socket and systemd watchdog,
+and between two scans of the workers' heartbeats and deadlines."""
+REAP_INTERVAL = 1.0
+"""Seconds between two reaps without a CHLD: a safety net, as gunicorn's reconcile; CHLD
+reaps at once."""
 
 
 class ClusterError(RuntimeError):
@@ -83,46 +91,10 @@ class Master:
                 restart cannot load new code for it: pass a string for that.
 
     Every other keyword is an option of ``sticky-cluster run`` by its long name with
-    underscores (``workers=4``, ``bind="0.0.0.0:5000"``); None keeps the default. They are:
-    :param workers: the number of worker processes (default: the CPU count).
-    :param bind: ``"HOST:PORT"``, ``"[IPV6]:PORT"`` or ``"unix:/path"``, or a list of them.
-    :param adapter: URL of the broker that joins the workers (and other hosts): Redis or
-                    Valkey (``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
-                    ``valkey://``, ``valkeys://``, ``valkey+sentinel://``) or AMQP
-                    (``amqp://``, ``amqps://``); None relays through this master.
-    :param channel: the pub/sub channel name shared by the whole cluster.
-    :param worker_connections: the most connections one worker serves at once.
-    :param timeout: seconds without a heartbeat after which a worker is killed.
-    :param graceful_timeout: seconds a draining worker gets to finish its sessions.
-    :param log_level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
-    :param log_file: a file to log to instead of standard error (reopened on USR1).
-    :param pid_file: a file to write the master's pid to while it runs.
-    :param route: ``"sid"`` (a request naming its session goes to the worker that owns
-                  it, others are placed by ``balance``) or ``"ip"`` (by client IP, at accept).
-    :param balance: where a request without a session goes with ``route="sid"``:
-                    ``"least-loaded"`` (the default), ``"ip"`` or ``"random"``.
-    :param proxy_protocol: require a PROXY protocol v1/v2 header on every connection.
-    :param forwarded_allow_ips: comma-separated addresses/CIDRs whose ``X-Forwarded-For``
-                                is believed (``*``: any); none by default.
-    :param peek_timeout: seconds a connection gets to send its first bytes.
-    :param balance: where a new session goes with ``route="sid"``: ``"least-loaded"``
-                    (the default), ``"ip"`` (a consistent hash of the client IP) or
-                    ``"random"``.
-    :param umask: the file mode creation mask of the master and workers (an int, or
-                  octal text such as ``"027"``); None keeps the inherited one.
-    :param user: the user (name or uid) the workers run as; the master keeps its own.
-    :param group: the group (name or gid) the workers run as (default: the user's).
-    :param status_bind: ``"HOST:PORT"`` or ``"unix:/path"`` of the status HTTP server
-                        (``/metrics``, ``/healthz``, ``/status``, the live page ``/``).
-    :param control: the control socket's path (default: beside ``pid_file``).
-    :param access_log: a file (``"-"``: standard output) for the workers' access log.
-    :param access_log_format: its line format, gunicorn's ``%(h)s %(r)s %(s)s`` atoms.
-    :param log_format: ``text`` or ``json``.
-    :param header_timeout: seconds a worker gives a connection to send its request headers.
-    :param keepalive_timeout: seconds a worker keeps an idle keep-alive connection.
-    :param websocket_rate: bytes per second one websocket may send to its worker.
-    :param worker_class: ``eventlet``, ``gevent`` or ``asyncio``; ``auto`` (the default)
-                         takes the one the app needs.
+    underscores (``workers=4``, ``bind="0.0.0.0:5000"`` or a list, ``pid_file=``,
+    ``worker_class="gevent"``); None keeps the default. The options, their defaults and
+    meanings are the table :data:`cluster.options.OPTIONS` (README's Options section is
+    made from it).
     """
 
     def __init__(self, app: object, **options: object) -> None:
@@ -171,6 +143,7 @@ class Master:
         """(the longest loop turn in this window, the previous window's) in seconds."""
         self._lag_window_end = 0.0
         self._operations_due = 0.0
+        self._reap_due = 0.0
         self._events = EventLog()
         self._notifier = Notifier()
         self._extras: list = []
@@ -308,11 +281,6 @@ class Master:
         """Stop the cluster: at once (like SIGTERM) or after draining (like SIGQUIT)."""
         self._post(self.handle_quit if graceful else self.handle_term)
 
-    @property
-    def worker_pids(self) -> dict[int, int]:
-        """slot -> pid of the worker new clients of that slot go to."""
-        return {slot: worker.pid for slot, worker in self._supervisor.serving.items()}
-
     # ------------------------------------------------------------------ signals
 
     def handle_hup(self) -> None:
@@ -354,7 +322,7 @@ class Master:
         log.info("log files reopened")
 
     def handle_chld(self) -> None:
-        """Reap dead workers; replace them in their slots."""
+        """Reap dead workers; replace them in their slots (also once a second, in case)."""
         for worker, status in self._supervisor.reap():
             self._worker_exited(worker, status)
 
@@ -380,7 +348,12 @@ class Master:
         self._lag = (max(current, turn), previous)
 
     def _next_timeout(self) -> float:
-        return 0.0 if self._commands else 0.25
+        """Seconds the next select may wait: until a queued command, or accepting resumes."""
+        if self._commands:
+            return 0.0
+        if self._accept_paused_until:
+            return max(0.0, min(IDLE_WAKE, self._accept_paused_until - time.monotonic()))
+        return IDLE_WAKE
 
     def _run_commands(self) -> None:
         while self._commands:
@@ -397,10 +370,15 @@ class Master:
         if now >= self._operations_due:  # not on every turn: a turn may be one accept batch
             self._operations_due = now + OPERATIONS_TICK
             self._tick_operations(now)
+            self._check_heartbeats(now)
         if self._dispatcher.holding:
             self._dispatcher.release()
-        self.handle_chld()
-        self._check_heartbeats(now)
+        if now >= self._reap_due:
+            self._reap_due = now + REAP_INTERVAL
+            self.handle_chld()
+        if self._accept_paused_until and now >= self._accept_paused_until:
+            self._accept_paused_until = 0.0
+            self._update_accepting()
         if self._stopping:
             if now >= self._stop_deadline:
                 for worker in list(self._supervisor.by_pid.values()):
@@ -413,9 +391,6 @@ class Master:
                     if self._slot_is_empty(slot):
                         self._spawn(slot, why)
             self._step_roll()
-            if self._accept_paused_until and now >= self._accept_paused_until:
-                self._accept_paused_until = 0.0
-                self._update_accepting()
         if self._status_changed and self._status is not None:
             self._status_changed = False
             try:
@@ -463,17 +438,10 @@ class Master:
     def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
         first = self._listeners[0][1] if self._listeners else self.settings.binds[0]
         return WorkerSpec(
-            target=self.settings.target, slot=slot, tag=tag, adapter=self.settings.adapter,
-            channel=self.settings.channel, worker_connections=self.settings.worker_connections,
+            target=self.settings.target, slot=slot, tag=tag,
             heartbeat_interval=self.settings.heartbeat_interval,
-            graceful_timeout=self.settings.graceful_timeout,
-            header_timeout=self.settings.header_timeout,
-            keepalive_timeout=self.settings.keepalive_timeout,
-            websocket_rate=self.settings.websocket_rate,
             server_address=first.address, family=first.family,
-            access_log=self.settings.access_log,
-            access_log_format=self.settings.access_log_format,
-            hand_back=self.settings.route == "sid")
+            hand_back=self.settings.route == "sid", **worker_options(self.settings))
 
     def _spawn(self, slot: int, why: str) -> Worker:
         worker = self._supervisor.spawn(slot)
@@ -811,10 +779,15 @@ class Master:
         accepted = self._dispatcher.accepted
         if not self._dispatcher.accept_from(sock):  # type: ignore[arg-type]
             log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
-            self._accept_paused_until = time.monotonic() + ACCEPT_PAUSE
-            self._update_accepting()
-        if 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
-            time.sleep(ACCEPT_LINGER)
+            self._pause_accepting(ACCEPT_PAUSE)
+        elif 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
+            self._pause_accepting(ACCEPT_LINGER)
+
+    def _pause_accepting(self, seconds: float) -> None:
+        """Leave new clients in the listen backlog for ``seconds``; the loop serves the rest
+        meanwhile, and its tick takes the listeners back."""
+        self._accept_paused_until = max(self._accept_paused_until, time.monotonic() + seconds)
+        self._update_accepting()
 
     def _update_accepting(self) -> None:
         """Accept while a worker serves and files are not short; else leave the clients

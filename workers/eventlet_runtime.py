@@ -10,7 +10,7 @@ import os
 import socket
 import time
 import warnings
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 # Eventlet warns at import that it is in maintenance mode; we know (see workers/__init__).
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
@@ -19,6 +19,9 @@ import eventlet  # noqa: E402
 from cluster.channel import Heartbeat, Kind
 
 from .spec import WorkerSpec
+
+if TYPE_CHECKING:  # imported in serve(), after monkey-patching
+    from .link import ChannelListener, MasterLink
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -78,8 +81,8 @@ def check(target: str) -> str | None:
     return None
 
 
-def _heartbeat(link: "MasterLink", server: object, pool: eventlet.GreenPool,
-               listener: "ChannelListener", interval: float) -> None:
+def _heartbeat(link: MasterLink, server: object, pool: eventlet.GreenPool,
+               listener: ChannelListener, interval: float) -> None:
     """Tell the master, every ``interval``, that this worker lives, and its load.
 
     The load is the Engine.IO sessions (for placement) and the connections open or
@@ -92,7 +95,7 @@ def _heartbeat(link: "MasterLink", server: object, pool: eventlet.GreenPool,
         link.send(Kind.HEARTBEAT, Heartbeat(sessions, connections).encode())
 
 
-def _drain(server: object, listener: "ChannelListener", graceful_timeout: float) -> None:
+def _drain(server: object, listener: ChannelListener, graceful_timeout: float) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
     The worker takes hand-offs until it has had no session for :data:`DRAIN_QUIET`

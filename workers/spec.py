@@ -9,6 +9,11 @@ import socket
 class WorkerSpec:
     """The settings of one worker process.
 
+    A field named like an option of :data:`cluster.options.OPTIONS` is that option (one
+    marked ``worker=True`` there), filled by name by the master; the others (target, slot,
+    tag, heartbeat_interval, server_address, family, hand_back) are this worker's own. A
+    test keeps the two in step.
+
     :param target: ``module:attr`` or ``module:factory()`` naming the app, or the
                    app object itself (any target :mod:`workers.loader` accepts).
     :param slot: the routing slot the worker serves.

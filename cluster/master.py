@@ -23,7 +23,8 @@ from workers.spec import WorkerSpec
 from . import adapters, channel, listeners, own
 from .channel import Kind
 from .broker_check import check_broker
-from .config import BALANCES, ConfigError, Settings, make_settings
+from .config import ConfigError, Settings, make_settings
+from .options import BALANCES
 from .dispatch import ACCEPT_BATCH, Dispatcher
 from .events import EventLog
 from .limits import raise_open_files_limit

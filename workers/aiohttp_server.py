@@ -37,6 +37,7 @@ class AiohttpConnections:
     def __init__(self, app: web.Application, worker_connections: int) -> None:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         self._limit = worker_connections
+        self._connecting = 0  # handed over, not connected to a protocol yet
         self.routing: Routing | None = None
         """Set to hand requests of other workers' sessions back."""
 
@@ -55,13 +56,18 @@ class AiohttpConnections:
                         os.getpid(), self._limit)
             connect(ServiceUnavailable, sock, address)
             return
-        connect(self._runner.server, sock, address, self.routing, preface)
+        self._connecting += 1
+        connect(self._runner.server, sock, address, self.routing, preface).add_done_callback(
+            self._connected)
+
+    def _connected(self, _task: asyncio.Task) -> None:
+        self._connecting -= 1
 
     @property
     def open_connections(self) -> int:
-        """HTTP and websocket connections still open."""
+        """HTTP and websocket connections open or being opened."""
         server = self._runner.server
-        return len(server.connections) if server is not None else 0
+        return self._connecting + (len(server.connections) if server is not None else 0)
 
     async def stop(self, timeout: float) -> None:
         """Close every connection (a request in progress gets ``timeout``), then clean the app up."""

@@ -44,14 +44,15 @@ class PeerTransport:
 
 def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
             address: tuple[str, int], routing: Routing | None = None,
-            preface: bytes = b"") -> None:
+            preface: bytes = b"") -> asyncio.Task:
     """Serve the handed-over ``sock`` with a protocol from ``factory``, on the running loop.
 
     The protocol sees ``address`` as the client's (a :class:`PeerTransport` when the
     socket's own peer differs). With ``routing``, a
     :class:`~workers.asyncio_protocol.HandBackProtocol` in front of it hands back the
     requests of other workers' sessions and serves ``preface`` (the bytes of a resumed
-    connection) first. The socket is closed if the loop cannot take it.
+    connection) first. The socket is closed if the loop cannot take it. Returns the task
+    that connects it (done once the protocol has the connection).
     """
     peer = _needs_peer(sock, address)
 
@@ -66,6 +67,7 @@ def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
     task = loop.create_task(loop.connect_accepted_socket(
         protocol if peer or routing is not None else factory, sock))
     task.add_done_callback(lambda done: done.cancelled() or done.exception() is None or sock.close())
+    return task
 
 
 def _needs_peer(sock: socket.socket, address: tuple[str, int]) -> bool:

@@ -212,7 +212,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("worker_connections", int, metavar="N", check=positive, worker=True, default=10_000,
            help="Most connections one worker serves at once (each websocket holds one).",
            doc="most connections a worker serves at once (each websocket holds one green "
-               "thread; asyncio: uvicorn's `limit_concurrency`, more get a 503)"),
+               "thread; asyncio: uvicorn's `limit_concurrency`, and for aiohttp apps the worker's own check: more get a 503)"),
     Option("timeout", float, metavar="SECONDS", check=positive, default=30.0,
            help="Seconds without a heartbeat before a worker is killed.",
            doc="seconds without a heartbeat before a worker is killed and replaced"),

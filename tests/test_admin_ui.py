@@ -9,11 +9,15 @@ import pytest
 from clients import connected, source_address
 from test_cluster import run
 
+ADMIN_APPS = {"eventlet": "tests.apps.admin:sio", "asgi": "tests.apps.asgi_admin:app"}
+"""An app that calls ``sio.instrument()`` at import, per runtime: a Server, an AsyncServer."""
 
+
+@pytest.mark.parametrize("runtime", list(ADMIN_APPS))
 @pytest.mark.parametrize("adapter", ["relay", "redis"])
-def test_admin_ui_sees_every_worker(start_cluster, redis_server, adapter):
+def test_admin_ui_sees_every_worker(start_cluster, redis_server, adapter, runtime):
     args = ("--adapter", redis_server.url) if adapter == "redis" else ()
-    cluster = start_cluster("tests.apps.admin:sio", workers=2, args=args)
+    cluster = start_cluster(ADMIN_APPS[runtime], workers=2, args=args)
     workers = cluster.worker_pids()
     stats_pids, socket_ids, client_pids = run(_watch(cluster.url, workers))
     assert stats_pids == workers, "server_stats did not come from every worker"
@@ -21,11 +25,12 @@ def test_admin_ui_sees_every_worker(start_cluster, redis_server, adapter):
     assert set(client_pids) <= socket_ids, "the Admin UI missed sockets of some worker"
 
 
+@pytest.mark.parametrize("runtime", list(ADMIN_APPS))
 @pytest.mark.parametrize("adapter", ["relay", "redis"])
 def test_an_admin_that_connects_late_gets_the_sockets_of_every_worker(start_cluster, redis_server,
-                                                                      adapter):
+                                                                      adapter, runtime):
     args = ("--adapter", redis_server.url) if adapter == "redis" else ()
-    cluster = start_cluster("tests.apps.admin:sio", workers=2, args=args)
+    cluster = start_cluster(ADMIN_APPS[runtime], workers=2, args=args)
     client_pids, socket_ids = run(_late_admin(cluster.url, cluster.worker_pids()))
     assert set(client_pids.values()) == cluster.worker_pids()
     assert set(client_pids) <= socket_ids, "the late admin missed sockets of some worker"

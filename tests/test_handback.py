@@ -3,7 +3,8 @@ by different workers has each request served by its owner (the worker hands the
 connection back to the master with the bytes it read; the master passes both on).
 
 The decision a worker makes on each request line is pure and tested here on recorded
-request prefixes; the rest runs a real cluster and real keep-alive HTTP connections.
+request prefixes; the rest runs a real cluster and real keep-alive HTTP connections,
+in every worker runtime (``app_target``).
 """
 from __future__ import annotations
 
@@ -106,8 +107,8 @@ def ack_payload(body: str, ack: int) -> dict:
     return json.loads(match[1])[0]
 
 
-def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(start_cluster):
-    cluster = start_cluster(workers=2)
+def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(start_cluster, app_target):
+    cluster = start_cluster(app_target, workers=2)
     first, second = two_sessions_on_two_workers(cluster.port)
     conn = KeepAlive(cluster.port, source_address(1))
     answers = []
@@ -161,8 +162,9 @@ def ws_frame(text: str) -> bytes:
     return bytes((0x81, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-def test_websocket_upgrade_of_another_session_on_a_kept_alive_connection(start_cluster):
-    cluster = start_cluster(workers=2)
+def test_websocket_upgrade_of_another_session_on_a_kept_alive_connection(start_cluster,
+                                                                         app_target):
+    cluster = start_cluster(app_target, workers=2)
     first, second = two_sessions_on_two_workers(cluster.port)
     conn = KeepAlive(cluster.port, source_address(3))
     try:

@@ -272,3 +272,32 @@ def test_one_busy_websocket_does_not_hold_the_worker(start_cluster):
         thread.join(60)
         busy.close()
     assert stalls and max(stalls) < 3, f"the other client waited {max(stalls):.1f} s"
+
+
+def test_an_aiohttp_worker_past_its_connections_answers_503(start_cluster):
+    """aiohttp has no connection limit of its own: the worker enforces --worker-connections."""
+    from conftest import RUNTIME_TARGETS
+
+    cluster = start_cluster(RUNTIME_TARGETS["aiohttp"], workers=1,
+                            args=("--worker-connections", "2"))
+    handshake = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n"
+    held = []
+    try:
+        for index in range(2):  # keep-alive connections, each answered and left open
+            sock = socket.create_connection(("127.0.0.1", cluster.port), timeout=15,
+                                            source_address=(f"127.0.0.{20 + index}", 0))
+            held.append(sock)
+            sock.sendall(handshake)
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200"), "a connection within the limit"
+        wait_for(lambda: " is full: 2 connections" in cluster.log, 20,
+                 what="the heartbeat to report the worker full")
+        answer = rawclient.http(cluster.port, handshake, "127.0.0.22", timeout=15)
+        assert answer.startswith(b"HTTP/1.1 503") and answer.endswith(b"Service Unavailable")
+        held.pop().close()
+        closing = handshake.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+        wait_for(lambda: rawclient.http(cluster.port, closing, "127.0.0.23").startswith(
+            b"HTTP/1.1 200"), 20, what="a connection served once one has closed")
+    finally:
+        for sock in held:
+            sock.close()
+    assert "Traceback" not in cluster.log

@@ -1,14 +1,18 @@
-"""The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the peer."""
+"""The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the peer,
+the asyncio hand-back."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 
 from cluster import channel
 from cluster.channel import Kind
 from workers.asyncio_link import AsyncMasterLink
+from workers.asyncio_protocol import HandBackProtocol, Routing
 from workers.inbox import Inbox
 from workers.peer import PeerTransport, _needs_peer
+from workers.sids import encode_tag, make_sid
 
 
 def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.socket:
@@ -25,11 +29,11 @@ def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.sock
 def test_inbox_hands_clients_on_and_closes_those_after_drain():
     master_end, worker_end = channel.socket_pair()
     got = []
-    inbox = Inbox(lambda sock, address: got.append((sock, address)))
+    inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
     client = _handoff(master_end, ("10.1.2.3", 4567))
     inbox.feed(*channel.receive_packet(worker_end))
-    [(sock, address)] = got
-    assert address == ("10.1.2.3", 4567)
+    [(sock, address, preface)] = got
+    assert address == ("10.1.2.3", 4567) and preface == b""
     sock.sendall(b"ping")
     assert client.recv(4) == b"ping"
     sock.close()
@@ -41,6 +45,51 @@ def test_inbox_hands_clients_on_and_closes_those_after_drain():
     assert late.recv(1) == b""  # the worker closed it
     for sock in (client, late, master_end, worker_end):
         sock.close()
+
+
+def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
+    master_end, worker_end = channel.socket_pair()
+    got = []
+    inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    listener.close()
+    data = b"GET /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\n\r\n"
+    channel.send_packet(master_end, channel.resume_packet(("10.1.2.5", 99), data), served.fileno())
+    served.close()
+    inbox.feed(*channel.receive_packet(worker_end))
+    [(sock, address, preface)] = got
+    assert (address, preface) == (("10.1.2.5", 99), data)
+    sock.sendall(b"pong")
+    assert client.recv(4) == b"pong"
+    for each in (sock, client, master_end, worker_end):
+        each.close()
+
+
+def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original():
+    master_end, worker_end = channel.socket_pair()
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    served, _ = listener.accept()
+    listener.close()
+
+    async def main():
+        link = AsyncMasterLink(worker_end, lambda *_: None, asyncio.get_running_loop())
+        link.hand_back(served.fileno(), ("10.1.2.6", 7), b"GET / HTTP/1.1\r\n")
+        served.close()  # the worker's own copy, closed at once without a shutdown
+
+    asyncio.run(main())
+    packet, fd = channel.receive_packet(master_end)
+    assert fd is not None
+    kind, payload = channel.Reassembler().feed(packet)
+    assert kind is Kind.HANDBACK
+    assert channel.parse_from_worker(kind, payload) == (("10.1.2.6", 7), b"GET / HTTP/1.1\r\n")
+    with socket.socket(fileno=fd) as passed:
+        passed.sendall(b"still open")
+        assert client.recv(10) == b"still open"
+    for each in (client, master_end, worker_end):
+        each.close()
 
 
 def test_inbox_joins_fragments_and_delivers():
@@ -110,3 +159,82 @@ def test_only_a_differing_address_needs_a_peer_transport():
     assert not _needs_peer(served, ("", 0))  # a Unix-socket client
     for sock in (listener, client, served):
         sock.close()
+
+
+class Recorder(asyncio.Protocol):
+    """A server protocol that records what it is fed; ``idle`` is what it says of itself."""
+
+    def __init__(self) -> None:
+        self.fed = b""
+        self.idle = True
+        self.lost = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.fed += data
+
+    def connection_lost(self, exc) -> None:
+        self.lost.set_result(exc)
+
+
+def _routing_run(chunks: list[bytes], preface: bytes = b"", busy: bool = False):
+    """Serve one real TCP connection through a HandBackProtocol of worker 7; send ``chunks``.
+
+    Returns (what the server protocol was fed, the hand-backs, whether the client's
+    connection was still open for the fd handed back).
+    """
+    async def main():
+        handed = []
+        routing = Routing(7, lambda fd, address, data: handed.append((os.dup(fd), address, data)),
+                          lambda server: server.idle)
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        served, _ = listener.accept()
+        listener.close()
+        loop = asyncio.get_running_loop()
+        server = Recorder()
+        server.idle = not busy
+        await loop.connect_accepted_socket(
+            lambda: HandBackProtocol(server, server, routing, ("10.0.0.1", 5), preface), served)
+        for chunk in chunks:
+            client.sendall(chunk)
+            await asyncio.sleep(0.05)
+        if handed:
+            await asyncio.wait_for(server.lost, 10)
+        alive = []
+        for fd, _address, _data in handed:
+            with socket.socket(fileno=fd) as copy:
+                copy.sendall(b"from the owner")
+                alive.append(client.recv(14) == b"from the owner")
+        client.close()
+        return server.fed, [(address, data) for _fd, address, data in handed], alive
+
+    return asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def _get(tag: int) -> bytes:
+    """A polling GET of a (new random) session of worker ``tag``."""
+    return (f"GET /socket.io/?EIO=4&transport=polling&sid={make_sid(encode_tag(tag))} HTTP/1.1\r\n"
+            "Host: x\r\n\r\n").encode()
+
+
+def test_a_request_of_another_worker_is_handed_back_with_its_bytes_unfed():
+    mine, other = _get(7), _get(9)
+    fed, handed, alive = _routing_run([mine, other[:20], other[20:]])
+    assert fed == mine
+    assert handed == [(("10.0.0.1", 5), other)] and alive == [True]
+
+
+def test_a_resumed_connection_serves_its_first_request_here_then_hands_back_again():
+    first, then = _get(9), _get(11)
+    fed, handed, _alive = _routing_run([then], preface=first)
+    assert fed == first
+    assert handed == [(("10.0.0.1", 5), then)]
+
+
+def test_a_busy_server_keeps_the_next_request_and_an_upgrade_keeps_the_connection():
+    mine, other = _get(7), _get(9)
+    fed, handed, _alive = _routing_run([mine, other], busy=True)
+    assert fed == mine + other and handed == []  # pipelined: served here
+    upgrade = mine.replace(b"\r\n\r\n", b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    fed, handed, _alive = _routing_run([upgrade, other])
+    assert fed == upgrade + other and handed == []  # after an upgrade the bytes are frames

@@ -20,8 +20,13 @@ the worker it connects to publishes a roster request (:data:`ROSTER`, an emit to
 admin namespace that no client receives) and every worker answers with a
 ``socket_connected`` for each of its sockets.
 
-Uses ``InstrumentedServer``'s own ``instrument()``/``uninstrument()`` and a few of its
-attributes (python-socketio 5.x, ``socketio/admin.py``); nothing is copied from it.
+The same holds for an ``AsyncServer`` and its ``InstrumentedAsyncServer``
+(``socketio/async_admin.py``), whose hooks and roster answers are coroutines: the
+asyncio twins below have the same names with ``_async``.
+
+Uses ``InstrumentedServer``'s (``InstrumentedAsyncServer``'s) own
+``instrument()``/``uninstrument()`` and a few of their attributes (python-socketio 5.x,
+``socketio/admin.py``, ``socketio/async_admin.py``); nothing is copied from them.
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import time
 from typing import Any, Iterator
 
 import socketio
+from socketio.async_pubsub_manager import AsyncPubSubManager
 
 ROSTER = "sticky-cluster:roster"
 """The event, on the admin namespace, that asks every worker to announce its sockets."""
@@ -41,12 +47,19 @@ ROSTER_DELAY = 0.2
 """Seconds after an admin connects before the roster is asked for (its connection is done)."""
 
 
+INSTRUMENTATIONS = (("socketio.admin", "InstrumentedServer"),
+                    ("socketio.async_admin", "InstrumentedAsyncServer"))
+"""Where python-socketio keeps the class ``instrument()`` attaches, sync and asyncio."""
+
+
 def instrumentation(server: Any) -> Any | None:
-    """The ``InstrumentedServer`` that ``server.instrument()`` attached, or None."""
-    admin = sys.modules.get("socketio.admin")
+    """The ``InstrumentedServer`` (or ``InstrumentedAsyncServer``) that
+    ``server.instrument()`` attached, or None."""
     owner = getattr(server._trigger_event, "__self__", None)
-    if admin is not None and isinstance(owner, admin.InstrumentedServer):
-        return owner
+    for module_name, class_name in INSTRUMENTATIONS:
+        module = sys.modules.get(module_name)
+        if module is not None and isinstance(owner, getattr(module, class_name)):
+            return owner
     return None
 
 
@@ -68,14 +81,19 @@ def following_manager_swap(server: Any) -> Iterator[None]:
 
 def _per_worker(admin: Any, server: Any, default_id: str | None) -> None:
     """Give the instrumentation this worker's pid and id, and start its stats now."""
-    sys.modules["socketio.admin"].PID = os.getpid()  # read at import, maybe before the fork
-    if admin.server_id in (default_id, sys.modules["socketio.admin"].HOSTNAME):
+    module = sys.modules[type(admin).__module__]
+    module.PID = os.getpid()  # read at import, maybe before the fork
+    if admin.server_id in (default_id, module.HOSTNAME):
         admin.server_id = getattr(server.manager, "host_id", None) or f"worker-{os.getpid()}"
     if admin.stats_task is None:
         admin.stop_stats_event = server.eio.create_event()
         admin.stats_task = server.start_background_task(admin._emit_server_stats)
-    if admin.mode == "development" and isinstance(server.manager, socketio.PubSubManager):
+    if admin.mode != "development":
+        return
+    if isinstance(server.manager, socketio.PubSubManager):
         _answer_rosters(admin, server)
+    elif isinstance(server.manager, AsyncPubSubManager):
+        _answer_rosters_async(admin, server)
 
 
 def _answer_rosters(admin: Any, server: Any) -> None:
@@ -104,7 +122,12 @@ def _answer_rosters(admin: Any, server: Any) -> None:
 
 def _announce_sockets(admin: Any, server: Any) -> None:
     """Emit ``socket_connected`` for each socket of this worker, as at each of its pings."""
-    manager = server.manager
+    for socket, since in list(_sockets(admin, server.manager)):
+        server.emit("socket_connected", (socket, since), namespace=admin.admin_namespace)
+
+
+def _sockets(admin: Any, manager: Any) -> Iterator[tuple[dict, str]]:
+    """(the Admin UI's view of the socket, when it connected) of each socket of this worker."""
     for namespace in list(manager.get_namespaces()):
         for sid, eio_sid in list(manager.get_participants(namespace, None)):
             try:
@@ -113,5 +136,34 @@ def _announce_sockets(admin: Any, server: Any) -> None:
                 continue
             since = datetime.datetime.fromtimestamp(manager._timestamps.get(sid, time.time()),
                                                     datetime.timezone.utc)
-            server.emit("socket_connected", (socket, since.isoformat()),
-                        namespace=admin.admin_namespace)
+            yield socket, since.isoformat()
+
+
+def _answer_rosters_async(admin: Any, server: Any) -> None:
+    """:func:`_answer_rosters` for an ``AsyncServer``."""
+    admin_connect = admin.admin_connect
+    handle_emit = server.manager._handle_emit
+
+    async def ask_for_roster() -> None:
+        await server.sleep(ROSTER_DELAY)
+        await server.emit(ROSTER, None, namespace=admin.admin_namespace)
+
+    async def connect(sid: str, environ: dict, auth: Any = None) -> Any:
+        answer = await admin_connect(sid, environ, auth)  # raises when the admin is refused
+        server.start_background_task(ask_for_roster)
+        return answer
+
+    async def on_emit(message: dict) -> None:
+        if message.get("event") == ROSTER and message.get("namespace") == admin.admin_namespace:
+            await _announce_sockets_async(admin, server)
+        else:
+            await handle_emit(message)
+
+    server.on("connect", connect, namespace=admin.admin_namespace)
+    server.manager._handle_emit = on_emit
+
+
+async def _announce_sockets_async(admin: Any, server: Any) -> None:
+    """:func:`_announce_sockets` for an ``AsyncServer``."""
+    for socket, since in list(_sockets(admin, server.manager)):
+        await server.emit("socket_connected", (socket, since), namespace=admin.admin_namespace)

@@ -3,26 +3,43 @@
 ``AppRunner.setup`` runs the app's startup signals and makes its ``web.Server``, a
 protocol factory; each socket the master hands over becomes a connection through
 ``loop.connect_accepted_socket`` with it. No site, no listener in the worker.
+
+aiohttp has no connection limit of its own (uvicorn's ``limit_concurrency`` is the
+ASGI side's): a socket handed over while ``--worker-connections`` are open gets
+:class:`ServiceUnavailable` instead, a 503 once its request head is in, then the
+connection closes. The heartbeat's connection count tells the master the worker is
+full, so new clients go to the others meanwhile.
 """
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 import time
+from typing import Any
 
 from aiohttp import web
 
+from .asyncio_protocol import Routing
 from .peer import connect
+
+log = logging.getLogger("sticky_cluster.worker")
 
 
 class AiohttpConnections:
     """Serves an ``aiohttp.web.Application`` on the sockets handed to it.
 
     :param app: the aiohttp application (the AsyncServer attached to it).
+    :param worker_connections: the most connections served at once (more get a 503).
     """
 
-    def __init__(self, app: web.Application) -> None:
+    def __init__(self, app: web.Application, worker_connections: int) -> None:
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        self._limit = worker_connections
+        self._connecting = 0  # handed over, not connected to a protocol yet
+        self.routing: Routing | None = None
+        """Set to hand requests of other workers' sessions back."""
 
     async def start(self) -> None:
         """Run the app's startup signals and make its server."""
@@ -31,16 +48,26 @@ class AiohttpConnections:
     def tick(self) -> None:
         """Nothing to refresh: aiohttp keeps its own Date header."""
 
-    def serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
-        """Serve one handed-over client connection."""
+    def serve(self, sock: socket.socket, address: tuple[str, int], preface: bytes = b"") -> None:
+        """Serve one handed-over client connection (a resumed one: ``preface`` first)."""
         assert self._runner.server is not None, "start() first"
-        connect(self._runner.server, sock, address)
+        if self.open_connections >= self._limit:
+            log.warning("worker %d is full (--worker-connections %d): a connection gets a 503",
+                        os.getpid(), self._limit)
+            connect(ServiceUnavailable, sock, address)
+            return
+        self._connecting += 1
+        connect(self._runner.server, sock, address, self.routing, preface).add_done_callback(
+            self._connected)
+
+    def _connected(self, _task: asyncio.Task) -> None:
+        self._connecting -= 1
 
     @property
     def open_connections(self) -> int:
-        """HTTP and websocket connections still open."""
+        """HTTP and websocket connections open or being opened."""
         server = self._runner.server
-        return len(server.connections) if server is not None else 0
+        return self._connecting + (len(server.connections) if server is not None else 0)
 
     async def stop(self, timeout: float) -> None:
         """Close every connection (a request in progress gets ``timeout``), then clean the app up."""
@@ -48,3 +75,47 @@ class AiohttpConnections:
         if self._runner.server is not None:
             await self._runner.server.shutdown(timeout)
         await asyncio.wait_for(self._runner.cleanup(), max(1.0, timeout - (time.monotonic() - started)))
+
+
+def idle(protocol: Any) -> bool:
+    """Whether aiohttp's ``RequestHandler`` has answered every request it read."""
+    return not protocol._request_in_progress and not protocol._messages  # noqa: SLF001
+
+
+REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+           b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable")
+"""The answer to a connection past ``--worker-connections`` (the words uvicorn's 503 uses)."""
+
+REFUSAL_WAIT = 10.0
+"""Seconds a refused connection may take to send its request head before it is closed."""
+
+HEAD_LIMIT = 16384
+"""Bytes of a refused connection's request read at most before it is answered."""
+
+
+class ServiceUnavailable(asyncio.Protocol):
+    """Answers a connection's first request with :data:`REFUSAL` and closes it.
+
+    It waits for the request head (up to :data:`HEAD_LIMIT` bytes or :data:`REFUSAL_WAIT`
+    seconds), so that the client reads the answer instead of a reset.
+    """
+
+    def __init__(self) -> None:
+        self._transport: asyncio.Transport | None = None
+        self._head = b""
+        self._timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+        self._timer = asyncio.get_running_loop().call_later(REFUSAL_WAIT, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        self._head += data
+        if b"\r\n\r\n" in self._head or b"\n\n" in self._head or len(self._head) >= HEAD_LIMIT:
+            assert self._transport is not None
+            self._transport.write(REFUSAL)
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()

@@ -18,6 +18,7 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
+from .asyncio_protocol import Routing
 from .peer import connect
 
 
@@ -42,6 +43,8 @@ class AsgiConnections:
         self.lifespan = self.config.lifespan_class(self.config)
         self._factory = lambda: self.config.http_protocol_class(
             config=self.config, server_state=self.state, app_state=self.lifespan.state)
+        self.routing: Routing | None = None
+        """Set to hand requests of other workers' sessions back (:func:`routing`)."""
 
     async def start(self) -> None:
         """Run the app's lifespan startup; raise BootError when it fails."""
@@ -55,9 +58,9 @@ class AsgiConnections:
         date = email.utils.formatdate(time.time(), usegmt=True).encode()
         self.state.default_headers = [(b"date", date), *self.config.encoded_headers]
 
-    def serve(self, sock: socket.socket, address: tuple[str, int]) -> None:
-        """Serve one handed-over client connection."""
-        connect(self._factory, sock, address)
+    def serve(self, sock: socket.socket, address: tuple[str, int], preface: bytes = b"") -> None:
+        """Serve one handed-over client connection (a resumed one: ``preface`` first)."""
+        connect(self._factory, sock, address, self.routing, preface)
 
     @property
     def open_connections(self) -> int:
@@ -73,3 +76,9 @@ class AsgiConnections:
             await asyncio.sleep(0.05)
         await self.lifespan.shutdown()
 
+
+
+def idle(protocol: Any) -> bool:
+    """Whether uvicorn's HTTP protocol (httptools or h11) has answered every request it read."""
+    cycle = getattr(protocol, "cycle", None)
+    return (cycle is None or cycle.response_complete) and not getattr(protocol, "pipeline", None)

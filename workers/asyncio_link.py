@@ -3,12 +3,14 @@
 The channel is read by the loop's reader callback (``loop.add_reader``), never by a
 thread: hand-offs go straight to the runtime's ``on_client`` on the loop.
 :meth:`AsyncMasterLink.send` never waits: when the channel is full, packets wait in
-order in an outbox that the loop's writer callback empties.
+order in an outbox that the loop's writer callback empties. A packet that carries an
+fd (a hand-back) carries a copy, closed once it is sent.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
+import os
 import socket
 
 from cluster import channel
@@ -36,39 +38,50 @@ class AsyncMasterLink(Inbox):
         self._sock = sock
         self._fd = sock.fileno()
         self._loop = loop
-        self._outbox: collections.deque[bytes] = collections.deque()
+        self._outbox: collections.deque[tuple[bytes, int | None]] = collections.deque()
+        self._waiting = False  # for the channel to take more (the writer callback is on)
 
     def start(self) -> None:
         """Start reading the channel."""
         self._loop.add_reader(self._fd, self._on_readable)
 
-    def send(self, kind: Kind, payload: bytes = b"") -> None:
-        """Send one message to the master now, or queue it behind those still waiting."""
-        packets = channel.frames(kind, payload)
-        if not self._outbox:
-            for index, packet in enumerate(packets):
-                try:
-                    channel.send_packet(self._sock, packet)
-                except BlockingIOError:
-                    packets = packets[index:]
-                    self._loop.add_writer(self._fd, self._flush)
-                    break
-                except OSError:
-                    master_gone()
-            else:
-                return
+    def send(self, kind: Kind, payload: bytes = b"", fd: int | None = None) -> None:
+        """Send one message to the master now, or queue it behind those still waiting.
+
+        ``fd`` rides with the first packet (a message that carries one fits in one); it
+        is closed here once sent.
+        """
+        packets = [(packet, None) for packet in channel.frames(kind, payload)]
+        packets[0] = (packets[0][0], fd)
         self._outbox.extend(packets)
+        if len(self._outbox) == len(packets):
+            self._flush()
+
+    def hand_back(self, fd: int, address: tuple[str, int], data: bytes) -> None:
+        """Give the client socket ``fd`` back to the master with ``data``, the bytes already read.
+
+        A copy of ``fd`` is sent: the caller closes its own at once (without a shutdown).
+        """
+        self.send(Kind.HANDBACK, channel.resumed(address, data), os.dup(fd))
 
     def _flush(self) -> None:
         while self._outbox:
+            packet, fd = self._outbox[0]
             try:
-                channel.send_packet(self._sock, self._outbox[0])
+                channel.send_packet(self._sock, packet, fd)
             except BlockingIOError:
+                if not self._waiting:
+                    self._waiting = True
+                    self._loop.add_writer(self._fd, self._flush)
                 return
             except OSError:
                 master_gone()
             self._outbox.popleft()
-        self._loop.remove_writer(self._fd)
+            if fd is not None:
+                os.close(fd)
+        if self._waiting:
+            self._waiting = False
+            self._loop.remove_writer(self._fd)
 
     def _on_readable(self) -> None:
         for _ in range(READ_BATCH):

@@ -3,10 +3,12 @@
 One event loop (uvloop when installed) does everything: it reads the master's channel
 (:mod:`workers.asyncio_link`), serves each handed-over socket with a real server's
 protocol (:mod:`workers.asgi_server`: uvicorn's; :mod:`workers.aiohttp_server`:
-aiohttp's), runs the client manager (:mod:`workers.managers` picks the asyncio twins)
-and sends the heartbeats, so that a blocked loop stops them and the master kills the
-worker. Boot order: import the app, give it sids that carry this worker's tag, install
-the client manager, start the app (lifespan or startup signals), report ready.
+aiohttp's; under ``--route sid`` behind :mod:`workers.asyncio_protocol`, which hands
+a request for another worker's session back to the master), runs the client manager
+(:mod:`workers.managers` picks the asyncio twins) and sends the heartbeats, so that a
+blocked loop stops them and the master kills the worker. Boot order: import the app,
+give it sids that carry this worker's tag, install the client manager, start the app
+(lifespan or startup signals), report ready.
 """
 from __future__ import annotations
 
@@ -69,18 +71,21 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
     from . import managers, peer, sids
     from .asyncio_link import AsyncMasterLink
+    from .asyncio_protocol import Routing
 
     loop = asyncio.get_running_loop()
     server = app.server
     sids.install(server.eio, spec.tag)
     peer.fix_remote_addr(server.eio)
     if app.aiohttp is not None:
-        from .aiohttp_server import AiohttpConnections
-        connections: Any = AiohttpConnections(app.aiohttp)
+        from . import aiohttp_server as kind
+        connections: Any = kind.AiohttpConnections(app.aiohttp, spec.worker_connections)
     else:
-        from .asgi_server import AsgiConnections
-        connections = AsgiConnections(app.asgi, spec.worker_connections)
+        from . import asgi_server as kind  # type: ignore[no-redef]
+        connections = kind.AsgiConnections(app.asgi, spec.worker_connections)
     link = AsyncMasterLink(sock, connections.serve, loop)
+    if spec.hand_back:
+        connections.routing = Routing(spec.tag, link.hand_back, kind.idle)
     managers.install(server, spec, link)
     await connections.start()
     drained = loop.create_future()

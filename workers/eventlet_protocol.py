@@ -2,7 +2,7 @@
 
 :class:`RoutingProtocol` is ``eventlet.wsgi.HttpProtocol`` with two changes:
 
-* its ``rfile`` reads through a :class:`ReplayReader`: first the bytes a resumed
+* its ``rfile`` reads through a :class:`~workers.replay.ReplayReader`: first the bytes a resumed
   connection came with (the worker that handed it back had read them), then the
   socket, so eventlet parses them exactly as if it had read them itself;
 * after it reads each request line it asks :func:`workers.handback.owner_elsewhere`;
@@ -25,48 +25,9 @@ from cluster.channel import RESUME_LIMIT
 
 from .handback import owner_elsewhere
 from .link import PREFACE_ATTRIBUTE
-
-READ_BUFFER = io.DEFAULT_BUFFER_SIZE
-"""Bytes the request reader buffers (what a hand-back carries past the request line, at most)."""
+from .replay import READ_BUFFER, ReplayReader, buffered
 
 HandBack = Callable[[socket.socket, tuple[str, int], bytes], None]
-
-
-class ReplayReader(io.RawIOBase):
-    """A raw reader over a green socket that first returns ``preface``.
-
-    :param sock: the client's green socket.
-    :param preface: bytes already read from it elsewhere, to be read again here first.
-    """
-
-    def __init__(self, sock: socket.socket, preface: bytes = b"") -> None:
-        super().__init__()
-        self._sock = sock
-        self._preface = preface
-        self.waits = True
-        """False: a read returns at once, with None when the socket has nothing."""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int | None:  # type: ignore[override]
-        if self._preface:
-            size = min(len(buffer), len(self._preface))
-            buffer[:size] = self._preface[:size]
-            self._preface = self._preface[size:]
-            return size
-        if self.waits:
-            return self._sock.recv_into(buffer)
-        real = self._sock.fd  # type: ignore[attr-defined]  # the green socket's own, non-blocking
-        try:
-            return real.recv_into(buffer, len(buffer), socket.MSG_DONTWAIT)
-        except OSError:  # nothing there (or an error the next waiting read reports)
-            return None
-
-    def take_preface(self) -> bytes:
-        """The preface bytes not read yet, taken out."""
-        rest, self._preface = self._preface, b""
-        return rest
 
 
 class RoutingProtocol(wsgi.HttpProtocol):
@@ -89,7 +50,7 @@ class RoutingProtocol(wsgi.HttpProtocol):
         preface = conn.__dict__.pop(PREFACE_ATTRIBUTE, b"")
         self._serve_next_here = bool(preface)
         self._handed_back = False
-        self._reader = ReplayReader(conn, preface)
+        self._reader = ReplayReader(conn, conn.fd, preface)  # fd: the green socket's own
         self.rfile = io.BufferedReader(self._reader, READ_BUFFER)
         self.wfile = conn.makefile("wb", self.wbufsize)
 
@@ -100,20 +61,12 @@ class RoutingProtocol(wsgi.HttpProtocol):
             return line
         if owner_elsewhere(line, self.own_tag) is None:
             return line
-        data = line + self._buffered() + self._reader.take_preface()
+        data = line + buffered(self.rfile, self._reader)
         if len(data) > RESUME_LIMIT:  # cannot happen with READ_BUFFER; answered here then
             return line
         self._handed_back = True
         self.hand_back(self.connection, self.client_address, data)
         return ""  # eventlet ends the connection: see finish()
-
-    def _buffered(self) -> bytes:
-        """What the reader holds past the request line, plus what the socket has now."""
-        self._reader.waits = False
-        try:
-            return self.rfile.peek(0)
-        finally:
-            self._reader.waits = True
 
     def finish(self) -> None:
         if not self._handed_back:

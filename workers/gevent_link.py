@@ -35,18 +35,30 @@ class GeventMasterLink(Inbox):
         """Start reading the channel."""
         gevent.spawn(self._read_forever)
 
-    def send(self, kind: Kind, payload: bytes = b"") -> None:
-        """Send one message to the master, waiting (green) while the channel is full."""
+    def send(self, kind: Kind, payload: bytes = b"", fd: int | None = None) -> None:
+        """Send one message to the master, waiting (green) while the channel is full.
+
+        ``fd`` rides with the first packet (a message that carries one fits in one).
+        """
         with self._send_lock:
             for packet in channel.frames(kind, payload):
                 while True:
                     try:
-                        channel.send_packet(self._sock, packet)
+                        channel.send_packet(self._sock, packet, fd)
+                        fd = None
                         break
                     except BlockingIOError:
                         wait_write(self._fd)
                     except OSError:
                         master_gone()
+
+    def hand_back(self, client: socket.socket, address: tuple[str, int], data: bytes) -> None:
+        """Give ``client`` back to the master with ``data``, the bytes already read from it.
+
+        The master passes both to the worker that owns the request's session; the
+        caller closes its copy of the socket afterwards (without shutting it down).
+        """
+        self.send(Kind.HANDBACK, channel.resumed(address, data), client.fileno())
 
     def _read_forever(self) -> None:
         while True:

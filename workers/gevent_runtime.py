@@ -5,7 +5,9 @@ it sids that carry this worker's tag, install the client manager, report ready,
 serve. Each handed-over socket is served by ``gevent.pywsgi`` (``WSGIServer.handle``
 in a greenlet of a bounded pool; no listener in the worker), websockets by what
 Engine.IO's gevent driver picked: gevent-websocket's handler when it is installed,
-simple-websocket on the plain handler otherwise. Heartbeats come from a greenlet, so
+simple-websocket on the plain handler otherwise; under ``--route sid`` with
+:mod:`workers.gevent_protocol`'s handler on top, which hands a request for another
+worker's session back to the master. Heartbeats come from a greenlet, so
 a worker whose hub is blocked is seen and killed.
 """
 from __future__ import annotations
@@ -43,6 +45,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 
     from . import loader, managers, sids
     from .gevent_link import GeventMasterLink
+    from .gevent_protocol import routing_handler
 
     raise_open_files_limit()
     app = loader.load(spec.target, "gevent")
@@ -50,7 +53,10 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     pool = gevent.pool.Pool(spec.worker_connections)
     server = pywsgi.WSGIServer(_Listener(spec), app.wsgi, spawn=pool, log=None,
                                handler_class=_handler_class(), environ=_server_environ(spec))
-    link = GeventMasterLink(sock, lambda client, address: pool.spawn(server.handle, client, address))
+    link = GeventMasterLink(sock, lambda client, address, preface: pool.spawn(
+        _handle, server, client, address, preface))
+    if spec.hand_back:
+        server.handler_class = routing_handler(spec.tag, link.hand_back, base=server.handler_class)
     managers.install(app.server, spec, link)
     drained = gevent.event.Event()
     link.on_drain = lambda: gevent.spawn(_drain, app.server, link, pool, spec.graceful_timeout,
@@ -115,6 +121,15 @@ def _handler_class() -> Any:
         from geventwebsocket.handler import WebSocketHandler
         return WebSocketHandler
     return pywsgi.WSGIHandler
+
+
+def _handle(server: Any, client: socket.socket, address: tuple[str, int], preface: bytes) -> None:
+    """Serve one handed-over client; a resumed one (``preface``: the bytes read before) by
+    the routing handler, which serves those first."""
+    if preface:
+        server.handler_class(client, address, server, preface).handle()
+    else:
+        server.handle(client, address)
 
 
 def _heartbeat(link: Any, server: Any, pool: Any, interval: float) -> None:

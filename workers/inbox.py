@@ -18,14 +18,16 @@ from cluster.channel import Kind
 
 log = logging.getLogger("sticky_cluster.worker")
 
-Client = Callable[[socket.socket, tuple[str, int]], None]
-"""Takes a handed-off client socket and the client's address."""
+Client = Callable[[socket.socket, tuple[str, int], bytes], None]
+"""Takes a handed-off client socket, the client's address and the bytes to serve first
+(those another worker read before it handed the connection back; none for a hand-off)."""
 
 
 class Inbox:
     """The worker's callbacks for the master's messages.
 
-    :param on_client: serves a handed-off client (its socket, its real address).
+    :param on_client: serves a handed-off client (its socket, its real address, the bytes
+                      to serve first).
     """
 
     def __init__(self, on_client: Client) -> None:
@@ -54,18 +56,24 @@ class Inbox:
             return
         kind, payload = message
         if kind is Kind.HANDOFF and fd is not None:
-            client = socket.socket(fileno=fd)
-            if self.closed:
-                client.close()
-            else:
-                self.last_client = time.monotonic()
-                self.on_client(client, channel.decode_address(payload))
+            self._take(fd, channel.decode_address(payload), b"")
+        elif kind is Kind.RESUME and fd is not None:
+            self._take(fd, *channel.split_resumed(payload))
         elif kind is Kind.DELIVER and self.on_deliver is not None:
             self.on_deliver(payload)
         elif kind is Kind.DRAIN and self.on_drain is not None:
             self.on_drain()
         elif fd is not None:
             os.close(fd)
+
+
+    def _take(self, fd: int, address: tuple[str, int], preface: bytes) -> None:
+        client = socket.socket(fileno=fd)
+        if self.closed:
+            client.close()
+        else:
+            self.last_client = time.monotonic()
+            self.on_client(client, address, preface)
 
 
 def master_gone() -> None:

@@ -14,6 +14,8 @@ import asyncio
 import socket
 from typing import Any, Callable
 
+from .asyncio_protocol import HandBackProtocol, Routing
+
 
 class PeerTransport:
     """A transport that reports ``peer`` as its peer name and delegates the rest.
@@ -41,17 +43,31 @@ class PeerTransport:
 
 
 def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
-            address: tuple[str, int]) -> None:
+            address: tuple[str, int], routing: Routing | None = None,
+            preface: bytes = b"") -> asyncio.Task:
     """Serve the handed-over ``sock`` with a protocol from ``factory``, on the running loop.
 
     The protocol sees ``address`` as the client's (a :class:`PeerTransport` when the
-    socket's own peer differs). The socket is closed if the loop cannot take it.
+    socket's own peer differs). With ``routing``, a
+    :class:`~workers.asyncio_protocol.HandBackProtocol` in front of it hands back the
+    requests of other workers' sessions and serves ``preface`` (the bytes of a resumed
+    connection) first. The socket is closed if the loop cannot take it. Returns the task
+    that connects it (done once the protocol has the connection).
     """
-    if _needs_peer(sock, address):
-        factory = _with_peer(factory, address)
+    peer = _needs_peer(sock, address)
+
+    def protocol() -> asyncio.Protocol:
+        server = factory()
+        outer = PeerProtocol(server, address) if peer else server
+        if routing is None:
+            return outer
+        return HandBackProtocol(outer, server, routing, address, preface)
+
     loop = asyncio.get_running_loop()
-    task = loop.create_task(loop.connect_accepted_socket(factory, sock))
+    task = loop.create_task(loop.connect_accepted_socket(
+        protocol if peer or routing is not None else factory, sock))
     task.add_done_callback(lambda done: done.cancelled() or done.exception() is None or sock.close())
+    return task
 
 
 def _needs_peer(sock: socket.socket, address: tuple[str, int]) -> bool:
@@ -63,12 +79,6 @@ def _needs_peer(sock: socket.socket, address: tuple[str, int]) -> bool:
     except OSError:
         return True
     return tuple(peer[:2]) != tuple(address)
-
-
-def _with_peer(factory: Callable[[], asyncio.Protocol],
-               peer: tuple[str, int]) -> Callable[[], asyncio.Protocol]:
-    """A protocol factory whose protocol sees a :class:`PeerTransport` reporting ``peer``."""
-    return lambda: PeerProtocol(factory(), peer)
 
 
 class PeerProtocol(asyncio.Protocol):

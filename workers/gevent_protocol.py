@@ -1,0 +1,72 @@
+"""gevent.pywsgi's connection handler, taught to give back the requests it does not own.
+
+The gevent twin of :mod:`workers.eventlet_protocol`. :class:`RoutingHandler` goes on top
+of the handler class the worker serves with (pywsgi's own, or gevent-websocket's):
+
+* its ``rfile`` reads through a :class:`~workers.replay.ReplayReader`: first the bytes
+  a resumed connection came with, then the socket;
+* after it reads each request line it asks :func:`workers.handback.owner_elsewhere`;
+  a request for another worker's sid goes back to the master with the line and what
+  the reader holds behind it (taken without waiting), and the connection is forgotten
+  here: no answer, no read-out, no shutdown (the master and then the owner hold it).
+
+The first request of a resumed connection is served here whatever it names, so a
+connection cannot bounce between workers (see :mod:`workers.handback`).
+"""
+from __future__ import annotations
+
+import io
+import socket
+from typing import Any, Callable
+
+from gevent import pywsgi
+
+from cluster.channel import RESUME_LIMIT
+
+from .handback import owner_elsewhere
+from .replay import READ_BUFFER, ReplayReader, buffered
+
+HandBack = Callable[[socket.socket, tuple[str, int], bytes], None]
+
+
+class RoutingHandler(pywsgi.WSGIHandler):
+    """A ``WSGIHandler`` that hands a request for another worker's session back to the master.
+
+    Made by :func:`routing_handler`, which sets :attr:`own_tag` and :attr:`hand_back`.
+
+    :param preface: the bytes a resumed connection came with, served first.
+    """
+
+    own_tag = 0
+    """The tag of this worker (the one its sids carry)."""
+    hand_back: HandBack
+    """Sends a client socket, its address and the bytes read from it to the master."""
+
+    def __init__(self, sock: Any, address: Any, server: Any, preface: bytes = b"") -> None:
+        self._reader = ReplayReader(sock, sock._sock, preface)  # _sock: the real socket under it
+        self._serve_next_here = bool(preface)
+        super().__init__(sock, address, server, rfile=io.BufferedReader(self._reader, READ_BUFFER))
+
+    def read_requestline(self) -> str:
+        line = super().read_requestline()
+        if self._serve_next_here or not line:
+            self._serve_next_here = False
+            return line
+        raw = line.encode("latin-1")
+        if owner_elsewhere(raw, self.own_tag) is None:
+            return line
+        data = raw + buffered(self.rfile, self._reader)
+        if len(data) > RESUME_LIMIT:  # cannot happen with READ_BUFFER; answered here then
+            return line
+        self.hand_back(self.socket, self.client_address, data)
+        self.socket.close()  # no shutdown: the connection lives on in another worker
+        self.socket = None  # pywsgi then neither answers nor reads the socket out
+        return ""
+
+
+def routing_handler(own_tag: int, hand_back: HandBack,
+                    base: type[pywsgi.WSGIHandler] = pywsgi.WSGIHandler) -> type[RoutingHandler]:
+    """A :class:`RoutingHandler` class for the worker tagged ``own_tag``, on top of ``base``
+    (pywsgi's handler or a subclass, such as gevent-websocket's)."""
+    return type("RoutingHandler", (RoutingHandler, base), {
+        "own_tag": own_tag, "hand_back": staticmethod(hand_back)})

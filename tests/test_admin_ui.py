@@ -6,8 +6,9 @@ import contextlib
 
 import pytest
 
-from clients import connected, source_address
-from test_cluster import run
+from clients import connected, run, source_address
+
+pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("adapter", ["relay", "redis"])

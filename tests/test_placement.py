@@ -16,15 +16,11 @@ import signal
 
 import pytest
 
-from clients import connected, source_address
+from clients import connected, run, source_address
 from cluster import routing
 from cluster.placement import Candidate, order
 from conftest import wait_for
-from test_routing import RawClient, in_threads, tcp_from
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 90))
+from rawclient import RawClient, in_threads, tcp_from
 
 
 # ------------------------------------------------------------------ order (pure)

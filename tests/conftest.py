@@ -233,9 +233,12 @@ E2E_FIXTURES = frozenset({"start_cluster", "redis_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use :data:`E2E_FIXTURES`; run the end-to-end tests first, so that
+    in parallel runs the short unit tests fill the gaps at the end."""
     for item in items:
         if E2E_FIXTURES.intersection(item.fixturenames):
             item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)

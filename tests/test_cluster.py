@@ -17,7 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=3)
 
     async def one(index):
         source = source_address(index)
@@ -41,7 +41,7 @@ def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
 
 
 def test_polling_only_clients_keep_their_session(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=2)
 
     async def one(index):
         async with connected(cluster.url, source_address(100 + index),
@@ -58,14 +58,14 @@ def test_polling_only_clients_keep_their_session(start_cluster, app_target):
 
 
 def test_room_broadcast_through_the_embedded_relay(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=3)
     listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}
 
 
 def test_room_broadcast_through_redis(start_cluster, redis_server, app_target):
-    cluster = start_cluster(app_target, workers=4, args=("--adapter", redis_server.url, "--channel", "t-redis"))
+    cluster = start_cluster(app_target, workers=3, args=("--adapter", redis_server.url, "--channel", "t-redis"))
     listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}

@@ -80,7 +80,7 @@ def test_clients_behind_one_address_spread_over_the_workers(start_cluster):
 
 
 def test_balance_ip_keeps_one_address_on_one_worker(start_cluster):
-    cluster = start_cluster(workers=4, args=("--balance", "ip"))
+    cluster = start_cluster(workers=2, args=("--balance", "ip"))
     source = source_address(31)
     pids = {RawClient(tcp_from(cluster.port, source)).open().call("whoami")["pid"]
             for _ in range(8)}

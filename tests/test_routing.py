@@ -86,7 +86,7 @@ def sid_worker_differs(port: int, sid: str, first: int) -> str:
 # -------------------------------------------------------------- session routing
 
 def test_client_that_changes_address_keeps_its_session(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=2)
 
     async def main():
         new_http = None
@@ -160,7 +160,7 @@ def test_sessions_survive_a_rolling_restart(start_cluster):
 
 def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path, app_target):
     path = str(tmp_path / "cluster.sock")
-    cluster = start_cluster(app_target, workers=4, args=(
+    cluster = start_cluster(app_target, workers=3, args=(
         "--proxy-protocol", "--bind", f"unix:{path}", "--balance", "ip"))  # new sessions by the real IP
     balancer = tcp_from(cluster.port, "127.0.0.1")
     ips = ([f"10.9.0.{i}" for i in range(1, 21)] + [f"10.9.1.{i}" for i in range(1, 11)]
@@ -193,7 +193,7 @@ def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path, app_targ
 
 
 def test_forwarded_for_only_from_trusted_peers(start_cluster):
-    cluster = start_cluster(workers=4, args=("--forwarded-allow-ips", "127.0.0.1, 10.255.0.0/16"))
+    cluster = start_cluster(workers=3, args=("--forwarded-allow-ips", "127.0.0.1, 10.255.0.0/16"))
     cookie = "Cookie: " + "c" * 3000 + "\r\n"
 
     def trusted(index):

@@ -79,7 +79,7 @@ def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, messa
 @pytest.mark.parametrize("target", ["tests.apps.asgi_chat:sio", "tests.apps.aiohttp_chat:sio",
                                     "tests.apps.gevent_chat:create_flask_app()"])
 def test_the_other_target_shapes_serve_sticky_clients(start_cluster, target):
-    cluster = start_cluster(target, workers=4)
+    cluster = start_cluster(target, workers=2)
 
     async def one(index):
         async with connected(cluster.url, source_address(700 + index)) as client:

@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 DEMO_APP := examples.chat:app
 DEMO_BIND ?= 127.0.0.1:5000
 
-.PHONY: demo demo-client test bench install readme
+.PHONY: demo demo-client test test-unit bench install readme
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,8 +21,14 @@ demo: install  ## install, then serve the chat page of examples/chat.py on http:
 demo-client: install  ## a terminal client for the running demo (make demo in another terminal)
 	$(PY) -m examples.chat_client http://$(DEMO_BIND)
 
-test: install  ## the whole test suite
-	$(PY) -m pytest -q
+# The suite's tests mostly wait on real processes: 4 pytest processes suit 2 cores.
+TEST_PROCESSES ?= 4
+
+test: install  ## the whole test suite, in parallel
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
+
+test-unit: install  ## the unit part alone (no process started), in seconds
+	$(PY) -m pytest -q -m "not e2e"
 
 bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
 	$(PY) -m bench.run

@@ -2,11 +2,18 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 from typing import AsyncIterator
 
 import aiohttp
 import socketio
+
+
+def run(coro, timeout: float = 120):
+    """Run ``coro`` to its end in a new event loop; fail it after ``timeout`` seconds."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
 def source_address(index: int) -> str:
@@ -46,3 +53,86 @@ async def wait_upgraded(client: socketio.AsyncClient, timeout: float = 10) -> No
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("the client never upgraded to websocket")
         await asyncio.sleep(0.02)
+
+
+async def room_broadcast_reaches_every_worker(urls: list[str], clients_per_url: int = 12):
+    """Connect clients to ``urls`` (round robin), join a room, shout from one client.
+
+    Returns (pids of the listeners, pids that heard the shout, shouter's pid).
+    """
+    heard: dict[int, asyncio.Future] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for index in range(clients_per_url * len(urls)):
+            client = await stack.enter_async_context(
+                connected(urls[index % len(urls)], source_address(200 + index)))
+            future = asyncio.get_running_loop().create_future()
+            heard[index] = future
+            client.on("heard", lambda data, f=future: f.done() or f.set_result(data))
+            answer = await client.call("join", "room-1", timeout=10)
+            clients.append((client, answer["pid"]))
+        shouter, shouter_pid = clients[0]
+        assert await shouter.call("shout", {"room": "room-1", "message": "hello"}, timeout=10) == "ok"
+        results = await asyncio.wait_for(asyncio.gather(*heard.values()), 10)
+        assert all(data["message"] == "hello" for data in results)
+        return {pid for _client, pid in clients}, {data["from_pid"] for data in results}, shouter_pid
+
+
+# ------------------------------------------------- peers of the unicast app (tells, broadcasts)
+
+UNICAST_APP = "tests.apps.unicast:sio"
+CLIENTS = 12
+"""Clients :func:`peers` connects (to a three-worker cluster)."""
+
+
+@dataclasses.dataclass
+class Peer:
+    """One connected client: its worker, its sid per namespace, what it received."""
+
+    client: object
+    pid: int
+    sids: dict[str, str]
+    inbox: dict[tuple[str, str], asyncio.Queue]
+
+    def got(self, event: str, namespace: str = "/") -> asyncio.Queue:
+        return self.inbox[(event, namespace)]
+
+
+@contextlib.asynccontextmanager
+async def peers(url: str, first_source: int, namespaces: tuple[str, ...] = ("/",)):
+    """CLIENTS connected clients, each from its own address, grouped by worker pid."""
+    async with contextlib.AsyncExitStack() as stack:
+        everyone = []
+        for index in range(CLIENTS):
+            client = await stack.enter_async_context(
+                connected(url, source_address(first_source + index), namespaces=list(namespaces)))
+            inbox = collections.defaultdict(asyncio.Queue)
+            for namespace in namespaces:
+                for event in ("told", "heard"):
+                    client.on(event, inbox[(event, namespace)].put_nowait, namespace=namespace)
+            answers = {ns: await client.call("whoami", namespace=ns, timeout=10)
+                       for ns in namespaces}
+            pid = answers["/"]["pid"] if "/" in answers else next(iter(answers.values()))["pid"]
+            everyone.append(Peer(client, pid, {ns: a["sid"] for ns, a in answers.items()}, inbox))
+        by_pid = collections.defaultdict(list)
+        for peer in everyone:
+            by_pid[peer.pid].append(peer)
+        assert len(by_pid) == 3, {pid: len(group) for pid, group in by_pid.items()}
+        assert all(len(group) >= 2 for group in by_pid.values())
+        yield everyone, list(by_pid.values())
+
+
+async def tell(sender: Peer, to: str, message: str, namespace: str = "/",
+               in_namespace: str | None = None) -> None:
+    data = {"to": to, "message": message}
+    if in_namespace is not None:
+        data["namespace"] = in_namespace
+    assert await sender.client.call("tell", data, namespace=namespace, timeout=10) == "ok"
+
+
+async def received(queue: asyncio.Queue, until: str) -> list[str]:
+    """The messages that arrive in ``queue`` up to and including ``until``."""
+    messages = []
+    while not messages or messages[-1] != until:
+        messages.append((await asyncio.wait_for(queue.get(), 10))["message"])
+    return messages

@@ -2,20 +2,34 @@
 
 The pytest process makes itself a child subreaper, so a process that any test starts
 and that outlives its parent is re-parented here, where the orphan check finds it.
+
+The suite runs in parallel (pytest-xdist, ``make test``): every pytest process has its
+own session redis-server, its own orphan check and its own block of ports below the
+kernel's ephemeral range, so neither another process nor a client's outgoing connection
+takes a port a test was given. A test that starts real processes (a cluster, a broker,
+the CLI) is marked ``e2e``: by the fixtures it uses (:data:`E2E_FIXTURES`), by its module
+(``pytestmark``) or by itself; ``pytest -m "not e2e"`` runs the fast unit part alone.
 """
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ctypes
+import itertools
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
+import hypothesis
 import psutil
 import pytest
+import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 PR_SET_CHILD_SUBREAPER = 36
@@ -23,11 +37,48 @@ SESSION_PIDS: set[int] = set()
 """Processes that outlive a test on purpose (the session's redis-server)."""
 
 
+PORT_BLOCK = 2000
+"""Ports each pytest process hands out, in turn, from its own block."""
+FIRST_PORT = 12000
+"""The first block's first port: the blocks end below the ephemeral range (32768)."""
+
+
+def _port_block() -> itertools.cycle:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")  # gw0, gw1 … under xdist
+    index = int(worker[2:]) if worker[2:].isdigit() else 0
+    first = FIRST_PORT + (index % 10) * PORT_BLOCK
+    return itertools.cycle(range(first, first + PORT_BLOCK))
+
+
+_PORTS = _port_block()
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    """A TCP port nobody listens on right now, from this pytest process's own block."""
+    for port in itertools.islice(_PORTS, PORT_BLOCK):
+        with socket.socket() as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue  # in use (a cluster of an earlier test still draining, TIME_WAIT)
+            return port
+    raise RuntimeError(f"no free port in this process's block of {PORT_BLOCK}")
+
+
+def cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
+        input: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m cluster ARGS`` from the checkout; its exit code, stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT, input=input,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env} if env else None)
+
+
+def gone(pid: int) -> bool:
+    """True when ``pid`` has exited (a zombie waiting to be reaped counts as gone)."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
@@ -42,37 +93,70 @@ def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "con
         time.sleep(interval)
 
 
-class RedisServer:
-    """A private redis-server on a loopback port, stopped and started by PID."""
+class RedisNode:
+    """A private ``redis-server`` (or ``redis-server --sentinel``) with arguments of the test's.
 
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self._workdir = workdir
+    :param args: the arguments after the binary (they name ``port``).
+    :param port: the node's port (default: a free one; then ``args`` must not need it).
+    :param client: makes a client of the node, for the ready check (default: plain, no
+                   password; give one for TLS or AUTH).
+    """
+
+    def __init__(self, workdir: Path, args: list[str], port: int | None = None,
+                 client: Callable[[], redis.Redis] | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.args = args
+        self._client = client or (lambda: redis.Redis(host="127.0.0.1", port=self.port,
+                                                      socket_timeout=1))
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self._workdir), "--logfile", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        SESSION_PIDS.add(self.proc.pid)
-        wait_for(self._answers, 10, what="redis-server to answer")
+    def start(self) -> "RedisNode":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(["redis-server", *self.args], cwd=self.workdir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(self._answers, 20, what=f"redis-server {self.args[:2]} to answer")
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies as in a crash, without closing anything cleanly."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
 
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.terminate()
             self.proc.wait(10)
-            SESSION_PIDS.discard(self.proc.pid)
             self.proc = None
 
+    @property
+    def url(self) -> str:
+        """The plain ``redis://`` URL of the node's database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return self._client()
+
     def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"redis-server {self.args} exited {self.proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(16).startswith(b"+PONG")
-        except OSError:
+            with contextlib.closing(self.client()) as client:
+                return bool(client.ping())
+        except redis.RedisError:
             return False
+
+
+def plain_args(port: int, *extra: str) -> list[str]:
+    """A throw-away Redis on 127.0.0.1:``port``: nothing saved."""
+    return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--logfile", "", *extra]
 
 
 class ClusterProcess:
@@ -94,11 +178,25 @@ class ClusterProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def wait_log(self, text: str, timeout: float = 20, count: int = 1) -> None:
+    def wait_log(self, text: str, timeout: float = 60, count: int = 1) -> None:
         wait_for(lambda: self.log.count(text) >= count or self._dead(), timeout,
                  what=f"{text!r} in the master's log")
         if self.log.count(text) < count:
             raise AssertionError(f"master exited ({self.proc.returncode}) before {text!r}:\n{self.log}")
+
+    async def until_log(self, text: str, timeout: float = 60, count: int = 1) -> None:
+        """:meth:`wait_log` without blocking the event loop (the clients keep going)."""
+        deadline = time.monotonic() + timeout
+        while self.log.count(text) < count:
+            assert self.proc.poll() is None, f"master exited before {text!r}:\n{self.log}"
+            assert time.monotonic() < deadline, f"no {text!r} in the log after {timeout} s"
+            await asyncio.sleep(0.05)
+
+    def slot_of(self, pid: int) -> int:
+        """The slot the master's log gives worker ``pid``."""
+        match = re.search(rf"worker {pid} \(slot (\d+)\)", self.log)
+        assert match, f"worker {pid} not in the log"
+        return int(match[1])
 
     def _dead(self) -> bool:
         return self.proc.poll() is not None
@@ -124,6 +222,23 @@ class ClusterProcess:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+hypothesis.settings.register_profile("busy", deadline=None)
+hypothesis.settings.load_profile("busy")
+"""No per-example deadline: on a busy machine a slow example is not a failure."""
+
+E2E_FIXTURES = frozenset({"start_cluster", "redis_server"})
+"""A test that uses one of these starts real processes: it is marked ``e2e``."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the tests that use :data:`E2E_FIXTURES`; run the end-to-end tests first, so that
+    in parallel runs the short unit tests fill the gaps at the end."""
+    for item in items:
+        if E2E_FIXTURES.intersection(item.fixturenames):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -208,11 +323,13 @@ def app_target(request) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory):
-    """A private redis-server for the whole session (restartable by fault tests)."""
-    server = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
-    server.start()
+def redis_server(tmp_path_factory) -> RedisNode:
+    """A private redis-server for the whole session (of this pytest process)."""
+    port = free_port()
+    server = RedisNode(tmp_path_factory.mktemp("redis"), plain_args(port), port).start()
+    SESSION_PIDS.add(server.proc.pid)
     yield server
+    SESSION_PIDS.discard(server.proc.pid)
     server.stop()
 
 

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import dataclasses
 import json
 import os
 import socket
 import struct
+import time
+from typing import Callable
 
 MASK = b"\x1f\x2e\x3d\x4c"
 
@@ -93,3 +97,106 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
             raise ConnectionError(f"closed after {data!r}")
         data += chunk
     return data
+
+
+# ------------------------------------------- Engine.IO long-polling, a connection per request
+
+def tcp_from(port: int, source: str) -> Callable[[], socket.socket]:
+    """Opens connections to the cluster from ``source``."""
+    def connect() -> socket.socket:
+        sock = socket.socket()
+        sock.bind((source, 0))
+        sock.connect(("127.0.0.1", port))
+        return sock
+    return connect
+
+
+def unix_at(path: str) -> Callable[[], socket.socket]:
+    def connect() -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.connect(path)
+        return sock
+    return connect
+
+
+def exchange(sock: socket.socket, writes: list[bytes], gap: float = 0.05,
+             timeout: float = 10) -> tuple[int, str]:
+    """Write ``writes`` with ``gap`` seconds between them; read the HTTP/1.0 answer to EOF."""
+    with sock:
+        sock.settimeout(timeout)
+        for index, data in enumerate(writes):
+            if index:
+                time.sleep(gap)
+            sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
+    if b"\r\ntransfer-encoding: chunked" in head.lower():  # uvicorn's httptools answers 1.0 so
+        body = dechunk(body)
+    return status, body.decode(errors="replace")
+
+
+def dechunk(body: bytes) -> bytes:
+    """The payload of a chunked HTTP body."""
+    out = b""
+    while body:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, body = out + body[:size], body[size + 2:]
+    return out
+
+
+@dataclasses.dataclass
+class RawClient:
+    """A Socket.IO client over HTTP/1.0 long-polling, each request on a new connection.
+
+    ``writes`` turns one request into the writes that send it (a PROXY header first,
+    a request split in two …).
+    """
+
+    connect: Callable[[], socket.socket]
+    writes: Callable[[bytes], list[bytes]] = lambda request: [request]
+    headers: str = ""
+    sid: str | None = None
+    acks: int = 0
+
+    def request(self, method: str, body: str = "", sid: str | None = None) -> tuple[int, str]:
+        sid = sid or self.sid
+        query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+        data = (f"{method} /socket.io/?{query} HTTP/1.0\r\nHost: test\r\n{self.headers}"
+                f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}\r\n\r\n"
+                f"{body}").encode()
+        return exchange(self.connect(), self.writes(data))
+
+    def handshake(self) -> str:
+        """A new Engine.IO session: its sid."""
+        status, body = self.request("GET", sid="")
+        assert status == 200 and body.startswith("0{"), (status, body)
+        return json.loads(body[1:])["sid"]
+
+    def open(self) -> RawClient:
+        self.sid = self.handshake()
+        assert self.request("POST", "40") == (200, "OK")
+        assert self.request("GET")[1].startswith("40{")
+        return self
+
+    def call(self, event: str) -> dict:
+        ack, self.acks = self.acks, self.acks + 1
+        assert self.request("POST", f"42{ack}{json.dumps([event])}") == (200, "OK")
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, body = self.request("GET")
+            assert status == 200, (status, body)
+            for packet in body.split("\x1e"):
+                if packet.startswith(f"43{ack}["):
+                    return json.loads(packet[len(f"43{ack}"):])[0]
+        raise AssertionError(f"no answer to {event}")
+
+
+def in_threads(function, items, threads: int = 8) -> list:
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(function, items))

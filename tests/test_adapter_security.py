@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
 import urllib.parse
 
 import pytest
 import redis
 
-from brokers import RedisNode, plain_args
 from cluster.broker_check import probe
-from conftest import ROOT, free_port
-from test_cluster import _room_broadcast_reaches_every_worker, run
+from clients import room_broadcast_reaches_every_worker, run
+from conftest import RedisNode, cli, free_port, plain_args
+
+pytestmark = pytest.mark.e2e
 
 PASSWORD = "s3cret-Pa55"
 CHANNEL = "sticky-secure"
@@ -24,10 +24,8 @@ ACL_USER = (f"app on >{PASSWORD} resetchannels &{CHANNEL} "
 """The least the cluster needs: PING, PUBLISH and SUBSCRIBE on its own channel."""
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", "run", "tests.apps.chat:sio",
-                           "--bind", f"127.0.0.1:{free_port()}", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+def _run_chat(*args: str) -> subprocess.CompletedProcess:
+    return cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}", *args)
 
 
 @pytest.fixture
@@ -46,7 +44,7 @@ def acl_redis(tmp_path):
 def test_acl_user_joins_the_workers_and_the_password_is_never_logged(start_cluster, acl_redis):
     url = f"redis://app:{PASSWORD}@127.0.0.1:{acl_redis.port}/0"
     cluster = start_cluster(workers=3, args=("--adapter", url, "--channel", CHANNEL))
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 9))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 9))
     assert len(listeners) >= 2 and senders == {shouter}
     cluster.stop()
     assert PASSWORD not in cluster.log
@@ -67,7 +65,7 @@ def test_acl_user_joins_the_workers_and_the_password_is_never_logged(start_clust
 ])
 def test_bad_credentials_are_one_line_with_the_password_masked(acl_redis, credentials, why):
     at = f"{credentials}@" if credentials else ""
-    result = _cli("--adapter", f"redis://{at}127.0.0.1:{acl_redis.port}/0")
+    result = _run_chat("--adapter", f"redis://{at}127.0.0.1:{acl_redis.port}/0")
     assert result.returncode != 0
     line = result.stderr.strip()
     assert len(line.splitlines()) == 1, result.stderr
@@ -88,11 +86,11 @@ def test_requirepass_with_an_empty_user_name_and_an_escaped_password(start_clust
         escaped = urllib.parse.quote(password, safe="")
         cluster = start_cluster(workers=2, args=("--adapter",
                                                  f"redis://:{escaped}@127.0.0.1:{port}/0"))
-        listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 6))
+        listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 6))
         assert len(listeners) == 2 and senders == {shouter}
         cluster.stop()
         assert PASSWORD not in cluster.log
-        wrong = _cli("--adapter", f"redis://:{escaped}x@127.0.0.1:{port}/0")
+        wrong = _run_chat("--adapter", f"redis://:{escaped}x@127.0.0.1:{port}/0")
         assert wrong.returncode != 0 and PASSWORD not in wrong.stderr
         assert f"redis://:***@127.0.0.1:{port}/0" in wrong.stderr
     finally:
@@ -121,15 +119,15 @@ def test_tls_rediss_with_auth(start_cluster, tmp_path, certificate):
                                    ssl_ca_certs=str(cert), socket_timeout=1))
     node.start()
     try:
-        plain = _cli("--adapter", f"redis://:{PASSWORD}@127.0.0.1:{port}/0")
+        plain = _run_chat("--adapter", f"redis://:{PASSWORD}@127.0.0.1:{port}/0")
         assert plain.returncode != 0 and PASSWORD not in plain.stderr
-        untrusted = _cli("--adapter", f"rediss://:{PASSWORD}@127.0.0.1:{port}/0")
+        untrusted = _run_chat("--adapter", f"rediss://:{PASSWORD}@127.0.0.1:{port}/0")
         assert untrusted.returncode != 0 and "certificate verify failed" in untrusted.stderr
         assert PASSWORD not in untrusted.stderr
         url = f"rediss://:{PASSWORD}@127.0.0.1:{port}/0?ssl_ca_certs={cert}"
         assert probe(url.replace("rediss://", "valkeys://"), "sticky-cluster") is None
         cluster = start_cluster(workers=2, args=("--adapter", url))
-        listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 6))
+        listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 6))
         assert len(listeners) == 2 and senders == {shouter}
         cluster.stop()
         assert PASSWORD not in cluster.log

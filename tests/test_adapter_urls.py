@@ -95,6 +95,7 @@ def test_a_bad_scheme_error_does_not_show_the_password():
     assert "s3cret" not in str(error.value)
 
 
+@pytest.mark.e2e
 def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
     port = free_port()
     for url in (f"redis://app:s3cret@127.0.0.1:{port}/0",
@@ -107,6 +108,7 @@ def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
         assert "s3cret" not in error
 
 
+@pytest.mark.e2e
 def test_the_check_takes_the_url_on_stdin_not_argv():
     port = free_port()
     done = subprocess.run([sys.executable, "-m", "cluster.broker_check", "ch"], cwd=ROOT,

@@ -5,15 +5,18 @@ import asyncio
 import contextlib
 import time
 
+import pytest
+
 from brokers import broadcast_stream
-from clients import connected, source_address
-from conftest import RedisServer, free_port
-from test_cluster import _room_broadcast_reaches_every_worker, run
+from clients import connected, room_broadcast_reaches_every_worker, run, source_address
+from conftest import RedisNode, free_port, plain_args
+
+pytestmark = pytest.mark.e2e
 
 
 def test_flask_socketio_app_from_a_factory(start_cluster):
     cluster = start_cluster("tests.apps.flaskapp:create_app()", workers=3)
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 12))
     assert len(listeners) >= 2
     assert senders == {shouter}
 
@@ -24,14 +27,14 @@ def test_app_with_its_own_pubsub_manager_keeps_it(start_cluster, redis_server):
     assert "keeping the app's own RedisManager" in cluster.log
     # Built before the fork, the manager would share one host_id across workers and
     # drop every other worker's broadcast; each worker must get its own.
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 12))
     assert len(listeners) >= 2
     assert senders == {shouter}
 
 
 def test_redis_outage_harms_only_broadcasts_and_they_resume(start_cluster, tmp_path):
-    redis = RedisServer(free_port(), tmp_path)
-    redis.start()
+    port = free_port()
+    redis = RedisNode(tmp_path, plain_args(port), port).start()
     try:
         cluster = start_cluster(workers=2, args=("--adapter", redis.url))
         pids_before = cluster.worker_pids()
@@ -42,7 +45,7 @@ def test_redis_outage_harms_only_broadcasts_and_they_resume(start_cluster, tmp_p
         redis.stop()
 
 
-async def _outage_scenario(url: str, redis: RedisServer) -> None:
+async def _outage_scenario(url: str, redis: RedisNode) -> None:
     async with contextlib.AsyncExitStack() as stack:
         clients = []
         for index in range(8):
@@ -81,8 +84,8 @@ async def _outage_scenario(url: str, redis: RedisServer) -> None:
 
 def test_redis_outage_gap_and_lost_broadcasts_are_bounded(start_cluster, tmp_path):
     """Redis down for 2 s under a stream of broadcasts: the README's figures."""
-    redis = RedisServer(free_port(), tmp_path)
-    redis.start()
+    port = free_port()
+    redis = RedisNode(tmp_path, plain_args(port), port).start()
 
     def outage() -> None:
         redis.stop()
@@ -107,6 +110,6 @@ def test_valkey_url_joins_the_workers(start_cluster, redis_server):
     """valkey:// takes the valkey client; Valkey speaks Redis's protocol, so redis-server serves."""
     url = redis_server.url.replace("redis://", "valkey://")
     cluster = start_cluster(workers=3, args=("--adapter", url, "--channel", "t-valkey"))
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 12))
     assert len(listeners) >= 2
     assert senders == {shouter}

@@ -6,8 +6,9 @@ import contextlib
 
 import pytest
 
-from clients import connected, source_address
-from test_cluster import run
+from clients import connected, run, source_address
+
+pytestmark = pytest.mark.e2e
 
 ADMIN_APPS = {"eventlet": "tests.apps.admin:sio", "asgi": "tests.apps.asgi_admin:app"}
 """An app that calls ``sio.instrument()`` at import, per runtime: a Server, an AsyncServer."""

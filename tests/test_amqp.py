@@ -7,12 +7,9 @@ RabbitMQ service on 127.0.0.1:5672 is used instead, each test on its own exchang
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -23,9 +20,10 @@ import pytest
 
 from brokers import RABBITMQ_SERVER, RabbitNode, broadcast_stream
 from cluster.broker_check import probe
-from conftest import ROOT, free_port
-from test_cluster import _room_broadcast_reaches_every_worker, run
-from test_unicast import APP, peers, received, tell
+from clients import UNICAST_APP as APP, peers, received, room_broadcast_reaches_every_worker, run, tell
+from conftest import cli, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("rabbitmq")]  # one private node
 
 SERVICE_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
@@ -94,7 +92,7 @@ class ExchangeWatch:
 def test_room_broadcast_crosses_workers_through_amqp(start_cluster, amqp_url):
     channel = f"t-amqp-{uuid.uuid4().hex[:8]}"
     cluster = start_cluster(workers=3, args=("--adapter", amqp_url, "--channel", channel))
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 12))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 12))
     assert len(listeners) >= 2
     assert senders == {shouter}
 
@@ -104,7 +102,7 @@ def test_two_masters_on_one_amqp_broker_are_one_cluster(start_cluster, amqp_url)
     host_a = start_cluster(workers=2, args=args)
     host_b = start_cluster(workers=2, args=args)
     listeners, _senders, _shouter = run(
-        _room_broadcast_reaches_every_worker([host_a.url, host_b.url], 8))
+        room_broadcast_reaches_every_worker([host_a.url, host_b.url], 8))
     assert listeners & host_a.worker_pids() and listeners & host_b.worker_pids()
 
 
@@ -134,9 +132,7 @@ def test_unicast_to_a_local_sid_never_reaches_the_broker(start_cluster, amqp_url
 
 def test_unreachable_amqp_broker_is_one_line_without_the_password():
     url = f"amqp://guest:s3cret@127.0.0.1:{free_port()}//"
-    result = subprocess.run([sys.executable, "-m", "cluster", "run", "tests.apps.chat:sio",
-                             "--bind", f"127.0.0.1:{free_port()}", "--adapter", url],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}", "--adapter", url)
     assert result.returncode != 0
     assert "cannot reach the broker at amqp://guest:***@127.0.0.1" in result.stderr
     assert "s3cret" not in result.stderr
@@ -162,8 +158,7 @@ def test_amqp_outage_harms_only_broadcasts_and_they_resume(start_cluster, amqp_b
     cluster = start_cluster(workers=2, args=("--adapter", url,
                                              "--channel", f"t-amqp-outage-{uuid.uuid4().hex[:8]}"))
     pids_before = cluster.worker_pids()
-    figures = asyncio.run(asyncio.wait_for(
-        broadcast_stream(cluster.url, outage, first_source=800, max_seconds=120), 240))
+    figures = run(broadcast_stream(cluster.url, outage, first_source=800, max_seconds=120), 240)
     print(f"\nRabbitMQ node restarted: {figures}")
     assert figures.resumed, f"broadcasts did not flow again after the node came back: {figures}"
     assert figures.disconnects == 0, figures

@@ -10,16 +10,14 @@ import sys
 
 import pytest
 
-from clients import connected, source_address, wait_upgraded
-from conftest import ROOT, free_port, wait_for
+from clients import connected, room_broadcast_reaches_every_worker, run, source_address, wait_upgraded
+from conftest import ROOT, cli, free_port, wait_for
 
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 90))
+pytestmark = pytest.mark.e2e
 
 
 def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=3)
 
     async def one(index):
         source = source_address(index)
@@ -43,7 +41,7 @@ def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
 
 
 def test_polling_only_clients_keep_their_session(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=2)
 
     async def one(index):
         async with connected(cluster.url, source_address(100 + index),
@@ -59,39 +57,16 @@ def test_polling_only_clients_keep_their_session(start_cluster, app_target):
         assert len(pids) == 1
 
 
-async def _room_broadcast_reaches_every_worker(urls: list[str], clients_per_url: int = 12):
-    """Connect clients to ``urls`` (round robin), join a room, shout from one client.
-
-    Returns (pids of the listeners, pids that heard the shout, shouter's pid).
-    """
-    heard: dict[int, asyncio.Future] = {}
-    async with contextlib.AsyncExitStack() as stack:
-        clients = []
-        for index in range(clients_per_url * len(urls)):
-            client = await stack.enter_async_context(
-                connected(urls[index % len(urls)], source_address(200 + index)))
-            future = asyncio.get_running_loop().create_future()
-            heard[index] = future
-            client.on("heard", lambda data, f=future: f.done() or f.set_result(data))
-            answer = await client.call("join", "room-1", timeout=10)
-            clients.append((client, answer["pid"]))
-        shouter, shouter_pid = clients[0]
-        assert await shouter.call("shout", {"room": "room-1", "message": "hello"}, timeout=10) == "ok"
-        results = await asyncio.wait_for(asyncio.gather(*heard.values()), 10)
-        assert all(data["message"] == "hello" for data in results)
-        return {pid for _client, pid in clients}, {data["from_pid"] for data in results}, shouter_pid
-
-
 def test_room_broadcast_through_the_embedded_relay(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 16))
+    cluster = start_cluster(app_target, workers=3)
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}
 
 
 def test_room_broadcast_through_redis(start_cluster, redis_server, app_target):
-    cluster = start_cluster(app_target, workers=4, args=("--adapter", redis_server.url, "--channel", "t-redis"))
-    listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 16))
+    cluster = start_cluster(app_target, workers=3, args=("--adapter", redis_server.url, "--channel", "t-redis"))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}
 
@@ -101,16 +76,11 @@ def test_two_masters_on_one_redis_are_one_cluster(start_cluster, redis_server, a
     host_a = start_cluster(app_target, workers=2, args=args)
     host_b = start_cluster(app_target, workers=2, args=args)
     listeners, _senders, _shouter = run(
-        _room_broadcast_reaches_every_worker([host_a.url, host_b.url], 8))
+        room_broadcast_reaches_every_worker([host_a.url, host_b.url], 8))
     assert listeners & host_a.worker_pids() and listeners & host_b.worker_pids()
 
 
 # ------------------------------------------------------------------ CLI errors
-
-def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout)
-
 
 @pytest.mark.parametrize("target, message", [
     ("tests.apps.nosuch:sio", "no module named 'tests.apps.nosuch'"),
@@ -119,7 +89,7 @@ def _cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
     ("tests.apps.chat", "expected MODULE:ATTRIBUTE"),
 ])
 def test_bad_target_is_one_line_before_any_fork(target, message):
-    result = _cli("run", target, "--bind", f"127.0.0.1:{free_port()}")
+    result = cli("run", target, "--bind", f"127.0.0.1:{free_port()}")
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -135,7 +105,7 @@ def test_bad_target_is_one_line_before_any_fork(target, message):
     (("--worker-class", "trio"), "'trio' is not one of"),
 ])
 def test_bad_options_are_one_line(args, message):
-    result = _cli("run", "tests.apps.chat:sio", *args)
+    result = cli("run", "tests.apps.chat:sio", *args)
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -146,7 +116,7 @@ def test_port_in_use_is_one_line():
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = _cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{port}")
+        result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{port}")
     assert result.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: address already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -154,7 +124,7 @@ def test_port_in_use_is_one_line():
 
 def test_unreachable_redis_is_one_line():
     port = free_port()
-    result = _cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",
+    result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",
                   "--adapter", f"redis://app:s3cret@127.0.0.1:{port}/0")
     assert result.returncode != 0
     assert f"cannot reach the broker at redis://app:***@127.0.0.1:{port}/0" in result.stderr
@@ -171,7 +141,7 @@ def test_options_from_environment(start_cluster):
 
 
 def test_help_explains_the_options():
-    result = _cli("run", "--help")
+    result = cli("run", "--help")
     assert result.returncode == 0
     for option in ("--workers", "--bind", "--adapter", "--channel", "--worker-connections",
                    "--log-level", "--pid", "STICKY_CLUSTER_WORKERS"):

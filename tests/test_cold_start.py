@@ -14,8 +14,12 @@ import socket
 import threading
 import time
 
+import pytest
+
 from clients import source_address
 from conftest import free_port, wait_for
+
+pytestmark = pytest.mark.e2e
 
 HANDSHAKE = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\nHost: test\r\n\r\n"
 

@@ -15,9 +15,10 @@ import psutil
 import pytest
 import requests
 
-from clients import connected, source_address
-from conftest import ROOT, ClusterProcess, free_port, wait_for
-from test_cluster import run
+from clients import connected, run, source_address
+from conftest import ROOT, ClusterProcess, free_port
+
+pytestmark = pytest.mark.e2e
 
 VENV = Path(sys.executable).parent.parent
 

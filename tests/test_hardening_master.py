@@ -21,10 +21,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clients import connected, source_address
-from conftest import ROOT, free_port, wait_for
-from test_cluster import run
-from test_supervision import cli, gone, slot_of, wait_log
+from clients import connected, run, source_address
+from conftest import ROOT, cli, free_port, gone, wait_for
+
+pytestmark = pytest.mark.e2e
 
 MODES = ("heartbeat", "mixed", "unknown", "huge", "master-kind", "short")
 REASONS = {
@@ -52,13 +52,13 @@ def test_a_worker_sending_garbage_is_killed_and_replaced_and_the_master_serves_o
                         victim = (await client.call("whoami", timeout=10))["pid"]
                         if victim == bystander_pid:
                             continue
-                        slot = slot_of(cluster, victim)
+                        slot = cluster.slot_of(victim)
                         await client.emit("misbehave", mode)
-                        await wait_log(cluster, f"worker {victim} (slot {slot}) killed with "
+                        await cluster.until_log(f"worker {victim} (slot {slot}) killed with "
                                                 f"SIGKILL: protocol violation: ", timeout=30)
                         break
                 assert REASONS[mode] in cluster.log, (mode, cluster.log)
-                await wait_log(cluster, f"(slot {slot}) ready after", count=MODES.index(mode) + 2)
+                await cluster.until_log(f"(slot {slot}) ready after", count=MODES.index(mode) + 2)
                 # the bystander's worker never noticed; the master still answers everyone
                 assert (await bystander.call("whoami", timeout=10))["pid"] == bystander_pid
                 assert gone(victim)
@@ -81,7 +81,7 @@ async def _ask(url: str, index: int) -> int:
 def test_a_sid_with_control_characters_is_logged_escaped(start_cluster, tmp_path):
     log_file = tmp_path / "cluster.log"
     cluster = start_cluster(workers=2, args=("--log-file", str(log_file)), wait=False)
-    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 30,
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 60,
              what="the cluster to be ready")
     sid = "%1b[31mX%0d%0aFORGED:%20evil%00%7f"
     url = f"{cluster.url}/socket.io/?EIO=4&transport=polling&sid={sid}"
@@ -114,7 +114,7 @@ def test_symlinks_planted_on_the_old_temporary_names_write_nothing(start_cluster
             (tmp_path / name).symlink_to(victim)
     cluster = start_cluster(workers=2, args=("--pid", str(pid_file)))
     assert cluster.pid in planted, "the master's pid was not predicted: widen the range"
-    wait_for(lambda: (tmp_path / "master.pid.json").exists(), 10, what="the status file")
+    wait_for(lambda: (tmp_path / "master.pid.json").exists(), 30, what="the status file")
     assert pid_file.read_text() == f"{cluster.pid}\n"
     assert not pid_file.is_symlink() and not (tmp_path / "master.pid.json").is_symlink()
     assert oct(pid_file.stat().st_mode & 0o777) == oct(0o644 & ~_umask())
@@ -205,7 +205,7 @@ def test_workers_run_as_the_user_and_the_master_keeps_root(start_cluster, tmp_pa
     cluster = start_cluster(workers=2, wait=False, python=python, env=env, args=(
         "--user", "nobody", "--group", grp.getgrgid(nobody.pw_gid).gr_name, "--umask", "027",
         "--pid", str(tmp_path / "master.pid"), "--log-file", str(log_file)))
-    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 30,
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 60,
              what="the cluster to be ready")
     answers = {run(_ask(cluster.url, 900 + i)) for i in range(8)}
     assert answers and answers <= cluster.worker_pids()

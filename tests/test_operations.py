@@ -28,15 +28,13 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import connected, source_address, wait_upgraded
-from conftest import ROOT, free_port, wait_for
+from clients import connected, run, source_address, wait_upgraded
+from conftest import ROOT, cli, free_port, wait_for
 from test_handback import KeepAlive, two_sessions_on_two_workers
 
+pytestmark = pytest.mark.e2e
+
 CHROMIUM = "/usr/bin/chromium"
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 120))
 
 
 def get(url: str, timeout: float = 5) -> tuple[int, str, str]:
@@ -62,11 +60,6 @@ def with_status(start_cluster, workers: int = 3, args: tuple = (), **kwargs):
                             **kwargs)
     cluster.status_url = f"http://127.0.0.1:{port}"
     return cluster
-
-
-def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 # ------------------------------------------------------------------ status endpoint
@@ -168,7 +161,7 @@ def test_status_server_answers_bad_requests_and_never_holds_up_clients(start_clu
     finally:
         for sock in silent:
             sock.close()
-    wait_for(lambda: _status_code(f"{cluster.status_url}/healthz") == 200, 10,
+    wait_for(lambda: _status_code(f"{cluster.status_url}/healthz") == 200, 30,
              what="the status server to take connections again")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -488,7 +481,7 @@ def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path):
     assert polling and websocket
     for line in polling + websocket:
         assert line.startswith(source_address(21) + " - - [")
-        assert f"slot={_slot_of(cluster, me['pid'])} " in line
+        assert f"slot={cluster.slot_of(me['pid'])} " in line
     assert '"GET /socket.io/?transport=polling&EIO=4' in polling[0]
     assert ' 200 ' in polling[0]
     assert ' 101 ' in websocket[0]
@@ -499,11 +492,6 @@ def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path):
     forged = [line for line in access.read_text().splitlines() if "forged" in line]
     assert len(forged) == 1
     assert '"GET /x\\x0a127.0.0.9 forged\\" HTTP/1.' in forged[0]
-
-
-def _slot_of(cluster, pid: int) -> int:
-    facts_line = [line for line in cluster.log.splitlines() if f"worker {pid} (slot " in line][0]
-    return int(facts_line.split("(slot ")[1].split(")")[0])
 
 
 def test_access_log_format_and_a_bad_one(start_cluster):

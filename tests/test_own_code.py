@@ -1,14 +1,13 @@
 """sticky-cluster's own packages run, whatever the app's directory holds."""
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from clients import connected, source_address
+from clients import connected, run, source_address
 from cluster import own
 from conftest import ClusterProcess, free_port
 from workers.loader import TargetError, import_target
@@ -46,6 +45,7 @@ def _app_dir(tmp_path: Path, *, package: bool = False) -> Path:
     return app_dir
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("package", [False, True], ids=["workers.py", "workers/"])
 def test_a_workers_and_cluster_module_beside_the_app_never_run(tmp_path, package):
     app_dir = _app_dir(tmp_path, package=package)
@@ -59,7 +59,7 @@ def test_a_workers_and_cluster_module_beside_the_app_never_run(tmp_path, package
             async with connected(f"http://127.0.0.1:{port}", source_address(700)) as client:
                 return await client.call("whoami", timeout=10)
 
-        assert asyncio.run(asyncio.wait_for(ask(), 60))["pid"] in cluster.worker_pids()
+        assert run(ask())["pid"] in cluster.worker_pids()
     finally:
         cluster.stop()
     assert not list(app_dir.rglob("*.ran")), "a module of the app ran in place of ours"
@@ -72,6 +72,7 @@ def test_a_workers_and_cluster_module_beside_the_app_never_run(tmp_path, package
     assert all(cluster.log.index(line) < ready for line in warnings)
 
 
+@pytest.mark.e2e
 def test_an_app_module_named_like_ours_is_refused_in_one_line(tmp_path):
     app_dir = _app_dir(tmp_path)
     result = subprocess.run([STICKY_CLUSTER, "run", "workers:sio", "--bind",

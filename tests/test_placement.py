@@ -16,15 +16,11 @@ import signal
 
 import pytest
 
-from clients import connected, source_address
+from clients import connected, run, source_address
 from cluster import routing
 from cluster.placement import Candidate, order
 from conftest import wait_for
-from test_routing import RawClient, in_threads, tcp_from
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 90))
+from rawclient import RawClient, in_threads, tcp_from
 
 
 # ------------------------------------------------------------------ order (pure)
@@ -84,7 +80,7 @@ def test_clients_behind_one_address_spread_over_the_workers(start_cluster):
 
 
 def test_balance_ip_keeps_one_address_on_one_worker(start_cluster):
-    cluster = start_cluster(workers=4, args=("--balance", "ip"))
+    cluster = start_cluster(workers=2, args=("--balance", "ip"))
     source = source_address(31)
     pids = {RawClient(tcp_from(cluster.port, source)).open().call("whoami")["pid"]
             for _ in range(8)}

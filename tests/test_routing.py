@@ -9,34 +9,37 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
 import contextlib
-import dataclasses
 import ipaddress
-import json
 import selectors
 import signal
 import socket
 import struct
 import time
-from typing import AsyncIterator, Callable
+from typing import AsyncIterator
 
 import aiohttp
 import psutil
+import pytest
 import socketio
 
-from clients import source_address
+from clients import run, source_address
+from cluster.pending import PENDING_LIMIT
 from conftest import wait_for
+from rawclient import RawClient, in_threads, tcp_from, unix_at
 from workers.sids import encode_tag, tag_of
 
+pytestmark = pytest.mark.e2e
+
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-PEEK_WINDOW = 1.5
-"""Seconds within which a connection that need not wait is answered or closed (the peek
-timeouts of these tests are 3 s)."""
-
-
-def run(coro):
-    return asyncio.run(asyncio.wait_for(coro, 60))
+PEEK_TIMEOUT = 8
+"""The ``--peek-timeout`` of the tests that hold connections: long, so that a busy machine
+cannot blur "at once" and "after the timeout"."""
+PEEK_WINDOW = PEEK_TIMEOUT / 2
+"""Seconds within which a connection that need not wait is answered or closed."""
+DEFER_ACCEPT = 1
+"""Seconds the kernel holds a silent connection before the master accepts it (the master
+counts them as part of the peek timeout)."""
 
 
 # ------------------------------------------------------------------ raw clients
@@ -54,107 +57,6 @@ def proxy_v2(ip: str, port: int) -> bytes:
     tlv = struct.pack("!BH", 0x04, 5) + b"hello"  # a NOOP TLV that must be skipped
     body = source.packed + dest.packed + struct.pack("!HH", port, 5000) + tlv
     return V2_SIGNATURE + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
-
-
-def tcp_from(port: int, source: str) -> Callable[[], socket.socket]:
-    """Opens connections to the cluster from ``source``."""
-    def connect() -> socket.socket:
-        sock = socket.socket()
-        sock.bind((source, 0))
-        sock.connect(("127.0.0.1", port))
-        return sock
-    return connect
-
-
-def unix_at(path: str) -> Callable[[], socket.socket]:
-    def connect() -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX)
-        sock.connect(path)
-        return sock
-    return connect
-
-
-def exchange(sock: socket.socket, writes: list[bytes], gap: float = 0.05,
-             timeout: float = 10) -> tuple[int, str]:
-    """Write ``writes`` with ``gap`` seconds between them; read the HTTP/1.0 answer to EOF."""
-    with sock:
-        sock.settimeout(timeout)
-        for index, data in enumerate(writes):
-            if index:
-                time.sleep(gap)
-            sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    head, _, body = answer.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1]) if head.startswith(b"HTTP/") else 0
-    if b"\r\ntransfer-encoding: chunked" in head.lower():  # uvicorn's httptools answers 1.0 so
-        body = dechunk(body)
-    return status, body.decode(errors="replace")
-
-
-def dechunk(body: bytes) -> bytes:
-    """The payload of a chunked HTTP body."""
-    out = b""
-    while body:
-        size_line, _, body = body.partition(b"\r\n")
-        size = int(size_line.split(b";")[0], 16)
-        if size == 0:
-            break
-        out, body = out + body[:size], body[size + 2:]
-    return out
-
-
-@dataclasses.dataclass
-class RawClient:
-    """A Socket.IO client over HTTP/1.0 long-polling, each request on a new connection.
-
-    ``writes`` turns one request into the writes that send it (a PROXY header first,
-    a request split in two …).
-    """
-
-    connect: Callable[[], socket.socket]
-    writes: Callable[[bytes], list[bytes]] = lambda request: [request]
-    headers: str = ""
-    sid: str | None = None
-    acks: int = 0
-
-    def request(self, method: str, body: str = "", sid: str | None = None) -> tuple[int, str]:
-        sid = sid or self.sid
-        query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
-        data = (f"{method} /socket.io/?{query} HTTP/1.0\r\nHost: test\r\n{self.headers}"
-                f"Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len(body)}\r\n\r\n"
-                f"{body}").encode()
-        return exchange(self.connect(), self.writes(data))
-
-    def handshake(self) -> str:
-        """A new Engine.IO session: its sid."""
-        status, body = self.request("GET", sid="")
-        assert status == 200 and body.startswith("0{"), (status, body)
-        return json.loads(body[1:])["sid"]
-
-    def open(self) -> RawClient:
-        self.sid = self.handshake()
-        assert self.request("POST", "40") == (200, "OK")
-        assert self.request("GET")[1].startswith("40{")
-        return self
-
-    def call(self, event: str) -> dict:
-        ack, self.acks = self.acks, self.acks + 1
-        assert self.request("POST", f"42{ack}{json.dumps([event])}") == (200, "OK")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            status, body = self.request("GET")
-            assert status == 200, (status, body)
-            for packet in body.split("\x1e"):
-                if packet.startswith(f"43{ack}["):
-                    return json.loads(packet[len(f"43{ack}"):])[0]
-        raise AssertionError(f"no answer to {event}")
-
-
-def in_threads(function, items, threads: int = 8) -> list:
-    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(function, items))
 
 
 @contextlib.asynccontextmanager
@@ -184,7 +86,7 @@ def sid_worker_differs(port: int, sid: str, first: int) -> str:
 # -------------------------------------------------------------- session routing
 
 def test_client_that_changes_address_keeps_its_session(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=4)
+    cluster = start_cluster(app_target, workers=2)
 
     async def main():
         new_http = None
@@ -258,7 +160,7 @@ def test_sessions_survive_a_rolling_restart(start_cluster):
 
 def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path, app_target):
     path = str(tmp_path / "cluster.sock")
-    cluster = start_cluster(app_target, workers=4, args=(
+    cluster = start_cluster(app_target, workers=3, args=(
         "--proxy-protocol", "--bind", f"unix:{path}", "--balance", "ip"))  # new sessions by the real IP
     balancer = tcp_from(cluster.port, "127.0.0.1")
     ips = ([f"10.9.0.{i}" for i in range(1, 21)] + [f"10.9.1.{i}" for i in range(1, 11)]
@@ -291,7 +193,7 @@ def test_proxy_protocol_gives_the_real_address(start_cluster, tmp_path, app_targ
 
 
 def test_forwarded_for_only_from_trusted_peers(start_cluster):
-    cluster = start_cluster(workers=4, args=("--forwarded-allow-ips", "127.0.0.1, 10.255.0.0/16"))
+    cluster = start_cluster(workers=3, args=("--forwarded-allow-ips", "127.0.0.1, 10.255.0.0/16"))
     cookie = "Cookie: " + "c" * 3000 + "\r\n"
 
     def trusted(index):
@@ -357,7 +259,7 @@ def closed_when(socks: list[socket.socket], until: float) -> dict[socket.socket,
 
 
 def test_hostile_first_bytes_harm_only_their_sender(start_cluster):
-    cluster = start_cluster(workers=2, args=("--peek-timeout", "3"))
+    cluster = start_cluster(workers=2, args=("--peek-timeout", str(PEEK_TIMEOUT)))
     port = cluster.port
     handshake = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\n\r\n"
 
@@ -371,13 +273,13 @@ def test_hostile_first_bytes_harm_only_their_sender(start_cluster):
         (b"GET /socket.io/?EIO=4&transport=polling&sid=../../etc HTTP/1.0\r\n\r\n", b"HTTP/1.1 400"),
         (b"GET /socket.io/?EIO=4&transport=polling&sid=" + b"\xff" * 30 + b" HTTP/1.0\r\n\r\n", b"HTTP/1.1 400"),
     ]:
-        answer, took = answer_within(connect_raw(port, source_address(130), data), 5)
+        answer, took = answer_within(connect_raw(port, source_address(130), data), PEEK_TIMEOUT)
         assert answer.startswith(expect) and took < PEEK_WINDOW, (data[:40], answer[:60], took)
 
     # a half-closed request line: routed at once, not spun on
     sock = connect_raw(port, source_address(131), b"GET /socket.io/?EIO=4&transport=pol")
     sock.shutdown(socket.SHUT_WR)
-    answer, took = answer_within(sock, 5)
+    answer, took = answer_within(sock, PEEK_TIMEOUT)
     assert took < PEEK_WINDOW, took
 
     # silent, or a request line that stops: routed by IP when the peek timeout is up
@@ -386,20 +288,20 @@ def test_hostile_first_bytes_harm_only_their_sender(start_cluster):
     start = time.monotonic()
     silent = connect_raw(port, source_address(132))
     stalled = connect_raw(port, source_address(133), b"GET /socket.io/?EIO=4&transport=polling")
-    wait_for(lambda: master.num_fds() >= fds + 2, 3, what="the master to accept both")
-    wait_for(lambda: master.num_fds() <= fds, 5, what="the master to hand off both")
-    assert 2.5 < time.monotonic() - start < 4.5
+    wait_for(lambda: master.num_fds() >= fds + 2, PEEK_WINDOW, what="the master to accept both")
+    wait_for(lambda: master.num_fds() <= fds, PEEK_TIMEOUT + 30, what="the master to hand off both")
+    assert time.monotonic() - start > PEEK_TIMEOUT - DEFER_ACCEPT, "handed off before the peek timeout"
     silent.sendall(handshake)
     stalled.sendall(b" HTTP/1.0\r\n\r\n")
     for sock in (silent, stalled):
-        answer, _took = answer_within(sock, 5)
+        answer, _took = answer_within(sock, 30)
         assert answer.startswith(b"HTTP/1.1 200") and b'0{"sid"' in answer, answer[:80]
 
     assert RawClient(tcp_from(port, source_address(134))).open().call("whoami")["pid"]
 
 
 def test_flood_of_idle_connections_is_bounded(start_cluster):
-    cluster = start_cluster(workers=2, args=("--peek-timeout", "3"))
+    cluster = start_cluster(workers=2, args=("--peek-timeout", str(PEEK_TIMEOUT)))
     master = psutil.Process(cluster.pid)
     RawClient(tcp_from(cluster.port, source_address(140))).open().call("whoami")
     rss_before, fds_before = master.memory_info().rss, master.num_fds()
@@ -408,15 +310,17 @@ def test_flood_of_idle_connections_is_bounded(start_cluster):
         for index in range(1500):  # 300 stalled request lines, then 1,200 silent sockets
             data = b"GET /socket.io/?EIO=4&transport=pol" if index < 300 else b""
             flood.append(connect_raw(cluster.port, f"127.3.{index // 250}.{1 + index % 250}", data))
-        cluster.wait_log("connections wait for their first bytes", timeout=10)
+        cluster.wait_log("connections wait for their first bytes", timeout=30)
         fds_during = [master.num_fds()]
-        cpu = sum(master.cpu_times()[:2])
+        cpu, window_start = sum(master.cpu_times()[:2]), time.monotonic()
         raw = RawClient(tcp_from(cluster.port, source_address(141))).open()  # others are served
         assert raw.call("whoami")["pid"]
-        time.sleep(0.5)
+        time.sleep(1)  # the window in which the master's CPU is measured, well inside the hold
         fds_during.append(master.num_fds())
         cpu_idle = sum(master.cpu_times()[:2]) - cpu
-        wait_for(lambda: master.num_fds() <= fds_before + 5, 10, what="the flood to be handed off")
+        window = time.monotonic() - window_start
+        wait_for(lambda: master.num_fds() <= fds_before + 5, PEEK_TIMEOUT + 30,
+                 what="the flood to be handed off")
         rss_after = master.memory_info().rss
     finally:
         for sock in flood:
@@ -424,15 +328,15 @@ def test_flood_of_idle_connections_is_bounded(start_cluster):
     growth = (rss_after - rss_before) / 2**20
     print(f"\nmaster RSS {rss_before / 2**20:.1f} MB -> {rss_after / 2**20:.1f} MB "
           f"(+{growth:.1f} MB) for 1,500 idle connections; fds {fds_before} -> {max(fds_during)}; "
-          f"CPU {cpu_idle:.2f} s while serving one client during the flood")
+          f"CPU {cpu_idle:.2f} s in {window:.1f} s while serving one client during the flood")
     assert max(fds_during) <= fds_before + 1024 + 5
     assert growth < 20
-    assert cpu_idle < 0.4
+    assert cpu_idle < 0.2 * window, "the master spins on the connections it holds"
     assert RawClient(tcp_from(cluster.port, source_address(142))).open().call("whoami")["pid"]
 
 
 def test_proxy_protocol_refuses_what_is_not_a_header(start_cluster):
-    cluster = start_cluster(workers=2, args=("--proxy-protocol", "--peek-timeout", "3"))
+    cluster = start_cluster(workers=2, args=("--proxy-protocol", "--peek-timeout", str(PEEK_TIMEOUT)))
     port = cluster.port
     at_once = [connect_raw(port, "127.0.0.1", data) for data in (
         b"PROXY TCP4 10.0.0.1.5 127.0.0.1 1 2\r\nGET / HTTP/1.0\r\n\r\n",  # malformed
@@ -444,8 +348,7 @@ def test_proxy_protocol_refuses_what_is_not_a_header(start_cluster):
         b"GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\n\r\n",  # no header at all
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
     )]
-    start = time.monotonic()
-    closed = closed_when(at_once, start + PEEK_WINDOW)
+    closed = closed_when(at_once, time.monotonic() + PEEK_WINDOW)
     assert len(closed) == len(at_once), "a bad header was not closed at once"
     opened: dict[socket.socket, float] = {}
     for index, data in enumerate([b"", b"PROXY TCP4 10.0.0.1 ", V2_SIGNATURE + b"\x21\x11\x00\x0c" + bytes(4)]
@@ -453,12 +356,13 @@ def test_proxy_protocol_refuses_what_is_not_a_header(start_cluster):
         opened[connect_raw(port, f"127.4.{index // 250}.{1 + index % 250}", data)] = time.monotonic()
     socks = list(opened)
     try:
-        closed = closed_when(socks, time.monotonic() + 6)
+        closed = closed_when(socks, time.monotonic() + PEEK_TIMEOUT + 30)
         assert len(closed) == len(socks), f"{len(socks) - len(closed)} connections never closed"
         after = [closed[sock] - opened[sock] for sock in socks]
-        assert all(2.0 < seconds < 4.5 for seconds in after[:3]), after[:3]
-        early = sum(seconds < 2.0 for seconds in after[3:])  # past the bound: closed at once
-        assert 40 <= early <= 200, early  # 79 when all 1,103 wait at once
+        assert all(seconds > PEEK_TIMEOUT - DEFER_ACCEPT for seconds in after[:3]), after[:3]
+        early = sum(seconds < PEEK_WINDOW for seconds in after[3:])  # past the bound: at once
+        # all 1,103 wait at once but the bound's worth: the rest are closed at once
+        assert 0 < early <= len(socks) - PENDING_LIMIT, early
     finally:
         for sock in at_once + socks:
             sock.close()

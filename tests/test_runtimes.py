@@ -7,16 +7,12 @@ the ``app_target`` fixture in test_cluster.py, test_supervision.py and test_rout
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 
 import pytest
 
-from clients import connected, source_address, wait_upgraded
-from conftest import ROOT, free_port
-from test_cluster import run
+from clients import connected, run, source_address, wait_upgraded
+from conftest import cli, free_port
 from workers import loader
 
 
@@ -59,11 +55,7 @@ def test_an_asgi_middleware_around_the_socketio_app_is_served_whole():
     assert (app.runtime, app.server, app.asgi) == ("asyncio", sio, wrapped)
 
 
-def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60, env={**os.environ, **(env or {})})
-
-
+@pytest.mark.e2e
 @pytest.mark.parametrize("target, args, env, message", [
     ("tests.apps.fastapi_chat:app", ("--worker-class", "eventlet"), None,
      "needs the asyncio worker class, not eventlet"),
@@ -74,7 +66,7 @@ def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     ("tests.apps.asgi_chat:broken_lifespan", (), None, "lifespan startup failed"),
 ])
 def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, message):
-    result = _cli("run", target, "--bind", f"127.0.0.1:{free_port()}", "--workers", "2", *args,
+    result = cli("run", target, "--bind", f"127.0.0.1:{free_port()}", "--workers", "2", *args,
                   env=env)
     assert result.returncode != 0
     assert message in result.stderr
@@ -87,7 +79,7 @@ def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, messa
 @pytest.mark.parametrize("target", ["tests.apps.asgi_chat:sio", "tests.apps.aiohttp_chat:sio",
                                     "tests.apps.gevent_chat:create_flask_app()"])
 def test_the_other_target_shapes_serve_sticky_clients(start_cluster, target):
-    cluster = start_cluster(target, workers=4)
+    cluster = start_cluster(target, workers=2)
 
     async def one(index):
         async with connected(cluster.url, source_address(700 + index)) as client:

@@ -1,12 +1,13 @@
 """Redis Sentinel: the primary is killed under a stream of broadcasts, the cluster rides it out."""
 from __future__ import annotations
 
-import subprocess
-import sys
+import pytest
 
 from brokers import SentinelSet, broadcast_stream
-from conftest import ROOT, free_port
-from test_cluster import _room_broadcast_reaches_every_worker, run
+from clients import room_broadcast_reaches_every_worker, run
+from conftest import cli, free_port
+
+pytestmark = pytest.mark.e2e
 
 
 def test_primary_killed_broadcasts_resume_no_crash_no_disconnect(start_cluster, tmp_path):
@@ -35,7 +36,7 @@ def test_valkey_sentinel_url_finds_the_primary(start_cluster, tmp_path):
         sentinels.start()
         url = sentinels.url.replace("redis+sentinel://", "valkey+sentinel://")
         cluster = start_cluster(workers=3, args=("--adapter", url))
-        listeners, senders, shouter = run(_room_broadcast_reaches_every_worker([cluster.url], 9))
+        listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 9))
         assert len(listeners) >= 2
         assert senders == {shouter}
     finally:
@@ -44,9 +45,7 @@ def test_valkey_sentinel_url_finds_the_primary(start_cluster, tmp_path):
 
 def test_no_sentinel_answers_is_one_line(tmp_path):
     url = f"redis+sentinel://:s3cret@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/0/sticky"
-    result = subprocess.run([sys.executable, "-m", "cluster", "run", "tests.apps.chat:sio",
-                             "--bind", f"127.0.0.1:{free_port()}", "--adapter", url],
-                            cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}", "--adapter", url)
     assert result.returncode != 0
     assert "cannot reach the broker at redis+sentinel://:***@127.0.0.1:" in result.stderr
     assert "s3cret" not in result.stderr and "Traceback" not in result.stderr

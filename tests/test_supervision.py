@@ -18,28 +18,15 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
-from clients import connected, source_address, wait_upgraded
-from conftest import ROOT, free_port, wait_for
-from test_cluster import run
+from clients import connected, run, source_address, wait_upgraded
+from conftest import ROOT, cli, free_port, gone, wait_for
+
+pytestmark = pytest.mark.e2e
 
 
 # ----------------------------------------------------------------- helpers
-
-def slot_of(cluster, pid: int) -> int:
-    """The slot the master's log gives worker ``pid``."""
-    match = re.search(rf"worker {pid} \(slot (\d+)\)", cluster.log)
-    assert match, f"worker {pid} not in the log"
-    return int(match[1])
-
-
-def gone(pid: int) -> bool:
-    """True when ``pid`` has exited (a zombie waiting to be reaped counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
 
 async def ask(url: str, index: int, event: str = "whoami") -> dict:
     """Connect from ``source_address(index)``, call ``event``, disconnect: the answer."""
@@ -105,20 +92,6 @@ class Stream:
                 self.attempts.append(Attempt(started, None, f"{type(exc).__name__}: {exc}"))
 
 
-async def wait_log(cluster, text: str, timeout: float = 30, count: int = 1) -> None:
-    """``cluster.wait_log`` without blocking the event loop (the clients keep going)."""
-    deadline = time.monotonic() + timeout
-    while cluster.log.count(text) < count:
-        assert cluster.proc.poll() is None, f"master exited before {text!r}:\n{cluster.log}"
-        assert time.monotonic() < deadline, f"no {text!r} in the log after {timeout} s"
-        await asyncio.sleep(0.05)
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-
-
 # ----------------------------------------------------------- rolling restart
 
 def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster, app_target):
@@ -135,13 +108,13 @@ def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster, ap
             await asyncio.sleep(1)
             hup_at = time.monotonic()
             cluster.signal(signal.SIGHUP)
-            await wait_log(cluster, "rolling restart done", timeout=60)
+            await cluster.until_log("rolling restart done", timeout=60)
             done_at = time.monotonic()
             # its old worker drains: the session goes on, until the graceful timeout ends it
             assert await resident.call("whoami", timeout=10) == old
             await asyncio.sleep(0.5)
             attempts = await stream.stop()
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 30
             while resident.connected and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             assert not resident.connected, "the draining worker kept its session past 3 s"
@@ -186,7 +159,7 @@ def test_hup_of_a_broken_deploy_is_aborted_and_the_old_workers_keep_serving(star
             first = await client.call("whoami", timeout=10)
             broken.write_text("bad deploy")
             cluster.signal(signal.SIGHUP)
-            await wait_log(cluster, "rolling restart aborted")
+            await cluster.until_log("rolling restart aborted")
             assert await client.call("whoami", timeout=10) == first
         return await map_addresses(cluster.url, range(1410, 1420))
 
@@ -199,7 +172,7 @@ def test_hup_of_a_broken_deploy_is_aborted_and_the_old_workers_keep_serving(star
     broken.unlink()
     cluster.signal(signal.SIGHUP)
     cluster.wait_log("rolling restart done")
-    wait_for(lambda: len(pids := cluster.worker_pids()) == 2 and pids.isdisjoint(before), 20,
+    wait_for(lambda: len(pids := cluster.worker_pids()) == 2 and pids.isdisjoint(before), 60,
              what="the fixed deploy to replace every worker")
 
 
@@ -214,7 +187,7 @@ def test_hup_while_booting_and_again_during_the_roll(start_cluster):
     log = cluster.log
     rolled_after_second_hup = {int(pid) for pid in re.findall(
         r"worker (\d+) \(slot \d\) booting \(rolling restart\)", log[log.index("started over"):])}
-    wait_for(lambda: cluster.worker_pids() == rolled_after_second_hup, 20,
+    wait_for(lambda: cluster.worker_pids() == rolled_after_second_hup, 60,
              what="only workers forked after the second HUP")
     assert "cluster ready" in cluster.log
     assert run(ask(cluster.url, 1450))["pid"] in rolled_after_second_hup
@@ -265,10 +238,10 @@ def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(
                 await wait_upgraded(client)
                 clients.append((index, client, await client.call("whoami", timeout=10)))
             victim = clients[0][2]["pid"]
-            slot = slot_of(cluster, victim)
+            slot = cluster.slot_of(victim)
             os.kill(victim, signal.SIGKILL)
-            await wait_log(cluster, f"worker {victim} (slot {slot}) died (signal SIGKILL)")
-            await wait_log(cluster, f"(slot {slot}) ready", count=2)
+            await cluster.until_log(f"worker {victim} (slot {slot}) died (signal SIGKILL)")
+            await cluster.until_log(f"(slot {slot}) ready", count=2)
             survivors = [(client, answer) for _i, client, answer in clients
                          if answer["pid"] != victim]
             assert survivors
@@ -280,7 +253,7 @@ def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(
 
     victim, slot, replacement, survivors = run(main())
     assert replacement not in survivors | {victim}
-    assert slot_of(cluster, replacement) == slot
+    assert cluster.slot_of(replacement) == slot
     assert victim not in cluster.worker_pids()
 
 
@@ -292,16 +265,16 @@ def test_a_worker_that_blocks_its_loop_is_killed_after_the_timeout(start_cluster
             victim = (await client.call("whoami", timeout=10))["pid"]
             blocked_at = time.monotonic()
             await client.emit("block", 60)
-            await wait_log(cluster, f"worker {victim} (slot {slot_of(cluster, victim)}) killed "
-                                    "with SIGKILL: no heartbeat", timeout=20)
+            await cluster.until_log(f"worker {victim} (slot {cluster.slot_of(victim)}) killed "
+                                    "with SIGKILL: no heartbeat", timeout=40)  # blocked for 60 s
             killed_after = time.monotonic() - blocked_at
-        slot = slot_of(cluster, victim)
-        await wait_log(cluster, f"(slot {slot}) ready", count=2)
+        slot = cluster.slot_of(victim)
+        await cluster.until_log(f"(slot {slot}) ready", count=2)
         return victim, slot, killed_after, (await ask(cluster.url, 1600))["pid"]
 
     victim, slot, killed_after, replacement = run(main())
-    assert 1.4 <= killed_after < 10  # 2 s after the last heartbeat (every 0.5 s)
-    assert replacement != victim and slot_of(cluster, replacement) == slot
+    assert killed_after >= 1.4  # 2 s after the last heartbeat (every 0.5 s), not before
+    assert replacement != victim and cluster.slot_of(replacement) == slot
     assert gone(victim)
 
 
@@ -309,10 +282,8 @@ def test_workers_failing_to_boot_stop_the_master_with_the_error(start_cluster, t
     cluster = start_cluster("tests.apps.flaky:app", workers=2, wait=False,
                             env={"FLAKY_BROKEN": str(tmp_path / "broken"),
                                  "FLAKY_BREAK_AFTER_CHECK": "1"})
-    started = time.monotonic()
-    code = cluster.wait(20)
+    code = cluster.wait(60)  # exits by itself: with a restart loop it never would
     assert code != 0
-    assert time.monotonic() - started < 10
     last = cluster.log.strip().splitlines()[-1]
     assert "workers fail to boot" in last and "the app is broken: broken after the check" in last
     assert len(re.findall(r"\(slot \d\) booting \(", cluster.log)) <= 5, "a restart loop"
@@ -325,9 +296,8 @@ def test_master_killed_with_sigkill_takes_every_worker_with_it(start_cluster, tm
     workers = cluster.worker_pids()
     assert len(workers) == 3
     cluster.signal(signal.SIGKILL)
-    killed_at = time.monotonic()
-    wait_for(lambda: all(gone(pid) for pid in workers), 5, what="the workers to exit")
-    assert time.monotonic() - killed_at < 2
+    # they exit by themselves (an orphan would live on; the no_orphans check kills it)
+    wait_for(lambda: all(gone(pid) for pid in workers), 30, what="the workers to exit")
     assert cluster.wait(5) == -signal.SIGKILL
     result = cli("status", "--pid", str(pid_file))
     assert result.returncode != 0
@@ -351,12 +321,12 @@ def test_ttin_ttou_scale_and_only_the_clients_of_that_slot_move(start_cluster):
                 await wait_upgraded(client)
                 kept.append((client, await client.call("whoami", timeout=10)))
             cluster.signal(signal.SIGTTIN)
-            await wait_log(cluster, "(slot 2) ready")
+            await cluster.until_log("(slot 2) ready")
             cluster.signal(signal.SIGTTIN)
-            await wait_log(cluster, "(slot 3) ready")
+            await cluster.until_log("(slot 3) ready")
             four = await map_addresses(cluster.url, addresses)
             cluster.signal(signal.SIGTTOU)
-            await wait_log(cluster, "(slot 3) draining (scaling down")
+            await cluster.until_log("(slot 3) draining (scaling down")
             three = await map_addresses(cluster.url, addresses)
             for client, answer in kept:
                 assert client.connected
@@ -368,16 +338,16 @@ def test_ttin_ttou_scale_and_only_the_clients_of_that_slot_move(start_cluster):
     assert len(set(four.values())) == 4 and len(new) == 2
     moved = [i for i in addresses if four[i] != before[i]]
     assert moved and all(four[i] in new for i in moved)
-    slot_3 = next(pid for pid in new if slot_of(cluster, pid) == 3)
+    slot_3 = next(pid for pid in new if cluster.slot_of(pid) == 3)
     assert len(set(three.values())) == 3 and slot_3 not in three.values()
     assert all(three[i] == four[i] for i in addresses if four[i] != slot_3)
-    wait_for(lambda: len(cluster.worker_pids()) == 3, 15, what="slot 3's worker to drain")
+    wait_for(lambda: len(cluster.worker_pids()) == 3, 30, what="slot 3's worker to drain")
 
 
 # ------------------------------------------------------------------- stopping
 
 def test_term_under_load_stops_at_once(start_cluster):
-    cluster = start_cluster(workers=2)
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "120"))
     workers = cluster.worker_pids()
 
     async def main():
@@ -386,21 +356,21 @@ def test_term_under_load_stops_at_once(start_cluster):
         await asyncio.sleep(0.5)
         cluster.signal(signal.SIGTERM)
         stopped_at = time.monotonic()
-        await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 20)
+        await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 60)
         elapsed = time.monotonic() - stopped_at
         await stream.stop()
         return elapsed, stream.attempts
 
     elapsed, attempts = run(main())
     assert cluster.proc.returncode == 0, cluster.log
-    assert elapsed < 5
+    assert elapsed < 60, "the master waited for the graceful timeout"
     assert sum(1 for a in attempts if a.pid) >= 5
     assert all(gone(pid) for pid in workers)
     assert "fast stop" in cluster.log
 
 
 def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):
-    cluster = start_cluster(workers=2, args=("--graceful-timeout", "10"))
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "120"))
     workers = cluster.worker_pids()
 
     async def main():
@@ -409,21 +379,20 @@ def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):
         async with connected(cluster.url, source_address(2150)) as client:
             await wait_upgraded(client)
             pid = (await client.call("whoami", timeout=10))["pid"]
-            in_flight = asyncio.ensure_future(client.call("slow", 1.5, timeout=10))
+            in_flight = asyncio.ensure_future(client.call("slow", 5, timeout=30))
             await asyncio.sleep(0.3)
+            assert not in_flight.done()
             cluster.signal(signal.SIGQUIT)
             quit_at = time.monotonic()
             answer = await in_flight
-            answered_after = time.monotonic() - quit_at
         await stream.stop()
-        code = await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 20)
-        return pid, answer, answered_after, code, time.monotonic() - quit_at
+        code = await asyncio.get_running_loop().run_in_executor(None, cluster.wait, 60)
+        return pid, answer, code, time.monotonic() - quit_at
 
-    pid, answer, answered_after, code, stopped_after = run(main())
+    pid, answer, code, stopped_after = run(main())
     assert answer == {"pid": pid}
-    assert answered_after > 0.5
     assert code == 0, cluster.log
-    assert stopped_after < 10, "the master waited for the graceful timeout"
+    assert stopped_after < 60, "the master waited for the graceful timeout"
     assert all(gone(pid) for pid in workers)
     assert "graceful stop" in cluster.log
 
@@ -447,7 +416,7 @@ def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
         return (now["size"] == size and len(now["serving"]) == size and not now["booting"]
                 and not now["draining"] and not now["rolling"])
 
-    wait_for(lambda: settled(2), 10, what="the status file")
+    wait_for(lambda: settled(2), 30, what="the status file")
     shown = cli("status", "--pid", str(pid_file))
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.startswith(f"master {cluster.pid}: 2 workers")
@@ -456,15 +425,15 @@ def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
     result = cli("scale", "3", "--pid", str(pid_file))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"master {cluster.pid}: scaled from 2 to 3 workers"
-    wait_for(lambda: settled(3), 20, what="3 workers")
+    wait_for(lambda: settled(3), 60, what="3 workers")
     result = cli("scale", "1", "--pid", str(pid_file))
     assert result.stdout.strip() == f"master {cluster.pid}: scaled from 3 to 1 workers"
-    wait_for(lambda: settled(1), 20, what="1 worker")
+    wait_for(lambda: settled(1), 60, what="1 worker")
 
     old = status()["serving"]["0"]
     result = cli("reload", "--pid", str(pid_file))
     assert result.stdout.strip() == f"master {cluster.pid}: rolling restart started (sent SIGHUP)"
-    wait_for(lambda: settled(1) and status()["serving"]["0"] != old, 20, what="the reload")
+    wait_for(lambda: settled(1) and status()["serving"]["0"] != old, 60, what="the reload")
 
     result = cli("stop", "--graceful", "--pid", str(pid_file))
     assert result.stdout.strip() == f"master {cluster.pid}: graceful stop started (sent SIGQUIT)"
@@ -488,14 +457,14 @@ def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
 def test_usr1_reopens_the_log_file(start_cluster, tmp_path):
     log_file = tmp_path / "cluster.log"
     cluster = start_cluster(workers=2, wait=False, args=("--log-file", str(log_file)))
-    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 20,
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 60,
              what="the log file")
     rotated = log_file.rename(tmp_path / "cluster.log.1")
     cluster.signal(signal.SIGUSR1)
-    wait_for(lambda: log_file.exists() and "log files reopened" in log_file.read_text(), 10,
+    wait_for(lambda: log_file.exists() and "log files reopened" in log_file.read_text(), 30,
              what="a new log file")
     cluster.signal(signal.SIGTTOU)
-    wait_for(lambda: "draining: 0 sessions" in log_file.read_text(), 10,
+    wait_for(lambda: "draining: 0 sessions" in log_file.read_text(), 30,
              what="a worker's line in the new file")
     assert "log files reopened" not in rotated.read_text()
     assert "draining" not in rotated.read_text()

@@ -6,10 +6,6 @@ subscriber on the cluster's Redis channel.
 """
 from __future__ import annotations
 
-import asyncio
-import collections
-import contextlib
-import dataclasses
 import json
 import re
 import time
@@ -18,32 +14,18 @@ import uuid
 import pytest
 import redis
 
-from clients import connected, source_address
-from conftest import ClusterProcess, RedisServer
-from test_cluster import run
+from clients import UNICAST_APP as APP, peers, received, run, tell
+from conftest import ClusterProcess, RedisNode
 
-APP = "tests.apps.unicast:sio"
+pytestmark = pytest.mark.e2e
+
 ASYNC_APP = "tests.apps.asgi_unicast:app"
-CLIENTS = 12
-
-
-@dataclasses.dataclass
-class Peer:
-    """One connected client: its worker, its sid per namespace, what it received."""
-
-    client: object
-    pid: int
-    sids: dict[str, str]
-    inbox: dict[tuple[str, str], asyncio.Queue]
-
-    def got(self, event: str, namespace: str = "/") -> asyncio.Queue:
-        return self.inbox[(event, namespace)]
 
 
 class QueueWatch:
     """Sees what a cluster publishes: Redis messages, or the master's relay totals."""
 
-    def __init__(self, cluster: ClusterProcess, redis_server: RedisServer | None,
+    def __init__(self, cluster: ClusterProcess, redis_server: RedisNode | None,
                  channel: str) -> None:
         self._cluster = cluster
         self._channel = channel
@@ -98,46 +80,6 @@ def cluster(request, start_cluster):
     cluster.watch = QueueWatch(cluster, redis_server, channel)
     yield cluster
     cluster.watch.close()
-
-
-@contextlib.asynccontextmanager
-async def peers(url: str, first_source: int, namespaces: tuple[str, ...] = ("/",)):
-    """CLIENTS connected clients, each from its own address, grouped by worker pid."""
-    async with contextlib.AsyncExitStack() as stack:
-        everyone = []
-        for index in range(CLIENTS):
-            client = await stack.enter_async_context(
-                connected(url, source_address(first_source + index), namespaces=list(namespaces)))
-            inbox = collections.defaultdict(asyncio.Queue)
-            for namespace in namespaces:
-                for event in ("told", "heard"):
-                    client.on(event, inbox[(event, namespace)].put_nowait, namespace=namespace)
-            answers = {ns: await client.call("whoami", namespace=ns, timeout=10)
-                       for ns in namespaces}
-            pid = answers["/"]["pid"] if "/" in answers else next(iter(answers.values()))["pid"]
-            everyone.append(Peer(client, pid, {ns: a["sid"] for ns, a in answers.items()}, inbox))
-        by_pid = collections.defaultdict(list)
-        for peer in everyone:
-            by_pid[peer.pid].append(peer)
-        assert len(by_pid) == 3, {pid: len(group) for pid, group in by_pid.items()}
-        assert all(len(group) >= 2 for group in by_pid.values())
-        yield everyone, list(by_pid.values())
-
-
-async def tell(sender: Peer, to: str, message: str, namespace: str = "/",
-               in_namespace: str | None = None) -> None:
-    data = {"to": to, "message": message}
-    if in_namespace is not None:
-        data["namespace"] = in_namespace
-    assert await sender.client.call("tell", data, namespace=namespace, timeout=10) == "ok"
-
-
-async def received(queue: asyncio.Queue, until: str) -> list[str]:
-    """The messages that arrive in ``queue`` up to and including ``until``."""
-    messages = []
-    while not messages or messages[-1] != until:
-        messages.append((await asyncio.wait_for(queue.get(), 10))["message"])
-    return messages
 
 
 def test_unicast_stays_in_its_worker_or_goes_to_the_owner_only(cluster):

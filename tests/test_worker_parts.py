@@ -118,15 +118,18 @@ def test_asyncio_link_queues_what_a_full_channel_cannot_take_and_keeps_the_order
         master_end.setblocking(False)
         received = []
         reassembler = channel.Reassembler()
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(received) < 2000 and asyncio.get_running_loop().time() < deadline:
+        readable = asyncio.Event()
+        asyncio.get_running_loop().add_reader(master_end.fileno(), readable.set)
+        while len(received) < 2000:
             try:
                 packet, _fd = channel.receive_packet(master_end)
             except BlockingIOError:
-                await asyncio.sleep(0.01)
+                readable.clear()
+                await asyncio.wait_for(readable.wait(), 30)
                 continue
             kind, payload = reassembler.feed(packet)
             received.append(int(payload))
+        asyncio.get_running_loop().remove_reader(master_end.fileno())
         return received
 
     assert asyncio.run(main()) == list(range(2000))

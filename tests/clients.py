@@ -42,8 +42,25 @@ async def connected(url: str, source: str, *, transports: list[str] | None = Non
         yield client
     finally:
         with contextlib.suppress(Exception):
-            await client.disconnect()
+            await disconnect(client)
         await session.close()
+
+
+async def disconnect(client: socketio.AsyncClient) -> None:
+    """``client.disconnect()``, without waiting out a long poll that nobody will answer.
+
+    python-engineio's asyncio server leaves a long poll pending when the session closes
+    (its eventlet and gevent twin answers it), so against the asyncio runtimes a polling
+    client's ``disconnect()`` waits for that GET's own time-out: 30 s. The close is sent
+    all the same: the client's write loop posts it and ends; then the client's HTTP
+    session is closed, which ends the pending GET.
+    """
+    writer = client.eio.write_loop_task
+    closing = asyncio.ensure_future(client.disconnect())
+    if client.transport() == "polling" and writer is not None:
+        await writer
+        await client.eio.http.close()
+    await closing
 
 
 async def wait_upgraded(client: socketio.AsyncClient, timeout: float = 10) -> None:

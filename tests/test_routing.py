@@ -23,7 +23,7 @@ import psutil
 import pytest
 import socketio
 
-from clients import run, source_address
+from clients import disconnect, run, source_address
 from cluster.pending import PENDING_LIMIT
 from conftest import wait_for
 from rawclient import RawClient, in_threads, tcp_from, unix_at
@@ -70,7 +70,7 @@ async def polling_client(url: str, source: str) -> AsyncIterator[socketio.AsyncC
         yield client
     finally:
         with contextlib.suppress(Exception):
-            await client.disconnect()
+            await disconnect(client)
         await session.close()
 
 

@@ -1,4 +1,5 @@
-"""Engine.IO spoken by hand over a plain socket: what a hostile or broken client sends."""
+"""Engine.IO spoken by hand over a plain socket: what a hostile or broken client sends, and
+what a keep-alive HTTP/1.1 client sends (requests of several sessions on one connection)."""
 from __future__ import annotations
 
 import base64
@@ -9,7 +10,11 @@ import os
 import socket
 import struct
 import time
+from http.client import HTTPConnection
 from typing import Callable
+
+from clients import source_address
+from workers.sids import tag_of
 
 MASK = b"\x1f\x2e\x3d\x4c"
 
@@ -200,3 +205,40 @@ class RawClient:
 def in_threads(function, items, threads: int = 8) -> list:
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         return list(pool.map(function, items))
+
+
+class KeepAlive:
+    """One HTTP/1.1 keep-alive connection from ``source``; fails if it is ever reopened."""
+
+    def __init__(self, port: int, source: str) -> None:
+        self.http = HTTPConnection("127.0.0.1", port, timeout=15, source_address=(source, 0))
+        self.http.connect()
+        self.local = self.http.sock.getsockname()
+
+    def request(self, method: str, sid: str | None, body: str = "") -> tuple[int, str]:
+        query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
+        self.http.request(method, f"/socket.io/?{query}", body=body.encode(),
+                          headers={"Content-Type": "text/plain;charset=UTF-8"})
+        response = self.http.getresponse()
+        text = response.read().decode()
+        assert self.http.sock is not None and self.http.sock.getsockname() == self.local, \
+            "the connection was closed and reopened"
+        return response.status, text
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def two_sessions_on_two_workers(port: int) -> tuple[str, str]:
+    """Handshakes (each on its own connection) until two sessions live on different workers."""
+    sids: dict[int, str] = {}
+    for index in range(40):
+        probe = KeepAlive(port, source_address(200 + index))
+        status, body = probe.request("GET", None)
+        probe.close()
+        assert status == 200, (status, body)
+        sid = json.loads(body[1:])["sid"]
+        sids.setdefault(tag_of(sid), sid)
+        if len(sids) == 2:
+            return tuple(sids.values())  # type: ignore[return-value]
+    raise AssertionError("every handshake landed on one worker")

@@ -8,7 +8,6 @@ in every worker runtime (``app_target``).
 """
 from __future__ import annotations
 
-import http.client
 import json
 import re
 
@@ -16,6 +15,7 @@ import pytest
 
 from clients import source_address
 from cluster import channel
+from rawclient import KeepAlive, two_sessions_on_two_workers
 from workers.handback import owner_elsewhere
 from workers.sids import encode_tag, make_sid, tag_of
 
@@ -64,44 +64,6 @@ def test_resumed_payload_round_trips():
 
 
 # ------------------------------------------------------------------- end to end
-
-class KeepAlive:
-    """One HTTP/1.1 keep-alive connection from ``source``; fails if it is ever reopened."""
-
-    def __init__(self, port: int, source: str) -> None:
-        self.http = http.client.HTTPConnection("127.0.0.1", port, timeout=15,
-                                               source_address=(source, 0))
-        self.http.connect()
-        self.local = self.http.sock.getsockname()
-
-    def request(self, method: str, sid: str | None, body: str = "") -> tuple[int, str]:
-        query = "EIO=4&transport=polling" + (f"&sid={sid}" if sid else "")
-        self.http.request(method, f"/socket.io/?{query}", body=body.encode(),
-                          headers={"Content-Type": "text/plain;charset=UTF-8"})
-        response = self.http.getresponse()
-        text = response.read().decode()
-        assert self.http.sock is not None and self.http.sock.getsockname() == self.local, \
-            "the connection was closed and reopened"
-        return response.status, text
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def two_sessions_on_two_workers(port: int) -> tuple[str, str]:
-    """Handshakes (each on its own connection) until two sessions live on different workers."""
-    sids: dict[int, str] = {}
-    for index in range(40):
-        probe = KeepAlive(port, source_address(200 + index))
-        status, body = probe.request("GET", None)
-        probe.close()
-        assert status == 200, (status, body)
-        sid = json.loads(body[1:])["sid"]
-        sids.setdefault(tag_of(sid), sid)
-        if len(sids) == 2:
-            return tuple(sids.values())  # type: ignore[return-value]
-    raise AssertionError("every handshake landed on one worker")
-
 
 def ack_payload(body: str, ack: int) -> dict:
     match = re.search(rf"43{ack}(\[.*?\])(\x1e|$)", body)

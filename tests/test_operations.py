@@ -30,7 +30,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from clients import connected, run, source_address, wait_upgraded
 from conftest import ROOT, cli, free_port, wait_for
-from test_handback import KeepAlive, two_sessions_on_two_workers
+from rawclient import KeepAlive, two_sessions_on_two_workers
 
 pytestmark = pytest.mark.e2e
 

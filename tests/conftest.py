@@ -233,12 +233,15 @@ E2E_FIXTURES = frozenset({"start_cluster", "redis_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark the tests that use :data:`E2E_FIXTURES`; run the end-to-end tests first, so that
-    in parallel runs the short unit tests fill the gaps at the end."""
+    """Mark the tests that use :data:`E2E_FIXTURES`; run the ``long`` tests first, then the
+    other end-to-end tests, so that in parallel runs no long test starts near the end and
+    the short unit tests fill the gaps there. (``--dist loadgroup`` hands out an
+    ``xdist_group`` before single tests: keep a group's tests few and short.)"""
     for item in items:
         if E2E_FIXTURES.intersection(item.fixturenames):
             item.add_marker(pytest.mark.e2e)
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    items.sort(key=lambda item: (item.get_closest_marker("long") is None,
+                                 item.get_closest_marker("e2e") is None))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -16,6 +16,7 @@ from conftest import ROOT, cli, free_port, wait_for
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.long
 def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
     cluster = start_cluster(app_target, workers=3)
 

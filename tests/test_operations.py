@@ -408,6 +408,7 @@ def _polling_handshake(port: int) -> bytes:
 # ------------------------------------------------------------------ control socket
 
 
+@pytest.mark.long
 def test_control_socket_scale_reload_status_stop(start_cluster, tmp_path):
     pid_file = tmp_path / "master.pid"
     broken = tmp_path / "broken"

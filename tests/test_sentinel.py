@@ -10,6 +10,7 @@ from conftest import cli, free_port
 pytestmark = pytest.mark.e2e
 
 
+@pytest.mark.long
 def test_primary_killed_broadcasts_resume_no_crash_no_disconnect(start_cluster, tmp_path):
     sentinels = SentinelSet(tmp_path / "sentinel")
     try:
@@ -43,6 +44,7 @@ def test_valkey_sentinel_url_finds_the_primary(start_cluster, tmp_path):
         sentinels.stop()
 
 
+@pytest.mark.long
 def test_no_sentinel_answers_is_one_line(tmp_path):
     url = f"redis+sentinel://:s3cret@127.0.0.1:{free_port()},127.0.0.1:{free_port()}/0/sticky"
     result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}", "--adapter", url)

@@ -94,6 +94,7 @@ class Stream:
 
 # ----------------------------------------------------------- rolling restart
 
+@pytest.mark.long
 def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster, app_target):
     # --balance ip: the resident's slot is the one its address hashes to, as the timing assumes
     cluster = start_cluster(app_target, workers=3, args=("--graceful-timeout", "3", "--balance", "ip"))
@@ -307,6 +308,7 @@ def test_master_killed_with_sigkill_takes_every_worker_with_it(start_cluster, tm
 
 # ------------------------------------------------------------------ scaling
 
+@pytest.mark.long
 def test_ttin_ttou_scale_and_only_the_clients_of_that_slot_move(start_cluster):
     cluster = start_cluster(workers=2, args=("--graceful-timeout", "2", "--balance", "ip"))
     addresses = range(1700, 1740)
@@ -399,6 +401,7 @@ def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):
 
 # ----------------------------------------------------------- CLI and logs
 
+@pytest.mark.long
 def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
     pid_file = tmp_path / "master.pid"
     # The signal way: the control socket is elsewhere, so the commands find no PID_FILE.ctl

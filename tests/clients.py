@@ -52,14 +52,16 @@ async def disconnect(client: socketio.AsyncClient) -> None:
     python-engineio's asyncio server leaves a long poll pending when the session closes
     (its eventlet and gevent twin answers it), so against the asyncio runtimes a polling
     client's ``disconnect()`` waits for that GET's own time-out: 30 s. The close is sent
-    all the same: the client's write loop posts it and ends; then the client's HTTP
-    session is closed, which ends the pending GET.
+    all the same: the client's write loop posts it and ends; a GET still pending a second
+    later is ended by closing the client's HTTP session.
     """
     writer = client.eio.write_loop_task
     closing = asyncio.ensure_future(client.disconnect())
     if client.transport() == "polling" and writer is not None:
         await writer
-        await client.eio.http.close()
+        done, _pending = await asyncio.wait({closing}, timeout=1)
+        if not done:
+            await client.eio.http.close()
     await closing
 
 

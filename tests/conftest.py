@@ -336,22 +336,30 @@ def redis_server(tmp_path_factory) -> RedisNode:
     server.stop()
 
 
+def launch_cluster(log_path: Path, target: str = "tests.apps.chat:sio", *,
+                   workers: int | None = 4, args: tuple = (), port: int | None = None,
+                   env: dict | None = None, python: str = sys.executable) -> ClusterProcess:
+    """Start ``sticky-cluster run TARGET`` on 127.0.0.1:``port`` (default: a free one),
+    logging to ``log_path``; its :attr:`port` and :attr:`url` are set. The caller stops it."""
+    port = port or free_port()
+    argv = ["run", target, "--bind", f"127.0.0.1:{port}", *args]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    cluster = ClusterProcess(argv, log_path, env=env, python=python)
+    cluster.port = port
+    cluster.url = f"http://127.0.0.1:{port}"
+    return cluster
+
+
 @pytest.fixture
 def start_cluster(tmp_path):
-    """Start ``sticky-cluster run`` masters; each is stopped by PID when the test ends."""
+    """Start ``sticky-cluster run`` masters (:func:`launch_cluster`'s arguments, and
+    ``wait`` for "cluster ready"); each is stopped by PID when the test ends."""
     started: list[ClusterProcess] = []
 
-    def start(target: str = "tests.apps.chat:sio", *, workers: int | None = 4, args: tuple = (),
-              wait: bool = True, port: int | None = None, env: dict | None = None,
-              python: str = sys.executable) -> ClusterProcess:
-        port = port or free_port()
-        argv = ["run", target, "--bind", f"127.0.0.1:{port}", *args]
-        if workers is not None:
-            argv += ["--workers", str(workers)]
-        cluster = ClusterProcess(argv, tmp_path / f"master-{len(started)}.log", env=env,
-                                 python=python)
-        cluster.port = port
-        cluster.url = f"http://127.0.0.1:{port}"
+    def start(target: str = "tests.apps.chat:sio", *, wait: bool = True,
+              **kwargs) -> ClusterProcess:
+        cluster = launch_cluster(tmp_path / f"master-{len(started)}.log", target, **kwargs)
         started.append(cluster)
         if wait:
             cluster.wait_log("cluster ready", timeout=60)  # workers import the app: slow when busy

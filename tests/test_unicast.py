@@ -1,21 +1,27 @@
 """Emits to one sid: kept in the process that owns it, or sent to that worker only.
 
-Every test runs on the embedded relay and on Redis. What went through the queue is
-counted where it passes: the master's relay totals (logged when it stops), or a
-subscriber on the cluster's Redis channel.
+Every test runs on the embedded relay and on Redis, with the eventlet and the asyncio
+app. The tests only connect clients and emit, so each of those four cases starts one
+cluster for the whole module (its tests run in one pytest process: an ``xdist_group``
+per case); the workers it started must be gone when it stops. What went through the
+queue is counted where it passes: the master's relay counters (read from its status
+endpoint before and after a test; when the cluster stops, its logged totals must equal
+the last reading, so nothing is relayed unseen after a test), or a subscriber on the
+cluster's Redis channel.
 """
 from __future__ import annotations
 
 import json
 import re
 import time
+import urllib.request
 import uuid
 
 import pytest
 import redis
 
 from clients import UNICAST_APP as APP, peers, received, run, tell
-from conftest import ClusterProcess, RedisNode
+from conftest import ClusterProcess, RedisNode, free_port, gone, launch_cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +29,7 @@ ASYNC_APP = "tests.apps.asgi_unicast:app"
 
 
 class QueueWatch:
-    """Sees what a cluster publishes: Redis messages, or the master's relay totals."""
+    """Sees what a cluster publishes from now on: Redis messages, or the relay's counters."""
 
     def __init__(self, cluster: ClusterProcess, redis_server: RedisNode | None,
                  channel: str) -> None:
@@ -34,6 +40,7 @@ class QueueWatch:
         if self._redis is not None:
             self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             self._pubsub.subscribe(channel)
+        self._relay_before = relay_counters(cluster)
 
     def redis_messages(self) -> list[dict]:
         """Everything published since the watch began (a marker ends the list)."""
@@ -52,13 +59,12 @@ class QueueWatch:
         raise AssertionError("the marker never came back from Redis")
 
     def relay_totals(self) -> tuple[int, int]:
-        """(broadcast, unicast) relay messages of the whole run; stops the cluster."""
-        self._cluster.stop()
-        found = re.search(r"relay totals: (\d+) broadcast, (\d+) unicast, (\d+) dropped",
-                          self._cluster.log)
-        assert found, self._cluster.log
-        assert found[3] == "0"
-        return int(found[1]), int(found[2])
+        """(broadcast, unicast) relay messages since the watch began; none dropped."""
+        now = relay_counters(self._cluster)
+        broadcast, unicast, dropped = (now[k] - self._relay_before[k]
+                                       for k in ("broadcast", "unicast", "dropped"))
+        assert dropped == 0
+        return broadcast, unicast
 
     def close(self) -> None:
         if self._redis is not None:
@@ -66,20 +72,64 @@ class QueueWatch:
             self._redis.close()
 
 
-@pytest.fixture(params=[("relay", APP), ("redis", APP), ("relay", ASYNC_APP),
-                        ("redis", ASYNC_APP)], ids=["relay", "redis", "asyncio-relay", "asyncio-redis"])
-def cluster(request, start_cluster):
+def relay_counters(cluster: ClusterProcess) -> dict[str, int]:
+    """The master's relay counters now, from its status endpoint."""
+    return status(cluster)["relay"]
+
+
+def status(cluster: ClusterProcess) -> dict:
+    with urllib.request.urlopen(f"{cluster.status_url}/status", timeout=10) as answer:
+        return json.load(answer)
+
+
+def idle(cluster: ClusterProcess) -> bool:
+    """No worker holds a session, as of their heartbeats since the last test's clients left
+    (until then the master places new clients by the old load, not evenly)."""
+    return all(worker["sessions"] == 0 for worker in status(cluster)["workers"])
+
+
+CASES = [("relay", APP), ("redis", APP), ("relay", ASYNC_APP), ("redis", ASYNC_APP)]
+CASE_IDS = ["relay", "redis", "asyncio-relay", "asyncio-redis"]
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(case, id=name, marks=pytest.mark.xdist_group(f"unicast-{name}"))
+    for case, name in zip(CASES, CASE_IDS)])
+def shared_cluster(request, tmp_path_factory):
     """A three-worker cluster of the unicast app (eventlet or asyncio), on the relay or on
-    Redis, and its watch."""
+    Redis, for every test of the module; stopped by PID, and its workers with it."""
     adapter, app = request.param
     channel = f"t-unicast-{uuid.uuid4().hex[:8]}"
     redis_server = request.getfixturevalue("redis_server") if adapter == "redis" else None
-    args = ("--adapter", redis_server.url, "--channel", channel) if redis_server else ()
-    cluster = start_cluster(app, workers=3, args=args)
-    cluster.adapter = adapter
-    cluster.watch = QueueWatch(cluster, redis_server, channel)
-    yield cluster
-    cluster.watch.close()
+    status_port = free_port()
+    args = ("--status-bind", f"127.0.0.1:{status_port}",
+            *(("--adapter", redis_server.url, "--channel", channel) if redis_server else ()))
+    cluster = launch_cluster(tmp_path_factory.mktemp("unicast") / "master.log", app,
+                             workers=3, args=args)
+    cluster.adapter, cluster.channel, cluster.redis_server = adapter, channel, redis_server
+    cluster.status_url = f"http://127.0.0.1:{status_port}"
+    workers: set[int] = set()
+    try:
+        cluster.wait_log("cluster ready", timeout=60)
+        workers = cluster.worker_pids()
+        yield cluster
+        last = relay_counters(cluster)
+    finally:
+        cluster.stop()
+    found = re.search(r"relay totals: (\d+) broadcast, (\d+) unicast, (\d+) dropped", cluster.log)
+    assert found, cluster.log
+    assert [int(n) for n in found.groups()] == [last[k] for k in ("broadcast", "unicast", "dropped")]
+    wait_for(lambda: all(gone(pid) for pid in workers), 10, what="the module cluster's workers to exit")
+
+
+@pytest.fixture
+def cluster(shared_cluster):
+    """The module's cluster for this case, idle, with a watch that begins with the test."""
+    wait_for(lambda: idle(shared_cluster), 30, what="the last test's sessions to end")
+    shared_cluster.watch = QueueWatch(shared_cluster, shared_cluster.redis_server,
+                                      shared_cluster.channel)
+    yield shared_cluster
+    shared_cluster.watch.close()
 
 
 def test_unicast_stays_in_its_worker_or_goes_to_the_owner_only(cluster):

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import ctypes
 import itertools
+import json
 import os
 import re
 import signal
@@ -23,8 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import hypothesis
 import psutil
@@ -207,6 +209,16 @@ class ClusterProcess:
         except psutil.NoSuchProcess:
             return set()
 
+    def status(self) -> dict:
+        """The master's status (``/status`` of its ``--status-bind``: :func:`shared_cluster`)."""
+        with urllib.request.urlopen(f"{self.status_url}/status", timeout=10) as answer:
+            return json.load(answer)
+
+    def idle(self) -> bool:
+        """No worker holds a session, as of their heartbeats (until then the master places
+        new clients by the old load, not evenly)."""
+        return all(worker["sessions"] == 0 for worker in self.status()["workers"])
+
     def signal(self, signum: int) -> None:
         os.kill(self.pid, signum)
 
@@ -349,6 +361,27 @@ def launch_cluster(log_path: Path, target: str = "tests.apps.chat:sio", *,
     cluster.port = port
     cluster.url = f"http://127.0.0.1:{port}"
     return cluster
+
+
+@contextlib.contextmanager
+def shared_cluster(log_path: Path, target: str, **kwargs) -> Iterator[ClusterProcess]:
+    """A ready cluster for several tests that only connect clients to it (the body of a
+    module-scoped fixture): :func:`launch_cluster`'s arguments, plus a status endpoint
+    (:meth:`ClusterProcess.status`). Stopped by PID when the block ends; its workers must
+    be gone by then. Tests that share it run in one pytest process only when they are in
+    one ``xdist_group``; each should wait for :meth:`ClusterProcess.idle` first."""
+    status_port = free_port()
+    args = ("--status-bind", f"127.0.0.1:{status_port}", *kwargs.pop("args", ()))
+    cluster = launch_cluster(log_path, target, args=args, **kwargs)
+    cluster.status_url = f"http://127.0.0.1:{status_port}"
+    workers: set[int] = set()
+    try:
+        cluster.wait_log("cluster ready", timeout=60)
+        workers = cluster.worker_pids()
+        yield cluster
+    finally:
+        cluster.stop()
+    wait_for(lambda: all(gone(pid) for pid in workers), 10, what="the shared cluster's workers to exit")
 
 
 @pytest.fixture

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.request
 import uuid
 
 import pytest
 import redis
 
 from clients import UNICAST_APP as APP, peers, received, run, tell
-from conftest import ClusterProcess, RedisNode, free_port, gone, launch_cluster, wait_for
+from conftest import ClusterProcess, RedisNode, shared_cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -74,18 +73,7 @@ class QueueWatch:
 
 def relay_counters(cluster: ClusterProcess) -> dict[str, int]:
     """The master's relay counters now, from its status endpoint."""
-    return status(cluster)["relay"]
-
-
-def status(cluster: ClusterProcess) -> dict:
-    with urllib.request.urlopen(f"{cluster.status_url}/status", timeout=10) as answer:
-        return json.load(answer)
-
-
-def idle(cluster: ClusterProcess) -> bool:
-    """No worker holds a session, as of their heartbeats since the last test's clients left
-    (until then the master places new clients by the old load, not evenly)."""
-    return all(worker["sessions"] == 0 for worker in status(cluster)["workers"])
+    return cluster.status()["relay"]
 
 
 CASES = [("relay", APP), ("redis", APP), ("relay", ASYNC_APP), ("redis", ASYNC_APP)]
@@ -95,41 +83,30 @@ CASE_IDS = ["relay", "redis", "asyncio-relay", "asyncio-redis"]
 @pytest.fixture(scope="module", params=[
     pytest.param(case, id=name, marks=pytest.mark.xdist_group(f"unicast-{name}"))
     for case, name in zip(CASES, CASE_IDS)])
-def shared_cluster(request, tmp_path_factory):
+def case_cluster(request, tmp_path_factory):
     """A three-worker cluster of the unicast app (eventlet or asyncio), on the relay or on
     Redis, for every test of the module; stopped by PID, and its workers with it."""
     adapter, app = request.param
     channel = f"t-unicast-{uuid.uuid4().hex[:8]}"
     redis_server = request.getfixturevalue("redis_server") if adapter == "redis" else None
-    status_port = free_port()
-    args = ("--status-bind", f"127.0.0.1:{status_port}",
-            *(("--adapter", redis_server.url, "--channel", channel) if redis_server else ()))
-    cluster = launch_cluster(tmp_path_factory.mktemp("unicast") / "master.log", app,
-                             workers=3, args=args)
-    cluster.adapter, cluster.channel, cluster.redis_server = adapter, channel, redis_server
-    cluster.status_url = f"http://127.0.0.1:{status_port}"
-    workers: set[int] = set()
-    try:
-        cluster.wait_log("cluster ready", timeout=60)
-        workers = cluster.worker_pids()
+    args = ("--adapter", redis_server.url, "--channel", channel) if redis_server else ()
+    with shared_cluster(tmp_path_factory.mktemp("unicast") / "master.log", app, workers=3,
+                        args=args) as cluster:
+        cluster.adapter, cluster.channel, cluster.redis_server = adapter, channel, redis_server
         yield cluster
         last = relay_counters(cluster)
-    finally:
-        cluster.stop()
     found = re.search(r"relay totals: (\d+) broadcast, (\d+) unicast, (\d+) dropped", cluster.log)
     assert found, cluster.log
     assert [int(n) for n in found.groups()] == [last[k] for k in ("broadcast", "unicast", "dropped")]
-    wait_for(lambda: all(gone(pid) for pid in workers), 10, what="the module cluster's workers to exit")
 
 
 @pytest.fixture
-def cluster(shared_cluster):
+def cluster(case_cluster):
     """The module's cluster for this case, idle, with a watch that begins with the test."""
-    wait_for(lambda: idle(shared_cluster), 30, what="the last test's sessions to end")
-    shared_cluster.watch = QueueWatch(shared_cluster, shared_cluster.redis_server,
-                                      shared_cluster.channel)
-    yield shared_cluster
-    shared_cluster.watch.close()
+    wait_for(case_cluster.idle, 30, what="the last test's sessions to end")
+    case_cluster.watch = QueueWatch(case_cluster, case_cluster.redis_server, case_cluster.channel)
+    yield case_cluster
+    case_cluster.watch.close()
 
 
 def test_unicast_stays_in_its_worker_or_goes_to_the_owner_only(cluster):

@@ -1,4 +1,8 @@
-"""The cluster end to end: real master, forked workers, real clients over loopback."""
+"""The cluster end to end: real master, forked workers, real clients over loopback.
+
+The tests that only connect websocket clients share one three-worker cluster per
+runtime (an ``xdist_group`` each), idle before each test; the others start their own.
+"""
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +15,29 @@ import sys
 import pytest
 
 from clients import connected, room_broadcast_reaches_every_worker, run, source_address, wait_upgraded
-from conftest import ROOT, cli, free_port, wait_for
+from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, shared_cluster, wait_for
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.long
-def test_48_clients_upgrade_stick_and_spread(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=3)
+@pytest.fixture(scope="module", params=[
+    pytest.param(target, id=name, marks=pytest.mark.xdist_group(f"cluster-{name}"))
+    for name, target in RUNTIME_TARGETS.items()])
+def runtime_cluster(request, tmp_path_factory):
+    """Three workers of one runtime's chat app, for the tests of this module that share it."""
+    with shared_cluster(tmp_path_factory.mktemp("cluster") / "master.log", request.param,
+                        workers=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster(runtime_cluster):
+    """The runtime's shared cluster, once the last test's sessions have ended."""
+    wait_for(runtime_cluster.idle, 30, what="the last test's sessions to end")
+    return runtime_cluster
+
+
+def test_48_clients_upgrade_stick_and_spread(cluster):
 
     async def one(index):
         source = source_address(index)
@@ -58,8 +77,7 @@ def test_polling_only_clients_keep_their_session(start_cluster, app_target):
         assert len(pids) == 1
 
 
-def test_room_broadcast_through_the_embedded_relay(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=3)
+def test_room_broadcast_through_the_embedded_relay(cluster):
     listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
     assert len(listeners) >= 3
     assert senders == {shouter}

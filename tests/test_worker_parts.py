@@ -6,13 +6,13 @@ import asyncio
 import os
 import socket
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 from workers.asyncio_link import AsyncMasterLink
 from workers.asyncio_protocol import HandBackProtocol, Routing
 from workers.inbox import Inbox
 from workers.peer import PeerTransport, _needs_peer
-from workers.sids import encode_tag, make_sid
+from protocol.sids import encode_tag, make_sid
 
 
 def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.socket:
@@ -21,17 +21,17 @@ def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.sock
     client = socket.create_connection(listener.getsockname())
     served, _ = listener.accept()
     listener.close()
-    channel.send_packet(master_end, channel.handoff_packet(address), served.fileno())
+    frames.send_packet(master_end, frames.handoff_packet(address), served.fileno())
     served.close()
     return client
 
 
 def test_inbox_hands_clients_on_and_closes_those_after_drain():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     got = []
     inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
     client = _handoff(master_end, ("10.1.2.3", 4567))
-    inbox.feed(*channel.receive_packet(worker_end))
+    inbox.feed(*frames.receive_packet(worker_end))
     [(sock, address, preface)] = got
     assert address == ("10.1.2.3", 4567) and preface == b""
     sock.sendall(b"ping")
@@ -39,7 +39,7 @@ def test_inbox_hands_clients_on_and_closes_those_after_drain():
     sock.close()
     inbox.closed = True
     late = _handoff(master_end, ("10.1.2.4", 1))
-    inbox.feed(*channel.receive_packet(worker_end))
+    inbox.feed(*frames.receive_packet(worker_end))
     assert len(got) == 1
     late.settimeout(5)
     assert late.recv(1) == b""  # the worker closed it
@@ -48,7 +48,7 @@ def test_inbox_hands_clients_on_and_closes_those_after_drain():
 
 
 def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     got = []
     inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
     listener = socket.create_server(("127.0.0.1", 0))
@@ -56,9 +56,9 @@ def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
     served, _ = listener.accept()
     listener.close()
     data = b"GET /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\n\r\n"
-    channel.send_packet(master_end, channel.resume_packet(("10.1.2.5", 99), data), served.fileno())
+    frames.send_packet(master_end, frames.resume_packet(("10.1.2.5", 99), data), served.fileno())
     served.close()
-    inbox.feed(*channel.receive_packet(worker_end))
+    inbox.feed(*frames.receive_packet(worker_end))
     [(sock, address, preface)] = got
     assert (address, preface) == (("10.1.2.5", 99), data)
     sock.sendall(b"pong")
@@ -68,7 +68,7 @@ def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
 
 
 def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     listener = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(listener.getsockname())
     served, _ = listener.accept()
@@ -80,11 +80,11 @@ def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original
         served.close()  # the worker's own copy, closed at once without a shutdown
 
     asyncio.run(main())
-    packet, fd = channel.receive_packet(master_end)
+    packet, fd = frames.receive_packet(master_end)
     assert fd is not None
-    kind, payload = channel.Reassembler().feed(packet)
+    kind, payload = frames.Reassembler().feed(packet)
     assert kind is Kind.HANDBACK
-    assert channel.parse_from_worker(kind, payload) == (("10.1.2.6", 7), b"GET / HTTP/1.1\r\n")
+    assert frames.parse_from_worker(kind, payload) == (("10.1.2.6", 7), b"GET / HTTP/1.1\r\n")
     with socket.socket(fileno=fd) as passed:
         passed.sendall(b"still open")
         assert client.recv(10) == b"still open"
@@ -93,15 +93,15 @@ def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original
 
 
 def test_inbox_joins_fragments_and_delivers():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     delivered = []
     inbox = Inbox(lambda *_: None)
     inbox.on_deliver = delivered.append
     payload = bytes(range(256)) * 1000  # 256 KB: five fragments
-    for packet in channel.frames(Kind.DELIVER, payload):
-        channel.send_packet(master_end, packet)
-    for _ in range(len(channel.frames(Kind.DELIVER, payload))):
-        inbox.feed(*channel.receive_packet(worker_end))
+    for packet in frames.packets(Kind.DELIVER, payload):
+        frames.send_packet(master_end, packet)
+    for _ in range(len(frames.packets(Kind.DELIVER, payload))):
+        inbox.feed(*frames.receive_packet(worker_end))
     assert delivered == [payload]
     master_end.close()
     worker_end.close()
@@ -117,12 +117,12 @@ def test_asyncio_link_queues_what_a_full_channel_cannot_take_and_keeps_the_order
             link.send(Kind.HEARTBEAT, str(number).encode())
         master_end.setblocking(False)
         received = []
-        reassembler = channel.Reassembler()
+        reassembler = frames.Reassembler()
         readable = asyncio.Event()
         asyncio.get_running_loop().add_reader(master_end.fileno(), readable.set)
         while len(received) < 2000:
             try:
-                packet, _fd = channel.receive_packet(master_end)
+                packet, _fd = frames.receive_packet(master_end)
             except BlockingIOError:
                 readable.clear()
                 await asyncio.wait_for(readable.wait(), 30)

@@ -13,10 +13,11 @@ from typing import Any, AsyncIterator
 import socketio
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from cluster import adapters
-from cluster.channel import Kind
+from protocol import adapters
+from protocol.frames import Kind
 
-from . import sids
+from protocol import sids
+
 from .managers import misaddressed, relay_message
 
 
@@ -76,7 +77,7 @@ class RelayManager(LocalUnicast, AsyncPubSubManager):
 MANAGERS: dict[str, type[AsyncPubSubManager]] = {
     "redis": RedisManager,
 }
-"""The manager class of each broker family (:data:`cluster.adapters.SCHEMES`), asyncio.
+"""The manager class of each broker family (:data:`protocol.adapters.SCHEMES`), asyncio.
 AMQP has none here yet: python-socketio's ``AsyncAioPikaManager`` needs aio-pika."""
 
 

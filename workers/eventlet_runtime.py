@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NoReturn
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
-from cluster.channel import Heartbeat, Kind
+from protocol.frames import Heartbeat, Kind
 
-from .spec import WorkerSpec
+from protocol.spec import WorkerSpec
 
 if TYPE_CHECKING:  # imported in serve(), after monkey-patching
     from .link import ChannelListener, MasterLink
@@ -37,16 +37,16 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     """
     eventlet.monkey_patch()
     from eventlet import wsgi
-    from cluster.limits import raise_open_files_limit
 
-    from . import access_log, eventlet_websocket, loader, managers, sids
+    from protocol import sids
+
+    from . import access_log, eventlet_websocket, loader, managers
     from .eventlet_http import protocol_for
     from .eventlet_protocol import routing_protocol
     from .limits import http_limits
     from .link import ChannelListener, MasterLink
     from .wsgi_errors import log_errors
 
-    raise_open_files_limit()
     app = loader.load(spec.target, "eventlet")
     sids.install(app.server.eio, spec.tag)
     eventlet_websocket.install(app.server.eio, spec.websocket_rate)

@@ -11,8 +11,8 @@ import gevent
 import gevent.lock
 from gevent.socket import wait_read, wait_write
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 
 from .inbox import Client, Inbox, master_gone
 
@@ -41,10 +41,10 @@ class GeventMasterLink(Inbox):
         ``fd`` rides with the first packet (a message that carries one fits in one).
         """
         with self._send_lock:
-            for packet in channel.frames(kind, payload):
+            for packet in frames.packets(kind, payload):
                 while True:
                     try:
-                        channel.send_packet(self._sock, packet, fd)
+                        frames.send_packet(self._sock, packet, fd)
                         fd = None
                         break
                     except BlockingIOError:
@@ -58,12 +58,12 @@ class GeventMasterLink(Inbox):
         The master passes both to the worker that owns the request's session; the
         caller closes its copy of the socket afterwards (without shutting it down).
         """
-        self.send(Kind.HANDBACK, channel.resumed(address, data), client.fileno())
+        self.send(Kind.HANDBACK, frames.resumed(address, data), client.fileno())
 
     def _read_forever(self) -> None:
         while True:
             try:
-                packet, fd = channel.receive_packet(self._sock)
+                packet, fd = frames.receive_packet(self._sock)
             except BlockingIOError:
                 wait_read(self._fd)
                 continue

@@ -20,8 +20,8 @@ import eventlet.queue
 import eventlet.semaphore
 from eventlet.green import socket as green_socket
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -100,12 +100,12 @@ class MasterLink:
         """Send one message to the master, waiting (green) while the channel is full.
 
         ``fd`` rides with the first packet (a message that carries one fits in one).
-        A message over :data:`cluster.channel.MAX_MESSAGE` is dropped with an error line:
+        A message over :data:`protocol.frames.MAX_MESSAGE` is dropped with an error line:
         the master would take it for garbage and kill this worker.
         """
         try:
-            packets = channel.frames(kind, payload)
-        except channel.ProtocolError as exc:
+            packets = frames.packets(kind, payload)
+        except frames.ProtocolError as exc:
             log.error("worker %d drops a message: %s", os.getpid(), exc)
             if fd is not None:
                 os.close(fd)
@@ -114,7 +114,7 @@ class MasterLink:
             for packet in packets:
                 while True:
                     try:
-                        channel.send_packet(self._sock, packet, fd)
+                        frames.send_packet(self._sock, packet, fd)
                         fd = None
                         break
                     except BlockingIOError:
@@ -128,13 +128,13 @@ class MasterLink:
         The master passes both to the worker that owns the request's session; the
         caller closes its copy of the socket afterwards (without shutting it down).
         """
-        self.send(Kind.HANDBACK, channel.resumed(address, data), client.fileno())
+        self.send(Kind.HANDBACK, frames.resumed(address, data), client.fileno())
 
     def _read_forever(self) -> None:
-        reassembler = channel.Reassembler()
+        reassembler = frames.Reassembler()
         while True:
             try:
-                packet, fd = channel.receive_packet(self._sock)
+                packet, fd = frames.receive_packet(self._sock)
             except BlockingIOError:
                 eventlet.hubs.trampoline(self._sock.fileno(), read=True)
                 continue
@@ -148,9 +148,9 @@ class MasterLink:
 
     def _dispatch(self, kind: Kind, payload: bytes, fd: int | None) -> None:
         if kind is Kind.HANDOFF and fd is not None:
-            self._take(fd, channel.decode_address(payload), b"")
+            self._take(fd, frames.decode_address(payload), b"")
         elif kind is Kind.RESUME and fd is not None:
-            self._take(fd, *channel.split_resumed(payload))
+            self._take(fd, *frames.split_resumed(payload))
         elif kind is Kind.DELIVER and self.on_deliver is not None:
             self.on_deliver(payload)
         elif kind is Kind.DRAIN and self.on_drain is not None:

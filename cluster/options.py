@@ -21,8 +21,8 @@ import os
 import sys
 from typing import Any, Callable
 
-from protocol.spec import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
-from protocol.spec import check_format as check_access_log_format
+from protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
+from protocol.access_log_format import check_format as check_access_log_format
 
 from protocol import adapters
 from .trust import Trust
@@ -82,7 +82,7 @@ def file_mode_mask(_label: str, value: int) -> None:
 
 
 def access_log_format(_label: str, value: str) -> None:
-    """gunicorn's atoms plus ours (:func:`protocol.spec.check_format`)."""
+    """gunicorn's atoms plus ours (:func:`protocol.access_log_format.check_format`)."""
     try:
         check_access_log_format(value)
     except ValueError as exc:

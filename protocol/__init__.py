@@ -10,7 +10,8 @@ agree on lives here, one module per concern.
 - :mod:`protocol.sids`: the session ids that carry their worker's tag, the tag space,
   and the sid of a request line;
 - :mod:`protocol.spec`: what the master tells a worker it forks (:class:`WorkerSpec`),
-  the worker runtimes by module path, the access-log format;
+  the worker runtimes by module path;
+- :mod:`protocol.access_log_format`: what ``--access-log-format`` may say;
 - :mod:`protocol.adapters`: the broker URLs ``--adapter`` accepts and their families.
 """
 

@@ -3,13 +3,9 @@
 Every Engine.IO (and Socket.IO) session id a worker makes starts with the worker's
 *tag*, a number the master gives each worker it forks, in three URL-safe characters,
 followed by 120 random bits (20 characters). The master reads the tag back from the
-``sid=`` of a request (:func:`request_sid`, :func:`tag_of`) to send it to the worker
-that owns the session, without keeping any per-client state; a worker reads it the same
-way to hand back a request for another worker's session. The tag space is
-:data:`TAG_LIMIT`, the one constant both sides use (the master numbers its workers
-below it, a PUBLISH_TO carries a tag in :data:`protocol.frames.TAG_BYTES`).
-
-Pure: strings and bytes in, values out; the standard library only.
+``sid=`` of a request (:func:`request_sid`) to send it to the worker that owns the
+session, without keeping any per-client state; a worker does the same to hand a request
+back. :data:`TAG_LIMIT` is the tag space, for both sides. This module is pure.
 """
 from __future__ import annotations
 

@@ -1,15 +1,7 @@
 """What the master tells a worker it forks: everything the worker needs to boot.
 
-- :class:`WorkerSpec`, the settings of one worker, made by the master and inherited by
-  the forked child;
-- :data:`RUNTIMES`, the worker runtimes by name, as module paths: the master never
-  imports a runtime; the forked child imports its own (``import_module(RUNTIMES[name])``)
-  and calls its ``serve(spec, sock)``;
-- the vocabulary of ``--access-log-format`` (:data:`ATOMS`, :data:`DEFAULT_FORMAT`,
-  :func:`check_format`): the master checks the option when it starts, the workers write
-  the lines (``workers.access_log``).
-
-Pure data and checks, the standard library only: both sides import it.
+:class:`WorkerSpec` is made by the master and inherited by the forked child, which
+imports its runtime by the module path in :data:`RUNTIMES` (the master never imports one).
 """
 from __future__ import annotations
 
@@ -59,7 +51,7 @@ class WorkerSpec:
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
-    :param access_log_format: ``--access-log-format`` (see :data:`ATOMS`).
+    :param access_log_format: ``--access-log-format`` (see :mod:`protocol.access_log_format`).
     :param hand_back: hand a request for another worker's session back to the master
                       (``--route sid``); else serve every request of a connection here.
     """
@@ -80,30 +72,3 @@ class WorkerSpec:
     access_log: str | None = None
     access_log_format: str = ""
     hand_back: bool = True
-
-
-DEFAULT_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
-                  'slot=%(slot)s transport=%(transport)s %(L)ss')
-"""gunicorn's default line, then the slot, the transport and the seconds taken."""
-
-ATOMS = {
-    "h": "remote address", "l": "'-'", "u": "user name ('-')", "t": "date of the request",
-    "r": "request line", "m": "method", "U": "path", "q": "query string", "H": "protocol",
-    "s": "status", "B": "response length", "b": "response length or '-'", "f": "referer",
-    "a": "user agent", "T": "seconds (integer)", "M": "milliseconds", "D": "microseconds",
-    "L": "seconds (decimal)", "p": "worker pid", "slot": "worker slot",
-    "transport": "Engine.IO transport",
-}
-"""The atoms a format can use, and what each one stands for."""
-
-
-def check_format(fmt: str) -> str:
-    """Return ``fmt`` if it formats with :data:`ATOMS`; raise ValueError naming the problem."""
-    try:
-        fmt % {name: "x" for name in ATOMS}
-    except KeyError as exc:
-        raise ValueError(f"unknown atom %({exc.args[0]})s; known: "
-                         + ", ".join(ATOMS)) from None
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{fmt!r}: {exc}") from None
-    return fmt

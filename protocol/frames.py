@@ -131,7 +131,7 @@ class Reassembler:
 
     def _feed(self, packet: bytes) -> tuple[Kind, bytes] | None:
         if len(packet) < HEADER_SIZE:
-            raise ProtocolError(f"short packet ({len(packet)} bytes)")
+            raise ProtocolError(f"short channel packet ({len(packet)} bytes)")
         try:
             kind = Kind(packet[0])
         except ValueError:

@@ -47,8 +47,8 @@ def test_packets_refuses_what_the_other_end_would_refuse():
 
 
 @pytest.mark.parametrize("packet, message", [
-    (b"", "short packet"),
-    (b"\x03", "short packet"),
+    (b"", "short channel packet"),
+    (b"\x03", "short channel packet"),
     (b"\xc8\x00", "unknown message kind 200"),
     (b"\x00\x00", "unknown message kind 0"),
     (b"\x03\x02", "bad fragment flags"),

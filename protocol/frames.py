@@ -268,14 +268,18 @@ def encode_address(address: tuple[str, int]) -> bytes:
     return f"{address[0]} {address[1]}".encode()
 
 
+_HANDOFF = header(Kind.HANDOFF)
+_RESUME = header(Kind.RESUME)
+
+
 def handoff_packet(address: tuple[str, int]) -> bytes:
     """The packet that hands off a client connected from ``address`` (the fd rides along)."""
-    return header(Kind.HANDOFF) + encode_address(address)
+    return _HANDOFF + encode_address(address)
 
 
 def resume_packet(address: tuple[str, int], data: bytes) -> bytes:
     """The packet that hands over a client whose first bytes ``data`` were read (fd rides along)."""
-    return header(Kind.RESUME) + resumed(address, data)
+    return _RESUME + resumed(address, data)
 
 
 def decode_address(payload: bytes) -> tuple[str, int]:

@@ -1,15 +1,19 @@
-"""The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the peer,
-the asyncio hand-back."""
+"""The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the green
+link (with a hub of plain calls), the peer, the asyncio hand-back."""
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import threading
+
+import pytest
 
 from protocol import frames
 from protocol.frames import Kind
 from workers.asyncio_link import AsyncMasterLink
 from workers.asyncio_protocol import HandBackProtocol, Routing
+from workers.green_link import GreenHub, GreenMasterLink
 from workers.inbox import Inbox
 from workers.peer import PeerTransport, _needs_peer
 from protocol.sids import encode_tag, make_sid
@@ -241,3 +245,79 @@ def test_a_busy_server_keeps_the_next_request_and_an_upgrade_keeps_the_connectio
     upgrade = mine.replace(b"\r\n\r\n", b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     fed, handed, _alive = _routing_run([upgrade, other])
     assert fed == upgrade + other and handed == []  # after an upgrade the bytes are frames
+
+
+class _Stop(BaseException):
+    """Ends a link's read loop from the hub's wait."""
+
+
+def _plain_hub(spawned: list | None = None, **waits) -> GreenHub:
+    """A green hub of plain calls in place of eventlet's or gevent's: ``spawn`` keeps the
+    function in ``spawned``; ``read``/``write`` are the waits (default: return at once)."""
+    return GreenHub(spawn=(spawned if spawned is not None else []).append,
+                    wait_readable=waits.get("read", lambda fd: None),
+                    wait_writable=waits.get("write", lambda fd: None), lock=threading.Lock)
+
+
+def test_green_link_reads_in_the_hubs_green_thread_and_waits_through_the_hub():
+    master_end, worker_end = frames.socket_pair()
+    got = []
+
+    def nothing_more(fd: int) -> None:
+        raise _Stop
+
+    spawned: list = []
+    link = GreenMasterLink(worker_end, lambda *client: got.append(client),
+                           _plain_hub(spawned, read=nothing_more))
+    link.start()
+    client = _handoff(master_end, ("10.1.2.7", 8))
+    [read_forever] = spawned
+    with pytest.raises(_Stop):  # it reads the hand-off, then waits for more through the hub
+        read_forever()
+    [(sock, address, preface)] = got
+    assert (address, preface) == (("10.1.2.7", 8), b"")
+    sock.sendall(b"hi")
+    assert client.recv(2) == b"hi"
+    for each in (sock, client, master_end, worker_end):
+        each.close()
+
+
+def test_green_link_waits_through_the_hub_while_the_channel_is_full_and_keeps_the_order():
+    master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    worker_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    master_end.setblocking(False)
+    received, waits = [], []
+    reassembler = frames.Reassembler()
+
+    def master_reads(fd: int) -> None:  # the master empties the channel while the link waits
+        waits.append(fd)
+        while True:
+            try:
+                packet, _fd = frames.receive_packet(master_end)
+            except BlockingIOError:
+                return
+            kind, payload = reassembler.feed(packet)
+            received.append(int(payload))
+
+    link = GreenMasterLink(worker_end, lambda *_: None, _plain_hub(write=master_reads))
+    for number in range(2000):
+        link.send(Kind.HEARTBEAT, str(number).encode())
+    master_reads(-1)
+    assert waits[0] == worker_end.fileno()
+    assert received == list(range(2000))
+    master_end.close()
+    worker_end.close()
+
+
+def test_green_link_drops_a_message_over_the_limit_and_closes_its_fd():
+    master_end, worker_end = frames.socket_pair()
+    link = GreenMasterLink(worker_end, lambda *_: None, _plain_hub())
+    spare = os.dup(master_end.fileno())
+    link.send(Kind.PUBLISH, b"x" * (frames.MAX_MESSAGE + 1), spare)
+    with pytest.raises(OSError):
+        os.fstat(spare)
+    master_end.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        frames.receive_packet(master_end)
+    master_end.close()
+    worker_end.close()

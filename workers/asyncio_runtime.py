@@ -19,8 +19,8 @@ import socket
 import time
 from typing import Any, NoReturn
 
+from protocol import sids
 from protocol.frames import Heartbeat, Kind
-
 from protocol.spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
@@ -66,8 +66,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
-    from protocol import sids
-
     from . import managers, peer
     from .asyncio_link import AsyncMasterLink
     from .asyncio_protocol import Routing

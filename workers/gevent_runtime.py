@@ -19,8 +19,8 @@ import time
 import warnings
 from typing import Any, NoReturn
 
+from protocol import sids
 from protocol.frames import Heartbeat, Kind
-
 from protocol.spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
@@ -40,8 +40,6 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     import gevent.event
     import gevent.pool
     from gevent import pywsgi
-
-    from protocol import sids
 
     from . import loader, managers
     from .gevent_link import GeventMasterLink

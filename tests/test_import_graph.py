@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import configparser
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -80,3 +81,20 @@ def test_the_packages_shipped_are_the_ones_guarded() -> None:
     config.read(ROOT / "setup.cfg")
     shipped = {name.strip() for name in config["options"]["packages"].split(",")}
     assert shipped == set(own.PACKAGES) == set(PACKAGES)
+
+
+def _functions_of(module: str) -> set[str]:
+    """The functions ``module`` defines at its top level (found, read, not run)."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin, f"no module {module}"
+    source = Path(spec.origin).read_text()
+    return {node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+
+
+def test_the_module_paths_in_the_protocol_name_modules_with_what_the_master_calls() -> None:
+    """A module path is a string, not an import: a typo here would surface only in a worker."""
+    from protocol.spec import LOADER, RUNTIMES
+
+    for module in RUNTIMES.values():
+        assert {"serve", "check"} <= _functions_of(module), module
+    assert "load" in _functions_of(LOADER)

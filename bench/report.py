@@ -100,9 +100,17 @@ def _two_or_best(medians: Medians, adapter: str) -> str | None:
     return f"{adapter}-2" if f"{adapter}-2" in names else (names[-1] if names else None)
 
 
-def verdicts(medians: Medians) -> list[Verdict]:
-    """The issue's targets against this run's medians (2 workers: the machine's cores)."""
-    out = []
+HANDOFF_NOISE = 1.15
+"""How much dearer this tree's hand-off may measure than a baseline version's and still be
+"no regression": single runs of the same code move about ±15 % on this kind of machine."""
+
+
+def verdicts(medians: Medians, version: str | None = None) -> list[Verdict]:
+    """The issue's targets against this run's medians (2 workers: the machine's cores).
+
+    :param version: the git ref measured beside this tree (``bench.run --baseline``), if any.
+    """
+    out = handoff_verdicts(medians, version) if version else []
     redis = _two_or_best(medians, "redis")
     relay = _two_or_best(medians, "relay")
     if redis:
@@ -154,6 +162,21 @@ def verdicts(medians: Medians) -> list[Verdict]:
                                f"{medians[name]['mem_per_client_kb']:.1f} KB = "
                                f"{ratio:.2f}× one eventlet process (target ≤ 1.05×)"))
     return out + asyncio_verdicts(medians)
+
+
+def handoff_verdicts(medians: Medians, version: str) -> list[Verdict]:
+    """The master's µs per hand-off of this tree against version ``version``, same run."""
+    out = []
+    for name in _cluster_names(medians, "relay"):
+        ours = medians[name].get("hs_master_us")
+        theirs = medians.get(f"{name}@{version}", {}).get("hs_master_us")
+        if ours is not None and theirs is not None:
+            ratio = ours / theirs
+            out.append(Verdict("handoff", ratio <= HANDOFF_NOISE,
+                               f"master µs per hand-off, {name}: {ours:.0f} µs, {theirs:.0f} µs "
+                               f"at {version}: {ratio:.2f}× (no regression: ≤ "
+                               f"{HANDOFF_NOISE:.2f}×, the spread of one version's runs)"))
+    return out
 
 
 def asyncio_verdicts(medians: Medians) -> list[Verdict]:

@@ -21,13 +21,15 @@ import shlex
 import signal
 import statistics
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
 from . import measure, report
-from .targets import ROOT, Cluster, NginxPair, RedisServer, Standalone, Target, Uvicorn
+from .targets import (ROOT, Cluster, NginxPair, RedisServer, Standalone, Target, Uvicorn,
+                      export_version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +179,9 @@ def _check(result: dict[str, Any], scenario: str, wanted: int, got: Any) -> None
                                    f"errors {result.get('error_kinds')}")
 
 
-def make_targets(plan: Plan, redis: RedisServer) -> list[Target]:
+def make_targets(plan: Plan, redis: RedisServer,
+                 baseline: tuple[str, Path] | None = None) -> list[Target]:
+    """Every target of a run; ``baseline``: also the 2-worker relay cluster of that version."""
     targets: list[Target] = [Standalone()]
     targets += [Cluster(n, None) for n in plan.worker_counts]
     targets += [Cluster(n, redis) for n in plan.worker_counts]
@@ -186,24 +190,49 @@ def make_targets(plan: Plan, redis: RedisServer) -> list[Target]:
     targets.append(Uvicorn())
     targets += [Cluster(n, None, "asyncio") for n in plan.worker_counts]
     targets += [Cluster(n, redis, "asyncio") for n in plan.worker_counts]
+    if baseline:
+        targets += [Cluster(n, None, baseline=baseline) for n in plan.worker_counts]
     return targets
+
+
+def pick(targets: list[Target], names: list[str] | None) -> list[Target]:
+    """The targets called ``names`` (all when None), the run's baseline process always included.
+
+    :raises ValueError: a name no target has (the message lists the names there are).
+    """
+    if not names:
+        return targets
+    known = {t.name for t in targets}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"--targets: no target {', '.join(unknown)}; "
+                         f"there are: {', '.join(t.name for t in targets)}")
+    return [t for t in targets if t.name in names or t.name == report.BASE]
 
 
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run(plan: Plan, out_dir: Path, command: str) -> int:
-    """Measure every target ``plan.rounds`` times; write the report; 1 if any measurement failed."""
+def run(plan: Plan, out_dir: Path, command: str, baseline: str | None = None,
+        names: list[str] | None = None) -> int:
+    """Measure every target ``plan.rounds`` times; write the report; 1 if any measurement failed.
+
+    :param baseline: a git ref: also measure that version's cluster (its files exported to a
+        temporary directory), for the master's cost per hand-off against this tree's.
+    :param names: measure only these targets (and the one eventlet process, the base of ratios).
+    """
     for signum in (signal.SIGINT, signal.SIGTERM):  # stop what was started, also in background
         signal.signal(signum, _interrupt)
     started = time.monotonic()
+    scratch = tempfile.TemporaryDirectory(prefix="sticky-bench-")
+    version = (baseline, export_version(baseline, Path(scratch.name))) if baseline else None
     redis = RedisServer()
     redis.start()
     samples: dict[str, Samples] = {}
     failures: list[str] = []
     try:
-        targets = make_targets(plan, redis)
+        targets = pick(make_targets(plan, redis, version), names)
         for round_index in range(plan.rounds):
             shift = round_index % len(targets)
             for target in targets[shift:] + targets[:shift]:
@@ -222,11 +251,13 @@ def run(plan: Plan, out_dir: Path, command: str) -> int:
                     samples.setdefault(target.name, defaultdict(list))[key].extend(values)
     finally:
         redis.stop()
+        scratch.cleanup()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RESULTS).write_text(json.dumps({
         "command": command, "minutes": round((time.monotonic() - started) / 60, 1),
         "measured_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "plan": dataclasses.asdict(plan), "labels": {t.name: t.label for t in targets},
+        "plan": dataclasses.asdict(plan), "baseline": baseline,
+        "labels": {t.name: t.label for t in targets},
         "samples": samples, "failures": failures}, indent=1))
     render(out_dir)
     return 1 if failures else 0
@@ -238,7 +269,7 @@ def render(out_dir: Path) -> None:
     samples = results["samples"]
     medians = {name: {key: statistics.median(values) for key, values in metrics.items()}
                for name, metrics in samples.items()}
-    verdicts = report.verdicts(medians)
+    verdicts = report.verdicts(medians, results.get("baseline"))
     plan = Plan(**results["plan"])
     report.write(out_dir, medians, samples, results["labels"], verdicts, results["failures"],
                  plan, results["command"], results["minutes"], results["measured_at"])
@@ -259,6 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--render", action="store_true",
                         help="measure nothing: write benchmarks.md and .png again from the "
                              "last run's benchmarks.json")
+    parser.add_argument("--baseline", metavar="REF",
+                        help="also measure the 2-worker relay cluster of git version REF (a "
+                             "commit, branch or tag of this repository) in the same run: the "
+                             "master's cost per hand-off of both, and their ratio")
+    parser.add_argument("--targets", metavar="NAMES",
+                        help="measure only these targets, comma-separated (e.g. "
+                             "relay-2,relay-2@REF); the one eventlet process always runs")
     args = parser.parse_args(argv)
     if args.render:
         render(args.out)
@@ -269,7 +307,12 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--rounds must be at least 1")
         plan = dataclasses.replace(plan, rounds=args.rounds)
     command = "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    return run(plan, args.out, command.strip())
+    names = [n.strip() for n in args.targets.split(",") if n.strip()] if args.targets else None
+    try:
+        return run(plan, args.out, command.strip(), args.baseline, names)
+    except (RuntimeError, ValueError) as exc:  # a bad --baseline or --targets: one line
+        print(f"bench.run: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

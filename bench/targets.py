@@ -7,12 +7,16 @@
   uvicorn process: the baseline of the asyncio worker rows.
 * :class:`Cluster` with ``runtime="asyncio"`` -- the cluster's asyncio workers serving
   ``bench.asgi_app:app``.
+* :class:`Cluster` with ``baseline=(ref, dir)`` -- the same, from another git version
+  of this repository (``bench.run --baseline REF``): the master's cost per hand-off of
+  two versions, measured in one run.
 * :class:`NginxPair` -- nginx ``ip_hash`` in front of two standalone processes joined by
   python-socketio's ``RedisManager`` (the set-up sticky-cluster replaces).
 * :class:`RedisServer` -- a private ``redis-server`` for the Redis targets.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -20,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -36,6 +41,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def export_version(ref: str, into: Path) -> Path:
+    """The files of git version ``ref`` of this repository, written under ``into``.
+
+    :raises RuntimeError: ``ref`` is not a version git knows here (one line, git's own words).
+    """
+    done = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", ref],
+                          capture_output=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"--baseline {ref}: {done.stderr.decode(errors='replace').strip()}")
+    target = into / "baseline"
+    with tarfile.open(fileobj=io.BytesIO(done.stdout)) as archive:
+        archive.extractall(target, filter="data")
+    return target
 
 
 def wait_port(port: int, timeout: float = START_TIMEOUT) -> None:
@@ -190,17 +210,24 @@ class Cluster(Target):
     :param workers: the number of worker processes.
     :param redis: the Redis to join the workers with; None for the embedded relay.
     :param runtime: ``eventlet`` or ``asyncio``: which app of :data:`CLUSTER_APPS` is served.
+    :param baseline: another version to run instead of this tree: ``(git ref, directory holding
+        that version's files)``; the same interpreter and packages run it.
     """
 
-    def __init__(self, workers: int, redis: RedisServer | None, runtime: str = "eventlet") -> None:
+    def __init__(self, workers: int, redis: RedisServer | None, runtime: str = "eventlet",
+                 baseline: tuple[str, Path] | None = None) -> None:
         self.workers = workers
         self.redis = redis
         self.app = CLUSTER_APPS[runtime]
+        self.root = baseline[1] if baseline else ROOT
         adapter = "redis" if redis else "relay"
         prefix = "" if runtime == "eventlet" else f"{runtime}-"
-        self.name = f"{prefix}{adapter}-{workers}"
+        at = f"@{baseline[0]}" if baseline else ""
+        self.name = f"{prefix}{adapter}-{workers}{at}"
         kind = "" if runtime == "eventlet" else f"{runtime} "
-        self.label = f"sticky-cluster, {workers} {kind}worker{'s' * (workers > 1)}, {adapter}"
+        version = f" at {baseline[0]}" if baseline else ""
+        self.label = (f"sticky-cluster{version}, {workers} {kind}worker{'s' * (workers > 1)}, "
+                      f"{adapter}")
         self.proc: subprocess.Popen | None = None
         self._log = None
 
@@ -211,7 +238,9 @@ class Cluster(Target):
         if self.redis:
             args += ["--adapter", self.redis.url, "--channel", f"bench-{self.name}"]
         self._log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(args, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        # ``python -m`` imports from the working directory first: this tree or the baseline's.
+        self.proc = subprocess.Popen(args, cwd=self.root, stdout=self._log,
+                                     stderr=subprocess.STDOUT)
         self.master_pid = self.proc.pid
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT

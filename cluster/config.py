@@ -10,7 +10,7 @@ import dataclasses
 import ipaddress
 import socket
 
-from . import adapters
+from protocol import adapters
 from .options import BY_NAME, SETTINGS, default
 from .privileges import Identity, IdentityError, resolve
 from .trust import Trust
@@ -61,7 +61,7 @@ def parse_bind(text: str) -> Bind:
 
 
 def check_adapter(url: str) -> str:
-    """Check the shape of an adapter URL (:data:`cluster.adapters.SCHEMES`); return it."""
+    """Check the shape of an adapter URL (:data:`protocol.adapters.SCHEMES`); return it."""
     try:
         adapters.scheme_of(url)
     except adapters.AdapterURLError as exc:

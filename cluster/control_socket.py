@@ -8,21 +8,20 @@ bad requests are answered at once; ``scale`` when every slot of the new size ser
 says it started, and the client then waits for the master to exit (see
 :mod:`cluster.control_client`). Waiting requests are checked on each turn of the loop
 against :meth:`cluster.Master.facts`; nothing here changes the master but through its
-public methods (``scale``, ``reload``, ``stop``). Signals keep working as before.
+public methods (``scale``, ``reload``, ``stop``). Signals keep working as before. The
+connection handling (accept, bounded read, write, deadlines, close) is
+:class:`cluster.selector_server.SelectorServer`'s, shared with the status server.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import os
-import selectors
 import socket
-import time
 from typing import Callable, Protocol
 
-from . import listeners
 from .config import Bind, ConfigError
+from .selector_server import Connection, SelectorServer
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -31,6 +30,7 @@ REQUEST_LIMIT = 256
 REQUEST_TIMEOUT = 10.0
 """Seconds a client gets to send its request line."""
 CONNECTION_LIMIT = 16
+"""Control connections open at once; more are closed as soon as accepted."""
 UNIX_PATH_LIMIT = 107
 """Bytes of a Unix socket path (``sun_path`` less its terminating NUL)."""
 
@@ -47,86 +47,60 @@ class Controlled(Protocol):
     def stop(self, graceful: bool = False) -> None: ...
 
 
-@dataclasses.dataclass(eq=False)
-class _Connection:
-    sock: socket.socket
-    deadline: float | None
-    request: bytearray = dataclasses.field(default_factory=bytearray)
-    out: bytes = b""
-    waiting: Check | None = None
-    close_after: bool = False
-
-
-class ControlServer:
+class ControlServer(SelectorServer):
     """Serves control requests on the Unix socket ``path`` for ``master``.
 
     :param path: the socket's path (``--control``, or ``PID_FILE.ctl``).
     :param master: the master it acts on.
     """
 
+    read_after_request = True  # a client that leaves drops its waiting request
+
     def __init__(self, path: str, master: Controlled) -> None:
+        super().__init__(Bind(socket.AF_UNIX, path), label="control socket",
+                         request_limit=REQUEST_LIMIT, connection_limit=CONNECTION_LIMIT,
+                         timeout=REQUEST_TIMEOUT)
         self.path = path
         self._master = master
-        self._bind = Bind(socket.AF_UNIX, path)
-        self._listener: socket.socket | None = None
-        self._selector: selectors.BaseSelector | None = None
-        self._connections: dict[socket.socket, _Connection] = {}
+        self._waiting: dict[Connection, Check] = {}
 
-    def open(self, selector: selectors.BaseSelector) -> None:
-        """Create the socket (mode 0600) and serve it from ``selector``; ConfigError on failure."""
+    def _listen(self) -> socket.socket:
+        """Create the socket (mode 0600); ConfigError on failure."""
         if len(os.fsencode(self.path)) > UNIX_PATH_LIMIT:
             raise ConfigError(f"control socket path {self.path} is too long for a Unix socket "
                               f"({UNIX_PATH_LIMIT} bytes at most): use --control PATH")
         old = os.umask(0o177)
         try:
-            self._listener = listeners.open_listener(self._bind)
+            return super()._listen()
         except ConfigError as exc:
             raise ConfigError(f"control socket: {exc}") from None
         finally:
             os.umask(old)
-        self._selector = selector
-        selector.register(self._listener, selectors.EVENT_READ, self._on_accept)
 
     def close(self) -> None:
         """Remove the socket; waiting clients are told the master stopped."""
-        for conn in list(self._connections.values()):
-            if conn.waiting is not None:
-                self._reply(conn, False, "the master stopped before it was done", done=True)
-            self._close(conn)
-        if self._listener is not None:
-            self._unregister(self._listener)
-            listeners.close_listener(self._listener, self._bind)
-            self._listener = None
-
-    def forget_in_child(self) -> None:
-        """In a forked worker: close the sockets, leave the file and the selector alone."""
-        for sock in self._connections:
-            sock.close()
-        self._connections.clear()
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
+        for conn in list(self._waiting):
+            self._reply(conn, False, "the master stopped before it was done", done=True)
+        super().close()
 
     @property
     def waiting(self) -> bool:
         """Whether a request waits for the master to get somewhere."""
-        return any(conn.waiting is not None for conn in self._connections.values())
+        return bool(self._waiting)
 
     def tick(self, now: float) -> None:
         """Answer the waiting requests that are done; close connections past their deadline."""
-        facts = self._master.facts() if self.waiting else None
-        for conn in list(self._connections.values()):
-            if conn.waiting is not None and facts is not None:
-                result = conn.waiting(facts)
+        if self._waiting:
+            facts = self._master.facts()
+            for conn, check in list(self._waiting.items()):
+                result = check(facts)
                 if result is not None:
-                    conn.waiting = None
                     self._reply(conn, *result, done=True)
-            elif conn.deadline is not None and now >= conn.deadline:
-                self._close(conn)
+        super().tick(now)
 
     # ----------------------------------------------------------------- commands
 
-    def _handle(self, conn: _Connection, words: list[str]) -> None:
+    def _handle(self, conn: Connection, words: list[str]) -> None:
         command, args = (words[0], words[1:]) if words else ("", [])
         facts = self._master.facts()
         pid = facts["master"]
@@ -148,7 +122,7 @@ class ControlServer:
             self._reply(conn, False, "unknown request; use: status | scale N | reload | "
                                      "stop [graceful]", done=True)
 
-    def _scale(self, conn: _Connection, facts: dict, size: int) -> None:
+    def _scale(self, conn: Connection, facts: dict, size: int) -> None:
         start, pid = facts["size"], facts["master"]
         self._master.scale(size)
 
@@ -166,9 +140,9 @@ class ControlServer:
                 return True, f"master {pid}: already {size} workers"
             return True, f"master {pid}: scaled from {start} to {size} workers (all serving)"
 
-        conn.waiting = scaled
+        self._waiting[conn] = scaled
 
-    def _reload(self, conn: _Connection, facts: dict) -> None:
+    def _reload(self, conn: Connection, facts: dict) -> None:
         pid = facts["master"]
         generation = facts["rolls"]["started"] + 1
         self._master.reload()
@@ -184,90 +158,32 @@ class ControlServer:
                 return False, f"master {pid}: rolling restart aborted: {failure[1]}"
             return True, f"master {pid}: rolling restart done ({now['size']} workers replaced)"
 
-        conn.waiting = reloaded
+        self._waiting[conn] = reloaded
 
     # --------------------------------------------------------------- plumbing
 
-    def _on_accept(self, listener: socket.socket, _mask: int) -> None:
-        try:
-            sock, _address = listener.accept()
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            log.warning("control socket: accept failed: %s", exc.strerror)
-            return
-        if len(self._connections) >= CONNECTION_LIMIT:
-            sock.close()
-            return
-        sock.setblocking(False)
-        conn = _Connection(sock, time.monotonic() + REQUEST_TIMEOUT)
-        self._connections[sock] = conn
-        assert self._selector is not None
-        self._selector.register(sock, selectors.EVENT_READ, self._on_event)
-
-    def _on_event(self, sock: socket.socket, mask: int) -> None:
-        conn = self._connections.get(sock)
-        if conn is None:
-            return
-        if mask & selectors.EVENT_WRITE:
-            self._flush(conn)
-        if not mask & selectors.EVENT_READ or sock not in self._connections:
-            return
-        try:
-            data = sock.recv(REQUEST_LIMIT)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._close(conn)  # the client left (a waiting request is dropped, not undone)
-            return
-        if conn.deadline is None:
-            return  # one request per connection: later bytes are ignored
-        conn.request += data
-        line, newline, _rest = bytes(conn.request).partition(b"\n")
+    def _received(self, conn: Connection) -> None:
+        line, newline, _rest = bytes(conn.received).partition(b"\n")
         if not newline:
-            if len(conn.request) >= REQUEST_LIMIT:
+            if len(conn.received) >= REQUEST_LIMIT:
+                conn.answered = True
                 self._reply(conn, False, "request too long", done=True)
             return
+        conn.answered = True
         conn.deadline = None
         words = line.decode(errors="replace").split()
         log.info("control socket: %s", " ".join(words)[:80] or "(empty request)")
         self._handle(conn, words)
 
-    def _reply(self, conn: _Connection, ok: bool, message: str, *, done: bool) -> None:
-        conn.out += json.dumps({"ok": ok, "message": message, "done": done}).encode() + b"\n"
-        conn.close_after = done
-        self._flush(conn)
+    def _reply(self, conn: Connection, ok: bool, message: str, *, done: bool) -> None:
+        if done:
+            self._waiting.pop(conn, None)
+        self._send(conn, json.dumps({"ok": ok, "message": message, "done": done}).encode()
+                   + b"\n", close_after=done)
 
-    def _flush(self, conn: _Connection) -> None:
-        assert self._selector is not None
-        try:
-            sent = conn.sock.send(conn.out)
-        except (BlockingIOError, InterruptedError):
-            sent = 0
-        except OSError:
-            self._close(conn)
-            return
-        conn.out = conn.out[sent:]
-        if not conn.out and conn.close_after:
-            self._close(conn)
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        self._selector.modify(conn.sock, events, self._on_event)
-
-    def _close(self, conn: _Connection) -> None:
-        self._connections.pop(conn.sock, None)
-        self._unregister(conn.sock)
-        conn.sock.close()
-
-    def _unregister(self, sock: socket.socket) -> None:
-        if self._selector is None:
-            return
-        try:
-            self._selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
+    def _close(self, conn: Connection) -> None:
+        self._waiting.pop(conn, None)  # the client left: a waiting request is dropped, not undone
+        super()._close(conn)
 
 
 def describe(facts: dict) -> str:

@@ -40,11 +40,12 @@ import socket
 import time
 from typing import Callable
 
-from workers.sids import tag_of
+from protocol import frames
+from protocol.sids import request_sid, tag_of
 
-from . import channel, placement
+from . import placement
 from .config import Settings
-from .peek import INCOMPLETE, ProxyError, forwarded_for, parse_proxy, request_line_prefix, request_sid
+from .peek import INCOMPLETE, ProxyError, forwarded_for, parse_proxy, request_line_prefix
 from .pending import PENDING_LIMIT, Address, Pending, PendingSet
 from .supervisor import State, Supervisor, Worker
 
@@ -197,7 +198,7 @@ class Dispatcher:
         """Pass a connection ``sender`` handed back to the worker that owns its request.
 
         ``address`` is the client's and ``data`` the bytes ``sender`` read (checked by
-        :func:`cluster.channel.parse_from_worker`). When no other live worker owns the
+        :func:`protocol.frames.parse_from_worker`). When no other live worker owns the
         request's session, the connection goes back to ``sender``, which answers it as it
         would any unknown sid (the first request of a resumed connection is never handed back).
         """
@@ -213,11 +214,11 @@ class Dispatcher:
 
     def redeliver(self, packet: bytes, fd: int) -> None:
         """Route again a hand-off (or a resumed connection) queued for a worker that died."""
-        if packet[0] == channel.Kind.RESUME:
-            address, data = channel.split_resumed(packet[2:])
+        if packet[0] == frames.Kind.RESUME:
+            address, data = frames.split_resumed(frames.payload_of(packet))
             self._deliver(fd, address if address[0] else None, self._owner(data), data)
         else:
-            self.hand_off(fd, channel.decode_address(packet[2:]))
+            self.hand_off(fd, frames.decode_address(frames.payload_of(packet)))
 
     @property
     def holding(self) -> bool:
@@ -384,8 +385,8 @@ class Dispatcher:
         else:
             address = client
             key = client[0].encode()
-        packet = (channel.handoff_packet(address) if data is None
-                  else channel.resume_packet(address, data))
+        packet = (frames.handoff_packet(address) if data is None
+                  else frames.resume_packet(address, data))
         if owner is not None and self._send(owner, packet, fd):
             self.by_sid += 1
             return True

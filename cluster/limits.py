@@ -1,4 +1,4 @@
-"""Process limits shared by the master and the workers."""
+"""The master's process limits, raised before it forks: every worker inherits them."""
 from __future__ import annotations
 
 import resource

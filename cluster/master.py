@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import importlib
 import logging
 import os
 import selectors
@@ -18,10 +19,11 @@ import sys
 import time
 from typing import Callable
 
-from workers.spec import WorkerSpec
+from protocol import adapters, frames
+from protocol.frames import Kind
+from protocol.spec import AUTO, LOADER, RUNTIMES, WorkerSpec
 
-from . import adapters, channel, listeners, own
-from .channel import Kind
+from . import listeners, own
 from .broker_check import check_broker
 from .config import ConfigError, Settings, make_settings
 from .options import BALANCES
@@ -463,7 +465,7 @@ class Master:
             return
         for _ in range(READ_BATCH):
             try:
-                packet, fd = channel.receive_packet(worker.sock)
+                packet, fd = frames.receive_packet(worker.sock)
             except BlockingIOError:
                 return
             except OSError:
@@ -480,7 +482,7 @@ class Master:
                     fd = None
                 elif message is not None:
                     self._on_message(worker, *message)
-            except channel.ProtocolError as exc:
+            except frames.ProtocolError as exc:
                 self._reject(worker, f"protocol violation: {exc}")
                 return
             except Exception:  # noqa: BLE001 - a worker's message must never end the master
@@ -492,7 +494,7 @@ class Master:
                     os.close(fd)
 
     def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
-        value = channel.parse_from_worker(kind, payload)
+        value = frames.parse_from_worker(kind, payload)
         worker.last_seen = time.monotonic()
         if kind is Kind.PUBLISH:
             self._relay(worker, value)  # type: ignore[arg-type]
@@ -513,12 +515,12 @@ class Master:
     def _hand_back(self, worker: Worker, payload: bytes, fd: int | None) -> None:
         """A connection ``worker`` read another worker's request on: pass it to the owner."""
         if fd is None:
-            raise channel.ProtocolError("HANDBACK without a client socket")
-        address, data = channel.parse_from_worker(Kind.HANDBACK, payload)  # type: ignore[misc]
+            raise frames.ProtocolError("HANDBACK without a client socket")
+        address, data = frames.parse_from_worker(Kind.HANDBACK, payload)  # type: ignore[misc]
         worker.last_seen = time.monotonic()
         self._dispatcher.hand_back(worker, fd, address, data)
 
-    def _heartbeat(self, worker: Worker, beat: channel.Heartbeat) -> None:
+    def _heartbeat(self, worker: Worker, beat: frames.Heartbeat) -> None:
         """Take a worker's load; say when it becomes full (placement skips it) or has room."""
         worker.sessions, worker.connections = beat.sessions, beat.connections
         worker.placed = 0
@@ -653,7 +655,7 @@ class Master:
         worker.state = State.DRAINING
         self._update_accepting()
         worker.drain_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
-        for packet in channel.frames(Kind.DRAIN):
+        for packet in frames.packets(Kind.DRAIN):
             worker.send(packet)
         self._watch_worker(worker)
         self._changed()
@@ -945,8 +947,6 @@ class Master:
 
 def _named_runtime(output: str) -> str:
     """The runtime ``python -m workers`` printed last (the app may print before it)."""
-    from workers import RUNTIMES
-
     lines = output.strip().splitlines()
     if not lines or lines[-1] not in RUNTIMES:
         raise ClusterError("the pre-flight check of the app did not name a worker runtime")
@@ -955,8 +955,7 @@ def _named_runtime(output: str) -> str:
 
 def _runtime_of(app: object, worker_class: str) -> str:
     """The worker runtime that serves the app object ``app`` (already imported by its owner)."""
-    from workers import AUTO, loader
-
+    loader = importlib.import_module(LOADER)
     try:
         return loader.load(app, None if worker_class == AUTO else worker_class).runtime
     except loader.TargetError as exc:

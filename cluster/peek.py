@@ -1,7 +1,8 @@
 """Pure parsers for the first bytes of a connection, as the master peeks them.
 
 Nothing here touches a socket: each function takes the bytes seen so far (which may be
-truncated anywhere, or be garbage) and never raises except as documented.
+truncated anywhere, or be garbage) and never raises except as documented. The ``sid`` of
+a request line, which the workers read too, is :func:`protocol.sids.request_sid`.
 """
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import Final, Literal
 
 from cluster.trust import IPAddress, Trust, parse_ip
 
-_SID = re.compile(rb"[A-Za-z0-9_-]{1,64}")
 _REQUEST_LINE_START = re.compile(rb"(?:[A-Z]{1,20}(?: [\x21-\x7e]*(?: [\x21-\x7e]*\r?)?)?)?")
 
 _V1_SIGNATURE: Final = b"PROXY "
@@ -61,43 +61,6 @@ class ProxyHeader:
 
     length: int
     client: tuple[str, int] | None
-
-
-def request_sid(head: bytes) -> str | None:
-    """The ``sid`` query parameter of the HTTP request line at the start of ``head``.
-
-    Only the request line is read (up to the first LF, or all of ``head``). Returns the
-    first ``sid`` value if it is 1 to 64 of ``[A-Za-z0-9_-]``, else None; a value that
-    the end of a truncated ``head`` may have cut short counts only if the request line
-    is complete. Never raises.
-    """
-    end = head.find(b"\n")
-    complete = end >= 0
-    if not complete:
-        end = len(head)
-    elif head[end - 1 : end] == b"\r":
-        end -= 1
-    start = head.find(b" ", 0, end) + 1
-    if not start:
-        return None
-    stop = head.find(b" ", start, end)
-    cut = stop < 0 and not complete
-    if stop < 0:
-        stop = end
-    fragment = head.find(b"#", start, stop)
-    if fragment >= 0:
-        stop, cut = fragment, False
-    query = head.find(b"?", start, stop)
-    if query < 0:
-        return None
-    params = head[query + 1 : stop].split(b"&")
-    if cut:
-        params.pop()
-    for param in params:
-        if param.startswith(b"sid="):
-            value = param[4:]
-            return value.decode("ascii") if _SID.fullmatch(value) else None
-    return None
 
 
 def request_line_prefix(head: bytes) -> bool:

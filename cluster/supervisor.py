@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import importlib
 import logging
 import os
 import signal
@@ -19,11 +20,11 @@ import time
 import traceback
 from typing import Callable
 
-import workers
-from workers.spec import WorkerSpec
+from protocol import frames
+from protocol.frames import Kind
+from protocol.sids import TAG_LIMIT
+from protocol.spec import RUNTIMES, WorkerSpec
 
-from . import channel
-from .channel import Kind
 from .privileges import Identity
 from .proctitle import set_title
 
@@ -75,7 +76,7 @@ class Worker:
     boot_error: str | None = None
     """What the worker said when it could not boot."""
     outbox: collections.deque = dataclasses.field(default_factory=collections.deque)
-    reassembler: channel.Reassembler = dataclasses.field(default_factory=channel.Reassembler)
+    reassembler: frames.Reassembler = dataclasses.field(default_factory=frames.Reassembler)
     broken: bool = False
     """The channel failed: the worker is gone; nothing more is sent to it."""
 
@@ -96,7 +97,7 @@ class Worker:
             self.outbox.append((packet, client))
             return True
         try:
-            channel.send_packet(self.sock, packet, client)
+            frames.send_packet(self.sock, packet, client)
         except BlockingIOError:
             self.outbox.append((packet, client))
             return True
@@ -112,7 +113,7 @@ class Worker:
         while self.outbox:
             packet, client = self.outbox[0]
             try:
-                channel.send_packet(self.sock, packet, client)
+                frames.send_packet(self.sock, packet, client)
             except BlockingIOError:
                 return False
             except OSError:  # the worker is gone: keep the hand-offs for forget() to re-route
@@ -134,7 +135,7 @@ class Supervisor:
     """Forks workers and keeps the table of the live ones.
 
     :param spec_for: makes the :class:`WorkerSpec` of a new worker from (slot, tag).
-    :param runtime: the name of the worker runtime (see :mod:`workers`).
+    :param runtime: the name of the worker runtime (a key of :data:`protocol.spec.RUNTIMES`).
     :param forget_in_child: closes, in a new child, everything of the master's it
                             inherited (listeners, selector, other workers' channels).
     :param identity: the user and groups a new worker switches to before it loads the
@@ -157,8 +158,8 @@ class Supervisor:
     def spawn(self, slot: int) -> Worker:
         """Fork a new worker for ``slot``; it is BOOTING until it reports ready."""
         tag = self._next_tag
-        self._next_tag = self._next_tag % (2 ** 18 - 1) + 1
-        master_end, worker_end = channel.socket_pair()
+        self._next_tag = self._next_tag % (TAG_LIMIT - 1) + 1
+        master_end, worker_end = frames.socket_pair()
         spec = self._spec_for(slot, tag)
         sys.stdout.flush()
         sys.stderr.flush()
@@ -186,7 +187,7 @@ class Supervisor:
                 self._identity.become()
             target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
             set_title(f"worker {spec.slot} {target}")
-            workers.runtime(self.runtime).serve(spec, sock)
+            importlib.import_module(RUNTIMES[self.runtime]).serve(spec, sock)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop
@@ -247,7 +248,7 @@ class Supervisor:
     def send_to_all(self, kind: Kind, payload: bytes | memoryview,
                     skip: Worker | None = None) -> int:
         """Send one message to every worker past booting, but ``skip``; return drops."""
-        packets = channel.frames(kind, payload)
+        packets = frames.packets(kind, payload)
         dropped = 0
         for worker in self.by_pid.values():
             if worker is skip or worker.state is State.BOOTING:
@@ -257,7 +258,7 @@ class Supervisor:
 
     def send_to(self, worker: Worker, kind: Kind, payload: bytes | memoryview) -> bool:
         """Send one message to ``worker``; False (nothing sent) when its queue is full."""
-        return _send_packets(worker, channel.frames(kind, payload))
+        return _send_packets(worker, frames.packets(kind, payload))
 
 
 def _send_packets(worker: Worker, packets: list[bytes]) -> bool:
@@ -273,8 +274,8 @@ def _report_boot_failure(sock: socket.socket, error: str) -> None:
     """Tell the master, in a forked worker, why it could not boot (best effort)."""
     line = " ".join(error.split())[:1000] or "unknown error"
     try:
-        for packet in channel.frames(Kind.BOOT_FAILED, line.encode(errors="replace")):
-            channel.send_packet(sock, packet)
+        for packet in frames.packets(Kind.BOOT_FAILED, line.encode(errors="replace")):
+            frames.send_packet(sock, packet)
     except OSError:
         pass
 

@@ -14,10 +14,10 @@ import re
 import pytest
 
 from clients import source_address
-from cluster import channel
+from protocol import frames
 from rawclient import KeepAlive, two_sessions_on_two_workers
 from workers.handback import owner_elsewhere
-from workers.sids import encode_tag, make_sid, tag_of
+from protocol.sids import encode_tag, make_sid, tag_of
 
 MINE, OTHER = 7, 9
 RANDOM_PART = "Zml4ZWQtcmFuZG9tLXA_"
@@ -55,12 +55,12 @@ def test_own_tag_is_compared_as_sids_carry_it():
 def test_resumed_payload_round_trips():
     data = b"POST /socket.io/?sid=x HTTP/1.1\r\nContent-Length: 2\r\n\r\n40\n\n"
     for address in (("127.0.0.9", 40000), ("::1", 1), ("", 0)):
-        assert channel.split_resumed(channel.resumed(address, data)) == (address, data)
-    packet = channel.resume_packet(("127.0.0.9", 1), data)
-    assert packet[0] == channel.Kind.RESUME and len(packet) < channel.MAX_FRAGMENT
+        assert frames.split_resumed(frames.resumed(address, data)) == (address, data)
+    packet = frames.resume_packet(("127.0.0.9", 1), data)
+    assert packet[0] == frames.Kind.RESUME and len(packet) < frames.MAX_FRAGMENT
     for bad in (b"", b"no newline", b"127.0.0.1 x\nGET", b"\xff\xfe 1\n"):
         with pytest.raises(ValueError):
-            channel.split_resumed(bad)
+            frames.split_resumed(bad)
 
 
 # ------------------------------------------------------------------- end to end

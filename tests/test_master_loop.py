@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 from cluster.master import ACCEPT_LINGER, REAP_INTERVAL, Master
 from cluster.supervisor import State, Worker
 from conftest import free_port, wait_for
@@ -45,7 +45,7 @@ def master():
 @pytest.fixture
 def worker_end(master):
     """A serving worker in slot 0 whose far end of the channel is the test's."""
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     master_end.setblocking(False)
     worker = Worker(pid=NO_SUCH_PID, slot=0, tag=1, sock=master_end, state=State.SERVING)
     master._supervisor.by_pid[worker.pid] = worker
@@ -70,10 +70,10 @@ def _turn(master: Master, timeout: float | None = None) -> list[object]:
 
 def _handed_off(worker_end: socket.socket) -> tuple[str, int]:
     """The client address of the hand-off the worker end receives (its socket closed)."""
-    packet, fd = channel.receive_packet(worker_end)
+    packet, fd = frames.receive_packet(worker_end)
     assert packet[0] == Kind.HANDOFF and fd is not None
     os.close(fd)
-    return channel.decode_address(packet[2:])
+    return frames.decode_address(frames.payload_of(packet))
 
 
 def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worker_end):
@@ -93,8 +93,8 @@ def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worke
     second = socket.create_connection(("127.0.0.1", master.port))
 
     # a worker's message is served by the next turn, whether the linger is over or not
-    heartbeat = channel.Heartbeat(sessions=7, connections=9).encode()
-    for packet in channel.frames(Kind.HEARTBEAT, heartbeat):
+    heartbeat = frames.Heartbeat(sessions=7, connections=9).encode()
+    for packet in frames.packets(Kind.HEARTBEAT, heartbeat):
         worker_end.sendall(packet)
     worker = master._supervisor.serving[0]
     _turns_until(master, lambda: worker.sessions == 7, "the heartbeat handled")

@@ -20,7 +20,8 @@ from cluster.status_http import HEAD_LIMIT, Request, Response, parse_head, rende
 from cluster.status_site import healthz
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
-from workers.access_log import check_format, escape, format_line
+from protocol.access_log_format import check_format
+from workers.access_log import escape, format_line
 
 FACTS = {
     "master": 100, "size": 2, "uptime": 12.5, "stopping": None, "rolling": False,

@@ -37,6 +37,7 @@ def _app_dir(tmp_path: Path, *, package: bool = False) -> Path:
     app_dir.mkdir()
     (app_dir / "app.py").write_text(APP)
     (app_dir / "cluster.py").write_text(HOSTILE)
+    (app_dir / "protocol.py").write_text(HOSTILE)
     if package:
         (app_dir / "workers").mkdir()
         (app_dir / "workers" / "__init__.py").write_text(HOSTILE)
@@ -47,7 +48,7 @@ def _app_dir(tmp_path: Path, *, package: bool = False) -> Path:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("package", [False, True], ids=["workers.py", "workers/"])
-def test_a_workers_and_cluster_module_beside_the_app_never_run(tmp_path, package):
+def test_modules_named_like_ours_beside_the_app_never_run(tmp_path, package):
     app_dir = _app_dir(tmp_path, package=package)
     port = free_port()
     cluster = ClusterProcess(["run", "app:sio", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
@@ -65,9 +66,10 @@ def test_a_workers_and_cluster_module_beside_the_app_never_run(tmp_path, package
     assert not list(app_dir.rglob("*.ran")), "a module of the app ran in place of ours"
     workers_file = app_dir / ("workers/__init__.py" if package else "workers.py")
     warnings = [line for line in cluster.log.splitlines() if "named like sticky-cluster's own" in line]
-    assert len(warnings) == 2, cluster.log
+    assert len(warnings) == 3, cluster.log
     assert any(str(workers_file) in line for line in warnings)
     assert any(str(app_dir / "cluster.py") in line for line in warnings)
+    assert any(str(app_dir / "protocol.py") in line for line in warnings)
     ready = cluster.log.index("cluster ready")
     assert all(cluster.log.index(line) < ready for line in warnings)
 
@@ -94,6 +96,6 @@ def test_shadows_lists_only_modules_found_before_ours(tmp_path):
 
 
 def test_the_loader_refuses_a_target_named_like_our_packages():
-    for target in ("workers:sio", "cluster.app:sio"):
+    for target in ("workers:sio", "cluster.app:sio", "protocol:sio"):
         with pytest.raises(TargetError, match="sticky-cluster's own package"):
             import_target(target)

@@ -9,11 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster.peek import (INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy,
-                          request_line_prefix, request_sid)
+                          request_line_prefix)
 from cluster.trust import Trust
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
-SID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 
 
 def v2(command: int, family: int, body: bytes, length: int | None = None) -> bytes:
@@ -31,76 +30,6 @@ def v2_inet(src: str, dst: str, sport: int, dport: int, tlvs: bytes = b"") -> by
 
 def tlv(kind: int, value: bytes) -> bytes:
     return struct.pack("!BH", kind, len(value)) + value
-
-
-# -- request_sid ---------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("head", "sid"),
-    [
-        (b"GET /socket.io/?EIO=4&transport=polling&t=abc&sid=AbC-_123 HTTP/1.1\r\nHost: x\r\n\r\n", "AbC-_123"),
-        (b"POST /socket.io/?sid=xyz&EIO=4&transport=polling HTTP/1.1\r\n", "xyz"),
-        (b"GET /socket.io/?EIO=4&transport=websocket&sid=s1 HTTP/1.1\n", "s1"),
-        (b"GET /socket.io/?EIO=4&sid=first&sid=second HTTP/1.1\r\n", "first"),
-        (b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?EIO=4&xsid=abc HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?EIO=4&sidx=abc HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?sid=ab%2Dc HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?sid=ab.c HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?sid= HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?sid=" + b"a" * 64 + b" HTTP/1.1\r\n", "a" * 64),
-        (b"GET /socket.io/?sid=" + b"a" * 65 + b" HTTP/1.1\r\n", None),
-        (b"GET /socket.io/sid=abc HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?EIO=4#sid=abc HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?sid=abc#frag", "abc"),
-        (b"GET /a#b?sid=abc HTTP/1.1\r\n", None),
-        (b"GET /socket.io/?sid=abc HTTP/1.1\r\nCookie: x?sid=zzz\r\n", "abc"),
-        (b"GET /socket.io/?EIO=4\r\nX: /?sid=abc\r\n", None),
-        (b"GET /socket.io/?sid=abc\r\n", "abc"),  # HTTP/0.9 style: the line is complete
-        # truncated buffers
-        (b"GET /socket.io/?EIO=4&sid=abc", None),  # value may go on
-        (b"GET /socket.io/?EIO=4&sid=abc\r", None),
-        (b"GET /socket.io/?EIO=4&sid=abc&", "abc"),
-        (b"GET /socket.io/?EIO=4&sid=abc HTT", "abc"),
-        (b"GET /socket.io/?EIO=4&si", None),
-        (b"GET /socket.io/?EI", None),
-        (b"", None),
-        (b"GET", None),
-        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", None),
-        (b"GET /?sid=\xff\xfe HTTP/1.1\r\n", None),
-    ],
-)
-def test_request_sid_examples(head: bytes, sid: str | None) -> None:
-    assert request_sid(head) == sid
-
-
-@given(st.binary(max_size=300))
-def test_request_sid_arbitrary_bytes(head: bytes) -> None:
-    sid = request_sid(head)
-    assert sid is None or (1 <= len(sid) <= 64 and set(sid) <= set(SID_ALPHABET))
-
-
-query_params = st.lists(
-    st.tuples(st.sampled_from(["EIO", "transport", "t", "xsid", "b64"]), st.text(SID_ALPHABET, max_size=8)),
-    max_size=4,
-)
-
-
-@given(query_params, st.text(SID_ALPHABET, min_size=1, max_size=64), query_params, st.booleans())
-def test_request_sid_every_prefix(before: list, sid: str, after: list, with_version: bool) -> None:
-    up_to_sid = "GET /socket.io/?" + "&".join([f"{k}={v}" for k, v in before] + [f"sid={sid}"])
-    rest = "".join(f"&{k}={v}" for k, v in after) + (" HTTP/1.1" if with_version else "")
-    line = f"{up_to_sid}{rest}\r\nHost: x\r\n\r\n".encode()
-    assert request_sid(line) == sid
-    value_end = len(up_to_sid)
-    # the value ends at "&" or " ", else at the end of the line
-    terminator = value_end if after or with_version else line.index(b"\n")
-    for cut in range(len(line)):
-        found = request_sid(line[:cut])
-        assert found in (None, sid)  # never a cut-short value
-        if cut > terminator:
-            assert found == sid
 
 
 # -- request_line_prefix -------------------------------------------------------------------

@@ -145,11 +145,11 @@ def test_a_stopped_worker_gets_no_new_sessions_but_keeps_its_own(start_cluster):
 # ------------------------------------------------------------ the heartbeat's load
 
 def test_heartbeat_payload_round_trips_and_rejects_garbage():
-    from cluster import channel
+    from protocol import frames
 
-    beat = channel.Heartbeat(12, 30)
-    assert channel.Heartbeat.parse(beat.encode()) == beat
-    assert channel.Heartbeat.parse(b"7") == channel.Heartbeat(7, 0)  # sessions only
+    beat = frames.Heartbeat(12, 30)
+    assert frames.Heartbeat.parse(beat.encode()) == beat
+    assert frames.Heartbeat.parse(b"7") == frames.Heartbeat(7, 0)  # sessions only
     for bad in (b"", b" ", b"1 2 3", b"-1 2", b"1  2", b"x", b"1 2\n", b"9" * 13, "٣".encode()):
-        with pytest.raises(channel.ProtocolError):
-            channel.Heartbeat.parse(bad)
+        with pytest.raises(frames.ProtocolError):
+            frames.Heartbeat.parse(bad)

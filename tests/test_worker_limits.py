@@ -4,10 +4,12 @@ Issue 8 items 4, 6 and 8, issue 9 item 5: silent and slow connections are closed
 the header timeout, idle keep-alive connections after the keep-alive timeout (long polls
 and websockets are not cut); an oversized POST is answered 413; a fragmented websocket
 message over the limit is refused before it is buffered; no traceback reaches a client.
+Every worker inherits the open-files limit the master raised before it forked.
 """
 from __future__ import annotations
 
 import asyncio
+import resource
 import selectors
 import socket
 import threading
@@ -310,3 +312,18 @@ def test_an_aiohttp_worker_past_its_connections_answers_503(start_cluster):
         for sock in held:
             sock.close()
     assert "Traceback" not in cluster.log
+
+
+def test_every_worker_inherits_the_open_files_limit_the_master_raised(start_cluster):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard <= 1024:
+        pytest.skip(f"the hard limit on open files is {hard}: nothing to raise")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the cluster starts low
+    try:
+        cluster = start_cluster(workers=2)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    workers = wait_for(lambda: cluster.worker_pids() if len(cluster.worker_pids()) == 2 else None,
+                       30, what="two workers")
+    for pid in (cluster.pid, *workers):
+        assert psutil.Process(pid).rlimit(psutil.RLIMIT_NOFILE) == (hard, hard)

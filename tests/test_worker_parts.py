@@ -1,18 +1,22 @@
-"""The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the peer,
-the asyncio hand-back."""
+"""The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the green
+link (with a hub of plain calls), the peer, the asyncio hand-back."""
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
+import threading
 
-from cluster import channel
-from cluster.channel import Kind
+import pytest
+
+from protocol import frames
+from protocol.frames import Kind
 from workers.asyncio_link import AsyncMasterLink
 from workers.asyncio_protocol import HandBackProtocol, Routing
+from workers.green_link import GreenHub, GreenMasterLink
 from workers.inbox import Inbox
 from workers.peer import PeerTransport, _needs_peer
-from workers.sids import encode_tag, make_sid
+from protocol.sids import encode_tag, make_sid
 
 
 def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.socket:
@@ -21,17 +25,17 @@ def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.sock
     client = socket.create_connection(listener.getsockname())
     served, _ = listener.accept()
     listener.close()
-    channel.send_packet(master_end, channel.handoff_packet(address), served.fileno())
+    frames.send_packet(master_end, frames.handoff_packet(address), served.fileno())
     served.close()
     return client
 
 
 def test_inbox_hands_clients_on_and_closes_those_after_drain():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     got = []
     inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
     client = _handoff(master_end, ("10.1.2.3", 4567))
-    inbox.feed(*channel.receive_packet(worker_end))
+    inbox.feed(*frames.receive_packet(worker_end))
     [(sock, address, preface)] = got
     assert address == ("10.1.2.3", 4567) and preface == b""
     sock.sendall(b"ping")
@@ -39,7 +43,7 @@ def test_inbox_hands_clients_on_and_closes_those_after_drain():
     sock.close()
     inbox.closed = True
     late = _handoff(master_end, ("10.1.2.4", 1))
-    inbox.feed(*channel.receive_packet(worker_end))
+    inbox.feed(*frames.receive_packet(worker_end))
     assert len(got) == 1
     late.settimeout(5)
     assert late.recv(1) == b""  # the worker closed it
@@ -48,7 +52,7 @@ def test_inbox_hands_clients_on_and_closes_those_after_drain():
 
 
 def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     got = []
     inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
     listener = socket.create_server(("127.0.0.1", 0))
@@ -56,9 +60,9 @@ def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
     served, _ = listener.accept()
     listener.close()
     data = b"GET /socket.io/?EIO=4&transport=polling&sid=x HTTP/1.1\r\n\r\n"
-    channel.send_packet(master_end, channel.resume_packet(("10.1.2.5", 99), data), served.fileno())
+    frames.send_packet(master_end, frames.resume_packet(("10.1.2.5", 99), data), served.fileno())
     served.close()
-    inbox.feed(*channel.receive_packet(worker_end))
+    inbox.feed(*frames.receive_packet(worker_end))
     [(sock, address, preface)] = got
     assert (address, preface) == (("10.1.2.5", 99), data)
     sock.sendall(b"pong")
@@ -68,7 +72,7 @@ def test_inbox_serves_a_resumed_client_with_the_bytes_read_before():
 
 
 def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     listener = socket.create_server(("127.0.0.1", 0))
     client = socket.create_connection(listener.getsockname())
     served, _ = listener.accept()
@@ -80,11 +84,11 @@ def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original
         served.close()  # the worker's own copy, closed at once without a shutdown
 
     asyncio.run(main())
-    packet, fd = channel.receive_packet(master_end)
+    packet, fd = frames.receive_packet(master_end)
     assert fd is not None
-    kind, payload = channel.Reassembler().feed(packet)
+    kind, payload = frames.Reassembler().feed(packet)
     assert kind is Kind.HANDBACK
-    assert channel.parse_from_worker(kind, payload) == (("10.1.2.6", 7), b"GET / HTTP/1.1\r\n")
+    assert frames.parse_from_worker(kind, payload) == (("10.1.2.6", 7), b"GET / HTTP/1.1\r\n")
     with socket.socket(fileno=fd) as passed:
         passed.sendall(b"still open")
         assert client.recv(10) == b"still open"
@@ -93,15 +97,15 @@ def test_asyncio_link_hands_back_a_copy_of_the_socket_that_outlives_the_original
 
 
 def test_inbox_joins_fragments_and_delivers():
-    master_end, worker_end = channel.socket_pair()
+    master_end, worker_end = frames.socket_pair()
     delivered = []
     inbox = Inbox(lambda *_: None)
     inbox.on_deliver = delivered.append
     payload = bytes(range(256)) * 1000  # 256 KB: five fragments
-    for packet in channel.frames(Kind.DELIVER, payload):
-        channel.send_packet(master_end, packet)
-    for _ in range(len(channel.frames(Kind.DELIVER, payload))):
-        inbox.feed(*channel.receive_packet(worker_end))
+    for packet in frames.packets(Kind.DELIVER, payload):
+        frames.send_packet(master_end, packet)
+    for _ in range(len(frames.packets(Kind.DELIVER, payload))):
+        inbox.feed(*frames.receive_packet(worker_end))
     assert delivered == [payload]
     master_end.close()
     worker_end.close()
@@ -117,12 +121,12 @@ def test_asyncio_link_queues_what_a_full_channel_cannot_take_and_keeps_the_order
             link.send(Kind.HEARTBEAT, str(number).encode())
         master_end.setblocking(False)
         received = []
-        reassembler = channel.Reassembler()
+        reassembler = frames.Reassembler()
         readable = asyncio.Event()
         asyncio.get_running_loop().add_reader(master_end.fileno(), readable.set)
         while len(received) < 2000:
             try:
-                packet, _fd = channel.receive_packet(master_end)
+                packet, _fd = frames.receive_packet(master_end)
             except BlockingIOError:
                 readable.clear()
                 await asyncio.wait_for(readable.wait(), 30)
@@ -241,3 +245,79 @@ def test_a_busy_server_keeps_the_next_request_and_an_upgrade_keeps_the_connectio
     upgrade = mine.replace(b"\r\n\r\n", b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     fed, handed, _alive = _routing_run([upgrade, other])
     assert fed == upgrade + other and handed == []  # after an upgrade the bytes are frames
+
+
+class _Stop(BaseException):
+    """Ends a link's read loop from the hub's wait."""
+
+
+def _plain_hub(spawned: list | None = None, **waits) -> GreenHub:
+    """A green hub of plain calls in place of eventlet's or gevent's: ``spawn`` keeps the
+    function in ``spawned``; ``read``/``write`` are the waits (default: return at once)."""
+    return GreenHub(spawn=(spawned if spawned is not None else []).append,
+                    wait_readable=waits.get("read", lambda fd: None),
+                    wait_writable=waits.get("write", lambda fd: None), lock=threading.Lock)
+
+
+def test_green_link_reads_in_the_hubs_green_thread_and_waits_through_the_hub():
+    master_end, worker_end = frames.socket_pair()
+    got = []
+
+    def nothing_more(fd: int) -> None:
+        raise _Stop
+
+    spawned: list = []
+    link = GreenMasterLink(worker_end, lambda *client: got.append(client),
+                           _plain_hub(spawned, read=nothing_more))
+    link.start()
+    client = _handoff(master_end, ("10.1.2.7", 8))
+    [read_forever] = spawned
+    with pytest.raises(_Stop):  # it reads the hand-off, then waits for more through the hub
+        read_forever()
+    [(sock, address, preface)] = got
+    assert (address, preface) == (("10.1.2.7", 8), b"")
+    sock.sendall(b"hi")
+    assert client.recv(2) == b"hi"
+    for each in (sock, client, master_end, worker_end):
+        each.close()
+
+
+def test_green_link_waits_through_the_hub_while_the_channel_is_full_and_keeps_the_order():
+    master_end, worker_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    worker_end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    master_end.setblocking(False)
+    received, waits = [], []
+    reassembler = frames.Reassembler()
+
+    def master_reads(fd: int) -> None:  # the master empties the channel while the link waits
+        waits.append(fd)
+        while True:
+            try:
+                packet, _fd = frames.receive_packet(master_end)
+            except BlockingIOError:
+                return
+            kind, payload = reassembler.feed(packet)
+            received.append(int(payload))
+
+    link = GreenMasterLink(worker_end, lambda *_: None, _plain_hub(write=master_reads))
+    for number in range(2000):
+        link.send(Kind.HEARTBEAT, str(number).encode())
+    master_reads(-1)
+    assert waits[0] == worker_end.fileno()
+    assert received == list(range(2000))
+    master_end.close()
+    worker_end.close()
+
+
+def test_green_link_drops_a_message_over_the_limit_and_closes_its_fd():
+    master_end, worker_end = frames.socket_pair()
+    link = GreenMasterLink(worker_end, lambda *_: None, _plain_hub())
+    spare = os.dup(master_end.fileno())
+    link.send(Kind.PUBLISH, b"x" * (frames.MAX_MESSAGE + 1), spare)
+    with pytest.raises(OSError):
+        os.fstat(spare)
+    master_end.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        frames.receive_packet(master_end)
+    master_end.close()
+    worker_end.close()

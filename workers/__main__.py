@@ -8,9 +8,10 @@ runtime's workers do and fails when the target needs another one.
 """
 from __future__ import annotations
 
+import importlib
 import sys
 
-from . import AUTO, RUNTIMES, runtime
+from protocol.spec import AUTO, RUNTIMES
 
 
 def main(argv: list[str]) -> int:
@@ -28,7 +29,7 @@ def main(argv: list[str]) -> int:
             return 2
     else:
         name = argv[0]
-        error = runtime(name).check(argv[1])
+        error = importlib.import_module(RUNTIMES[name]).check(argv[1])
         if error:
             print(error, file=sys.stderr)
             return 2

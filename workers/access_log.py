@@ -2,14 +2,14 @@
 
 A WSGI middleware around the app. A request's line is written when its response is
 complete; a websocket's when the session ends (the app returns only then), with
-status 101. The format is gunicorn's: ``%(h)s %(r)s %(s)s …`` atoms (see
-:data:`ATOMS`), plus ``%(slot)s`` (the worker's slot) and ``%(transport)s`` (the
-Engine.IO transport: ``polling``, ``websocket`` or ``-``).
+status 101. The format is gunicorn's: ``%(h)s %(r)s %(s)s …`` atoms, plus ``%(slot)s``
+(the worker's slot) and ``%(transport)s`` (the Engine.IO transport: ``polling``,
+``websocket`` or ``-``); the vocabulary, which the master checks when it starts, is
+:mod:`protocol.access_log_format`. This module writes the lines.
 
 Each line is one ``write()`` to a file opened with ``O_APPEND``, so the lines of all
 workers interleave whole. Every value that comes from the client is escaped: a
-request cannot forge a line. This module is pure (no eventlet): the master imports
-it to check the format when it starts.
+request cannot forge a line. This module is pure (no eventlet).
 """
 from __future__ import annotations
 
@@ -17,36 +17,10 @@ import os
 import sys
 import time
 import urllib.parse
-from typing import IO, TYPE_CHECKING, Callable, Iterable
+from typing import IO, Callable, Iterable
 
-if TYPE_CHECKING:
-    from .spec import WorkerSpec
-
-DEFAULT_FORMAT = ('%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" '
-                  'slot=%(slot)s transport=%(transport)s %(L)ss')
-"""gunicorn's default line, then the slot, the transport and the seconds taken."""
-
-ATOMS = {
-    "h": "remote address", "l": "'-'", "u": "user name ('-')", "t": "date of the request",
-    "r": "request line", "m": "method", "U": "path", "q": "query string", "H": "protocol",
-    "s": "status", "B": "response length", "b": "response length or '-'", "f": "referer",
-    "a": "user agent", "T": "seconds (integer)", "M": "milliseconds", "D": "microseconds",
-    "L": "seconds (decimal)", "p": "worker pid", "slot": "worker slot",
-    "transport": "Engine.IO transport",
-}
-"""The atoms a format can use, and what each one stands for."""
-
-
-def check_format(fmt: str) -> str:
-    """Return ``fmt`` if it formats with :data:`ATOMS`; raise ValueError naming the problem."""
-    try:
-        fmt % {name: "x" for name in ATOMS}
-    except KeyError as exc:
-        raise ValueError(f"unknown atom %({exc.args[0]})s; known: "
-                         + ", ".join(ATOMS)) from None
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{fmt!r}: {exc}") from None
-    return fmt
+from protocol.access_log_format import DEFAULT_FORMAT
+from protocol.spec import WorkerSpec
 
 
 def open_log(path: str) -> IO[str]:
@@ -94,7 +68,7 @@ def format_line(fmt: str, environ: dict, status: str, length: int | None, starte
     return fmt % atoms
 
 
-def wrap(app: Callable, spec: "WorkerSpec") -> Callable:
+def wrap(app: Callable, spec: WorkerSpec) -> Callable:
     """``app`` with the access log ``spec`` asks for (``app`` itself when there is none)."""
     if not spec.access_log:
         return app
@@ -107,7 +81,7 @@ class AccessLog:
 
     :param app: the WSGI app to serve.
     :param stream: where lines go (see :func:`open_log`).
-    :param fmt: the line format (see :func:`check_format`).
+    :param fmt: the line format (see :func:`protocol.access_log_format.check_format`).
     :param slot: the worker's slot, for ``%(slot)s``.
     """
 

@@ -1,23 +1,20 @@
 """The asyncio twins of :mod:`workers.managers`, with the same names, for an ``AsyncServer``.
 
-The decisions (which worker a relayed message is for, when an addressed emit must go
-to everyone after all) are :mod:`workers.managers`' own functions; only the waiting
-differs. :func:`workers.managers.install` picks these for an ``AsyncServer``.
+The relay's set-up, encoding and decisions (which worker a relayed message is for,
+when an addressed emit must go to everyone after all) are :mod:`workers.relay_base`'s,
+shared with the green twin; only the waiting differs. :func:`workers.managers.install` picks these for an ``AsyncServer``.
 """
 from __future__ import annotations
 
 import asyncio
-import pickle
 from typing import Any, AsyncIterator
 
 import socketio
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from cluster import adapters
-from cluster.channel import Kind
+from protocol import adapters
 
-from . import sids
-from .managers import misaddressed, relay_message
+from .relay_base import RelayBase
 
 
 class LocalUnicast:
@@ -42,7 +39,7 @@ class RedisManager(LocalUnicast, socketio.AsyncRedisManager):
     """python-socketio's ``AsyncRedisManager``, with unicasts to this process kept off Redis."""
 
 
-class RelayManager(LocalUnicast, AsyncPubSubManager):
+class RelayManager(RelayBase, LocalUnicast, AsyncPubSubManager):
     """An asyncio pub/sub manager that relays through the master (see :class:`workers.managers.RelayManager`).
 
     :param link: the worker's channel to the master (``send`` never waits).
@@ -50,33 +47,27 @@ class RelayManager(LocalUnicast, AsyncPubSubManager):
     :param tag: this worker's tag, the one its sids carry.
     """
 
-    name = "sticky-relay"
-
     def __init__(self, link: Any, channel: str, tag: int) -> None:
         super().__init__(channel=channel)
-        self._link = link
-        self._tag = tag
-        self.host_id = sids.make_sid(sids.encode_tag(tag))
         self._inbox: asyncio.Queue[bytes] = asyncio.Queue()
-        link.on_deliver = self._inbox.put_nowait
+        self._join_relay(link, tag, self._inbox.put_nowait)
 
     async def _publish(self, data: dict[str, Any]) -> None:
-        self._link.send(*relay_message(data, self._tag))
+        self._relay(data)
 
     async def _handle_emit(self, message: dict[str, Any]) -> None:
         await super()._handle_emit(message)
-        if misaddressed(self, message, self._tag):
-            self._link.send(Kind.PUBLISH, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        self._relay_if_misaddressed(message)
 
-    async def _listen(self) -> AsyncIterator[dict[str, Any]]:  # type: ignore[override]
+    async def _listen(self) -> AsyncIterator[bytes]:  # type: ignore[override]
         while True:
-            yield pickle.loads(await self._inbox.get())
+            yield await self._inbox.get()
 
 
 MANAGERS: dict[str, type[AsyncPubSubManager]] = {
     "redis": RedisManager,
 }
-"""The manager class of each broker family (:data:`cluster.adapters.SCHEMES`), asyncio.
+"""The manager class of each broker family (:data:`protocol.adapters.SCHEMES`), asyncio.
 AMQP has none here yet: python-socketio's ``AsyncAioPikaManager`` needs aio-pika."""
 
 

@@ -13,8 +13,8 @@ import collections
 import os
 import socket
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 
 from .inbox import Client, Inbox, master_gone
 
@@ -51,7 +51,7 @@ class AsyncMasterLink(Inbox):
         ``fd`` rides with the first packet (a message that carries one fits in one); it
         is closed here once sent.
         """
-        packets = [(packet, None) for packet in channel.frames(kind, payload)]
+        packets = [(packet, None) for packet in frames.packets(kind, payload)]
         packets[0] = (packets[0][0], fd)
         self._outbox.extend(packets)
         if len(self._outbox) == len(packets):
@@ -62,13 +62,13 @@ class AsyncMasterLink(Inbox):
 
         A copy of ``fd`` is sent: the caller closes its own at once (without a shutdown).
         """
-        self.send(Kind.HANDBACK, channel.resumed(address, data), os.dup(fd))
+        self.send(Kind.HANDBACK, frames.resumed(address, data), os.dup(fd))
 
     def _flush(self) -> None:
         while self._outbox:
             packet, fd = self._outbox[0]
             try:
-                channel.send_packet(self._sock, packet, fd)
+                frames.send_packet(self._sock, packet, fd)
             except BlockingIOError:
                 if not self._waiting:
                     self._waiting = True
@@ -86,7 +86,7 @@ class AsyncMasterLink(Inbox):
     def _on_readable(self) -> None:
         for _ in range(READ_BATCH):
             try:
-                packet, fd = channel.receive_packet(self._sock)
+                packet, fd = frames.receive_packet(self._sock)
             except BlockingIOError:
                 return
             except OSError:

@@ -19,9 +19,9 @@ import socket
 import time
 from typing import Any, NoReturn
 
-from cluster.channel import Heartbeat, Kind
-
-from .spec import WorkerSpec
+from protocol import sids
+from protocol.frames import Heartbeat, Kind
+from protocol.spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -35,11 +35,8 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     Raises (before reporting ready) when the app cannot be loaded or started; the
     caller turns that into a boot-failure exit code.
     """
-    from cluster.limits import raise_open_files_limit
-
     from . import loader
 
-    raise_open_files_limit()
     app = loader.load(spec.target, "asyncio")
     loop = _new_loop()
     asyncio.set_event_loop(loop)
@@ -69,7 +66,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
-    from . import managers, peer, sids
+    from . import managers, peer
     from .asyncio_link import AsyncMasterLink
     from .asyncio_protocol import Routing
 

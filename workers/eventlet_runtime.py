@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NoReturn
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
-from cluster.channel import Heartbeat, Kind
-
-from .spec import WorkerSpec
+from protocol import sids
+from protocol.frames import Heartbeat, Kind
+from protocol.spec import WorkerSpec
 
 if TYPE_CHECKING:  # imported in serve(), after monkey-patching
     from .link import ChannelListener, MasterLink
@@ -37,23 +37,22 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     """
     eventlet.monkey_patch()
     from eventlet import wsgi
-    from cluster.limits import raise_open_files_limit
 
-    from . import access_log, eventlet_websocket, loader, managers, sids
+    from . import access_log, eventlet_websocket, loader, managers
     from .eventlet_http import protocol_for
     from .eventlet_protocol import routing_protocol
     from .limits import http_limits
     from .link import ChannelListener, MasterLink
     from .wsgi_errors import log_errors
 
-    raise_open_files_limit()
     app = loader.load(spec.target, "eventlet")
     sids.install(app.server.eio, spec.tag)
     eventlet_websocket.install(app.server.eio, spec.websocket_rate)
     listener = ChannelListener(spec.server_address, spec.family)
     link = MasterLink(sock, listener)
     managers.install(app.server, spec, link)
-    link.on_drain = lambda: eventlet.spawn(_drain, app.server, listener, spec.graceful_timeout)
+    link.on_drain = lambda: eventlet.spawn(_drain, app.server, link, listener,
+                                          spec.graceful_timeout)
     link.start()
     pool = eventlet.GreenPool(spec.worker_connections)
     eventlet.spawn(_heartbeat, link, app.server, pool, listener, spec.heartbeat_interval)
@@ -95,7 +94,8 @@ def _heartbeat(link: MasterLink, server: object, pool: eventlet.GreenPool,
         link.send(Kind.HEARTBEAT, Heartbeat(sessions, connections).encode())
 
 
-def _drain(server: object, listener: ChannelListener, graceful_timeout: float) -> None:
+def _drain(server: object, link: MasterLink, listener: ChannelListener,
+           graceful_timeout: float) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
     The worker takes hand-offs until it has had no session for :data:`DRAIN_QUIET`
@@ -107,7 +107,7 @@ def _drain(server: object, listener: ChannelListener, graceful_timeout: float) -
     sockets = server.eio.sockets  # type: ignore[attr-defined]
     log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
     deadline = time.monotonic() + graceful_timeout
-    while time.monotonic() < deadline and (sockets or listener.idle_for() < DRAIN_QUIET):
+    while time.monotonic() < deadline and (sockets or link.idle_for() < DRAIN_QUIET):
         eventlet.sleep(0.1)
     listener.close()
     eventlet.sleep(max(0.0, deadline - time.monotonic()))

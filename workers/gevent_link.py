@@ -1,7 +1,8 @@
-"""The worker's end of the channel, under gevent: one greenlet reads, any greenlet sends.
+"""The worker's end of the channel, under gevent: the green link with gevent's primitives.
 
-The messages go to the :class:`~workers.inbox.Inbox` callbacks; a send waits (green)
-while the channel is full, one sender at a time so that fragments stay in order.
+The reading, sending and dispatching are :mod:`workers.green_link`'s (shared with the
+eventlet link) and :mod:`workers.inbox`'s; only gevent's way of spawning, waiting for
+the channel socket and locking is here. Import it after gevent's monkey-patching.
 """
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ import gevent
 import gevent.lock
 from gevent.socket import wait_read, wait_write
 
-from cluster import channel
-from cluster.channel import Kind
+from .green_link import GreenHub, GreenMasterLink
+from .inbox import Client
 
-from .inbox import Client, Inbox, master_gone
+GEVENT = GreenHub(spawn=gevent.spawn, wait_readable=wait_read, wait_writable=wait_write,
+                  lock=gevent.lock.Semaphore)
+"""gevent's green primitives for :class:`~workers.green_link.GreenMasterLink`."""
 
 
-class GeventMasterLink(Inbox):
+class GeventMasterLink(GreenMasterLink):
     """The channel to the master, driven by one greenlet.
 
     :param sock: the worker's end of the channel socketpair.
@@ -25,48 +28,4 @@ class GeventMasterLink(Inbox):
     """
 
     def __init__(self, sock: socket.socket, on_client: Client) -> None:
-        super().__init__(on_client)
-        sock.setblocking(False)
-        self._sock = sock
-        self._fd = sock.fileno()
-        self._send_lock = gevent.lock.Semaphore()
-
-    def start(self) -> None:
-        """Start reading the channel."""
-        gevent.spawn(self._read_forever)
-
-    def send(self, kind: Kind, payload: bytes = b"", fd: int | None = None) -> None:
-        """Send one message to the master, waiting (green) while the channel is full.
-
-        ``fd`` rides with the first packet (a message that carries one fits in one).
-        """
-        with self._send_lock:
-            for packet in channel.frames(kind, payload):
-                while True:
-                    try:
-                        channel.send_packet(self._sock, packet, fd)
-                        fd = None
-                        break
-                    except BlockingIOError:
-                        wait_write(self._fd)
-                    except OSError:
-                        master_gone()
-
-    def hand_back(self, client: socket.socket, address: tuple[str, int], data: bytes) -> None:
-        """Give ``client`` back to the master with ``data``, the bytes already read from it.
-
-        The master passes both to the worker that owns the request's session; the
-        caller closes its copy of the socket afterwards (without shutting it down).
-        """
-        self.send(Kind.HANDBACK, channel.resumed(address, data), client.fileno())
-
-    def _read_forever(self) -> None:
-        while True:
-            try:
-                packet, fd = channel.receive_packet(self._sock)
-            except BlockingIOError:
-                wait_read(self._fd)
-                continue
-            except OSError:
-                master_gone()
-            self.feed(packet, fd)
+        super().__init__(sock, on_client, GEVENT)

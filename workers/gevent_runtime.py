@@ -19,9 +19,9 @@ import time
 import warnings
 from typing import Any, NoReturn
 
-from cluster.channel import Heartbeat, Kind
-
-from .spec import WorkerSpec
+from protocol import sids
+from protocol.frames import Heartbeat, Kind
+from protocol.spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -41,13 +41,10 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     import gevent.pool
     from gevent import pywsgi
 
-    from cluster.limits import raise_open_files_limit
-
-    from . import loader, managers, sids
+    from . import loader, managers
     from .gevent_link import GeventMasterLink
     from .gevent_protocol import routing_handler
 
-    raise_open_files_limit()
     app = loader.load(spec.target, "gevent")
     sids.install(app.server.eio, spec.tag)
     pool = gevent.pool.Pool(spec.worker_connections)

@@ -13,8 +13,8 @@ import socket
 import time
 from typing import Callable
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -39,7 +39,7 @@ class Inbox:
         self.closed = False
         """No more clients are taken: hand-offs that still arrive are closed."""
         self.last_client = time.monotonic()
-        self._reassembler = channel.Reassembler()
+        self._reassembler = frames.Reassembler()
 
     def idle_for(self) -> float:
         """Seconds since the last client was handed off."""
@@ -56,9 +56,9 @@ class Inbox:
             return
         kind, payload = message
         if kind is Kind.HANDOFF and fd is not None:
-            self._take(fd, channel.decode_address(payload), b"")
+            self._take(fd, frames.decode_address(payload), b"")
         elif kind is Kind.RESUME and fd is not None:
-            self._take(fd, *channel.split_resumed(payload))
+            self._take(fd, *frames.split_resumed(payload))
         elif kind is Kind.DELIVER and self.on_deliver is not None:
             self.on_deliver(payload)
         elif kind is Kind.DRAIN and self.on_drain is not None:

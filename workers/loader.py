@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from cluster import own
+from protocol import PACKAGES
 
 _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
 
@@ -78,7 +78,7 @@ def import_target(target: str) -> object:
     if match is None:
         raise TargetError(f"bad target {target!r}: expected MODULE:ATTRIBUTE or MODULE:FACTORY()")
     module_name, attr_path = match["module"], match["attr"]
-    if module_name.split(".")[0] in own.PACKAGES:
+    if module_name.split(".")[0] in PACKAGES:
         raise TargetError(f"bad target {target!r}: {module_name.split('.')[0]!r} is the name of "
                           "sticky-cluster's own package; rename your module")
     if "" not in sys.path:

@@ -2,7 +2,7 @@
 
 - ``--adapter URL``: python-socketio's manager for that broker, one channel per cluster:
   :class:`RedisManager` (Redis, Valkey, Sentinel) or :class:`KombuManager` (AMQP), by
-  the URL's scheme (:data:`MANAGERS`, keyed by :data:`cluster.adapters.SCHEMES`).
+  the URL's scheme (:data:`MANAGERS`, keyed by :data:`protocol.adapters.SCHEMES`).
 - no adapter: :class:`RelayManager`, whose publish goes to the master, which hands it
   to the other workers of this host: to the one that owns the addressed sid, or to all.
 - the app brought its own pub/sub manager: it is kept, with a fresh ``host_id`` (a
@@ -12,7 +12,7 @@
 
 python-socketio's ``PubSubManager`` publishes every emit, even one to a client of this
 very process. :class:`LocalUnicast` delivers those here, and the relay addresses an emit
-to another worker's sid to that worker only: the sid names it (:mod:`workers.sids`).
+to another worker's sid to that worker only: the sid names it (:mod:`protocol.sids`).
 
 This module serves the green runtimes (eventlet, gevent): its queue is the standard
 library's, which both make green when they monkey-patch. Its asyncio twins, with the
@@ -21,7 +21,6 @@ same names, are in :mod:`workers.async_managers`; :func:`install` picks by the s
 from __future__ import annotations
 
 import logging
-import pickle
 import queue
 import sys
 import uuid
@@ -29,11 +28,11 @@ from typing import Any, Iterator
 
 import socketio
 
-from cluster import adapters, channel
-from cluster.channel import Kind
+from protocol import adapters
+from protocol.spec import WorkerSpec
 
-from . import admin_ui, sids
-from .spec import WorkerSpec
+from . import admin_ui
+from .relay_base import RelayBase
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -90,7 +89,7 @@ MANAGERS: dict[str, type[socketio.PubSubManager]] = {
     "redis": RedisManager,
     "amqp": KombuManager,
 }
-"""The manager class of each broker family (:data:`cluster.adapters.SCHEMES`), eventlet."""
+"""The manager class of each broker family (:data:`protocol.adapters.SCHEMES`), eventlet."""
 
 
 def broker_manager(url: str, channel: str) -> socketio.PubSubManager:
@@ -101,77 +100,35 @@ def broker_manager(url: str, channel: str) -> socketio.PubSubManager:
     return MANAGERS[adapters.scheme_of(url).family](url, channel=channel)
 
 
-class RelayManager(LocalUnicast, socketio.PubSubManager):
+class RelayManager(RelayBase, LocalUnicast, socketio.PubSubManager):
     """A pub/sub manager that relays through the master: one host, no Redis needed.
 
     A message for one sid (an emit, a disconnect, a room change, an ack going back to
     the worker that asked) goes to the worker whose tag the sid carries, through the
     master, and to no one else. ``host_id`` is shaped like a sid of this worker, so that
-    an ack finds its way back the same way.
+    an ack finds its way back the same way. The set-up, the encoding (python-socketio's
+    own) and the addressing are :class:`workers.relay_base.RelayBase`'s.
 
     :param link: the worker's channel to the master.
     :param channel: the channel name (kept for log lines; the master is the bus).
     :param tag: this worker's tag, the one its sids carry.
     """
 
-    name = "sticky-relay"
-
     def __init__(self, link: Any, channel: str, tag: int) -> None:
         super().__init__(channel=channel)
-        self._link = link
-        self._tag = tag
-        self.host_id = sids.make_sid(sids.encode_tag(tag))
         self._inbox: queue.Queue[bytes] = queue.Queue()
-        link.on_deliver = self._inbox.put
+        self._join_relay(link, tag, self._inbox.put)
 
     def _publish(self, data: dict[str, Any]) -> None:
-        self._link.send(*relay_message(data, self._tag))
+        self._relay(data)
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
         super()._handle_emit(message)
-        if misaddressed(self, message, self._tag):
-            self._link.send(Kind.PUBLISH, pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        self._relay_if_misaddressed(message)
 
-    def _listen(self) -> Iterator[dict[str, Any]]:
+    def _listen(self) -> Iterator[bytes]:
         while True:
-            yield pickle.loads(self._inbox.get())
-
-
-def relay_message(data: dict[str, Any], own_tag: int) -> tuple[Kind, bytes]:
-    """The channel message that relays the pub/sub message ``data`` from worker ``own_tag``.
-
-    A message for one sid of another worker is addressed to that worker alone.
-    """
-    payload = pickle.dumps(data, pickle.HIGHEST_PROTOCOL)
-    tag = _addressee(data, own_tag)
-    if tag is None:
-        return Kind.PUBLISH, payload
-    return Kind.PUBLISH_TO, channel.addressed(tag, payload)
-
-
-def _addressee(message: dict[str, Any], own_tag: int) -> int | None:
-    """The tag of the one other worker ``message`` is for; None: every worker."""
-    method = message.get("method")
-    if method == "callback":
-        address = message.get("host_id")
-    elif method == "emit":
-        address = message.get("room")
-    else:  # disconnect, enter_room, leave_room name a sid; close_room has none
-        address = message.get("sid")
-    tag = sids.tag_of(address) if isinstance(address, str) else None
-    return None if tag == own_tag else tag
-
-
-def misaddressed(manager: Any, message: dict[str, Any], own_tag: int) -> bool:
-    """Whether an emit relayed to this worker alone must go to every worker after all.
-
-    It was addressed here by a room that looks like one of our sids but is not one
-    (a room named like a sid, or a client that just left): others may have members.
-    """
-    room = message.get("room")
-    return (message.get("host_id") != manager.host_id and isinstance(room, str)
-            and sids.tag_of(room) == own_tag
-            and not manager.is_sid_room(message.get("namespace") or "/", room))
+            yield self._inbox.get()
 
 
 def install(server: Any, spec: WorkerSpec, link: Any) -> Any:

@@ -6,8 +6,8 @@ must kill that worker, replace it, say why, and keep serving everyone else.
 """
 import eventlet.hubs
 
-from cluster import channel
-from cluster.channel import Kind
+from protocol import frames
+from protocol.frames import Kind
 from tests.apps.chat import app, sio  # noqa: F401
 
 
@@ -24,8 +24,8 @@ def _packets(mode: str) -> list[bytes]:
     if mode == "unknown":
         return [_packet(200, False, b"hello")]
     if mode == "huge":  # fragments that never end, past the message limit
-        fragment = _packet(Kind.PUBLISH, True, b"x" * channel.MAX_FRAGMENT)
-        return [fragment] * (channel.MAX_MESSAGE // channel.MAX_FRAGMENT + 2)
+        fragment = _packet(Kind.PUBLISH, True, b"x" * frames.MAX_FRAGMENT)
+        return [fragment] * (frames.MAX_MESSAGE // frames.MAX_FRAGMENT + 2)
     if mode == "master-kind":  # a message only the master sends
         return [_packet(Kind.HANDOFF, False, b"127.0.0.1 80")]
     if mode == "short":
@@ -39,7 +39,7 @@ def misbehave(sid, mode):
     for packet in _packets(mode):
         while True:
             try:
-                channel.send_packet(sock, packet)
+                frames.send_packet(sock, packet)
                 break
             except BlockingIOError:
                 eventlet.hubs.trampoline(sock.fileno(), write=True, timeout=5)

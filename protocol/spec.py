@@ -1,8 +1,29 @@
-"""What the master tells a worker it forks: everything the worker needs to boot."""
+"""What the master tells a worker it forks: everything the worker needs to boot.
+
+:class:`WorkerSpec` is made by the master and inherited by the forked child, which
+imports its runtime by the module path in :data:`RUNTIMES` (the master never imports one).
+"""
 from __future__ import annotations
 
 import dataclasses
 import socket
+
+RUNTIMES = {
+    "eventlet": "workers.eventlet_runtime",
+    "gevent": "workers.gevent_runtime",
+    "asyncio": "workers.asyncio_runtime",
+}
+"""Worker runtime name -> the module that implements it, with ``serve(spec, sock)`` (never
+returns) and ``check(target)`` (an error line or None)."""
+
+AUTO = "auto"
+"""The worker class that means: the one the target needs."""
+
+LOADER = "workers.loader"
+"""The module that finds an app's python-socketio server and the runtime it needs
+(``load(target, runtime).runtime``, raising its ``TargetError``). The master imports it by
+this path only for an app object handed to it (a string target is checked in a
+subprocess, ``python -m workers``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,10 +36,10 @@ class WorkerSpec:
     test keeps the two in step.
 
     :param target: ``module:attr`` or ``module:factory()`` naming the app, or the
-                   app object itself (any target :mod:`workers.loader` accepts).
+                   app object itself (any target :data:`LOADER` accepts).
     :param slot: the routing slot the worker serves.
     :param tag: the worker's unique number, carried in every sid it makes.
-    :param adapter: the broker URL (:data:`cluster.adapters.SCHEMES`), or None for
+    :param adapter: the broker URL (:data:`protocol.adapters.SCHEMES`), or None for
                     the embedded relay through the master.
     :param channel: the pub/sub channel name shared by the whole cluster.
     :param worker_connections: the most connections the worker serves at once.
@@ -30,7 +51,7 @@ class WorkerSpec:
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
-    :param access_log_format: ``--access-log-format`` (see :mod:`workers.access_log`).
+    :param access_log_format: ``--access-log-format`` (see :mod:`protocol.access_log_format`).
     :param hand_back: hand a request for another worker's session back to the master
                       (``--route sid``); else serve every request of a connection here.
     """

@@ -1,4 +1,4 @@
-"""The channel protocol's pure parts: framing, reassembly and the worker-message parsers.
+"""The master <-> worker messages (protocol.frames): framing, reassembly and the worker-message parsers.
 
 Whatever bytes a worker sends, the master's parsers either return a value or raise
 ProtocolError: never anything else.
@@ -8,27 +8,27 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from cluster import channel
-from cluster.channel import Heartbeat, Kind, ProtocolError, Reassembler
+from protocol import frames
+from protocol.frames import Heartbeat, Kind, ProtocolError, Reassembler
 
 WORKER_KINDS = (Kind.READY, Kind.HEARTBEAT, Kind.PUBLISH, Kind.PUBLISH_TO, Kind.BOOT_FAILED)
 
 
-def reassemble(packets: list[bytes], limit: int = channel.MAX_MESSAGE):
+def reassemble(packets: list[bytes], limit: int = frames.MAX_MESSAGE):
     reassembler = Reassembler(limit)
     out = [reassembler.feed(packet) for packet in packets]
     return [message for message in out if message is not None]
 
 
-@given(st.sampled_from(list(Kind)), st.binary(max_size=3 * channel.MAX_FRAGMENT + 7))
-def test_frames_reassemble_to_the_message(kind, payload):
-    assert reassemble(channel.frames(kind, payload)) == [(kind, payload)]
+@given(st.sampled_from(list(Kind)), st.binary(max_size=3 * frames.MAX_FRAGMENT + 7))
+def test_packets_reassemble_to_the_message(kind, payload):
+    assert reassemble(frames.packets(kind, payload)) == [(kind, payload)]
 
 
 def test_fragments_of_another_kind_are_refused():
-    publish = channel.frames(Kind.PUBLISH, b"x" * (channel.MAX_FRAGMENT + 1))
+    publish = frames.packets(Kind.PUBLISH, b"x" * (frames.MAX_FRAGMENT + 1))
     with pytest.raises(ProtocolError, match="HEARTBEAT fragment inside an unfinished PUBLISH"):
-        reassemble([publish[0], *channel.frames(Kind.HEARTBEAT, b"3")])
+        reassemble([publish[0], *frames.packets(Kind.HEARTBEAT, b"3")])
 
 
 def test_a_message_past_the_limit_is_refused_before_it_is_joined():
@@ -41,9 +41,9 @@ def test_a_message_past_the_limit_is_refused_before_it_is_joined():
     assert reassembler.feed(bytes((Kind.READY, 0))) == (Kind.READY, b"")  # empty again
 
 
-def test_frames_refuses_what_the_other_end_would_refuse():
+def test_packets_refuses_what_the_other_end_would_refuse():
     with pytest.raises(ProtocolError, match="over"):
-        channel.frames(Kind.PUBLISH, bytes(channel.MAX_MESSAGE + 1))
+        frames.packets(Kind.PUBLISH, bytes(frames.MAX_MESSAGE + 1))
 
 
 @pytest.mark.parametrize("packet, message", [
@@ -79,19 +79,19 @@ def test_heartbeat_refuses_anything_but_counts(payload):
 @pytest.mark.parametrize("kind", [Kind.HANDOFF, Kind.DELIVER, Kind.DRAIN])
 def test_master_kinds_from_a_worker_are_refused(kind):
     with pytest.raises(ProtocolError, match=f"{kind.name} is not a message a worker sends"):
-        channel.parse_from_worker(kind, b"")
+        frames.parse_from_worker(kind, b"")
 
 
 def test_worker_messages_parse_to_their_values():
-    assert channel.parse_from_worker(Kind.READY, b"") is None
-    assert channel.parse_from_worker(Kind.PUBLISH, b"abc") == b"abc"
-    tag, payload = channel.parse_from_worker(Kind.PUBLISH_TO, channel.addressed(7, b"abc"))
+    assert frames.parse_from_worker(Kind.READY, b"") is None
+    assert frames.parse_from_worker(Kind.PUBLISH, b"abc") == b"abc"
+    tag, payload = frames.parse_from_worker(Kind.PUBLISH_TO, frames.addressed(7, b"abc"))
     assert (tag, bytes(payload)) == (7, b"abc")
-    assert channel.parse_from_worker(Kind.BOOT_FAILED, "é".encode() * 5000) == "é" * 1000
+    assert frames.parse_from_worker(Kind.BOOT_FAILED, "é".encode() * 5000) == "é" * 1000
     with pytest.raises(ProtocolError, match="READY with a 1-byte payload"):
-        channel.parse_from_worker(Kind.READY, b"x")
+        frames.parse_from_worker(Kind.READY, b"x")
     with pytest.raises(ProtocolError, match="no worker tag"):
-        channel.parse_from_worker(Kind.PUBLISH_TO, b"abc")
+        frames.parse_from_worker(Kind.PUBLISH_TO, b"x" * (frames.TAG_BYTES - 1))
 
 
 @given(st.lists(st.binary(max_size=80), max_size=12))
@@ -101,6 +101,20 @@ def test_any_bytes_from_a_worker_give_a_message_or_a_protocol_error(packets):
         try:
             message = reassembler.feed(packet)
             if message is not None:
-                channel.parse_from_worker(*message)
+                frames.parse_from_worker(*message)
         except ProtocolError:
             pass
+
+
+@pytest.mark.parametrize("address", [("10.1.2.3", 4567), ("::1", 1), ("", 0)])
+def test_a_hand_off_packet_reads_back_as_the_address_it_carries(address: tuple[str, int]) -> None:
+    packet = frames.handoff_packet(address)
+    assert packet.startswith(frames.header(Kind.HANDOFF))
+    assert frames.decode_address(frames.payload_of(packet)) == address
+    assert Reassembler().feed(packet) == (Kind.HANDOFF, frames.encode_address(address))
+
+
+def test_a_resume_packet_reads_back_as_the_address_and_the_bytes_read() -> None:
+    packet = frames.resume_packet(("10.1.2.3", 80), b"GET / HTTP/1.1\r\n")
+    assert packet.startswith(frames.header(Kind.RESUME))
+    assert frames.split_resumed(frames.payload_of(packet)) == (("10.1.2.3", 80), b"GET / HTTP/1.1\r\n")

@@ -1,10 +1,12 @@
-"""The master <-> worker channel: message framing over an AF_UNIX SOCK_SEQPACKET pair.
+"""Framing of the master <-> worker messages over each worker's AF_UNIX SOCK_SEQPACKET pair.
 
-Both sides import this module; it imports neither side. A message is a one-byte
-kind, a one-byte flag saying whether more fragments follow, and a payload. Payloads
-larger than :data:`MAX_FRAGMENT` are split into fragments that the receiver joins
-again with a :class:`Reassembler` (SEQPACKET keeps every fragment's boundary and
-their order). A hand-off carries the client's socket as an ``SCM_RIGHTS`` fd.
+Both sides import this module (the master in ``cluster/``, the workers in ``workers/``);
+it imports the standard library only. A packet is a two-byte header (:func:`header`: a
+one-byte :class:`Kind`, a one-byte flag saying whether more fragments follow) and a
+payload (:func:`payload_of`). Payloads larger than :data:`MAX_FRAGMENT` are split into
+fragments that the receiver joins again with a :class:`Reassembler` (SEQPACKET keeps
+every fragment's boundary and their order). A hand-off carries the client's socket as
+an ``SCM_RIGHTS`` fd.
 
 A worker runs the user's code, so the master trusts nothing it reads here: every
 packet and every message from a worker goes through :meth:`Reassembler.feed` and
@@ -20,10 +22,15 @@ import dataclasses
 import os
 import socket
 
+from .sids import TAG_LIMIT
+
 MAX_FRAGMENT = 60 * 1024
 """Largest payload carried by one packet; larger payloads are fragmented."""
 
-RECV_SIZE = MAX_FRAGMENT + 2
+HEADER_SIZE = 2
+"""Bytes of a packet's header: the kind, then the more-fragments flag (:func:`header`)."""
+
+RECV_SIZE = MAX_FRAGMENT + HEADER_SIZE
 """Buffer size that holds any single packet."""
 
 SOCKET_BUFFER = 4 * 1024 * 1024
@@ -39,11 +46,11 @@ _MORE = 1
 
 
 class ProtocolError(ValueError):
-    """A packet or message breaks the channel protocol; the text says how, in one line."""
+    """A packet or message breaks the master <-> worker protocol; the text says how, in one line."""
 
 
 class Kind(enum.IntEnum):
-    """What a channel message means; the direction is in the comment."""
+    """What a message between the master and a worker means; the direction is in the comment."""
 
     HANDOFF = 1  #: master -> worker: a client socket (fd) and its address
     READY = 2  #: worker -> master: booted and serving
@@ -69,7 +76,17 @@ def socket_pair() -> tuple[socket.socket, socket.socket]:
     return master_end, worker_end
 
 
-def frames(kind: Kind, payload: bytes | memoryview = b"") -> list[bytes]:
+def header(kind: Kind, more: bool = False) -> bytes:
+    """The header of a packet of ``kind``; ``more`` when fragments of the message follow it."""
+    return bytes((kind, _MORE if more else 0))
+
+
+def payload_of(packet: bytes) -> bytes:
+    """The payload of a ``packet``: what follows its :func:`header`."""
+    return packet[HEADER_SIZE:]
+
+
+def packets(kind: Kind, payload: bytes | memoryview = b"") -> list[bytes]:
     """Encode one message as the list of packets to send, in order.
 
     Raises :class:`ProtocolError` for a payload over :data:`MAX_MESSAGE`: the other end
@@ -78,16 +95,13 @@ def frames(kind: Kind, payload: bytes | memoryview = b"") -> list[bytes]:
     if len(payload) > MAX_MESSAGE:
         raise ProtocolError(f"{kind.name} message of {len(payload)} bytes is over "
                             f"{MAX_MESSAGE} bytes")
-    head = bytes((kind,))
     if len(payload) <= MAX_FRAGMENT:
-        return [head + b"\0" + payload]
+        return [header(kind) + payload]
     view = memoryview(payload)
     last = len(payload) - 1
-    out = []
-    for start in range(0, len(payload), MAX_FRAGMENT):
-        more = b"\1" if start + MAX_FRAGMENT <= last else b"\0"
-        out.append(head + more + view[start:start + MAX_FRAGMENT])
-    return out
+    more, done = header(kind, more=True), header(kind)
+    return [(more if start + MAX_FRAGMENT <= last else done) + view[start:start + MAX_FRAGMENT]
+            for start in range(0, len(payload), MAX_FRAGMENT)]
 
 
 class Reassembler:
@@ -116,7 +130,7 @@ class Reassembler:
             raise
 
     def _feed(self, packet: bytes) -> tuple[Kind, bytes] | None:
-        if len(packet) < 2:
+        if len(packet) < HEADER_SIZE:
             raise ProtocolError(f"short channel packet ({len(packet)} bytes)")
         try:
             kind = Kind(packet[0])
@@ -126,18 +140,18 @@ class Reassembler:
             raise ProtocolError(f"bad fragment flags {packet[1]:#04x} on {kind.name}")
         if self._kind is not None and kind is not self._kind:
             raise ProtocolError(f"{kind.name} fragment inside an unfinished {self._kind.name}")
-        self._size += len(packet) - 2
+        self._size += len(packet) - HEADER_SIZE
         if self._size > self._limit:
             raise ProtocolError(f"{kind.name} message over {self._limit} bytes")
         if packet[1] & _MORE:
             self._kind = kind
-            self._parts.append(packet[2:])
+            self._parts.append(payload_of(packet))
             return None
         if self._parts:
-            self._parts.append(packet[2:])
+            self._parts.append(payload_of(packet))
             payload = b"".join(self._parts)
         else:
-            payload = packet[2:]
+            payload = payload_of(packet)
         self._kind, self._parts, self._size = None, [], 0
         return kind, payload
 
@@ -234,8 +248,9 @@ def parse_from_worker(kind: Kind, payload: bytes) -> object:
     return parser(payload)
 
 
-TAG_BYTES = 4
-"""Length of the worker tag that leads a PUBLISH_TO payload."""
+TAG_BYTES = ((TAG_LIMIT - 1).bit_length() + 7) // 8
+"""Length of the worker tag that leads a PUBLISH_TO payload: any tag below
+:data:`~protocol.sids.TAG_LIMIT` fits."""
 
 
 def addressed(tag: int, payload: bytes) -> bytes:
@@ -253,14 +268,18 @@ def encode_address(address: tuple[str, int]) -> bytes:
     return f"{address[0]} {address[1]}".encode()
 
 
+_HANDOFF = header(Kind.HANDOFF)
+_RESUME = header(Kind.RESUME)
+
+
 def handoff_packet(address: tuple[str, int]) -> bytes:
     """The packet that hands off a client connected from ``address`` (the fd rides along)."""
-    return b"\x01\x00" + encode_address(address)
+    return _HANDOFF + encode_address(address)
 
 
 def resume_packet(address: tuple[str, int], data: bytes) -> bytes:
     """The packet that hands over a client whose first bytes ``data`` were read (fd rides along)."""
-    return bytes((Kind.RESUME, 0)) + resumed(address, data)
+    return _RESUME + resumed(address, data)
 
 
 def decode_address(payload: bytes) -> tuple[str, int]:

@@ -1,0 +1,100 @@
+"""The import graph: the master and the workers meet only in the protocol package.
+
+``cluster/`` (the master) and ``workers/`` (the forked workers) both import
+``protocol/``, and neither imports the other; ``protocol/`` imports the standard library
+only. The forked child reaches its runtime by the module path in
+:data:`protocol.spec.RUNTIMES`, not by an import statement. Every ``import`` statement
+counts, inside a function or under ``TYPE_CHECKING`` too: the files are read with
+:mod:`ast`, nothing is imported.
+"""
+from __future__ import annotations
+
+import ast
+import configparser
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("cluster", "workers", "protocol")
+
+
+def imports_of(source: str, package: tuple[str, ...]) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import statement in ``source``.
+
+    ``package`` is the dotted path of the package the module is in (for relative imports).
+    """
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = ".".join(package[:len(package) - node.level + 1])
+                name = f"{base}.{node.module}" if node.module else base
+            else:
+                name = node.module or ""
+            found.append((node.lineno, name))
+    return found
+
+
+def imports_in(package: str) -> list[tuple[str, str]]:
+    """("file:line", top-level name imported) for every import in every module of ``package``."""
+    modules = sorted((ROOT / package).rglob("*.py"))
+    assert modules, f"no modules in {package}/"
+    return [(f"{path.relative_to(ROOT)}:{line}", name.split(".")[0])
+            for path in modules
+            for line, name in imports_of(path.read_text(), path.relative_to(ROOT).parts[:-1])]
+
+
+def test_every_import_statement_counts() -> None:
+    source = ("import os, workers.spec\n"
+              "from . import own\n"
+              "from ..protocol.frames import Kind\n"
+              "if TYPE_CHECKING:\n"
+              "    from .spec import WorkerSpec\n"
+              "def late():\n"
+              "    from cluster import limits\n")
+    assert sorted(imports_of(source, ("workers", "sub"))) == [
+        (1, "os"), (1, "workers.spec"), (2, "workers.sub"), (3, "workers.protocol.frames"),
+        (5, "workers.sub.spec"), (7, "cluster")]
+
+
+def test_protocol_imports_the_standard_library_only() -> None:
+    outside = [(where, name) for where, name in imports_in("protocol")
+               if name not in sys.stdlib_module_names and name != "protocol"]
+    assert outside == []
+
+
+@pytest.mark.parametrize("package, forbidden", [("workers", "cluster"), ("cluster", "workers")])
+def test_one_side_never_imports_the_other(package: str, forbidden: str) -> None:
+    assert [(where, name) for where, name in imports_in(package) if name == forbidden] == []
+
+
+def test_the_packages_shipped_are_the_ones_guarded() -> None:
+    """setup.cfg ships exactly our packages, and ``own`` guards each against an app's namesake."""
+    from cluster import own
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    shipped = {name.strip() for name in config["options"]["packages"].split(",")}
+    assert shipped == set(own.PACKAGES) == set(PACKAGES)
+
+
+def _functions_of(module: str) -> set[str]:
+    """The functions ``module`` defines at its top level (found, read, not run)."""
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin, f"no module {module}"
+    source = Path(spec.origin).read_text()
+    return {node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+
+
+def test_the_module_paths_in_the_protocol_name_modules_with_what_the_master_calls() -> None:
+    """A module path is a string, not an import: a typo here would surface only in a worker."""
+    from protocol.spec import LOADER, RUNTIMES
+
+    for module in RUNTIMES.values():
+        assert {"serve", "check"} <= _functions_of(module), module
+    assert "load" in _functions_of(LOADER)

@@ -38,15 +38,14 @@ import random
 import selectors
 import socket
 import time
-from typing import Callable
-
 from workers.sids import tag_of
 
 from . import channel, placement
 from .config import Settings
 from .peek import INCOMPLETE, ProxyError, forwarded_for, parse_proxy, request_line_prefix, request_sid
 from .pending import PENDING_LIMIT, Address, Pending, PendingSet
-from .supervisor import State, Supervisor, Worker
+from .pool import WorkerPool
+from .worker import Worker
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -70,16 +69,14 @@ _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 class Dispatcher:
     """Accepts connections and hands each one to the worker it belongs to.
 
-    :param supervisor: the table of workers to route to.
+    :param pool: the workers to route to: the serving worker of each slot, the owner
+                 of a tag.
     :param settings: ``route``, ``balance``, ``proxy_protocol``, ``forwarded_allow_ips``,
                      and ``peek_timeout`` are used.
-    :param watch_worker: called with a worker whose channel has packets queued.
     """
 
-    def __init__(self, supervisor: Supervisor, settings: Settings,
-                 watch_worker: Callable[[Worker], None]) -> None:
-        self._supervisor = supervisor
-        self._watch_worker = watch_worker
+    def __init__(self, pool: WorkerPool, settings: Settings) -> None:
+        self._pool = pool
         self._by_sid = settings.route == "sid"
         self._balance = settings.balance if self._by_sid else "ip"
         self._rng = random.Random()
@@ -227,7 +224,7 @@ class Dispatcher:
     def release(self) -> None:
         """Route the connections held while no worker could take them: when one serves
         again, and on every turn of the loop while some wait."""
-        if not self._supervisor.serving:
+        if not self._pool.serving:
             return
         held, self._held = self._held, []
         self._releasing = True  # one that is held again is not counted again
@@ -366,8 +363,7 @@ class Dispatcher:
         """The live worker that made the sid of the request in ``head``, if any."""
         sid = request_sid(head)
         tag = tag_of(sid) if sid else None
-        worker = self._supervisor.by_tag.get(tag) if tag is not None else None
-        return worker if worker is not None and worker.state is not State.BOOTING else None
+        return self._pool.owner(tag) if tag is not None else None
 
     def _deliver(self, fd: int, client: Address | None, owner: Worker | None,
                  data: bytes | None = None) -> bool:
@@ -389,7 +385,7 @@ class Dispatcher:
         if owner is not None and self._send(owner, packet, fd):
             self.by_sid += 1
             return True
-        serving = self._supervisor.serving
+        serving = self._pool.serving
         if not serving:
             self._hold(fd, client, data)
             return False
@@ -431,8 +427,6 @@ class Dispatcher:
         if not worker.send(packet, fd):
             return False
         self.handed_off += 1
-        if worker.outbox:
-            self._watch_worker(worker)
         return True
 
     def _refuse(self, conn: Pending, reason: str) -> None:

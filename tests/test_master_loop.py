@@ -18,7 +18,7 @@ import pytest
 from cluster import channel
 from cluster.channel import Kind
 from cluster.master import ACCEPT_LINGER, REAP_INTERVAL, Master
-from cluster.supervisor import State, Worker
+from cluster.worker import State, Worker
 from conftest import free_port, wait_for
 
 NO_SUCH_PID = 2 ** 22 + 7
@@ -29,14 +29,14 @@ NO_SUCH_PID = 2 ** 22 + 7
 def master():
     port = free_port()
     master = Master("tests.apps.chat:sio", bind=f"127.0.0.1:{port}", route="ip", workers=1)
-    master._supervisor.reap = lambda: []  # waitpid(-1) here would reap pytest's own children
+    master._forker.reap = lambda: []  # waitpid(-1) here would reap pytest's own children
     master._open_listeners()
     master.port = port
     yield master
     master._close_listeners()
     master._dispatcher.close()
-    for worker in list(master._supervisor.by_pid.values()):
-        master._supervisor.forget(worker)
+    for worker in list(master._pool.by_pid.values()):
+        master._pool._forget(worker)
     master._selector.close()
     os.close(master._wake_read)
     os.close(master._wake_write)
@@ -48,10 +48,8 @@ def worker_end(master):
     master_end, worker_end = channel.socket_pair()
     master_end.setblocking(False)
     worker = Worker(pid=NO_SUCH_PID, slot=0, tag=1, sock=master_end, state=State.SERVING)
-    master._supervisor.by_pid[worker.pid] = worker
-    master._supervisor.by_tag[worker.tag] = worker
-    master._supervisor.serving[0] = worker
-    master._watch_worker(worker)
+    master._pool._enlist(worker)
+    master._pool.serving[0] = worker
     master._update_accepting()
     yield worker_end
     worker_end.close()
@@ -96,7 +94,7 @@ def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worke
     heartbeat = channel.Heartbeat(sessions=7, connections=9).encode()
     for packet in channel.frames(Kind.HEARTBEAT, heartbeat):
         worker_end.sendall(packet)
-    worker = master._supervisor.serving[0]
+    worker = master._pool.serving[0]
     _turns_until(master, lambda: worker.sessions == 7, "the heartbeat handled")
 
     # the linger over, accepting resumes by itself and the next client is handed off
@@ -122,7 +120,7 @@ def _ready(sock: socket.socket) -> bool:
 
 def test_reaping_waits_for_chld_with_a_slow_safety_net(master, worker_end):
     reaps = []
-    master._supervisor.reap = lambda: reaps.append(time.monotonic()) or []
+    master._forker.reap = lambda: reaps.append(time.monotonic()) or []
     started = time.monotonic()
     for _ in range(200):
         master._tick(time.monotonic())

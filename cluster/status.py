@@ -1,0 +1,87 @@
+"""What the master tells about itself: the facts, the status file, systemd's STATUS=.
+
+Plain functions of the master's parts (the pool, the dispatcher, the relay), read
+only: nothing here changes what it reports on. :func:`facts` feeds ``/status``,
+``/metrics`` and the control socket; :func:`snapshot` is the ``--pid FILE`` status file;
+:func:`status_line` is the one line systemd shows.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import os
+import time
+
+from . import adapters
+from .config import Settings
+from .dispatch import Dispatcher
+from .options import BALANCES
+from .pool import WorkerPool
+from .relay import Relay
+from .worker import State
+
+
+def facts(settings: Settings, pool: WorkerPool, dispatcher: Dispatcher, relay: Relay, *,
+          binds: list[str], stopping: str | None, uptime: float, loop_lag: float,
+          events: list[dict]) -> dict:
+    """What the master knows now, as plain data (JSON-ready); see :meth:`Master.facts`."""
+    now = time.monotonic()
+    by_state = collections.Counter(w.state.value for w in pool.by_pid.values())
+    clean = functools.partial(adapters.redact_text, url=settings.adapter)
+    failure = pool.rolls["failure"]
+    handbacks = dispatcher.handed_back + dispatcher.returned
+    placed = dispatcher.handed_off - dispatcher.by_sid - dispatcher.rerouted
+    return {
+        "master": os.getpid(), "size": pool.size, "uptime": round(uptime, 3),
+        "stopping": stopping,
+        "rolling": pool.rolling,
+        "binds": binds,
+        "adapter": adapters.redact(settings.adapter) if settings.adapter else None,
+        "workers": [{"slot": w.slot, "pid": w.pid, "state": w.state.value,
+                     "sessions": w.sessions, "uptime": round(now - w.born, 3),
+                     "heartbeat_age": round(now - w.last_seen, 3),
+                     "restarts": pool.slot_restarts[w.slot]}
+                    for w in sorted(pool.by_pid.values(), key=lambda w: (w.slot, w.born))],
+        "workers_by_state": {state.value: by_state[state.value] for state in State},
+        "handoffs": {"sid": dispatcher.by_sid - handbacks,
+                     "handed_back": dispatcher.handed_back, "returned": dispatcher.returned,
+                     **{balance: placed if balance == dispatcher.balance else 0
+                        for balance in BALANCES},
+                     "rerouted": dispatcher.rerouted},
+        "placement_skips": {"full": dispatcher.past_full, "late": dispatcher.past_late},
+        "connections": {"accepted": dispatcher.accepted, "timed_out": dispatcher.timed_out,
+                        "refused": dispatcher.refused, "held": dispatcher.held,
+                        "dropped": dispatcher.dropped},
+        "restarts": {reason: pool.restarts[reason]
+                     for reason in ("crash", "timeout", "hup", "scale")},
+        "relay": {"broadcast": relay.broadcasts, "unicast": relay.unicasts,
+                  "dropped": relay.dropped, "bytes": relay.bytes},
+        "pending": dispatcher.pending_count,
+        "loop_lag": round(loop_lag, 6),
+        "rolls": {**pool.rolls, "failure": failure and (failure[0], clean(failure[1]))},
+        "events": [{**event, "message": clean(event["message"])} for event in events],
+    }
+
+
+def snapshot(pool: WorkerPool, stopping: str | None) -> dict:
+    """What runs now, as ``--pid FILE`` keeps it in ``FILE.json``.
+
+    The size, the serving pid of each slot, the booting and draining pids, and
+    whether a roll or a stop is under way.
+    """
+    by_state: dict[State, list[int]] = {state: [] for state in State}
+    for worker in pool.by_pid.values():
+        by_state[worker.state].append(worker.pid)
+    return {"master": os.getpid(), "size": pool.size,
+            "serving": {str(slot): worker.pid for slot, worker in sorted(pool.serving.items())},
+            "booting": sorted(by_state[State.BOOTING]),
+            "draining": sorted(by_state[State.DRAINING]),
+            "rolling": pool.rolling,
+            "stopping": stopping}
+
+
+def status_line(pool: WorkerPool) -> str:
+    """systemd's STATUS=: the workers serving and the sessions they hold."""
+    serving = pool.serving.values()
+    return (f"{len(serving)} of {pool.size} workers serving, "
+            f"{sum(w.sessions for w in serving)} sessions")

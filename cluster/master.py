@@ -12,23 +12,21 @@ import logging
 import os
 import selectors
 import signal
-import subprocess
-import sys
 import time
 from typing import Callable
 
 from workers.spec import WorkerSpec
 
-from . import listeners, own, status
-from .broker_check import check_broker
+from . import listeners, status
 from .config import ConfigError, Settings, make_settings
 from .dispatch import ACCEPT_BATCH, Dispatcher
 from .events import EventLog
-from .limits import raise_open_files_limit
 from .logs import configure_logging, reopen_log_files
 from .options import worker_options
 from .pidfile import PidFile, PidFileError, StatusFile
-from .pool import DRAIN_GRACE, PoolHooks, SelectorWatcher, WorkerPool
+from .pool import DRAIN_GRACE, WorkerPool
+from .pool_wiring import PoolHooks, SelectorWatcher
+from .preflight import ClusterError, preflight
 from .proctitle import set_title
 from .relay import Relay
 from .supervisor import Forker
@@ -58,10 +56,6 @@ and between two scans of the workers' heartbeats and deadlines."""
 REAP_INTERVAL = 1.0
 """Seconds between two reaps without a CHLD: a safety net, as gunicorn's reconcile; CHLD
 reaps at once."""
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot start or had to stop; the message is one line for the user."""
 
 
 class _StoppedEarly(Exception):
@@ -144,7 +138,7 @@ class Master:
         set_title(f"master {self._target_name()}")
         self._install_signals()
         try:
-            self._preflight()
+            self._forker.runtime = preflight(self.settings)
             self._open_listeners()
             if self.settings.pid_file:
                 pid_file = PidFile(self.settings.pid_file)
@@ -154,7 +148,10 @@ class Master:
                     raise ClusterError(str(exc)) from None
                 self._pid_file = pid_file
                 self._status = StatusFile(pid_file.path)
-            self._open_extras()
+            try:
+                self._extras = status.open_servers(self.settings, self._selector, self)
+            except ConfigError as exc:
+                raise ClusterError(str(exc)) from None
             self._started = True
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
@@ -191,7 +188,7 @@ class Master:
 
         Raises ClusterError (one line) on the first problem; forks nothing, binds nothing.
         """
-        self._preflight()
+        self._forker.runtime = preflight(self.settings)
 
     def facts(self) -> dict:
         """What the master knows now, for ``/status``, ``/metrics`` and the control socket.
@@ -429,33 +426,6 @@ class Master:
 
     # ------------------------------------------------------------- start / stop
 
-    def _preflight(self) -> None:
-        settings = self.settings
-        for name, path in own.shadows([os.getcwd(), *sys.path]):
-            log.warning("%s is named like sticky-cluster's own package %r: the cluster runs its "
-                        "own, and the app gets ours if it imports %r; rename it", path, name, name)
-        if isinstance(settings.target, str):
-            try:
-                check = subprocess.run(
-                    [sys.executable, "-c", own.CHECK_BOOTSTRAP, own.ROOT, settings.runtime,
-                     settings.target],
-                    capture_output=True, text=True,
-                    **(self._identity.popen_args() if self._identity else {}))
-            except OSError as exc:  # e.g. --user may not read this Python
-                raise ClusterError(f"cannot load the app to check it: {exc.strerror}: "
-                                   f"{exc.filename}") from None
-            if check.returncode != 0:
-                lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
-                raise ClusterError(lines[-1])
-            self._forker.runtime = _named_runtime(check.stdout)
-        else:
-            self._forker.runtime = _runtime_of(settings.target, settings.runtime)
-        if settings.adapter:
-            error = check_broker(settings.adapter, settings.channel)
-            if error:
-                raise ClusterError(error)
-        raise_open_files_limit()
-
     def _open_listeners(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
@@ -473,28 +443,6 @@ class Master:
         for sock, bind in self._listeners:
             log.info("listening at %s (master %d)%s", bind, os.getpid(),
                      ", inherited from systemd" if sock in self._inherited else "")
-
-    def _open_extras(self) -> None:
-        """Start the status server and the control socket, when enabled (on the loop)."""
-        assert self._selector is not None
-        settings = self.settings
-        try:
-            if settings.status_bind is not None:
-                from .status_http import StatusServer
-                from .status_site import site
-
-                self._extras.append(StatusServer(settings.status_bind, site(self.facts)))
-                self._extras[-1].open(self._selector)
-                log.info("status at http://%s/ (/metrics, /healthz, /status)",
-                         settings.status_bind)
-            if settings.control_path is not None:
-                from .control_socket import ControlServer
-
-                self._extras.append(ControlServer(settings.control_path, self))
-                self._extras[-1].open(self._selector)
-        except ConfigError as exc:
-            self._extras.pop()
-            raise ClusterError(str(exc)) from None
 
     def _target_name(self) -> str:
         target = self.settings.target
@@ -551,22 +499,3 @@ class Master:
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-
-def _named_runtime(output: str) -> str:
-    """The runtime ``python -m workers`` printed last (the app may print before it)."""
-    from workers import RUNTIMES
-
-    lines = output.strip().splitlines()
-    if not lines or lines[-1] not in RUNTIMES:
-        raise ClusterError("the pre-flight check of the app did not name a worker runtime")
-    return lines[-1]
-
-
-def _runtime_of(app: object, worker_class: str) -> str:
-    """The worker runtime that serves the app object ``app`` (already imported by its owner)."""
-    from workers import AUTO, loader
-
-    try:
-        return loader.load(app, None if worker_class == AUTO else worker_class).runtime
-    except loader.TargetError as exc:
-        raise ClusterError(str(exc)) from None

@@ -24,19 +24,19 @@ master's policy; how is the pool's.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import functools
 import logging
 import os
 import selectors
 import signal
-import socket
 import time
-from typing import Callable, Protocol
+from typing import Callable
 
 from . import channel
 from .channel import Kind
 from .config import Settings
+from .pool_wiring import PoolHooks, ProcessStarter, Watcher
+from .roll import RollingRestart
 from .supervisor import describe_exit, send_signal
 from .worker import State, Worker
 
@@ -60,78 +60,6 @@ READ_BATCH = 256
 """Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 TAG_SPACE = 2 ** 18 - 1
 """Worker tags run from 1 to this, then wrap."""
-
-
-class ProcessStarter(Protocol):
-    """Makes and reaps worker processes (:class:`cluster.supervisor.Forker`)."""
-
-    def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
-        """Start a worker: its pid and the master's end of its channel (non-blocking)."""
-
-    def reap(self) -> list[tuple[int, int]]:
-        """The children that have exited since the last call: (pid, wait status)."""
-
-
-class Watcher(Protocol):
-    """Wakes the pool when a worker's channel is readable (always) or writable (asked)."""
-
-    def watch(self, sock: socket.socket, events: int,
-              on_event: Callable[[socket.socket, int], None]) -> None:
-        """Register ``sock`` for ``events`` (selectors' mask), or change its events."""
-
-    def unwatch(self, sock: socket.socket) -> None:
-        """Stop waking for ``sock``; nothing when it is not watched."""
-
-
-class SelectorWatcher:
-    """A :class:`Watcher` on the master's selector; ``on_event`` is the key's data."""
-
-    def __init__(self, selector: selectors.BaseSelector) -> None:
-        self._selector = selector
-
-    def watch(self, sock: socket.socket, events: int,
-              on_event: Callable[[socket.socket, int], None]) -> None:
-        """Register ``sock`` for ``events``, or change its events (a closed one: nothing)."""
-        try:
-            key = self._selector.get_key(sock)
-        except KeyError:
-            self._selector.register(sock, events, on_event)
-            return
-        except ValueError:  # the socket is closed
-            return
-        if key.events != events:
-            self._selector.modify(sock, events, key.data)
-
-    def unwatch(self, sock: socket.socket) -> None:
-        """Unregister ``sock``; nothing when it is not registered or closed."""
-        try:
-            self._selector.unregister(sock)
-        except (KeyError, ValueError):
-            pass
-
-
-def _nothing(*_args: object) -> None:
-    """A hook nobody listens to."""
-
-
-@dataclasses.dataclass
-class PoolHooks:
-    """What the master hears from the pool. Each hook is called from the loop."""
-
-    changed: Callable[[], None] = _nothing
-    """The table changed (the status file is due)."""
-    serving_changed: Callable[[], None] = _nothing
-    """A slot got or lost its serving worker (accepting, held clients, readiness)."""
-    roll_ended: Callable[[], None] = _nothing
-    """A rolling restart finished, or was aborted (``WorkerPool.rolls`` says which)."""
-    halt: Callable[[str], None] = _nothing
-    """Workers fail to boot again and again: the master should stop, with this reason."""
-    stranded: Callable[[bytes, int], None] = _nothing
-    """A hand-off (packet, client fd) was queued for a worker that died: route it again."""
-    relay: Callable[[Worker, Kind, object], None] = _nothing
-    """A worker published a message (``PUBLISH`` or ``PUBLISH_TO``, parsed)."""
-    hand_back: Callable[[Worker, int, tuple[str, int], bytes], None] = _nothing
-    """A worker handed a connection back: (worker, client fd, address, bytes read)."""
 
 
 class WorkerPool:
@@ -168,13 +96,12 @@ class WorkerPool:
         """slot -> (when, why) of a start waiting for its time (a respawn's backoff)."""
         self._crash_streak: collections.Counter[int] = collections.Counter()
         self._boot_failures = 0
-        self._roll: collections.deque[int] = collections.deque()
-        self._rolling: Worker | None = None
+        self._roll = RollingRestart()
         self.restarts: collections.Counter[str] = collections.Counter()
         """Workers replaced, by reason: crash, timeout (killed), hup, scale."""
         self.slot_restarts: collections.Counter[int] = collections.Counter()
         """Workers replaced, by slot."""
-        self.rolls: dict = {"started": 0, "finished": 0, "failure": None}
+        self.rolls = self._roll.counts
         """Rolling restarts started and finished; the last failure: (roll number, why)."""
 
     # ------------------------------------------------------------------- reading
@@ -182,7 +109,7 @@ class WorkerPool:
     @property
     def rolling(self) -> bool:
         """Whether a rolling restart is under way."""
-        return self._rolling is not None or bool(self._roll)
+        return self._roll.under_way
 
     def owner(self, tag: int) -> Worker | None:
         """The live worker tagged ``tag`` past booting (its sessions' owner), if any."""
@@ -212,8 +139,7 @@ class WorkerPool:
         """
         log.info("rolling restart of %d workers%s", self.size,
                  " (started over)" if self.rolling else "")
-        self.rolls["started"] += 1
-        self._roll = collections.deque(range(self.size))
+        self._roll.begin(self.size)
         self._hooks.changed()
         self._step_roll()
 
@@ -230,13 +156,13 @@ class WorkerPool:
         for slot in range(old, size):
             self.restarts["scale"] += 1
             self._due[slot] = (now, "scaling up")
-        self._roll = collections.deque(slot for slot in self._roll if slot < size)
+        self._roll.trim(size)
         self.reconcile(now)
 
     def stop(self, graceful: bool) -> None:
         """Stop every worker: drain them (``graceful``) or SIGTERM them; start no more."""
         self.stopping = True
-        self._roll.clear()
+        self._roll.cancel()
         self._due.clear()
         if graceful:
             log.info("graceful stop: draining %d workers", len(self.by_pid))
@@ -306,19 +232,6 @@ class WorkerPool:
             if worker is not None:
                 self._exited(worker, status)
 
-    # ----------------------------------------------------------------- sending
-
-    def broadcast(self, kind: Kind, payload: bytes | memoryview,
-                  skip: Worker | None = None) -> int:
-        """Send one message to every worker past booting, but ``skip``; return drops."""
-        packets = channel.frames(kind, payload)
-        dropped = 0
-        for worker in self.by_pid.values():
-            if worker is skip or worker.state is State.BOOTING:
-                continue
-            dropped += not worker.send_packets(packets)
-        return dropped
-
     def close_all_in_child(self) -> None:
         """In a new child: close the master's ends of every worker's channel."""
         for worker in self.by_pid.values():
@@ -352,9 +265,7 @@ class WorkerPool:
         log.info("%s ready after %.1f s", worker, self._clock() - worker.born)
         self._boot_failures = 0
         self._hooks.changed()
-        rolled = self._rolling is worker
-        if rolled:
-            self._rolling = None
+        rolled = self._roll.let_go(worker)
         if self.stopping or worker.slot >= self.size:
             self._drain(worker, "not needed any more")
             return
@@ -363,9 +274,8 @@ class WorkerPool:
         self.serving[worker.slot] = worker
         if previous is not None:
             self._drain(previous, f"replaced by worker {worker.pid}")
-        if rolled and not self._roll:
+        if rolled and self._roll.finish():
             log.info("rolling restart done")
-            self.rolls["finished"] = self.rolls["started"]
             self._hooks.roll_ended()
         self._hooks.serving_changed()
 
@@ -373,8 +283,7 @@ class WorkerPool:
         """Route no new client to ``worker``; it ends its sessions, then exits."""
         if worker.state is State.DRAINING:
             return
-        if self._rolling is worker:  # scaled away while it booted: the roll goes on
-            self._rolling = None
+        self._roll.let_go(worker)  # scaled away while it booted for a roll: the roll goes on
         was_serving = self.serving.get(worker.slot) is worker
         if was_serving:
             del self.serving[worker.slot]
@@ -422,13 +331,10 @@ class WorkerPool:
             return
         if was is not State.DRAINING:
             self._count_restart(worker.slot, "timeout" if worker.killed else "crash")
-        if self._rolling is worker:
-            self._rolling = None
-            self._roll.clear()
+        if self._roll.worker is worker:
             why = f"the new {worker} failed to boot ({worker.boot_error or how})"
             log.error("rolling restart aborted: %s; the old workers keep serving", why)
-            self.rolls["finished"] = self.rolls["started"]
-            self.rolls["failure"] = (self.rolls["started"], why)
+            self._roll.fail(why)
             self._hooks.roll_ended()
         elif was is State.BOOTING:
             self._boot_failures += 1
@@ -470,24 +376,16 @@ class WorkerPool:
             worker.state is not State.DRAINING for worker in self.in_slot(slot))
 
     def _step_roll(self) -> None:
-        """Start the next slot of a rolling restart once the previous one is switched.
-
-        A slot whose worker is still booting (started, or respawned, before the roll)
-        waits for it, then is rolled like the others.
-        """
-        while self._rolling is None and self._roll:
-            slot = self._roll[0]
-            if slot >= self.size:
-                self._roll.popleft()
-                continue
-            if any(w.state is State.BOOTING for w in self.in_slot(slot)):
-                return
-            self._roll.popleft()
+        """Start the next slot of a rolling restart once the previous one is switched."""
+        slot = self._roll.next_slot(self.size, self._booting)
+        if slot is not None:
             self._count_restart(slot, "hup")
-            self._rolling = self._spawn(slot, "rolling restart")
-        if self._rolling is None and self.rolls["finished"] < self.rolls["started"]:
-            self.rolls["finished"] = self.rolls["started"]  # ended by a scale down
+            self._roll.worker = self._spawn(slot, "rolling restart")
+        elif self._roll.finish():  # ended by a scale down
             self._hooks.roll_ended()
+
+    def _booting(self, slot: int) -> bool:
+        return any(worker.state is State.BOOTING for worker in self.in_slot(slot))
 
     # ------------------------------------------------------------------ channels
 
@@ -507,13 +405,18 @@ class WorkerPool:
         if not mask & selectors.EVENT_READ:
             return
         try:
-            for kind, payload, fd in worker.receive(READ_BATCH):
+            for kind, value, fd in worker.receive(READ_BATCH):
+                worker.last_seen = self._clock()
                 if kind is Kind.HANDBACK:
-                    self._hand_back(worker, payload, fd)
-                    continue
-                if fd is not None:
-                    os.close(fd)
-                self._on_message(worker, kind, payload)
+                    self._hooks.hand_back(worker, fd, *value)  # type: ignore[arg-type, misc]
+                elif kind is Kind.PUBLISH or kind is Kind.PUBLISH_TO:
+                    self._hooks.relay(worker, kind, value)
+                elif kind is Kind.HEARTBEAT:
+                    worker.take_heartbeat(value, self._settings.worker_connections)  # type: ignore[arg-type]
+                elif kind is Kind.READY:
+                    self._ready(worker)
+                elif kind is Kind.BOOT_FAILED:
+                    worker.boot_error = value  # type: ignore[assignment]
         except EOFError:  # the worker is gone; its exit is reaped
             self._unwatch(worker)
         except channel.ProtocolError as exc:
@@ -521,44 +424,3 @@ class WorkerPool:
         except Exception:  # noqa: BLE001 - a worker's message must never end the master
             log.exception("%s: its message could not be handled", worker)
             self._reject(worker, "its message could not be handled (traceback above)")
-
-    def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
-        value = channel.parse_from_worker(kind, payload)
-        worker.last_seen = self._clock()
-        if kind is Kind.PUBLISH or kind is Kind.PUBLISH_TO:
-            self._hooks.relay(worker, kind, value)
-        elif kind is Kind.HEARTBEAT:
-            self._heartbeat(worker, value)  # type: ignore[arg-type]
-        elif kind is Kind.READY:
-            self._ready(worker)
-        elif kind is Kind.BOOT_FAILED:
-            worker.boot_error = value  # type: ignore[assignment]
-
-    def _hand_back(self, worker: Worker, payload: bytes, fd: int | None) -> None:
-        """A connection ``worker`` read another worker's request on: to the master."""
-        if fd is None:
-            raise channel.ProtocolError("HANDBACK without a client socket")
-        try:
-            address, data = channel.parse_from_worker(Kind.HANDBACK, payload)  # type: ignore[misc]
-        except channel.ProtocolError:
-            os.close(fd)
-            raise
-        worker.last_seen = self._clock()
-        self._hooks.hand_back(worker, fd, address, data)
-
-    def _heartbeat(self, worker: Worker, beat: channel.Heartbeat) -> None:
-        """Take a worker's load; say when it becomes full (placement skips it) or has room."""
-        worker.sessions, worker.connections = beat.sessions, beat.connections
-        worker.placed = 0
-        if worker.late:
-            worker.late = False
-            log.info("%s heartbeats again: new clients may go to it", worker)
-        limit = self._settings.worker_connections
-        full = worker.connections >= limit
-        if full != worker.full:
-            worker.full = full
-            if full:
-                log.warning("%s is full: %d connections (--worker-connections %d); new clients "
-                            "go to the other workers", worker, worker.connections, limit)
-            else:
-                log.info("%s has room again (%d connections)", worker, worker.connections)

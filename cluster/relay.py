@@ -11,9 +11,10 @@ slow worker must never stall the master nor the other workers.
 """
 from __future__ import annotations
 
+from . import channel
 from .channel import Kind
 from .pool import WorkerPool
-from .worker import Worker
+from .worker import State, Worker
 
 
 class Relay:
@@ -45,7 +46,10 @@ class Relay:
         """Hand a pub/sub message from ``sender`` to every other worker."""
         self.broadcasts += 1
         self.bytes += len(payload)
-        self.dropped += self._pool.broadcast(Kind.DELIVER, payload, skip=sender)
+        packets = channel.frames(Kind.DELIVER, payload)
+        for worker in self._pool.by_pid.values():
+            if worker is not sender and worker.state is not State.BOOTING:
+                self.dropped += not worker.send_packets(packets)
 
     def _unicast(self, sender: Worker, tag: int, payload: memoryview) -> None:
         """Hand a pub/sub message to the worker tagged ``tag`` only (it owns the sid).

@@ -3,22 +3,31 @@
 Plain functions of the master's parts (the pool, the dispatcher, the relay), read
 only: nothing here changes what it reports on. :func:`facts` feeds ``/status``,
 ``/metrics`` and the control socket; :func:`snapshot` is the ``--pid FILE`` status file;
-:func:`status_line` is the one line systemd shows.
+:func:`status_line` is the one line systemd shows; :func:`open_servers` starts the
+status server and the control socket, the operators' two doors, on the master's loop.
 """
 from __future__ import annotations
 
 import collections
 import functools
+import logging
 import os
+import selectors
 import time
+from typing import TYPE_CHECKING
 
 from . import adapters
-from .config import Settings
+from .config import ConfigError, Settings
 from .dispatch import Dispatcher
 from .options import BALANCES
 from .pool import WorkerPool
 from .relay import Relay
 from .worker import State
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger("sticky_cluster.master")
 
 
 def facts(settings: Settings, pool: WorkerPool, dispatcher: Dispatcher, relay: Relay, *,
@@ -85,3 +94,33 @@ def status_line(pool: WorkerPool) -> str:
     serving = pool.serving.values()
     return (f"{len(serving)} of {pool.size} workers serving, "
             f"{sum(w.sessions for w in serving)} sessions")
+
+
+def open_servers(settings: Settings, selector: selectors.BaseSelector,
+                 master: Master) -> list:
+    """Start the status server and the control socket, when enabled, on ``selector``.
+
+    Returns them (the loop ticks them, and closes them at the end). Raises ConfigError
+    when one cannot be opened, with none left open.
+    """
+    servers: list = []
+    try:
+        if settings.status_bind is not None:
+            from .status_http import StatusServer
+            from .status_site import site
+
+            server = StatusServer(settings.status_bind, site(master.facts))
+            server.open(selector)
+            servers.append(server)
+            log.info("status at http://%s/ (/metrics, /healthz, /status)", settings.status_bind)
+        if settings.control_path is not None:
+            from .control_socket import ControlServer
+
+            control = ControlServer(settings.control_path, master)
+            control.open(selector)
+            servers.append(control)
+    except ConfigError:
+        for server in servers:
+            server.close()
+        raise
+    return servers

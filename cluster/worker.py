@@ -17,6 +17,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import logging
 import os
 import socket
 import time
@@ -24,6 +25,8 @@ from typing import Callable, Iterator
 
 from . import channel
 from .channel import Kind
+
+log = logging.getLogger("sticky_cluster.master")
 
 OUTBOX_LIMIT = 512
 """Packets queued for one worker while its channel is full; past that, sends fail."""
@@ -84,6 +87,23 @@ class Worker:
         """Whether packets wait for room in the channel."""
         return bool(self.outbox) and not self.broken
 
+    def take_heartbeat(self, beat: channel.Heartbeat, connection_limit: int) -> None:
+        """Take the load a heartbeat reports; say when the worker answers again after
+        being late, becomes full (placement skips it) or has room again."""
+        self.sessions, self.connections = beat.sessions, beat.connections
+        self.placed = 0
+        if self.late:
+            self.late = False
+            log.info("%s heartbeats again: new clients may go to it", self)
+        full = self.connections >= connection_limit
+        if full != self.full:
+            self.full = full
+            if full:
+                log.warning("%s is full: %d connections (--worker-connections %d); new clients "
+                            "go to the other workers", self, self.connections, connection_limit)
+            else:
+                log.info("%s has room again (%d connections)", self, self.connections)
+
     def send(self, packet: bytes, client: int | None = None) -> bool:
         """Send (or queue) one packet, with a client socket fd to hand off if given.
 
@@ -139,12 +159,13 @@ class Worker:
                 os.close(client)
         self.on_backlog(self)
 
-    def receive(self, limit: int) -> Iterator[tuple[Kind, bytes, int | None]]:
-        """The whole messages waiting on the channel, at most ``limit`` packets read.
+    def receive(self, limit: int) -> Iterator[tuple[Kind, object, int | None]]:
+        """The whole messages waiting on the channel, parsed; at most ``limit`` packets read.
 
-        Yields (kind, payload, fd); the caller owns the fd (a hand-back's client socket)
-        and must close it if it does not keep it. Stops when nothing more is there.
-        Raises :class:`EOFError` when the worker closed its end (it is gone), and
+        Yields (kind, value, fd): the value as :func:`cluster.channel.parse_from_worker`
+        makes it, and the client socket of a ``HANDBACK``, which the caller then owns
+        (any other fd is closed here). Stops when nothing more is there. Raises
+        :class:`EOFError` when the worker closed its end (it is gone), and
         :class:`cluster.channel.ProtocolError` for a malformed message.
         """
         for _ in range(limit):
@@ -154,20 +175,24 @@ class Worker:
                 return
             except OSError:
                 packet, fd = b"", None
-            if not packet:
-                if fd is not None:
-                    os.close(fd)
-                raise EOFError
             try:
+                if not packet:
+                    raise EOFError
                 message = self.reassembler.feed(packet)
-            except channel.ProtocolError:
+                if message is None:
+                    continue
+                kind, payload = message
+                if kind is Kind.HANDBACK and fd is None:
+                    raise channel.ProtocolError("HANDBACK without a client socket")
+                value = channel.parse_from_worker(kind, payload)
+                if kind is Kind.HANDBACK:
+                    client, fd = fd, None
+                    yield kind, value, client
+                else:
+                    yield kind, value, None
+            finally:
                 if fd is not None:
                     os.close(fd)
-                raise
-            if message is not None:
-                yield message[0], message[1], fd
-            elif fd is not None:
-                os.close(fd)
 
     def discard_outbox(self) -> list[tuple[bytes, int]]:
         """Empty the outbox; return the hand-offs it still held: (packet, client fd)."""

@@ -1,9 +1,20 @@
 """The master: one process, one thread, one selectors loop.
 
-It listens, hands each new connection to a worker (:mod:`cluster.dispatch`), relays
-pub/sub messages between workers, and supervises them. Signals (and the embedding
-API's method calls) are queued and handled by the loop, one ``handle_<signal>``
-method each, as in gunicorn's arbiter; never inside a signal handler.
+Signals (and the embedding API's method calls) are queued and handled by the loop,
+one ``handle_<signal>`` method each, as in gunicorn's arbiter; never inside a signal
+handler. The loop owns the policy (when to roll, scale or stop, when to give up) and
+wires the rooms that do the work, each the one owner of its concern:
+
+* :mod:`cluster.acceptor`: the listening sockets, and when the loop accepts on them;
+* :mod:`cluster.dispatch`: each accepted connection to the worker it belongs to;
+* :mod:`cluster.pool`: the workers, their states and transitions (fork in
+  :mod:`cluster.supervisor`, the record of one worker in :mod:`cluster.worker`);
+* :mod:`cluster.relay`: the embedded pub/sub bus between the workers;
+* :mod:`cluster.status`: what the master tells operators (facts, status file).
+
+Every turn of the loop serves what is ready, runs the queued commands, then ticks:
+timers of the pending connections, the pool's reconcile and heartbeat scan, the
+operators' servers.
 """
 from __future__ import annotations
 
@@ -17,9 +28,10 @@ from typing import Callable
 
 from workers.spec import WorkerSpec
 
-from . import listeners, status
+from . import status
+from .acceptor import Acceptor
 from .config import ConfigError, Settings, make_settings
-from .dispatch import ACCEPT_BATCH, Dispatcher
+from .dispatch import Dispatcher
 from .events import EventLog
 from .logs import configure_logging, reopen_log_files
 from .options import worker_options
@@ -30,7 +42,7 @@ from .preflight import ClusterError, preflight
 from .proctitle import set_title
 from .relay import Relay
 from .supervisor import Forker
-from .systemd import Notifier, inherited_listeners
+from .systemd import Notifier
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -38,16 +50,6 @@ HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
 STOP_SIGNALS = (signal.SIGQUIT, signal.SIGINT, signal.SIGTERM)
 FAST_STOP_TIMEOUT = 5.0
 """Seconds workers get to exit on a fast stop before SIGKILL."""
-ACCEPT_PAUSE = 0.5
-"""Seconds the master stops accepting when it runs out of file descriptors."""
-ACCEPT_LINGER = 0.002
-"""Seconds the master leaves the listeners alone after accepting a few connections, so
-that under load one wake-up hands off a batch: the loop's cost per wake-up, not per
-connection, is most of its CPU (measured with 2 workers at ~2,300 handshakes/s: 48 µs
-per handshake without, 27 µs with). A lone connection is not delayed; one that follows
-it waits 2 ms at most. The loop serves the workers' channels meanwhile (the listeners
-are out of the selector, whose timeout ends the linger): relay traffic and heartbeats
-never wait for it."""
 IDLE_WAKE = 0.25
 """Seconds the loop sleeps at most when nothing happens, for its timers."""
 OPERATIONS_TICK = 0.1
@@ -85,7 +87,6 @@ class Master:
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
-        self._listeners: list = []
         self._forker = Forker(self._spec_for, self.settings.runtime, self._forget_in_child,
                               self._identity)
         hooks = PoolHooks(changed=self._changed, serving_changed=self._serving_changed,
@@ -93,14 +94,13 @@ class Master:
         self._pool = WorkerPool(self.settings, self._forker, hooks)
         self._dispatcher = Dispatcher(self._pool, self.settings)
         self._relay = Relay(self._pool)
+        self._acceptor = Acceptor(self._dispatcher, lambda: bool(self._pool.serving))
         hooks.stranded = self._dispatcher.redeliver
         hooks.hand_back = self._dispatcher.hand_back
         hooks.relay = self._relay.publish
         self._stopping: str | None = None
         self._stop_deadline = 0.0
         self._halt_reason: str | None = None
-        self._accept_paused_until = 0.0
-        self._accepting = False
         self._announced_ready = False
         self._pid_file: PidFile | None = None
         self._status: StatusFile | None = None
@@ -118,8 +118,6 @@ class Master:
         self._notifier = Notifier()
         self._extras: list = []
         """The status server and the control server, when enabled: served by the loop."""
-        self._inherited: set = set()
-        """Listeners systemd passed (socket activation): closed but never unlinked."""
 
     # ----------------------------------------------------------------- public API
 
@@ -167,7 +165,7 @@ class Master:
             self._halt_reason = (f"master crashed: {type(exc).__name__}: {exc} "
                                  "(the traceback is in the log)")
         finally:
-            self._close_listeners()
+            self._acceptor.close()
             self._dispatcher.close()
             for extra in self._extras:
                 extra.close()
@@ -202,7 +200,7 @@ class Master:
         """
         return status.facts(
             self.settings, self._pool, self._dispatcher, self._relay,
-            binds=[str(bind) for _sock, bind in self._listeners], stopping=self._stopping,
+            binds=[str(bind) for bind in self._acceptor.binds], stopping=self._stopping,
             uptime=time.monotonic() - self._born, loop_lag=max(self._lag),
             events=self._events.recent())
 
@@ -283,9 +281,7 @@ class Master:
         """Seconds the next select may wait: until a queued command, or accepting resumes."""
         if self._commands:
             return 0.0
-        if self._accept_paused_until:
-            return max(0.0, min(IDLE_WAKE, self._accept_paused_until - time.monotonic()))
-        return IDLE_WAKE
+        return self._acceptor.next_wake(time.monotonic(), IDLE_WAKE)
 
     def _run_commands(self) -> None:
         while self._commands:
@@ -308,9 +304,7 @@ class Master:
         if now >= self._reap_due:
             self._reap_due = now + REAP_INTERVAL
             self.handle_chld()
-        if self._accept_paused_until and now >= self._accept_paused_until:
-            self._accept_paused_until = 0.0
-            self._update_accepting()
+        self._acceptor.resume_if_due(now)
         if self._stopping:
             if now >= self._stop_deadline:
                 self._pool.kill_all("still running at the stop deadline")
@@ -339,7 +333,7 @@ class Master:
     # ------------------------------------------------------------------ workers
 
     def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
-        first = self._listeners[0][1] if self._listeners else self.settings.binds[0]
+        first = (self._acceptor.binds or self.settings.binds)[0]
         return WorkerSpec(
             target=self.settings.target, slot=slot, tag=tag,
             heartbeat_interval=self.settings.heartbeat_interval,
@@ -348,12 +342,12 @@ class Master:
 
     def _serving_changed(self) -> None:
         """A slot got or lost its serving worker: accept or not; announce readiness."""
-        self._update_accepting()
+        self._acceptor.update()
         self._dispatcher.release()
         if not self._announced_ready and len(self._pool.serving) == self._pool.size:
             self._announced_ready = True
             log.info("cluster ready: %d workers serving on %s", self._pool.size,
-                     ", ".join(str(b) for _sock, b in self._listeners))
+                     ", ".join(str(bind) for bind in self._acceptor.binds))
             self._notifier.ready(status.status_line(self._pool))
 
     def _roll_ended(self) -> None:
@@ -369,7 +363,7 @@ class Master:
         self._stopping = how
         self._notifier.stopping()
         self._changed()
-        self._close_listeners()
+        self._acceptor.close()
         self._pool.stop(graceful=how == "graceful")
         self._stop_deadline = time.monotonic() + (
             FAST_STOP_TIMEOUT if how == "fast" else self.settings.graceful_timeout + DRAIN_GRACE)
@@ -380,35 +374,6 @@ class Master:
         self._begin_stop("fast")
 
     # --------------------------------------------------------- selector plumbing
-
-    def _on_listener_readable(self, sock: object, mask: int) -> None:
-        accepted = self._dispatcher.accepted
-        if not self._dispatcher.accept_from(sock):  # type: ignore[arg-type]
-            log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
-            self._pause_accepting(ACCEPT_PAUSE)
-        elif 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
-            self._pause_accepting(ACCEPT_LINGER)
-
-    def _pause_accepting(self, seconds: float) -> None:
-        """Leave new clients in the listen backlog for ``seconds``; the loop serves the rest
-        meanwhile, and its tick takes the listeners back."""
-        self._accept_paused_until = max(self._accept_paused_until, time.monotonic() + seconds)
-        self._update_accepting()
-
-    def _update_accepting(self) -> None:
-        """Accept while a worker serves and files are not short; else leave the clients
-        in the listen backlog (a connection accepted with no worker to take it would
-        have to be held or dropped)."""
-        assert self._selector is not None
-        on = bool(self._listeners and self._pool.serving) and not self._accept_paused_until
-        if on == self._accepting:
-            return
-        self._accepting = on
-        for sock, _bind in self._listeners:
-            if on:
-                self._selector.register(sock, selectors.EVENT_READ, self._on_listener_readable)
-            else:
-                self._selector.unregister(sock)
 
     def _on_wake(self, _fd: object, _mask: int) -> None:
         try:
@@ -432,35 +397,13 @@ class Master:
         self._dispatcher.attach(self._selector)
         self._pool.attach(SelectorWatcher(self._selector))
         try:
-            inherited = inherited_listeners()
-            self._inherited = {sock for sock, _bind in inherited}
-            for sock, bind in inherited or [(listeners.open_listener(b), b)
-                                            for b in self.settings.binds]:
-                self._dispatcher.prepare(sock)
-                self._listeners.append((sock, bind))
+            self._acceptor.open(self._selector, self.settings.binds)
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
-        for sock, bind in self._listeners:
-            log.info("listening at %s (master %d)%s", bind, os.getpid(),
-                     ", inherited from systemd" if sock in self._inherited else "")
 
     def _target_name(self) -> str:
         target = self.settings.target
         return target if isinstance(target, str) else type(target).__name__
-
-    def _close_listeners(self) -> None:
-        for sock, bind in self._listeners:
-            if self._selector is not None:
-                try:
-                    self._selector.unregister(sock)
-                except (KeyError, ValueError):
-                    pass
-            if sock in self._inherited:
-                sock.close()  # systemd's socket: its file stays for the next master
-            else:
-                listeners.close_listener(sock, bind)
-        self._listeners = []
-        self._accepting = False
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
@@ -483,9 +426,7 @@ class Master:
         self._commands.append(signum)
 
     def _forget_in_child(self) -> None:
-        for sock, _bind in self._listeners:
-            sock.close()
-        self._listeners = []
+        self._acceptor.forget_in_child()
         self._dispatcher.close()
         for extra in self._extras:
             extra.forget_in_child()

@@ -17,7 +17,8 @@ import pytest
 
 from cluster import channel
 from cluster.channel import Kind
-from cluster.master import ACCEPT_LINGER, REAP_INTERVAL, Master
+from cluster.acceptor import ACCEPT_LINGER
+from cluster.master import REAP_INTERVAL, Master
 from cluster.worker import State, Worker
 from conftest import free_port, wait_for
 
@@ -33,7 +34,7 @@ def master():
     master._open_listeners()
     master.port = port
     yield master
-    master._close_listeners()
+    master._acceptor.close()
     master._dispatcher.close()
     for worker in list(master._pool.by_pid.values()):
         master._pool._forget(worker)
@@ -50,7 +51,7 @@ def worker_end(master):
     worker = Worker(pid=NO_SUCH_PID, slot=0, tag=1, sock=master_end, state=State.SERVING)
     master._pool._enlist(worker)
     master._pool.serving[0] = worker
-    master._update_accepting()
+    master._acceptor.update()
     yield worker_end
     worker_end.close()
 
@@ -75,7 +76,7 @@ def _handed_off(worker_end: socket.socket) -> tuple[str, int]:
 
 
 def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worker_end):
-    listener = master._listeners[0][0]
+    listener = master._acceptor.listeners[0][0]
     first = socket.create_connection(("127.0.0.1", master.port))
     events = wait_for(lambda: master._selector.select(0.5), 10, what="the first connection")
     assert [key.fileobj for key, _mask in events] == [listener]
@@ -84,7 +85,7 @@ def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worke
     assert _handed_off(worker_end) == first.getsockname()
 
     # lingering: the listeners are out of the selector, whose timeout ends the linger
-    assert not master._accepting
+    assert not master._acceptor.accepting
     with pytest.raises(KeyError):
         master._selector.get_key(listener)
     assert 0 <= master._next_timeout() <= ACCEPT_LINGER

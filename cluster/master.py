@@ -26,15 +26,12 @@ import signal
 import time
 from typing import Callable
 
-from workers.spec import WorkerSpec
-
 from . import status
 from .acceptor import Acceptor
 from .config import ConfigError, Settings, make_settings
 from .dispatch import Dispatcher
 from .events import EventLog
 from .logs import configure_logging, reopen_log_files
-from .options import worker_options
 from .pidfile import PidFile, PidFileError, StatusFile
 from .pool import DRAIN_GRACE, WorkerPool
 from .pool_wiring import PoolHooks, SelectorWatcher
@@ -83,12 +80,10 @@ class Master:
 
     def __init__(self, app: object, **options: object) -> None:
         self.settings: Settings = make_settings(app, **options)
-        self._identity = self.settings.identity
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
-        self._forker = Forker(self._spec_for, self.settings.runtime, self._forget_in_child,
-                              self._identity)
+        self._forker = Forker(self.settings, lambda: self._acceptor.binds, self._forget_in_child)
         hooks = PoolHooks(changed=self._changed, serving_changed=self._serving_changed,
                           roll_ended=self._roll_ended, halt=self._halt)
         self._pool = WorkerPool(self.settings, self._forker, hooks)
@@ -130,7 +125,7 @@ class Master:
         if self.settings.umask is not None:
             os.umask(self.settings.umask)
         configure_logging(self.settings.log_level, self.settings.log_file,
-                          self._identity.owner if self._identity else None,
+                          self.settings.identity.owner if self.settings.identity else None,
                           self.settings.log_format)
         self._events.attach()
         set_title(f"master {self._target_name()}")
@@ -331,14 +326,6 @@ class Master:
         self._status_changed = True
 
     # ------------------------------------------------------------------ workers
-
-    def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
-        first = (self._acceptor.binds or self.settings.binds)[0]
-        return WorkerSpec(
-            target=self.settings.target, slot=slot, tag=tag,
-            heartbeat_interval=self.settings.heartbeat_interval,
-            server_address=first.address, family=first.family,
-            hand_back=self.settings.route == "sid", **worker_options(self.settings))
 
     def _serving_changed(self) -> None:
         """A slot got or lost its serving worker: accept or not; announce readiness."""

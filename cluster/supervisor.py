@@ -19,7 +19,8 @@ from workers.spec import WorkerSpec
 
 from . import channel
 from .channel import Kind
-from .privileges import Identity
+from .config import Bind, Settings
+from .options import worker_options
 from .proctitle import set_title
 
 log = logging.getLogger("sticky_cluster.master")
@@ -38,19 +39,19 @@ class Forker:
     The pool's process starter: it knows how a worker process is made, nothing of
     what the pool does with it.
 
-    :param spec_for: makes the :class:`WorkerSpec` of a new worker from (slot, tag).
-    :param runtime: the name of the worker runtime (see :mod:`workers`).
+    :param settings: what a worker is told (its :class:`WorkerSpec`), and the user and
+                     groups it switches to before it loads the app (``identity``).
+    :param binds: where the master listens (a worker tells its app the first).
     :param forget_in_child: closes, in a new child, everything of the master's it
                             inherited (listeners, selector, other workers' channels).
-    :param identity: the user and groups a new worker switches to before it loads the
-                     app; None: it stays who the master is.
     """
 
-    def __init__(self, spec_for: Callable[[int, int], WorkerSpec], runtime: str,
-                 forget_in_child: Callable[[], None], identity: Identity | None = None) -> None:
-        self._identity = identity
-        self._spec_for = spec_for
-        self.runtime = runtime
+    def __init__(self, settings: Settings, binds: Callable[[], list[Bind]],
+                 forget_in_child: Callable[[], None]) -> None:
+        self._settings = settings
+        self._identity = settings.identity
+        self._binds = binds
+        self.runtime = settings.runtime
         """The worker runtime's name (resolved by the master's pre-flight check)."""
         self._forget_in_child = forget_in_child
 
@@ -68,6 +69,15 @@ class Forker:
         worker_end.close()
         master_end.setblocking(False)
         return pid, master_end
+
+    def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
+        settings = self._settings
+        first = (self._binds() or settings.binds)[0]
+        return WorkerSpec(
+            target=settings.target, slot=slot, tag=tag,
+            heartbeat_interval=settings.heartbeat_interval,
+            server_address=first.address, family=first.family,
+            hand_back=settings.route == "sid", **worker_options(settings))
 
     def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
         code = 0

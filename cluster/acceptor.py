@@ -22,7 +22,7 @@ from typing import Callable
 
 from . import listeners
 from .config import Bind
-from .dispatch import ACCEPT_BATCH, Dispatcher
+from .intake import ACCEPT_BATCH, Intake
 from .systemd import inherited_listeners
 
 log = logging.getLogger("sticky_cluster.master")
@@ -42,12 +42,12 @@ never wait for it."""
 class Acceptor:
     """The master's listeners, in the loop's selector while the master accepts.
 
-    :param dispatcher: routes what is accepted.
+    :param intake: takes what is accepted.
     :param can_accept: whether a worker serves (else clients wait in the backlog).
     """
 
-    def __init__(self, dispatcher: Dispatcher, can_accept: Callable[[], bool]) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, intake: Intake, can_accept: Callable[[], bool]) -> None:
+        self._intake = intake
         self._can_accept = can_accept
         self._selector: selectors.BaseSelector | None = None
         self.listeners: list[tuple[socket.socket, Bind]] = []
@@ -69,7 +69,7 @@ class Acceptor:
         inherited = inherited_listeners()
         self._inherited = {sock for sock, _bind in inherited}
         for sock, bind in inherited or [(listeners.open_listener(b), b) for b in binds]:
-            self._dispatcher.prepare(sock)
+            self._intake.prepare(sock)
             self.listeners.append((sock, bind))
         for sock, bind in self.listeners:
             log.info("listening at %s (master %d)%s", bind, os.getpid(),
@@ -124,11 +124,11 @@ class Acceptor:
         self.listeners = []
 
     def _on_readable(self, sock: socket.socket, _mask: int) -> None:
-        accepted = self._dispatcher.accepted
-        if not self._dispatcher.accept_from(sock):
+        accepted = self._intake.accepted
+        if not self._intake.accept_from(sock):
             log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
             self._pause(ACCEPT_PAUSE)
-        elif 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
+        elif 0 < self._intake.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
             self._pause(ACCEPT_LINGER)
 
     def _pause(self, seconds: float) -> None:

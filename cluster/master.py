@@ -6,7 +6,8 @@ handler. The loop owns the policy (when to roll, scale or stop, when to give up)
 wires the rooms that do the work, each the one owner of its concern:
 
 * :mod:`cluster.acceptor`: the listening sockets, and when the loop accepts on them;
-* :mod:`cluster.dispatch`: each accepted connection to the worker it belongs to;
+* :mod:`cluster.intake`: what routing needs of a new connection (peek, PROXY header);
+* :mod:`cluster.dispatch`: each connection to the worker it belongs to;
 * :mod:`cluster.pool`: the workers, their states and transitions (fork in
   :mod:`cluster.supervisor`, the record of one worker in :mod:`cluster.worker`);
 * :mod:`cluster.relay`: the embedded pub/sub bus between the workers;
@@ -31,6 +32,7 @@ from .acceptor import Acceptor
 from .config import ConfigError, Settings, make_settings
 from .dispatch import Dispatcher
 from .events import EventLog
+from .intake import Intake
 from .logs import configure_logging, reopen_log_files
 from .pidfile import PidFile, PidFileError, StatusFile
 from .pool import DRAIN_GRACE, WorkerPool
@@ -89,7 +91,8 @@ class Master:
         self._pool = WorkerPool(self.settings, self._forker, hooks)
         self._dispatcher = Dispatcher(self._pool, self.settings)
         self._relay = Relay(self._pool)
-        self._acceptor = Acceptor(self._dispatcher, lambda: bool(self._pool.serving))
+        self._intake = Intake(self._dispatcher, self.settings)
+        self._acceptor = Acceptor(self._intake, lambda: bool(self._pool.serving))
         hooks.stranded = self._dispatcher.redeliver
         hooks.hand_back = self._dispatcher.hand_back
         hooks.relay = self._relay.publish
@@ -161,6 +164,7 @@ class Master:
                                  "(the traceback is in the log)")
         finally:
             self._acceptor.close()
+            self._intake.close()
             self._dispatcher.close()
             for extra in self._extras:
                 extra.close()
@@ -171,7 +175,7 @@ class Master:
                 self._pid_file.remove()
             self._restore_signals()
         log.info("relay totals: %s", self._relay.summary())
-        log.info("routing totals: %s", self._dispatcher.summary())
+        log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
         if self._halt_reason:
             raise ClusterError(self._halt_reason)
         log.info("master %d stopped", os.getpid())
@@ -194,7 +198,7 @@ class Master:
         to the connections handed to a worker, hand-backs included).
         """
         return status.facts(
-            self.settings, self._pool, self._dispatcher, self._relay,
+            self.settings, self._pool, self._intake, self._dispatcher, self._relay,
             binds=[str(bind) for bind in self._acceptor.binds], stopping=self._stopping,
             uptime=time.monotonic() - self._born, loop_lag=max(self._lag),
             events=self._events.recent())
@@ -289,7 +293,7 @@ class Master:
 
     def _tick(self, now: float) -> None:
         self._measure_lag(now)
-        self._dispatcher.expire(now)
+        self._intake.expire(now)
         if now >= self._operations_due:  # not on every turn: a turn may be one accept batch
             self._operations_due = now + OPERATIONS_TICK
             self._tick_operations(now)
@@ -381,7 +385,7 @@ class Master:
     def _open_listeners(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
-        self._dispatcher.attach(self._selector)
+        self._intake.attach(self._selector)
         self._pool.attach(SelectorWatcher(self._selector))
         try:
             self._acceptor.open(self._selector, self.settings.binds)
@@ -414,6 +418,7 @@ class Master:
 
     def _forget_in_child(self) -> None:
         self._acceptor.forget_in_child()
+        self._intake.close()
         self._dispatcher.close()
         for extra in self._extras:
             extra.forget_in_child()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from . import adapters
 from .config import ConfigError, Settings
 from .dispatch import Dispatcher
+from .intake import Intake
 from .options import BALANCES
 from .pool import WorkerPool
 from .relay import Relay
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("sticky_cluster.master")
 
 
-def facts(settings: Settings, pool: WorkerPool, dispatcher: Dispatcher, relay: Relay, *,
-          binds: list[str], stopping: str | None, uptime: float, loop_lag: float,
-          events: list[dict]) -> dict:
+def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Dispatcher,
+          relay: Relay, *, binds: list[str], stopping: str | None, uptime: float,
+          loop_lag: float, events: list[dict]) -> dict:
     """What the master knows now, as plain data (JSON-ready); see :meth:`Master.facts`."""
     now = time.monotonic()
     by_state = collections.Counter(w.state.value for w in pool.by_pid.values())
@@ -58,18 +59,31 @@ def facts(settings: Settings, pool: WorkerPool, dispatcher: Dispatcher, relay: R
                         for balance in BALANCES},
                      "rerouted": dispatcher.rerouted},
         "placement_skips": {"full": dispatcher.past_full, "late": dispatcher.past_late},
-        "connections": {"accepted": dispatcher.accepted, "timed_out": dispatcher.timed_out,
-                        "refused": dispatcher.refused, "held": dispatcher.held,
+        "connections": {"accepted": intake.accepted, "timed_out": intake.timed_out,
+                        "refused": intake.refused, "held": dispatcher.held,
                         "dropped": dispatcher.dropped},
         "restarts": {reason: pool.restarts[reason]
                      for reason in ("crash", "timeout", "hup", "scale")},
         "relay": {"broadcast": relay.broadcasts, "unicast": relay.unicasts,
                   "dropped": relay.dropped, "bytes": relay.bytes},
-        "pending": dispatcher.pending_count,
+        "pending": intake.pending_count,
         "loop_lag": round(loop_lag, 6),
         "rolls": {**pool.rolls, "failure": failure and (failure[0], clean(failure[1]))},
         "events": [{**event, "message": clean(event["message"])} for event in events],
     }
+
+
+def routing_totals(intake: Intake, dispatcher: Dispatcher) -> str:
+    """The connections' counters, for the log when the master stops."""
+    each = (dispatcher.handback_seconds / dispatcher.handed_back * 1e6
+            if dispatcher.handed_back else 0.0)
+    return (f"{intake.accepted} accepted, {dispatcher.by_sid} by sid, "
+            f"{dispatcher.rerouted} rerouted, "
+            f"{dispatcher.handed_back} handed back ({each:.0f} µs CPU each), "
+            f"{dispatcher.returned} returned, "
+            f"{dispatcher.past_full} past a full worker, {dispatcher.past_late} past a late "
+            f"worker, {dispatcher.held} held, {intake.timed_out} timed out, "
+            f"{intake.refused} refused, {dispatcher.dropped} dropped")
 
 
 def snapshot(pool: WorkerPool, stopping: str | None) -> dict:

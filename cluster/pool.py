@@ -33,6 +33,7 @@ import time
 from typing import Callable
 
 from . import channel
+from .backoff import RespawnBackoff
 from .channel import Kind
 from .config import Settings
 from .pool_wiring import PoolHooks, ProcessStarter, Watcher
@@ -50,12 +51,6 @@ BOOT_TIMEOUT = 30.0
 """Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
 LATE_BEATS = 2.5
 """Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
-STABLE_LIFE = 10.0
-"""Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
-FIRST_BACKOFF = 0.2
-"""Seconds before the first respawn of a slot that crashed early; doubles each time."""
-MAX_BACKOFF = 30.0
-"""Seconds a slot that keeps crashing waits at most before its next respawn."""
 READ_BATCH = 256
 """Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 TAG_SPACE = 2 ** 18 - 1
@@ -94,7 +89,7 @@ class WorkerPool:
         """slot -> the worker new clients of that slot go to."""
         self._due: dict[int, tuple[float, str]] = {}
         """slot -> (when, why) of a start waiting for its time (a respawn's backoff)."""
-        self._crash_streak: collections.Counter[int] = collections.Counter()
+        self._backoff = RespawnBackoff()
         self._boot_failures = 0
         self._roll = RollingRestart()
         self.restarts: collections.Counter[str] = collections.Counter()
@@ -362,9 +357,7 @@ class WorkerPool:
 
     def _schedule_respawn(self, slot: int, lived: float) -> None:
         """Respawn ``slot`` at once, or after a backoff that doubles while it keeps dying."""
-        streak = self._crash_streak[slot] = (
-            0 if lived > STABLE_LIFE else self._crash_streak[slot] + 1)
-        delay = 0.0 if streak == 0 else min(FIRST_BACKOFF * 2 ** (streak - 1), MAX_BACKOFF)
+        delay, streak = self._backoff.delay(slot, lived)
         why = f"respawn after {delay:.1f} s backoff" if delay else "respawn"
         self._due[slot] = (self._clock() + delay, why)
         if delay:

@@ -18,6 +18,7 @@ import pytest
 
 from cluster import channel
 from cluster.channel import Kind
+from cluster.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
 from cluster.pool import BOOT_TIMEOUT, DRAIN_GRACE, LATE_BEATS
 from cluster.worker import OUTBOX_LIMIT, State
 from fake_pool import (GRACEFUL, HEARTBEAT, READ, TIMEOUT, WRITE, World, exited, killed_by,
@@ -204,6 +205,14 @@ def test_a_crashing_slot_is_respawned_after_a_backoff_that_doubles(world):
         world.tick(0.02)
         world.ready(world.booting(0))
     assert world.pool.restarts["crash"] == 4 and world.pool.slot_restarts[0] == 4
+
+
+def test_the_backoff_is_capped_and_kept_per_slot():
+    backoff = RespawnBackoff()
+    delays = [backoff.delay(0, 1.0)[0] for _ in range(12)]
+    assert delays[:3] == [0.2, 0.4, 0.8] and delays[-1] == MAX_BACKOFF
+    assert backoff.delay(1, 1.0) == (0.2, 1)  # another slot has its own streak
+    assert backoff.delay(0, STABLE_LIFE + 1) == (0.0, 0)
 
 
 def test_a_long_life_resets_the_backoff(world):

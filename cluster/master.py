@@ -34,7 +34,7 @@ from .dispatch import Dispatcher
 from .events import EventLog
 from .intake import Intake
 from .logs import configure_logging, reopen_log_files
-from .pidfile import PidFile, PidFileError, StatusFile
+from .pidfile import PidFileError
 from .pool import DRAIN_GRACE, WorkerPool
 from .pool_wiring import PoolHooks, SelectorWatcher
 from .preflight import ClusterError, preflight
@@ -86,7 +86,8 @@ class Master:
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
         self._forker = Forker(self.settings, lambda: self._acceptor.binds, self._forget_in_child)
-        hooks = PoolHooks(changed=self._changed, serving_changed=self._serving_changed,
+        self._files = status.RunFiles(self.settings.pid_file)
+        hooks = PoolHooks(changed=self._files.changed, serving_changed=self._serving_changed,
                           roll_ended=self._roll_ended, halt=self._halt)
         self._pool = WorkerPool(self.settings, self._forker, hooks)
         self._dispatcher = Dispatcher(self._pool, self.settings)
@@ -100,11 +101,8 @@ class Master:
         self._stop_deadline = 0.0
         self._halt_reason: str | None = None
         self._announced_ready = False
-        self._pid_file: PidFile | None = None
-        self._status: StatusFile | None = None
         self._started = False
         self._early_hup = False
-        self._status_changed = False
         self._born = time.monotonic()
         self._turn_started = 0.0
         self._lag = (0.0, 0.0)
@@ -136,14 +134,10 @@ class Master:
         try:
             self._forker.runtime = preflight(self.settings)
             self._open_listeners()
-            if self.settings.pid_file:
-                pid_file = PidFile(self.settings.pid_file)
-                try:
-                    pid_file.create()
-                except PidFileError as exc:
-                    raise ClusterError(str(exc)) from None
-                self._pid_file = pid_file
-                self._status = StatusFile(pid_file.path)
+            try:
+                self._files.create()
+            except PidFileError as exc:
+                raise ClusterError(str(exc)) from None
             try:
                 self._extras = status.open_servers(self.settings, self._selector, self)
             except ConfigError as exc:
@@ -169,10 +163,7 @@ class Master:
             for extra in self._extras:
                 extra.close()
             self._events.detach()
-            if self._status:
-                self._status.remove()
-            if self._pid_file:
-                self._pid_file.remove()
+            self._files.remove()
             self._restore_signals()
         log.info("relay totals: %s", self._relay.summary())
         log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
@@ -310,12 +301,7 @@ class Master:
                 self._stop_deadline = now + FAST_STOP_TIMEOUT
         else:
             self._pool.reconcile(now)
-        if self._status_changed and self._status is not None:
-            self._status_changed = False
-            try:
-                self._status.write(status.snapshot(self._pool, self._stopping))
-            except (OSError, PidFileError) as exc:
-                log.warning("status file %s not written: %s", self._status.path, exc)
+        self._files.update(lambda: status.snapshot(self._pool, self._stopping))
 
     def _tick_operations(self, now: float) -> None:
         """The operators' side: systemd's watchdog and STATUS=, the status and control servers."""
@@ -324,10 +310,6 @@ class Master:
             self._notifier.status(status.status_line(self._pool))
         for extra in self._extras:
             extra.tick(now)
-
-    def _changed(self) -> None:
-        """Note that the status file is due to be rewritten."""
-        self._status_changed = True
 
     # ------------------------------------------------------------------ workers
 
@@ -353,7 +335,7 @@ class Master:
             return
         self._stopping = how
         self._notifier.stopping()
-        self._changed()
+        self._files.changed()
         self._acceptor.close()
         self._pool.stop(graceful=how == "graceful")
         self._stop_deadline = time.monotonic() + (
@@ -427,8 +409,7 @@ class Master:
         if self._selector is not None:
             self._selector.close()
         self._pool.close_all_in_child()
-        if self._pid_file is not None:
-            self._pid_file.close_in_child()
+        self._files.close_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)
 

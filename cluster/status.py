@@ -4,7 +4,8 @@ Plain functions of the master's parts (the pool, the dispatcher, the relay), rea
 only: nothing here changes what it reports on. :func:`facts` feeds ``/status``,
 ``/metrics`` and the control socket; :func:`snapshot` is the ``--pid FILE`` status file;
 :func:`status_line` is the one line systemd shows; :func:`open_servers` starts the
-status server and the control socket, the operators' two doors, on the master's loop.
+status server and the control socket, the operators' two doors, on the master's loop;
+:class:`RunFiles` keeps the ``--pid`` file and its status file.
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import logging
 import os
 import selectors
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import adapters
 from .config import ConfigError, Settings
 from .dispatch import Dispatcher
 from .intake import Intake
 from .options import BALANCES
+from .pidfile import PidFile, PidFileError, StatusFile
 from .pool import WorkerPool
 from .relay import Relay
 from .worker import State
@@ -138,3 +140,51 @@ def open_servers(settings: Settings, selector: selectors.BaseSelector,
             server.close()
         raise
     return servers
+
+
+class RunFiles:
+    """``--pid FILE`` and ``FILE.json`` (what runs), kept by the loop; nothing without a path.
+
+    The status file is rewritten on the loop's tick after something changed
+    (:meth:`changed`), not at each change: a roll changes the table several times per turn.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self._path = path
+        self._pid_file: PidFile | None = None
+        self._status: StatusFile | None = None
+        self._due = False
+
+    def create(self) -> None:
+        """Write and lock the pid file; raises PidFileError (one line) when it cannot."""
+        if self._path:
+            pid_file = PidFile(self._path)
+            pid_file.create()
+            self._pid_file = pid_file
+            self._status = StatusFile(pid_file.path)
+
+    def changed(self) -> None:
+        """Note that the status file is due to be rewritten."""
+        self._due = True
+
+    def update(self, snapshot: Callable[[], dict]) -> None:
+        """Rewrite the status file with ``snapshot()`` if it is due (a failure is logged)."""
+        if self._due and self._status is not None:
+            self._due = False
+            try:
+                self._status.write(snapshot())
+            except (OSError, PidFileError) as exc:
+                log.warning("status file %s not written: %s", self._status.path, exc)
+
+    def remove(self) -> None:
+        """Remove both files (the master stops)."""
+        if self._status:
+            self._status.remove()
+        if self._pid_file:
+            self._pid_file.remove()
+
+    def close_in_child(self) -> None:
+        """In a new worker: close its copy of the pid file's descriptor (the lock stays
+        with the master)."""
+        if self._pid_file is not None:
+            self._pid_file.close_in_child()

@@ -1,41 +1,47 @@
 """The master: one process, one thread, one selectors loop.
 
-It listens, hands each new connection to a worker (:mod:`cluster.dispatch`), relays
-pub/sub messages between workers, and supervises them. Signals (and the embedding
-API's method calls) are queued and handled by the loop, one ``handle_<signal>``
-method each, as in gunicorn's arbiter; never inside a signal handler.
+Signals (and the embedding API's method calls) are queued and handled by the loop,
+one ``handle_<signal>`` method each, as in gunicorn's arbiter; never inside a signal
+handler. The loop owns the policy (when to roll, scale or stop, when to give up) and
+wires the rooms that do the work, each the one owner of its concern:
+
+* :mod:`cluster.acceptor`: the listening sockets, and when the loop accepts on them;
+* :mod:`cluster.intake`: what routing needs of a new connection (peek, PROXY header);
+* :mod:`cluster.dispatch`: each connection to the worker it belongs to;
+* :mod:`cluster.pool`: the workers, their states and transitions (fork in
+  :mod:`cluster.supervisor`, the record of one worker in :mod:`cluster.worker`);
+* :mod:`cluster.relay`: the embedded pub/sub bus between the workers;
+* :mod:`cluster.status`: what the master tells operators (facts, status file).
+
+Every turn of the loop serves what is ready, runs the queued commands, then ticks:
+timers of the pending connections, the pool's reconcile and heartbeat scan, the
+operators' servers.
 """
 from __future__ import annotations
 
 import collections
-import functools
-import importlib
 import logging
 import os
 import selectors
 import signal
-import subprocess
-import sys
 import time
 from typing import Callable
 
-from protocol import adapters, frames
-from protocol.frames import Kind
-from protocol.spec import AUTO, LOADER, RUNTIMES, WorkerSpec
-
-from . import listeners, own
-from .broker_check import check_broker
+from . import status
+from .acceptor import Acceptor
 from .config import ConfigError, Settings, make_settings
-from .options import BALANCES
-from .dispatch import ACCEPT_BATCH, Dispatcher
+from .dispatch import Dispatcher
 from .events import EventLog
-from .limits import raise_open_files_limit
+from .intake import Intake
 from .logs import configure_logging, reopen_log_files
-from .options import worker_options
-from .pidfile import PidFile, PidFileError, StatusFile
+from .pidfile import PidFileError
+from .pool import DRAIN_GRACE, WorkerPool
+from .pool_wiring import PoolHooks, SelectorWatcher
+from .preflight import ClusterError, preflight
 from .proctitle import set_title
-from .supervisor import State, Supervisor, Worker, describe_exit
-from .systemd import Notifier, inherited_listeners
+from .relay import Relay
+from .supervisor import Forker
+from .systemd import Notifier
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -43,28 +49,6 @@ HANDLED_SIGNALS = ("HUP", "QUIT", "INT", "TERM", "TTIN", "TTOU", "USR1", "CHLD")
 STOP_SIGNALS = (signal.SIGQUIT, signal.SIGINT, signal.SIGTERM)
 FAST_STOP_TIMEOUT = 5.0
 """Seconds workers get to exit on a fast stop before SIGKILL."""
-DRAIN_GRACE = 5.0
-"""Seconds past ``graceful_timeout`` a draining worker gets before SIGKILL."""
-BOOT_FAILURE_LIMIT = 3
-"""Workers in a row that die before ready make the master give up."""
-BOOT_TIMEOUT = 30.0
-"""Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
-LATE_BEATS = 2.5
-"""Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
-STABLE_LIFE = 10.0
-"""Seconds a worker must live for its slot's crash streak (and respawn backoff) to reset."""
-READ_BATCH = 256
-"""Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
-ACCEPT_PAUSE = 0.5
-"""Seconds the master stops accepting when it runs out of file descriptors."""
-ACCEPT_LINGER = 0.002
-"""Seconds the master leaves the listeners alone after accepting a few connections, so
-that under load one wake-up hands off a batch: the loop's cost per wake-up, not per
-connection, is most of its CPU (measured with 2 workers at ~2,300 handshakes/s: 48 µs
-per handshake without, 27 µs with). A lone connection is not delayed; one that follows
-it waits 2 ms at most. The loop serves the workers' channels meanwhile (the listeners
-are out of the selector, whose timeout ends the linger): relay traffic and heartbeats
-never wait for it."""
 IDLE_WAKE = 0.25
 """Seconds the loop sleeps at most when nothing happens, for its timers."""
 OPERATIONS_TICK = 0.1
@@ -73,10 +57,6 @@ and between two scans of the workers' heartbeats and deadlines."""
 REAP_INTERVAL = 1.0
 """Seconds between two reaps without a CHLD: a safety net, as gunicorn's reconcile; CHLD
 reaps at once."""
-
-
-class ClusterError(RuntimeError):
-    """The cluster cannot start or had to stop; the message is one line for the user."""
 
 
 class _StoppedEarly(Exception):
@@ -102,44 +82,27 @@ class Master:
 
     def __init__(self, app: object, **options: object) -> None:
         self.settings: Settings = make_settings(app, **options)
-        self._identity = self.settings.identity
         self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector: selectors.BaseSelector | None = None
-        self._listeners: list = []
-        self._supervisor = Supervisor(self._spec_for, self.settings.runtime, self._forget_in_child,
-                                      self._identity)
-        self._dispatcher = Dispatcher(self._supervisor, self.settings, self._watch_worker)
-        self._size = self.settings.workers
+        self._forker = Forker(self.settings, lambda: self._acceptor.binds, self._forget_in_child)
+        self._files = status.RunFiles(self.settings.pid_file)
+        hooks = PoolHooks(changed=self._files.changed, serving_changed=self._serving_changed,
+                          roll_ended=self._roll_ended, halt=self._halt)
+        self._pool = WorkerPool(self.settings, self._forker, hooks)
+        self._dispatcher = Dispatcher(self._pool, self.settings)
+        self._relay = Relay(self._pool)
+        self._intake = Intake(self._dispatcher, self.settings)
+        self._acceptor = Acceptor(self._intake, lambda: bool(self._pool.serving))
+        hooks.stranded = self._dispatcher.redeliver
+        hooks.hand_back = self._dispatcher.hand_back
+        hooks.relay = self._relay.publish
         self._stopping: str | None = None
         self._stop_deadline = 0.0
         self._halt_reason: str | None = None
-        self._boot_failures = 0
-        self._respawn_at: dict[int, tuple[float, str]] = {}
-        """slot -> (when, why) of a respawn waiting for its backoff."""
-        self._crash_streak: dict[int, int] = collections.defaultdict(int)
-        self._roll: collections.deque[int] = collections.deque()
-        self._rolling: Worker | None = None
-        self._accept_paused_until = 0.0
-        self._accepting = False
         self._announced_ready = False
-        self._pid_file: PidFile | None = None
-        self._status: StatusFile | None = None
         self._started = False
         self._early_hup = False
-        self._status_changed = False
-        self.relay_broadcasts = 0
-        """Relay messages handed to every worker."""
-        self.relay_unicasts = 0
-        """Relay messages handed to the one worker that owns the addressed sid."""
-        self.relay_dropped = 0
-        """Relay deliveries dropped because a worker's channel queue was full."""
-        self.relay_bytes = 0
-        """Payload bytes of the relay messages."""
-        self.restarts: collections.Counter[str] = collections.Counter()
-        """Workers replaced, by reason: crash, timeout (killed), hup, scale."""
-        self._slot_restarts: collections.Counter[int] = collections.Counter()
-        self._rolls = {"started": 0, "finished": 0, "failure": None}
         self._born = time.monotonic()
         self._turn_started = 0.0
         self._lag = (0.0, 0.0)
@@ -151,8 +114,6 @@ class Master:
         self._notifier = Notifier()
         self._extras: list = []
         """The status server and the control server, when enabled: served by the loop."""
-        self._inherited: set = set()
-        """Listeners systemd passed (socket activation): closed but never unlinked."""
 
     # ----------------------------------------------------------------- public API
 
@@ -165,28 +126,26 @@ class Master:
         if self.settings.umask is not None:
             os.umask(self.settings.umask)
         configure_logging(self.settings.log_level, self.settings.log_file,
-                          self._identity.owner if self._identity else None,
+                          self.settings.identity.owner if self.settings.identity else None,
                           self.settings.log_format)
         self._events.attach()
         set_title(f"master {self._target_name()}")
         self._install_signals()
         try:
-            self._preflight()
+            self._forker.runtime = preflight(self.settings)
             self._open_listeners()
-            if self.settings.pid_file:
-                pid_file = PidFile(self.settings.pid_file)
-                try:
-                    pid_file.create()
-                except PidFileError as exc:
-                    raise ClusterError(str(exc)) from None
-                self._pid_file = pid_file
-                self._status = StatusFile(pid_file.path)
-            self._open_extras()
+            try:
+                self._files.create()
+            except PidFileError as exc:
+                raise ClusterError(str(exc)) from None
+            try:
+                self._extras = status.open_servers(self.settings, self._selector, self)
+            except ConfigError as exc:
+                raise ClusterError(str(exc)) from None
             self._started = True
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
-            for slot in range(self._size):
-                self._spawn(slot, "start")
+            self._pool.start()
             self._loop()
         except _StoppedEarly as exc:
             log.info("stopped by %s before the workers started", exc)
@@ -194,23 +153,20 @@ class Master:
             raise
         except Exception as exc:  # a bug of ours: say it where the operator looks, then stop
             log.critical("master crashed; stopping every worker", exc_info=True)
-            self._supervisor.signal_all(signal.SIGTERM)
+            self._pool.signal_all(signal.SIGTERM)
             self._halt_reason = (f"master crashed: {type(exc).__name__}: {exc} "
                                  "(the traceback is in the log)")
         finally:
-            self._close_listeners()
+            self._acceptor.close()
+            self._intake.close()
             self._dispatcher.close()
             for extra in self._extras:
                 extra.close()
             self._events.detach()
-            if self._status:
-                self._status.remove()
-            if self._pid_file:
-                self._pid_file.remove()
+            self._files.remove()
             self._restore_signals()
-        log.info("relay totals: %d broadcast, %d unicast, %d dropped", self.relay_broadcasts,
-                 self.relay_unicasts, self.relay_dropped)
-        log.info("routing totals: %s", self._dispatcher.summary())
+        log.info("relay totals: %s", self._relay.summary())
+        log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
         if self._halt_reason:
             raise ClusterError(self._halt_reason)
         log.info("master %d stopped", os.getpid())
@@ -220,7 +176,7 @@ class Master:
 
         Raises ClusterError (one line) on the first problem; forks nothing, binds nothing.
         """
-        self._preflight()
+        self._forker.runtime = preflight(self.settings)
 
     def facts(self) -> dict:
         """What the master knows now, for ``/status``, ``/metrics`` and the control socket.
@@ -232,45 +188,11 @@ class Master:
         ``handoffs`` divides every hand-off by why its worker was chosen (they add up
         to the connections handed to a worker, hand-backs included).
         """
-        now = time.monotonic()
-        dispatcher = self._dispatcher
-        by_state = collections.Counter(w.state.value for w in self._supervisor.by_pid.values())
-        clean = functools.partial(adapters.redact_text, url=self.settings.adapter)
-        failure = self._rolls["failure"]
-        handbacks = dispatcher.handed_back + dispatcher.returned
-        placed = dispatcher.handed_off - dispatcher.by_sid - dispatcher.rerouted
-        return {
-            "master": os.getpid(), "size": self._size, "uptime": round(now - self._born, 3),
-            "stopping": self._stopping,
-            "rolling": self._rolling is not None or bool(self._roll),
-            "binds": [str(bind) for _sock, bind in self._listeners],
-            "adapter": adapters.redact(self.settings.adapter) if self.settings.adapter else None,
-            "workers": [{"slot": w.slot, "pid": w.pid, "state": w.state.value,
-                         "sessions": w.sessions, "uptime": round(now - w.born, 3),
-                         "heartbeat_age": round(now - w.last_seen, 3),
-                         "restarts": self._slot_restarts[w.slot]}
-                        for w in sorted(self._supervisor.by_pid.values(),
-                                        key=lambda w: (w.slot, w.born))],
-            "workers_by_state": {state.value: by_state[state.value] for state in State},
-            "handoffs": {"sid": dispatcher.by_sid - handbacks,
-                         "handed_back": dispatcher.handed_back, "returned": dispatcher.returned,
-                         **{balance: placed if balance == dispatcher.balance else 0
-                            for balance in BALANCES},
-                         "rerouted": dispatcher.rerouted},
-            "placement_skips": {"full": dispatcher.past_full, "late": dispatcher.past_late},
-            "connections": {"accepted": dispatcher.accepted, "timed_out": dispatcher.timed_out,
-                            "refused": dispatcher.refused, "held": dispatcher.held,
-                            "dropped": dispatcher.dropped},
-            "restarts": {reason: self.restarts[reason]
-                         for reason in ("crash", "timeout", "hup", "scale")},
-            "relay": {"broadcast": self.relay_broadcasts, "unicast": self.relay_unicasts,
-                      "dropped": self.relay_dropped, "bytes": self.relay_bytes},
-            "pending": dispatcher.pending_count,
-            "loop_lag": round(max(self._lag), 6),
-            "rolls": {**self._rolls, "failure": failure and (failure[0], clean(failure[1]))},
-            "events": [{**event, "message": clean(event["message"])}
-                       for event in self._events.recent()],
-        }
+        return status.facts(
+            self.settings, self._pool, self._intake, self._dispatcher, self._relay,
+            binds=[str(bind) for bind in self._acceptor.binds], stopping=self._stopping,
+            uptime=time.monotonic() - self._born, loop_lag=max(self._lag),
+            events=self._events.recent())
 
     def reload(self) -> None:
         """Rolling restart: replace every worker, one slot at a time (like SIGHUP)."""
@@ -294,20 +216,16 @@ class Master:
         """
         if self._stopping:
             return
-        log.info("rolling restart of %d workers%s", self._size,
-                 " (started over)" if self._roll or self._rolling else "")
-        self._rolls["started"] += 1
         self._notifier.reloading()
-        self._roll = collections.deque(range(self._size))
-        self._changed()
+        self._pool.roll()
 
     def handle_ttin(self) -> None:
         """One worker more."""
-        self._scale_to(self._size + 1)
+        self._scale_to(self._pool.size + 1)
 
     def handle_ttou(self) -> None:
         """One worker less (never fewer than one)."""
-        self._scale_to(self._size - 1)
+        self._scale_to(self._pool.size - 1)
 
     def handle_term(self) -> None:
         """Fast stop: close the listeners, stop the workers, kill what is left."""
@@ -326,14 +244,13 @@ class Master:
 
     def handle_chld(self) -> None:
         """Reap dead workers; replace them in their slots (also once a second, in case)."""
-        for worker, status in self._supervisor.reap():
-            self._worker_exited(worker, status)
+        self._pool.reap()
 
     # --------------------------------------------------------------------- loop
 
     def _loop(self) -> None:
         assert self._selector is not None
-        while not (self._stopping and not self._supervisor.by_pid):
+        while not (self._stopping and not self._pool.by_pid):
             events = self._selector.select(self._next_timeout())
             self._turn_started = time.monotonic()
             for key, mask in events:
@@ -354,9 +271,7 @@ class Master:
         """Seconds the next select may wait: until a queued command, or accepting resumes."""
         if self._commands:
             return 0.0
-        if self._accept_paused_until:
-            return max(0.0, min(IDLE_WAKE, self._accept_paused_until - time.monotonic()))
-        return IDLE_WAKE
+        return self._acceptor.next_wake(time.monotonic(), IDLE_WAKE)
 
     def _run_commands(self) -> None:
         while self._commands:
@@ -369,385 +284,62 @@ class Master:
 
     def _tick(self, now: float) -> None:
         self._measure_lag(now)
-        self._dispatcher.expire(now)
+        self._intake.expire(now)
         if now >= self._operations_due:  # not on every turn: a turn may be one accept batch
             self._operations_due = now + OPERATIONS_TICK
             self._tick_operations(now)
-            self._check_heartbeats(now)
+            self._pool.check_heartbeats(now)
         if self._dispatcher.holding:
             self._dispatcher.release()
         if now >= self._reap_due:
             self._reap_due = now + REAP_INTERVAL
             self.handle_chld()
-        if self._accept_paused_until and now >= self._accept_paused_until:
-            self._accept_paused_until = 0.0
-            self._update_accepting()
+        self._acceptor.resume_if_due(now)
         if self._stopping:
             if now >= self._stop_deadline:
-                for worker in list(self._supervisor.by_pid.values()):
-                    self._kill(worker, "still running at the stop deadline")
+                self._pool.kill_all("still running at the stop deadline")
                 self._stop_deadline = now + FAST_STOP_TIMEOUT
         else:
-            for slot, (when, why) in list(self._respawn_at.items()):
-                if now >= when:
-                    del self._respawn_at[slot]
-                    if self._slot_is_empty(slot):
-                        self._spawn(slot, why)
-            self._step_roll()
-        if self._status_changed and self._status is not None:
-            self._status_changed = False
-            try:
-                self._status.write(self._snapshot())
-            except (OSError, PidFileError) as exc:
-                log.warning("status file %s not written: %s", self._status.path, exc)
+            self._pool.reconcile(now)
+        self._files.update(lambda: status.snapshot(self._pool, self._stopping))
 
     def _tick_operations(self, now: float) -> None:
         """The operators' side: systemd's watchdog and STATUS=, the status and control servers."""
         self._notifier.tick(now)
         if self._announced_ready and self._notifier.enabled:
-            self._notifier.status(self._status_line())
+            self._notifier.status(status.status_line(self._pool))
         for extra in self._extras:
             extra.tick(now)
 
-    def _status_line(self) -> str:
-        """systemd's STATUS=: the workers serving and the sessions they hold."""
-        serving = self._supervisor.serving.values()
-        return (f"{len(serving)} of {self._size} workers serving, "
-                f"{sum(w.sessions for w in serving)} sessions")
-
-    def _changed(self) -> None:
-        """Note that the status file is due to be rewritten."""
-        self._status_changed = True
-
-    def _snapshot(self) -> dict:
-        """What runs now, as ``--pid FILE`` keeps it in ``FILE.json``.
-
-        The size, the serving pid of each slot, the booting and draining pids, and
-        whether a roll or a stop is under way.
-        """
-        by_state: dict[State, list[int]] = {state: [] for state in State}
-        for worker in self._supervisor.by_pid.values():
-            by_state[worker.state].append(worker.pid)
-        return {"master": os.getpid(), "size": self._size,
-                "serving": {str(slot): worker.pid
-                            for slot, worker in sorted(self._supervisor.serving.items())},
-                "booting": sorted(by_state[State.BOOTING]),
-                "draining": sorted(by_state[State.DRAINING]),
-                "rolling": self._rolling is not None or bool(self._roll),
-                "stopping": self._stopping}
-
     # ------------------------------------------------------------------ workers
 
-    def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
-        first = self._listeners[0][1] if self._listeners else self.settings.binds[0]
-        return WorkerSpec(
-            target=self.settings.target, slot=slot, tag=tag,
-            heartbeat_interval=self.settings.heartbeat_interval,
-            server_address=first.address, family=first.family,
-            hand_back=self.settings.route == "sid", **worker_options(self.settings))
-
-    def _spawn(self, slot: int, why: str) -> Worker:
-        worker = self._supervisor.spawn(slot)
-        self._watch_worker(worker)
-        log.info("%s booting (%s)", worker, why)
-        self._changed()
-        return worker
-
-    def _slot_is_empty(self, slot: int) -> bool:
-        """True when ``slot`` is in use but no worker serves it nor boots for it."""
-        return slot < self._size and not any(
-            worker.state is not State.DRAINING for worker in self._supervisor.in_slot(slot))
-
-    def _on_worker_event(self, worker: Worker, _sock: object, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE and worker.flush():
-            self._watch_worker(worker)
-        if not mask & selectors.EVENT_READ:
-            return
-        for _ in range(READ_BATCH):
-            try:
-                packet, fd = frames.receive_packet(worker.sock)
-            except BlockingIOError:
-                return
-            except OSError:
-                packet, fd = b"", None
-            if not packet:  # the worker is gone; CHLD will reap it
-                if fd is not None:
-                    os.close(fd)
-                self._unwatch_worker(worker)
-                return
-            try:
-                message = worker.reassembler.feed(packet)
-                if message is not None and message[0] is Kind.HANDBACK:
-                    self._hand_back(worker, message[1], fd)
-                    fd = None
-                elif message is not None:
-                    self._on_message(worker, *message)
-            except frames.ProtocolError as exc:
-                self._reject(worker, f"protocol violation: {exc}")
-                return
-            except Exception:  # noqa: BLE001 - a worker's message must never end the master
-                log.exception("%s: its message could not be handled", worker)
-                self._reject(worker, "its message could not be handled (traceback above)")
-                return
-            finally:
-                if fd is not None:
-                    os.close(fd)
-
-    def _on_message(self, worker: Worker, kind: Kind, payload: bytes) -> None:
-        value = frames.parse_from_worker(kind, payload)
-        worker.last_seen = time.monotonic()
-        if kind is Kind.PUBLISH:
-            self._relay(worker, value)  # type: ignore[arg-type]
-        elif kind is Kind.PUBLISH_TO:
-            self._relay_to(worker, *value)  # type: ignore[misc]
-        elif kind is Kind.HEARTBEAT:
-            self._heartbeat(worker, value)  # type: ignore[arg-type]
-        elif kind is Kind.READY:
-            self._worker_ready(worker)
-        elif kind is Kind.BOOT_FAILED:
-            worker.boot_error = value  # type: ignore[assignment]
-
-    def _reject(self, worker: Worker, why: str) -> None:
-        """Stop reading ``worker`` and kill it: what it sends cannot be trusted any more."""
-        self._unwatch_worker(worker)
-        self._kill(worker, why)
-
-    def _hand_back(self, worker: Worker, payload: bytes, fd: int | None) -> None:
-        """A connection ``worker`` read another worker's request on: pass it to the owner."""
-        if fd is None:
-            raise frames.ProtocolError("HANDBACK without a client socket")
-        address, data = frames.parse_from_worker(Kind.HANDBACK, payload)  # type: ignore[misc]
-        worker.last_seen = time.monotonic()
-        self._dispatcher.hand_back(worker, fd, address, data)
-
-    def _heartbeat(self, worker: Worker, beat: frames.Heartbeat) -> None:
-        """Take a worker's load; say when it becomes full (placement skips it) or has room."""
-        worker.sessions, worker.connections = beat.sessions, beat.connections
-        worker.placed = 0
-        if worker.late:
-            worker.late = False
-            log.info("%s heartbeats again: new clients may go to it", worker)
-        full = worker.connections >= self.settings.worker_connections
-        if full != worker.full:
-            worker.full = full
-            if full:
-                log.warning("%s is full: %d connections (--worker-connections %d); new clients "
-                            "go to the other workers", worker, worker.connections,
-                            self.settings.worker_connections)
-            else:
-                log.info("%s has room again (%d connections)", worker, worker.connections)
-
-    def _relay(self, sender: Worker, payload: bytes | memoryview) -> None:
-        """Hand a pub/sub message from ``sender`` to every other worker."""
-        self.relay_broadcasts += 1
-        self.relay_bytes += len(payload)
-        self.relay_dropped += self._supervisor.send_to_all(Kind.DELIVER, payload, skip=sender)
-        for other in self._supervisor.by_pid.values():
-            if other.outbox:
-                self._watch_worker(other)
-
-    def _relay_to(self, sender: Worker, tag: int, payload: memoryview) -> None:
-        """Hand a pub/sub message to the worker tagged ``tag`` only (it owns the sid).
-
-        When no such worker serves (it exited, or the address was a room whose name
-        merely looks like a sid), everyone gets it, as for a broadcast.
-        """
-        target = self._supervisor.by_tag.get(tag)
-        if target is None or target is sender or target.state is State.BOOTING:
-            self._relay(sender, payload)
-            return
-        self.relay_unicasts += 1
-        self.relay_bytes += len(payload)
-        if not self._supervisor.send_to(target, Kind.DELIVER, payload):
-            self.relay_dropped += 1
-        elif target.outbox:
-            self._watch_worker(target)
-
-    def _worker_ready(self, worker: Worker) -> None:
-        if worker.state is not State.BOOTING:
-            return
-        log.info("%s ready after %.1f s", worker, time.monotonic() - worker.born)
-        self._boot_failures = 0
-        self._changed()
-        rolled = self._rolling is worker
-        if rolled:
-            self._rolling = None
-        if self._stopping or worker.slot >= self._size:
-            self._drain(worker, "not needed any more")
-            return
-        previous = self._supervisor.serving.get(worker.slot)
-        worker.state = State.SERVING
-        self._supervisor.serving[worker.slot] = worker
-        if previous is not None:
-            self._drain(previous, f"replaced by worker {worker.pid}")
-        if rolled and not self._roll:
-            log.info("rolling restart done")
-            self._rolls["finished"] = self._rolls["started"]
-            self._notifier.ready(self._status_line())
-        self._update_accepting()
+    def _serving_changed(self) -> None:
+        """A slot got or lost its serving worker: accept or not; announce readiness."""
+        self._acceptor.update()
         self._dispatcher.release()
-        if not self._announced_ready and len(self._supervisor.serving) == self._size:
+        if not self._announced_ready and len(self._pool.serving) == self._pool.size:
             self._announced_ready = True
-            log.info("cluster ready: %d workers serving on %s", self._size,
-                     ", ".join(str(b) for _sock, b in self._listeners))
-            self._notifier.ready(self._status_line())
+            log.info("cluster ready: %d workers serving on %s", self._pool.size,
+                     ", ".join(str(bind) for bind in self._acceptor.binds))
+            self._notifier.ready(status.status_line(self._pool))
 
-    def _worker_exited(self, worker: Worker, status: int) -> None:
-        if not worker.killed:
-            self._on_worker_event(worker, worker.sock, selectors.EVENT_READ)  # its last words
-        was = worker.state
-        self._unwatch_worker(worker)
-        stranded = self._supervisor.forget(worker)
-        self._changed()
-        lived = time.monotonic() - worker.born
-        how = describe_exit(status)
-        if was is State.DRAINING and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-            log.info("%s drained and exited (lived %.1f s)", worker, lived)
-        else:
-            level = logging.INFO if self._stopping or was is State.DRAINING else logging.WARNING
-            log.log(level, "%s died (%s) while %s (lived %.1f s)%s", worker, how, was.value, lived,
-                    f": {worker.boot_error}" if worker.boot_error else "")
-        self._update_accepting()
-        for packet, fd in stranded:  # queued for the dead worker: route them again
-            self._dispatcher.redeliver(packet, fd)
-        if self._stopping:
-            return
-        if was is not State.DRAINING:
-            self._count_restart(worker.slot, "timeout" if worker.killed else "crash")
-        if self._rolling is worker:
-            self._rolling = None
-            self._roll.clear()
-            log.error("rolling restart aborted: the new %s failed to boot (%s); the old workers "
-                      "keep serving", worker, worker.boot_error or how)
-            self._rolls["finished"] = self._rolls["started"]
-            self._rolls["failure"] = (self._rolls["started"],
-                                      f"the new {worker} failed to boot ({worker.boot_error or how})")
-            self._notifier.ready(self._status_line())
-        elif was is State.BOOTING:
-            self._boot_failures += 1
-            if self._boot_failures >= BOOT_FAILURE_LIMIT:
-                self._halt(f"workers fail to boot ({self._boot_failures} in a row): "
-                           f"{worker.boot_error or how}")
-                return
-        if self._slot_is_empty(worker.slot) and worker.slot not in self._respawn_at:
-            self._schedule_respawn(worker.slot, lived)
-
-    def _count_restart(self, slot: int, reason: str) -> None:
-        self.restarts[reason] += 1
-        self._slot_restarts[slot] += 1
-
-    def _schedule_respawn(self, slot: int, lived: float) -> None:
-        """Respawn ``slot`` at once, or after a backoff that doubles while it keeps dying."""
-        streak = self._crash_streak[slot] = (
-            0 if lived > STABLE_LIFE else self._crash_streak[slot] + 1)
-        delay = 0.0 if streak == 0 else min(0.1 * 2 ** streak, 30.0)
-        why = f"respawn after {delay:.1f} s backoff" if delay else "respawn"
-        self._respawn_at[slot] = (time.monotonic() + delay, why)
-        if delay:
-            log.warning("slot %d respawns in %.1f s (crash %d in a row)", slot, delay, streak)
-
-    def _drain(self, worker: Worker, why: str) -> None:
-        """Route no new client to ``worker``; it ends its sessions, then exits."""
-        if worker.state is State.DRAINING:
-            return
-        if self._supervisor.serving.get(worker.slot) is worker:
-            del self._supervisor.serving[worker.slot]
-        worker.state = State.DRAINING
-        self._update_accepting()
-        worker.drain_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
-        for packet in frames.packets(Kind.DRAIN):
-            worker.send(packet)
-        self._watch_worker(worker)
-        self._changed()
-        log.info("%s draining (%s; %d sessions)", worker, why, worker.sessions)
-
-    def _check_heartbeats(self, now: float) -> None:
-        boot_limit = max(self.settings.timeout, BOOT_TIMEOUT)
-        for worker in list(self._supervisor.by_pid.values()):
-            if worker.killed:
-                continue
-            silent = now - worker.last_seen
-            if worker.drain_deadline is not None and now >= worker.drain_deadline:
-                self._kill(worker, "still draining after the graceful timeout")
-            elif worker.state is State.BOOTING and silent > boot_limit:
-                self._kill(worker, f"not ready after {silent:.0f} s")
-            elif worker.state is not State.BOOTING and silent > self.settings.timeout:
-                self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "
-                                   f"{self.settings.timeout:g})")
-            elif (worker.state is State.SERVING and not worker.late
-                  and silent > LATE_BEATS * self.settings.heartbeat_interval):
-                worker.late = True
-                log.warning("%s missed its heartbeats for %.1f s: new clients go to the other "
-                            "workers until it answers", worker, silent)
-
-    def _kill(self, worker: Worker, why: str) -> None:
-        """SIGKILL ``worker`` (once), saying why; CHLD then reaps and replaces it."""
-        if worker.killed:
-            return
-        log.warning("%s killed with SIGKILL: %s", worker, why)
-        worker.killed = True
-        try:
-            os.kill(worker.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    def _roll_ended(self) -> None:
+        self._notifier.ready(status.status_line(self._pool))
 
     def _scale_to(self, size: int) -> None:
-        if self._stopping:
-            return
-        size = max(1, size)
-        if size == self._size:
-            log.info("already %d workers: nothing to scale", size)
-            return
-        log.info("scaling from %d to %d workers", self._size, size)
-        old, self._size = self._size, size
-        self._changed()
-        for slot in range(old, size):
-            self.restarts["scale"] += 1
-            self._spawn(slot, "scaling up")
-        for slot in range(size, old):
-            self._respawn_at.pop(slot, None)
-            for worker in self._supervisor.in_slot(slot):
-                self._drain(worker, "scaling down")
-        self._roll = collections.deque(s for s in self._roll if s < size)
-
-    def _step_roll(self) -> None:
-        """Start the next slot of a rolling restart once the previous one is switched.
-
-        A slot whose worker is still booting (started, or respawned, before the HUP)
-        waits for it, then is rolled like the others.
-        """
-        while self._rolling is None and self._roll:
-            slot = self._roll[0]
-            if slot >= self._size:
-                self._roll.popleft()
-                continue
-            if any(w.state is State.BOOTING for w in self._supervisor.in_slot(slot)):
-                return
-            self._roll.popleft()
-            self._count_restart(slot, "hup")
-            self._rolling = self._spawn(slot, "rolling restart")
-        if self._rolling is None and self._rolls["finished"] < self._rolls["started"]:
-            self._rolls["finished"] = self._rolls["started"]  # ended by a scale down
-            self._notifier.ready(self._status_line())
+        if not self._stopping:
+            self._pool.resize(size)
 
     def _begin_stop(self, how: str) -> None:
         if self._stopping == "fast" or (self._stopping and how == "graceful"):
             return
         self._stopping = how
         self._notifier.stopping()
-        self._changed()
-        self._roll.clear()
-        self._respawn_at.clear()
-        self._close_listeners()
-        if how == "fast":
-            log.info("fast stop: stopping %d workers", len(self._supervisor.by_pid))
-            self._supervisor.signal_all(signal.SIGTERM)
-            self._stop_deadline = time.monotonic() + FAST_STOP_TIMEOUT
-        else:
-            log.info("graceful stop: draining %d workers", len(self._supervisor.by_pid))
-            for worker in list(self._supervisor.by_pid.values()):
-                self._drain(worker, "graceful stop")
-            self._stop_deadline = time.monotonic() + self.settings.graceful_timeout + DRAIN_GRACE
+        self._files.changed()
+        self._acceptor.close()
+        self._pool.stop(graceful=how == "graceful")
+        self._stop_deadline = time.monotonic() + (
+            FAST_STOP_TIMEOUT if how == "fast" else self.settings.graceful_timeout + DRAIN_GRACE)
 
     def _halt(self, reason: str) -> None:
         log.error(reason)
@@ -755,57 +347,6 @@ class Master:
         self._begin_stop("fast")
 
     # --------------------------------------------------------- selector plumbing
-
-    def _watch_worker(self, worker: Worker) -> None:
-        assert self._selector is not None
-        events = selectors.EVENT_READ | (
-            selectors.EVENT_WRITE if worker.outbox and not worker.broken else 0)
-        try:
-            key = self._selector.get_key(worker.sock)
-        except KeyError:
-            self._selector.register(worker.sock, events,
-                                    functools.partial(self._on_worker_event, worker))
-            return
-        except ValueError:  # the socket is closed
-            return
-        if key.events != events:
-            self._selector.modify(worker.sock, events, key.data)
-
-    def _unwatch_worker(self, worker: Worker) -> None:
-        assert self._selector is not None
-        try:
-            self._selector.unregister(worker.sock)
-        except (KeyError, ValueError):
-            pass
-
-    def _on_listener_readable(self, sock: object, mask: int) -> None:
-        accepted = self._dispatcher.accepted
-        if not self._dispatcher.accept_from(sock):  # type: ignore[arg-type]
-            log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
-            self._pause_accepting(ACCEPT_PAUSE)
-        elif 0 < self._dispatcher.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
-            self._pause_accepting(ACCEPT_LINGER)
-
-    def _pause_accepting(self, seconds: float) -> None:
-        """Leave new clients in the listen backlog for ``seconds``; the loop serves the rest
-        meanwhile, and its tick takes the listeners back."""
-        self._accept_paused_until = max(self._accept_paused_until, time.monotonic() + seconds)
-        self._update_accepting()
-
-    def _update_accepting(self) -> None:
-        """Accept while a worker serves and files are not short; else leave the clients
-        in the listen backlog (a connection accepted with no worker to take it would
-        have to be held or dropped)."""
-        assert self._selector is not None
-        on = bool(self._listeners and self._supervisor.serving) and not self._accept_paused_until
-        if on == self._accepting:
-            return
-        self._accepting = on
-        for sock, _bind in self._listeners:
-            if on:
-                self._selector.register(sock, selectors.EVENT_READ, self._on_listener_readable)
-            else:
-                self._selector.unregister(sock)
 
     def _on_wake(self, _fd: object, _mask: int) -> None:
         try:
@@ -823,89 +364,19 @@ class Master:
 
     # ------------------------------------------------------------- start / stop
 
-    def _preflight(self) -> None:
-        settings = self.settings
-        for name, path in own.shadows([os.getcwd(), *sys.path]):
-            log.warning("%s is named like sticky-cluster's own package %r: the cluster runs its "
-                        "own, and the app gets ours if it imports %r; rename it", path, name, name)
-        if isinstance(settings.target, str):
-            try:
-                check = subprocess.run(
-                    [sys.executable, "-c", own.CHECK_BOOTSTRAP, own.ROOT, settings.runtime,
-                     settings.target],
-                    capture_output=True, text=True,
-                    **(self._identity.popen_args() if self._identity else {}))
-            except OSError as exc:  # e.g. --user may not read this Python
-                raise ClusterError(f"cannot load the app to check it: {exc.strerror}: "
-                                   f"{exc.filename}") from None
-            if check.returncode != 0:
-                lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
-                raise ClusterError(lines[-1])
-            self._supervisor.runtime = _named_runtime(check.stdout)
-        else:
-            self._supervisor.runtime = _runtime_of(settings.target, settings.runtime)
-        if settings.adapter:
-            error = check_broker(settings.adapter, settings.channel)
-            if error:
-                raise ClusterError(error)
-        raise_open_files_limit()
-
     def _open_listeners(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
-        self._dispatcher.attach(self._selector)
+        self._intake.attach(self._selector)
+        self._pool.attach(SelectorWatcher(self._selector))
         try:
-            inherited = inherited_listeners()
-            self._inherited = {sock for sock, _bind in inherited}
-            for sock, bind in inherited or [(listeners.open_listener(b), b)
-                                            for b in self.settings.binds]:
-                self._dispatcher.prepare(sock)
-                self._listeners.append((sock, bind))
+            self._acceptor.open(self._selector, self.settings.binds)
         except ConfigError as exc:
-            raise ClusterError(str(exc)) from None
-        for sock, bind in self._listeners:
-            log.info("listening at %s (master %d)%s", bind, os.getpid(),
-                     ", inherited from systemd" if sock in self._inherited else "")
-
-    def _open_extras(self) -> None:
-        """Start the status server and the control socket, when enabled (on the loop)."""
-        assert self._selector is not None
-        settings = self.settings
-        try:
-            if settings.status_bind is not None:
-                from .status_http import StatusServer
-                from .status_site import site
-
-                self._extras.append(StatusServer(settings.status_bind, site(self.facts)))
-                self._extras[-1].open(self._selector)
-                log.info("status at http://%s/ (/metrics, /healthz, /status)",
-                         settings.status_bind)
-            if settings.control_path is not None:
-                from .control_socket import ControlServer
-
-                self._extras.append(ControlServer(settings.control_path, self))
-                self._extras[-1].open(self._selector)
-        except ConfigError as exc:
-            self._extras.pop()
             raise ClusterError(str(exc)) from None
 
     def _target_name(self) -> str:
         target = self.settings.target
         return target if isinstance(target, str) else type(target).__name__
-
-    def _close_listeners(self) -> None:
-        for sock, bind in self._listeners:
-            if self._selector is not None:
-                try:
-                    self._selector.unregister(sock)
-                except (KeyError, ValueError):
-                    pass
-            if sock in self._inherited:
-                sock.close()  # systemd's socket: its file stays for the next master
-            else:
-                listeners.close_listener(sock, bind)
-        self._listeners = []
-        self._accepting = False
 
     def _install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
@@ -928,9 +399,8 @@ class Master:
         self._commands.append(signum)
 
     def _forget_in_child(self) -> None:
-        for sock, _bind in self._listeners:
-            sock.close()
-        self._listeners = []
+        self._acceptor.forget_in_child()
+        self._intake.close()
         self._dispatcher.close()
         for extra in self._extras:
             extra.forget_in_child()
@@ -938,25 +408,8 @@ class Master:
         self._events.detach()
         if self._selector is not None:
             self._selector.close()
-        self._supervisor.close_all_in_child()
-        if self._pid_file is not None:
-            self._pid_file.close_in_child()
+        self._pool.close_all_in_child()
+        self._files.close_in_child()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-
-def _named_runtime(output: str) -> str:
-    """The runtime ``python -m workers`` printed last (the app may print before it)."""
-    lines = output.strip().splitlines()
-    if not lines or lines[-1] not in RUNTIMES:
-        raise ClusterError("the pre-flight check of the app did not name a worker runtime")
-    return lines[-1]
-
-
-def _runtime_of(app: object, worker_class: str) -> str:
-    """The worker runtime that serves the app object ``app`` (already imported by its owner)."""
-    loader = importlib.import_module(LOADER)
-    try:
-        return loader.load(app, None if worker_class == AUTO else worker_class).runtime
-    except loader.TargetError as exc:
-        raise ClusterError(str(exc)) from None

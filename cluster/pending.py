@@ -1,7 +1,7 @@
 """The connections the master holds while it waits for their first bytes.
 
 A :class:`Pending` connection is registered in the master's selector until it is routed
-or closed. The set is bounded: past :data:`PENDING_LIMIT` the dispatcher decides at once
+or closed. The set is bounded: past :data:`PENDING_LIMIT` the intake (:mod:`cluster.intake`) decides at once
 instead of waiting, so a flood of silent connections costs the master a fixed amount of
 memory and file descriptors. Every connection waits the same time, so the oldest is
 always the first to expire: a dict in insertion order is the whole timer wheel.

@@ -1,37 +1,29 @@
-"""The worker processes: fork them, talk to them, reap them.
+"""The worker processes as processes: fork them, reap them, signal them.
 
-A :class:`Worker` is the master's view of one worker process: its slot, its tag, the
-master's end of its channel and what is queued to be sent on it. Sends never block
-the master: a full channel queues a bounded number of packets, and past that the
-caller is told so (a hand-off then goes to another slot, a relay message is dropped).
+What a worker is to the master once forked (:class:`cluster.worker.Worker`) and what
+state it is in (:class:`cluster.pool.WorkerPool`) live elsewhere: this module only makes
+processes, so that the pool can be driven by fake ones in tests.
 """
 from __future__ import annotations
 
-import collections
-import dataclasses
-import enum
 import importlib
 import logging
 import os
 import signal
 import socket
 import sys
-import time
 import traceback
 from typing import Callable
 
 from protocol import frames
 from protocol.frames import Kind
-from protocol.sids import TAG_LIMIT
 from protocol.spec import RUNTIMES, WorkerSpec
 
-from .privileges import Identity
+from .config import Bind, Settings
+from .options import worker_options
 from .proctitle import set_title
 
 log = logging.getLogger("sticky_cluster.master")
-
-OUTBOX_LIMIT = 512
-"""Packets queued for one worker while its channel is full; past that, sends fail."""
 
 BOOT_ERROR = 3
 """Exit code of a worker that could not boot."""
@@ -41,124 +33,31 @@ IGNORED_IN_WORKERS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUS
 """Signals a worker ignores: the master drives workers through their channel."""
 
 
-class State(enum.Enum):
-    """Where a worker is in its life."""
+class Forker:
+    """Starts worker processes by forking the master, and reaps them.
 
-    BOOTING = "booting"  #: forked, not ready yet
-    SERVING = "serving"  #: ready and routed to
-    DRAINING = "draining"  #: no new clients; its sessions go on until they end
+    The pool's process starter: it knows how a worker process is made, nothing of
+    what the pool does with it.
 
-
-@dataclasses.dataclass(eq=False)
-class Worker:
-    """The master's record of one worker process."""
-
-    pid: int
-    slot: int
-    tag: int
-    sock: socket.socket
-    state: State = State.BOOTING
-    born: float = dataclasses.field(default_factory=time.monotonic)
-    last_seen: float = dataclasses.field(default_factory=time.monotonic)
-    sessions: int = 0
-    """Engine.IO sessions, as of the last heartbeat."""
-    connections: int = 0
-    """Connections open or waiting to be served, as of the last heartbeat."""
-    placed: int = 0
-    """New clients placed here since the last heartbeat."""
-    full: bool = False
-    """At ``--worker-connections`` at the last heartbeat: new clients go elsewhere."""
-    late: bool = False
-    """Missed its heartbeats (hung, stopped, busy): new clients go elsewhere."""
-    drain_deadline: float | None = None
-    killed: bool = False
-    """SIGKILL was sent; the worker is as good as gone."""
-    boot_error: str | None = None
-    """What the worker said when it could not boot."""
-    outbox: collections.deque = dataclasses.field(default_factory=collections.deque)
-    reassembler: frames.Reassembler = dataclasses.field(default_factory=frames.Reassembler)
-    broken: bool = False
-    """The channel failed: the worker is gone; nothing more is sent to it."""
-
-    def __str__(self) -> str:
-        return f"worker {self.pid} (slot {self.slot})"
-
-    def send(self, packet: bytes, client: int | None = None) -> bool:
-        """Send (or queue) one packet, with a client socket fd to hand off if given.
-
-        Returns False, sending nothing, when the outbox is full or the channel broken.
-        A handed-off client fd is closed here once it is sent; the worker has its own copy.
-        """
-        if self.broken:
-            return False
-        if self.outbox:
-            if len(self.outbox) >= OUTBOX_LIMIT:
-                return False
-            self.outbox.append((packet, client))
-            return True
-        try:
-            frames.send_packet(self.sock, packet, client)
-        except BlockingIOError:
-            self.outbox.append((packet, client))
-            return True
-        except OSError:
-            self.broken = True
-            return False
-        if client is not None:
-            os.close(client)
-        return True
-
-    def flush(self) -> bool:
-        """Send what the outbox holds; return True once it is empty."""
-        while self.outbox:
-            packet, client = self.outbox[0]
-            try:
-                frames.send_packet(self.sock, packet, client)
-            except BlockingIOError:
-                return False
-            except OSError:  # the worker is gone: keep the hand-offs for forget() to re-route
-                self.broken = True
-                return True
-            self.outbox.popleft()
-            if client is not None:
-                os.close(client)
-        return True
-
-    def discard_outbox(self) -> list[tuple[bytes, int]]:
-        """Empty the outbox; return the hand-offs it still held: (packet, client fd)."""
-        clients = [(packet, client) for packet, client in self.outbox if client is not None]
-        self.outbox.clear()
-        return clients
-
-
-class Supervisor:
-    """Forks workers and keeps the table of the live ones.
-
-    :param spec_for: makes the :class:`WorkerSpec` of a new worker from (slot, tag).
-    :param runtime: the name of the worker runtime (a key of :data:`protocol.spec.RUNTIMES`).
+    :param settings: what a worker is told (its :class:`WorkerSpec`), and the user and
+                     groups it switches to before it loads the app (``identity``).
+    :param binds: where the master listens (a worker tells its app the first).
     :param forget_in_child: closes, in a new child, everything of the master's it
                             inherited (listeners, selector, other workers' channels).
-    :param identity: the user and groups a new worker switches to before it loads the
-                     app; None: it stays who the master is.
     """
 
-    def __init__(self, spec_for: Callable[[int, int], WorkerSpec], runtime: str,
-                 forget_in_child: Callable[[], None], identity: Identity | None = None) -> None:
-        self._identity = identity
-        self._spec_for = spec_for
-        self.runtime = runtime
+    def __init__(self, settings: Settings, binds: Callable[[], list[Bind]],
+                 forget_in_child: Callable[[], None]) -> None:
+        self._settings = settings
+        self._identity = settings.identity
+        self._binds = binds
+        self.runtime = settings.runtime
         """The worker runtime's name (resolved by the master's pre-flight check)."""
         self._forget_in_child = forget_in_child
-        self._next_tag = 1
-        self.by_pid: dict[int, Worker] = {}
-        self.by_tag: dict[int, Worker] = {}
-        self.serving: dict[int, Worker] = {}
-        """slot -> the worker new clients of that slot go to."""
 
-    def spawn(self, slot: int) -> Worker:
-        """Fork a new worker for ``slot``; it is BOOTING until it reports ready."""
-        tag = self._next_tag
-        self._next_tag = self._next_tag % (TAG_LIMIT - 1) + 1
+    def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
+        """Fork a worker for ``slot`` tagged ``tag``: its pid and the master's end of its
+        channel (non-blocking)."""
         master_end, worker_end = frames.socket_pair()
         spec = self._spec_for(slot, tag)
         sys.stdout.flush()
@@ -169,10 +68,16 @@ class Supervisor:
             self._become_worker(spec, worker_end)
         worker_end.close()
         master_end.setblocking(False)
-        worker = Worker(pid=pid, slot=slot, tag=tag, sock=master_end)
-        self.by_pid[pid] = worker
-        self.by_tag[tag] = worker
-        return worker
+        return pid, master_end
+
+    def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
+        settings = self._settings
+        first = (self._binds() or settings.binds)[0]
+        return WorkerSpec(
+            target=settings.target, slot=slot, tag=tag,
+            heartbeat_interval=settings.heartbeat_interval,
+            server_address=first.address, family=first.family,
+            hand_back=settings.route == "sid", **worker_options(settings))
 
     def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
         code = 0
@@ -200,38 +105,9 @@ class Supervisor:
             logging.shutdown()
             os._exit(code)
 
-    def forget(self, worker: Worker) -> list[tuple[bytes, int]]:
-        """Drop a dead worker from every table; return the hand-offs still queued for it."""
-        self.by_pid.pop(worker.pid, None)
-        if self.by_tag.get(worker.tag) is worker:
-            del self.by_tag[worker.tag]
-        if self.serving.get(worker.slot) is worker:
-            del self.serving[worker.slot]
-        clients = worker.discard_outbox()
-        worker.sock.close()
-        return clients
-
-    def in_slot(self, slot: int) -> list[Worker]:
-        """Every live worker of ``slot``, whatever its state."""
-        return [worker for worker in self.by_pid.values() if worker.slot == slot]
-
-    def close_all_in_child(self) -> None:
-        """In a new child: close the master's ends of every other worker's channel."""
-        for worker in self.by_pid.values():
-            for _packet, client in worker.discard_outbox():
-                os.close(client)
-            worker.sock.close()
-
-    def signal_all(self, signum: int) -> None:
-        """Send ``signum`` to every live worker."""
-        for pid in list(self.by_pid):
-            try:
-                os.kill(pid, signum)
-            except ProcessLookupError:
-                pass
-
-    def reap(self) -> list[tuple[Worker, int]]:
-        """Collect every worker that has exited: (worker, wait status) pairs."""
+    @staticmethod
+    def reap() -> list[tuple[int, int]]:
+        """Collect every child that has exited: (pid, wait status) pairs."""
         dead = []
         while True:
             try:
@@ -240,34 +116,16 @@ class Supervisor:
                 break
             if pid == 0:
                 break
-            worker = self.by_pid.get(pid)
-            if worker is not None:
-                dead.append((worker, status))
+            dead.append((pid, status))
         return dead
 
-    def send_to_all(self, kind: Kind, payload: bytes | memoryview,
-                    skip: Worker | None = None) -> int:
-        """Send one message to every worker past booting, but ``skip``; return drops."""
-        packets = frames.packets(kind, payload)
-        dropped = 0
-        for worker in self.by_pid.values():
-            if worker is skip or worker.state is State.BOOTING:
-                continue
-            dropped += not _send_packets(worker, packets)
-        return dropped
 
-    def send_to(self, worker: Worker, kind: Kind, payload: bytes | memoryview) -> bool:
-        """Send one message to ``worker``; False (nothing sent) when its queue is full."""
-        return _send_packets(worker, frames.packets(kind, payload))
-
-
-def _send_packets(worker: Worker, packets: list[bytes]) -> bool:
-    """Send all of one message's packets, or none of them when they would not fit."""
-    if len(worker.outbox) + len(packets) > OUTBOX_LIMIT:
-        return False
-    for packet in packets:
-        worker.send(packet)
-    return True
+def send_signal(pid: int, signum: int) -> None:
+    """``os.kill``, quiet when the process is already gone."""
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def _report_boot_failure(sock: socket.socket, error: str) -> None:

@@ -244,12 +244,13 @@ def test_a_crash_of_the_master_is_logged_with_its_traceback_and_stops_the_worker
 import sys
 from cluster import Master
 from cluster.master import ClusterError
+from cluster.pool import WorkerPool
 
 def broken_step(self):
-    if len(self._supervisor.serving) == 2:
+    if len(self.serving) == 2:
         raise RuntimeError("injected bug \\x1b[31m")
 
-Master._step_roll = broken_step
+WorkerPool._step_roll = broken_step
 try:
     Master("tests.apps.chat:sio", workers=2, bind="127.0.0.1:{free_port()}",
            log_file={str(log_file)!r}).run()

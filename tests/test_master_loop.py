@@ -15,10 +15,11 @@ import time
 
 import pytest
 
+from cluster.acceptor import ACCEPT_LINGER
+from cluster.master import REAP_INTERVAL, Master
+from cluster.worker import State, Worker
 from protocol import frames
 from protocol.frames import Kind
-from cluster.master import ACCEPT_LINGER, REAP_INTERVAL, Master
-from cluster.supervisor import State, Worker
 from conftest import free_port, wait_for
 
 NO_SUCH_PID = 2 ** 22 + 7
@@ -29,14 +30,14 @@ NO_SUCH_PID = 2 ** 22 + 7
 def master():
     port = free_port()
     master = Master("tests.apps.chat:sio", bind=f"127.0.0.1:{port}", route="ip", workers=1)
-    master._supervisor.reap = lambda: []  # waitpid(-1) here would reap pytest's own children
+    master._forker.reap = lambda: []  # waitpid(-1) here would reap pytest's own children
     master._open_listeners()
     master.port = port
     yield master
-    master._close_listeners()
+    master._acceptor.close()
     master._dispatcher.close()
-    for worker in list(master._supervisor.by_pid.values()):
-        master._supervisor.forget(worker)
+    for worker in list(master._pool.by_pid.values()):
+        master._pool._forget(worker)
     master._selector.close()
     os.close(master._wake_read)
     os.close(master._wake_write)
@@ -48,11 +49,9 @@ def worker_end(master):
     master_end, worker_end = frames.socket_pair()
     master_end.setblocking(False)
     worker = Worker(pid=NO_SUCH_PID, slot=0, tag=1, sock=master_end, state=State.SERVING)
-    master._supervisor.by_pid[worker.pid] = worker
-    master._supervisor.by_tag[worker.tag] = worker
-    master._supervisor.serving[0] = worker
-    master._watch_worker(worker)
-    master._update_accepting()
+    master._pool._enlist(worker)
+    master._pool.serving[0] = worker
+    master._acceptor.update()
     yield worker_end
     worker_end.close()
 
@@ -77,7 +76,7 @@ def _handed_off(worker_end: socket.socket) -> tuple[str, int]:
 
 
 def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worker_end):
-    listener = master._listeners[0][0]
+    listener = master._acceptor.listeners[0][0]
     first = socket.create_connection(("127.0.0.1", master.port))
     events = wait_for(lambda: master._selector.select(0.5), 10, what="the first connection")
     assert [key.fileobj for key, _mask in events] == [listener]
@@ -86,7 +85,7 @@ def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worke
     assert _handed_off(worker_end) == first.getsockname()
 
     # lingering: the listeners are out of the selector, whose timeout ends the linger
-    assert not master._accepting
+    assert not master._acceptor.accepting
     with pytest.raises(KeyError):
         master._selector.get_key(listener)
     assert 0 <= master._next_timeout() <= ACCEPT_LINGER
@@ -96,7 +95,7 @@ def test_the_accept_linger_leaves_the_loop_to_the_workers_channels(master, worke
     heartbeat = frames.Heartbeat(sessions=7, connections=9).encode()
     for packet in frames.packets(Kind.HEARTBEAT, heartbeat):
         worker_end.sendall(packet)
-    worker = master._supervisor.serving[0]
+    worker = master._pool.serving[0]
     _turns_until(master, lambda: worker.sessions == 7, "the heartbeat handled")
 
     # the linger over, accepting resumes by itself and the next client is handed off
@@ -122,7 +121,7 @@ def _ready(sock: socket.socket) -> bool:
 
 def test_reaping_waits_for_chld_with_a_slow_safety_net(master, worker_end):
     reaps = []
-    master._supervisor.reap = lambda: reaps.append(time.monotonic()) or []
+    master._forker.reap = lambda: reaps.append(time.monotonic()) or []
     started = time.monotonic()
     for _ in range(200):
         master._tick(time.monotonic())

@@ -136,7 +136,7 @@ def test_facts_count_each_handoff_once_by_reason():
 def test_facts_never_show_a_password():
     url = "redis://app:s3cret-Pa55@10.0.0.5:6379/0"
     master = Master("tests.apps.chat:sio", workers=2, adapter=url)
-    master._rolls["failure"] = (1, "the app is broken: no postgresql://db:pg-Pa55@db/app")
+    master._pool.rolls["failure"] = (1, "the app is broken: no postgresql://db:pg-Pa55@db/app")
     event = logging.LogRecord("sticky_cluster.master", logging.ERROR, __file__, 1,
                               "broker %s said: bad password s3cret-Pa55", (url,), None)
     master._events.filter(event)

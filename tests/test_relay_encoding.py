@@ -74,6 +74,8 @@ EMITS = [
     ("chat", "to one client", make_sid(encode_tag(OTHER_TAG))),
 ]
 """(event, data, room): a broadcast, a tuple, binary data, an emit to another worker's sid."""
+EMIT_IDS = ["broadcast", "tuple", "binary", "to-another-workers-sid"]
+"""Fixed test ids: the last case's sid is random, and parallel runs must collect the same ids."""
 
 
 def _sync_pair() -> tuple[managers.RelayManager, _CapturingRedisManager, _Link]:
@@ -97,7 +99,7 @@ def _relayed(kind: Kind, payload: bytes, room: str | None) -> bytes:
     return bytes(inner)
 
 
-@pytest.mark.parametrize("event, data, room", EMITS)
+@pytest.mark.parametrize("event, data, room", EMITS, ids=EMIT_IDS)
 def test_relay_sends_the_bytes_redis_manager_publishes(event, data, room):
     relay, redis, link = _sync_pair()
     relay.emit(event, data, room=room)
@@ -107,7 +109,7 @@ def test_relay_sends_the_bytes_redis_manager_publishes(event, data, room):
     assert _relayed(kind, payload, room) == published
 
 
-@pytest.mark.parametrize("event, data, room", EMITS)
+@pytest.mark.parametrize("event, data, room", EMITS, ids=EMIT_IDS)
 def test_async_relay_sends_the_bytes_async_redis_manager_publishes(event, data, room):
     async def scenario() -> None:
         link = _Link()

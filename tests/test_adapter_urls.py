@@ -123,7 +123,8 @@ def test_the_master_never_imports_a_broker_client(redis_server):
     """The start-up check runs in a child: the master stays free of redis, kombu, valkey."""
     script = ("import sys\n"
               "from cluster.master import Master\n"
-              f"Master('tests.apps.chat:sio', adapter={redis_server.url!r})._preflight()\n"
+              "from cluster.preflight import preflight\n"
+              f"preflight(Master('tests.apps.chat:sio', adapter={redis_server.url!r}).settings)\n"
               "print(sorted({'redis', 'valkey', 'kombu', 'socketio', 'eventlet'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)

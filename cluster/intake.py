@@ -18,6 +18,10 @@ readable, so its ``SO_RCVLOWAT`` is raised past what was seen (TCP's poll honour
 It is routed with what it sent after ``--peek-timeout`` (a silent one by IP), or closed
 when a PROXY header was required and is missing or bad. Once it is looked at, the
 :class:`~cluster.dispatch.Dispatcher` chooses its worker and hands it over.
+
+What to do with a connection, given what it has sent, is decided in
+:mod:`cluster.intake_decision`, pure and tested on recorded bytes; this module only
+does the I/O that the decision asks for. Keep it that way: a new rule goes there.
 """
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ import time
 from .config import Settings
 from .dispatch import Dispatcher
 from .intake_decision import HEAD_LIMIT, IntakeRules, Refuse, Route, Seen, Wait, decide
+from .peek import ProxyHeader
 from .pending import PENDING_LIMIT, Pending, PendingSet
 
 log = logging.getLogger("sticky_cluster.master")
@@ -144,18 +149,16 @@ class Intake:
             head = None
         except OSError:
             head = b""
-        seen = Seen(conn.client, now - conn.since, conn.proxied, conn.lowat if woken else 0,
-                    crowded, conn.sock.family != socket.AF_UNIX)
+        seen = Seen(conn.client, now - conn.since, proxied=conn.proxied,
+                    awaited=conn.lowat if woken else 0, crowded=crowded,
+                    can_wait_for_more=conn.sock.family != socket.AF_UNIX)
         decision = decide(head, seen, self._rules)
         if head is None and deferred:
             conn.since -= DEFER_ACCEPT
         if isinstance(decision, (Wait, Route)) and decision.proxy is not None:
-            if not self._consume(conn.sock, decision.proxy.length):
+            if not self._take_proxy_header(conn, decision.proxy):
                 self._close(conn)
                 return
-            conn.proxied = True
-            conn.client = decision.proxy.client or conn.client
-            self._set_lowat(conn, 1)
         if isinstance(decision, Wait):
             self._set_lowat(conn, decision.lowat)
             if conn not in self._pending:
@@ -168,6 +171,15 @@ class Intake:
             self._refuse(conn, decision.reason)
         else:
             self._close(conn)
+
+    def _take_proxy_header(self, conn: Pending, header: ProxyHeader) -> bool:
+        """Consume ``conn``'s PROXY header and take its client; False if the peer is gone."""
+        if not self._consume(conn.sock, header.length):
+            return False
+        conn.proxied = True
+        conn.client = header.client or conn.client
+        self._set_lowat(conn, 1)
+        return True
 
     def _refuse(self, conn: Pending, reason: str) -> None:
         log.debug("closed a connection from %s: %s", conn.client, reason)

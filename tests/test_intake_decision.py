@@ -282,7 +282,8 @@ def test_with_route_ip_a_trusted_peer_still_waits_for_its_x_forwarded_for() -> N
 def test_headers_over_the_peek_limit_are_routed_without_their_end() -> None:
     head = (first_line(FORWARDED_GET) + b"X-Forwarded-For: 203.0.113.7\r\n"
             + b"X-Pad: " + b"x" * HEAD_LIMIT)[:HEAD_LIMIT]
-    assert decide(head, seen(BALANCER), rules(trusted="10.0.0.0/8")) == Route(("203.0.113.7", BALANCER[1]), None)
+    assert decide(head, seen(BALANCER), rules(trusted="10.0.0.0/8")) == \
+        Route(("203.0.113.7", BALANCER[1]), None)
 
 
 def test_a_unix_socket_peer_is_local_and_trusted() -> None:

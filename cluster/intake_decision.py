@@ -27,6 +27,10 @@ The rules, in order:
   grow into one (binary garbage, a TLS hello, are routed at once).
 * Anything else is :class:`Route`: by the ``sid=`` of the request line when routing by
   sid, with the client address of the PROXY header or of a trusted ``X-Forwarded-For``.
+
+This is the master's hot path (one :class:`Seen` and one decision per connection): the
+records are plain slotted dataclasses, not frozen ones, which cost twice as much to
+build; treat them as values all the same.
 """
 from __future__ import annotations
 
@@ -83,7 +87,7 @@ class IntakeRules:
         return client is None or client[0] in self.trusted
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Seen:
     """What the intake knows of a connection, besides the bytes it peeked."""
 
@@ -101,7 +105,7 @@ class Seen:
     """Whether the kernel wakes it only for more bytes than seen (TCP; not a Unix socket)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Wait:
     """Leave the connection pending until more than ``lowat - 1`` bytes are there."""
 
@@ -110,7 +114,7 @@ class Wait:
     """A PROXY header to consume first (the bytes counted by ``lowat`` come after it)."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Route:
     """Hand the connection to the worker that made ``sid``, else place it by ``client``."""
 
@@ -122,14 +126,14 @@ class Route:
     """A PROXY header to consume first."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Refuse:
     """Close the connection: its PROXY header is missing, bad or truncated."""
 
     reason: str
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(slots=True)
 class Closed:
     """The peer closed (or reset) the connection before it was routed: close it."""
 

@@ -302,6 +302,35 @@ def test_proxy_protocol_and_x_forwarded_for_together() -> None:
     assert isinstance(decision, Route) and decision.client == ("127.0.0.1", 47398)
 
 
+# -- every combination of the flags ------------------------------------------------------------
+
+FORWARDED_POLL = POLL_WITH_SID.replace(b"\r\n\r\n", b"\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n")
+V2_CLIENT = ("198.51.100.9", 61000)
+V2_HEADER = ProxyHeader(len(PROXY_V2), V2_CLIENT)
+
+
+@pytest.mark.parametrize("route", ["sid", "ip"])
+@pytest.mark.parametrize("proxy_protocol", [False, True])
+@pytest.mark.parametrize("trusted", ["", "10.0.0.0/8, 198.51.100.9"])
+def test_each_flag_changes_what_a_balancer_s_connection_gives(route: str, proxy_protocol: bool,
+                                                               trusted: str) -> None:
+    """A balancer (10.0.0.2) relays a poll of session SID_1 for 203.0.113.7, with a PROXY v2
+    header (source 198.51.100.9) when the master expects one."""
+    flags = rules(route, proxy_protocol, trusted)
+    header, before = (PROXY_V2, V2_HEADER) if proxy_protocol else (b"", None)
+    port = V2_CLIENT[1] if proxy_protocol else BALANCER[1]
+    client = ("203.0.113.7", port) if trusted else (V2_CLIENT if proxy_protocol else BALANCER)
+    sid = SID_1 if route == "sid" else None
+    conn = seen(BALANCER, proxied=not proxy_protocol)
+    assert decide(header + FORWARDED_POLL, conn, flags) == Route(client, sid, before)
+    part = FORWARDED_POLL[:30]
+    reads_request = route == "sid" or bool(trusted)
+    expected = Wait(31, before) if reads_request else Route(client, None, before)
+    assert decide(header + part, conn, flags) == expected
+    assert decide(header + part, seen(BALANCER, elapsed=5.0, proxied=not proxy_protocol), flags) == \
+        Route(V2_CLIENT if proxy_protocol else BALANCER, None, before)
+
+
 # -- properties ----------------------------------------------------------------------------------
 
 RECORDED = [HANDSHAKE, POLL_WITH_SID, UPGRADE_WITH_SID, BROWSER_GET, FORWARDED_GET]

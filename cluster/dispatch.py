@@ -90,10 +90,10 @@ class Dispatcher:
 
     # -------------------------------------------------------------------- route
 
-    def route(self, fd: int, client: Address | None, head: bytes) -> None:
-        """Hand the client socket ``fd`` off: to the live worker that made the sid in
-        ``head`` (the request's first bytes, when looked at), else where it is placed."""
-        self._deliver(fd, client, self._owner(head) if self._by_sid and head else None)
+    def route(self, fd: int, client: Address | None, sid: str | None) -> None:
+        """Hand the client socket ``fd`` off: to the live worker that made ``sid`` (the
+        request line's, when routing by sid), else where it is placed."""
+        self._deliver(fd, client, self._owner_of(sid) if sid else None)
 
     def hand_off(self, fd: int, address: tuple[str, int] | str) -> None:
         """Give the client socket ``fd`` to the worker its address routes to."""
@@ -148,7 +148,11 @@ class Dispatcher:
     def _owner(self, head: bytes) -> Worker | None:
         """The live worker that made the sid of the request in ``head``, if any."""
         sid = request_sid(head)
-        tag = tag_of(sid) if sid else None
+        return self._owner_of(sid) if sid else None
+
+    def _owner_of(self, sid: str) -> Worker | None:
+        """The live worker that made ``sid``, if any."""
+        tag = tag_of(sid)
         return self._pool.owner(tag) if tag is not None else None
 
     def _deliver(self, fd: int, client: Address | None, owner: Worker | None,

@@ -18,6 +18,10 @@ readable, so its ``SO_RCVLOWAT`` is raised past what was seen (TCP's poll honour
 It is routed with what it sent after ``--peek-timeout`` (a silent one by IP), or closed
 when a PROXY header was required and is missing or bad. Once it is looked at, the
 :class:`~cluster.dispatch.Dispatcher` chooses its worker and hands it over.
+
+What to do with a connection, given what it has sent, is decided in
+:mod:`cluster.intake_decision`, pure and tested on recorded bytes; this module only
+does the I/O that the decision asks for. Keep it that way: a new rule goes there.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ import time
 
 from .config import Settings
 from .dispatch import Dispatcher
-from .peek import INCOMPLETE, ProxyError, forwarded_for, parse_proxy, request_line_prefix
+from .intake_decision import HEAD_LIMIT, IntakeRules, Refuse, Route, Seen, Wait, decide
+from .peek import ProxyHeader
 from .pending import PENDING_LIMIT, Pending, PendingSet
 
 log = logging.getLogger("sticky_cluster.master")
@@ -39,10 +44,6 @@ ACCEPT_BATCH = 64
 
 OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
-REQUEST_LINE_LIMIT = 4096
-"""Bytes of request the master waits for to see a whole request line."""
-HEAD_LIMIT = 16384
-"""Bytes the master peeks at most: a PROXY v2 header with its TLVs, or request headers."""
 DEFER_ACCEPT = 1
 """Seconds a TCP listener's kernel holds a connection that has sent nothing yet."""
 
@@ -59,12 +60,9 @@ class Intake:
 
     def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
         self._dispatcher = dispatcher
-        self._by_sid = settings.route == "sid"
-        self._proxy_protocol = settings.proxy_protocol
-        self._trusted = settings.trusted_proxies
-        self._peek_timeout = settings.peek_timeout
-        self._peek_size = HEAD_LIMIT if self._proxy_protocol or self._trusted else REQUEST_LINE_LIMIT
-        self._pending = PendingSet(PENDING_LIMIT, lambda conn: self._examine(conn, final=False))
+        self._rules = IntakeRules.from_settings(settings)
+        self._pending = PendingSet(PENDING_LIMIT,
+                                   lambda conn: self._examine(conn, time.monotonic(), woken=True))
         self._scratch = bytearray(HEAD_LIMIT)
         self._warned_full = False
         self.accepted = 0
@@ -82,7 +80,7 @@ class Intake:
     @property
     def peeking(self) -> bool:
         """Whether connections are looked at before they are handed off."""
-        return self._by_sid or self._proxy_protocol or bool(self._trusted)
+        return self._rules.peeking
 
     def attach(self, selector: selectors.BaseSelector) -> None:
         """Wait for pending connections in ``selector``, the master's loop."""
@@ -115,137 +113,73 @@ class Intake:
             self.accepted += 1
             client = (address[0], address[1]) if isinstance(address, tuple) else None
             if not peeking:
-                self._dispatcher.route(fd, client, b"")
+                self._dispatcher.route(fd, client, None)
                 continue
             sock = socket.socket(listener.family, socket.SOCK_STREAM, 0, fileno=fd)
-            conn = Pending(sock, client, time.monotonic() + self._peek_timeout,
-                           proxied=not self._proxy_protocol)
-            self._examine(conn, final=False, deferred=deferred)
+            now = time.monotonic()
+            conn = Pending(sock, client, now, proxied=not self._rules.proxy_protocol)
+            self._examine(conn, now, deferred=deferred)
         return True
 
     def expire(self, now: float) -> None:
         """Route or close the pending connections whose peek timeout has passed."""
-        for conn in self._pending.expired(now):
+        for conn in self._pending.expired(now, self._rules.peek_timeout):
             self.timed_out += 1
-            self._examine(conn, final=True)
+            self._examine(conn, now)
         if self._warned_full and len(self._pending) < PENDING_LIMIT // 2:
             self._warned_full = False
 
     # ------------------------------------------------------------------ examine
 
-    def _examine(self, conn: Pending, final: bool, deferred: bool = False) -> None:
-        """Route ``conn``, close it, or let it wait for more bytes.
+    def _examine(self, conn: Pending, now: float, woken: bool = False, deferred: bool = False) -> None:
+        """Peek at ``conn`` and act on what :func:`~cluster.intake_decision.decide` says.
 
-        ``final``: decide now with what is there. ``deferred``: just accepted from a
+        ``woken``: it waits and has become readable. ``deferred``: just accepted from a
         TCP_DEFER_ACCEPT listener, where a silent connection has already waited.
         """
-        waiting = conn in self._pending
-        if not waiting and not final and self._pending.full:
-            final = True
-            if not self._warned_full:
-                self._warned_full = True
-                log.warning("%d connections wait for their first bytes, the most: new ones are "
-                            "routed at once on what they have sent%s", PENDING_LIMIT,
-                            " (closed without a PROXY header)" if self._proxy_protocol else "")
+        crowded = not woken and self._pending.full
+        if crowded and not self._warned_full:
+            self._warned_full = True
+            log.warning("%d connections wait for their first bytes, the most: new ones are "
+                        "routed at once on what they have sent%s", PENDING_LIMIT,
+                        " (closed without a PROXY header)" if self._rules.proxy_protocol else "")
         try:
-            head: bytes | None = conn.sock.recv(self._peek_size, _PEEK)
+            head: bytes | None = conn.sock.recv(self._rules.peek_size, _PEEK)
         except BlockingIOError:
             head = None
         except OSError:
             head = b""
-        if head == b"":  # closed or reset before being routed
-            self._close(conn)
-            return
+        seen = Seen(conn.client, now - conn.since, proxied=conn.proxied,
+                    awaited=conn.lowat if woken else 0, crowded=crowded,
+                    can_wait_for_more=conn.sock.family != socket.AF_UNIX)
+        decision = decide(head, seen, self._rules)
         if head is None and deferred:
-            conn.deadline -= DEFER_ACCEPT
-        elif head is not None and waiting and len(head) < conn.lowat:
-            final = True  # woken with no new byte: the peer shut its side
-        if not conn.proxied:
-            if head is None:
-                if final:
-                    self._refuse(conn, "sent no PROXY header")
-                else:
-                    self._wait(conn, 1)
+            conn.since -= DEFER_ACCEPT
+        if isinstance(decision, (Wait, Route)) and decision.proxy is not None:
+            if not self._take_proxy_header(conn, decision.proxy):
+                self._close(conn)
                 return
-            length = self._take_proxy_header(conn, head, final)
-            if length is None:
-                return
-            head = head[length:] or None
-        if head is None:
-            if final or not self._needs_request(conn):
-                self._route(conn, b"")
-            else:
-                self._wait(conn, 1)
-        elif not final and self._can_wait_for_more(conn) and self._incomplete(conn, head):
-            self._wait(conn, len(head) + 1)
+        if isinstance(decision, Wait):
+            self._set_lowat(conn, decision.lowat)
+            if conn not in self._pending:
+                self._pending.add(conn)
+        elif isinstance(decision, Route):
+            self._pending.discard(conn)
+            self._set_lowat(conn, 1)
+            self._dispatcher.route(conn.sock.detach(), decision.client, decision.sid)
+        elif isinstance(decision, Refuse):
+            self._refuse(conn, decision.reason)
         else:
-            self._route(conn, head)
-
-    def _take_proxy_header(self, conn: Pending, head: bytes, final: bool) -> int | None:
-        """Consume the PROXY header at the start of ``head``; return its length.
-
-        Returns None when ``conn`` is closed, or left waiting for the rest of the header.
-        """
-        try:
-            header = parse_proxy(head)
-        except ProxyError as exc:
-            self._refuse(conn, str(exc))
-            return None
-        if header is INCOMPLETE:
-            if final or len(head) >= HEAD_LIMIT or not self._can_wait_for_more(conn):
-                self._refuse(conn, "truncated PROXY header")
-            else:
-                self._wait(conn, len(head) + 1)
-            return None
-        if not self._consume(conn.sock, header.length):
             self._close(conn)
-            return None
+
+    def _take_proxy_header(self, conn: Pending, header: ProxyHeader) -> bool:
+        """Consume ``conn``'s PROXY header and take its client; False if the peer is gone."""
+        if not self._consume(conn.sock, header.length):
+            return False
         conn.proxied = True
         conn.client = header.client or conn.client
         self._set_lowat(conn, 1)
-        return header.length
-
-    def _needs_request(self, conn: Pending) -> bool:
-        """Whether routing ``conn`` looks at its request (else its address is enough)."""
-        return self._by_sid or self._trusts(conn)
-
-    def _incomplete(self, conn: Pending, head: bytes) -> bool:
-        """Whether more of the request would tell more, and may still come."""
-        if self._trusts(conn):  # X-Forwarded-For: the whole head
-            ended = b"\n\r\n" in head or b"\n\n" in head
-            return not ended and len(head) < HEAD_LIMIT and (b"\n" in head or request_line_prefix(head))
-        return (self._by_sid and b"\n" not in head and len(head) < REQUEST_LINE_LIMIT
-                and request_line_prefix(head))
-
-    def _trusts(self, conn: Pending) -> bool:
-        """Whether ``conn``'s X-Forwarded-For is believed (a Unix-socket peer is local)."""
-        if not self._trusted:
-            return False
-        return conn.client is None or conn.client[0] in self._trusted
-
-    @staticmethod
-    def _can_wait_for_more(conn: Pending) -> bool:
-        """Whether the kernel wakes us only for more bytes than seen (TCP honours SO_RCVLOWAT)."""
-        return conn.sock.family != socket.AF_UNIX
-
-    def _wait(self, conn: Pending, lowat: int) -> None:
-        """Leave ``conn`` pending until more than ``lowat - 1`` bytes are there."""
-        self._set_lowat(conn, lowat)
-        if conn not in self._pending:
-            self._pending.add(conn)
-
-    # ------------------------------------------------------------------- finish
-
-    def _route(self, conn: Pending, head: bytes) -> None:
-        """Pass ``conn`` on, with the client address it has by now and its request's head."""
-        client = conn.client
-        if head and self._trusts(conn):
-            forwarded = forwarded_for(head, self._trusted)
-            if forwarded is not None:  # the port stays the proxy's: unique per connection
-                client = (forwarded, client[1] if client else 0)
-        self._pending.discard(conn)
-        self._set_lowat(conn, 1)
-        self._dispatcher.route(conn.sock.detach(), client, head)
+        return True
 
     def _refuse(self, conn: Pending, reason: str) -> None:
         log.debug("closed a connection from %s: %s", conn.client, reason)

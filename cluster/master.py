@@ -6,7 +6,7 @@ handler. The loop owns the policy (when to roll, scale or stop, when to give up)
 wires the rooms that do the work, each the one owner of its concern:
 
 * :mod:`cluster.acceptor`: the listening sockets, and when the loop accepts on them;
-* :mod:`cluster.intake`: what routing needs of a new connection (peek, PROXY header);
+* :mod:`cluster.intake`: a new connection's peek, PROXY header (:mod:`cluster.intake_decision`);
 * :mod:`cluster.dispatch`: each connection to the worker it belongs to;
 * :mod:`cluster.pool`: the workers, their states and transitions (fork in
   :mod:`cluster.supervisor`, the record of one worker in :mod:`cluster.worker`);

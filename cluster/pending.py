@@ -27,8 +27,9 @@ class Pending:
     client: Address | None
     """The client's (ip, port): the peer's, or the PROXY header's once consumed; None
     for a Unix-socket peer without one."""
-    deadline: float
-    """When the master stops waiting and routes (or closes) it with what it has."""
+    since: float
+    """When it was accepted (``time.monotonic()``), earlier by the time the kernel held it
+    (``TCP_DEFER_ACCEPT``): it is decided with what it has once the peek timeout has passed."""
     proxied: bool
     """Whether the PROXY header is consumed (or none is expected)."""
     lowat: int = 1
@@ -74,11 +75,12 @@ class PendingSet:
         if self._by_fd.pop(conn.sock.fileno(), None) is not None and self._selector is not None:
             self._selector.unregister(conn.sock)
 
-    def expired(self, now: float) -> Iterator[Pending]:
-        """Take out and yield, oldest first, every connection whose deadline has passed."""
+    def expired(self, now: float, timeout: float) -> Iterator[Pending]:
+        """Take out and yield, oldest first, every connection that has waited ``timeout``
+        seconds by ``now`` (``now - conn.since >= timeout``)."""
         while self._by_fd:
             conn = next(iter(self._by_fd.values()))
-            if conn.deadline > now:
+            if now - conn.since < timeout:
                 return
             self.discard(conn)
             yield conn

@@ -321,3 +321,21 @@ def test_green_link_drops_a_message_over_the_limit_and_closes_its_fd():
         frames.receive_packet(master_end)
     master_end.close()
     worker_end.close()
+
+
+def test_asyncio_link_drops_a_message_over_the_limit_and_closes_its_fd():
+    master_end, worker_end = frames.socket_pair()
+    spare = os.dup(master_end.fileno())
+
+    async def scenario() -> None:
+        link = AsyncMasterLink(worker_end, lambda *_: None, asyncio.get_running_loop())
+        link.send(Kind.PUBLISH, b"x" * (frames.MAX_MESSAGE + 1), spare)
+        link.send(Kind.HEARTBEAT, b"1 1")  # the link goes on
+
+    asyncio.run(scenario())
+    with pytest.raises(OSError):
+        os.fstat(spare)
+    packet, _fd = frames.receive_packet(master_end)
+    assert packet == frames.packets(Kind.HEARTBEAT, b"1 1")[0]
+    master_end.close()
+    worker_end.close()

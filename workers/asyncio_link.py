@@ -16,7 +16,7 @@ import socket
 from protocol import frames
 from protocol.frames import Kind
 
-from .inbox import Client, Inbox, master_gone
+from .inbox import Client, Inbox, master_gone, outgoing_packets
 
 READ_BATCH = 64
 """Most packets read in one reader callback, so that the loop serves clients meanwhile."""
@@ -49,9 +49,13 @@ class AsyncMasterLink(Inbox):
         """Send one message to the master now, or queue it behind those still waiting.
 
         ``fd`` rides with the first packet (a message that carries one fits in one); it
-        is closed here once sent.
+        is closed here once sent. A message over :data:`protocol.frames.MAX_MESSAGE` is
+        dropped with an error line (:func:`~workers.inbox.outgoing_packets`).
         """
-        packets = [(packet, None) for packet in frames.packets(kind, payload)]
+        whole = outgoing_packets(kind, payload, fd)
+        if whole is None:
+            return
+        packets: list[tuple[bytes, int | None]] = [(packet, None) for packet in whole]
         packets[0] = (packets[0][0], fd)
         self._outbox.extend(packets)
         if len(self._outbox) == len(packets):

@@ -10,17 +10,13 @@ runtime.
 """
 from __future__ import annotations
 
-import logging
-import os
 import socket
 from typing import Any, Callable, ContextManager, NamedTuple
 
 from protocol import frames
 from protocol.frames import Kind
 
-from .inbox import Client, Inbox, master_gone
-
-log = logging.getLogger("sticky_cluster.worker")
+from .inbox import Client, Inbox, master_gone, outgoing_packets
 
 
 class GreenHub(NamedTuple):
@@ -63,12 +59,8 @@ class GreenMasterLink(Inbox):
         A message over :data:`protocol.frames.MAX_MESSAGE` is dropped with an error line:
         the master would take it for garbage and kill this worker.
         """
-        try:
-            packets = frames.packets(kind, payload)
-        except frames.ProtocolError as exc:
-            log.error("worker %d drops a message: %s", os.getpid(), exc)
-            if fd is not None:
-                os.close(fd)
+        packets = outgoing_packets(kind, payload, fd)
+        if packets is None:
             return
         with self._send_lock:
             for packet in packets:

@@ -81,3 +81,16 @@ def master_gone() -> None:
     log.info("master channel closed; worker %d exits", os.getpid())
     logging.shutdown()
     os._exit(0)
+
+
+def outgoing_packets(kind: Kind, payload: bytes, fd: int | None) -> list[bytes] | None:
+    """The packets of one message to the master; None for a message over
+    :data:`protocol.frames.MAX_MESSAGE`, which is dropped with an error line and its
+    ``fd`` closed: the master would take it for garbage and kill this worker."""
+    try:
+        return frames.packets(kind, payload)
+    except frames.ProtocolError as exc:
+        log.error("worker %d drops a message: %s", os.getpid(), exc)
+        if fd is not None:
+            os.close(fd)
+        return None

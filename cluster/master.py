@@ -5,6 +5,7 @@ one ``handle_<signal>`` method each, as in gunicorn's arbiter; never inside a si
 handler. The loop owns the policy (when to roll, scale or stop, when to give up) and
 wires the rooms that do the work, each the one owner of its concern:
 
+* :mod:`cluster.commands`: the signal and command queue that wakes the loop;
 * :mod:`cluster.acceptor`: the listening sockets, and when the loop accepts on them;
 * :mod:`cluster.intake`: a new connection's peek, PROXY header (:mod:`cluster.intake_decision`);
 * :mod:`cluster.dispatch`: each connection to the worker it belongs to;
@@ -19,16 +20,15 @@ operators' servers.
 """
 from __future__ import annotations
 
-import collections
 import logging
 import os
 import selectors
 import signal
 import time
-from typing import Callable
 
 from . import status
 from .acceptor import Acceptor
+from .commands import CommandQueue
 from .config import ConfigError, Settings, make_settings
 from .dispatch import Dispatcher
 from .events import EventLog
@@ -82,8 +82,7 @@ class Master:
 
     def __init__(self, app: object, **options: object) -> None:
         self.settings: Settings = make_settings(app, **options)
-        self._commands: collections.deque[int | Callable[[], None]] = collections.deque()
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._commands = CommandQueue()
         self._selector: selectors.BaseSelector | None = None
         self._forker = Forker(self.settings, lambda: self._acceptor.binds, self._forget_in_child)
         self._files = status.RunFiles(self.settings.pid_file)
@@ -130,7 +129,7 @@ class Master:
                           self.settings.log_format)
         self._events.attach()
         set_title(f"master {self._target_name()}")
-        self._install_signals()
+        self._commands.install(HANDLED_SIGNALS, self._on_signal)
         try:
             self._forker.runtime = preflight(self.settings)
             self._open_listeners()
@@ -164,7 +163,9 @@ class Master:
                 extra.close()
             self._events.detach()
             self._files.remove()
-            self._restore_signals()
+            self._commands.restore(HANDLED_SIGNALS)
+            if self._selector is not None:
+                self._selector.close()
         log.info("relay totals: %s", self._relay.summary())
         log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
         if self._halt_reason:
@@ -196,15 +197,15 @@ class Master:
 
     def reload(self) -> None:
         """Rolling restart: replace every worker, one slot at a time (like SIGHUP)."""
-        self._post(self.handle_hup)
+        self._commands.post(self.handle_hup)
 
     def scale(self, workers: int) -> None:
         """Run ``workers`` worker processes from now on (at least 1)."""
-        self._post(lambda: self._scale_to(workers))
+        self._commands.post(lambda: self._scale_to(workers))
 
     def stop(self, graceful: bool = False) -> None:
         """Stop the cluster: at once (like SIGTERM) or after draining (like SIGQUIT)."""
-        self._post(self.handle_quit if graceful else self.handle_term)
+        self._commands.post(self.handle_quit if graceful else self.handle_term)
 
     # ------------------------------------------------------------------ signals
 
@@ -274,8 +275,7 @@ class Master:
         return self._acceptor.next_wake(time.monotonic(), IDLE_WAKE)
 
     def _run_commands(self) -> None:
-        while self._commands:
-            command = self._commands.popleft()
+        for command in self._commands.take():
             if isinstance(command, int):
                 name = signal.Signals(command).name[3:].lower()
                 getattr(self, f"handle_{name}")()
@@ -346,27 +346,11 @@ class Master:
         self._halt_reason = reason
         self._begin_stop("fast")
 
-    # --------------------------------------------------------- selector plumbing
-
-    def _on_wake(self, _fd: object, _mask: int) -> None:
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
-
-    def _post(self, command: Callable[[], None]) -> None:
-        self._commands.append(command)
-        try:
-            os.write(self._wake_write, b"\0")
-        except BlockingIOError:
-            pass
-
     # ------------------------------------------------------------- start / stop
 
     def _open_listeners(self) -> None:
         self._selector = selectors.DefaultSelector()
-        self._selector.register(self._wake_read, selectors.EVENT_READ, self._on_wake)
+        self._commands.register(self._selector)
         self._intake.attach(self._selector)
         self._pool.attach(SelectorWatcher(self._selector))
         try:
@@ -378,25 +362,13 @@ class Master:
         target = self.settings.target
         return target if isinstance(target, str) else type(target).__name__
 
-    def _install_signals(self) -> None:
-        signal.set_wakeup_fd(self._wake_write, warn_on_full_buffer=False)
-        for name in HANDLED_SIGNALS:
-            signal.signal(getattr(signal, f"SIG{name}"), self._on_signal)
-
-    def _restore_signals(self) -> None:
-        signal.set_wakeup_fd(-1)
-        for name in HANDLED_SIGNALS:
-            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
-        if self._selector is not None:
-            self._selector.close()
-
     def _on_signal(self, signum: int, _frame: object) -> None:
         if not self._started and signum in STOP_SIGNALS:
             raise _StoppedEarly(signal.Signals(signum).name)
         if not self._started and signum == signal.SIGHUP:
             self._early_hup = True  # no worker yet: the ones to come load the code as it is now
             return
-        self._commands.append(signum)
+        self._commands.put_signal(signum)
 
     def _forget_in_child(self) -> None:
         self._acceptor.forget_in_child()
@@ -410,6 +382,5 @@ class Master:
             self._selector.close()
         self._pool.close_all_in_child()
         self._files.close_in_child()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self._commands.close()
 

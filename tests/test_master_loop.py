@@ -39,8 +39,7 @@ def master():
     for worker in list(master._pool.by_pid.values()):
         master._pool._forget(worker)
     master._selector.close()
-    os.close(master._wake_read)
-    os.close(master._wake_write)
+    master._commands.close()
 
 
 @pytest.fixture

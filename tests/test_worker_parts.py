@@ -339,3 +339,23 @@ def test_asyncio_link_drops_a_message_over_the_limit_and_closes_its_fd():
     assert packet == frames.packets(Kind.HEARTBEAT, b"1 1")[0]
     master_end.close()
     worker_end.close()
+
+
+def test_a_handed_off_tcp_client_sends_without_delay_and_a_unix_one_is_left_alone():
+    """TCP_NODELAY on every TCP client a worker takes: gevent's pywsgi writes a response's
+    head and body in two sends, and Nagle's algorithm held the second for the client's
+    delayed ACK (44 ms per POST on a kept-alive connection; 0.9 ms with it)."""
+    taken: list[socket.socket] = []
+    inbox = Inbox(lambda client, _address, _preface: taken.append(client))
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        with socket.create_connection(server.getsockname()) as _far_end:
+            accepted, address = server.accept()
+            assert not accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            inbox.feed(frames.handoff_packet(address), accepted.detach())
+            unix_far, unix_near = socket.socketpair()
+            inbox.feed(frames.handoff_packet(("", 0)), unix_near.detach())
+    tcp_client, unix_client = taken
+    assert tcp_client.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert unix_client.family == socket.AF_UNIX
+    for sock in (tcp_client, unix_client, unix_far):
+        sock.close()

@@ -66,14 +66,28 @@ class Inbox:
         elif fd is not None:
             os.close(fd)
 
-
     def _take(self, fd: int, address: tuple[str, int], preface: bytes) -> None:
         client = socket.socket(fileno=fd)
         if self.closed:
             client.close()
         else:
+            no_delay(client)
             self.last_client = time.monotonic()
             self.on_client(client, address, preface)
+
+
+def no_delay(client: socket.socket) -> None:
+    """Send what the server writes at once (TCP_NODELAY), as asyncio does for its transports.
+
+    gevent's pywsgi writes a response's head and body in two sends; with Nagle's algorithm
+    the second waits for the client's delayed ACK: 40 ms per request on a kept-alive
+    connection. A client socket that is not TCP (a unix socket) is left as it is.
+    """
+    if client.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:  # the client is gone already: serving it will say so
+            pass
 
 
 def master_gone() -> None:

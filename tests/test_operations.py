@@ -464,9 +464,11 @@ def test_commands_without_a_control_socket_still_use_signals(start_cluster, tmp_
 # ---------------------------------------------------------------------- access log
 
 
-def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path):
+@pytest.mark.parametrize("app", ["tests.apps.chat:sio", "tests.apps.gevent_chat:sio"],
+                         ids=["eventlet", "gevent"])
+def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path, app):
     access = tmp_path / "access.log"
-    cluster = start_cluster(workers=2, args=("--access-log", str(access)))
+    cluster = start_cluster(app, workers=2, args=("--access-log", str(access)))
 
     async def main():
         async with connected(cluster.url, source_address(21)) as client:
@@ -493,6 +495,12 @@ def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path):
     forged = [line for line in access.read_text().splitlines() if "forged" in line]
     assert len(forged) == 1
     assert '"GET /x\\x0a127.0.0.9 forged\\" HTTP/1.' in forged[0]
+
+
+def test_asyncio_workers_say_they_write_no_access_log(start_cluster, tmp_path):
+    access = tmp_path / "access.log"
+    cluster = start_cluster("tests.apps.asgi_chat:asgi", args=("--access-log", str(access)))
+    assert "--access-log: asyncio workers write no access log yet" in cluster.log
 
 
 def test_access_log_format_and_a_bad_one(start_cluster):

@@ -41,15 +41,16 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     import gevent.pool
     from gevent import pywsgi
 
-    from . import loader, managers
+    from . import access_log, loader, managers
     from .gevent_link import GeventMasterLink
     from .gevent_protocol import routing_handler
 
     app = loader.load(spec.target, "gevent")
     sids.install(app.server.eio, spec.tag)
     pool = gevent.pool.Pool(spec.worker_connections)
-    server = pywsgi.WSGIServer(_Listener(spec), app.wsgi, spawn=pool, log=None,
-                               handler_class=_handler_class(), environ=_server_environ(spec))
+    server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(app.wsgi, spec), spawn=pool,
+                               log=None, handler_class=_handler_class(),
+                               environ=_server_environ(spec))
     link = GeventMasterLink(sock, lambda client, address, preface: pool.spawn(
         _handle, server, client, address, preface))
     if spec.hand_back:

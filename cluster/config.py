@@ -10,7 +10,6 @@ import dataclasses
 import ipaddress
 import socket
 
-from protocol import adapters
 from .options import BY_NAME, SETTINGS, default
 from .privileges import Identity, IdentityError, resolve
 from .trust import Trust
@@ -58,15 +57,6 @@ def parse_bind(text: str) -> Bind:
             raise ConfigError(f"bad bind {text!r}: unknown host {host!r}") from None
         family, host = info[0][0], info[0][4][0]
     return Bind(family, (host, port))
-
-
-def check_adapter(url: str) -> str:
-    """Check the shape of an adapter URL (:data:`protocol.adapters.SCHEMES`); return it."""
-    try:
-        adapters.scheme_of(url)
-    except adapters.AdapterURLError as exc:
-        raise ConfigError(str(exc)) from None
-    return url
 
 
 @dataclasses.dataclass(frozen=True)

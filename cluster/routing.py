@@ -18,8 +18,3 @@ def score(key: bytes, slot: int) -> bytes:
 def ranked(key: bytes, slots: Iterable[int]) -> list[int]:
     """``slots`` from the best to the worst for ``key``."""
     return sorted(slots, key=lambda slot: score(key, slot), reverse=True)
-
-
-def best(key: bytes, slots: Iterable[int]) -> int | None:
-    """The best of ``slots`` for ``key``, or None when there is none."""
-    return max(slots, key=lambda slot: score(key, slot), default=None)

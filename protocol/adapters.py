@@ -76,12 +76,6 @@ def scheme_of(url: str) -> Scheme:
     return scheme
 
 
-def sentinel_service(url: str) -> str | None:
-    """The service (primary) name a Sentinel URL names (``…/DB/SERVICE``), or None."""
-    parts = urllib.parse.urlsplit(url).path.split("/")
-    return parts[2] if len(parts) >= 3 and parts[2] else None
-
-
 def _check_sentinels(url: str, parsed: urllib.parse.SplitResult) -> None:
     hosts = parsed.netloc.rpartition("@")[2]
     for host_port in hosts.split(","):

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from protocol import adapters
 from cluster.broker_check import probe
-from cluster.config import ConfigError, check_adapter
+from cluster.config import ConfigError, make_settings
 from conftest import ROOT, free_port
 
 
@@ -26,7 +26,7 @@ from conftest import ROOT, free_port
     ("amqps://user:pw@broker.example:5671/vhost", "amqp"),
 ])
 def test_every_socketio_scheme_is_accepted(url, family):
-    assert check_adapter(url) == url
+    assert make_settings("app:sio", adapter=url).adapter == url
     assert adapters.scheme_of(url).family == family
 
 
@@ -40,7 +40,7 @@ def test_every_socketio_scheme_is_accepted(url, family):
 ])
 def test_a_bad_url_is_one_line(url, why):
     with pytest.raises(ConfigError, match=why) as error:
-        check_adapter(url)
+        make_settings("app:sio", adapter=url)
     assert "\n" not in str(error.value)
 
 
@@ -91,7 +91,7 @@ def test_no_password_survives_redact_text(password, around):
 
 def test_a_bad_scheme_error_does_not_show_the_password():
     with pytest.raises(ConfigError) as error:
-        check_adapter("http://app:s3cret@h:6379/0")
+        make_settings("app:sio", adapter="http://app:s3cret@h:6379/0")
     assert "s3cret" not in str(error.value)
 
 

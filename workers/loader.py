@@ -1,7 +1,7 @@
 """Turn a target (``module:attr``, ``module:factory()`` or an object) into a served app.
 
-The target also decides the worker runtime (:data:`RUNTIME_NAMES`): a ``socketio.Server``
-by its ``async_mode`` (eventlet or gevent, Flask-SocketIO's included); an
+The target also decides the worker runtime (a key of :data:`protocol.spec.RUNTIMES`): a
+``socketio.Server`` by its ``async_mode`` (eventlet or gevent, Flask-SocketIO's included); an
 ``AsyncServer``, an ``ASGIApp`` (with or without ``other_asgi_app``), an ASGI app with
 an ``ASGIApp`` mounted (FastAPI, Starlette) or an aiohttp ``Application`` with an
 ``AsyncServer`` attached: asyncio. This module imports neither eventlet nor gevent, so
@@ -24,10 +24,6 @@ class TargetError(Exception):
     """The target cannot be served; the message is one line meant for the user."""
 
 
-RUNTIME_NAMES = ("eventlet", "gevent", "asyncio")
-"""The worker runtimes a target can need (see :mod:`workers`)."""
-
-
 @dataclasses.dataclass(frozen=True)
 class App:
     """A python-socketio server, the runtime it needs and the callable that serves it.
@@ -38,7 +34,7 @@ class App:
     server: Any
     """The ``socketio.Server`` or ``socketio.AsyncServer``."""
     runtime: str
-    """One of :data:`RUNTIME_NAMES`."""
+    """A key of :data:`protocol.spec.RUNTIMES`."""
     wsgi: Callable[..., Any] | None = None
     """The WSGI app (eventlet and gevent runtimes)."""
     asgi: Callable[..., Any] | None = None
@@ -59,7 +55,7 @@ class App:
 def load(target: object, runtime: str | None = None) -> App:
     """Import ``target`` if it is a string, then find its python-socketio server.
 
-    ``runtime`` (one of :data:`RUNTIME_NAMES`) is the worker class asked for; None
+    ``runtime`` (a key of :data:`protocol.spec.RUNTIMES`) is the worker class asked for; None
     takes the one the target needs. Raises TargetError with a one-line message on any
     user mistake, a mismatch between the two included.
     """

@@ -137,6 +137,20 @@ class RedisServer:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
+class OneProcess(Target):
+    """A target that is one process we start (its children, if any, are its own)."""
+
+    proc: subprocess.Popen | None = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            self.proc = None
+
+    def pids(self) -> list[int]:
+        return [self.proc.pid] if self.proc else []
+
+
 def _start_standalone(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
     """Start ``bench.standalone`` on a free port; return (process, port)."""
     proc = subprocess.Popen([sys.executable, "-m", "bench.standalone", "--bind", "127.0.0.1:0"],
@@ -151,36 +165,22 @@ def _start_standalone(env: dict[str, str] | None = None) -> tuple[subprocess.Pop
     return proc, port
 
 
-class Standalone(Target):
+class Standalone(OneProcess):
     """One eventlet process: the baseline every ratio is taken against."""
 
     name = "standalone"
     label = "1 eventlet process"
 
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
-
     def start(self) -> None:
         self.proc, port = _start_standalone()
         self.url = f"http://127.0.0.1:{port}"
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
 
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc else []
-
-
-class Uvicorn(Target):
+class Uvicorn(OneProcess):
     """One uvicorn process serving ``bench.asgi_app:app``: the asyncio baseline."""
 
     name = "uvicorn"
     label = "1 uvicorn process (ASGI)"
-
-    def __init__(self) -> None:
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         port = free_port()
@@ -191,20 +191,12 @@ class Uvicorn(Target):
         self.url = f"http://127.0.0.1:{port}"
         wait_port(port)
 
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc else []
-
 
 CLUSTER_APPS = {"eventlet": "bench.app:sio", "asyncio": "bench.asgi_app:app"}
 """The app each worker runtime of the cluster serves."""
 
 
-class Cluster(Target):
+class Cluster(OneProcess):
     """``python -m cluster run bench.app:sio`` (or ``bench.asgi_app:app``) with ``workers`` workers.
 
     :param workers: the number of worker processes.
@@ -228,7 +220,6 @@ class Cluster(Target):
         version = f" at {baseline[0]}" if baseline else ""
         self.label = (f"sticky-cluster{version}, {workers} {kind}worker{'s' * (workers > 1)}, "
                       f"{adapter}")
-        self.proc: subprocess.Popen | None = None
         self._log = None
 
     def start(self) -> None:
@@ -250,9 +241,7 @@ class Cluster(Target):
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-            self.proc = None
+        super().stop()
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -262,9 +251,6 @@ class Cluster(Target):
             return ""
         self._log.seek(0)
         return self._log.read().decode(errors="replace")[-3000:]
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid] if self.proc else []
 
 
 NGINX_CONF = """\

@@ -15,6 +15,7 @@ import site
 import stat
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -190,6 +191,32 @@ def test_a_pid_file_naming_a_foreign_process_is_neither_signalled_nor_blocking(s
 
 # ------------------------------------------------------------ --user, --group, --umask
 
+@pytest.fixture
+def checkout_others_can_enter():
+    """Let user ``nobody`` reach this checkout and its venv for the test's duration.
+
+    A checkout made with ``mktemp -d`` sits in a 0700 directory: the workers, run as
+    ``nobody``, could import nothing (the master says so in one line, and never gets
+    ready). Directories under the temporary directory get o+rx until the test ends
+    (Python lists a directory on sys.path to import from it); any other closed
+    directory is the machine's own, left alone.
+    """
+    opened = []
+    for path in (ROOT, Path(sys.prefix)):
+        for parent in [path, *path.parents]:
+            mode = parent.stat().st_mode
+            if mode & stat.S_IXOTH or parent in (p for p, _ in opened):
+                continue
+            if not parent.is_relative_to(tempfile.gettempdir()):
+                pytest.skip(f"user nobody cannot enter {parent}: a --user test needs a "
+                            "checkout that other users can reach")
+            opened.append((parent, stat.S_IMODE(mode)))
+            parent.chmod(stat.S_IMODE(mode) | stat.S_IROTH | stat.S_IXOTH)
+    yield
+    for parent, mode in opened:
+        parent.chmod(mode)
+
+
 def _python_others_can_run() -> tuple[str, dict]:
     """An interpreter an unprivileged user can read, with this venv's packages.
 
@@ -204,6 +231,7 @@ def _python_others_can_run() -> tuple[str, dict]:
     return system, {"PYTHONPATH": os.pathsep.join([str(ROOT), *site.getsitepackages()])}
 
 
+@pytest.mark.usefixtures("checkout_others_can_enter")
 def test_workers_run_as_the_user_and_the_master_keeps_root(start_cluster, tmp_path):
     nobody = pwd.getpwnam("nobody")
     log_file = tmp_path / "cluster.log"
@@ -269,6 +297,7 @@ except ClusterError as exc:
     assert "\x1b" not in log
 
 
+@pytest.mark.usefixtures("checkout_others_can_enter")
 def test_a_log_file_that_is_a_symlink_is_not_given_to_the_user(start_cluster, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("")

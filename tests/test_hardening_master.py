@@ -199,7 +199,8 @@ def checkout_others_can_enter():
     ``nobody``, could import nothing (the master says so in one line, and never gets
     ready). Directories under the temporary directory get o+rx until the test ends
     (Python lists a directory on sys.path to import from it); any other closed
-    directory is the machine's own, left alone.
+    directory is the machine's own, left alone. The tests that use it share one
+    xdist group, so that one never closes the checkout while another still needs it.
     """
     opened = []
     for path in (ROOT, Path(sys.prefix)):
@@ -232,6 +233,7 @@ def _python_others_can_run() -> tuple[str, dict]:
 
 
 @pytest.mark.usefixtures("checkout_others_can_enter")
+@pytest.mark.xdist_group("checkout-open-to-nobody")  # one process: no test closes it under another
 def test_workers_run_as_the_user_and_the_master_keeps_root(start_cluster, tmp_path):
     nobody = pwd.getpwnam("nobody")
     log_file = tmp_path / "cluster.log"
@@ -298,6 +300,7 @@ except ClusterError as exc:
 
 
 @pytest.mark.usefixtures("checkout_others_can_enter")
+@pytest.mark.xdist_group("checkout-open-to-nobody")  # one process: no test closes it under another
 def test_a_log_file_that_is_a_symlink_is_not_given_to_the_user(start_cluster, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("")

@@ -7,7 +7,7 @@ there, never in the master, whose process stays small; and the URL, which may ho
 password, is never on a command line that ``ps`` shows. The child PINGs Redis or Valkey
 (through the Sentinels for a ``+sentinel`` URL: the primary they name must answer) or
 opens an AMQP connection, and exits 0, or prints one line naming the URL without its
-password (:func:`protocol.adapters.redact`) and exits 1.
+password (:func:`cluster.protocol.adapters.redact`) and exits 1.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from types import ModuleType
 
-from protocol import adapters
+from cluster.protocol import adapters
 
 TIMEOUT = 3.0
 """Seconds to connect to the broker, and for it to answer."""

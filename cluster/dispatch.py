@@ -23,8 +23,8 @@ import os
 import random
 import time
 
-from protocol import frames
-from protocol.sids import request_sid, tag_of
+from cluster.protocol import frames
+from cluster.protocol.sids import request_sid, tag_of
 
 from . import placement
 from .config import Settings
@@ -103,7 +103,7 @@ class Dispatcher:
         """Pass a connection ``sender`` handed back to the worker that owns its request.
 
         ``address`` is the client's and ``data`` the bytes ``sender`` read (checked by
-        :func:`protocol.frames.parse_from_worker`). When no other live worker owns the
+        :func:`cluster.protocol.frames.parse_from_worker`). When no other live worker owns the
         request's session, the connection goes back to ``sender``, which answers it as it
         would any unknown sid (the first request of a resumed connection is never handed back).
         """

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from protocol.sids import request_sid
+from cluster.protocol.sids import request_sid
 
 from .config import Settings
 from .pending import Address

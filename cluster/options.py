@@ -6,7 +6,7 @@ default, its check, whether the workers need it, and its help text for ``--help`
 for README.md. From :data:`OPTIONS` come the click options (:mod:`cluster.cli`), the
 defaults and checks of :class:`cluster.config.Settings` (which also takes
 ``Master(**options)``), the worker-side fields of each
-:class:`protocol.spec.WorkerSpec` (``Master._spec_for``) and README's options table
+:class:`cluster.protocol.spec.WorkerSpec` (``Master._spec_for``) and README's options table
 (``make readme`` rewrites it with :func:`main`; a test keeps them equal),
 as gunicorn's ``config.py`` does for its settings.
 
@@ -21,10 +21,10 @@ import os
 import sys
 from typing import Any, Callable
 
-from protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
-from protocol.access_log_format import check_format as check_access_log_format
+from cluster.protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
+from cluster.protocol.access_log_format import check_format as check_access_log_format
 
-from protocol import adapters
+from cluster.protocol import adapters
 from .trust import Trust
 
 ENV_PREFIX = "STICKY_CLUSTER_"
@@ -63,7 +63,7 @@ def not_empty(label: str, value: str) -> None:
 
 
 def adapter_url(_label: str, value: str) -> None:
-    """The shape of a broker URL (:data:`protocol.adapters.SCHEMES`)."""
+    """The shape of a broker URL (:data:`cluster.protocol.adapters.SCHEMES`)."""
     adapters.scheme_of(value)  # AdapterURLError is a ValueError, worded for the user
 
 
@@ -82,7 +82,7 @@ def file_mode_mask(_label: str, value: int) -> None:
 
 
 def access_log_format(_label: str, value: str) -> None:
-    """gunicorn's atoms plus ours (:func:`protocol.access_log_format.check_format`)."""
+    """gunicorn's atoms plus ours (:func:`cluster.protocol.access_log_format.check_format`)."""
     try:
         check_access_log_format(value)
     except ValueError as exc:
@@ -109,7 +109,7 @@ class Option:
     :param multiple: given once per value (``--bind``; space-separated in the environment).
     :param field: the :class:`cluster.config.Settings` field when it is not ``name``.
     :param check: ``check(label, value)`` raises ValueError with a one-line message.
-    :param worker: the workers need it: it is a field of :class:`protocol.spec.WorkerSpec`.
+    :param worker: the workers need it: it is a field of :class:`cluster.protocol.spec.WorkerSpec`.
     :param setting: False for a switch of the command line only (``--check``).
     """
 

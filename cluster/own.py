@@ -1,18 +1,18 @@
 """sticky-cluster's own packages, whatever the working directory or sys.path holds.
 
-sticky-cluster is three top-level packages (:data:`PACKAGES`): ``cluster`` (the master),
-``workers`` and ``protocol`` (what the two share): short names that an app may well use
-for modules of its own. Python takes a module from the first sys.path entry that has it,
-and the working directory (or a script's directory) comes first, so a ``workers.py`` or a
-``protocol.py`` beside the app would be run instead of ours. Hence:
+sticky-cluster is two top-level packages (:data:`PACKAGES`): ``cluster`` (the master, and
+``cluster.protocol``, what it shares with the workers) and ``workers``: short names that an
+app may well use for modules of its own. Python takes a module from the first sys.path
+entry that has it, and the working directory (or a script's directory) comes first, so a
+``workers.py`` beside the app would be run instead of ours. Hence:
 
 - the master's start-up check imports ours from where they are (:data:`ROOT`), then puts
   the working directory back for the app (:data:`CHECK_BOOTSTRAP`);
-- importing this module imports ``protocol`` from beside it, and ``cluster`` then imports
-  ``workers`` the same way (:func:`import_ours`), before anything imports them by name.
+- importing ``cluster`` imports ``workers`` from beside it (:func:`import_ours`), before
+  anything imports it by name.
   ``cluster`` has no import statement for ``workers`` (the import graph keeps the master
   and the workers apart): this by-path import is what keeps an app's ``workers`` out, since
-  the forked child imports its runtime by name (:data:`protocol.spec.RUNTIMES`). The
+  the forked child imports its runtime by name (:data:`cluster.protocol.spec.RUNTIMES`). The
   workers, forked from the master, hold all three already, so the app's own never replace
   them;
 - :func:`shadows` finds the app's modules that share a name with ours, for the one line
@@ -24,11 +24,15 @@ started in a directory that holds a ``cluster.py``. The ``sticky-cluster`` comma
 """
 from __future__ import annotations
 
+import ast
 import importlib
 import importlib.machinery
 import os
 import sys
+from pathlib import Path
 from types import ModuleType
+
+from .protocol import PACKAGES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 """The directory that holds our packages."""
@@ -66,11 +70,6 @@ def _import_ours(name: str) -> ModuleType:
     return loaded
 
 
-PACKAGES: tuple[str, ...] = _import_ours("protocol").PACKAGES
-"""Our top-level package names (:data:`protocol.PACKAGES`: ``protocol`` comes first, since
-it names them)."""
-
-
 def import_ours() -> None:
     """Import each of our packages from :data:`ROOT` (see :func:`_import_ours`)."""
     for name in PACKAGES:
@@ -92,3 +91,57 @@ def shadows(search_path: list[str]) -> list[tuple[str, str]]:
                 found.append((name, spec.origin))
             break
     return found
+
+
+SCAN_LIMIT = 2000
+"""The most of the app's Python files :func:`imports_of_shadows` reads (a bound on start-up)."""
+
+_NOT_THE_APPS = {".git", ".venv", "venv", "env", "node_modules", "site-packages", "__pycache__"}
+
+
+def imports_of_shadows(shadowed: list[tuple[str, str]]) -> list[tuple[str, int, str, str]]:
+    """(file, line, name, module file) of each absolute import of a shadowing module.
+
+    ``shadowed`` is what :func:`shadows` found. The files read are the Python files of the
+    directory that holds each shadowing module (the app's), its virtualenvs and caches
+    left out, :data:`SCAN_LIMIT` at most; they are parsed, never run. Such an import would
+    get our package instead of the app's module.
+    """
+    found = []
+    for name, module_file in shadowed:
+        module_path = Path(module_file)
+        home = module_path.parent.parent if module_path.name == "__init__.py" else module_path.parent
+        for path in _python_files(home):
+            for line in _absolute_imports_of(path, name):
+                found.append((str(path), line, name, module_file))
+    return found
+
+
+def _python_files(home: Path) -> list[Path]:
+    """The Python files under ``home`` (not in virtualenvs or caches), at most :data:`SCAN_LIMIT`."""
+    files: list[Path] = []
+    for folder, subfolders, names in os.walk(home):
+        subfolders[:] = sorted(d for d in subfolders if d not in _NOT_THE_APPS and not d.startswith("."))
+        files += [Path(folder, name) for name in sorted(names) if name.endswith(".py")]
+        if len(files) >= SCAN_LIMIT:
+            return files[:SCAN_LIMIT]
+    return files
+
+
+def _absolute_imports_of(path: Path, name: str) -> list[int]:
+    """The lines of ``path`` that import the top-level module ``name`` absolutely."""
+    try:
+        tree = ast.parse(path.read_bytes(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return []  # not ours to judge: the app's own check reports a broken file
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        if any(imported.split(".")[0] == name for imported in names):
+            lines.append(node.lineno)
+    return lines

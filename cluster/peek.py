@@ -2,7 +2,7 @@
 
 Nothing here touches a socket: each function takes the bytes seen so far (which may be
 truncated anywhere, or be garbage) and never raises except as documented. The ``sid`` of
-a request line, which the workers read too, is :func:`protocol.sids.request_sid`.
+a request line, which the workers read too, is :func:`cluster.protocol.sids.request_sid`.
 """
 from __future__ import annotations
 

@@ -32,9 +32,9 @@ import signal
 import time
 from typing import Callable
 
-from protocol import frames
-from protocol.frames import Kind
-from protocol.sids import TAG_LIMIT
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
+from cluster.protocol.sids import TAG_LIMIT
 
 from .backoff import RespawnBackoff
 from .config import Settings

@@ -12,7 +12,7 @@ import selectors
 import socket
 from typing import Callable, Protocol
 
-from protocol.frames import Kind
+from cluster.protocol.frames import Kind
 
 from .worker import Worker
 

@@ -14,7 +14,7 @@ import os
 import subprocess
 import sys
 
-from protocol.spec import AUTO, LOADER, RUNTIMES
+from cluster.protocol.spec import AUTO, LOADER, RUNTIMES
 
 from . import own
 from .broker_check import check_broker
@@ -34,7 +34,11 @@ def preflight(settings: Settings) -> str:
     Raises :class:`ClusterError` (one line) on the first problem; forks no worker, binds
     nothing. Raises the open files limit on the way (the master's and its workers').
     """
-    for name, path in own.shadows([os.getcwd(), *sys.path]):
+    shadowed = own.shadows([os.getcwd(), *sys.path])
+    for where, line, name, path in own.imports_of_shadows(shadowed):
+        raise ClusterError(f"{where}:{line} imports {name!r}, which is sticky-cluster's own "
+                           f"package, not your {path}: rename your module")
+    for name, path in shadowed:
         log.warning("%s is named like sticky-cluster's own package %r: the cluster runs its "
                     "own, and the app gets ours if it imports %r; rename it", path, name, name)
     if isinstance(settings.target, str):

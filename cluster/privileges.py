@@ -2,7 +2,7 @@
 
 The master keeps the identity it was started with (often root): it binds the ports,
 holds the pid file's lock, writes the status file where root put it, and never runs
-the app's code; every message a worker sends it is validated (:mod:`protocol.frames`).
+the app's code; every message a worker sends it is validated (:mod:`cluster.protocol.frames`).
 Each worker drops to ``--user``/``--group`` right after fork, before it imports the
 app, so the app and everything a client can reach run unprivileged (gunicorn's arbiter
 and workers split the same way). The master's pre-flight load of the app runs as that

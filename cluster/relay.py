@@ -11,8 +11,8 @@ slow worker must never stall the master nor the other workers.
 """
 from __future__ import annotations
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 
 from .pool import WorkerPool
 from .worker import State, Worker

@@ -17,7 +17,7 @@ import selectors
 import time
 from typing import TYPE_CHECKING, Callable
 
-from protocol import adapters
+from cluster.protocol import adapters
 
 from .config import ConfigError, Settings
 from .dispatch import Dispatcher

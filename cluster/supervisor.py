@@ -15,9 +15,9 @@ import sys
 import traceback
 from typing import Callable
 
-from protocol import frames
-from protocol.frames import Kind
-from protocol.spec import RUNTIMES, WorkerSpec
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
+from cluster.protocol.spec import RUNTIMES, WorkerSpec
 
 from .config import Bind, Settings
 from .options import worker_options

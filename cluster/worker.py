@@ -23,8 +23,8 @@ import socket
 import time
 from typing import Callable, Iterator
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -162,11 +162,11 @@ class Worker:
     def receive(self, limit: int) -> Iterator[tuple[Kind, object, int | None]]:
         """The whole messages waiting on the channel, parsed; at most ``limit`` packets read.
 
-        Yields (kind, value, fd): the value as :func:`protocol.frames.parse_from_worker`
+        Yields (kind, value, fd): the value as :func:`cluster.protocol.frames.parse_from_worker`
         makes it, and the client socket of a ``HANDBACK``, which the caller then owns
         (any other fd is closed here). Stops when nothing more is there. Raises
         :class:`EOFError` when the worker closed its end (it is gone), and
-        :class:`protocol.frames.ProtocolError` for a malformed message.
+        :class:`cluster.protocol.frames.ProtocolError` for a malformed message.
         """
         for _ in range(limit):
             try:

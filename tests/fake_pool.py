@@ -13,8 +13,8 @@ from cluster.config import make_settings
 from cluster.pool import WorkerPool
 from cluster.pool_wiring import PoolHooks
 from cluster.worker import State, Worker
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 
 TIMEOUT = 20.0
 HEARTBEAT = 1.0  # as Settings derives it from TIMEOUT

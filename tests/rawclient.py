@@ -14,7 +14,7 @@ from http.client import HTTPConnection
 from typing import Callable
 
 from clients import source_address
-from protocol.sids import tag_of
+from cluster.protocol.sids import tag_of
 
 MASK = b"\x1f\x2e\x3d\x4c"
 

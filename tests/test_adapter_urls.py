@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import adapters
+from cluster.protocol import adapters
 from cluster.broker_check import probe
 from cluster.config import ConfigError, make_settings
 from conftest import ROOT, free_port

@@ -1,4 +1,4 @@
-"""The master <-> worker messages (protocol.frames): framing, reassembly and the worker-message parsers.
+"""The master <-> worker messages (cluster.protocol.frames): framing, reassembly and the worker-message parsers.
 
 Whatever bytes a worker sends, the master's parsers either return a value or raise
 ProtocolError: never anything else.
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, strategies as st
 
-from protocol import frames
-from protocol.frames import Heartbeat, Kind, ProtocolError, Reassembler
+from cluster.protocol import frames
+from cluster.protocol.frames import Heartbeat, Kind, ProtocolError, Reassembler
 
 WORKER_KINDS = (Kind.READY, Kind.HEARTBEAT, Kind.PUBLISH, Kind.PUBLISH_TO, Kind.BOOT_FAILED)
 

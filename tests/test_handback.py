@@ -14,10 +14,10 @@ import re
 import pytest
 
 from clients import source_address
-from protocol import frames
+from cluster.protocol import frames
 from rawclient import KeepAlive, two_sessions_on_two_workers
 from workers.handback import owner_elsewhere
-from protocol.sids import encode_tag, make_sid, tag_of
+from cluster.protocol.sids import encode_tag, make_sid, tag_of
 
 MINE, OTHER = 7, 9
 RANDOM_PART = "Zml4ZWQtcmFuZG9tLXA_"

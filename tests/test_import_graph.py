@@ -1,9 +1,9 @@
 """The import graph: the master and the workers meet only in the protocol package.
 
 ``cluster/`` (the master) and ``workers/`` (the forked workers) both import
-``protocol/``, and neither imports the other; ``protocol/`` imports the standard library
-only. The forked child reaches its runtime by the module path in
-:data:`protocol.spec.RUNTIMES`, not by an import statement. Every ``import`` statement
+``cluster/protocol/``: the workers import nothing else of ``cluster``, the master nothing of
+``workers``; ``cluster/protocol/`` imports the standard library only. The forked child reaches its runtime by the module path in
+:data:`cluster.protocol.spec.RUNTIMES`, not by an import statement. Every ``import`` statement
 counts, inside a function or under ``TYPE_CHECKING`` too: the files are read with
 :mod:`ast`, nothing is imported.
 """
@@ -12,13 +12,15 @@ from __future__ import annotations
 import ast
 import configparser
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("cluster", "workers", "protocol")
+PACKAGES = ("cluster", "workers")
+PROTOCOL = "cluster.protocol"
 
 
 def imports_of(source: str, package: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -40,11 +42,14 @@ def imports_of(source: str, package: tuple[str, ...]) -> list[tuple[int, str]]:
     return found
 
 
-def imports_in(package: str) -> list[tuple[str, str]]:
-    """("file:line", top-level name imported) for every import in every module of ``package``."""
-    modules = sorted((ROOT / package).rglob("*.py"))
-    assert modules, f"no modules in {package}/"
-    return [(f"{path.relative_to(ROOT)}:{line}", name.split(".")[0])
+def imports_in(package: str, skip: str | None = None) -> list[tuple[str, str]]:
+    """("file:line", module imported) for every import in every module of ``package``
+    (a dotted path), but those of the subpackage ``skip``."""
+    folder = ROOT.joinpath(*package.split("."))
+    modules = sorted(path for path in folder.rglob("*.py")
+                     if skip is None or not path.is_relative_to(ROOT.joinpath(*skip.split("."))))
+    assert modules, f"no modules in {package}"
+    return [(f"{path.relative_to(ROOT)}:{line}", name)
             for path in modules
             for line, name in imports_of(path.read_text(), path.relative_to(ROOT).parts[:-1])]
 
@@ -63,14 +68,29 @@ def test_every_import_statement_counts() -> None:
 
 
 def test_protocol_imports_the_standard_library_only() -> None:
-    outside = [(where, name) for where, name in imports_in("protocol")
-               if name not in sys.stdlib_module_names and name != "protocol"]
+    outside = [(where, name) for where, name in imports_in(PROTOCOL)
+               if name.split(".")[0] not in sys.stdlib_module_names
+               and not (name + ".").startswith(PROTOCOL + ".")]
     assert outside == []
 
 
-@pytest.mark.parametrize("package, forbidden", [("workers", "cluster"), ("cluster", "workers")])
-def test_one_side_never_imports_the_other(package: str, forbidden: str) -> None:
-    assert [(where, name) for where, name in imports_in(package) if name == forbidden] == []
+def test_the_workers_import_nothing_of_the_master_but_the_protocol() -> None:
+    assert [(where, name) for where, name in imports_in("workers")
+            if name.split(".")[0] == "cluster" and not (name + ".").startswith(PROTOCOL + ".")] == []
+
+
+def test_the_master_never_imports_the_workers() -> None:
+    assert [(where, name) for where, name in imports_in("cluster", skip=PROTOCOL)
+            if name.split(".")[0] == "workers"] == []
+
+
+def test_importing_the_protocol_does_not_load_the_master() -> None:
+    """A worker's ``import cluster.protocol`` runs ``cluster/__init__.py``: it must stay lazy."""
+    code = ("import sys, cluster.protocol.frames; "
+            "print(sorted(m for m in sys.modules if m.startswith('cluster')))")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    assert "cluster.master" not in loaded and "cluster.config" not in loaded, loaded
 
 
 def test_the_packages_shipped_are_the_ones_guarded() -> None:
@@ -80,7 +100,8 @@ def test_the_packages_shipped_are_the_ones_guarded() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     shipped = {name.strip() for name in config["options"]["packages"].split(",")}
-    assert shipped == set(own.PACKAGES) == set(PACKAGES)
+    assert {name for name in shipped if "." not in name} == set(own.PACKAGES) == set(PACKAGES)
+    assert PROTOCOL in shipped
 
 
 def _functions_of(module: str) -> set[str]:
@@ -93,7 +114,7 @@ def _functions_of(module: str) -> set[str]:
 
 def test_the_module_paths_in_the_protocol_name_modules_with_what_the_master_calls() -> None:
     """A module path is a string, not an import: a typo here would surface only in a worker."""
-    from protocol.spec import LOADER, RUNTIMES
+    from cluster.protocol.spec import LOADER, RUNTIMES
 
     for module in RUNTIMES.values():
         assert {"serve", "check"} <= _functions_of(module), module

@@ -18,8 +18,8 @@ import pytest
 from cluster.acceptor import ACCEPT_LINGER
 from cluster.master import REAP_INTERVAL, Master
 from cluster.worker import State, Worker
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 from conftest import free_port, wait_for
 
 NO_SUCH_PID = 2 ** 22 + 7

@@ -20,7 +20,7 @@ from cluster.status_http import HEAD_LIMIT, Request, Response, parse_head, rende
 from cluster.status_site import healthz
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
-from protocol.access_log_format import check_format
+from cluster.protocol.access_log_format import check_format
 from workers.access_log import escape, format_line
 
 FACTS = {

@@ -18,7 +18,7 @@ from cluster.cli import run
 from cluster.config import Bind, ConfigError, Settings, make_settings
 from cluster.options import BY_NAME, OPTIONS, SETTINGS
 from conftest import ROOT
-from protocol.spec import WorkerSpec
+from cluster.protocol.spec import WorkerSpec
 
 ENV_NAMES_BEFORE_THE_TABLE = {
     "WORKERS", "BIND", "ADAPTER", "CHANNEL", "WORKER_CONNECTIONS", "TIMEOUT", "GRACEFUL_TIMEOUT",

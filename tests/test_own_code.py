@@ -16,13 +16,17 @@ APP = '''
 import os
 import socketio
 
+import protocol  # the app's own protocol.py: a name sticky-cluster does not take
+
 sio = socketio.Server(async_mode="eventlet")
 
 
 @sio.event
 def whoami(sid, data=None):
-    return {"pid": os.getpid()}
+    return {"pid": os.getpid(), "protocol": protocol.VERSION}
 '''
+
+APP_PROTOCOL = 'VERSION = "chat/2"\n'
 
 HOSTILE = '''
 import pathlib
@@ -37,7 +41,7 @@ def _app_dir(tmp_path: Path, *, package: bool = False) -> Path:
     app_dir.mkdir()
     (app_dir / "app.py").write_text(APP)
     (app_dir / "cluster.py").write_text(HOSTILE)
-    (app_dir / "protocol.py").write_text(HOSTILE)
+    (app_dir / "protocol.py").write_text(APP_PROTOCOL)
     if package:
         (app_dir / "workers").mkdir()
         (app_dir / "workers" / "__init__.py").write_text(HOSTILE)
@@ -60,16 +64,17 @@ def test_modules_named_like_ours_beside_the_app_never_run(tmp_path, package):
             async with connected(f"http://127.0.0.1:{port}", source_address(700)) as client:
                 return await client.call("whoami", timeout=10)
 
-        assert run(ask())["pid"] in cluster.worker_pids()
+        answer = run(ask())
+        assert answer["pid"] in cluster.worker_pids()
+        assert answer["protocol"] == "chat/2"  # the app's own module, not one of ours
     finally:
         cluster.stop()
     assert not list(app_dir.rglob("*.ran")), "a module of the app ran in place of ours"
     workers_file = app_dir / ("workers/__init__.py" if package else "workers.py")
     warnings = [line for line in cluster.log.splitlines() if "named like sticky-cluster's own" in line]
-    assert len(warnings) == 3, cluster.log
+    assert len(warnings) == 2, cluster.log
     assert any(str(workers_file) in line for line in warnings)
     assert any(str(app_dir / "cluster.py") in line for line in warnings)
-    assert any(str(app_dir / "protocol.py") in line for line in warnings)
     ready = cluster.log.index("cluster ready")
     assert all(cluster.log.index(line) < ready for line in warnings)
 
@@ -86,6 +91,33 @@ def test_an_app_module_named_like_ours_is_refused_in_one_line(tmp_path):
     assert not list(app_dir.rglob("*.ran"))
 
 
+@pytest.mark.e2e
+@pytest.mark.parametrize("statement", ["import workers", "from cluster import helpers"])
+def test_an_app_that_imports_its_own_module_named_like_ours_is_refused_before_any_fork(
+        tmp_path, statement):
+    app_dir = _app_dir(tmp_path)
+    (app_dir / "app.py").write_text(APP.replace("import protocol", f"import protocol\n{statement}"))
+    result = subprocess.run([STICKY_CLUSTER, "run", "app:sio", "--bind",
+                             f"127.0.0.1:{free_port()}", "--workers", "1"],
+                            cwd=app_dir, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    name = statement.split()[1]
+    assert (f"{app_dir / 'app.py'}:6 imports {name!r}, which is sticky-cluster's own package, "
+            f"not your {app_dir / (name + '.py')}: rename your module") in result.stderr.splitlines()[-1]
+    assert "cluster ready" not in result.stderr and not list(app_dir.rglob("*.ran"))
+
+
+def test_imports_of_shadows_finds_absolute_imports_only(tmp_path):
+    (tmp_path / "workers.py").write_text("")
+    (tmp_path / "app.py").write_text("from . import workers\nimport os\nimport workers.jobs as j\n")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / "lib.py").write_text("import workers\n")
+    shadowed = own.shadows([str(tmp_path)])
+    assert own.imports_of_shadows(shadowed) == [
+        (str(tmp_path / "app.py"), 3, "workers", str(tmp_path / "workers.py"))]
+
+
 def test_shadows_lists_only_modules_found_before_ours(tmp_path):
     (tmp_path / "workers.py").write_text("")
     (tmp_path / "cluster").mkdir()  # a bare directory is no module: ours is still found
@@ -96,6 +128,6 @@ def test_shadows_lists_only_modules_found_before_ours(tmp_path):
 
 
 def test_the_loader_refuses_a_target_named_like_our_packages():
-    for target in ("workers:sio", "cluster.app:sio", "protocol:sio"):
+    for target in ("workers:sio", "cluster.app:sio", "cluster.protocol:sio"):
         with pytest.raises(TargetError, match="sticky-cluster's own package"):
             import_target(target)

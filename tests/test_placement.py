@@ -145,7 +145,7 @@ def test_a_stopped_worker_gets_no_new_sessions_but_keeps_its_own(start_cluster):
 # ------------------------------------------------------------ the heartbeat's load
 
 def test_heartbeat_payload_round_trips_and_rejects_garbage():
-    from protocol import frames
+    from cluster.protocol import frames
 
     beat = frames.Heartbeat(12, 30)
     assert frames.Heartbeat.parse(beat.encode()) == beat

@@ -19,8 +19,8 @@ import pytest
 from cluster.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
 from cluster.pool import BOOT_TIMEOUT, DRAIN_GRACE, LATE_BEATS
 from cluster.worker import OUTBOX_LIMIT, State
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 from fake_pool import (GRACEFUL, HEARTBEAT, READ, TIMEOUT, WRITE, World, exited, killed_by,
                        serving_world)
 

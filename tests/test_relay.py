@@ -6,8 +6,8 @@ import pytest
 
 from cluster.relay import Relay
 from cluster.worker import OUTBOX_LIMIT
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 from fake_pool import World, serving_world
 
 

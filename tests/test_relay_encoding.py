@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import socketio
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 from workers import async_managers, managers
-from protocol.sids import encode_tag, make_sid
+from cluster.protocol.sids import encode_tag, make_sid
 
 TAG = 5
 OTHER_TAG = 9

@@ -27,7 +27,7 @@ from clients import disconnect, run, source_address
 from cluster.pending import PENDING_LIMIT
 from conftest import wait_for
 from rawclient import RawClient, in_threads, tcp_from, unix_at
-from protocol.sids import encode_tag, tag_of
+from cluster.protocol.sids import encode_tag, tag_of
 
 pytestmark = pytest.mark.e2e
 

@@ -1,4 +1,4 @@
-"""The sids of the protocol (protocol.sids): the tag space, the tag a sid carries, and the
+"""The sids of the protocol (cluster.protocol.sids): the tag space, the tag a sid carries, and the
 sid of a request line, as the master and the workers both read it."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.frames import Kind, Reassembler, addressed, packets, parse_from_worker
-from protocol.sids import SID_LENGTH, TAG_LIMIT, encode_tag, make_sid, request_sid, tag_of
+from cluster.protocol.frames import Kind, Reassembler, addressed, packets, parse_from_worker
+from cluster.protocol.sids import SID_LENGTH, TAG_LIMIT, encode_tag, make_sid, request_sid, tag_of
 
 SID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 

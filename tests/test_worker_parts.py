@@ -9,14 +9,14 @@ import threading
 
 import pytest
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 from workers.asyncio_link import AsyncMasterLink
 from workers.asyncio_protocol import HandBackProtocol, Routing
 from workers.green_link import GreenHub, GreenMasterLink
 from workers.inbox import Inbox
 from workers.peer import PeerTransport, _needs_peer
-from protocol.sids import encode_tag, make_sid
+from cluster.protocol.sids import encode_tag, make_sid
 
 
 def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.socket:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from protocol.spec import AUTO, RUNTIMES
+from cluster.protocol.spec import AUTO, RUNTIMES
 
 
 def main(argv: list[str]) -> int:

@@ -5,7 +5,7 @@ complete; a websocket's when the session ends (the app returns only then), with
 status 101. The format is gunicorn's: ``%(h)s %(r)s %(s)s …`` atoms, plus ``%(slot)s``
 (the worker's slot) and ``%(transport)s`` (the Engine.IO transport: ``polling``,
 ``websocket`` or ``-``); the vocabulary, which the master checks when it starts, is
-:mod:`protocol.access_log_format`. This module writes the lines.
+:mod:`cluster.protocol.access_log_format`. This module writes the lines.
 
 Each line is one ``write()`` to a file opened with ``O_APPEND``, so the lines of all
 workers interleave whole. Every value that comes from the client is escaped: a
@@ -19,8 +19,8 @@ import time
 import urllib.parse
 from typing import IO, Callable, Iterable
 
-from protocol.access_log_format import DEFAULT_FORMAT
-from protocol.spec import WorkerSpec
+from cluster.protocol.access_log_format import DEFAULT_FORMAT
+from cluster.protocol.spec import WorkerSpec
 
 
 def open_log(path: str) -> IO[str]:
@@ -81,7 +81,7 @@ class AccessLog:
 
     :param app: the WSGI app to serve.
     :param stream: where lines go (see :func:`open_log`).
-    :param fmt: the line format (see :func:`protocol.access_log_format.check_format`).
+    :param fmt: the line format (see :func:`cluster.protocol.access_log_format.check_format`).
     :param slot: the worker's slot, for ``%(slot)s``.
     """
 

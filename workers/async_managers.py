@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 import socketio
 from socketio.async_pubsub_manager import AsyncPubSubManager
 
-from protocol import adapters
+from cluster.protocol import adapters
 
 from .relay_base import RelayBase
 
@@ -67,7 +67,7 @@ class RelayManager(RelayBase, LocalUnicast, AsyncPubSubManager):
 MANAGERS: dict[str, type[AsyncPubSubManager]] = {
     "redis": RedisManager,
 }
-"""The manager class of each broker family (:data:`protocol.adapters.SCHEMES`), asyncio.
+"""The manager class of each broker family (:data:`cluster.protocol.adapters.SCHEMES`), asyncio.
 AMQP has none here yet: python-socketio's ``AsyncAioPikaManager`` needs aio-pika."""
 
 

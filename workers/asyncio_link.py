@@ -13,8 +13,8 @@ import collections
 import os
 import socket
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 
 from .inbox import Client, Inbox, master_gone, outgoing_packets
 
@@ -49,7 +49,7 @@ class AsyncMasterLink(Inbox):
         """Send one message to the master now, or queue it behind those still waiting.
 
         ``fd`` rides with the first packet (a message that carries one fits in one); it
-        is closed here once sent. A message over :data:`protocol.frames.MAX_MESSAGE` is
+        is closed here once sent. A message over :data:`cluster.protocol.frames.MAX_MESSAGE` is
         dropped with an error line (:func:`~workers.inbox.outgoing_packets`).
         """
         whole = outgoing_packets(kind, payload, fd)

@@ -25,7 +25,7 @@ import asyncio
 import dataclasses
 from typing import Callable
 
-from protocol.frames import RESUME_LIMIT
+from cluster.protocol.frames import RESUME_LIMIT
 
 from .handback import owner_elsewhere
 from .request_bounds import HEAD_LIMIT, RequestBounds

@@ -21,7 +21,7 @@ from typing import Callable
 
 from eventlet import wsgi
 
-from protocol.frames import RESUME_LIMIT
+from cluster.protocol.frames import RESUME_LIMIT
 
 from .handback import owner_elsewhere
 from .link import PREFACE_ATTRIBUTE

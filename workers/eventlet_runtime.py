@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, NoReturn
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
 
-from protocol import sids
-from protocol.frames import Heartbeat, Kind
-from protocol.spec import WorkerSpec
+from cluster.protocol import sids
+from cluster.protocol.frames import Heartbeat, Kind
+from cluster.protocol.spec import WorkerSpec
 
 if TYPE_CHECKING:  # imported in serve(), after monkey-patching
     from .link import ChannelListener, MasterLink

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from gevent import pywsgi
 
-from protocol.frames import RESUME_LIMIT
+from cluster.protocol.frames import RESUME_LIMIT
 
 from .handback import owner_elsewhere
 from .replay import READ_BUFFER, ReplayReader, buffered

@@ -19,9 +19,9 @@ import time
 import warnings
 from typing import Any, NoReturn
 
-from protocol import sids
-from protocol.frames import Heartbeat, Kind
-from protocol.spec import WorkerSpec
+from cluster.protocol import sids
+from cluster.protocol.frames import Heartbeat, Kind
+from cluster.protocol.spec import WorkerSpec
 
 log = logging.getLogger("sticky_cluster.worker")
 

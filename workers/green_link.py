@@ -13,8 +13,8 @@ from __future__ import annotations
 import socket
 from typing import Any, Callable, ContextManager, NamedTuple
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 
 from .inbox import Client, Inbox, master_gone, outgoing_packets
 
@@ -56,7 +56,7 @@ class GreenMasterLink(Inbox):
         """Send one message to the master, waiting (green) while the channel is full.
 
         ``fd`` rides with the first packet (a message that carries one fits in one).
-        A message over :data:`protocol.frames.MAX_MESSAGE` is dropped with an error line:
+        A message over :data:`cluster.protocol.frames.MAX_MESSAGE` is dropped with an error line:
         the master would take it for garbage and kill this worker.
         """
         packets = outgoing_packets(kind, payload, fd)

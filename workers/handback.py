@@ -5,7 +5,7 @@ browser then reuses it (keep-alive) for requests of other sessions, from other t
 that other workers own. Before serving each request, a worker reads its request line
 and asks :func:`owner_elsewhere`: a request for another worker's sid is handed back to
 the master with the bytes read so far, and the master passes both to the owner, which
-serves them as if it had read them itself (:data:`protocol.frames.Kind.RESUME`).
+serves them as if it had read them itself (:data:`cluster.protocol.frames.Kind.RESUME`).
 
 The first request of a resumed connection is always served where it lands, so a
 hand-back never loops: when no live worker owns the sid, the master sends the
@@ -15,7 +15,7 @@ Pure: bytes in, a decision out. Runtime-neutral: every worker runtime uses it.
 """
 from __future__ import annotations
 
-from protocol.sids import TAG_LIMIT, request_sid, tag_of
+from cluster.protocol.sids import TAG_LIMIT, request_sid, tag_of
 
 
 def owner_elsewhere(request_line: bytes, own_tag: int) -> int | None:

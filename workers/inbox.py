@@ -13,8 +13,8 @@ import socket
 import time
 from typing import Callable
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -99,7 +99,7 @@ def master_gone() -> None:
 
 def outgoing_packets(kind: Kind, payload: bytes, fd: int | None) -> list[bytes] | None:
     """The packets of one message to the master; None for a message over
-    :data:`protocol.frames.MAX_MESSAGE`, which is dropped with an error line and its
+    :data:`cluster.protocol.frames.MAX_MESSAGE`, which is dropped with an error line and its
     ``fd`` closed: the master would take it for garbage and kill this worker."""
     try:
         return frames.packets(kind, payload)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Callable
 
 if TYPE_CHECKING:
     from .loader import App
-    from protocol.spec import WorkerSpec
+    from cluster.protocol.spec import WorkerSpec
 
 RESPONSE_413 = (b"HTTP/1.1 413 Payload Too Large\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")

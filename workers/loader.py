@@ -1,6 +1,6 @@
 """Turn a target (``module:attr``, ``module:factory()`` or an object) into a served app.
 
-The target also decides the worker runtime (a key of :data:`protocol.spec.RUNTIMES`): a
+The target also decides the worker runtime (a key of :data:`cluster.protocol.spec.RUNTIMES`): a
 ``socketio.Server`` by its ``async_mode`` (eventlet or gevent, Flask-SocketIO's included); an
 ``AsyncServer``, an ``ASGIApp`` (with or without ``other_asgi_app``), an ASGI app with
 an ``ASGIApp`` mounted (FastAPI, Starlette) or an aiohttp ``Application`` with an
@@ -15,7 +15,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from protocol import PACKAGES
+from cluster.protocol import PACKAGES
 
 _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
 
@@ -34,7 +34,7 @@ class App:
     server: Any
     """The ``socketio.Server`` or ``socketio.AsyncServer``."""
     runtime: str
-    """A key of :data:`protocol.spec.RUNTIMES`."""
+    """A key of :data:`cluster.protocol.spec.RUNTIMES`."""
     wsgi: Callable[..., Any] | None = None
     """The WSGI app (eventlet and gevent runtimes)."""
     asgi: Callable[..., Any] | None = None
@@ -55,7 +55,7 @@ class App:
 def load(target: object, runtime: str | None = None) -> App:
     """Import ``target`` if it is a string, then find its python-socketio server.
 
-    ``runtime`` (a key of :data:`protocol.spec.RUNTIMES`) is the worker class asked for; None
+    ``runtime`` (a key of :data:`cluster.protocol.spec.RUNTIMES`) is the worker class asked for; None
     takes the one the target needs. Raises TargetError with a one-line message on any
     user mistake, a mismatch between the two included.
     """

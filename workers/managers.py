@@ -2,7 +2,7 @@
 
 - ``--adapter URL``: python-socketio's manager for that broker, one channel per cluster:
   :class:`RedisManager` (Redis, Valkey, Sentinel) or :class:`KombuManager` (AMQP), by
-  the URL's scheme (:data:`MANAGERS`, keyed by :data:`protocol.adapters.SCHEMES`).
+  the URL's scheme (:data:`MANAGERS`, keyed by :data:`cluster.protocol.adapters.SCHEMES`).
 - no adapter: :class:`RelayManager`, whose publish goes to the master, which hands it
   to the other workers of this host: to the one that owns the addressed sid, or to all.
 - the app brought its own pub/sub manager: it is kept, with a fresh ``host_id`` (a
@@ -12,7 +12,7 @@
 
 python-socketio's ``PubSubManager`` publishes every emit, even one to a client of this
 very process. :class:`LocalUnicast` delivers those here, and the relay addresses an emit
-to another worker's sid to that worker only: the sid names it (:mod:`protocol.sids`).
+to another worker's sid to that worker only: the sid names it (:mod:`cluster.protocol.sids`).
 
 This module serves the green runtimes (eventlet, gevent): its queue is the standard
 library's, which both make green when they monkey-patch. Its asyncio twins, with the
@@ -28,8 +28,8 @@ from typing import Any, Iterator
 
 import socketio
 
-from protocol import adapters
-from protocol.spec import WorkerSpec
+from cluster.protocol import adapters
+from cluster.protocol.spec import WorkerSpec
 
 from . import admin_ui
 from .relay_base import RelayBase
@@ -89,7 +89,7 @@ MANAGERS: dict[str, type[socketio.PubSubManager]] = {
     "redis": RedisManager,
     "amqp": KombuManager,
 }
-"""The manager class of each broker family (:data:`protocol.adapters.SCHEMES`), eventlet."""
+"""The manager class of each broker family (:data:`cluster.protocol.adapters.SCHEMES`), eventlet."""
 
 
 def broker_manager(url: str, channel: str) -> socketio.PubSubManager:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from protocol import frames, sids
-from protocol.frames import Kind
+from cluster.protocol import frames, sids
+from cluster.protocol.frames import Kind
 
 
 class RelayBase:

@@ -6,8 +6,8 @@ must kill that worker, replace it, say why, and keep serving everyone else.
 """
 import eventlet.hubs
 
-from protocol import frames
-from protocol.frames import Kind
+from cluster.protocol import frames
+from cluster.protocol.frames import Kind
 from tests.apps.chat import app, sio  # noqa: F401
 
 

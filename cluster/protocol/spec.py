@@ -39,7 +39,7 @@ class WorkerSpec:
                    app object itself (any target :data:`LOADER` accepts).
     :param slot: the routing slot the worker serves.
     :param tag: the worker's unique number, carried in every sid it makes.
-    :param adapter: the broker URL (:data:`protocol.adapters.SCHEMES`), or None for
+    :param adapter: the broker URL (:data:`cluster.protocol.adapters.SCHEMES`), or None for
                     the embedded relay through the master.
     :param channel: the pub/sub channel name shared by the whole cluster.
     :param worker_connections: the most connections the worker serves at once.
@@ -51,7 +51,7 @@ class WorkerSpec:
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
-    :param access_log_format: ``--access-log-format`` (see :mod:`protocol.access_log_format`).
+    :param access_log_format: ``--access-log-format`` (see :mod:`cluster.protocol.access_log_format`).
     :param hand_back: hand a request for another worker's session back to the master
                       (``--route sid``); else serve every request of a connection here.
     """

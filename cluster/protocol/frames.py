@@ -250,7 +250,7 @@ def parse_from_worker(kind: Kind, payload: bytes) -> object:
 
 TAG_BYTES = ((TAG_LIMIT - 1).bit_length() + 7) // 8
 """Length of the worker tag that leads a PUBLISH_TO payload: any tag below
-:data:`~protocol.sids.TAG_LIMIT` fits."""
+:data:`~cluster.protocol.sids.TAG_LIMIT` fits."""
 
 
 def addressed(tag: int, payload: bytes) -> bytes:

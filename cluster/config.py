@@ -78,6 +78,7 @@ class Settings:
     pid_file: str | None = default("pid_file")
     timeout: float = default("timeout")
     graceful_timeout: float = default("graceful_timeout")
+    boot_timeout: float = default("boot_timeout")
     runtime: str = default("worker_class")
     route: str = default("route")
     balance: str = default("balance")

@@ -88,7 +88,8 @@ class Master:
         self._files = status.RunFiles(self.settings.pid_file)
         hooks = PoolHooks(changed=self._files.changed, serving_changed=self._serving_changed,
                           roll_ended=self._roll_ended, halt=self._halt)
-        self._pool = WorkerPool(self.settings, self._forker, hooks)
+        self._pool = WorkerPool(self.settings, self._forker, hooks,
+                                cpus=len(os.sched_getaffinity(0)))
         self._dispatcher = Dispatcher(self._pool, self.settings)
         self._relay = Relay(self._pool)
         self._intake = Intake(self._dispatcher, self.settings)

@@ -216,6 +216,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeout", float, metavar="SECONDS", check=positive, default=30.0,
            help="Seconds without a heartbeat before a worker is killed.",
            doc="seconds without a heartbeat before a worker is killed and replaced"),
+    Option("boot_timeout", float, metavar="SECONDS", check=positive, default=60.0,
+           help="Seconds the app gets to load: in the start-up check (else the master exits "
+                "with one line) and in each new worker (else it is killed and counts as a "
+                "failed boot).",
+           doc="seconds the app gets to load, in the start-up check and in each new worker; "
+               "past it the check fails (the master exits) or the worker is killed and counts "
+               "as a failed boot"),
     Option("graceful_timeout", float, metavar="SECONDS", check=not_negative, worker=True,
            default=30.0, help="Seconds a draining worker gets to finish its sessions.",
            doc="seconds a draining worker gets to finish its sessions"),

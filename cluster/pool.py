@@ -3,9 +3,10 @@
 Every transition of a worker happens here, and only here: forked (BOOTING), ready
 (SERVING, its slot switched to it), drained (DRAINING: no new clients, its sessions go
 on), killed, exited; and the pool's own bookkeeping around them: the respawn backoff of
-a slot that keeps crashing, the boot-failure limit that halts the master, heartbeats
-(late, then killed), the rolling restart slot by slot (the new worker is ready before
-the old one drains) and the size. The pool also owns the channels' write interest:
+a slot that keeps crashing, how many workers boot at once (a few per CPU: the others
+wait for their turn), the boot-failure limit that halts the master, heartbeats (late,
+then killed), the boot timeout, the rolling restart slot by slot (the new worker is
+ready before the old one drains) and the size. The pool also owns the channels' write interest:
 a :class:`~cluster.worker.Worker` tells the pool when its outbox fills or empties, and
 the pool asks its watcher (the master's selector) to wake it accordingly.
 
@@ -48,32 +49,62 @@ log = logging.getLogger("sticky_cluster.master")
 DRAIN_GRACE = 5.0
 """Seconds past ``graceful_timeout`` a draining worker gets before SIGKILL."""
 BOOT_FAILURE_LIMIT = 3
-"""Workers in a row that die before ready make the master give up."""
-BOOT_TIMEOUT = 30.0
-"""Seconds a new worker gets to report ready, at least (``timeout`` when longer)."""
+"""Workers in a row that fail to boot by the app's fault (:func:`failed_to_boot`) make the
+master give up, when no worker serves; while some do, they go on serving."""
+BOOTS_PER_CPU = 2
+"""Workers that boot at once, per CPU: importing an app is CPU-bound, and hundreds at
+once would starve the master and each other (none ready for minutes)."""
+WORKERS_PER_CPU = 4
+"""More workers than this per CPU earn a warning: they compete for the CPU."""
 LATE_BEATS = 2.5
 """Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
 READ_BATCH = 256
 """Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 
 
+def boot_concurrency(cpus: int) -> int:
+    """How many workers boot at once on ``cpus`` CPUs (:data:`BOOTS_PER_CPU` each, 2 at least)."""
+    return max(2, BOOTS_PER_CPU * cpus)
+
+
+def oversubscribed(workers: int, cpus: int) -> str | None:
+    """The warning for ``workers`` workers on ``cpus`` CPUs, when they are far too many."""
+    if workers <= WORKERS_PER_CPU * cpus:
+        return None
+    return (f"{workers} workers on {cpus} CPUs: more than {WORKERS_PER_CPU} per CPU compete "
+            f"for the CPU and memory (each is a process with its own event loop; one or two "
+            f"per CPU serve best); they boot {boot_concurrency(cpus)} at a time")
+
+
+def failed_to_boot(worker: Worker, status: int) -> bool:
+    """Whether ``worker``, which died while booting with wait ``status``, failed by the
+    app's fault: it said why (its import error), exited by itself, or did not get ready
+    within ``--boot-timeout``. A worker killed by a signal from outside (SIGKILL by an
+    operator or the OOM killer) did not: it is respawned, and never halts the master."""
+    return worker.boot_error is not None or os.WIFEXITED(status)
+
+
 class WorkerPool:
     """The workers of the cluster, slot by slot.
 
-    :param settings: ``timeout``, ``heartbeat_interval``, ``graceful_timeout`` and
-                     ``worker_connections`` are used.
+    :param settings: ``timeout``, ``boot_timeout``, ``heartbeat_interval``,
+                     ``graceful_timeout`` and ``worker_connections`` are used.
     :param starter: starts and reaps the worker processes.
     :param hooks: what the master is told.
+    :param cpus: the CPUs the workers run on (how many boot at once, when to warn).
     :param kill: sends a signal to a pid (``os.kill``, quiet when it is gone).
     :param clock: monotonic seconds.
     """
 
     def __init__(self, settings: Settings, starter: ProcessStarter, hooks: PoolHooks,
-                 kill: Callable[[int, int], None] = send_signal,
+                 cpus: int, kill: Callable[[int, int], None] = send_signal,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._starter = starter
         self._hooks = hooks
+        self._cpus = cpus
+        self.max_booting = boot_concurrency(cpus)
+        """Workers that boot at once at most; the other starts wait for their turn."""
         self._kill_process = kill
         self._clock = clock
         self._watcher: Watcher | None = None
@@ -122,9 +153,13 @@ class WorkerPool:
         self._watcher = watcher
 
     def start(self) -> None:
-        """Start a worker in every slot."""
+        """Start a worker in every slot, :attr:`max_booting` at a time (the others as the
+        first get ready)."""
+        self._warn_if_oversubscribed()
+        now = self._clock()
         for slot in range(self.size):
-            self._spawn(slot, "start")
+            self._due[slot] = (now, "start")
+        self.reconcile(now)
 
     def roll(self) -> None:
         """Rolling restart, slot by slot: the new worker ready, then the old one drains.
@@ -146,6 +181,7 @@ class WorkerPool:
             return
         log.info("scaling from %d to %d workers", self.size, size)
         old, self.size = self.size, size
+        self._warn_if_oversubscribed()
         self._hooks.changed()
         now = self._clock()
         for slot in range(old, size):
@@ -180,37 +216,45 @@ class WorkerPool:
     # ------------------------------------------------------------------ reconcile
 
     def reconcile(self, now: float) -> None:
-        """Start what is missing (respawns past their backoff), retire what is too much,
-        and move the rolling restart on. Nothing while stopping."""
+        """Start what is missing (respawns past their backoff), :attr:`max_booting` at a
+        time, retire what is too much, and move the rolling restart on. Nothing while
+        stopping."""
         if self.stopping:
             return
-        for slot, (when, why) in list(self._due.items()):
-            if slot >= self.size:
-                del self._due[slot]
-            elif now >= when:
-                del self._due[slot]
-                if self._slot_is_empty(slot):
-                    self._spawn(slot, why)
         for worker in list(self.by_pid.values()):
             if worker.slot >= self.size:
                 self._drain(worker, "scaling down")
-        for slot in range(self.size):
-            if slot not in self._due and self._slot_is_empty(slot):
-                self._spawn(slot, "missing")
+        occupied, booting = self._census()
+        room = self.max_booting - booting
+        for slot, (when, why) in sorted(self._due.items()):
+            if slot >= self.size or slot in occupied:
+                del self._due[slot]
+            elif now >= when and room > 0:
+                del self._due[slot]
+                self._spawn(slot, why)
+                occupied.add(slot)
+                room -= 1
+        if room > 0 and len(occupied) + len(self._due) < self.size:
+            for slot in range(self.size):
+                if slot not in occupied and slot not in self._due:
+                    self._spawn(slot, "missing")
+                    room -= 1
+                    if room == 0:
+                        break
         self._step_roll()
 
     def check_heartbeats(self, now: float) -> None:
         """Kill the workers past their deadline or heartbeat timeout; mark the late ones."""
         settings = self._settings
-        boot_limit = max(settings.timeout, BOOT_TIMEOUT)
         for worker in list(self.by_pid.values()):
             if worker.killed:
                 continue
             silent = now - worker.last_seen
             if worker.drain_deadline is not None and now >= worker.drain_deadline:
                 self._kill(worker, "still draining after the graceful timeout")
-            elif worker.state is State.BOOTING and silent > boot_limit:
-                self._kill(worker, f"not ready after {silent:.0f} s")
+            elif worker.state is State.BOOTING and now - worker.born > settings.boot_timeout:
+                worker.boot_error = f"not ready within {settings.boot_timeout:g} s (--boot-timeout)"
+                self._kill(worker, worker.boot_error)
             elif worker.state is not State.BOOTING and silent > settings.timeout:
                 self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "
                                    f"{settings.timeout:g})")
@@ -315,8 +359,9 @@ class WorkerPool:
         how = describe_exit(status)
         if was is State.DRAINING and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             log.info("%s drained and exited (lived %.1f s)", worker, lived)
-        else:
-            level = logging.INFO if self.stopping or was is State.DRAINING else logging.WARNING
+        else:  # one killed said why already
+            level = (logging.INFO if self.stopping or was is State.DRAINING or worker.killed
+                     else logging.WARNING)
             log.log(level, "%s died (%s) while %s (lived %.1f s)%s", worker, how, was.value, lived,
                     f": {worker.boot_error}" if worker.boot_error else "")
         self._hooks.serving_changed()
@@ -331,12 +376,16 @@ class WorkerPool:
             log.error("rolling restart aborted: %s; the old workers keep serving", why)
             self._roll.fail(why)
             self._hooks.roll_ended()
-        elif was is State.BOOTING:
+        elif was is State.BOOTING and failed_to_boot(worker, status):
             self._boot_failures += 1
             if self._boot_failures >= BOOT_FAILURE_LIMIT:
-                self._hooks.halt(f"workers fail to boot ({self._boot_failures} in a row): "
-                                 f"{worker.boot_error or how}")
-                return
+                why = (f"workers fail to boot ({self._boot_failures} in a row): "
+                       f"{worker.boot_error or how}")
+                if not self.serving:
+                    self._hooks.halt(why)
+                    return
+                log.error("%s; the %d serving workers go on, slot %d is tried again",
+                          why, len(self.serving), worker.slot)
         if self._slot_is_empty(worker.slot) and worker.slot not in self._due:
             self._schedule_respawn(worker.slot, lived)
 
@@ -369,8 +418,10 @@ class WorkerPool:
             worker.state is not State.DRAINING for worker in self.in_slot(slot))
 
     def _step_roll(self) -> None:
-        """Start the next slot of a rolling restart once the previous one is switched."""
-        slot = self._roll.next_slot(self.size, self._booting)
+        """Start the next slot of a rolling restart once the previous one is switched
+        (and fewer than :attr:`max_booting` workers boot)."""
+        slot = (self._roll.next_slot(self.size, self._booting)
+                if self._census()[1] < self.max_booting else None)
         if slot is not None:
             self._count_restart(slot, "hup")
             self._roll.worker = self._spawn(slot, "rolling restart")
@@ -379,6 +430,21 @@ class WorkerPool:
 
     def _booting(self, slot: int) -> bool:
         return any(worker.state is State.BOOTING for worker in self.in_slot(slot))
+
+    def _census(self) -> tuple[set[int], int]:
+        """(the slots with a worker that serves or boots, how many workers boot)."""
+        occupied = set()
+        booting = 0
+        for worker in self.by_pid.values():
+            if worker.state is not State.DRAINING:
+                occupied.add(worker.slot)
+                booting += worker.state is State.BOOTING
+        return occupied, booting
+
+    def _warn_if_oversubscribed(self) -> None:
+        warning = oversubscribed(self.size, self._cpus)
+        if warning:
+            log.warning(warning)
 
     # ------------------------------------------------------------------ channels
 

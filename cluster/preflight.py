@@ -3,8 +3,9 @@
 The master never imports the app (a rolling restart must load new code), so the app is
 loaded once in a throw-away Python (``python -c``, as the user the workers run as) that
 prints the worker runtime it needs; an app object given to the embedding API is looked
-at in place. A broken app or an unreachable broker is then one line for the user
-(:class:`ClusterError`), not a crash loop of workers.
+at in place. A broken app, one that does not load within ``--boot-timeout`` or an
+unreachable broker is then one line for the user (:class:`ClusterError`), not a crash
+loop of workers.
 """
 from __future__ import annotations
 
@@ -63,7 +64,12 @@ def _check_in_a_child(settings: Settings) -> str:
         check = subprocess.run(
             [sys.executable, "-c", own.CHECK_BOOTSTRAP, own.ROOT, settings.runtime,
              settings.target],
-            capture_output=True, text=True, **(identity.popen_args() if identity else {}))
+            capture_output=True, text=True, timeout=settings.boot_timeout,
+            **(identity.popen_args() if identity else {}))
+    except subprocess.TimeoutExpired:
+        raise ClusterError(f"the app {settings.target} did not load within "
+                           f"{settings.boot_timeout:g} s (--boot-timeout): does its import "
+                           "wait for something?") from None
     except OSError as exc:  # e.g. --user may not read this Python
         raise ClusterError(f"cannot load the app to check it: {exc.strerror}: "
                            f"{exc.filename}") from None

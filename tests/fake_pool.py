@@ -19,6 +19,9 @@ from cluster.protocol.frames import Kind
 TIMEOUT = 20.0
 HEARTBEAT = 1.0  # as Settings derives it from TIMEOUT
 GRACEFUL = 10.0
+BOOT_TIMEOUT = 30.0
+CPUS = 2
+"""The fake machine's CPUs: 4 workers boot at once."""
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -124,13 +127,13 @@ class World:
         self.halted: str | None = None
         self.stranded: list[tuple[bytes, int]] = []
         settings = make_settings("tests.apps.chat:sio", workers=workers, timeout=TIMEOUT,
-                                 graceful_timeout=GRACEFUL)
+                                 graceful_timeout=GRACEFUL, boot_timeout=BOOT_TIMEOUT)
         hooks = PoolHooks(roll_ended=lambda: self.heard.append("roll ended"),
                           halt=self._halt,
                           stranded=lambda packet, fd: self.stranded.append((packet, fd)),
                           relay=lambda worker, kind, value: self.heard.append((kind, value)))
-        self.pool = WorkerPool(settings, self.processes, hooks, kill=self.processes.kill,
-                               clock=self.clock)
+        self.pool = WorkerPool(settings, self.processes, hooks, cpus=CPUS,
+                               kill=self.processes.kill, clock=self.clock)
         self.pool.attach(self.watcher)
 
     def _halt(self, reason: str) -> None:

@@ -6,7 +6,7 @@ messages on and reads the master's from; its exit is a wait status the test hand
 the pool's reaper. Every path of the lifecycle: boot and ready, the rolling restart
 (one slot at a time, the new worker ready before the old one drains), scaling during a
 roll, the respawn backoff, the boot-failure halt, heartbeat kills, draining, and the
-channels' write interest.
+channels' write interest, how many workers boot at once.
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import socket
 import pytest
 
 from cluster.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
-from cluster.pool import BOOT_TIMEOUT, DRAIN_GRACE, LATE_BEATS
+from cluster.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, boot_concurrency,
+                          oversubscribed)
 from cluster.worker import OUTBOX_LIMIT, State
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
-from fake_pool import (GRACEFUL, HEARTBEAT, READ, TIMEOUT, WRITE, World, exited, killed_by,
-                       serving_world)
+from fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, TIMEOUT, WRITE, World,
+                       exited, killed_by, serving_world)
 
 
 @pytest.fixture
@@ -233,18 +234,54 @@ def test_a_long_life_resets_the_backoff(world):
     assert world.booting(0)  # at once
 
 
-def test_workers_failing_to_boot_three_times_in_a_row_halt_the_master(world):
+def test_workers_failing_to_boot_three_times_in_a_row_with_none_serving_halt_the_master(world):
     world.pool.start()
-    world.ready(world.slot(1)[0])
-    for _ in range(3):
-        worker = world.booting(0)
+    for slot in (0, 1, 0):
+        worker = world.booting(slot)
         world.say(worker, Kind.BOOT_FAILED, b"ModuleNotFoundError: No module named 'app'")
         world.exit(worker, exited(3))
         world.tick(60)
     assert world.halted == ("workers fail to boot (3 in a row): "
                             "ModuleNotFoundError: No module named 'app'")
-    assert world.pool.stopping and world.pool.in_slot(0) == []
-    assert (world.pool.serving[1].pid, signal.SIGTERM) in world.processes.signals
+    assert world.pool.stopping and world.pool.by_pid.keys() == {world.slot(1)[0].pid}
+
+
+def test_workers_failing_to_boot_never_stop_the_workers_that_serve(world, caplog):
+    world.pool.start()
+    healthy = world.slot(1)[0]
+    world.ready(healthy)
+    for _ in range(6):
+        worker = world.booting(0)
+        world.say(worker, Kind.BOOT_FAILED, b"ModuleNotFoundError: No module named 'app'")
+        world.exit(worker, exited(3))
+        for _ in range(4):  # past the backoff; the healthy one beats
+            world.tick(10)
+            world.beat(healthy)
+    assert world.halted is None and not world.pool.stopping
+    assert world.pool.serving == {1: healthy} and world.processes.signals == []
+    assert world.booting(0)  # tried again, with the backoff
+    assert ("workers fail to boot (6 in a row): ModuleNotFoundError: No module named 'app'; "
+            "the 1 serving workers go on, slot 0 is tried again") in caplog.text
+
+
+def test_workers_killed_by_a_signal_while_booting_are_respawned_and_never_halt(world):
+    """SIGKILL from an operator, another process of the workers' user or the OOM killer:
+    not the app's fault, so never a boot failure; the slot backs off as any crash."""
+    world.pool.start()
+    world.ready(world.slot(1)[0])
+    for delay in (0.2, 0.4, 0.8, 1.6, 3.2, 6.4):
+        world.exit(world.booting(0), killed_by(signal.SIGKILL))
+        world.tick(delay - 0.01)
+        assert world.pool.in_slot(0) == []
+        world.tick(0.02)
+    world.exit(world.slot(1)[0], killed_by(signal.SIGKILL))  # none serves now
+    for _ in range(BOOT_FAILURE_LIMIT + 2):
+        world.tick(60)
+        world.exit(world.booting(0), killed_by(signal.SIGKILL))
+    assert world.halted is None and not world.pool.stopping
+    world.tick(60)
+    world.ready(*world.pool.by_pid.values())
+    assert sorted(world.pool.serving) == [0, 1]
 
 
 def test_a_worker_that_gets_ready_resets_the_boot_failure_count(world):
@@ -284,16 +321,66 @@ def test_a_silent_worker_is_late_then_killed_and_replaced(world):
     assert world.booting(0) and world.pool.restarts["timeout"] == 1
 
 
-def test_a_worker_not_ready_in_time_is_killed(world):
+def test_a_worker_not_ready_within_the_boot_timeout_is_killed_and_counts_as_a_failed_boot(
+        world, caplog):
     world.pool.start()
     world.ready(world.slot(1)[0])
     stuck, serving = world.slot(0)[0], world.slot(1)[0]
-    for _ in range(int(max(TIMEOUT, BOOT_TIMEOUT)) - 1):
+    for _ in range(int(BOOT_TIMEOUT) - 1):
         world.tick(1)
         world.beat(serving)
     assert world.processes.signals == []
     world.tick(2)
     assert world.processes.signals == [(stuck.pid, signal.SIGKILL)]
+    assert f"{stuck} killed with SIGKILL: not ready within 30 s (--boot-timeout)" in caplog.text
+    world.exit(stuck, killed_by(signal.SIGKILL))
+    world.exit(serving, killed_by(signal.SIGKILL))  # from outside: none serves now
+    world.tick(60)
+    assert sorted(world.states().values()) == [["booting"], ["booting"]]
+    world.tick(BOOT_TIMEOUT + 1)
+    for worker in list(world.pool.by_pid.values()):  # two more, and none serves
+        assert worker.killed
+        world.exit(worker, killed_by(signal.SIGKILL))
+    assert world.halted == ("workers fail to boot (3 in a row): not ready within 30 s "
+                            "(--boot-timeout)")
+
+
+# --------------------------------------------------------- how many boot at once
+
+
+def test_workers_boot_a_bounded_number_at_a_time(caplog):
+    world = World(workers=11)
+    try:
+        bound = boot_concurrency(CPUS)
+        assert bound == 4
+        world.pool.start()
+        assert len(world.processes.started) == bound
+        assert oversubscribed(11, CPUS) in caplog.text
+        while len(world.pool.serving) < 11:
+            booting = [w for w in world.pool.by_pid.values() if w.state is State.BOOTING]
+            assert 0 < len(booting) <= bound
+            world.ready(booting[0])
+            world.tick()
+        assert len(world.processes.started) == 11
+        world.pool.roll()  # its new worker boots in slot 0
+        for slot in range(1, 6):
+            world.exit(world.pool.serving[slot], killed_by(signal.SIGKILL))
+        world.tick(1)  # past the respawns' backoff: five respawns wait for their turn
+        booting = [w for w in world.pool.by_pid.values() if w.state is State.BOOTING]
+        assert len(booting) == bound
+        world.pool.resize(20)
+        world.tick(1)
+        assert len([w for w in world.pool.by_pid.values() if w.state is State.BOOTING]) == bound
+    finally:
+        world.close()
+
+
+def test_a_count_far_above_the_cpus_is_warned_about():
+    assert oversubscribed(8, 2) is None
+    assert oversubscribed(500, 2) == (
+        "500 workers on 2 CPUs: more than 4 per CPU compete for the CPU and memory (each is a "
+        "process with its own event loop; one or two per CPU serve best); they boot 4 at a time")
+    assert boot_concurrency(1) == 2 and boot_concurrency(16) == 32
 
 
 def test_a_heartbeat_reports_a_full_worker_until_it_has_room(world):

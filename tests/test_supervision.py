@@ -291,6 +291,64 @@ def test_workers_failing_to_boot_stop_the_master_with_the_error(start_cluster, t
     assert "cluster ready" not in cluster.log
 
 
+def booting_pids(cluster, slot: int) -> list[int]:
+    """The workers the master's log says it started for ``slot``, in order."""
+    return [int(pid) for pid in re.findall(rf"worker (\d+) \(slot {slot}\) booting", cluster.log)]
+
+
+def test_workers_killed_while_booting_are_respawned_and_the_others_serve_on(start_cluster,
+                                                                            tmp_path):
+    """SIGKILL (an operator, the OOM killer, any process of the workers' user) of booting
+    workers, again and again: not the app's failure, so the master never gives up."""
+    gate = tmp_path / "stuck"
+    cluster = start_cluster("tests.apps.stuck:sio", workers=2, env={"STUCK": str(gate)})
+    victim, survivor = sorted(cluster.worker_pids())
+    slot = cluster.slot_of(victim)
+    gate.touch()  # the slot's next workers block at import: they stay booting
+    os.kill(victim, signal.SIGKILL)
+    for kills in range(1, 6):
+        wait_for(lambda: len(booting_pids(cluster, slot)) > kills or cluster.proc.poll() is not None,
+                 60, what=f"boot {kills} of slot {slot}'s replacement")
+        assert cluster.proc.poll() is None, f"the master gave up after {kills - 1} kills"
+        booting = booting_pids(cluster, slot)[-1]
+        os.kill(booting, signal.SIGKILL)
+        cluster.wait_log(f"worker {booting} (slot {slot}) died (signal SIGKILL) while booting")
+        assert run(ask(cluster.url, 1900 + kills))["pid"] == survivor
+    gate.unlink()
+    cluster.wait_log(f"(slot {slot}) ready", count=2)
+    assert cluster.proc.poll() is None
+    assert "workers fail to boot" not in cluster.log
+    assert {run(ask(cluster.url, 1910 + i))["pid"] for i in range(8)} == cluster.worker_pids()
+
+
+def test_an_app_that_blocks_at_import_ends_start_up_after_the_boot_timeout(tmp_path):
+    gate = tmp_path / "stuck"
+    gate.touch()
+    started = time.monotonic()
+    result = cli("run", "tests.apps.stuck:sio", "--bind", f"127.0.0.1:{free_port()}",
+                 "--boot-timeout", "2", timeout=40, env={"STUCK": str(gate)})
+    assert (result.returncode, result.stderr.strip()) == (
+        1, "Error: the app tests.apps.stuck:sio did not load within 2 s (--boot-timeout): "
+           "does its import wait for something?")
+    assert time.monotonic() - started < 30
+
+
+def test_workers_that_block_at_import_are_killed_after_the_boot_timeout(start_cluster,
+                                                                          tmp_path):
+    # 10 s: the start-up check (which loads the app too) must pass on a busy machine
+    cluster = start_cluster("tests.apps.stuck:sio", workers=2, wait=False,
+                            args=("--boot-timeout", "10"),
+                            env={"STUCK": str(tmp_path / "stuck"), "STUCK_AFTER_CHECK": "1"})
+    assert cluster.wait(120) != 0  # it gives up by itself
+    killed = re.findall(r"worker \d+ \(slot \d\) killed with SIGKILL: not ready within 10 s "
+                        r"\(--boot-timeout\)\n", cluster.log)
+    assert 3 <= len(killed) <= 4, cluster.log  # the two slots boot side by side
+    last = cluster.log.strip().splitlines()[-1]
+    assert last.endswith("workers fail to boot (3 in a row): not ready within 10 s "
+                         "(--boot-timeout)"), last
+    assert "cluster ready" not in cluster.log
+
+
 def test_master_killed_with_sigkill_takes_every_worker_with_it(start_cluster, tmp_path):
     pid_file = tmp_path / "master.pid"
     cluster = start_cluster(workers=3, args=("--pid", str(pid_file)))

@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from clients import connected, run, source_address, wait_upgraded
+from cluster.pool import boot_concurrency, oversubscribed
 from conftest import ROOT, cli, free_port, gone, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -427,6 +428,39 @@ def test_term_under_load_stops_at_once(start_cluster):
     assert sum(1 for a in attempts if a.pid) >= 5
     assert all(gone(pid) for pid in workers)
     assert "fast stop" in cluster.log
+
+
+def most_booting_at_once(log: str) -> int:
+    """The most workers booting at the same time, as the master's log tells it."""
+    booting: set[str] = set()
+    most = 0
+    for pid, event in re.findall(r"worker (\d+) \(slot \d+\) (booting|ready|died|drained)", log):
+        if event == "booting":
+            booting.add(pid)
+            most = max(most, len(booting))
+        else:
+            booting.discard(pid)
+    return most
+
+
+@pytest.mark.long
+def test_many_workers_boot_a_few_at_a_time_and_term_is_acted_on_at_once(start_cluster):
+    workers, cpus = 40, len(os.sched_getaffinity(0))
+    bound = boot_concurrency(cpus)
+    cluster = start_cluster(workers=workers, wait=False)
+    cluster.wait_log("ready after", count=bound + 2, timeout=120)  # booting goes on
+    cluster.signal(signal.SIGTERM)
+    termed = time.monotonic()
+    cluster.wait_log("fast stop", timeout=60)
+    acted_after = time.monotonic() - termed
+    assert cluster.wait(60) == 0
+    print(f"TERM acted on after {acted_after:.2f} s, exited after "
+          f"{time.monotonic() - termed:.2f} s")
+    assert acted_after < 10, "TERM waited for the pool"  # one select wake-up, on a busy machine
+    assert most_booting_at_once(cluster.log) <= bound
+    assert "cluster ready" not in cluster.log
+    warning = oversubscribed(workers, cpus)
+    assert warning is None or cluster.log.count(warning) == 1
 
 
 def test_quit_under_load_lets_a_request_in_flight_finish(start_cluster):

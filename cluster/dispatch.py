@@ -21,9 +21,12 @@ from __future__ import annotations
 import logging
 import os
 import random
+import socket
+import stat
 import time
 
 from cluster.protocol import frames
+from cluster.protocol.bursts import BurstLog
 from cluster.protocol.sids import request_sid, tag_of
 
 from . import placement
@@ -36,6 +39,26 @@ log = logging.getLogger("sticky_cluster.master")
 
 HOLD_LIMIT = 1024
 """Connections the master holds at most while no worker serves; past that, closed."""
+CLIENT_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
+def is_client_socket(fd: int) -> bool:
+    """Whether ``fd`` can be a client's connection: a stream socket of the families the
+    master listens on, not a listening one. A worker hands back what it likes; a pipe
+    or a datagram socket passed on would break the worker that gets it."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return False
+        probe = socket.socket(fileno=fd)  # reads SO_TYPE and the family
+    except OSError:
+        return False
+    try:
+        return (probe.type == socket.SOCK_STREAM and probe.family in CLIENT_FAMILIES
+                and not probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
+    finally:
+        probe.detach()
 
 
 class Dispatcher:
@@ -69,6 +92,10 @@ class Dispatcher:
         """Hand-backs that no live worker owned: taken back by their worker, which answers."""
         self.handback_seconds = 0.0
         """CPU time the master spent on hand-backs."""
+        self.not_sockets = BurstLog(log, logging.WARNING,
+                                    "%s handed back a file that is not a stream socket: "
+                                    "closed, not passed on")
+        """Hand-backs whose file was not a client's connection (``count``), closed."""
         self.held = 0
         """Connections held while no worker served (or every worker's channel was full)."""
         self.past_full = 0
@@ -106,8 +133,14 @@ class Dispatcher:
         :func:`cluster.protocol.frames.parse_from_worker`). When no other live worker owns the
         request's session, the connection goes back to ``sender``, which answers it as it
         would any unknown sid (the first request of a resumed connection is never handed back).
+        A file that is not a client's connection (:func:`is_client_socket`) is closed and
+        counted, never passed on.
         """
         started = time.process_time()
+        if not is_client_socket(fd):
+            os.close(fd)
+            self.not_sockets.note(sender)
+            return
         owner = self._owner(data)
         home = owner is None or owner is sender
         if self._deliver(fd, address if address[0] else None, sender if home else owner, data):

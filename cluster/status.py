@@ -86,7 +86,8 @@ def routing_totals(intake: Intake, dispatcher: Dispatcher) -> str:
             f"{dispatcher.returned} returned, "
             f"{dispatcher.past_full} past a full worker, {dispatcher.past_late} past a late "
             f"worker, {dispatcher.held} held, {intake.timed_out} timed out, "
-            f"{intake.refused} refused, {dispatcher.dropped} dropped")
+            f"{intake.refused} refused, {dispatcher.not_sockets.count} hand-backs not a "
+            f"socket, {dispatcher.dropped} dropped")
 
 
 def snapshot(pool: WorkerPool, stopping: str | None) -> dict:

@@ -6,7 +6,9 @@ slot, log why, and keep serving the clients of the other workers.
 """
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import grp
 import os
 import pwd
@@ -83,6 +85,45 @@ def test_a_worker_sending_garbage_is_killed_and_replaced_and_the_master_serves_o
 async def _ask(url: str, index: int) -> int:
     async with connected(url, source_address(index)) as client:
         return (await client.call("whoami", timeout=10))["pid"]
+
+
+def test_a_hand_back_that_is_not_a_socket_is_closed_and_the_other_worker_serves_on(start_cluster):
+    """A worker hands back a pipe for a session of another worker: the master must not pass
+    it on (it killed the owner's channel reader, which kept heartbeating: a black hole)."""
+    cluster = start_cluster("tests.apps.garbage:sio", workers=2)
+
+    async def main():
+        async with contextlib.AsyncExitStack() as stack:
+            by_pid = {}
+            for index in range(760, 780):
+                client = await stack.enter_async_context(connected(cluster.url,
+                                                                   source_address(index)))
+                by_pid.setdefault((await client.call("whoami", timeout=10))["pid"], client)
+                if len(by_pid) == 2:
+                    break
+            (hostile, sender), (victim, owned) = sorted(by_pid.items())
+            assert await sender.call("hand_back_pipe", owned.eio.sid, timeout=10) == "sent"
+            await cluster.until_log(f"worker {hostile} (slot {cluster.slot_of(hostile)}) handed "
+                                    "back a file that is not a stream socket")
+            answers = await asyncio.gather(*(_whoami_or_error(cluster.url, 790 + i)
+                                             for i in range(20)), return_exceptions=False)
+            return victim, answers
+
+    victim, answers = run(main())
+    failed = [answer for answer in answers if not isinstance(answer, int)]
+    assert failed == [], f"{len(failed)} of {len(answers)} handshakes failed: {failed[:3]}"
+    assert victim in answers and victim in cluster.worker_pids()
+    assert cluster.log.count("not a stream socket") == 1
+    assert "Traceback" not in cluster.log
+
+
+async def _whoami_or_error(url: str, index: int) -> int | str:
+    """The pid of the worker a new client from ``source_address(index)`` lands on, or why not."""
+    try:
+        async with connected(url, source_address(index)) as client:
+            return (await client.call("whoami", timeout=10))["pid"]
+    except Exception as exc:  # noqa: BLE001 - every failure is a finding
+        return f"{type(exc).__name__}: {exc}"
 
 
 def test_a_sid_with_control_characters_is_logged_escaped(start_cluster, tmp_path):

@@ -3,12 +3,15 @@ link (with a hub of plain calls), the peer, the asyncio hand-back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 import socket
 import threading
 
 import pytest
 
+from conftest import wait_for
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from workers.asyncio_link import AsyncMasterLink
@@ -359,3 +362,71 @@ def test_a_handed_off_tcp_client_sends_without_delay_and_a_unix_one_is_left_alon
     assert unix_client.family == socket.AF_UNIX
     for sock in (tcp_client, unix_client, unix_far):
         sock.close()
+
+
+def _boom(*_client) -> None:
+    raise RuntimeError("the runtime could not take the client")
+
+
+def _read_in_a_child(link_kind: str, worker_end: socket.socket, stderr: int) -> None:
+    """In a forked child: read the channel with a link whose ``on_client`` raises; never return."""
+    code = 99
+    try:
+        logging.getLogger("sticky_cluster.worker").addHandler(
+            logging.StreamHandler(open(stderr, "w", closefd=False)))
+        if link_kind == "green":
+            spawned: list = []
+            GreenMasterLink(worker_end, _boom, _plain_hub(spawned)).start()
+            spawned[0]()
+        else:
+            loop = asyncio.new_event_loop()
+            AsyncMasterLink(worker_end, _boom, loop).start()
+            loop.run_forever()
+    finally:
+        os._exit(code)
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("link_kind", ["green", "asyncio"])
+def test_a_worker_whose_channel_reader_fails_exits_non_zero_to_be_replaced(link_kind):
+    """It used to keep heartbeating with a dead reader: every client sent to it was lost."""
+    master_end, worker_end = frames.socket_pair()
+    client = _handoff(master_end, ("10.1.2.9", 9))
+    read_log, write_log = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        _read_in_a_child(link_kind, worker_end, write_log)
+    os.close(write_log)
+
+    def exited() -> tuple[int] | None:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        return (status,) if done else None
+
+    try:
+        (status,) = wait_for(exited, 30, what="the worker to exit")
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise
+    with os.fdopen(read_log) as said:
+        log = said.read()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1, (status, log)
+    assert f"worker {pid}: its channel reader failed; it exits to be replaced" in log
+    assert "RuntimeError: the runtime could not take the client" in log
+    for each in (client, master_end, worker_end):
+        each.close()
+
+
+def test_a_hand_off_whose_socket_did_not_arrive_is_logged_once_per_burst(caplog):
+    """Out of file descriptors, the kernel drops the fd of a hand-off: say so, not per client."""
+    master_end, worker_end = frames.socket_pair()
+    inbox = Inbox(_boom)
+    for _ in range(50):
+        frames.send_packet(master_end, frames.handoff_packet(("10.1.2.10", 1)))
+        inbox.feed(*frames.receive_packet(worker_end))
+    lost = [r.getMessage() for r in caplog.records if "did not arrive" in r.getMessage()]
+    assert lost == [f"worker {os.getpid()}: a client's socket did not arrive with its hand-off "
+                    "(out of file descriptors? raise ulimit -n): the client is lost"]
+    assert inbox.lost.count == 50
+    master_end.close()
+    worker_end.close()

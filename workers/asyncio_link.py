@@ -16,7 +16,7 @@ import socket
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 
-from .inbox import Client, Inbox, master_gone, outgoing_packets
+from .inbox import Client, Inbox, master_gone, outgoing_packets, reader_failed
 
 READ_BATCH = 64
 """Most packets read in one reader callback, so that the loop serves clients meanwhile."""
@@ -95,4 +95,7 @@ class AsyncMasterLink(Inbox):
                 return
             except OSError:
                 master_gone()
-            self.feed(packet, fd)
+            try:
+                self.feed(packet, fd)
+            except Exception:  # noqa: BLE001 - never linger half-alive: exit, be replaced
+                reader_failed()

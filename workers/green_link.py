@@ -16,7 +16,7 @@ from typing import Any, Callable, ContextManager, NamedTuple
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 
-from .inbox import Client, Inbox, master_gone, outgoing_packets
+from .inbox import Client, Inbox, master_gone, outgoing_packets, reader_failed
 
 
 class GreenHub(NamedTuple):
@@ -91,4 +91,7 @@ class GreenMasterLink(Inbox):
                 continue
             except OSError:
                 master_gone()
-            self.feed(packet, fd)
+            try:
+                self.feed(packet, fd)
+            except Exception:  # noqa: BLE001 - never linger half-alive: exit, be replaced
+                reader_failed()

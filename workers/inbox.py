@@ -3,7 +3,9 @@
 A runtime's link reads channel packets its own way (a green thread, an event loop's
 reader) and hands each whole message to :meth:`Inbox.dispatch`, which calls the
 runtime's callbacks. End-of-file on the channel means the master is gone, and
-:func:`master_gone` ends the process at once: a worker never outlives its master.
+:func:`master_gone` ends the process at once: a worker never outlives its master. A
+reader that fails ends it too (:func:`reader_failed`): a worker that heartbeats but
+takes no client would be a black hole; the master replaces one that exits.
 """
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ import time
 from typing import Callable
 
 from cluster.protocol import frames
+from cluster.protocol.bursts import BurstLog
 from cluster.protocol.frames import Kind
 
 log = logging.getLogger("sticky_cluster.worker")
+
+READER_FAILED = 1
+"""Exit code of a worker whose channel reader failed."""
 
 Client = Callable[[socket.socket, tuple[str, int], bytes], None]
 """Takes a handed-off client socket, the client's address and the bytes to serve first
@@ -40,6 +46,10 @@ class Inbox:
         """No more clients are taken: hand-offs that still arrive are closed."""
         self.last_client = time.monotonic()
         self._reassembler = frames.Reassembler()
+        self.lost = BurstLog(log, logging.WARNING,
+                             "worker %d: a client's socket did not arrive with its hand-off "
+                             "(out of file descriptors? raise ulimit -n): the client is lost")
+        """Hand-offs that came without their socket (``count``)."""
 
     def idle_for(self) -> float:
         """Seconds since the last client was handed off."""
@@ -55,9 +65,11 @@ class Inbox:
                 os.close(fd)
             return
         kind, payload = message
-        if kind is Kind.HANDOFF and fd is not None:
+        if (kind is Kind.HANDOFF or kind is Kind.RESUME) and fd is None:
+            self.lost.note(os.getpid())  # the kernel drops the fd when we have no room for it
+        elif kind is Kind.HANDOFF:
             self._take(fd, frames.decode_address(payload), b"")
-        elif kind is Kind.RESUME and fd is not None:
+        elif kind is Kind.RESUME:
             self._take(fd, *frames.split_resumed(payload))
         elif kind is Kind.DELIVER and self.on_deliver is not None:
             self.on_deliver(payload)
@@ -95,6 +107,14 @@ def master_gone() -> None:
     log.info("master channel closed; worker %d exits", os.getpid())
     logging.shutdown()
     os._exit(0)
+
+
+def reader_failed() -> None:
+    """The channel's reader raised: say why, then leave (non-zero) to be replaced."""
+    log.critical("worker %d: its channel reader failed; it exits to be replaced",
+                 os.getpid(), exc_info=True)
+    logging.shutdown()
+    os._exit(READER_FAILED)
 
 
 def outgoing_packets(kind: Kind, payload: bytes, fd: int | None) -> list[bytes] | None:

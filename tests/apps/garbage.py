@@ -1,9 +1,13 @@
-"""The chat app, plus an event that makes the serving worker write garbage on its channel.
+"""The chat app, plus events that make the serving worker write garbage on its channel.
 
 ``misbehave(mode)`` sends the master raw packets that break the channel protocol, as a
 buggy or hostile app could (it finds the channel through the relay manager). The master
 must kill that worker, replace it, say why, and keep serving everyone else.
+``hand_back_pipe(sid)`` hands the master back a pipe as if it were the connection of a
+request for ``sid``: the master must not pass it on to the worker that owns ``sid``.
 """
+import os
+
 import eventlet.hubs
 
 from cluster.protocol import frames
@@ -43,4 +47,15 @@ def misbehave(sid, mode):
                 break
             except BlockingIOError:
                 eventlet.hubs.trampoline(sock.fileno(), write=True, timeout=5)
+    return "sent"
+
+
+@sio.event
+def hand_back_pipe(sid, victim_sid):
+    read_end, write_end = os.pipe()
+    request = f"GET /socket.io/?EIO=4&transport=polling&sid={victim_sid} HTTP/1.1\r\n\r\n"
+    sio.manager._link.send(Kind.HANDBACK, frames.resumed(("127.0.0.1", 1), request.encode()),
+                           read_end)
+    os.close(read_end)
+    os.close(write_end)
     return "sent"

@@ -20,6 +20,8 @@ import socket
 import time
 from typing import Callable
 
+from protocol.bursts import BurstLog
+
 from . import listeners
 from .config import Bind
 from .intake import ACCEPT_BATCH, Intake
@@ -56,6 +58,9 @@ class Acceptor:
         self.accepting = False
         self.paused_until = 0.0
         """When accepting resumes after a pause (0: not paused)."""
+        self.out_of_files = BurstLog(log, logging.WARNING, "out of file descriptors: not "
+                                     f"accepting for {ACCEPT_PAUSE:.1f} s at a time (ulimit -n)")
+        """The pauses for want of file descriptors (``count``), logged once per burst."""
 
     @property
     def binds(self) -> list[Bind]:
@@ -96,10 +101,12 @@ class Acceptor:
         return idle
 
     def resume_if_due(self, now: float) -> None:
-        """Take the listeners back once a pause is over."""
+        """Take the listeners back once a pause is over (and say how many pauses a burst
+        of them had, once it is over)."""
         if self.paused_until and now >= self.paused_until:
             self.paused_until = 0.0
             self.update()
+        self.out_of_files.flush()
 
     def close(self) -> None:
         """Stop listening: the listeners leave the selector and are closed (a Unix
@@ -126,7 +133,7 @@ class Acceptor:
     def _on_readable(self, sock: socket.socket, _mask: int) -> None:
         accepted = self._intake.accepted
         if not self._intake.accept_from(sock):
-            log.warning("out of file descriptors: not accepting for %.1f s", ACCEPT_PAUSE)
+            self.out_of_files.note()
             self._pause(ACCEPT_PAUSE)
         elif 0 < self._intake.accepted - accepted < ACCEPT_BATCH:  # a full batch: more wait
             self._pause(ACCEPT_LINGER)

@@ -41,7 +41,7 @@ def scale(pid_path: str, workers: int) -> str:
     start = size = int(status["size"])
     while size != workers:
         signum = signal.SIGTTIN if workers > size else signal.SIGTTOU
-        os.kill(pid, signum)
+        _send(pid, signum, pid_path)
         deadline = time.monotonic() + SCALE_STEP_TIMEOUT
         while True:
             time.sleep(0.05)
@@ -75,13 +75,19 @@ def status(pid_path: str) -> str:
 
 def _signal(pid_path: str, signum: int) -> int:
     pid = PidFile(pid_path).read()
+    _send(pid, signum, pid_path)
+    return pid
+
+
+def _send(pid: int, signum: int, pid_path: str) -> None:
+    """``os.kill``, its failures as one line (:class:`PidFileError`)."""
     try:
         os.kill(pid, signum)
     except ProcessLookupError:
         raise PidFileError(f"stale pid file {pid_path}: no process {pid} is running") from None
     except PermissionError:
-        raise PidFileError(f"not allowed to signal process {pid} (from {pid_path})") from None
-    return pid
+        raise PidFileError(f"not allowed to signal master {pid} (from {pid_path}): run this as "
+                           "the master's user") from None
 
 
 def _master(pid_path: str) -> tuple[int, dict]:

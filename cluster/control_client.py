@@ -45,6 +45,9 @@ def request(path: str, words: list[str], timeout: float | None = None) -> str:
         sock.settimeout(CONNECT_TIMEOUT)
         try:
             sock.connect(path)
+        except PermissionError:  # mode 0600: another user's master
+            raise ControlUnreachable(f"not allowed to use the control socket {path}: run this "
+                                     "as the master's user") from None
         except OSError as exc:
             raise ControlUnreachable(f"cannot reach the master at {path}: {exc.strerror}") from None
         sock.settimeout(timeout)

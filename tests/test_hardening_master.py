@@ -12,12 +12,15 @@ import contextlib
 import grp
 import os
 import pwd
+import shutil
 import signal
 import site
+import socket
 import stat
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -26,7 +29,7 @@ import psutil
 import pytest
 
 from clients import connected, run, source_address
-from conftest import ROOT, cli, free_port, gone, wait_for
+from conftest import ROOT, ClusterProcess, cli, free_port, gone, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -124,6 +127,67 @@ async def _whoami_or_error(url: str, index: int) -> int | str:
             return (await client.call("whoami", timeout=10))["pid"]
     except Exception as exc:  # noqa: BLE001 - every failure is a finding
         return f"{type(exc).__name__}: {exc}"
+
+
+@pytest.fixture
+def cluster_with_few_files(tmp_path):
+    """Start ready masters of the chat app whose open files are limited to ``files`` (soft
+    and hard, so that the master cannot raise it), as are their workers'; stopped by PID."""
+    started = []
+
+    def start(files: int, workers: int, args: tuple = ()) -> ClusterProcess:
+        port = free_port()
+        cluster = ClusterProcess(
+            ["run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{port}", "--workers",
+             str(workers), *args], tmp_path / f"master-{len(started)}.log",
+            command=["prlimit", f"--nofile={files}:{files}", sys.executable, "-m", "cluster"])
+        cluster.port, cluster.url = port, f"http://127.0.0.1:{port}"
+        started.append(cluster)
+        cluster.wait_log("cluster ready")
+        return cluster
+
+    yield start
+    for cluster in started:
+        cluster.stop()
+
+
+def _hold_connections(port: int, count: int, first: bytes) -> list[socket.socket]:
+    """``count`` connections to the master that send ``first`` and then wait, open."""
+    held = []
+    for index in range(count):
+        sock = socket.socket()
+        sock.bind((source_address(600 + index), 0))
+        sock.connect(("127.0.0.1", port))
+        if first:
+            sock.sendall(first)
+        held.append(sock)
+    return held
+
+
+def test_a_master_out_of_files_says_so_once_per_burst(cluster_with_few_files):
+    cluster = cluster_with_few_files(48, workers=1, args=("--peek-timeout", "8"))
+    held = _hold_connections(cluster.port, 80, b"")  # each waits in the master for its peek
+    try:
+        cluster.wait_log("out of file descriptors")
+        time.sleep(4)  # it used to say so every 0.5 s
+        assert cluster.log.count("out of file descriptors") == 1
+    finally:
+        for sock in held:
+            sock.close()
+    assert run(_whoami_or_error(cluster.url, 690)) in cluster.worker_pids()  # serving again
+
+
+def test_a_worker_out_of_files_says_so_once_per_burst(cluster_with_few_files):
+    cluster = cluster_with_few_files(64, workers=1)
+    # each is handed off at once (a request line), then waits in the worker for its headers
+    held = _hold_connections(cluster.port, 120, b"GET / HTTP/1.1\r\n")
+    try:
+        cluster.wait_log("a client's socket did not arrive with its hand-off")
+        time.sleep(2)
+        assert cluster.log.count("did not arrive") == 1
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_a_sid_with_control_characters_is_logged_escaped(start_cluster, tmp_path):
@@ -296,6 +360,31 @@ def test_workers_run_as_the_user_and_the_master_keeps_root(start_cluster, tmp_pa
     assert (tmp_path / "master.pid").stat().st_uid == 0
     assert oct((tmp_path / "master.pid").stat().st_mode & 0o777) == oct(0o640)
     assert log_file.stat().st_uid == nobody.pw_uid  # workers can reopen it after a rotation
+
+
+@pytest.mark.usefixtures("checkout_others_can_enter")
+@pytest.mark.xdist_group("checkout-open-to-nobody")  # one process: no test closes it under another
+def test_scale_by_a_user_the_master_refuses_is_one_line(start_cluster):
+    run_dir = Path(tempfile.mkdtemp())  # that user may read the pid file, as in /run
+    run_dir.chmod(0o755)
+    try:
+        pid_file, control = run_dir / "master.pid", run_dir / "master.pid.ctl"
+        cluster = start_cluster(workers=1, args=("--pid", str(pid_file)))
+        python, env = _python_others_can_run()
+        nobody = pwd.getpwnam("nobody")
+        for how, message in (
+                (("--pid", str(pid_file)), f"Error: not allowed to signal master {cluster.pid} "
+                                           f"(from {pid_file}): run this as the master's user"),
+                (("--control", str(control)), f"Error: not allowed to use the control socket "
+                                              f"{control}: run this as the master's user")):
+            result = subprocess.run([python, "-m", "cluster", "scale", "2", *how], cwd=ROOT,
+                                    env={**os.environ, **env}, user=nobody.pw_uid,
+                                    group=nobody.pw_gid, extra_groups=[], capture_output=True,
+                                    text=True, timeout=60)
+            assert (result.returncode, result.stderr.strip()) == (1, message)
+        assert "scaling" not in cluster.log and len(cluster.worker_pids()) == 1
+    finally:
+        shutil.rmtree(run_dir)
 
 
 def test_a_bad_user_or_umask_is_one_line_before_binding(tmp_path):

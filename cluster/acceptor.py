@@ -20,7 +20,7 @@ import socket
 import time
 from typing import Callable
 
-from protocol.bursts import BurstLog
+from cluster.protocol.bursts import BurstLog
 
 from . import listeners
 from .config import Bind

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from protocol.bursts import BurstLog
+from cluster.protocol.bursts import BurstLog
 
 log = logging.getLogger("sticky_cluster.test")
 

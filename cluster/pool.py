@@ -253,7 +253,8 @@ class WorkerPool:
             if worker.drain_deadline is not None and now >= worker.drain_deadline:
                 self._kill(worker, "still draining after the graceful timeout")
             elif worker.state is State.BOOTING and now - worker.born > settings.boot_timeout:
-                worker.boot_error = f"not ready within {settings.boot_timeout:g} s (--boot-timeout)"
+                worker.boot_error = (f"not ready within {settings.boot_timeout:g} s "
+                                     "(--boot-timeout)")
                 self._kill(worker, worker.boot_error)
             elif worker.state is not State.BOOTING and silent > settings.timeout:
                 self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "

@@ -308,7 +308,8 @@ def test_workers_killed_while_booting_are_respawned_and_the_others_serve_on(star
     gate.touch()  # the slot's next workers block at import: they stay booting
     os.kill(victim, signal.SIGKILL)
     for kills in range(1, 6):
-        wait_for(lambda: len(booting_pids(cluster, slot)) > kills or cluster.proc.poll() is not None,
+        wait_for(lambda: (len(booting_pids(cluster, slot)) > kills
+                          or cluster.proc.poll() is not None),
                  60, what=f"boot {kills} of slot {slot}'s replacement")
         assert cluster.proc.poll() is None, f"the master gave up after {kills - 1} kills"
         booting = booting_pids(cluster, slot)[-1]

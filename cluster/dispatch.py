@@ -7,8 +7,10 @@ address) is the :class:`~cluster.intake.Intake`'s business. After the hand-off t
 closes its copy of the socket and never sees the connection again, unless a worker hands
 it back: a keep-alive connection whose next request names a session of another worker
 comes back with the bytes the worker read (:meth:`Dispatcher.hand_back`), and goes on,
-with them, to the owner. The master copies those few bytes once; it never reads the
-connection itself, and keeps no per-session state.
+with them, to the owner; one whose next request starts a new session comes back to be
+placed like a new connection (on the same worker when placement picks it). The master
+copies those few bytes once; it never reads the connection itself, and keeps no
+per-session state.
 
 While no worker serves (cold start, all respawning), the master does not accept
 (connections wait in the listen backlog), and the few it already holds (waiting for
@@ -90,6 +92,9 @@ class Dispatcher:
         taken by that worker (one whose channel was full is counted as ``rerouted``)."""
         self.returned = 0
         """Hand-backs that no live worker owned: taken back by their worker, which answers."""
+        self.placed_back = 0
+        """Hand-backs of a request that starts a new session, placed (counted with the
+        placements, not in :attr:`handback_seconds`)."""
         self.handback_seconds = 0.0
         """CPU time the master spent on hand-backs."""
         self.not_sockets = BurstLog(log, logging.WARNING,
@@ -130,20 +135,27 @@ class Dispatcher:
         """Pass a connection ``sender`` handed back to the worker that owns its request.
 
         ``address`` is the client's and ``data`` the bytes ``sender`` read (checked by
-        :func:`cluster.protocol.frames.parse_from_worker`). When no other live worker owns the
-        request's session, the connection goes back to ``sender``, which answers it as it
-        would any unknown sid (the first request of a resumed connection is never handed back).
-        A file that is not a client's connection (:func:`is_client_socket`) is closed and
-        counted, never passed on.
+        :func:`cluster.protocol.frames.parse_from_worker`). A request that names no sid
+        starts a new session: it is placed as a new connection's first request is
+        (``sender`` included). When no other live worker owns the request's session, the
+        connection goes back to ``sender``, which answers it as it would any unknown sid (the
+        first request of a resumed connection is never handed back). A file that is not a
+        client's connection (:func:`is_client_socket`) is closed and counted, never passed on.
         """
         started = time.process_time()
         if not is_client_socket(fd):
             os.close(fd)
             self.not_sockets.note(sender)
             return
-        owner = self._owner(data)
+        client = address if address[0] else None
+        sid = request_sid(data)
+        if sid is None:
+            self.placed_back += 1
+            self._deliver(fd, client, None, data)
+            return
+        owner = self._owner_of(sid)
         home = owner is None or owner is sender
-        if self._deliver(fd, address if address[0] else None, sender if home else owner, data):
+        if self._deliver(fd, client, sender if home else owner, data):
             if home:
                 self.returned += 1
             else:

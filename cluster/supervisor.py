@@ -77,7 +77,9 @@ class Forker:
             target=settings.target, slot=slot, tag=tag,
             heartbeat_interval=settings.heartbeat_interval,
             server_address=first.address, family=first.family,
-            hand_back=settings.route == "sid", **worker_options(settings))
+            hand_back=settings.route == "sid",
+            place_new_sessions=settings.route == "sid" and settings.balance != "ip",
+            **worker_options(settings))
 
     def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
         code = 0

@@ -6,7 +6,8 @@ are fed bytes by the transport (``data_received``) and parse them in C; they hav
 hook before a request line is acted on. So :class:`HandBackProtocol` sits in front:
 it follows where each request begins (:class:`~workers.request_bounds.RequestBounds`),
 holds the bytes of a new request until its request line is whole, and asks
-:func:`workers.handback.owner_elsewhere`. A request for another worker's sid is not
+:func:`workers.handback.goes_back`. A request for another worker's sid (or, after a
+connection's first request, one that starts a session, for the master to place) is not
 fed to the server: the socket is duplicated and sent to the master with the bytes read
 (:meth:`workers.asyncio_link.AsyncMasterLink.hand_back`), then the transport is closed
 without a shutdown: the connection lives on in the owner. The server saw an idle
@@ -27,7 +28,7 @@ from typing import Callable
 
 from cluster.protocol.frames import RESUME_LIMIT
 
-from .handback import owner_elsewhere
+from .handback import goes_back
 from .request_bounds import HEAD_LIMIT, RequestBounds
 
 HandBack = Callable[[int, tuple[str, int], bytes], None]
@@ -41,11 +42,14 @@ class Routing:
     :param own_tag: the tag of this worker (the one its sids carry).
     :param hand_back: sends a copy of the client's fd, its address and the bytes read.
     :param idle: whether a server protocol has answered every request it was fed.
+    :param place_new_sessions: hand back a later request of a connection that starts a
+                               session, for the master to place.
     """
 
     own_tag: int
     hand_back: HandBack
     idle: Callable[[asyncio.Protocol], bool]
+    place_new_sessions: bool = False
 
 
 class HandBackProtocol(asyncio.Protocol):
@@ -66,6 +70,7 @@ class HandBackProtocol(asyncio.Protocol):
         self._address = address
         self._preface = preface
         self._serve_next_here = bool(preface)
+        self._first_request = True
         self._bounds = RequestBounds()
         self._held = b""
         self._transport: asyncio.Transport | None = None
@@ -94,9 +99,10 @@ class HandBackProtocol(asyncio.Protocol):
                 if end < 0 and len(data) < HEAD_LIMIT:
                     self._held = data  # the request line is not whole yet
                     return
+                first, self._first_request = self._first_request, False
                 if self._serve_next_here:
                     self._serve_next_here = False
-                elif end >= 0 and self._hands_back(data[:end + 1], data):
+                elif end >= 0 and self._hands_back(data[:end + 1], data, first):
                     return
             used = self._bounds.feed(data)
             self._protocol.data_received(data[:used])
@@ -109,10 +115,13 @@ class HandBackProtocol(asyncio.Protocol):
             self._protocol.data_received(held)
         return self._protocol.eof_received()
 
-    def _hands_back(self, line: bytes, data: bytes) -> bool:
-        """Hand the connection back when ``line`` names another worker's session; True if done."""
+    def _hands_back(self, line: bytes, data: bytes, first: bool) -> bool:
+        """Hand the connection back when ``line`` goes back to the master (``first``: the
+        connection's first request); True if done."""
         transport = self._transport
-        if transport is None or owner_elsewhere(line, self._routing.own_tag) is None:
+        routing = self._routing
+        if transport is None or not goes_back(line, routing.own_tag,
+                                              routing.place_new_sessions and not first):
             return False
         sock = transport.get_extra_info("socket")
         if (sock is None or len(data) > RESUME_LIMIT or transport.get_write_buffer_size()

@@ -82,7 +82,7 @@ async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
         connections = kind.AsgiConnections(app.asgi, spec.worker_connections)
     link = AsyncMasterLink(sock, connections.serve, loop)
     if spec.hand_back:
-        connections.routing = Routing(spec.tag, link.hand_back, kind.idle)
+        connections.routing = Routing(spec.tag, link.hand_back, kind.idle, spec.place_new_sessions)
     managers.install(server, spec, link)
     await connections.start()
     drained = loop.create_future()

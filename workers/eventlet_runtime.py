@@ -60,7 +60,8 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
     protocol = protocol_for(http_limits(spec, app))
     if spec.hand_back:
-        protocol = routing_protocol(spec.tag, link.hand_back, base=protocol)
+        protocol = routing_protocol(spec.tag, link.hand_back, base=protocol,
+                                    place_new_sessions=spec.place_new_sessions)
     wsgi.server(listener, access_log.wrap(log_errors(app.wsgi), spec), log_output=False,
                 debug=False, protocol=protocol, custom_pool=pool)
     log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)

@@ -54,7 +54,8 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     link = GeventMasterLink(sock, lambda client, address, preface: pool.spawn(
         _handle, server, client, address, preface))
     if spec.hand_back:
-        server.handler_class = routing_handler(spec.tag, link.hand_back, base=server.handler_class)
+        server.handler_class = routing_handler(spec.tag, link.hand_back, base=server.handler_class,
+                                               place_new_sessions=spec.place_new_sessions)
     managers.install(app.server, spec, link)
     drained = gevent.event.Event()
     link.on_drain = lambda: gevent.spawn(_drain, app.server, link, pool, spec.graceful_timeout,

@@ -32,8 +32,8 @@ class WorkerSpec:
 
     A field named like an option of :data:`cluster.options.OPTIONS` is that option (one
     marked ``worker=True`` there), filled by name by the master; the others (target, slot,
-    tag, heartbeat_interval, server_address, family, hand_back) are this worker's own. A
-    test keeps the two in step.
+    tag, heartbeat_interval, server_address, family, hand_back, place_new_sessions) are this
+    worker's own. A test keeps the two in step.
 
     :param target: ``module:attr`` or ``module:factory()`` naming the app, or the
                    app object itself (any target :data:`LOADER` accepts).
@@ -54,6 +54,9 @@ class WorkerSpec:
     :param access_log_format: ``--access-log-format`` (see :mod:`cluster.protocol.access_log_format`).
     :param hand_back: hand a request for another worker's session back to the master
                       (``--route sid``); else serve every request of a connection here.
+    :param place_new_sessions: hand back, too, a kept-alive connection's later request that
+                               starts a session, for the master to place it (``--route sid``
+                               with ``--balance least-loaded`` or ``random``).
     """
 
     target: object
@@ -72,3 +75,4 @@ class WorkerSpec:
     access_log: str | None = None
     access_log_format: str = ""
     hand_back: bool = True
+    place_new_sessions: bool = False

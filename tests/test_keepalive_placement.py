@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import collections
 import json
+import socket
 
 import pytest
 
 from clients import source_address
+from cluster.config import make_settings
+from cluster.dispatch import Dispatcher
+from fake_pool import World, serving_world
+from protocol import frames
 from protocol.sids import encode_tag, tag_of
 from rawclient import KeepAlive
 from workers.handback import goes_back, starts_session
@@ -99,3 +104,44 @@ def test_balance_ip_keeps_a_connection_s_new_sessions_where_it_is(start_cluster)
     cluster = start_cluster(workers=3, args=("--balance", "ip"))
     sids = open_sessions_on_one_connection(cluster.port, source_address(12))
     assert len({tag_of(sid) for sid in sids}) == 1
+
+
+# ------------------------------------------- the master's decision (fake pool, no fork)
+
+@pytest.fixture
+def world():
+    world = World(workers=3)
+    yield world
+    world.close()
+
+
+def handed_back_handshake(world, loads: list[int]) -> tuple[list, object]:
+    """Workers with ``loads`` sessions; the first one hands back a handshake on a kept-alive
+    connection. The workers, and the one the master resumed the connection on."""
+    workers = serving_world(world)
+    for worker, sessions in zip(workers, loads):
+        world.beat(worker, sessions=sessions)
+    for worker in workers:
+        world.processes.read_all(worker.pid)
+    dispatcher = Dispatcher(world.pool, make_settings("tests.apps.chat:sio"))
+    client, other = socket.socketpair()
+    other.close()
+    handshake = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n"
+    dispatcher.hand_back(workers[0], client.detach(), ("127.0.0.5", 4000), handshake)
+    got = {w.pid: world.processes.read_all(w.pid) for w in workers}
+    (resumed_on,) = [w for w in workers if got[w.pid]]
+    (packet,) = got[resumed_on.pid]
+    assert packet[0] == frames.Kind.RESUME
+    assert frames.split_resumed(frames.payload_of(packet)) == (("127.0.0.5", 4000), handshake)
+    assert dispatcher.placed_back == 1 and dispatcher.handed_back == dispatcher.returned == 0
+    return workers, resumed_on
+
+
+def test_a_handed_back_handshake_goes_to_the_least_loaded_worker(world):
+    workers, resumed_on = handed_back_handshake(world, [5, 9, 0])
+    assert resumed_on is workers[2]
+
+
+def test_a_handed_back_handshake_stays_when_its_worker_is_the_least_loaded(world):
+    workers, resumed_on = handed_back_handshake(world, [0, 4, 4])
+    assert resumed_on is workers[0]

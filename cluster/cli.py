@@ -26,7 +26,7 @@ def main() -> None:
       sticky-cluster run app:sio --workers 4 --bind 0.0.0.0:5000 --pid /run/app.pid
       sticky-cluster run app:sio -w 8 --adapter redis://localhost:6379/0
       sticky-cluster reload --pid /run/app.pid     (also: stop, scale N, status)
-      sticky-cluster run app:sio --status-bind 127.0.0.1:9100   (/metrics, /healthz, /)
+      sticky-cluster run app:sio --status-bind 127.0.0.1:9191   (/metrics, /healthz, /)
     """
 
 

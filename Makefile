@@ -4,8 +4,9 @@ PY := $(VENV)/bin/python
 
 DEMO_APP := examples.chat:app
 DEMO_BIND ?= 127.0.0.1:5000
+DIST ?= dist
 
-.PHONY: demo demo-client test test-unit bench install readme
+.PHONY: demo demo-client test test-unit bench install readme dist
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
@@ -35,3 +36,7 @@ bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.
 
 readme: install  ## rewrite README's options table from the table in cluster/options.py
 	$(PY) -c 'import sys; from cluster.options import main; sys.exit(main(["--readme", "README.md"]))'
+
+dist: install  ## build the wheel (into dist/) to install elsewhere: pip install "sticky_cluster-VERSION-py3-none-any.whl[asyncio]"
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
+	@ls $(DIST)/sticky_cluster-*.whl

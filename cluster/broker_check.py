@@ -45,8 +45,8 @@ def probe(url: str, channel: str, timeout: float = TIMEOUT) -> str | None:
     try:
         module = importlib.import_module(scheme.module)
     except ImportError:
-        return (f"the adapter {shown} needs the Python package {scheme.module!r}: "
-                f"pip install 'sticky-cluster[{scheme.extra}]'")
+        return (f"the adapter {shown} needs the Python package {scheme.module!r} (sticky-cluster's "
+                f"{scheme.extra} extra): pip install {scheme.module}")
     try:
         if scheme.family == "amqp":
             _probe_amqp(module, url, timeout)

@@ -204,8 +204,9 @@ OPTIONS: tuple[Option, ...] = (
                 "valkey+sentinel:// or amqp://, amqps://.",
            doc="the broker that joins workers and hosts: Redis `redis://`, `rediss://` (TLS), "
                "`unix://`, `redis+sentinel://`; Valkey `valkey://`, `valkeys://`, "
-               "`valkey+sentinel://` (`pip install \"sticky-cluster[valkey]\"`); RabbitMQ/AMQP "
-               "`amqp://`, `amqps://` (`pip install \"sticky-cluster[amqp]\"`) — see Adapters"),
+               "`valkey+sentinel://` (`pip install \"/path/to/sticky-cluster[valkey]\"`); "
+               "RabbitMQ/AMQP `amqp://`, `amqps://` "
+               "(`pip install \"/path/to/sticky-cluster[amqp]\"`) — see Adapters"),
     Option("channel", str, metavar="NAME", check=not_empty, worker=True, default="sticky-cluster",
            help="Pub/sub channel name (the exchange, on AMQP); one per cluster sharing a broker.",
            doc="pub/sub channel (the exchange, on AMQP); one per cluster sharing a broker"),

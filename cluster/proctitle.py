@@ -1,7 +1,7 @@
 """Process titles (``sticky-cluster master app:sio``, ``sticky-cluster worker 2 app:sio``).
 
 Shown by ``ps`` and ``top`` when the optional ``setproctitle`` package is installed
-(``pip install sticky-cluster[titles]``); without it, titles are left as they are.
+(the ``titles`` extra: ``pip install setproctitle``); without it, titles are left as they are.
 """
 from __future__ import annotations
 

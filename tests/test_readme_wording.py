@@ -1,0 +1,31 @@
+"""The README speaks to a user: it states where the project runs, and it holds no wording of
+the project's own history (issue numbers, "before … now", what a session of work did)."""
+from __future__ import annotations
+
+import configparser
+import re
+
+import pytest
+
+from conftest import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("internal", [
+    r"\bissue \d+", r"#\d{1,4}\b", r"\bused to be\b", r"\bbefore the change\b",
+    r"\bbefore, [\d.]+ ?\w+ now\b", r"\b[\d.]+ ?\w+ before\b", r"\blast session\b",
+    r"\bthis session\b", r"\ban older one\b", r"\bearlier version\b", r"\bnot met\b",
+])
+def test_readme_has_no_internal_wording(internal):
+    found = [line for line in README.splitlines() if re.search(internal, line, re.I)]
+    assert not found, found
+
+
+def test_readme_states_linux_only_and_the_python_versions():
+    setup = configparser.ConfigParser()
+    setup.read(ROOT / "setup.cfg")
+    oldest = setup["options"]["python_requires"].removeprefix(">=")
+    intro = README.split("## Quick start")[0]
+    assert "Linux only" in intro
+    assert f"Python {oldest} or newer" in intro

@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,57 +85,38 @@ def test_every_balancer_configuration_of_the_readme_is_run_here():
 
 # ------------------------------------------------------------------ the balancers
 
-class Balancer:
-    """nginx or haproxy in the foreground on a configuration file; stopped by its PID."""
+def start_balancer(kind: str, config: str, workdir: Path, port: int) -> ClusterProcess:
+    """nginx or haproxy in the foreground on ``config``, logging to a file, once it listens
+    on ``port`` (a :class:`ClusterProcess` for its log and its stop by PID)."""
+    path = workdir / f"{kind}.conf"
+    if kind == "nginx":
+        path.write_text(nginx_file(config, workdir))
+        command = ["nginx", "-e", "stderr", "-p", str(workdir), "-c", str(path),
+                   "-g", "daemon off;"]
+    else:
+        path.write_text(config)
+        command = ["haproxy", "-db", "-f", str(path)]
+    assert shutil.which(command[0]), f"{command[0]} is not installed (.ci/run installs it)"
+    balancer = ClusterProcess([], workdir / f"{kind}.log", command=command)
+    wait_for(lambda: balancer.proc.poll() is not None or listens(balancer.pid, port), 30,
+             what=f"{kind} to listen")
+    assert balancer.proc.poll() is None, f"{kind} exited {balancer.proc.returncode}:\n{balancer.log}"
+    return balancer
 
-    def __init__(self, kind: str, config: str, workdir: Path, port: int) -> None:
-        self.workdir = workdir
-        self.log_path = workdir / f"{kind}.log"
-        path = workdir / f"{kind}.conf"
-        if kind == "nginx":
-            path.write_text(nginx_file(config, workdir))
-            command = ["nginx", "-e", str(workdir / "error.log"), "-p", str(workdir),
-                       "-c", str(path), "-g", "daemon off;"]
-        else:
-            path.write_text(config)
-            command = ["haproxy", "-db", "-f", str(path)]
-        assert shutil.which(command[0]), f"{command[0]} is not installed (.ci/run installs it)"
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
-        wait_for(lambda: self._dead() or self._listens(port), 30, what=f"{kind} to listen")
-        assert not self._dead(), f"{kind} exited {self.proc.returncode}:\n{self.log}"
 
-    @property
-    def log(self) -> str:
-        error_log = self.workdir / "error.log"
-        return self.log_path.read_text() + (error_log.read_text() if error_log.exists() else "")
-
-    def _dead(self) -> bool:
-        return self.proc.poll() is not None
-
-    def _listens(self, port: int) -> bool:
-        """Whether this balancer (not another process of the machine) listens on ``port``."""
-        try:
-            sockets = psutil.Process(self.proc.pid).net_connections(kind="tcp")
-        except psutil.NoSuchProcess:
-            return False
-        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` (not another process of the machine) listens on ``port``."""
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return False
+    return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
 
 
 def nginx_file(block: str, workdir: Path) -> str:
     """A whole nginx.conf around the README's ``block``, with the test's own paths."""
     stream = block.lstrip("#").split("\n", 1)[1].lstrip().startswith("stream")
-    head = [f"pid {workdir}/nginx.pid;", f"error_log {workdir}/error.log;",
+    head = [f"pid {workdir}/nginx.pid;", "error_log stderr;",
             "worker_processes 1;", "events { worker_connections 256; }"]
     if stream:
         if STREAM_MODULE.exists():
@@ -192,7 +172,7 @@ def test_readme_balancer_configuration_serves_a_browser(marker, tmp_path):
     balancer = None
     try:
         cluster.wait_log("cluster ready", timeout=60)
-        balancer = Balancer(kind, config, tmp_path, proxy_port)
+        balancer = start_balancer(kind, config, tmp_path, proxy_port)
         source = source_address(30)
         answer = run(browser_like_round_trip(f"http://127.0.0.1:{proxy_port}", source))
         assert answer["pid"] in cluster.worker_pids()

@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT
 
 SHOWN = ["README.md", "Makefile", "setup.cfg", "docs/**/*.md", "examples/**/*",
-         "cluster/**/*.py", "workers/**/*.py", "protocol/**/*.py", "bench/**/*.py"]
+         "cluster/**/*.py", "workers/**/*.py", "bench/**/*.py"]
 """Where the project shows install lines: docs, examples, build files, the code's messages."""
 
 PIP_INSTALL = re.compile(r"pip3? install ([^`\n]*)")

@@ -19,8 +19,8 @@ from clients import source_address
 from cluster.config import make_settings
 from cluster.dispatch import Dispatcher
 from fake_pool import World, serving_world
-from protocol import frames
-from protocol.sids import encode_tag, tag_of
+from cluster.protocol import frames
+from cluster.protocol.sids import encode_tag, tag_of
 from rawclient import KeepAlive
 from workers.handback import goes_back, starts_session
 

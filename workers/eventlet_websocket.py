@@ -12,7 +12,7 @@ server's ``websocket`` class (not a fork of either library):
   (``max_http_buffer_size``), and unmasks with one big-integer XOR (C speed);
 - every websocket reads through a :class:`~workers.limits.ReceiveBudget` (its bytes,
   plus a fixed cost per frame): past its rate the reader sleeps and TCP slows the
-  sender; below it, the reader still yields every :data:`QUANTUM` of work;
+  sender; below it, the reader still yields every :data:`~workers.limits.QUANTUM` of work;
 - an exception after the upgrade is logged and the connection closed: nothing of it
   is written into the upgraded socket (eventlet would write a ``500`` and a traceback).
 """
@@ -20,48 +20,37 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from typing import Any
 
 import eventlet
 from engineio.async_drivers.eventlet import WebSocketWSGI
 from eventlet import websocket, wsgi
 
-from .limits import FRAME_COST, ReceiveBudget
+from .limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 
-QUANTUM = 0.005
-"""Seconds one websocket's reader may run on without letting the other clients in."""
-
 
 class MeteredSocket:
-    """A socket whose reads are charged to a :class:`ReceiveBudget` (sleeps past it)."""
+    """A socket whose reads, and the frames read from it, are paced by a :class:`Pacer`."""
 
     def __init__(self, sock: Any, budget: ReceiveBudget) -> None:
         self._sock = sock
-        self.budget = budget
-        self._slept = time.monotonic()
+        self._pacer = Pacer(budget)
 
     def recv(self, size: int) -> bytes:
         data = self._sock.recv(size)
-        wait = self.budget.charge(len(data))
-        if wait:
-            eventlet.sleep(wait)
+        self._pace(len(data))
         return data
 
     def pay_frame(self) -> None:
-        """Charge a frame's fixed cost; sleep as long as the budget says.
+        """Charge a frame's fixed cost; sleep (or yield) as long as the pacer says."""
+        self._pace(FRAME_COST)
 
-        A green socket's ``recv`` does not yield while data is there, so one client with
-        a full receive buffer would hold the worker until it is drained: past
-        :data:`QUANTUM` seconds without a sleep, yield to the other clients.
-        """
-        wait = self.budget.charge(FRAME_COST)
-        now = time.monotonic()
-        if wait or now - self._slept > QUANTUM:
+    def _pace(self, amount: int) -> None:
+        wait = self._pacer.charge(amount)
+        if wait is not None:
             eventlet.sleep(wait)
-            self._slept = time.monotonic()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)

@@ -13,7 +13,10 @@ decisions live here and each runtime's server only calls them:
   ``411``.
 - :class:`ReceiveBudget`: a token bucket on the bytes one websocket may feed the worker
   per second; past it the worker stops reading that socket for a while and TCP slows
-  the sender down, so one client cannot take the worker's CPU from the others.
+  the sender down, so one client cannot take the worker's CPU from the others;
+  :class:`Pacer` adds that a reader yields every :data:`QUANTUM` of its work.
+- the sizes of a request head (:data:`REQUEST_LINE_LIMIT`, :data:`HEADER_LINE_LIMIT`,
+  :data:`HEAD_LIMIT`), and the answers that refuse a request (413, 411, 503).
 """
 from __future__ import annotations
 
@@ -32,6 +35,22 @@ RESPONSE_411 = (b"HTTP/1.1 411 Length Required\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 """The answer to an Engine.IO POST without a length (chunked): its size cannot be checked,
 python-engineio would not read it, and the server would drain it for as long as it came."""
+
+RESPONSE_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+                b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable")
+"""The answer to a connection past ``--worker-connections`` (the words uvicorn's 503 uses)."""
+REFUSAL_WAIT = 10.0
+"""Seconds a refused connection may take to send its request head before it is closed."""
+
+REQUEST_LINE_LIMIT = 8192
+"""Longest request line a worker reads (eventlet.wsgi's and gevent.pywsgi's own limit): ``414``."""
+HEADER_LINE_LIMIT = 8192
+"""Longest header line a worker reads (eventlet.wsgi's own limit): ``400``."""
+HEAD_LIMIT = 65536
+"""Most bytes of header lines a request may have (eventlet.wsgi's own limit): ``400``."""
+
+QUANTUM = 0.005
+"""Seconds one websocket's reader may run on without letting the other clients in."""
 
 FRAME_COST = 16384
 """Bytes a websocket frame is charged besides its payload: the work a frame costs
@@ -106,3 +125,29 @@ class ReceiveBudget:
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate) - amount
         self._stamp = now
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
+
+
+class Pacer:
+    """When a websocket's reader must pause: past its :class:`ReceiveBudget`, for as long
+    as the budget says; below it, for a bare yield once it has run :data:`QUANTUM`
+    seconds without one (a green or threaded ``recv`` does not yield while data is
+    there, so one busy client would hold the worker).
+
+    :param budget: the connection's receive budget.
+    :param clock: the monotonic clock (a parameter for the tests).
+    """
+
+    def __init__(self, budget: ReceiveBudget,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = budget
+        self._clock = clock
+        self._resumed = clock()
+
+    def charge(self, amount: float) -> float | None:
+        """Take ``amount`` bytes; return the seconds to sleep (0: just yield), or None to go on."""
+        wait = self.budget.charge(amount)
+        now = self._clock()
+        if not wait and now - self._resumed <= QUANTUM:
+            return None
+        self._resumed = now + wait
+        return wait

@@ -28,12 +28,9 @@ import socket
 import eventlet
 from eventlet import wsgi
 
-from .limits import HttpLimits, body_refusal
+from .limits import LINGER, HttpLimits, body_refusal, refusal_line
 
 log = logging.getLogger("sticky_cluster.worker")
-
-LINGER = 2.0
-"""Seconds a refused request's body is read and dropped before the connection closes."""
 
 
 class HeaderTimeout(Exception):
@@ -97,9 +94,8 @@ class GuardedProtocol(wsgi.HttpProtocol):
             self._header_timer = None
 
     def _refuse_body(self, answer: bytes) -> None:
-        log.info("worker %d: refused a POST body of %s bytes from %s (limit %d): %s",
-                 os.getpid(), self.headers.get("content-length", "unknown"),
-                 self.client_address[0], self.limits.max_body, answer[9:12].decode())
+        log.info(refusal_line(self.headers.get("content-length"), self.client_address,
+                              self.limits, answer))
         self.close_connection = 1
         try:
             self.wfile.write(answer)

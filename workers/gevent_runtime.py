@@ -3,12 +3,16 @@
 Boot order as in the eventlet runtime: monkey-patch first, then import the app, give
 it sids that carry this worker's tag, install the client manager, report ready,
 serve. Each handed-over socket is served by ``gevent.pywsgi`` (``WSGIServer.handle``
-in a greenlet of a bounded pool; no listener in the worker), websockets by what
-Engine.IO's gevent driver picked: gevent-websocket's handler when it is installed,
-simple-websocket on the plain handler otherwise; under ``--route sid`` with
-:mod:`workers.gevent_protocol`'s handler on top, which hands a request for another
-worker's session back to the master. Heartbeats come from a greenlet, so
-a worker whose hub is blocked is seen and killed.
+in a greenlet of a pool of ``--worker-connections``; no listener in the worker) with
+:mod:`workers.gevent_http`'s handler, which applies the worker's HTTP limits; under
+``--route sid`` with :mod:`workers.gevent_protocol`'s handler on top, which hands a
+request for another worker's session back to the master. Websockets are
+simple-websocket's with the worker's websocket limits
+(:mod:`workers.simple_websocket_limits`), whether gevent-websocket is installed or not
+(its messages cannot be bounded). A socket handed over while the pool is full is
+answered ``503`` (the heartbeat has told the master, which places new clients on the
+other workers). Heartbeats come from a greenlet, so a worker whose hub is blocked is
+seen and killed.
 """
 from __future__ import annotations
 
@@ -41,18 +45,23 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     import gevent.pool
     from gevent import pywsgi
 
-    from . import access_log, loader, managers
+    from . import access_log, loader, managers, simple_websocket_limits
+    from .gevent_http import handler_for
     from .gevent_link import GeventMasterLink
     from .gevent_protocol import routing_handler
+    from .limits import REQUEST_LINE_LIMIT, http_limits
+    from .wsgi_errors import log_errors
 
     app = loader.load(spec.target, "gevent")
     sids.install(app.server.eio, spec.tag)
+    simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
+    pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
     pool = gevent.pool.Pool(spec.worker_connections)
-    server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(app.wsgi, spec), spawn=pool,
-                               log=None, handler_class=_handler_class(),
+    server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),
+                               spawn=pool, log=None, error_log=log,
+                               handler_class=handler_for(http_limits(spec, app)),
                                environ=_server_environ(spec))
-    link = GeventMasterLink(sock, lambda client, address, preface: pool.spawn(
-        _handle, server, client, address, preface))
+    link = GeventMasterLink(sock, _Intake(server, pool, spec.worker_connections).take)
     if spec.hand_back:
         server.handler_class = routing_handler(spec.tag, link.hand_back, base=server.handler_class,
                                                place_new_sessions=spec.place_new_sessions)
@@ -111,15 +120,36 @@ def _server_environ(spec: WorkerSpec) -> dict[str, str]:
     return {"SERVER_NAME": "", "SERVER_PORT": ""}
 
 
-def _handler_class() -> Any:
-    """gevent-websocket's handler when Engine.IO's gevent driver uses it, else pywsgi's own."""
-    from engineio.async_drivers import gevent as driver
-    from gevent import pywsgi
+class _Intake:
+    """Takes each handed-over client: served in the pool, or, while the pool is full,
+    answered ``503`` (by at most as many greenlets again; past that, closed at once).
 
-    if getattr(driver, "SimpleWebSocketWSGI", None) is None:
-        from geventwebsocket.handler import WebSocketHandler
-        return WebSocketHandler
-    return pywsgi.WSGIHandler
+    :param server: the ``WSGIServer`` that serves the clients.
+    :param pool: its pool of ``--worker-connections`` greenlets.
+    :param limit: ``--worker-connections``.
+    """
+
+    def __init__(self, server: Any, pool: Any, limit: int) -> None:
+        import gevent.pool
+
+        self._server = server
+        self._pool = pool
+        self._limit = limit
+        self._refusals = gevent.pool.Pool(limit)
+
+    def take(self, client: socket.socket, address: tuple[str, int], preface: bytes) -> None:
+        """Serve ``client`` (``preface``: the bytes another worker read from it), or refuse it."""
+        from .gevent_http import refuse
+
+        if not self._pool.full():
+            self._pool.spawn(_handle, self._server, client, address, preface)
+            return
+        log.warning("worker %d is full (--worker-connections %d): a connection gets a 503",
+                    os.getpid(), self._limit)
+        if self._refusals.full():
+            client.close()
+        else:
+            self._refusals.spawn(refuse, client, preface)
 
 
 def _handle(server: Any, client: socket.socket, address: tuple[str, int], preface: bytes) -> None:

@@ -21,6 +21,7 @@ decisions live here and each runtime's server only calls them:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -39,6 +40,9 @@ python-engineio would not read it, and the server would drain it for as long as 
 RESPONSE_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
                 b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable")
 """The answer to a connection past ``--worker-connections`` (the words uvicorn's 503 uses)."""
+LINGER = 2.0
+"""Seconds a refused request's body is read and dropped before the connection closes
+(so that the client, still sending, reads the answer instead of a reset)."""
 REFUSAL_WAIT = 10.0
 """Seconds a refused connection may take to send its request head before it is closed."""
 
@@ -99,6 +103,14 @@ def body_refusal(method: str, path: str, content_length: str | None,
         return RESPONSE_413 if int(content_length) > limits.max_body else None
     except ValueError:
         return None  # the HTTP server answers 400 to a malformed Content-Length
+
+
+def refusal_line(content_length: str | None, client: object, limits: HttpLimits,
+                 answer: bytes) -> str:
+    """The log line of a POST body refused with ``answer`` (from :func:`body_refusal`)."""
+    peer = client[0] if isinstance(client, tuple) else client or "a local client"
+    return (f"worker {os.getpid()}: refused a POST body of {content_length or 'unknown'} bytes "
+            f"from {peer} (limit {limits.max_body}): {answer[9:12].decode()}")
 
 
 class ReceiveBudget:

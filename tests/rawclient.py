@@ -46,10 +46,11 @@ def handshake(port: int, source: str = "127.0.0.1", timeout: float = 10) -> str:
     return json.loads(body[body.index(b"{"):])["sid"]
 
 
-def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
-    """One client websocket frame (masked, as RFC 6455 wants)."""
+def frame(opcode: int, payload: bytes, fin: bool = True, compressed: bool = False) -> bytes:
+    """One client websocket frame (masked, as RFC 6455 wants); ``compressed``: RSV1 set
+    (a permessage-deflate message's first frame)."""
     size = len(payload)
-    first = (0x80 if fin else 0) | opcode
+    first = (0x80 if fin else 0) | (0x40 if compressed else 0) | opcode
     if size < 126:
         header = struct.pack("!BB", first, 0x80 | size)
     elif size < 65536:
@@ -61,15 +62,18 @@ def frame(opcode: int, payload: bytes, fin: bool = True) -> bytes:
     return header + MASK + masked
 
 
-def websocket(port: int, source: str = "127.0.0.1", timeout: float = 10) -> socket.socket:
-    """A session upgraded to websocket (probe done): the raw socket, after the 101."""
-    sid = handshake(port, source)
+def upgrade(port: int, source: str = "127.0.0.1", sid: str | None = None,
+            extensions: str | None = None, timeout: float = 10) -> tuple[socket.socket, bytes]:
+    """A websocket upgrade of session ``sid`` (None: a websocket-only session), offering
+    ``extensions``: the raw socket after the 101, and the 101's head."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
                                     source_address=(source, 0))
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(f"GET /socket.io/?EIO=4&transport=websocket&sid={sid} HTTP/1.1\r\nHost: x\r\n"
+    query = "EIO=4&transport=websocket" + (f"&sid={sid}" if sid else "")
+    offer = f"Sec-WebSocket-Extensions: {extensions}\r\n" if extensions else ""
+    sock.sendall(f"GET /socket.io/?{query} HTTP/1.1\r\nHost: x\r\n"
                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-                 "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+                 f"Sec-WebSocket-Version: 13\r\n{offer}\r\n".encode())
     head = b""
     while b"\r\n\r\n" not in head:
         byte = sock.recv(1)
@@ -77,6 +81,12 @@ def websocket(port: int, source: str = "127.0.0.1", timeout: float = 10) -> sock
             raise AssertionError(f"no upgrade: {head!r}")
         head += byte
     assert head.startswith(b"HTTP/1.1 101"), head
+    return sock, head
+
+
+def websocket(port: int, source: str = "127.0.0.1", timeout: float = 10) -> socket.socket:
+    """A session upgraded to websocket (probe done): the raw socket, after the 101."""
+    sock, _ = upgrade(port, source, handshake(port, source), timeout=timeout)
     sock.sendall(frame(1, b"2probe"))
     assert read_frame(sock) == (1, b"3probe")
     sock.sendall(frame(1, b"5"))

@@ -302,7 +302,11 @@ def test_a_full_worker_is_passed_over_and_answers_503(start_cluster):
             sock = socket.create_connection(
                 ("127.0.0.1", cluster.port), timeout=15, source_address=(f"127.0.0.{20 + index}", 0))
             sock.sendall(handshake)
-            answer = sock.recv(65536)
+            answer = b""
+            while b'"upgrades"' not in answer:  # the open packet's sid, then its upgrades
+                chunk = sock.recv(65536)
+                assert chunk, answer
+                answer += chunk
             assert answer.startswith(b"HTTP/1.1 200"), answer
             sid = answer.split(b'"sid":"')[1].split(b'"')[0].decode()
             held.setdefault(tag_of(sid), []).append((sock, sid))

@@ -17,11 +17,14 @@ limit until the client sends it all, and writes what goes wrong raw to standard 
   of at most :data:`~workers.limits.HEADER_LINE_LIMIT` and
   :data:`~workers.limits.HEAD_LIMIT` bytes of them in all (``400``), as eventlet does;
 - answers ``413`` to an Engine.IO POST over the size limit (``411`` to one without a
-  length) before anything reads its body, and closes;
+  length) before anything reads its body, and closes; after this answer or a ``400``,
+  it reads and drops what the client still sends for a moment, so that the client
+  reads the answer instead of a reset;
 - lets go of a connection once its websocket ends: the socket was the websocket's
-  (simple-websocket reads a copy of it), so pywsgi must not read the client's close
-  frame as a next request (it answered it ``400`` and logged "Invalid HTTP method", and
-  the client waited 3 s for its close to be answered);
+  (simple-websocket reads a copy of it), so pywsgi must neither write the ``200`` that
+  Engine.IO "answers" after the session nor read the client's close frame as a next
+  request (it answered it ``400`` and logged "Invalid HTTP method", and the client
+  waited 3 s for its close to be answered);
 - logs a bad request as one line of the worker's log, and an error of pywsgi itself
   with its traceback there too; the client gets a bare ``400`` (or ``500``).
 
@@ -33,13 +36,15 @@ import io
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import gevent
 from gevent import pywsgi
 
-from .limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, REFUSAL_WAIT, RESPONSE_503,
-                     HttpLimits, body_refusal, refusal_line)
+from .limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, REFUSAL_WAIT,
+                     RESPONSE_503, HttpLimits, body_refusal, refusal_line)
+from .simple_websocket_limits import TAKEN_OVER
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -56,7 +61,7 @@ class GuardedHandler(pywsgi.WSGIHandler):
 
     def handle_one_request(self) -> Any:
         try:
-            return super().handle_one_request()
+            result = super().handle_one_request()
         except gevent.Timeout as timeout:
             if timeout is not self._header_timer:
                 raise
@@ -65,6 +70,10 @@ class GuardedHandler(pywsgi.WSGIHandler):
             return None
         finally:
             self._stop_header_timer()
+        if isinstance(result, tuple) and self.socket is not None:  # a 400 or 414 to send
+            self._answer_and_close(result[1])
+            return None
+        return result
 
     def read_requestline(self) -> str:
         self.socket.settimeout(None)
@@ -90,8 +99,12 @@ class GuardedHandler(pywsgi.WSGIHandler):
             self._refuse_body(refusal)
             return
         super().handle_one_response()
-        if self.status is None and self.environ.get("HTTP_UPGRADE", "").lower() == "websocket":
+        if self.environ.get(TAKEN_OVER):
             self._let_go()
+
+    def _sendall(self, data: bytes) -> None:
+        if not self.environ.get(TAKEN_OVER):  # after a websocket, Engine.IO "answers" 200
+            super()._sendall(data)
 
     def _handle_client_error(self, ex: BaseException) -> tuple[str, bytes]:
         reason = "".join(char if char.isprintable() else repr(char)[1:-1]
@@ -126,12 +139,24 @@ class GuardedHandler(pywsgi.WSGIHandler):
         log.info(refusal_line(self.headers.get("content-length"), self.client_address,
                               self.limits, answer))
         self.close_connection = True
+        self._answer_and_close(answer)
+
+    def _answer_and_close(self, answer: bytes) -> None:
+        """Send ``answer``, then read and drop what the client still sends for a moment
+        (:data:`~workers.limits.LINGER` seconds, :data:`~workers.limits.LINGER_LIMIT`
+        bytes at most), so that it reads the answer instead of a reset."""
         try:
             self.socket.sendall(answer)
             self.socket.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER
+            dropped = 0
             with gevent.Timeout(LINGER, False):
-                while self.socket.recv(65536):
-                    pass
+                while time.monotonic() < deadline and dropped < LINGER_LIMIT:
+                    data = self.socket.recv(65536)
+                    if not data:
+                        break
+                    dropped += len(data)
+                    gevent.sleep(0)  # a recv with data there does not yield
         except OSError:
             pass
 

@@ -43,6 +43,8 @@ RESPONSE_503 = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; 
 LINGER = 2.0
 """Seconds a refused request's body is read and dropped before the connection closes
 (so that the client, still sending, reads the answer instead of a reset)."""
+LINGER_LIMIT = 16_000_000
+"""Bytes read and dropped at most while lingering."""
 REFUSAL_WAIT = 10.0
 """Seconds a refused connection may take to send its request head before it is closed."""
 

@@ -44,6 +44,10 @@ from .limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 
+TAKEN_OVER = "sticky_cluster.websocket"
+"""Set in the WSGI environ once a websocket is accepted: from then on the connection is
+the websocket's, and the HTTP server must write nothing more to it nor read requests."""
+
 CLOSE_WAIT = 5.0
 """Seconds a client gets to answer the server's close before its socket is shut down."""
 
@@ -169,6 +173,7 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
         budget = ReceiveBudget(self.rate, self.max_message_size + FRAME_COST)
         self.ws = GuardedServer(environ, Pacer(budget), self.sleep,
                                 max_message_size=self.max_message_size, **self.server_args)
+        environ[TAKEN_OVER] = True
         try:
             return self.app(self)
         except Exception:

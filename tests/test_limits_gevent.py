@@ -24,7 +24,7 @@ import socketio
 import rawclient
 from clients import connected, run, wait_upgraded
 from conftest import wait_for
-from protocol.sids import tag_of
+from cluster.protocol.sids import tag_of
 from test_worker_limits import closed_by_server, open_silent, pytest_raises_closed, worker
 
 pytestmark = pytest.mark.e2e

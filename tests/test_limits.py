@@ -1,5 +1,9 @@
-"""The workers' limits as pure decisions: body size, receive budget, websocket unmasking."""
+"""The workers' limits as pure decisions: body size, receive budget and pacing, websocket
+unmasking, the bounded inflate of simple-websocket's websockets, the request head's size."""
 from __future__ import annotations
+
+import io
+import zlib
 
 import pytest
 from hypothesis import given
@@ -9,7 +13,12 @@ import workers.eventlet_runtime  # noqa: F401 (first: it hushes eventlet's depre
 from cluster.config import ConfigError, make_settings
 from eventlet.websocket import RFC6455WebSocket
 from workers.eventlet_websocket import GuardedWebSocket
-from workers.limits import HttpLimits, ReceiveBudget, body_refusal
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+from wsproto.extensions import PerMessageDeflate
+from workers.gevent_http import read_head
+from workers.limits import QUANTUM, HttpLimits, Pacer, ReceiveBudget, body_refusal
+from workers.simple_websocket_limits import BoundedDeflate
 
 LIMITS = HttpLimits(header_timeout=60, keepalive_timeout=75, max_body=1000)
 
@@ -63,6 +72,16 @@ def test_a_budget_needs_a_positive_rate_and_burst():
         ReceiveBudget(rate=0, burst=10)
 
 
+def test_a_pacer_sleeps_past_the_budget_and_yields_every_quantum():
+    clock = Clock()
+    pacer = Pacer(ReceiveBudget(rate=1000, burst=500, clock=clock), clock=clock)
+    assert pacer.charge(100) is None  # within the budget and the quantum: read on
+    clock.now += QUANTUM * 2
+    assert pacer.charge(100) == 0  # within the budget, but a quantum of work: yield
+    assert pacer.charge(100) is None
+    assert pacer.charge(500) == pytest.approx(0.29)  # past the budget (10 bytes refilled)
+
+
 @given(st.binary(max_size=300), st.tuples(*[st.integers(0, 255)] * 4), st.integers(0, 7))
 def test_fast_unmasking_matches_eventlets(data, mask, offset):
     assert GuardedWebSocket._apply_mask(data, mask, offset=offset) == \
@@ -75,3 +94,71 @@ def test_fast_unmasking_matches_eventlets(data, mask, offset):
 def test_the_limits_must_be_positive(option):
     with pytest.raises(ConfigError, match=option.replace("_", " ")):
         make_settings("app:sio", **{option: 0})
+
+
+def deflate_pair(limit: int) -> tuple[WSConnection, WSConnection]:
+    """A client and a server that agreed on permessage-deflate, the server's bounded."""
+    server, client = WSConnection(ConnectionType.SERVER), WSConnection(ConnectionType.CLIENT)
+    server.receive_data(client.send(Request(host="x", target="/",
+                                            extensions=[PerMessageDeflate()])))
+    (request,) = server.events()
+    assert isinstance(request, Request)
+    client.receive_data(server.send(AcceptConnection(extensions=[BoundedDeflate(limit)])))
+    assert isinstance(next(client.events()), AcceptConnection)
+    return client, server
+
+
+@given(st.integers(1, 5000), st.lists(st.integers(1, 4000), min_size=1, max_size=4),
+       st.integers(1, 3000))
+def test_a_compressed_message_is_inflated_only_up_to_the_limit(limit, fragments, chunk):
+    """Whatever the fragments and however the bytes arrive, a message is delivered whole
+    when it inflates to at most ``limit`` bytes, else the connection fails (1009) having
+    inflated at most ``limit`` bytes of it."""
+    client, server = deflate_pair(limit)
+    wire = b"".join(client.send(BytesMessage(data=b"a" * size, message_finished=last))
+                    for size, last in zip(fragments, [False] * (len(fragments) - 1) + [True]))
+    delivered = 0
+    closed = None
+    for start in range(0, len(wire), chunk):
+        server.receive_data(wire[start:start + chunk])
+        for event in server.events():
+            if isinstance(event, CloseConnection):
+                closed = event.code
+            else:
+                delivered += len(event.data)
+        if closed:
+            break
+    if sum(fragments) <= limit:
+        assert (delivered, closed) == (sum(fragments), None)
+    else:
+        assert closed == 1009 and delivered <= limit
+
+
+def test_a_deflate_bomb_frame_is_refused_without_inflating_it():
+    _, server = deflate_pair(1_000_000)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = deflater.compress(b"a" * 100_000_000) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    assert len(bomb) < 200_000
+    payload = bomb[:-4]  # permessage-deflate leaves the 00 00 ff ff tail out
+    head = bytes([0xC2, 0x80 | 127]) + len(payload).to_bytes(8, "big")  # FIN, RSV1, binary
+    server.receive_data(head + bytes(4) + payload)  # a mask of zeros: the payload as is
+    events = list(server.events())
+    assert [type(event) for event in events] == [CloseConnection], events
+    assert events[0].code == 1009
+
+
+@pytest.mark.parametrize("head, error", [
+    (b"Host: x\r\nA: b\r\n\r\nbody", None),
+    (b"Host: x\n\n", None),
+    (b"X: " + b"a" * 8200 + b"\r\n\r\n", "a header line over 8192 bytes"),
+    (b"".join(b"X-%d: %s\r\n" % (n, b"a" * 8000) for n in range(9)) + b"\r\n",
+     "request headers over 65536 bytes"),
+])
+def test_a_request_head_is_read_within_its_limits(head, error):
+    source = io.BytesIO(head)
+    if error is None:
+        assert read_head(source) + source.read() == head
+        assert source.tell() == len(head)
+    else:
+        with pytest.raises(ValueError, match=error):
+            read_head(source)

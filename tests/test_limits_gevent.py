@@ -10,7 +10,6 @@ line of the worker's log, and a websocket's close is answered at once.
 """
 from __future__ import annotations
 
-import asyncio
 import socket
 import threading
 import time
@@ -22,10 +21,10 @@ import pytest
 import socketio
 
 import rawclient
-from clients import connected, run, wait_upgraded
 from conftest import wait_for
 from cluster.protocol.sids import tag_of
-from test_worker_limits import closed_by_server, open_silent, pytest_raises_closed, worker
+from test_worker_limits import (closed_by_server, open_silent, outlive_both_timeouts,
+                                pytest_raises_closed, worker)
 
 pytestmark = pytest.mark.e2e
 
@@ -227,21 +226,7 @@ def test_an_idle_keepalive_connection_is_closed_at_the_keepalive_timeout(start_c
 
 
 def test_long_polls_and_websockets_outlive_both_timeouts(start_cluster):
-    """The app pings every 3 s: a long poll waits 3 s, longer than both 1 s timeouts."""
-    cluster = start_cluster(APP, workers=1, args=("--header-timeout", "1",
-                                                   "--keepalive-timeout", "1"))
-
-    async def clients():
-        async with connected(cluster.url, "127.0.0.2", transports=["polling"]) as polling, \
-                connected(cluster.url, "127.0.0.3") as ws:
-            await wait_upgraded(ws)
-            for _ in range(3):
-                await asyncio.sleep(3.5)
-                assert polling.connected and ws.connected
-                assert (await polling.call("whoami", timeout=10))["pid"]
-                assert (await ws.call("whoami", timeout=10))["pid"]
-
-    run(clients())
+    outlive_both_timeouts(start_cluster, APP)
 
 
 # ------------------------------------------------------------------------ body and rate

@@ -116,8 +116,12 @@ def test_an_idle_keepalive_connection_is_closed_after_the_keepalive_timeout(star
 
 
 def test_long_polls_and_websockets_outlive_both_timeouts(start_cluster):
-    """The app pings every 3 s: a long poll waits 3 s, longer than both 1 s timeouts."""
-    cluster = start_cluster(APP, workers=1, args=("--header-timeout", "1",
+    outlive_both_timeouts(start_cluster, APP)
+
+
+def outlive_both_timeouts(start_cluster, app: str) -> None:
+    """``app`` pings every 3 s: a long poll waits 3 s, longer than both 1 s timeouts."""
+    cluster = start_cluster(app, workers=1, args=("--header-timeout", "1",
                                                    "--keepalive-timeout", "1"))
 
     async def clients():

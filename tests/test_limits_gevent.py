@@ -284,8 +284,8 @@ def test_a_full_worker_is_passed_over_and_answers_503(start_cluster):
     held: dict[int | None, list] = {}
     try:
         for index in range(5):  # keep-alive connections, each answered and left open
-            sock = socket.create_connection(
-                ("127.0.0.1", cluster.port), timeout=15, source_address=(f"127.0.0.{20 + index}", 0))
+            sock = socket.create_connection(("127.0.0.1", cluster.port), timeout=15,
+                                            source_address=(f"127.0.0.{20 + index}", 0))
             sock.sendall(handshake)
             answer = b""
             while b'"upgrades"' not in answer:  # the open packet's sid, then its upgrades

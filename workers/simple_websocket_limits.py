@@ -189,7 +189,8 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
         """Give the reader :data:`CLOSE_WAIT` seconds to see the client's close, then end it."""
         reader = self.ws.thread
         reader.join(CLOSE_WAIT)
-        if reader.dead if hasattr(reader, "dead") else not reader.is_alive():  # a greenlet, a thread
+        alive = not reader.dead if hasattr(reader, "dead") else reader.is_alive()  # greenlet, thread
+        if not alive:
             return
         try:
             self.ws.sock.shutdown(socket.SHUT_RDWR)

@@ -50,9 +50,6 @@ def preflight(settings: Settings) -> str:
         error = check_broker(settings.adapter, settings.channel)
         if error:
             raise ClusterError(error)
-    if settings.access_log and runtime == "asyncio":
-        log.warning("--access-log: asyncio workers write no access log yet (eventlet and "
-                    "gevent workers do)")
     raise_open_files_limit()
     return runtime
 

@@ -42,7 +42,9 @@ def handshake(port: int, source: str = "127.0.0.1", timeout: float = 10) -> str:
     """Open an Engine.IO polling session; return its sid."""
     answer = http(port, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"
                         b"Host: x\r\nConnection: close\r\n\r\n", source, timeout)
-    body = answer.split(b"\r\n\r\n", 1)[1]
+    head, _, body = answer.partition(b"\r\n\r\n")
+    if b"\r\ntransfer-encoding: chunked" in head.lower():  # uvicorn answers so
+        body = dechunk(body)
     return json.loads(body[body.index(b"{"):])["sid"]
 
 

@@ -1,6 +1,7 @@
 """The access log (``--access-log``): one line per HTTP request, written by the worker.
 
-A WSGI middleware around the app. A request's line is written when its response is
+A WSGI middleware around the app (:class:`AccessLog`; the asyncio servers' hooks are in
+:mod:`workers.asyncio_access_log`, and all write through :class:`LineWriter`). A request's line is written when its response is
 complete; a websocket's when the session ends (the app returns only then), with
 status 101. The format is gunicorn's: ``%(h)s %(r)s %(s)s …`` atoms, plus ``%(slot)s``
 (the worker's slot) and ``%(transport)s`` (the Engine.IO transport: ``polling``,
@@ -68,28 +69,54 @@ def format_line(fmt: str, environ: dict, status: str, length: int | None, starte
     return fmt % atoms
 
 
+def writer(spec: WorkerSpec) -> "LineWriter | None":
+    """The writer of the access log ``spec`` asks for, or None when it asks for none."""
+    if not spec.access_log:
+        return None
+    return LineWriter(open_log(spec.access_log), spec.access_log_format or DEFAULT_FORMAT,
+                      spec.slot)
+
+
 def wrap(app: Callable, spec: WorkerSpec) -> Callable:
     """``app`` with the access log ``spec`` asks for (``app`` itself when there is none)."""
-    if not spec.access_log:
-        return app
-    return AccessLog(app, open_log(spec.access_log), spec.access_log_format or DEFAULT_FORMAT,
-                     spec.slot)
+    lines = writer(spec)
+    return app if lines is None else AccessLog(app, lines)
 
 
-class AccessLog:
-    """WSGI middleware: ``app`` with one line per request written to ``stream``.
+class LineWriter:
+    """Writes access log lines to ``stream``, one ``write()`` each.
 
-    :param app: the WSGI app to serve.
     :param stream: where lines go (see :func:`open_log`).
     :param fmt: the line format (see :func:`cluster.protocol.access_log_format.check_format`).
     :param slot: the worker's slot, for ``%(slot)s``.
     """
 
-    def __init__(self, app: Callable, stream: IO[str], fmt: str, slot: int) -> None:
-        self.app = app
+    def __init__(self, stream: IO[str], fmt: str, slot: int) -> None:
         self._stream = stream
         self._fmt = fmt
         self._slot = slot
+
+    def write(self, environ: dict, status: str, length: int | None, started: float,
+              took: float) -> None:
+        """Write the line of a request (the facts of :func:`format_line`)."""
+        line = format_line(self._fmt, environ, status, length, started, took, self._slot)
+        try:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # a full disk or a closed stdout must not break the request
+
+
+class AccessLog:
+    """WSGI middleware: ``app`` with one line per request written by ``lines``.
+
+    :param app: the WSGI app to serve.
+    :param lines: the access log's writer.
+    """
+
+    def __init__(self, app: Callable, lines: LineWriter) -> None:
+        self.app = app
+        self._lines = lines
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.time()
@@ -134,10 +161,4 @@ class AccessLog:
 
     def _write(self, environ: dict, status: str, length: int | None, started: float,
                clock: float) -> None:
-        line = format_line(self._fmt, environ, status, length, started,
-                           time.monotonic() - clock, self._slot)
-        try:
-            self._stream.write(line + "\n")
-            self._stream.flush()
-        except (OSError, ValueError):
-            pass  # a full disk or a closed stdout must not break the request
+        self._lines.write(environ, status, length, started, time.monotonic() - clock)

@@ -4,6 +4,15 @@
 protocol factory; each socket the master hands over becomes a connection through
 ``loop.connect_accepted_socket`` with it. No site, no listener in the worker.
 
+The worker's limits go into aiohttp's settings where it has them (``keepalive_timeout``,
+``max_line_size`` and ``max_field_size``; python-engineio makes each websocket with
+``max_msg_size`` set to ``max_http_buffer_size``: counted over a message's fragments, and
+the bound aiohttp's permessage-deflate decoder inflates to, so deflate stays on); the
+others are applied in front of aiohttp's protocol (:mod:`workers.asyncio_guard`). The
+access log is the worker's own, through aiohttp's ``access_log_class`` hook. An
+Application's ``client_max_size`` is the app's, for its own routes: the Engine.IO POST
+limit is applied before aiohttp reads a body.
+
 aiohttp has no connection limit of its own (uvicorn's ``limit_concurrency`` is the
 ASGI side's): a socket handed over while ``--worker-connections`` are open gets
 :class:`ServiceUnavailable` instead, a 503 once its request head is in, then the
@@ -13,6 +22,7 @@ full, so new clients go to the others meanwhile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -21,10 +31,17 @@ from typing import Any
 
 from aiohttp import web
 
+from .access_log import LineWriter
+from .asyncio_access_log import aiohttp_logger
+from .asyncio_guard import ConnectionGuard
 from .asyncio_protocol import Routing
+from .limits import HttpLimits
 from .peer import connect
 
 log = logging.getLogger("sticky_cluster.worker")
+
+LINE_LIMIT = 8190
+"""Longest request line and header line (aiohttp's default; eventlet's is 8 KiB too)."""
 
 
 class AiohttpConnections:
@@ -32,11 +49,22 @@ class AiohttpConnections:
 
     :param app: the aiohttp application (the AsyncServer attached to it).
     :param worker_connections: the most connections served at once (more get a 503).
+    :param limits: the worker's HTTP limits.
+    :param websocket_rate: bytes per second one websocket may send on average.
+    :param access_log: writes the access log, if there is one.
     """
 
-    def __init__(self, app: web.Application, worker_connections: int) -> None:
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    def __init__(self, app: web.Application, worker_connections: int, limits: HttpLimits,
+                 websocket_rate: float, access_log: LineWriter | None = None) -> None:
+        logs: dict[str, Any] = {"access_log": None}
+        if access_log is not None:
+            logs = {"access_log": log, "access_log_class": aiohttp_logger(access_log)}
+        self._runner = web.AppRunner(app, handle_signals=False,
+                                     keepalive_timeout=limits.keepalive_timeout,
+                                     max_line_size=LINE_LIMIT, max_field_size=LINE_LIMIT, **logs)
         self._limit = worker_connections
+        self._header_timeout = limits.header_timeout
+        self._guard = functools.partial(ConnectionGuard, limits=limits, rate=websocket_rate)
         self._connecting = 0  # handed over, not connected to a protocol yet
         self.routing: Routing | None = None
         """Set to hand requests of other workers' sessions back."""
@@ -54,10 +82,11 @@ class AiohttpConnections:
         if self.open_connections >= self._limit:
             log.warning("worker %d is full (--worker-connections %d): a connection gets a 503",
                         os.getpid(), self._limit)
-            connect(ServiceUnavailable, sock, address)
+            connect(functools.partial(ServiceUnavailable, self._header_timeout), sock, address)
             return
         self._connecting += 1
-        connect(self._runner.server, sock, address, self.routing, preface).add_done_callback(
+        connect(self._runner.server, sock, address, self.routing, preface,
+                self._guard).add_done_callback(
             self._connected)
 
     def _connected(self, _task: asyncio.Task) -> None:
@@ -86,9 +115,6 @@ REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; chars
            b"content-length: 19\r\nconnection: close\r\n\r\nService Unavailable")
 """The answer to a connection past ``--worker-connections`` (the words uvicorn's 503 uses)."""
 
-REFUSAL_WAIT = 10.0
-"""Seconds a refused connection may take to send its request head before it is closed."""
-
 HEAD_LIMIT = 16384
 """Bytes of a refused connection's request read at most before it is answered."""
 
@@ -96,18 +122,19 @@ HEAD_LIMIT = 16384
 class ServiceUnavailable(asyncio.Protocol):
     """Answers a connection's first request with :data:`REFUSAL` and closes it.
 
-    It waits for the request head (up to :data:`HEAD_LIMIT` bytes or :data:`REFUSAL_WAIT`
+    It waits for the request head (up to :data:`HEAD_LIMIT` bytes or ``header_timeout``
     seconds), so that the client reads the answer instead of a reset.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, header_timeout: float) -> None:
+        self._header_timeout = header_timeout
         self._transport: asyncio.Transport | None = None
         self._head = b""
         self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
-        self._timer = asyncio.get_running_loop().call_later(REFUSAL_WAIT, transport.close)
+        self._timer = asyncio.get_running_loop().call_later(self._header_timeout, transport.close)
 
     def data_received(self, data: bytes) -> None:
         self._head += data

@@ -3,8 +3,9 @@
 One event loop (uvloop when installed) does everything: it reads the master's channel
 (:mod:`workers.asyncio_link`), serves each handed-over socket with a real server's
 protocol (:mod:`workers.asgi_server`: uvicorn's; :mod:`workers.aiohttp_server`:
-aiohttp's; under ``--route sid`` behind :mod:`workers.asyncio_protocol`, which hands
-a request for another worker's session back to the master), runs the client manager
+aiohttp's; behind :mod:`workers.asyncio_guard`, which applies the worker's limits,
+and under ``--route sid`` :mod:`workers.asyncio_protocol`, which hands a request for
+another worker's session back to the master), runs the client manager
 (:mod:`workers.managers` picks the asyncio twins) and sends the heartbeats, so that a
 blocked loop stops them and the master kills the worker. Boot order: import the app,
 give it sids that carry this worker's tag, install the client manager, start the app
@@ -66,20 +67,25 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
-    from . import managers, peer
+    from . import access_log, managers, peer
     from .asyncio_link import AsyncMasterLink
     from .asyncio_protocol import Routing
+    from .limits import http_limits
 
     loop = asyncio.get_running_loop()
     server = app.server
     sids.install(server.eio, spec.tag)
     peer.fix_remote_addr(server.eio)
+    limits = http_limits(spec, app)
+    lines = access_log.writer(spec)
     if app.aiohttp is not None:
         from . import aiohttp_server as kind
-        connections: Any = kind.AiohttpConnections(app.aiohttp, spec.worker_connections)
+        connections: Any = kind.AiohttpConnections(app.aiohttp, spec.worker_connections, limits,
+                                                   spec.websocket_rate, lines)
     else:
         from . import asgi_server as kind  # type: ignore[no-redef]
-        connections = kind.AsgiConnections(app.asgi, spec.worker_connections)
+        connections = kind.AsgiConnections(app.asgi, spec.worker_connections, limits,
+                                           spec.websocket_rate, lines)
     link = AsyncMasterLink(sock, connections.serve, loop)
     if spec.hand_back:
         connections.routing = Routing(spec.tag, link.hand_back, kind.idle, spec.place_new_sessions)

@@ -42,14 +42,19 @@ class PeerTransport:
         return value
 
 
+Guard = Callable[[asyncio.Protocol, tuple[str, int]], asyncio.Protocol]
+"""Puts the worker's limits in front of a protocol, for a client's address
+(:class:`workers.asyncio_guard.ConnectionGuard`)."""
+
+
 def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
             address: tuple[str, int], routing: Routing | None = None,
-            preface: bytes = b"") -> asyncio.Task:
+            preface: bytes = b"", guard: Guard | None = None) -> asyncio.Task:
     """Serve the handed-over ``sock`` with a protocol from ``factory``, on the running loop.
 
     The protocol sees ``address`` as the client's (a :class:`PeerTransport` when the
-    socket's own peer differs). With ``routing``, a
-    :class:`~workers.asyncio_protocol.HandBackProtocol` in front of it hands back the
+    socket's own peer differs), behind ``guard`` when one is given. With ``routing``, a
+    :class:`~workers.asyncio_protocol.HandBackProtocol` in front of them hands back the
     requests of other workers' sessions and serves ``preface`` (the bytes of a resumed
     connection) first. The socket is closed if the loop cannot take it. Returns the task
     that connects it (done once the protocol has the connection).
@@ -59,13 +64,15 @@ def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
     def protocol() -> asyncio.Protocol:
         server = factory()
         outer = PeerProtocol(server, address) if peer else server
+        if guard is not None:
+            outer = guard(outer, address)
         if routing is None:
             return outer
         return HandBackProtocol(outer, server, routing, address, preface)
 
     loop = asyncio.get_running_loop()
-    task = loop.create_task(loop.connect_accepted_socket(
-        protocol if peer or routing is not None else factory, sock))
+    wrapped = peer or routing is not None or guard is not None
+    task = loop.create_task(loop.connect_accepted_socket(protocol if wrapped else factory, sock))
     task.add_done_callback(lambda done: done.cancelled() or done.exception() is None or sock.close())
     return task
 

@@ -18,10 +18,11 @@ requests (:class:`~workers.request_bounds.RequestBounds`) and does the rest:
   :data:`LINGER` seconds so that it reads the answer, then the connection closes;
 - a request that asks for an upgrade is not read past until the server answers it; a
   ``101`` makes the connection a websocket, whose bytes are charged to a
-  :class:`~workers.limits.ReceiveBudget` (each frame :data:`~workers.limits.FRAME_COST`
-  more, :class:`~workers.websocket_frames.FrameCounter`): past the budget the guard stops
-  reading the socket for a while and TCP slows the sender down. Websockets are never
-  timed here: Engine.IO pings them.
+  :class:`~workers.limits.ReceiveBudget` frame by frame (each frame
+  :data:`~workers.limits.FRAME_COST` more, :class:`~workers.websocket_frames.FrameCounter`):
+  past the budget the guard holds the frames already read, stops reading the socket
+  for a while, and TCP slows the sender down. Websockets are never timed here:
+  Engine.IO pings them.
 
 The server's protocol sees a :class:`GuardedTransport`: its own pauses and the guard's
 add up, and a protocol it hands the connection to (uvicorn's websocket upgrade,
@@ -143,6 +144,7 @@ class ConnectionGuard(asyncio.Protocol):
         self._waiting = b""  # bytes that came after a request that asked for an upgrade
         self._frames: FrameCounter | None = None
         self._budget: ReceiveBudget | None = None
+        self._held: tuple[bytes, list[int]] | None = None  # websocket bytes past the budget
 
     @property
     def upgrading(self) -> bool:
@@ -247,18 +249,48 @@ class ConnectionGuard(asyncio.Protocol):
 
     # ------------------------------------------------------------------ websocket
 
-    def _meter(self, data: bytes) -> None:
+    def _meter(self, data: bytes, starts: list[int] | None = None) -> None:
+        """Feed the websocket's bytes to the server as far as the budget allows.
+
+        Each frame is charged its bytes plus :data:`~workers.limits.FRAME_COST` as it
+        begins; once the budget says wait, the rest of ``data`` is held (``starts``: the
+        offsets of its frames, already counted) and reading pauses until then.
+        """
         assert self._frames is not None and self._budget is not None and self._view is not None
-        wait = self._budget.charge(len(data) + FRAME_COST * self._frames.feed(data))
+        if self._held is not None:  # read before the pause took: queue behind the held bytes
+            held, held_starts = self._held
+            self._held = (held + data, held_starts + [at + len(held) for at in
+                                                      self._frames.starts(data)])
+            return
+        if starts is None:
+            starts = self._frames.starts(data)
+        edges = [0, *starts, len(data)]  # piece k runs edges[k]..edges[k+1]; k >= 1 begins a frame
+        for piece in range(len(edges) - 1):
+            size = edges[piece + 1] - edges[piece]
+            if not size and not piece:
+                continue  # no bytes of an earlier frame's payload first
+            wait = self._budget.charge(size + (FRAME_COST if piece else 0))
+            if wait:
+                end = edges[piece + 1]
+                self.protocol.data_received(data[:end])
+                if self._transport is None or self._transport.is_closing():
+                    return
+                if end < len(data):
+                    self._held = (data[end:], [at - end for at in starts[piece:]])
+                self._view.hold(True)
+                self._timer = asyncio.get_running_loop().call_later(wait, self._read_on)
+                return
         self.protocol.data_received(data)
-        if wait and self._timer is None:
-            self._view.hold(True)
-            self._timer = asyncio.get_running_loop().call_later(wait, self._read_on)
 
     def _read_on(self) -> None:
         assert self._view is not None
         self._timer = None
-        self._view.hold(False)
+        if self._held is not None:
+            data, starts = self._held
+            self._held = None
+            self._meter(data, starts)
+        if self._timer is None:
+            self._view.hold(False)
 
     # ------------------------------------------------------------------ deadlines
 

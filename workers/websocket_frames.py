@@ -4,8 +4,8 @@ The asyncio worker charges each websocket frame a fixed cost besides its bytes
 (:data:`workers.limits.FRAME_COST`), as the eventlet worker does, but the servers'
 websocket protocols parse the stream themselves: :class:`FrameCounter` walks the frame
 headers of the bytes they are fed (RFC 6455 §5.2: 2 to 14 bytes, then the payload
-length it gives), keeping at most a partial header between two chunks. It neither
-unmasks nor keeps payloads.
+length it gives), keeping at most a partial header between two chunks, and says where
+in each chunk a frame begins. It neither unmasks nor keeps payloads.
 
 Pure: bytes in, counts out; no I/O.
 """
@@ -19,9 +19,9 @@ class FrameCounter:
         self._header = b""  # a frame header cut by the end of a chunk
         self._payload_left = 0  # bytes of the current frame's payload still to come
 
-    def feed(self, data: bytes) -> int:
-        """Take the next bytes of the stream; return how many frames begin in them."""
-        frames = 0
+    def starts(self, data: bytes) -> list[int]:
+        """Take the next bytes of the stream; return the offsets in them where frames begin."""
+        found = []
         at = 0
         while at < len(data):
             if self._payload_left:
@@ -34,12 +34,12 @@ class FrameCounter:
             size = header_size(header)
             if size is None or len(header) < size:
                 self._header = header
-                return frames
+                break
             self._header = b""
+            found.append(at - had)
             at += size - had
             self._payload_left = payload_length(header)
-            frames += 1
-        return frames
+        return found
 
 
 def header_size(header: bytes) -> int | None:

@@ -29,7 +29,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients import connected, run, source_address, wait_upgraded
-from conftest import ROOT, cli, free_port, wait_for
+from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, wait_for
 from rawclient import KeepAlive, two_sessions_on_two_workers
 
 pytestmark = pytest.mark.e2e
@@ -463,9 +463,11 @@ def test_commands_without_a_control_socket_still_use_signals(start_cluster, tmp_
 
 # ---------------------------------------------------------------------- access log
 
+ACCESS_LOG_RUNTIMES = ["eventlet", "gevent", "asgi", "aiohttp"]
 
-@pytest.mark.parametrize("app", ["tests.apps.chat:sio", "tests.apps.gevent_chat:sio"],
-                         ids=["eventlet", "gevent"])
+
+@pytest.mark.parametrize("app", [RUNTIME_TARGETS[name] for name in ACCESS_LOG_RUNTIMES],
+                         ids=ACCESS_LOG_RUNTIMES)
 def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path, app):
     access = tmp_path / "access.log"
     cluster = start_cluster(app, workers=2, args=("--access-log", str(access)))
@@ -495,12 +497,6 @@ def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path, app
     forged = [line for line in access.read_text().splitlines() if "forged" in line]
     assert len(forged) == 1
     assert '"GET /x\\x0a127.0.0.9 forged\\" HTTP/1.' in forged[0]
-
-
-def test_asyncio_workers_say_they_write_no_access_log(start_cluster, tmp_path):
-    access = tmp_path / "access.log"
-    cluster = start_cluster("tests.apps.asgi_chat:asgi", args=("--access-log", str(access)))
-    assert "--access-log: asyncio workers write no access log yet" in cluster.log
 
 
 def test_access_log_format_and_a_bad_one(start_cluster):

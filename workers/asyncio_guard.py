@@ -222,6 +222,8 @@ class ConnectionGuard(asyncio.Protocol):
                     return
             self.protocol.data_received(data[:used])
             data = data[used:]
+            if self._transport is None or self._transport.is_closing():
+                return  # the server closed it (a malformed request)
             if bounds.upgrading:
                 self._state = _UPGRADING
                 self._waiting = data

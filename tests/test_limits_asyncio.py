@@ -227,7 +227,8 @@ def test_a_header_bomb_is_answered_431_and_closed(start_cluster, target):
 
     head = b"".join(b"X-Pad-%d: %s\r\n" % (index, b"a" * 7000) for index in range(115))
     answer = rawclient.http(cluster.port, b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"
-                                          b"Host: x\r\n" + head + b"\r\n", timeout=30)
+                                          b"Host: x\r\nConnection: close\r\n" + head + b"\r\n",
+                           timeout=30)
     assert answer.startswith((b"HTTP/1.1 431", b"HTTP/1.1 400")), answer[:100]
 
 

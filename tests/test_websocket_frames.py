@@ -26,7 +26,8 @@ def test_how_the_stream_is_cut_does_not_matter(cuts):
     chunk (a negative offset): the offsets add up to the same places."""
     counter = FrameCounter()
     edges = [0, *sorted(set(cuts)), len(STREAM)]
-    found = [a + at for a, b in zip(edges, edges[1:]) if a < b for at in counter.starts(STREAM[a:b])]
+    found = [a + at for a, b in zip(edges, edges[1:]) if a < b
+             for at in counter.starts(STREAM[a:b])]
     assert found == STARTS
 
 

@@ -217,8 +217,9 @@ class ConnectionGuard(asyncio.Protocol):
                 refusal = body_refusal(head.method, head.target, head.fields.get("content-length"),
                                        head.fields.get("transfer-encoding"), self._limits)
                 if refusal is not None:
-                    self._refuse(refusal, f"a POST body of {head.fields.get('content-length', 'unknown')}"
-                                          f" bytes (limit {self._limits.max_body})")
+                    length = head.fields.get("content-length", "unknown")
+                    self._refuse(refusal, f"a POST body of {length} bytes "
+                                          f"(limit {self._limits.max_body})")
                     return
             self.protocol.data_received(data[:used])
             data = data[used:]

@@ -23,7 +23,8 @@ from __future__ import annotations
 import dataclasses
 
 HEAD_LIMIT = 65536
-"""Longest request head followed (longer: the connection is lost, :attr:`RequestBounds.too_large`)."""
+"""Longest request head followed (longer: the connection is lost,
+:attr:`RequestBounds.too_large`)."""
 
 LINE_LIMIT = 4096
 """Longest chunk-size or trailer line followed in a chunked body."""

@@ -4,14 +4,20 @@ It answers ``GET`` and ``HEAD`` on its own listener, one request per connection
 (``Connection: close``), with non-blocking sockets registered in the master's selector
 (the connection handling is :class:`cluster.selector_server.SelectorServer`'s, shared
 with the control socket): it never blocks the loop and never touches the client
-listeners or the hand-off path. Everything is bounded: the request head (:data:`HEAD_LIMIT`), the connections open at
-once (:data:`CONNECTION_LIMIT`, more are closed at accept) and the time a connection
-may take (:data:`CONNECTION_TIMEOUT`). What to answer is the ``respond`` callable's
-business (see :mod:`cluster.status_site`); this module only speaks HTTP.
+listeners or the hand-off path. Everything is bounded: the request head
+(:data:`HEAD_LIMIT`), the time it may take to arrive (:data:`HEAD_TIMEOUT`), the
+connections open at once (:data:`CONNECTION_LIMIT`: a new one takes the slot of a slow
+one), the time a connection gets to read its answer (:data:`CONNECTION_TIMEOUT`) and the
+connections taken per tick of the master's loop (:data:`ACCEPT_BUDGET`). TCP listeners
+get ``TCP_DEFER_ACCEPT``: a connection that sends nothing never takes a slot, and one
+that sends its request is answered as it is accepted. So a health check is answered
+whatever slow clients do. What to answer is the ``respond`` callable's business (see
+:mod:`cluster.status_site`); this module only speaks HTTP.
 """
 from __future__ import annotations
 
 import logging
+import socket
 from http import HTTPStatus
 from typing import Callable, NamedTuple
 
@@ -23,9 +29,17 @@ log = logging.getLogger("sticky_cluster.master")
 HEAD_LIMIT = 8192
 """Bytes of request line and headers read at most; a longer head gets 431."""
 CONNECTION_LIMIT = 32
-"""Status connections open at once; more are closed as soon as accepted."""
+"""Status connections open at once; a new one past it takes the slot of a slow one."""
+HEAD_TIMEOUT = 2.0
+"""Seconds a status connection gets, from its accept, to send its request."""
 CONNECTION_TIMEOUT = 5.0
-"""Seconds a status connection gets to send its request and read the answer."""
+"""Seconds a status connection gets to read its answer."""
+ACCEPT_BUDGET = 100
+"""Status connections accepted at most per tick of the master's loop (it ticks its servers
+every 0.1 to 0.25 s: 400 to 1,000 connections a second). What scrapers may cost the
+master is bounded; past it they wait in the listen backlog."""
+DEFER_ACCEPT = 2
+"""Seconds the kernel holds a TCP connection that has sent nothing (``TCP_DEFER_ACCEPT``)."""
 
 
 class Response(NamedTuple):
@@ -89,8 +103,15 @@ class StatusServer(SelectorServer):
 
     def __init__(self, bind: Bind, respond: Callable[[str], Response]) -> None:
         super().__init__(bind, label="status server", request_limit=HEAD_LIMIT,
-                         connection_limit=CONNECTION_LIMIT, timeout=CONNECTION_TIMEOUT)
+                         connection_limit=CONNECTION_LIMIT, timeout=CONNECTION_TIMEOUT,
+                         head_timeout=HEAD_TIMEOUT, accept_budget=ACCEPT_BUDGET)
         self._respond = respond
+
+    def _listen(self) -> socket.socket:
+        listener = super()._listen()
+        if listener.family != socket.AF_UNIX and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
+        return listener
 
     def _received(self, conn: Connection) -> None:
         parsed = parse_head(bytes(conn.received))

@@ -7,6 +7,7 @@ listener for socket activation, and headless Chromium for the live page.
 from __future__ import annotations
 
 import asyncio
+import collections
 import configparser
 import contextlib
 import http.client
@@ -29,6 +30,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients import connected, run, source_address, wait_upgraded
+from cluster.status_http import CONNECTION_LIMIT
 from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, wait_for
 from rawclient import KeepAlive, two_sessions_on_two_workers
 
@@ -129,14 +131,6 @@ def test_healthz_is_503_until_a_worker_serves(start_cluster, tmp_path):
              what="/healthz to answer 200 once a worker serves")
 
 
-def _closed_unanswered(sock: socket.socket) -> bool:
-    """True when the peer closed ``sock`` without a byte (an orderly close or a reset)."""
-    try:
-        return sock.recv(100) == b""
-    except ConnectionResetError:
-        return True
-
-
 def _status_code(url: str) -> int | None:
     try:
         return get(url, timeout=2)[0]
@@ -155,14 +149,10 @@ def test_status_server_answers_bad_requests_and_never_holds_up_clients(start_clu
                 return await client.call("whoami", timeout=10)
 
         assert run(handshake())["pid"] in cluster.worker_pids()
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _closed_unanswered(raw)  # past the connection limit: closed at once
+        assert get(f"{cluster.status_url}/healthz")[0] == 200  # silence takes no slot
     finally:
         for sock in silent:
             sock.close()
-    wait_for(lambda: _status_code(f"{cluster.status_url}/healthz") == 200, 30,
-             what="the status server to take connections again")
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.sendall(b"POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         assert raw.recv(100).startswith(b"HTTP/1.1 405 ")
@@ -171,6 +161,94 @@ def test_status_server_answers_bad_requests_and_never_holds_up_clients(start_clu
         assert raw.recv(100).startswith(b"HTTP/1.1 431 ")
     assert get(f"{cluster.status_url}/healthz")[0] == 200
     assert "Traceback" not in cluster.log
+
+
+async def _status_get(port: int, path: str, source: str, timeout: float = 10) -> bytes:
+    """The whole answer to one GET on the status port from ``source`` (b"" if closed unanswered)."""
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0)), timeout)
+    try:
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        return await asyncio.wait_for(reader.read(), timeout)
+    except ConnectionResetError:
+        return b""
+    finally:
+        writer.close()
+
+
+async def _hold_a_slot(port: int, source: str, until: float) -> int:
+    """Keep a status connection open that never finishes its request (a byte every 0.2 s),
+    opening another whenever it is closed, until ``until``; the connections opened."""
+    opened = 0
+    while time.monotonic() < until and opened < 1000:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                           local_addr=(source, 0))
+        except OSError:
+            await asyncio.sleep(0.05)
+            continue
+        opened += 1
+        try:
+            writer.write(b"GET /metrics HTTP/1.1\r\n")
+            while time.monotonic() < until and not reader.at_eof():
+                await asyncio.sleep(0.2)
+                writer.write(b"X: y\r\n")
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+    return opened
+
+
+def test_healthz_answers_while_slow_clients_hold_every_slot(start_cluster):
+    cluster = with_status(start_cluster, workers=1)
+    port = int(cluster.status_url.rsplit(":", 1)[1])
+
+    async def main():
+        until = time.monotonic() + 60
+        holders = [asyncio.ensure_future(_hold_a_slot(port, "127.0.3.1", until))
+                   for _ in range(2 * CONNECTION_LIMIT)]
+        await asyncio.sleep(1)  # every slot taken
+        answers = []
+        for _ in range(30):
+            answers.append(await _status_get(port, "/healthz", "127.0.4.1"))
+            await asyncio.sleep(0.1)
+        for holder in holders:
+            holder.cancel()
+        await asyncio.gather(*holders, return_exceptions=True)
+        return answers
+
+    answers = run(main())
+    assert [answer.split(b"\r\n", 1)[0] for answer in answers] == [b"HTTP/1.1 200 OK"] * 30
+
+
+def test_scrapers_are_all_answered_at_a_bounded_cost_to_the_master(start_cluster):
+    cluster = with_status(start_cluster, workers=1)
+    port = int(cluster.status_url.rsplit(":", 1)[1])
+    master = psutil.Process(cluster.pid)
+
+    async def scrape(index: int, until: float) -> list[bytes]:
+        firsts = []
+        while time.monotonic() < until and len(firsts) < 1000:
+            answer = await _status_get(port, "/metrics", source_address(500 + index))
+            firsts.append(answer.split(b"\r\n", 1)[0])
+        return firsts
+
+    async def main():
+        before, started = sum(master.cpu_times()[:2]), time.monotonic()
+        scrapes = asyncio.gather(*(scrape(i, started + 5) for i in range(200)))
+        async with connected(cluster.url, source_address(7)) as client:
+            whoami = await client.call("whoami", timeout=30)
+        answers = await scrapes
+        return whoami, answers, (sum(master.cpu_times()[:2]) - before) / (time.monotonic() - started)
+
+    whoami, answers, cpu = run(main())
+    assert whoami["pid"] in cluster.worker_pids()
+    firsts = collections.Counter(first for each in answers for first in each)
+    assert set(firsts) == {b"HTTP/1.1 200 OK"}, firsts  # none closed unanswered
+    assert all(answers)
+    assert cpu < 0.5, f"the master used {cpu:.0%} of a CPU for {sum(firsts.values())} scrapes"
 
 
 def test_status_port_in_use_is_one_line_before_any_fork():

@@ -13,14 +13,16 @@ import pytest
 from cluster.config import Bind
 from cluster.control_socket import ControlServer
 from cluster.selector_server import Connection, SelectorServer
+from conftest import free_port
 
 
 class _Shout(SelectorServer):
     """Answers a line with the line in capitals; keeps how much each read buffered."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(Bind(socket.AF_UNIX, path), label="shout", request_limit=16,
-                         connection_limit=2, timeout=5.0)
+    def __init__(self, bind: Bind | str, **limits) -> None:
+        limits = {"request_limit": 16, "connection_limit": 2, "timeout": 5.0, **limits}
+        super().__init__(Bind(socket.AF_UNIX, bind) if isinstance(bind, str) else bind,
+                         label="shout", **limits)
         self.buffered: list[int] = []
 
     def _received(self, conn: Connection) -> None:
@@ -76,15 +78,103 @@ def test_answers_one_request_per_connection_then_closes(shout, selector):
     client.close()
 
 
-def test_a_connection_over_the_limit_is_closed_at_accept(shout, selector):
+def _closed(client: socket.socket) -> bool:
+    """Whether the server closed ``client`` (without an answer); never waits."""
+    client.setblocking(False)
+    try:
+        return client.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except ConnectionResetError:
+        return True
+    finally:
+        client.setblocking(True)
+
+
+def test_a_new_connection_takes_the_slot_of_the_oldest_slow_one(shout, selector):
     clients = [_connect(str(shout.bind.address)) for _ in range(3)]
     _pump(selector)
-    assert clients[2].recv(1) == b""  # closed without an answer
-    clients[0].sendall(b"still served\n")
+    assert [_closed(client) for client in clients] == [True, False, False]
+    clients[2].sendall(b"served\n")
     _pump(selector)
-    assert _read_all(clients[0]) == b"STILL SERVED\n"
+    assert _read_all(clients[2]) == b"SERVED\n"
     for client in clients:
         client.close()
+
+
+def test_the_peer_holding_the_most_slots_gives_one_up(selector):
+    listener_port = free_port()
+    server = _Shout(Bind(socket.AF_INET, ("127.0.0.1", listener_port)), connection_limit=4)
+    server.open(selector)
+    try:
+        def connect(source: str) -> socket.socket:
+            client = socket.create_connection(("127.0.0.1", listener_port), timeout=5,
+                                              source_address=(source, 0))
+            _pump(selector)
+            return client
+
+        prober = connect("127.0.0.3")  # the oldest, but its address holds one slot only
+        holders = [connect("127.0.0.2") for _ in range(3)]
+        newcomer = connect("127.0.0.4")
+        assert [_closed(client) for client in (prober, *holders, newcomer)] == [
+            False, True, False, False, False]
+        prober.sendall(b"still here\n")
+        _pump(selector)
+        assert _read_all(prober) == b"STILL HERE\n"
+        for client in (prober, *holders, newcomer):
+            client.close()
+    finally:
+        server.close()
+
+
+def test_a_request_there_at_accept_is_answered_without_the_selector(shout, selector):
+    client = _connect(str(shout.bind.address))
+    client.sendall(b"at once\n")
+    registered = []
+    real_register = selector.register
+    selector.register = lambda *args: registered.append(args) or real_register(*args)
+    _pump(selector)
+    assert _read_all(client) == b"AT ONCE\n"
+    assert registered == []
+    client.close()
+
+
+def test_the_request_must_arrive_within_the_head_timeout(tmp_path, selector):
+    server = _Shout(str(tmp_path / "shout"), head_timeout=1.0, timeout=10.0)
+    server.open(selector)
+    try:
+        silent = _connect(str(server.bind.address))
+        _pump(selector)
+        server.tick(time.monotonic() + 0.5)
+        assert not _closed(silent)
+        server.tick(time.monotonic() + 1.5)  # long before the connection's 10 s
+        assert _closed(silent)
+        silent.close()
+    finally:
+        server.close()
+
+
+def test_the_accept_budget_rests_the_listener_until_the_next_tick(tmp_path, selector):
+    server = _Shout(str(tmp_path / "shout"), accept_budget=2, connection_limit=10)
+    server.open(selector)
+    try:
+        clients = [_connect(str(server.bind.address)) for _ in range(3)]
+        for client in clients:
+            client.sendall(b"hi\n")
+        _pump(selector)
+        answered = [client for client in clients if _readable(client)]
+        assert len(answered) == 2  # the third waits in the backlog
+        server.tick(time.monotonic())
+        _pump(selector)
+        assert all(_read_all(client) == b"HI\n" for client in clients)
+        for client in clients:
+            client.close()
+    finally:
+        server.close()
+
+
+def _readable(client: socket.socket) -> bool:
+    return bool(selectors.select.select([client], [], [], 0)[0])
 
 
 def test_the_read_is_bounded_by_the_request_limit(shout, selector):

@@ -8,6 +8,8 @@ from typing import Callable
 
 import click
 
+from protocol.adapters import redact_text
+
 from . import control, control_client
 from .config import ConfigError
 from .logs import escape
@@ -72,7 +74,7 @@ def run(target: str, check: bool, **options: object) -> None:
             return
         master.run()
     except (ConfigError, ClusterError) as exc:
-        raise click.ClickException(escape(str(exc))) from None
+        raise click.ClickException(escape(redact_text(str(exc)))) from None
 
 
 def _given(option: Option, value: object) -> object:

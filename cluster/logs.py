@@ -10,7 +10,9 @@ a worker's boot error, an app's own messages. A control character in them could 
 line or drive the operator's terminal, so every record is escaped as it is made (the
 log record factory, which the libraries' records and their own handlers go through too),
 and tracebacks are escaped and indented when formatted: one record can never look like
-two, and a line that starts at column 0 with ``[`` is always one of ours.
+two, and a line that starts at column 0 with ``[`` is always one of ours. The same
+factory masks the password of every URL in a record (:func:`protocol.adapters.redact_text`):
+an app's boot error that names its database with credentials is logged without them.
 """
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ import re
 import stat
 import sys
 from typing import Callable
+
+from protocol.adapters import redact_text
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 
@@ -50,7 +54,7 @@ class EscapingFormatter(logging.Formatter):
 
 
 def _indented(text: str) -> str:
-    return "\n".join("  " + escape(line) for line in text.splitlines())
+    return "\n".join("  " + escape(line) for line in _masked(text).splitlines())
 
 
 class _LogFile(logging.handlers.WatchedFileHandler):
@@ -87,6 +91,14 @@ class _LogFile(logging.handlers.WatchedFileHandler):
             pass
 
 
+_secret_url: str | None = None
+"""A URL whose passwords are masked wherever they appear, alone too (the adapter's)."""
+
+
+def _masked(text: str) -> str:
+    return redact_text(text, _secret_url)
+
+
 def _escaping_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., logging.LogRecord]:
     def make_record(*args: object, **kwargs: object) -> logging.LogRecord:
         record = make(*args, **kwargs)
@@ -94,7 +106,7 @@ def _escaping_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., l
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string is logging's to report
             return record
-        record.msg, record.args = escape(message), None  # formatted once, here
+        record.msg, record.args = escape(_masked(message)), None  # formatted once, here
         return record
 
     make_record.escapes = True  # type: ignore[attr-defined]
@@ -110,17 +122,23 @@ class JsonFormatter(logging.Formatter):
                 "level": record.levelname, "logger": record.name,
                 "message": record.getMessage()}
         if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
+            line["exc_info"] = _masked(self.formatException(record.exc_info))
         return json.dumps(line)
 
 
 def configure_logging(level: str, log_file: str | None,
-                      owner: tuple[int, int] | None = None, log_format: str = "text") -> None:
-    """Send sticky-cluster's log lines (and the app's) to ``log_file`` or stderr, escaped.
+                      owner: tuple[int, int] | None = None, log_format: str = "text",
+                      secret_url: str | None = None) -> None:
+    """Send sticky-cluster's log lines (and the app's) to ``log_file`` or stderr, escaped
+    and without passwords.
 
     :param owner: (uid, gid) that gets the log file, for workers that run as another user.
     :param log_format: ``text`` (one readable line) or ``json`` (one object per line).
+    :param secret_url: a URL whose passwords are masked even where they appear alone
+                       (the adapter's); every URL's password is masked anyway.
     """
+    global _secret_url
+    _secret_url = secret_url
     handler: logging.Handler
     if log_file and log_file != "-":
         handler = _LogFile(log_file, owner)

@@ -127,7 +127,7 @@ class Master:
             os.umask(self.settings.umask)
         configure_logging(self.settings.log_level, self.settings.log_file,
                           self.settings.identity.owner if self.settings.identity else None,
-                          self.settings.log_format)
+                          self.settings.log_format, self.settings.adapter)
         self._events.attach()
         set_title(f"master {self._target_name()}")
         self._commands.install(HANDLED_SIGNALS, self._on_signal)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.parse
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from cluster.protocol import adapters
 from cluster.broker_check import probe
 from cluster.config import ConfigError, make_settings
-from conftest import ROOT, free_port
+from conftest import ROOT, cli, free_port
 
 
 @pytest.mark.parametrize("url, family", [
@@ -63,9 +64,75 @@ def test_redact_masks_the_password_only(url, shown):
 def test_no_password_survives_redact_or_scrub(password):
     url = f"redis://app:{password}@cache.example:6379/0"
     assert password not in adapters.redact(url).partition("@")[0].partition(":***")[2]
-    assert adapters.password_of(url) == password
+    assert password in adapters.secrets_of(url)
     message = f"cannot reach {url}: AUTH {password} refused"
     assert password not in adapters.scrub(message, url)
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("redis://127.0.0.1:6379/0?password=s3cret", "redis://127.0.0.1:6379/0?password=***"),
+    ("rediss://app@h:6380/1?ssl_cert_reqs=none&password=s3cret",
+     "rediss://app@h:6380/1?ssl_cert_reqs=none&password=***"),
+    ("unix:///run/redis.sock?db=1&password=s3cret", "unix:///run/redis.sock?db=1&password=***"),
+    ("unix://:s3cret@/run/redis.sock", "unix://:***@/run/redis.sock"),
+    ("redis+sentinel://a:1,b:2/0/m?sentinel_password=s3cret",
+     "redis+sentinel://a:1,b:2/0/m?sentinel_password=***"),
+    ("valkey://h/0?Password=s3cret", "valkey://h/0?Password=***"),
+    ("amqp://u:s3cret@h1;amqp://u:s3cret2@h2//", "amqp://u:***@h1;amqp://u:***@h2//"),
+])
+def test_redact_masks_a_password_in_every_form_the_adapters_take(url, shown):
+    assert adapters.redact(url) == shown
+    assert adapters.redact_text(f"cannot reach {url} (refused)") == f"cannot reach {shown} (refused)"
+
+
+_PASSWORD = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Zs", "Cc", "Zl", "Zp")),
+                    min_size=4, max_size=30).map(lambda text: "Pw" + text)
+"""A password (its ``Pw`` start keeps it out of the rest of the URL)."""
+_PLAIN = st.text(alphabet="abcdefghijklmnoqrstuvxyz0123456789_-", min_size=1, max_size=8)
+
+
+@st.composite
+def _credentialed_urls(draw) -> tuple[str, str]:
+    """(URL, raw password): every scheme, the password in the user info or in the query
+    (quoted as a URL wants it, or raw), with or without a user, hosts, path and query."""
+    password = draw(_PASSWORD)
+    written = draw(st.sampled_from([urllib.parse.quote(password, safe=""), password]))
+    scheme = draw(st.sampled_from(sorted(adapters.SCHEMES)))
+    user = draw(st.sampled_from(["", "app"]))
+    hosts = (",".join(f"{draw(_PLAIN)}:{port}" for port in (26379, 26380))
+             if adapters.SCHEMES[scheme].sentinel else f"{draw(_PLAIN)}.example:6379")
+    if scheme == "unix":
+        hosts = ""
+    path = draw(st.sampled_from(["", "/0", "/0/mymaster", "/run/redis.sock", "//"]))
+    others = draw(st.lists(st.tuples(_PLAIN, _PLAIN), max_size=2))
+    in_query = draw(st.booleans())
+    if in_query:
+        name = draw(st.sampled_from(["password", "sentinel_password", "ssl_password", "PASSWORD"]))
+        query = [*others, (name, urllib.parse.quote(password, safe=""))]
+        userinfo = f"{user}@" if user else ""
+    else:
+        if set(written) & set("/@?#"):  # a URL must quote these
+            written = urllib.parse.quote(password, safe="")
+        query = others
+        userinfo = f"{user}:{written}@"
+    random_order = draw(st.permutations(query))
+    query_text = "&".join(f"{key}={value}" for key, value in random_order)
+    return f"{scheme}://{userinfo}{hosts}{path}{'?' + query_text if query_text else ''}", password
+
+
+@given(_credentialed_urls(), st.sampled_from(["", "(", '"', "boot failed: "]))
+def test_no_password_survives_in_any_url_shape(url_and_password, around):
+    url, password = url_and_password
+    quoted = urllib.parse.quote(password, safe="")
+    shown = adapters.redact(url)
+    assert password not in shown and quoted not in shown
+    assert "***" in shown
+    message = f"{around}cannot reach {url}: AUTH {password} ({quoted}) refused {around}"
+    for masked in (adapters.scrub(message, url), adapters.redact_text(message, url)):
+        assert password not in masked and quoted not in masked
+    if not set(url) & set("'\"<>"):  # in free text, a quote or a bracket ends a URL
+        text = adapters.redact_text(f"{around}{url} {around}")
+        assert password not in text and quoted not in text
 
 
 @pytest.mark.parametrize("text, shown", [
@@ -99,7 +166,9 @@ def test_a_bad_scheme_error_does_not_show_the_password():
 def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
     port = free_port()
     for url in (f"redis://app:s3cret@127.0.0.1:{port}/0",
+                f"redis://127.0.0.1:{port}/0?password=s3cret",
                 f"valkey://app:s3cret@127.0.0.1:{port}/0",
+                f"valkey://127.0.0.1:{port}/0?db=0&password=s3cret",
                 f"redis+sentinel://:s3cret@127.0.0.1:{port}/0/mymaster",
                 f"amqp://guest:s3cret@127.0.0.1:{port}//"):
         error = probe(url, "sticky-cluster", timeout=1.0)
@@ -109,14 +178,27 @@ def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
 
 
 @pytest.mark.e2e
-def test_the_check_takes_the_url_on_stdin_not_argv():
+@pytest.mark.parametrize("credentials, query", [(":s3cret@", ""), ("", "?password=s3cret")])
+def test_the_check_takes_the_url_on_stdin_not_argv(credentials, query):
     port = free_port()
     done = subprocess.run([sys.executable, "-m", "cluster.broker_check", "ch"], cwd=ROOT,
-                          input=f"redis://:s3cret@127.0.0.1:{port}/0", capture_output=True,
-                          text=True, timeout=60)
+                          input=f"redis://{credentials}127.0.0.1:{port}/0{query}",
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
-    assert done.stdout.startswith(f"cannot reach the broker at redis://:***@127.0.0.1:{port}/0")
+    shown = adapters.redact(f"redis://{credentials}127.0.0.1:{port}/0{query}")
+    assert done.stdout.startswith(f"cannot reach the broker at {shown}: ")
     assert "s3cret" not in done.stdout + done.stderr
+
+
+@pytest.mark.e2e
+def test_the_start_up_error_masks_a_password_given_in_the_query():
+    port = free_port()
+    result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",
+                 "--adapter", f"redis://127.0.0.1:{port}/0?password=s3cret")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        f"Error: cannot reach the broker at redis://127.0.0.1:{port}/0?password=***: ")
+    assert "s3cret" not in result.stderr + result.stdout
 
 
 def test_the_master_never_imports_a_broker_client(redis_server):

@@ -58,3 +58,21 @@ def test_every_handler_gets_escaped_records_and_tracebacks_are_indented(restore_
     assert lines[1].endswith("[ERROR] failed")
     assert all(line.startswith("  ") for line in lines[2:])
     assert lines[-1] == "  [2026-01-01 00:00:00,000] [1] [INFO] forged"
+
+
+def test_every_record_and_traceback_is_logged_without_passwords(restore_logging):
+    adapter = "redis://cache.internal:6379/0?password=ad-Pa55"
+    logs.configure_logging("info", None, secret_url=adapter)
+    out = io.StringIO()
+    logging.getLogger().handlers[0].stream = out
+    log = logging.getLogger("sticky_cluster.worker")
+    log.error("worker 7 failed to boot: cannot reach %s", "postgresql://app:pg-Pa55@db/app")
+    log.warning("AUTH ad-Pa55 refused")  # the adapter's password alone, as a library may say it
+    try:
+        raise RuntimeError("no amqp://guest:mq-Pa55@rabbit// nor unix:///run/r.sock?password=ux-Pa55")
+    except RuntimeError:
+        log.exception("boot failed")
+    text = out.getvalue()
+    assert "Pa55" not in text
+    assert "postgresql://app:***@db/app" in text and "AUTH *** refused" in text
+    assert "amqp://guest:***@rabbit//" in text and "unix:///run/r.sock?password=***" in text

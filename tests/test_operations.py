@@ -269,17 +269,20 @@ def test_status_and_control_socket_never_show_a_password(start_cluster, tmp_path
     broken = tmp_path / "broken"
     cluster = with_status(start_cluster, workers=1, target="tests.apps.flaky:sio",
                           args=("--pid", str(pid_file)), env={"FLAKY_BROKEN": str(broken)})
-    broken.write_text("cannot reach postgresql://app:pg-Pa55@db.internal/app")
+    broken.write_text("cannot reach postgresql://app:pg-Pa55@db.internal/app "
+                      "nor redis://cache.internal/0?password=rd-Pa55")
     failed = cli("reload", "--pid", str(pid_file))
     assert failed.returncode == 1
-    assert "postgresql://app:***@db.internal/app" in failed.stderr, failed.stderr
+    masked = "postgresql://app:***@db.internal/app nor redis://cache.internal/0?password=***"
+    assert masked in failed.stderr, failed.stderr
     for path in ("/status", "/metrics", "/"):
-        assert "pg-Pa55" not in get(f"{cluster.status_url}{path}")[2]
-    assert "pg-Pa55" not in failed.stderr + cli("status", "--pid", str(pid_file)).stdout
+        assert "Pa55" not in get(f"{cluster.status_url}{path}")[2]
+    assert "Pa55" not in failed.stderr + cli("status", "--pid", str(pid_file)).stdout
     facts = json.loads(get(f"{cluster.status_url}/status")[2])
-    assert facts["rolls"]["failure"][1].endswith("postgresql://app:***@db.internal/app)")
-    assert any("postgresql://app:***@db.internal/app" in event["message"]
-               for event in facts["events"])
+    assert facts["rolls"]["failure"][1].endswith(masked)
+    assert any(masked in event["message"] for event in facts["events"])
+    cluster.stop()
+    assert masked in cluster.log and "Pa55" not in cluster.log
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM),

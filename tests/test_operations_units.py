@@ -148,6 +148,8 @@ def test_facts_never_show_a_password():
     assert facts["events"][-1]["message"] == (
         "broker redis://app:***@10.0.0.5:6379/0 said: bad password ***")
     assert Master("tests.apps.chat:sio").facts()["adapter"] is None
+    in_query = Master("tests.apps.chat:sio", adapter="redis://h:6379/0?db=0&password=q-Pa55")
+    assert in_query.facts()["adapter"] == "redis://h:6379/0?db=0&password=***"
 
 
 def test_healthz_is_200_while_a_worker_serves():

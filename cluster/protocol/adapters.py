@@ -10,7 +10,8 @@ one row in each runtime's table.
 
 This module is pure: it imports no broker client (they are heavy, and the master's
 process stays small), and it is the one place that knows how to print an adapter URL
-without its password (:func:`redact`): credentials never reach a log line or an error.
+without its passwords (:func:`redact`, :func:`redact_text`): credentials never reach a
+log line or an error.
 """
 from __future__ import annotations
 
@@ -89,8 +90,42 @@ def _check_sentinels(url: str, parsed: urllib.parse.SplitResult) -> None:
         raise AdapterURLError(f"bad adapter URL {redact(url)!r}: the database must be a number")
 
 
+_SECRET_NAME = re.compile(r"pass|secret|token|credential", re.IGNORECASE)
+"""A query parameter whose name matches holds a secret (``password``, ``sentinel_password``,
+``ssl_password``: redis-py takes every query parameter as a connection setting)."""
+
+_SECRET_PARAM = re.compile(r"(?P<name>(?:^|[?&;])[^=&#?;\s'\"<>]*=)(?P<value>[^&#;\s'\"<>]*)")
+"""A ``name=value`` of a query string (in a URL or in free text)."""
+
+_NEXT_URL = re.compile(r";(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+"""Where a list of URLs (``amqp://…;amqp://…``, kombu's fail-over) starts the next one."""
+
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_AUTHORITY = re.compile(rf"{_SCHEME}(?:[^\s'\"<>/?#;]|;(?:{_SCHEME})?)+")
+"""The start of a URL in free text: its scheme and authority (where a password is), and
+those of the next URLs of a ``;`` list."""
+
+
 def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (user names are kept)."""
+    """``url`` with every password replaced by ``***``: the one in its user info and those
+    of its query (``?password=``); user names are kept. Each URL of a ``;`` list is redacted."""
+    return ";".join(_mask_query(_mask_userinfo(part)) for part in _NEXT_URL.split(url))
+
+
+def secrets_of(url: str) -> set[str]:
+    """Every password in ``url``, as written and decoded (to scrub it from an error text)."""
+    found: set[str] = set()
+    for part in _NEXT_URL.split(url):
+        parts = _userinfo(part)
+        if parts and parts[2]:
+            found.add(parts[2])
+        query = part.partition("?")[2].partition("#")[0]
+        found.update(match["value"] for match in _SECRET_PARAM.finditer("?" + query)
+                     if _SECRET_NAME.search(match["name"]))
+    return (found | {urllib.parse.unquote(secret) for secret in found}) - {""}
+
+
+def _mask_userinfo(url: str) -> str:
     parts = _userinfo(url)
     if parts is None:
         return url
@@ -98,11 +133,18 @@ def redact(url: str) -> str:
     return f"{scheme}://{user}{'' if password is None else ':***'}@{rest}"
 
 
-def password_of(url: str) -> str | None:
-    """The password in ``url``, decoded, or None (to scrub it from a library's error text)."""
-    parts = _userinfo(url)
-    password = parts[2] if parts else None
-    return urllib.parse.unquote(password) if password else None
+def _mask_query(text: str) -> str:
+    """``text`` with the value of every secret ``name=value`` after a ``?``, ``&`` or ``;``
+    masked (to the next space in free text: what ends a value there is unknown)."""
+    if "=" not in text:
+        return text
+    return _SECRET_PARAM.sub(
+        lambda m: m["name"] + ("***" if m["value"] and not _MASKED.match(m["value"])
+                               and _SECRET_NAME.search(m["name"]) else m["value"]), text)
+
+
+_MASKED = re.compile(r"\*\*\*[:,.;)\]]*$")
+"""A value masked already (masking again keeps the punctuation that followed it)."""
 
 
 def _userinfo(url: str) -> tuple[str, str, str | None, str] | None:
@@ -116,30 +158,26 @@ def _userinfo(url: str) -> tuple[str, str, str | None, str] | None:
     return scheme, user, password if colon else None, rest[len(userinfo) + 1:]
 
 
-_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>/?#]+")
-"""The start of a URL in free text: its scheme and authority (where a password is)."""
-
-
 def redact_text(text: str, url: str | None = None) -> str:
     """``text`` with the password of every URL in it masked (:func:`redact`), and
-    ``url``'s password masked wherever it appears (:func:`scrub`).
+    ``url``'s passwords masked wherever they appear (:func:`scrub`).
 
-    For text that comes from elsewhere (an app's boot error, a log line) and goes
-    where credentials must not: ``/status``, the live page, the control socket.
+    The one masking function for text that goes where credentials must not: log lines
+    (:mod:`cluster.logs` applies it to every record), errors shown to the user,
+    ``/status``, the live page, the control socket.
     """
     if "://" in text:
         text = _AUTHORITY.sub(lambda match: redact(match[0]), text)
+    text = _mask_query(text)
     return scrub(text, url) if url else text
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` (a broker library's error message) with ``url``'s password masked,
+    """``text`` (a broker library's error message) with ``url``'s passwords masked,
     as written in the URL, decoded, or quoted (the longest first)."""
     text = text.replace(url, redact(url))
-    parts = _userinfo(url)
-    password = password_of(url)
-    secrets = {parts[2] if parts else None, password,
-               urllib.parse.quote(password or "", safe="")} - {None, ""}
-    for secret in sorted(secrets, key=len, reverse=True):  # type: ignore[arg-type]
-        text = text.replace(secret, "***")  # type: ignore[arg-type]
+    secrets = secrets_of(url)
+    secrets |= {urllib.parse.quote(secret, safe="") for secret in secrets}
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
     return text

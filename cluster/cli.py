@@ -8,7 +8,7 @@ from typing import Callable
 
 import click
 
-from protocol.adapters import redact_text
+from cluster.protocol.adapters import redact_text
 
 from . import control, control_client
 from .config import ConfigError

@@ -11,7 +11,7 @@ line or drive the operator's terminal, so every record is escaped as it is made 
 log record factory, which the libraries' records and their own handlers go through too),
 and tracebacks are escaped and indented when formatted: one record can never look like
 two, and a line that starts at column 0 with ``[`` is always one of ours. The same
-factory masks the password of every URL in a record (:func:`protocol.adapters.redact_text`):
+factory masks the password of every URL in a record (:func:`cluster.protocol.adapters.redact_text`):
 an app's boot error that names its database with credentials is logged without them.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ import stat
 import sys
 from typing import Callable
 
-from protocol.adapters import redact_text
+from cluster.protocol.adapters import redact_text
 
 FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
 
@@ -43,8 +43,21 @@ def escape(text: str) -> str:
     return text.translate(_ESCAPES) if _CONTROL.search(text) else text
 
 
+TRACEBACK = "traceback"
+"""A record's attribute (``extra={"traceback": text}``) with a traceback as text, shown
+as the traceback of an exception is: on indented lines, or in JSON's ``exc_info``."""
+
+_TRACEBACK_START = "Traceback (most recent call last):"
+
+
 class EscapingFormatter(logging.Formatter):
     """Formats a record on one line; a traceback follows on lines indented by two spaces."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record's line, and its :data:`TRACEBACK` (if any) on the lines below."""
+        line = super().format(record)
+        attached = getattr(record, TRACEBACK, None)
+        return f"{line}\n{_indented(attached)}" if attached else line
 
     def formatException(self, ei) -> str:  # noqa: N802 - logging's name
         return _indented(super().formatException(ei))
@@ -106,6 +119,9 @@ def _escaping_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., l
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string is logging's to report
             return record
+        message, attached = _split_traceback(message)
+        if attached:
+            setattr(record, TRACEBACK, attached)
         record.msg, record.args = escape(_masked(message)), None  # formatted once, here
         return record
 
@@ -113,16 +129,29 @@ def _escaping_factory(make: Callable[..., logging.LogRecord]) -> Callable[..., l
     return make_record
 
 
+def _split_traceback(message: str) -> tuple[str, str | None]:
+    """(the message, the traceback written in it or None): a library that logs a traceback
+    as its message (uvicorn, for an app's lifespan error) gets it shown as one."""
+    head, start, rest = message.partition(_TRACEBACK_START)
+    if not start:
+        return message, None
+    attached = (start + rest).rstrip()
+    head = head.strip() or attached.splitlines()[-1]
+    return head, attached
+
+
 class JsonFormatter(logging.Formatter):
     """``--log-format json``: one JSON object per line (time, pid, level, logger, message)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        """The record as one line of JSON (an exception's traceback in ``exc_info``)."""
+        """The record as one line of JSON (a traceback in ``exc_info``)."""
         line = {"time": self.formatTime(record), "pid": record.process,
                 "level": record.levelname, "logger": record.name,
                 "message": record.getMessage()}
-        if record.exc_info:
-            line["exc_info"] = _masked(self.formatException(record.exc_info))
+        tracebacks = [getattr(record, TRACEBACK, None),
+                      record.exc_info and self.formatException(record.exc_info)]
+        if any(tracebacks):
+            line["exc_info"] = _masked("\n".join(text for text in tracebacks if text))
         return json.dumps(line)
 
 

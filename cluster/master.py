@@ -37,7 +37,7 @@ from .logs import configure_logging, reopen_log_files
 from .pidfile import PidFileError
 from .pool import DRAIN_GRACE, WorkerPool
 from .pool_wiring import PoolHooks, SelectorWatcher
-from .preflight import ClusterError, preflight
+from .preflight import ClusterError, check_files, preflight
 from .proctitle import set_title
 from .relay import Relay
 from .supervisor import Forker
@@ -125,9 +125,14 @@ class Master:
         """
         if self.settings.umask is not None:
             os.umask(self.settings.umask)
-        configure_logging(self.settings.log_level, self.settings.log_file,
-                          self.settings.identity.owner if self.settings.identity else None,
-                          self.settings.log_format, self.settings.adapter)
+        check_files(self.settings)
+        try:
+            configure_logging(self.settings.log_level, self.settings.log_file,
+                              self.settings.identity.owner if self.settings.identity else None,
+                              self.settings.log_format, self.settings.adapter)
+        except OSError as exc:
+            raise ClusterError(f"cannot write the log file {self.settings.log_file}: "
+                               f"{exc.strerror}") from None
         self._events.attach()
         set_title(f"master {self._target_name()}")
         self._commands.install(HANDLED_SIGNALS, self._on_signal)
@@ -178,6 +183,9 @@ class Master:
 
         Raises ClusterError (one line) on the first problem; forks nothing, binds nothing.
         """
+        check_files(self.settings)
+        configure_logging(self.settings.log_level, None, log_format=self.settings.log_format,
+                          secret_url=self.settings.adapter)  # the check's lines: to stderr
         self._forker.runtime = preflight(self.settings)
 
     def facts(self) -> dict:

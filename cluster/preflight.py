@@ -1,11 +1,13 @@
-"""Before the master binds or forks: check that the app loads and the adapter answers.
+"""Before the master binds or forks: check that the app loads, the adapter answers, and
+the log and pid files can be written.
 
 The master never imports the app (a rolling restart must load new code), so the app is
 loaded once in a throw-away Python (``python -c``, as the user the workers run as) that
 prints the worker runtime it needs; an app object given to the embedding API is looked
-at in place. A broken app, one that does not load within ``--boot-timeout`` or an
-unreachable broker is then one line for the user (:class:`ClusterError`), not a crash
-loop of workers.
+at in place. A broken app, one that does not load within ``--boot-timeout``, an
+unreachable broker or a file in a missing directory is then one line for the user
+(:class:`ClusterError`), not a crash loop of workers; with ``--log-level debug`` the
+app's whole traceback is logged too.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ import os
 import subprocess
 import sys
 
-from cluster.protocol.spec import AUTO, LOADER, RUNTIMES
+from cluster.protocol.spec import AUTO, CHECK_WARNING, LOADER, RUNTIMES
 
 from . import own
 from .broker_check import check_broker
 from .config import Settings
 from .limits import raise_open_files_limit
+from .logs import TRACEBACK
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -54,6 +57,28 @@ def preflight(settings: Settings) -> str:
     return runtime
 
 
+def check_files(settings: Settings) -> None:
+    """Raise :class:`ClusterError` (one line) when the log file or the pid file cannot be written."""
+    for label, path in (("log file", settings.log_file), ("pid file", settings.pid_file)):
+        if path and path != "-":
+            why = _unwritable(path, beside=label == "pid file")
+            if why:
+                raise ClusterError(f"cannot write the {label} {path}: {why}")
+
+
+def _unwritable(path: str, beside: bool) -> str | None:
+    """Why ``path`` cannot be written (or created; ``beside``: a file made beside it and
+    renamed over it), or None."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        return f"no directory {directory}"
+    if os.path.isdir(path):
+        return "it is a directory"
+    if os.path.exists(path) and not beside:
+        return None if os.access(path, os.W_OK) else "permission denied"
+    return None if os.access(directory, os.W_OK | os.X_OK) else f"permission denied in {directory}"
+
+
 def _check_in_a_child(settings: Settings) -> str:
     """Load the target named by a string in a new Python; the runtime it printed."""
     identity = settings.identity
@@ -72,15 +97,21 @@ def _check_in_a_child(settings: Settings) -> str:
                            f"{exc.filename}") from None
     if check.returncode != 0:
         lines = check.stderr.strip().splitlines() or ["the app could not be loaded"]
+        if len(lines) > 1:
+            log.debug("loading the app failed", extra={TRACEBACK: "\n".join(lines[:-1])})
         raise ClusterError(lines[-1])
     return _named_runtime(check.stdout)
 
 
 def _named_runtime(output: str) -> str:
-    """The runtime ``python -m workers`` printed last (the app may print before it)."""
+    """The runtime ``python -m workers`` printed last (the app may print before it); its
+    warnings are logged."""
     lines = output.strip().splitlines()
     if not lines or lines[-1] not in RUNTIMES:
         raise ClusterError("the pre-flight check of the app did not name a worker runtime")
+    for line in lines[:-1]:
+        if line.startswith(CHECK_WARNING):
+            log.warning("%s", line[len(CHECK_WARNING):])
     return lines[-1]
 
 

@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import sys
-import traceback
 from typing import Callable
 
 from cluster.protocol import frames
@@ -99,8 +98,10 @@ class Forker:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop
             error = getattr(exc, "__module__", "").startswith("workers.") and str(exc)
-            message = error or "".join(traceback.format_exception(exc)).rstrip()
-            log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), spec.slot, message)
+            # Our errors are one line (their traceback at debug level); others come with theirs.
+            shown = exc if not error or log.isEnabledFor(logging.DEBUG) else None
+            log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), spec.slot,
+                      error or f"{type(exc).__name__}: {exc}", exc_info=shown)
             _report_boot_failure(sock, error or f"{type(exc).__name__}: {exc}")
             code = BOOT_ERROR
         finally:

@@ -614,6 +614,53 @@ def test_check_loads_the_target_and_exits(tmp_path):
     assert wrong.returncode == 1 and wrong.stderr.startswith("Error: bad bind 'nowhere'")
 
 
+def test_an_import_error_names_the_app_line_and_debug_shows_the_traceback():
+    result = cli("run", "tests.apps.needs_env:sio", "--check")
+    assert result.returncode == 1
+    assert result.stderr == ("Error: importing 'tests.apps.needs_env' failed: KeyError: "
+                             "'STICKY_TEST_MISSING_SETTING' (at tests/apps/needs_env.py, line 6)\n")
+    debug = cli("run", "tests.apps.needs_env:sio", "--check", "--log-level", "debug")
+    assert debug.returncode == 1
+    lines = debug.stderr.splitlines()
+    assert lines[-1] == result.stderr.strip()
+    assert "  Traceback (most recent call last):" in lines
+    assert '      DATABASE = os.environ["STICKY_TEST_MISSING_SETTING"]' in lines
+
+
+@pytest.mark.parametrize("option, label", [("--log-file", "log file"), ("--pid", "pid file")])
+def test_a_file_in_a_missing_directory_is_one_line_and_check_sees_it(tmp_path, option, label):
+    path = tmp_path / "missing" / "cluster.file"
+    for check in (("--check",), ()):
+        result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",
+                     option, str(path), *check)
+        assert result.returncode == 1, result
+        assert result.stderr == (f"Error: cannot write the {label} {path}: "
+                                 f"no directory {path.parent}\n")
+
+
+def test_a_socketio_server_not_made_for_asgi_is_refused_at_load():
+    result = cli("run", "tests.apps.fastapi_wrong_mode:app", "--check")
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Error: tests.apps.fastapi_wrong_mode:app: its socketio.ASGIApp serves an AsyncServer "
+        "made with async_mode='aiohttp'; create it with "
+        "socketio.AsyncServer(async_mode='asgi')\n")
+
+
+def test_naming_the_server_inside_a_fastapi_app_says_its_routes_are_not_served(start_cluster):
+    warning = ("tests.apps.fastapi_chat:sio is the Socket.IO server of tests.apps.fastapi_chat:app, "
+               "whose other routes are not served this way; to serve them, run "
+               "tests.apps.fastapi_chat:app")
+    checked = cli("run", "tests.apps.fastapi_chat:sio", "--check")
+    assert checked.returncode == 0
+    assert checked.stderr.endswith(f"[WARNING] {warning}\n") and checked.stderr.count("\n") == 1
+    cluster = start_cluster("tests.apps.fastapi_chat:sio", workers=2)
+    assert cluster.log.count(warning) == 1
+    assert _status_code(f"{cluster.url}/hello") == 404
+    started = start_cluster("tests.apps.fastapi_chat:app", workers=1)
+    assert "whose other routes are not served" not in started.log
+
+
 def test_json_log_lines_and_process_titles(start_cluster):
     cluster = start_cluster(workers=2, args=("--log-format", "json"))
     lines = [json.loads(line) for line in cluster.log.splitlines() if line.startswith("{")]

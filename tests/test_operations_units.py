@@ -258,3 +258,16 @@ def test_listen_fds_that_are_not_listeners_are_one_line(monkeypatch):
         os.dup2(saved, 3)
         os.close(saved)
         plain.close()
+
+
+def test_check_files_says_why_a_file_cannot_be_written(tmp_path):
+    from cluster.config import make_settings
+    from cluster.preflight import ClusterError, check_files
+
+    check_files(make_settings("app:sio", log_file=str(tmp_path / "new.log"),
+                              pid_file=str(tmp_path / "master.pid")))
+    with pytest.raises(ClusterError, match=f"cannot write the log file {tmp_path}: it is a directory"):
+        check_files(make_settings("app:sio", log_file=str(tmp_path)))
+    with pytest.raises(ClusterError, match=f"cannot write the pid file {tmp_path}/no/master.pid: "
+                                           f"no directory {tmp_path}/no"):
+        check_files(make_settings("app:sio", pid_file=str(tmp_path / "no" / "master.pid")))

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import re
 import sys
+import sysconfig
+import traceback
+from types import TracebackType
 from typing import Any, Callable
 
 from cluster.protocol import PACKAGES
@@ -68,6 +72,40 @@ def load(target: object, runtime: str | None = None) -> App:
     return app
 
 
+def warnings(target: str) -> list[str]:
+    """What the user should know about ``target``, which loads (one line each): that it
+    names the bare Socket.IO server of an app of its module that serves more (a FastAPI,
+    Starlette or WSGI app's own routes), which are then not served."""
+    import socketio
+
+    match = _TARGET.match(target)
+    if match is None or match["call"]:
+        return []
+    server = import_target(target)
+    if not isinstance(server, (socketio.Server, socketio.AsyncServer)):
+        return []
+    module = match["module"]
+    for name, value in vars(sys.modules[module]).items():
+        if _serves_more(value, server):
+            return [f"{target} is the Socket.IO server of {module}:{name}, whose other "
+                    f"routes are not served this way; to serve them, run {module}:{name}"]
+    return []
+
+
+def _serves_more(app: object, server: Any) -> bool:
+    """Whether ``app`` serves ``server`` and routes of its own."""
+    import socketio
+
+    if isinstance(app, socketio.ASGIApp):
+        return app.engineio_server is server and app.other_asgi_app is not None
+    if isinstance(app, socketio.WSGIApp):
+        return app.engineio_app is server and app.wsgi_app is not None
+    if getattr(app, "routes", None) is None or isinstance(app, type):
+        return False
+    mounted = _mounted_asgi_app(app)
+    return mounted is not None and mounted.engineio_server is server
+
+
 def import_target(target: str) -> object:
     """Import ``module:attr`` (or call ``module:factory()``) and return the object."""
     match = _TARGET.match(target)
@@ -84,9 +122,9 @@ def import_target(target: str) -> object:
     except ModuleNotFoundError as exc:
         if exc.name and module_name.startswith(exc.name):
             raise TargetError(f"cannot import {module_name!r}: no module named {exc.name!r}") from None
-        raise TargetError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise TargetError(f"importing {module_name!r} failed: {describe(exc)}") from exc
     except Exception as exc:
-        raise TargetError(f"importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise TargetError(f"importing {module_name!r} failed: {describe(exc)}") from exc
     obj: object = module
     for name in attr_path.split("."):
         try:
@@ -99,8 +137,36 @@ def import_target(target: str) -> object:
         try:
             obj = obj()
         except Exception as exc:
-            raise TargetError(f"{target!r}: the factory raised {type(exc).__name__}: {exc}") from exc
+            raise TargetError(f"{target!r}: the factory raised {describe(exc)}") from exc
     return obj
+
+
+_LIBRARIES = tuple(os.path.realpath(sysconfig.get_paths()[name]) + os.sep
+                   for name in ("stdlib", "platstdlib", "purelib", "platlib"))
+"""Where Python's own modules and the installed packages are: not the app's code."""
+
+
+def describe(exc: BaseException) -> str:
+    """``KeyError: 'missing' (at app.py, line 7)``: the error and where it was raised in the
+    app's code (the deepest frame outside Python's library and the installed packages;
+    the deepest frame when none is), as one line."""
+    message = " ".join(str(exc).split())
+    where = _app_frame(exc.__traceback__)
+    text = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    return f"{text} (at {where})" if where else text
+
+
+def _app_frame(tb: TracebackType | None) -> str | None:
+    frames = [frame for frame in traceback.extract_tb(tb)
+              if not frame.filename.startswith("<") and os.path.realpath(frame.filename)
+              != os.path.realpath(__file__)]
+    if not frames:
+        return None
+    apps = [frame for frame in frames
+            if not os.path.realpath(frame.filename).startswith(_LIBRARIES)]
+    frame = (apps or frames)[-1]
+    path = os.path.relpath(frame.filename)  # short when under the working directory
+    return f"{frame.filename if path.startswith(os.pardir) else path}, line {frame.lineno}"
 
 
 def as_app(obj: object, label: str) -> App:
@@ -110,7 +176,7 @@ def as_app(obj: object, label: str) -> App:
     if isinstance(obj, socketio.AsyncServer):
         return _async_server_app(obj, label)
     if isinstance(obj, socketio.ASGIApp):
-        return App(obj.engineio_server, "asyncio", asgi=obj)
+        return App(_asgi_mode(obj.engineio_server, label), "asyncio", asgi=obj)
     if isinstance(obj, socketio.Server):
         return _checked(obj, label, wsgi=socketio.WSGIApp(obj))
     if isinstance(obj, socketio.WSGIApp):
@@ -126,7 +192,7 @@ def as_app(obj: object, label: str) -> App:
         raise TargetError(f"{label}: name the Flask app, not the SocketIO object (e.g. app:app)")
     mounted = _mounted_asgi_app(obj)
     if mounted is not None:
-        return App(mounted.engineio_server, "asyncio", asgi=obj)
+        return App(_asgi_mode(mounted.engineio_server, label), "asyncio", asgi=obj)
     server = _aiohttp_server(obj)
     if server is not None:
         return App(server, "asyncio", aiohttp=obj)
@@ -162,6 +228,16 @@ def _async_server_app(server: Any, label: str) -> App:
         return App(server, "asyncio", aiohttp=application)
     raise TargetError(f"{label}: the AsyncServer uses async_mode={server.async_mode!r}; "
                       "sticky-cluster's asyncio workers serve 'asgi' and 'aiohttp'")
+
+
+def _asgi_mode(server: Any, label: str) -> Any:
+    """``server``, which a ``socketio.ASGIApp`` serves: it must be made for ASGI."""
+    mode = getattr(server, "async_mode", None)
+    if mode != "asgi":
+        raise TargetError(f"{label}: its socketio.ASGIApp serves an AsyncServer made with "
+                          f"async_mode={mode!r}; create it with "
+                          "socketio.AsyncServer(async_mode='asgi')")
+    return server
 
 
 def _mounted_asgi_app(app: object, depth: int = 0) -> Any:

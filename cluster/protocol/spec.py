@@ -19,6 +19,10 @@ returns) and ``check(target)`` (an error line or None)."""
 AUTO = "auto"
 """The worker class that means: the one the target needs."""
 
+CHECK_WARNING = "warning: "
+"""How ``python -m workers`` (the master's check of the app) starts a line of its standard
+output that is a warning for the user, before the runtime's name."""
+
 LOADER = "workers.loader"
 """The module that finds an app's python-socketio server and the runtime it needs
 (``load(target, runtime).runtime``, raising its ``TargetError``). The master imports it by

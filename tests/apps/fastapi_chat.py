@@ -1,4 +1,6 @@
-"""The chat app of the tests mounted in a FastAPI app, which has a route of its own."""
+"""The chat app of the tests mounted in a FastAPI app, which has a route of its own.
+
+``sio`` is the bare Socket.IO server: a target that names it serves it without the routes."""
 import os
 
 import socketio
@@ -14,4 +16,5 @@ async def hello():
     return {"pid": os.getpid()}
 
 
-app.mount("/", socketio.ASGIApp(make_server("asgi")))
+sio = make_server("asgi")
+app.mount("/", socketio.ASGIApp(sio))

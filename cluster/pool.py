@@ -360,6 +360,8 @@ class WorkerPool:
         how = describe_exit(status)
         if was is State.DRAINING and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
             log.info("%s drained and exited (lived %.1f s)", worker, lived)
+        elif self.stopping and how in ("signal SIGTERM", "exit code 0"):  # the stop we asked for
+            log.info("%s stopped (lived %.1f s)", worker, lived)
         else:  # one killed said why already
             level = (logging.INFO if self.stopping or was is State.DRAINING or worker.killed
                      else logging.WARNING)

@@ -76,3 +76,29 @@ def test_every_record_and_traceback_is_logged_without_passwords(restore_logging)
     assert "Pa55" not in text
     assert "postgresql://app:***@db/app" in text and "AUTH *** refused" in text
     assert "amqp://guest:***@rabbit//" in text and "unix:///run/r.sock?password=***" in text
+
+
+LIFESPAN = ("Traceback (most recent call last):\n"
+            '  File "app.py", line 13, in lifespan\n'
+            '    raise ConnectionRefusedError("no database")\n'
+            "ConnectionRefusedError: no database\n")
+"""What uvicorn logs as the message when an app's lifespan startup raises."""
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_traceback_logged_as_a_message_is_shown_as_a_traceback(restore_logging, log_format):
+    logs.configure_logging("info", None, log_format=log_format)
+    out = io.StringIO()
+    logging.getLogger().handlers[0].stream = out
+    logging.getLogger("uvicorn.error").error(LIFESPAN)
+    lines = out.getvalue().splitlines()
+    if log_format == "text":
+        assert lines[0].endswith("[ERROR] ConnectionRefusedError: no database")
+        assert lines[1:] == ["  " + line for line in LIFESPAN.splitlines()]
+    else:
+        import json
+
+        assert len(lines) == 1
+        record = json.loads(lines[0])
+        assert record["message"] == "ConnectionRefusedError: no database"
+        assert record["exc_info"] == LIFESPAN.rstrip()

@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -571,13 +572,14 @@ def test_access_log_has_polling_and_websocket_lines(start_cluster, tmp_path, app
     assert '"GET /socket.io/?transport=polling&EIO=4' in polling[0]
     assert ' 200 ' in polling[0]
     assert ' 101 ' in websocket[0]
+    assert all(' HTTP/1.1" ' in line for line in polling + websocket), polling + websocket
     with socket.create_connection(("127.0.0.1", cluster.port), timeout=30) as sock:
         sock.sendall(b'GET /x%0a127.0.0.9%20forged%22 HTTP/1.1\r\nHost: x\r\n\r\n')
         assert sock.recv(4096).startswith(b"HTTP/1.1 ")
     wait_for(lambda: "forged" in access.read_text(), 20, what="the forged request's line")
     forged = [line for line in access.read_text().splitlines() if "forged" in line]
     assert len(forged) == 1
-    assert '"GET /x\\x0a127.0.0.9 forged\\" HTTP/1.' in forged[0]
+    assert '"GET /x\\x0a127.0.0.9 forged\\" HTTP/1.1" ' in forged[0]
 
 
 def test_access_log_format_and_a_bad_one(start_cluster):
@@ -659,6 +661,63 @@ def test_naming_the_server_inside_a_fastapi_app_says_its_routes_are_not_served(s
     assert _status_code(f"{cluster.url}/hello") == 404
     started = start_cluster("tests.apps.fastapi_chat:app", workers=1)
     assert "whose other routes are not served" not in started.log
+
+
+def test_an_event_handler_error_goes_to_the_log_file_as_one_json_record(start_cluster, tmp_path):
+    log_file = tmp_path / "cluster.log"
+    cluster = start_cluster(workers=1, args=("--log-file", str(log_file), "--log-format", "json"),
+                            wait=False)
+    wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 60,
+             what="cluster ready in the log file")
+
+    async def main():
+        async with connected(cluster.url, source_address(31)) as client:
+            await client.emit("fail", "on purpose")
+            return await client.call("whoami", timeout=10)  # the worker still serves
+
+    me = run(main())
+    wait_for(lambda: "handler failed on purpose" in log_file.read_text(), 20,
+             what="the handler's error in the log file")
+    records = [json.loads(line) for line in log_file.read_text().splitlines()]
+    failed = [r for r in records if "handler failed on purpose" in r.get("exc_info", "")]
+    assert len(failed) == 1 and failed[0]["pid"] == me["pid"] and failed[0]["level"] == "ERROR"
+    assert 'raise RuntimeError("handler failed on purpose")' in failed[0]["exc_info"]
+    cluster.stop()
+    assert cluster.log == ""  # nothing bypassed the log file
+
+
+def test_library_lines_are_logged_once_and_an_asked_stop_is_no_crash(start_cluster):
+    cluster = start_cluster(workers=1)
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=30) as sock:
+        sock.sendall(b"GET /socket.io/?EIO=4&transport=carrier-pigeon HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(4096).startswith(b"HTTP/1.1 400 ")
+    cluster.wait_log("Invalid transport")
+    worker = cluster.worker_pids().pop()
+    cluster.signal(signal.SIGINT)
+    assert cluster.wait() == 0
+    assert cluster.log.count("Invalid transport") == 1, cluster.log
+    assert f"[{worker}] [ERROR] Invalid transport (further occurrences" in cluster.log
+    assert re.search(rf"\[INFO\] worker {worker} \(slot 0\) stopped \(lived [0-9.]+ s\)$",
+                     cluster.log, re.MULTILINE), cluster.log
+    assert "died" not in cluster.log
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_a_lifespan_traceback_is_a_real_traceback(start_cluster, log_format):
+    cluster = start_cluster("tests.apps.fastapi_lifespan:app", workers=1, wait=False,
+                            args=("--log-format", log_format))
+    assert cluster.wait(120) == 1
+    if log_format == "text":
+        lines = cluster.log.splitlines()
+        assert lines.count("  ConnectionRefusedError: no database at db.internal:5432") == 3
+        assert '      raise ConnectionRefusedError("no database at db.internal:5432")' in lines
+        assert "\\n" not in cluster.log
+    else:
+        records = [json.loads(line) for line in cluster.log.splitlines() if line.startswith("{")]
+        failed = [r for r in records if r["message"].startswith("ConnectionRefusedError")]
+        assert len(failed) == 3
+        assert failed[0]["exc_info"].startswith("Traceback (most recent call last):\n")
+        assert failed[0]["exc_info"].endswith("ConnectionRefusedError: no database at db.internal:5432")
 
 
 def test_json_log_lines_and_process_titles(start_cluster):

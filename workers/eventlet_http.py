@@ -12,6 +12,8 @@ byte now and then, and would cut idle websockets. :class:`GuardedProtocol` inste
   ``header_timeout`` (a client that stops sending its body or reading the answer); an
   Engine.IO long poll waits in the app, not on the socket, so it is not cut;
 - never times out an upgraded websocket: Engine.IO pings it;
+- tells the app (and the access log) the HTTP version the client used in
+  ``SERVER_PROTOCOL``, where eventlet always writes ``HTTP/1.0``;
 - answers ``413`` to an Engine.IO POST over the size limit (``411`` to one without a
   length) and closes, after reading and dropping what the client still sends for a
   moment so that it sees the answer.
@@ -68,7 +70,9 @@ class GuardedProtocol(wsgi.HttpProtocol):
         self._stop_header_timer()
         if self.headers.get("upgrade", "").lower() != "websocket":
             self.connection.settimeout(self.limits.header_timeout)
-        return super().get_environ()
+        environ = super().get_environ()
+        environ["SERVER_PROTOCOL"] = self.request_version  # eventlet always says HTTP/1.0
+        return environ
 
     def handle_one_response(self) -> None:
         refusal = body_refusal(self.command, self.path, self.headers.get("content-length"),

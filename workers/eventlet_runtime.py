@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, NoReturn
 # Eventlet warns at import that it is in maintenance mode; we know (see workers/__init__).
 warnings.filterwarnings("ignore", message=r"\s*Eventlet is deprecated")
 import eventlet  # noqa: E402
+import eventlet.hubs  # noqa: E402
 
 from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
@@ -36,6 +37,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     that into a boot-failure exit code.
     """
     eventlet.monkey_patch()
+    _log_hub_errors()
     from eventlet import wsgi
 
     from . import access_log, eventlet_websocket, loader, managers
@@ -79,6 +81,20 @@ def check(target: str) -> str | None:
     except TargetError as exc:
         return str(exc)
     return None
+
+
+def _log_hub_errors() -> None:
+    """Log what eventlet's hub would print to standard error: the traceback of an exception
+    no green thread caught (an event handler's, run in a green thread of its own), so that
+    it goes where the log goes (``--log-file``, ``--log-format json``), as one record."""
+    hub = eventlet.hubs.get_hub()
+
+    def logged(*args: object) -> None:
+        exc_info = args[-1]
+        log.error("worker %d: uncaught error in a green thread", os.getpid(), exc_info=exc_info)
+
+    hub.squelch_timer_exception = logged
+    hub.squelch_generic_exception = logged
 
 
 def _heartbeat(link: MasterLink, server: object, pool: eventlet.GreenPool,

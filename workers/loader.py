@@ -21,6 +21,8 @@ from typing import Any, Callable
 
 from cluster.protocol import PACKAGES
 
+from . import library_logs
+
 _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
 
 
@@ -64,6 +66,7 @@ def load(target: object, runtime: str | None = None) -> App:
     user mistake, a mismatch between the two included.
     """
     obj = import_target(target) if isinstance(target, str) else target
+    library_logs.adopt()  # the app made its Server: its log lines go out once, through ours
     label = target if isinstance(target, str) else type(obj).__name__
     app = as_app(obj, label)
     if runtime is not None and runtime != app.runtime:

@@ -39,6 +39,12 @@ def echo(sid, data):
 
 
 @sio.event
+def fail(sid, data=None):
+    """An event handler with a bug."""
+    raise RuntimeError("handler failed on purpose")
+
+
+@sio.event
 def slow(sid, seconds=1.5):
     """Answer after ``seconds``, without blocking the worker: a request still in flight."""
     eventlet.sleep(seconds)

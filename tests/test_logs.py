@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 
 import pytest
@@ -96,8 +97,6 @@ def test_a_traceback_logged_as_a_message_is_shown_as_a_traceback(restore_logging
         assert lines[0].endswith("[ERROR] ConnectionRefusedError: no database")
         assert lines[1:] == ["  " + line for line in LIFESPAN.splitlines()]
     else:
-        import json
-
         assert len(lines) == 1
         record = json.loads(lines[0])
         assert record["message"] == "ConnectionRefusedError: no database"

@@ -127,7 +127,8 @@ def open_servers(settings: Settings, selector: selectors.BaseSelector,
             from .status_http import StatusServer
             from .status_site import site
 
-            server = StatusServer(settings.status_bind, site(master.facts))
+            respond, snapshot = site(master.facts)
+            server = StatusServer(settings.status_bind, respond, snapshot.held)
             server.open(selector)
             servers.append(server)
             log.info("status at http://%s/ (/metrics, /healthz, /status)", settings.status_bind)

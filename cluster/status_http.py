@@ -16,6 +16,7 @@ whatever slow clients do. What to answer is the ``respond`` callable's business 
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from http import HTTPStatus
@@ -99,13 +100,21 @@ class StatusServer(SelectorServer):
 
     :param bind: where to listen (``HOST:PORT`` or ``unix:PATH``).
     :param respond: makes the Response for a ``GET`` of a path.
+    :param batch: a context held while the connections of one accept batch are answered
+                  (:meth:`cluster.status_site.Snapshot.held`).
     """
 
-    def __init__(self, bind: Bind, respond: Callable[[str], Response]) -> None:
+    def __init__(self, bind: Bind, respond: Callable[[str], Response],
+                 batch: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> None:
         super().__init__(bind, label="status server", request_limit=HEAD_LIMIT,
                          connection_limit=CONNECTION_LIMIT, timeout=CONNECTION_TIMEOUT,
                          head_timeout=HEAD_TIMEOUT, accept_budget=ACCEPT_BUDGET)
         self._respond = respond
+        self._batch = batch
+
+    def _on_accept(self, listener: socket.socket, mask: int) -> None:
+        with self._batch():  # the requests accepted together may share one snapshot
+            super()._on_accept(listener, mask)
 
     def _listen(self) -> socket.socket:
         listener = super()._listen()

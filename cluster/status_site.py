@@ -1,18 +1,18 @@
 """What ``--status-bind`` serves: ``/metrics``, ``/healthz``, ``/status`` and the live page ``/``.
 
-All four are views of one snapshot, :meth:`cluster.Master.facts`, taken at most once per
-:data:`CACHE_SECONDS`; each view is rendered once per snapshot. However often scrapers
-ask, the master computes and renders a few times a second at most.
+All four are views of one snapshot of :meth:`cluster.Master.facts`: the requests the
+status server accepts together (scrapers that connect at once) share one, each view of it
+rendered once (:class:`Snapshot`), so a crowd of scrapers costs the master a few renders.
 ``/healthz`` is 200 while at least one worker serves (503 otherwise), for load
 balancers and Kubernetes probes. ``/`` is one self-contained HTML file (inline CSS and
 JS, no external asset, works offline) that polls ``/status`` and redraws itself.
 """
 from __future__ import annotations
 
+import contextlib
 import json
-import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from . import metrics
 from .status_http import Response
@@ -29,44 +29,48 @@ def healthz(facts: dict) -> Response:
     return Response(503, "text/plain; charset=utf-8", f"unavailable: {why}\n".encode())
 
 
-CACHE_SECONDS = 0.5
-"""How long one snapshot of the facts, and what is rendered of it, is served."""
-
-
 class Snapshot:
-    """``facts()`` taken at most once per ``ttl`` seconds, and the views rendered of it.
+    """The facts, taken once for the requests served together (:meth:`held`), fresh otherwise.
+
+    Scrapers that connect at once are answered from one snapshot, each view of it rendered
+    once; a request alone gets the facts as they are. No answer is older than the loop
+    turn that serves it.
 
     :param facts: takes the snapshot.
-    :param ttl: seconds a snapshot is served.
-    :param clock: the time in seconds (monotonic).
     """
 
-    def __init__(self, facts: Callable[[], dict], ttl: float = CACHE_SECONDS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, facts: Callable[[], dict]) -> None:
         self._take = facts
-        self._ttl = ttl
-        self._clock = clock
-        self._taken = float("-inf")
-        self._facts: dict = {}
+        self._held = False
+        self._facts: dict | None = None
         self._views: dict[str, Response] = {}
 
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Within the block, every request shares one snapshot (taken at the first)."""
+        self._held = True
+        try:
+            yield
+        finally:
+            self._held, self._facts, self._views = False, None, {}
+
     def facts(self) -> dict:
-        """The current snapshot (a new one once the last is ``ttl`` old)."""
-        now = self._clock()
-        if now - self._taken >= self._ttl:
-            self._facts, self._taken, self._views = self._take(), now, {}
+        """The shared snapshot within :meth:`held`, else a new one."""
+        if self._facts is None or not self._held:
+            self._facts, self._views = self._take(), {}
         return self._facts
 
     def view(self, name: str, render: Callable[[dict], Response]) -> Response:
-        """``render(facts)`` of the current snapshot, rendered once per snapshot."""
+        """``render(facts)`` of the snapshot, rendered once per snapshot."""
         facts = self.facts()
         if name not in self._views:
             self._views[name] = render(facts)
         return self._views[name]
 
 
-def site(facts: Callable[[], dict]) -> Callable[[str], Response]:
-    """The ``respond(path)`` function of the status server, over ``facts()``."""
+def site(facts: Callable[[], dict]) -> tuple[Callable[[str], Response], Snapshot]:
+    """The ``respond(path)`` function of the status server over ``facts()``, and the
+    snapshot it answers from (the server holds it while it answers a batch)."""
     snapshot = Snapshot(facts)
     render_metrics = metrics.exposition(snapshot.facts)
     views: dict[str, Callable[[dict], Response]] = {
@@ -83,4 +87,4 @@ def site(facts: Callable[[], dict]) -> Callable[[str], Response]:
             return Response(200, "text/html; charset=utf-8", page)
         return Response(404, "text/plain; charset=utf-8", b"404 Not Found\n")
 
-    return respond
+    return respond, snapshot

@@ -271,3 +271,16 @@ def test_check_files_says_why_a_file_cannot_be_written(tmp_path):
     with pytest.raises(ClusterError, match=f"cannot write the pid file {tmp_path}/no/master.pid: "
                                            f"no directory {tmp_path}/no"):
         check_files(make_settings("app:sio", pid_file=str(tmp_path / "no" / "master.pid")))
+
+
+def test_requests_served_together_share_one_snapshot_and_one_rendering():
+    from cluster.status_site import site
+
+    taken = []
+    respond, snapshot = site(lambda: taken.append(1) or {**FACTS, "taken": len(taken)})
+    with snapshot.held():
+        first = [respond(path) for path in ("/metrics", "/status", "/healthz", "/metrics")]
+    assert len(taken) == 1 and first[0] is first[3]
+    respond("/status")
+    respond("/status")
+    assert len(taken) == 3  # alone, each request gets the facts as they are

@@ -290,13 +290,15 @@ OPTIONS: tuple[Option, ...] = (
            doc="gunicorn atoms (`%(h)s %(r)s %(s)s %(b)s %(a)s %(L)s` …) plus `%(slot)s` and "
                "`%(transport)s`"),
     Option("log_format", str, metavar="FORMAT", choices=LOG_FORMATS, default="text",
-           help="text: one readable line per event; json: one JSON object per line.",
-           doc="`text` or `json` (one JSON object per line: time, pid, level, logger, message)"),
+           help="text: one readable line per event (a traceback on the indented lines below "
+                "it); json: one JSON object per line.",
+           doc="`text` or `json` (one JSON object per line: time, pid, level, logger, message, "
+               "and `exc_info` with a traceback)"),
     Option("check", bool, default=False, shown_default="off", setting=False,
-           help="Check the options, load TARGET (and reach the adapter), then exit: "
-                "0 when all is well, else one line and 1.",
-           doc="check the options, load the target and reach the adapter, then exit 0, or 1 "
-               "with one line"),
+           help="Check the options, load TARGET, reach the adapter and see that the log and "
+                "pid files can be written, then exit: 0 when all is well, else one line and 1.",
+           doc="check the options, load the target, reach the adapter and see that the log and "
+               "pid files can be written, then exit 0, or 1 with one line"),
     Option("header_timeout", float, metavar="SECONDS", check=positive, worker=True, default=60.0,
            help="Seconds a worker gives a connection to send its request line and headers "
                 "(also each read/write of a plain HTTP request); then it closes it.",

@@ -241,7 +241,9 @@ class Cluster(OneProcess):
             time.sleep(0.05)
 
     def stop(self) -> None:
-        super().stop()
+        if self.proc is not None:  # SIGINT: the fast stop (TERM drains), in any version
+            stop_process(self.proc, signal.SIGINT)
+            self.proc = None
         if self._log is not None:
             self._log.close()
             self._log = None

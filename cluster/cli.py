@@ -131,8 +131,8 @@ def reload(pid_file: str | None, control_path: str | None) -> None:
 
 @main.command()
 @click.option("--graceful", is_flag=True,
-              help="Drain the workers first, up to --graceful-timeout (SIGQUIT); "
-                   "without it, stop at once (SIGTERM).")
+              help="Drain the workers first, up to --graceful-timeout and --drain-spread "
+                   "(SIGTERM); without it, stop at once (SIGINT).")
 @_pid_option
 def stop(pid_file: str | None, control_path: str | None, graceful: bool) -> None:
     """Stop a running master and its workers (through the control socket: wait until it exited)."""

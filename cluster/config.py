@@ -79,6 +79,7 @@ class Settings:
     timeout: float = default("timeout")
     graceful_timeout: float = default("graceful_timeout")
     boot_timeout: float = default("boot_timeout")
+    drain_spread: float = default("drain_spread")
     runtime: str = default("worker_class")
     route: str = default("route")
     balance: str = default("balance")

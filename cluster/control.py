@@ -23,12 +23,12 @@ def reload(pid_path: str) -> str:
 
 
 def stop(pid_path: str, graceful: bool) -> str:
-    """Stop the master: drain first (SIGQUIT) or at once (SIGTERM)."""
+    """Stop the master: drain first (SIGTERM) or at once (SIGINT)."""
     if graceful:
-        pid = _signal(pid_path, signal.SIGQUIT)
-        return f"master {pid}: graceful stop started (sent SIGQUIT)"
-    pid = _signal(pid_path, signal.SIGTERM)
-    return f"master {pid}: fast stop started (sent SIGTERM)"
+        pid = _signal(pid_path, signal.SIGTERM)
+        return f"master {pid}: graceful stop started (sent SIGTERM)"
+    pid = _signal(pid_path, signal.SIGINT)
+    return f"master {pid}: fast stop started (sent SIGINT)"
 
 
 def scale(pid_path: str, workers: int) -> str:

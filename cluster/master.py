@@ -35,7 +35,7 @@ from .events import EventLog
 from .intake import Intake
 from .logs import configure_logging, reopen_log_files
 from .pidfile import PidFileError
-from .pool import DRAIN_GRACE, WorkerPool
+from .pool import WorkerPool, drain_limit
 from .pool_wiring import PoolHooks, SelectorWatcher
 from .preflight import ClusterError, check_files, preflight
 from .proctitle import set_title
@@ -213,8 +213,8 @@ class Master:
         self._commands.post(lambda: self._scale_to(workers))
 
     def stop(self, graceful: bool = False) -> None:
-        """Stop the cluster: at once (like SIGTERM) or after draining (like SIGQUIT)."""
-        self._commands.post(self.handle_quit if graceful else self.handle_term)
+        """Stop the cluster: at once (like SIGINT) or after draining (like SIGTERM)."""
+        self._commands.post(self.handle_term if graceful else self.handle_int)
 
     # ------------------------------------------------------------------ signals
 
@@ -238,14 +238,15 @@ class Master:
         self._scale_to(self._pool.size - 1)
 
     def handle_term(self) -> None:
+        """Graceful stop (gunicorn's and uvicorn's TERM, what Docker, Kubernetes and systemd
+        send): close the listeners, let the workers drain their sessions."""
+        self._begin_stop("graceful")
+
+    def handle_int(self) -> None:
         """Fast stop: close the listeners, stop the workers, kill what is left."""
         self._begin_stop("fast")
 
-    handle_int = handle_term
-
-    def handle_quit(self) -> None:
-        """Graceful stop: close the listeners, let workers drain their sessions."""
-        self._begin_stop("graceful")
+    handle_quit = handle_int
 
     def handle_usr1(self) -> None:
         """Reopen the log file now (workers reopen it at their next line by themselves)."""
@@ -348,7 +349,7 @@ class Master:
         self._acceptor.close()
         self._pool.stop(graceful=how == "graceful")
         self._stop_deadline = time.monotonic() + (
-            FAST_STOP_TIMEOUT if how == "fast" else self.settings.graceful_timeout + DRAIN_GRACE)
+            FAST_STOP_TIMEOUT if how == "fast" else drain_limit(self.settings))
 
     def _halt(self, reason: str) -> None:
         log.error(reason)

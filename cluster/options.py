@@ -227,6 +227,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("graceful_timeout", float, metavar="SECONDS", check=not_negative, worker=True,
            default=30.0, help="Seconds a draining worker gets to finish its sessions.",
            doc="seconds a draining worker gets to finish its sessions"),
+    Option("drain_spread", float, metavar="SECONDS", check=not_negative, worker=True,
+           default=10.0,
+           help="Seconds over which a draining worker closes the sessions still open at the "
+                "graceful timeout, evenly, so that their clients do not all reconnect at once "
+                "(0: all at once).",
+           doc="seconds over which a draining worker closes the sessions still open at "
+               "`--graceful-timeout`, evenly, so their clients do not all reconnect in the "
+               "same second (`0`: at once)"),
     Option("log_level", str, metavar="LEVEL", choices=LOG_LEVELS, default="info",
            help="Log level.", doc="`debug`, `info`, `warning`, `error`, `critical`"),
     Option("log_file", str, metavar="PATH", shown_default="standard error",

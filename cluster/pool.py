@@ -47,7 +47,8 @@ from .worker import State, Worker
 log = logging.getLogger("sticky_cluster.master")
 
 DRAIN_GRACE = 5.0
-"""Seconds past ``graceful_timeout`` a draining worker gets before SIGKILL."""
+"""Seconds past its drain (``graceful_timeout`` + ``drain_spread``) a draining worker gets
+before SIGKILL."""
 BOOT_FAILURE_LIMIT = 3
 """Workers in a row that fail to boot by the app's fault (:func:`failed_to_boot`) make the
 master give up, when no worker serves; while some do, they go on serving."""
@@ -82,6 +83,12 @@ def failed_to_boot(worker: Worker, status: int) -> bool:
     within ``--boot-timeout``. A worker killed by a signal from outside (SIGKILL by an
     operator or the OOM killer) did not: it is respawned, and never halts the master."""
     return worker.boot_error is not None or os.WIFEXITED(status)
+
+
+def drain_limit(settings: Settings) -> float:
+    """Seconds a drain may take before its worker is killed: the graceful timeout, the
+    spread of the closes after it, and :data:`DRAIN_GRACE`."""
+    return settings.graceful_timeout + settings.drain_spread + DRAIN_GRACE
 
 
 class WorkerPool:
@@ -328,7 +335,7 @@ class WorkerPool:
         if was_serving:
             del self.serving[worker.slot]
         worker.state = State.DRAINING
-        worker.drain_deadline = self._clock() + self._settings.graceful_timeout + DRAIN_GRACE
+        worker.drain_deadline = self._clock() + drain_limit(self._settings)
         for packet in frames.packets(Kind.DRAIN):
             worker.send(packet)
         self._hooks.changed()

@@ -5,6 +5,8 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import itertools
+import time
 from typing import AsyncIterator
 
 import aiohttp
@@ -95,6 +97,106 @@ async def room_broadcast_reaches_every_worker(urls: list[str], clients_per_url: 
         results = await asyncio.wait_for(asyncio.gather(*heard.values()), 10)
         assert all(data["message"] == "hello" for data in results)
         return {pid for _client, pid in clients}, {data["from_pid"] for data in results}, shouter_pid
+
+
+async def ask(url: str, index: int, event: str = "whoami") -> dict:
+    """Connect from ``source_address(index)``, call ``event``, disconnect: the answer."""
+    async with connected(url, source_address(index)) as client:
+        return await client.call(event, timeout=10)
+
+
+@dataclasses.dataclass
+class Attempt:
+    """One connection attempt of a :class:`Stream`."""
+
+    started: float
+    pid: int | None
+    error: str | None = None
+
+
+class Stream:
+    """A steady stream of new clients: each connects, gets one ack, disconnects.
+
+    Bounded in count and in time. ``attempts`` records every one.
+    """
+
+    def __init__(self, url: str, first_index: int, concurrency: int = 4,
+                 limit: int = 4000, seconds: float = 60, attempt_timeout: float = 15) -> None:
+        self.url = url
+        self.attempts: list[Attempt] = []
+        self._indexes = itertools.cycle(range(first_index, first_index + 200))
+        self._concurrency = concurrency
+        self._limit = limit
+        self._seconds = seconds
+        self._attempt_timeout = attempt_timeout
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(asyncio.gather(
+            *(self._one_by_one() for _ in range(self._concurrency))))
+
+    async def stop(self) -> list[Attempt]:
+        self._stop.set()
+        await self._task
+        return self.attempts
+
+    def between(self, start: float, end: float) -> list[Attempt]:
+        return [a for a in self.attempts if start <= a.started < end]
+
+    async def _one_by_one(self) -> None:
+        deadline = time.monotonic() + self._seconds
+        while not self._stop.is_set() and len(self.attempts) < self._limit \
+                and time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                answer = await asyncio.wait_for(ask(self.url, next(self._indexes)),
+                                                self._attempt_timeout)
+                self.attempts.append(Attempt(started, answer["pid"]))
+            except Exception as exc:  # noqa: BLE001 - every failure is a finding
+                self.attempts.append(Attempt(started, None, f"{type(exc).__name__}: {exc}"))
+
+
+@dataclasses.dataclass
+class Member:
+    """One client of a :func:`crowd`, and when its session ended (monotonic seconds)."""
+
+    client: socketio.AsyncClient
+    index: int
+    ended_at: float | None = None
+
+
+@contextlib.asynccontextmanager
+async def crowd(url: str, first_index: int, count: int,
+                concurrency: int = 20) -> AsyncIterator[list[Member]]:
+    """``count`` clients on websocket (the polling handshake, then the upgrade), each from its
+    own address (``source_address(first_index + i)``), connected ``concurrency`` at a time.
+    Reconnection is off: each notes when its session ended (:attr:`Member.ended_at`)."""
+    members: list[Member] = []
+    async with contextlib.AsyncExitStack() as stack:
+        for start in range(first_index, first_index + count, concurrency):
+            batch = range(start, min(start + concurrency, first_index + count))
+            joined = await asyncio.gather(*(_join(stack, url, index) for index in batch),
+                                          return_exceptions=True)
+            members += [m for m in joined if isinstance(m, Member)]
+            failed = [m for m in joined if not isinstance(m, Member)]
+            if failed:
+                raise failed[0]
+        yield members
+
+
+async def _join(stack: contextlib.AsyncExitStack, url: str, index: int) -> Member:
+    member: Member | None = None
+
+    def ended(*_reason: object) -> None:
+        if member is not None and member.ended_at is None:
+            member.ended_at = time.monotonic()
+
+    client = await stack.enter_async_context(
+        connected(url, source_address(index), handlers={"disconnect": ended}))
+    member = Member(client, index)
+    await wait_upgraded(client)
+    return member
 
 
 # ------------------------------------------------- peers of the unicast app (tells, broadcasts)

@@ -226,8 +226,9 @@ class ClusterProcess:
         return self.proc.wait(timeout)
 
     def stop(self) -> None:
+        """The fast stop (SIGINT: TERM drains for up to --graceful-timeout)."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGINT)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:

@@ -22,6 +22,7 @@ GRACEFUL = 10.0
 BOOT_TIMEOUT = 30.0
 CPUS = 2
 """The fake machine's CPUs: 4 workers boot at once."""
+SPREAD = 4.0
 READ, WRITE = selectors.EVENT_READ, selectors.EVENT_WRITE
 
 
@@ -127,7 +128,8 @@ class World:
         self.halted: str | None = None
         self.stranded: list[tuple[bytes, int]] = []
         settings = make_settings("tests.apps.chat:sio", workers=workers, timeout=TIMEOUT,
-                                 graceful_timeout=GRACEFUL, boot_timeout=BOOT_TIMEOUT)
+                                 graceful_timeout=GRACEFUL, boot_timeout=BOOT_TIMEOUT,
+                                 drain_spread=SPREAD)
         hooks = PoolHooks(roll_ended=lambda: self.heard.append("roll ended"),
                           halt=self._halt,
                           stranded=lambda packet, fd: self.stranded.append((packet, fd)),

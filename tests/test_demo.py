@@ -35,7 +35,7 @@ def demo(tmp_path):
         yield cluster
     finally:
         for master in psutil.Process(cluster.pid).children():  # make's child: the master
-            master.send_signal(signal.SIGTERM)
+            master.send_signal(signal.SIGINT)
             master.wait(15)
         cluster.stop()
 

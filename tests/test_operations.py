@@ -458,7 +458,7 @@ def test_readme_units_run_as_systemd_runs_them(tmp_path):
     finally:
         for proc, log in started:
             if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGINT)
                 proc.wait(30)
             log.close()
         listener.close()

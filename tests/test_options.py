@@ -67,7 +67,7 @@ def test_every_click_option_of_run_is_a_row_of_the_table():
 
 
 def test_every_environment_variable_of_before_still_works():
-    assert {option.env for option in OPTIONS} >= {f"STICKY_CLUSTER_{name}"
+    assert {option.env for option in OPTIONS} >= {f"STICKY_CLUSTER_{name}"  # and new ones
                                                   for name in ENV_NAMES_BEFORE_THE_TABLE}
     assert BY_NAME["pid_file"].env == "STICKY_CLUSTER_PID"
     assert BY_NAME["worker_class"].env == "STICKY_CLUSTER_WORKER_CLASS"

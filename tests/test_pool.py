@@ -22,8 +22,8 @@ from cluster.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, boot_conc
 from cluster.worker import OUTBOX_LIMIT, State
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
-from fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, TIMEOUT, WRITE, World,
-                       exited, killed_by, serving_world)
+from fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, SPREAD, TIMEOUT, WRITE,
+                       World, exited, killed_by, serving_world)
 
 
 @pytest.fixture
@@ -408,10 +408,11 @@ def test_a_draining_worker_leaves_when_its_sessions_end(world):
 
 
 def test_a_draining_worker_is_killed_at_its_deadline(world):
+    """The graceful timeout, then the spread of the closes, then a grace: then SIGKILL."""
     old0, _old1 = serving_world(world)
     world.pool.roll()
     world.ready(world.booting(0))
-    for _ in range(int((GRACEFUL + DRAIN_GRACE) / HEARTBEAT) - 1):
+    for _ in range(int((GRACEFUL + SPREAD + DRAIN_GRACE) / HEARTBEAT) - 1):
         world.tick(HEARTBEAT)
         for worker in list(world.pool.by_pid.values()):
             world.beat(worker, sessions=1)

@@ -24,6 +24,8 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
+from . import spread
+
 log = logging.getLogger("sticky_cluster.worker")
 
 DRAIN_QUIET = 1.0
@@ -96,7 +98,8 @@ async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
 
     def drain() -> None:
         if not tasks:
-            tasks.append(loop.create_task(_drain(server, link, connections, spec.graceful_timeout)))
+            tasks.append(loop.create_task(_drain(server, link, connections, spec.graceful_timeout,
+                                                 spec.drain_spread)))
             tasks[0].add_done_callback(lambda _task: drained.done() or drained.set_result(None))
 
     link.on_drain = drain
@@ -116,13 +119,15 @@ async def _heartbeat(link: Any, server: Any, connections: Any, interval: float) 
                   Heartbeat(len(server.eio.sockets), connections.open_connections).encode())
 
 
-async def _drain(server: Any, link: Any, connections: Any, graceful_timeout: float) -> None:
+async def _drain(server: Any, link: Any, connections: Any, graceful_timeout: float,
+                 drain_spread: float) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
     The worker takes hand-offs until it has had no session for :data:`DRAIN_QUIET`
     seconds (a session's next request may be on its way), then takes no more. Sessions
     still open at the graceful timeout are closed without a goodbye, so that Socket.IO
-    clients reconnect (to another worker) by themselves; then the connections close.
+    clients reconnect (to another worker) by themselves, spread evenly over ``drain_spread``
+    seconds (:mod:`workers.spread`); then the connections close.
     """
     sockets = server.eio.sockets
     log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
@@ -132,8 +137,21 @@ async def _drain(server: Any, link: Any, connections: Any, graceful_timeout: flo
     link.closed = True
     while time.monotonic() < deadline and sockets:
         await asyncio.sleep(0.1)
-    if sockets:
-        log.info("worker %d closes %d sessions at the graceful timeout", os.getpid(), len(sockets))
-    for eio_socket in list(sockets.values()):
-        await eio_socket.close(wait=False, abort=True)
+    spread.log_closing(len(sockets), drain_spread)
+    for batch, pause in spread.batches(list(sockets.values()), drain_spread, time.monotonic):
+        for eio_socket in batch:
+            if not eio_socket.closed:  # it may have ended by itself meanwhile
+                await _close_now(eio_socket)
+        await asyncio.sleep(pause)
     await connections.stop(max(1.0, deadline - time.monotonic()))
+
+
+async def _close_now(eio_socket: Any) -> None:
+    """Close an Engine.IO session and its transport now, without a goodbye.
+
+    python-engineio's ``AsyncSocket.close`` leaves the websocket's writer waiting for its
+    next packet (up to the ping timeout: the client notices nothing until then); its
+    eventlet twin wakes the writer with ``None``, and so does this.
+    """
+    await eio_socket.close(wait=False, abort=True)
+    eio_socket.queue.put_nowait(None)

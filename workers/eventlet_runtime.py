@@ -21,6 +21,8 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
+from . import spread
+
 if TYPE_CHECKING:  # imported in serve(), after monkey-patching
     from .link import ChannelListener, MasterLink
 
@@ -54,7 +56,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     link = MasterLink(sock, listener)
     managers.install(app.server, spec, link)
     link.on_drain = lambda: eventlet.spawn(_drain, app.server, link, listener,
-                                          spec.graceful_timeout)
+                                          spec.graceful_timeout, spec.drain_spread)
     link.start()
     pool = eventlet.GreenPool(spec.worker_connections)
     eventlet.spawn(_heartbeat, link, app.server, pool, listener, spec.heartbeat_interval)
@@ -112,23 +114,21 @@ def _heartbeat(link: MasterLink, server: object, pool: eventlet.GreenPool,
 
 
 def _drain(server: object, link: MasterLink, listener: ChannelListener,
-           graceful_timeout: float) -> None:
+           graceful_timeout: float, drain_spread: float) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
     The worker takes hand-offs until it has had no session for :data:`DRAIN_QUIET`
-    seconds (a session's next request may be on its way), then closes its listener:
-    ``wsgi.server`` returns once the connections it serves end, and the worker exits.
-    Sessions still open at the graceful timeout are closed without a goodbye, so that
-    Socket.IO clients reconnect (to another worker) by themselves.
+    seconds (a session's next request may be on its way). Sessions still open at the
+    graceful timeout are closed without a goodbye, so that Socket.IO clients reconnect
+    (to another worker) by themselves: spread evenly over ``drain_spread`` seconds
+    (:mod:`workers.spread`), not all in one instant. Then it closes its listener:
+    ``wsgi.server`` returns once the requests in flight end, and the worker exits. (Not
+    before: ``wsgi.server`` shuts every websocket at once when its listener closes.)
     """
     sockets = server.eio.sockets  # type: ignore[attr-defined]
     log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
     deadline = time.monotonic() + graceful_timeout
     while time.monotonic() < deadline and (sockets or link.idle_for() < DRAIN_QUIET):
         eventlet.sleep(0.1)
+    spread.close_green(sockets, drain_spread, eventlet.sleep)
     listener.close()
-    eventlet.sleep(max(0.0, deadline - time.monotonic()))
-    if sockets:
-        log.info("worker %d closes %d sessions at the graceful timeout", os.getpid(), len(sockets))
-    for eio_socket in list(sockets.values()):
-        eio_socket.close(wait=False, abort=True)

@@ -27,6 +27,8 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
+from . import spread
+
 log = logging.getLogger("sticky_cluster.worker")
 
 DRAIN_QUIET = 1.0
@@ -68,7 +70,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     managers.install(app.server, spec, link)
     drained = gevent.event.Event()
     link.on_drain = lambda: gevent.spawn(_drain, app.server, link, pool, spec.graceful_timeout,
-                                         drained)
+                                         spec.drain_spread, drained)
     link.start()
     gevent.spawn(_heartbeat, link, app.server, pool, spec.heartbeat_interval)
     link.send(Kind.READY)
@@ -169,12 +171,14 @@ def _heartbeat(link: Any, server: Any, pool: Any, interval: float) -> None:
         link.send(Kind.HEARTBEAT, Heartbeat(len(server.eio.sockets), len(pool)).encode())
 
 
-def _drain(server: Any, link: Any, pool: Any, graceful_timeout: float, drained: Any) -> None:
+def _drain(server: Any, link: Any, pool: Any, graceful_timeout: float, drain_spread: float,
+           drained: Any) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
     As in the eventlet runtime: hand-offs are taken until there has been no session for
     :data:`DRAIN_QUIET` seconds, then none; the connections still open then get until
-    the graceful timeout; sessions left are closed without a goodbye.
+    the graceful timeout; sessions left are closed without a goodbye, spread evenly over
+    ``drain_spread`` seconds (:mod:`workers.spread`).
     """
     import gevent
 
@@ -186,9 +190,6 @@ def _drain(server: Any, link: Any, pool: Any, graceful_timeout: float, drained: 
     link.closed = True
     while time.monotonic() < deadline and len(pool):
         gevent.sleep(0.1)
-    if sockets:
-        log.info("worker %d closes %d sessions at the graceful timeout", os.getpid(), len(sockets))
-    for eio_socket in list(sockets.values()):
-        eio_socket.close(wait=False, abort=True)
+    spread.close_green(sockets, drain_spread, gevent.sleep)
     pool.kill(timeout=1)
     drained.set()

@@ -49,6 +49,8 @@ class WorkerSpec:
     :param worker_connections: the most connections the worker serves at once.
     :param heartbeat_interval: seconds between two heartbeats sent to the master.
     :param graceful_timeout: seconds a draining worker keeps its sessions at most.
+    :param drain_spread: seconds over which a drain closes the sessions left at the
+                         graceful timeout, evenly, so that they do not reconnect at once.
     :param header_timeout: seconds a connection gets to send its request headers.
     :param keepalive_timeout: seconds a keep-alive connection may wait for its next request.
     :param websocket_rate: bytes per second one websocket may send on average.
@@ -71,6 +73,7 @@ class WorkerSpec:
     worker_connections: int
     heartbeat_interval: float
     graceful_timeout: float
+    drain_spread: float
     header_timeout: float
     keepalive_timeout: float
     websocket_rate: float

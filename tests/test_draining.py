@@ -1,0 +1,128 @@
+"""Stops and drains as a deploy sees them: TERM drains, INT is quick, and the sessions a
+drain leaves are closed spread over ``--drain-spread``, not in one instant.
+
+Real masters, forked workers and hundreds of Socket.IO clients on websocket, each from its
+own loopback address. Every assertion on time is a lower bound (nothing may happen before
+the graceful timeout) or a spread that a busy machine can only widen.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import socket
+import time
+
+import pytest
+
+from clients import crowd, disconnect, run
+from conftest import RUNTIME_TARGETS, gone
+
+pytestmark = pytest.mark.e2e
+
+
+def refused(port: int) -> bool:
+    """Whether a connection to 127.0.0.1:``port`` is refused (nothing listens)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+async def all_ended(members, timeout: float) -> None:
+    """Wait until every member's session has ended; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while any(member.ended_at is None for member in members):
+        assert time.monotonic() < deadline, (
+            f"{sum(m.ended_at is None for m in members)} sessions still open after {timeout} s")
+        await asyncio.sleep(0.1)
+
+
+def test_term_drains_the_sessions_until_the_graceful_timeout_then_exits_0(start_cluster):
+    grace, spread = 6.0, 3.0
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", str(grace),
+                                             "--drain-spread", str(spread)))
+    workers = cluster.worker_pids()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with crowd(cluster.url, 3000, 200) as members:
+            leavers, callers = members[:10], members[10:20]
+            term_at = time.monotonic()
+            cluster.signal(signal.SIGTERM)
+            await cluster.until_log("graceful stop")
+            closed = await loop.run_in_executor(None, refused, cluster.port)
+            # the drain serves the sessions it keeps, and lets them end by themselves
+            answers = await asyncio.gather(*(m.client.call("whoami", timeout=10)
+                                             for m in callers))
+            for member in leavers:
+                await disconnect(member.client)
+            code = await loop.run_in_executor(None, cluster.wait, 90)
+            await all_ended(members, 30)
+        return term_at, closed, answers, code, members
+
+    term_at, closed, answers, code, members = run(main(), timeout=240)
+    assert closed, "the master still accepted after TERM"
+    assert {answer["pid"] for answer in answers} <= workers
+    assert code == 0, cluster.log
+    stayed = members[10:]
+    cut_early = [m.index for m in stayed if m.ended_at < term_at + grace]
+    assert not cut_early, f"sessions cut before the graceful timeout: {cut_early}"
+    assert all(m.ended_at < term_at + grace for m in members[:10])  # they left by themselves
+    assert all(gone(pid) for pid in workers)
+    assert "graceful stop: draining 2 workers" in cluster.log
+    assert "closes" in cluster.log and f"over {spread:g} s" in cluster.log
+
+
+def test_int_stops_at_once_and_cuts_the_sessions(start_cluster):
+    cluster = start_cluster(workers=2, args=("--graceful-timeout", "120"))
+    workers = cluster.worker_pids()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        async with crowd(cluster.url, 3900, 40) as members:
+            int_at = time.monotonic()
+            cluster.signal(signal.SIGINT)
+            code = await loop.run_in_executor(None, cluster.wait, 60)
+            await all_ended(members, 30)
+        return code, time.monotonic() - int_at
+
+    code, elapsed = run(main())
+    assert code == 0, cluster.log
+    assert elapsed < 100, "the master waited for the graceful timeout"
+    assert all(gone(pid) for pid in workers)
+    assert "fast stop" in cluster.log
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("runtime", ["eventlet", "gevent", "asgi"])
+def test_a_hup_closes_the_sessions_left_spread_over_the_window(start_cluster, runtime):
+    """300 websocket clients, a HUP: each old worker keeps its sessions for the graceful
+    timeout, then closes them over the spread; the closes of one worker span most of the
+    window instead of one instant."""
+    grace, spread = 2.0, 6.0
+    cluster = start_cluster(RUNTIME_TARGETS[runtime], workers=2, args=("--graceful-timeout", str(grace),
+                                             "--drain-spread", str(spread)))
+
+    async def main():
+        async with crowd(cluster.url, 3300, 300) as members:
+            owners = await asyncio.gather(*(m.client.call("whoami", timeout=30)
+                                             for m in members))
+            hup_at = time.monotonic()
+            cluster.signal(signal.SIGHUP)
+            await cluster.until_log("rolling restart done", timeout=120)
+            await all_ended(members, 120)
+        return hup_at, [owner["pid"] for owner in owners], members
+
+    hup_at, owners, members = run(main(), timeout=300)
+    assert all(m.ended_at >= hup_at + grace for m in members), "cut before the graceful timeout"
+    ends = collections.defaultdict(list)
+    for owner, member in zip(owners, members):
+        ends[owner].append(member.ended_at)
+    assert len(ends) == 2
+    for pid, times in ends.items():
+        span = max(times) - min(times)
+        busiest = max(collections.Counter(int(t - min(times)) for t in times).values())
+        assert span >= spread / 2, f"worker {pid} closed {len(times)} sessions in {span:.2f} s"
+        assert busiest <= len(times) / 2, f"worker {pid}: {busiest} of {len(times)} in 1 s"

@@ -12,6 +12,7 @@ import socket
 
 from .options import BY_NAME, SETTINGS, default
 from .privileges import Identity, IdentityError, resolve
+from .recycle import RecyclePolicy
 from .trust import Trust
 
 
@@ -80,6 +81,10 @@ class Settings:
     graceful_timeout: float = default("graceful_timeout")
     boot_timeout: float = default("boot_timeout")
     drain_spread: float = default("drain_spread")
+    max_worker_memory: int | None = default("max_worker_memory")
+    max_worker_memory_jitter: int | None = default("max_worker_memory_jitter")
+    max_worker_age: float | None = default("max_worker_age")
+    max_worker_age_jitter: float | None = default("max_worker_age_jitter")
     runtime: str = default("worker_class")
     route: str = default("route")
     balance: str = default("balance")
@@ -110,6 +115,9 @@ class Settings:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         self.identity  # noqa: B018 - resolved now, so a bad name is one line before binding
+        if (self.max_worker_memory is not None and self.max_worker_memory_jitter is not None
+                and self.max_worker_memory_jitter >= self.max_worker_memory):
+            raise ConfigError("max worker memory jitter must be less than max worker memory")
 
     @property
     def identity(self) -> Identity | None:
@@ -130,6 +138,12 @@ class Settings:
     def trusted_proxies(self) -> Trust:
         """The peers whose ``X-Forwarded-For`` is believed (``forwarded_allow_ips``)."""
         return _trust(self.forwarded_allow_ips)
+
+    @property
+    def recycling(self) -> RecyclePolicy:
+        """When a worker is recycled (``max_worker_memory``, ``max_worker_age``, jitters)."""
+        return RecyclePolicy(self.max_worker_memory, self.max_worker_memory_jitter,
+                             self.max_worker_age, self.max_worker_age_jitter)
 
     @property
     def heartbeat_interval(self) -> float:

@@ -311,6 +311,7 @@ class Master:
                 self._stop_deadline = now + FAST_STOP_TIMEOUT
         else:
             self._pool.reconcile(now)
+            self._pool.check_recycling(now)
         self._files.update(lambda: status.snapshot(self._pool, self._stopping))
 
     def _tick_operations(self, now: float) -> None:

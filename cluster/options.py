@@ -228,13 +228,35 @@ OPTIONS: tuple[Option, ...] = (
            default=30.0, help="Seconds a draining worker gets to finish its sessions.",
            doc="seconds a draining worker gets to finish its sessions"),
     Option("drain_spread", float, metavar="SECONDS", check=not_negative, worker=True,
-           default=10.0,
+           default=15.0,
            help="Seconds over which a draining worker closes the sessions still open at the "
                 "graceful timeout, evenly, so that their clients do not all reconnect at once "
                 "(0: all at once).",
            doc="seconds over which a draining worker closes the sessions still open at "
                "`--graceful-timeout`, evenly, so their clients do not all reconnect in the "
                "same second (`0`: at once)"),
+    Option("max_worker_memory", int, metavar="MB", check=positive, shown_default="off",
+           help="Recycle a worker whose resident memory passes this many MB (less a jitter): "
+                "a new worker starts, then the old one drains.",
+           doc="recycle a worker whose resident memory passes this many MB, less its jitter: "
+               "a new worker first, then the old one drains (see Recycling)"),
+    Option("max_worker_memory_jitter", int, metavar="MB", check=not_negative,
+           shown_default="a tenth of `--max-worker-memory`",
+           help="Each worker's memory limit is --max-worker-memory less a random 0 to this "
+                "many MB, so that workers are not recycled together.",
+           doc="each worker's memory limit is `--max-worker-memory` less a random 0 to this "
+               "many MB"),
+    Option("max_worker_age", float, metavar="SECONDS", check=positive, shown_default="off",
+           help="Recycle a worker once it has served this many seconds (plus a jitter): a new "
+                "worker starts, then the old one drains.",
+           doc="recycle a worker after this many seconds, plus its jitter: a new worker first, "
+               "then the old one drains"),
+    Option("max_worker_age_jitter", float, metavar="SECONDS", check=not_negative,
+           shown_default="a tenth of `--max-worker-age`",
+           help="Each worker's age limit is --max-worker-age plus a random 0 to this many "
+                "seconds, so that workers started together are not recycled together.",
+           doc="each worker's age limit is `--max-worker-age` plus a random 0 to this many "
+               "seconds"),
     Option("log_level", str, metavar="LEVEL", choices=LOG_LEVELS, default="info",
            help="Log level.", doc="`debug`, `info`, `warning`, `error`, `critical`"),
     Option("log_file", str, metavar="PATH", shown_default="standard error",

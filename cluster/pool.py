@@ -37,6 +37,7 @@ from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from cluster.protocol.sids import TAG_LIMIT
 
+from . import recycle
 from .backoff import RespawnBackoff
 from .config import Settings
 from .pool_wiring import PoolHooks, ProcessStarter, Watcher
@@ -59,6 +60,10 @@ WORKERS_PER_CPU = 4
 """More workers than this per CPU earn a warning: they compete for the CPU."""
 LATE_BEATS = 2.5
 """Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
+RECYCLE_CHECK = 1.0
+"""Seconds between two looks at the workers' memory and age (``--max-worker-*``)."""
+RECYCLE_RETRY = 30.0
+"""Seconds before recycling is tried again after a replacement failed to boot."""
 READ_BATCH = 256
 """Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 
@@ -131,11 +136,15 @@ class WorkerPool:
         self._boot_failures = 0
         self._roll = RollingRestart()
         self.restarts: collections.Counter[str] = collections.Counter()
-        """Workers replaced, by reason: crash, timeout (killed), hup, scale."""
+        """Workers replaced, by reason: crash, timeout (killed), hup, scale, memory, age."""
         self.slot_restarts: collections.Counter[int] = collections.Counter()
         """Workers replaced, by slot."""
         self.rolls = self._roll.counts
         """Rolling restarts started and finished; the last failure: (roll number, why)."""
+        self._recycle = settings.recycling
+        self._recycling: Worker | None = None
+        """The new worker booting to replace one past its memory or age limit."""
+        self._recycle_due = 0.0
 
     # ------------------------------------------------------------------- reading
 
@@ -272,6 +281,26 @@ class WorkerPool:
                 log.warning("%s missed its heartbeats for %.1f s: new clients go to the other "
                             "workers until it answers", worker, silent)
 
+    def check_recycling(self, now: float) -> None:
+        """Recycle a serving worker past its memory or age limit (:mod:`cluster.recycle`)
+        through the rolling drain: its replacement starts now, and once it is ready the
+        slot switches to it and the old one drains. One slot at a time, none during a
+        rolling restart (it replaces every worker anyway), none while :attr:`max_booting`
+        workers boot, and none while stopping."""
+        if (not self._recycle.enabled or now < self._recycle_due or self.stopping
+                or self.rolling or self._recycling is not None
+                or self._census()[1] >= self.max_booting):
+            return
+        self._recycle_due = now + RECYCLE_CHECK
+        for slot, worker in sorted(self.serving.items()):
+            memory = self._starter.memory(worker.pid) if worker.limits.memory else None
+            why = recycle.reason(worker.limits, now - worker.born, memory)
+            if why is not None and not self._booting(slot):
+                self._count_restart(slot, why)
+                self._recycling = self._spawn(slot, f"recycling {worker}: " + recycle.describe(
+                    why, worker.limits, now - worker.born, memory))
+                return
+
     def reap(self) -> None:
         """Take note of the workers that exited; replace them (after a backoff)."""
         for pid, status in self._starter.reap():
@@ -293,7 +322,8 @@ class WorkerPool:
         self._next_tag = self._next_tag % (TAG_LIMIT - 1) + 1
         pid, sock = self._starter.start(slot, tag)
         now = self._clock()
-        worker = Worker(pid=pid, slot=slot, tag=tag, sock=sock, born=now, last_seen=now)
+        worker = Worker(pid=pid, slot=slot, tag=tag, sock=sock, born=now, last_seen=now,
+                        limits=self._recycle.draw())
         self._enlist(worker)
         log.info("%s booting (%s)", worker, why)
         self._hooks.changed()
@@ -313,6 +343,8 @@ class WorkerPool:
         self._boot_failures = 0
         self._hooks.changed()
         rolled = self._roll.let_go(worker)
+        if self._recycling is worker:
+            self._recycling = None
         if self.stopping or worker.slot >= self.size:
             self._drain(worker, "not needed any more")
             return
@@ -331,6 +363,8 @@ class WorkerPool:
         if worker.state is State.DRAINING:
             return
         self._roll.let_go(worker)  # scaled away while it booted for a roll: the roll goes on
+        if self._recycling is worker:  # scaled away while it booted to recycle its slot
+            self._recycling = None
         was_serving = self.serving.get(worker.slot) is worker
         if was_serving:
             del self.serving[worker.slot]
@@ -386,6 +420,12 @@ class WorkerPool:
             log.error("rolling restart aborted: %s; the old workers keep serving", why)
             self._roll.fail(why)
             self._hooks.roll_ended()
+        elif self._recycling is worker:
+            self._recycling = None
+            self._recycle_due = self._clock() + RECYCLE_RETRY
+            log.error("recycling slot %d stopped: %s failed to boot (%s); the old worker keeps "
+                      "serving, retried in %.0f s", worker.slot, worker,
+                      worker.boot_error or how, RECYCLE_RETRY)
         elif was is State.BOOTING and failed_to_boot(worker, status):
             self._boot_failures += 1
             if self._boot_failures >= BOOT_FAILURE_LIMIT:

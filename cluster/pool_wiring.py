@@ -26,6 +26,9 @@ class ProcessStarter(Protocol):
     def reap(self) -> list[tuple[int, int]]:
         """The children that have exited since the last call: (pid, wait status)."""
 
+    def memory(self, pid: int) -> int | None:
+        """Bytes of resident memory of worker ``pid``; None when it cannot be read."""
+
 
 class Watcher(Protocol):
     """Wakes the pool when a worker's channel is readable (always) or writable (asked)."""

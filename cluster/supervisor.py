@@ -24,6 +24,7 @@ from .proctitle import set_title
 
 log = logging.getLogger("sticky_cluster.master")
 
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BOOT_ERROR = 3
 """Exit code of a worker that could not boot."""
 
@@ -107,6 +108,15 @@ class Forker:
         finally:
             logging.shutdown()
             os._exit(code)
+
+    @staticmethod
+    def memory(pid: int) -> int | None:
+        """Bytes of resident memory of ``pid`` (``/proc/PID/statm``); None when it is gone."""
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as statm:
+                return int(statm.read().split()[1]) * PAGE_SIZE
+        except (OSError, IndexError, ValueError):
+            return None
 
     @staticmethod
     def reap() -> list[tuple[int, int]]:

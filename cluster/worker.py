@@ -26,6 +26,8 @@ from typing import Callable, Iterator
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 
+from .recycle import Limits
+
 log = logging.getLogger("sticky_cluster.master")
 
 OUTBOX_LIMIT = 512
@@ -71,6 +73,8 @@ class Worker:
     """SIGKILL was sent; the worker is as good as gone."""
     boot_error: str | None = None
     """What the worker said when it could not boot."""
+    limits: Limits = dataclasses.field(default_factory=Limits)
+    """Its own ``--max-worker-memory`` and ``--max-worker-age``, jitter drawn."""
     outbox: collections.deque = dataclasses.field(default_factory=collections.deque)
     reassembler: frames.Reassembler = dataclasses.field(default_factory=frames.Reassembler)
     broken: bool = False

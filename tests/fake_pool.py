@@ -57,6 +57,8 @@ class Processes:
         self.signals: list[tuple[int, int]] = []
         self.started: list[tuple[int, int]] = []
         """(slot, tag) of every start."""
+        self.rss: dict[int, int] = {}
+        """pid -> its resident memory in bytes, as the test says (unknown: None)."""
 
     def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
         master_end, worker_end = frames.socket_pair()
@@ -70,6 +72,9 @@ class Processes:
     def reap(self) -> list[tuple[int, int]]:
         dead, self.dead = self.dead, []
         return dead
+
+    def memory(self, pid: int) -> int | None:
+        return self.rss.get(pid)
 
     def kill(self, pid: int, signum: int) -> None:
         self.signals.append((pid, signum))
@@ -118,9 +123,10 @@ class Watcher:
 
 class World:
     """A pool of ``workers`` slots with fakes all around, and the master's part of the
-    hooks: a halt stops the pool, as :meth:`cluster.master.Master._halt` does."""
+    hooks: a halt stops the pool, as :meth:`cluster.master.Master._halt` does. ``options``
+    are more of ``make_settings``'s."""
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, **options: object) -> None:
         self.clock = Clock()
         self.processes = Processes()
         self.watcher = Watcher()
@@ -129,7 +135,7 @@ class World:
         self.stranded: list[tuple[bytes, int]] = []
         settings = make_settings("tests.apps.chat:sio", workers=workers, timeout=TIMEOUT,
                                  graceful_timeout=GRACEFUL, boot_timeout=BOOT_TIMEOUT,
-                                 drain_spread=SPREAD)
+                                 drain_spread=SPREAD, **options)
         hooks = PoolHooks(roll_ended=lambda: self.heard.append("roll ended"),
                           halt=self._halt,
                           stranded=lambda packet, fd: self.stranded.append((packet, fd)),
@@ -166,6 +172,7 @@ class World:
         self.clock.now += seconds
         self.pool.check_heartbeats(self.clock.now)
         self.pool.reconcile(self.clock.now)
+        self.pool.check_recycling(self.clock.now)
 
     def slot(self, slot: int) -> list[Worker]:
         """The live workers of ``slot``, oldest first."""

@@ -148,6 +148,13 @@ def test_workerspec_carries_every_worker_side_option():
     ({"access_log_format": "%(nope)s"}, "bad access log format"),
     ({"adapter": "http://x"}, "adapter"),
     ({"bind": []}, "at least one bind address is needed"),
+    ({"drain_spread": -1}, "drain spread must be 0 or more"),
+    ({"max_worker_memory": 0}, "max worker memory must be more than 0, got 0"),
+    ({"max_worker_memory": -5}, "max worker memory must be more than 0, got -5"),
+    ({"max_worker_age": 0}, "max worker age must be more than 0, got 0"),
+    ({"max_worker_age_jitter": -1}, "max worker age jitter must be 0 or more"),
+    ({"max_worker_memory": 100, "max_worker_memory_jitter": 100},
+     "max worker memory jitter must be less than max worker memory"),
 ])
 def test_a_bad_value_is_one_line_naming_the_option(given, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:

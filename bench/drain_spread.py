@@ -1,0 +1,157 @@
+"""Reconnects per second at the new workers during a HUP, with and without --drain-spread.
+
+    python -m bench.drain_spread [--clients 2000] [--spreads 0,15] [--procs 4]
+
+For each spread: start a fresh 2-worker cluster (``bench.app:sio``, ``--graceful-timeout``
+2 s), connect ``--clients`` python-socketio clients on websocket, each from its own loopback
+address, with the client's own reconnection (1 s delay, randomised ±50 %, as shipped), send
+the master a HUP, and record when each client is connected again. The old workers close
+the sessions left at the graceful timeout: all at once with ``--drain-spread 0`` (how every
+drain ended before the option), evenly over the window otherwise. Prints one JSON line per
+spread (peak reconnects in any one second, the seconds the reconnects took, per-second
+counts) and a last line comparing the peaks. Clients are split over ``--procs`` processes so
+that the load generator is not what limits the rate. Loopback only; every process started
+is stopped by its PID.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from .targets import ROOT, free_port, stop_process
+
+GRACEFUL = 2.0
+CONNECT_CONCURRENCY = 50
+SETTLE_TIMEOUT = 300.0
+"""Seconds to wait for every client to connect, or to come back after the HUP."""
+
+
+def source(index: int) -> str:
+    """Client ``index``'s own loopback address: 127.0.10.1, 127.0.10.2, …"""
+    return f"127.0.{10 + index // 250}.{1 + index % 250}"
+
+
+def client_process(url: str, indexes: range, out: multiprocessing.Queue,
+                   go: multiprocessing.Event) -> None:
+    """Connect the clients ``indexes``, say so, then report every (re)connect time until
+    told to stop (``go`` set again after the measure)."""
+    asyncio.run(_clients(url, indexes, out, go))
+
+
+async def _clients(url: str, indexes: range, out: multiprocessing.Queue,
+                   go: multiprocessing.Event) -> None:
+    import aiohttp
+    import socketio
+
+    connects: list[float] = []
+    clients = []
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    async def one(index: int) -> None:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(local_addr=(source(index), 0), limit=0))
+        client = socketio.AsyncClient(http_session=session, reconnection=True)
+        client.on("connect", lambda: connects.append(time.monotonic()))
+        clients.append((client, session))
+        async with gate:
+            await client.connect(url, transports=["websocket"], wait_timeout=30)
+
+    await asyncio.gather(*(one(index) for index in indexes))
+    out.put(("connected", len(connects)))
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, go.wait)  # set when the measure is over
+    out.put(("connects", connects))
+    for client, session in clients:
+        try:
+            await asyncio.wait_for(client.disconnect(), 5)
+        except Exception:  # noqa: BLE001 - the measure is taken; leave anyway
+            pass
+        await session.close()
+
+
+def measure(clients: int, spread: float, procs: int) -> dict:
+    """One cluster, ``clients`` clients, one HUP: when the clients came back."""
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="drain-spread-", suffix=".log", delete=False)
+    master = subprocess.Popen(
+        [sys.executable, "-m", "cluster", "run", "bench.app:sio", "--workers", "2",
+         "--bind", f"127.0.0.1:{port}", "--graceful-timeout", str(GRACEFUL),
+         "--drain-spread", str(spread)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    out: multiprocessing.Queue = multiprocessing.Queue()
+    done = multiprocessing.Event()
+    workers: list[multiprocessing.Process] = []
+    try:
+        _wait_log(Path(log.name), "cluster ready", master)
+        url = f"http://127.0.0.1:{port}"
+        share = -(-clients // procs)
+        for first in range(0, clients, share):
+            proc = multiprocessing.Process(
+                target=client_process, args=(url, range(first, min(first + share, clients)),
+                                             out, done))
+            proc.start()
+            workers.append(proc)
+        connected = sum(out.get(timeout=SETTLE_TIMEOUT)[1] for _ in workers)
+        hup_at = time.monotonic()
+        os.kill(master.pid, signal.SIGHUP)
+        _wait_log(Path(log.name), "drained and exited", master, count=2)
+        time.sleep(6.0)  # the last clients' reconnection delay (5 s at most), and a margin
+        done.set()
+        times = [t for _ in workers for t in out.get(timeout=60)[1] if t > hup_at]
+    finally:
+        done.set()
+        for proc in workers:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        stop_process(master, signal.SIGINT)
+        log.close()
+        os.unlink(log.name)
+    per_second = collections.Counter(int(t - hup_at) for t in times)
+    seconds = range(min(per_second, default=0), max(per_second, default=-1) + 1)
+    return {"drain_spread": spread, "clients": clients, "connected": connected,
+            "reconnected": len(times), "peak_per_s": max(per_second.values(), default=0),
+            "reconnect_seconds": round(max(times) - min(times), 2) if times else 0.0,
+            "per_second_after_hup": [per_second.get(s, 0) for s in seconds],
+            "first_second": seconds.start}
+
+
+def _wait_log(path: Path, text: str, master: subprocess.Popen, count: int = 1) -> None:
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while path.read_text(errors="replace").count(text) < count:
+        if master.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"no {text!r} from the master:\n{path.read_text()[-2000:]}")
+        time.sleep(0.1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.drain_spread", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=2000)
+    parser.add_argument("--spreads", default="0,15",
+                        help="comma-separated --drain-spread values; the first is the base")
+    parser.add_argument("--procs", type=int, default=4, help="client processes")
+    args = parser.parse_args(argv)
+    results = []
+    for spread in (float(s) for s in args.spreads.split(",")):
+        results.append(measure(args.clients, spread, args.procs))
+        print(json.dumps(results[-1]), flush=True)
+    base = results[0]["peak_per_s"]
+    print(json.dumps({"peak_per_s": {r["drain_spread"]: r["peak_per_s"] for r in results},
+                      "fall": {r["drain_spread"]: round(base / max(1, r["peak_per_s"]), 1)
+                               for r in results[1:]}}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,8 +4,9 @@
 
 For each spread: start a fresh 2-worker cluster (``bench.app:sio``, ``--graceful-timeout``
 2 s), connect ``--clients`` python-socketio clients on websocket, each from its own loopback
-address, with the client's own reconnection (1 s delay, randomised ±50 %, as shipped), send
-the master a HUP, and record when each client is connected again. The old workers close
+address, with the client's own reconnection (1 s delay, randomised ±50 %, doubling up to 5 s
+while it fails, as shipped), send the master a HUP, and record when each client is connected
+again (until every one is). The old workers close
 the sessions left at the graceful timeout: all at once with ``--drain-spread 0`` (how every
 drain ended before the option), evenly over the window otherwise. Prints one JSON line per
 spread (peak reconnects in any one second, the seconds the reconnects took, per-second
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import collections
 import json
+import logging
 import multiprocessing
 import os
 import signal
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from .targets import ROOT, free_port, stop_process
 
@@ -42,35 +45,40 @@ def source(index: int) -> str:
 
 
 def client_process(url: str, indexes: range, out: multiprocessing.Queue,
-                   go: multiprocessing.Event) -> None:
-    """Connect the clients ``indexes``, say so, then report every (re)connect time until
-    told to stop (``go`` set again after the measure)."""
-    asyncio.run(_clients(url, indexes, out, go))
+                   connects: multiprocessing.Value, done: multiprocessing.Event) -> None:
+    """Connect the clients ``indexes``, then note every (re)connect (its time, and one more
+    in ``connects``) until ``done``; then send the times and leave."""
+    asyncio.run(_clients(url, indexes, out, connects, done))
 
 
 async def _clients(url: str, indexes: range, out: multiprocessing.Queue,
-                   go: multiprocessing.Event) -> None:
+                   connects: multiprocessing.Value, done: multiprocessing.Event) -> None:
     import aiohttp
     import socketio
 
-    connects: list[float] = []
+    for name in ("engineio.client", "socketio.client"):  # a lost connection is expected here
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    times: list[float] = []
     clients = []
     gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+
+    def connected() -> None:
+        times.append(time.monotonic())
+        with connects.get_lock():
+            connects.value += 1
 
     async def one(index: int) -> None:
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(local_addr=(source(index), 0), limit=0))
         client = socketio.AsyncClient(http_session=session, reconnection=True)
-        client.on("connect", lambda: connects.append(time.monotonic()))
+        client.on("connect", connected)
         clients.append((client, session))
         async with gate:
-            await client.connect(url, transports=["websocket"], wait_timeout=30)
+            await client.connect(url, transports=["websocket"], wait_timeout=60)
 
     await asyncio.gather(*(one(index) for index in indexes))
-    out.put(("connected", len(connects)))
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, go.wait)  # set when the measure is over
-    out.put(("connects", connects))
+    await asyncio.get_running_loop().run_in_executor(None, done.wait)
+    out.put(times)
     for client, session in clients:
         try:
             await asyncio.wait_for(client.disconnect(), 5)
@@ -88,6 +96,7 @@ def measure(clients: int, spread: float, procs: int) -> dict:
          "--bind", f"127.0.0.1:{port}", "--graceful-timeout", str(GRACEFUL),
          "--drain-spread", str(spread)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     out: multiprocessing.Queue = multiprocessing.Queue()
+    connects = multiprocessing.Value("i", 0)
     done = multiprocessing.Event()
     workers: list[multiprocessing.Process] = []
     try:
@@ -97,16 +106,15 @@ def measure(clients: int, spread: float, procs: int) -> dict:
         for first in range(0, clients, share):
             proc = multiprocessing.Process(
                 target=client_process, args=(url, range(first, min(first + share, clients)),
-                                             out, done))
+                                             out, connects, done))
             proc.start()
             workers.append(proc)
-        connected = sum(out.get(timeout=SETTLE_TIMEOUT)[1] for _ in workers)
+        _wait_until(lambda: connects.value >= clients, "every client to connect")
         hup_at = time.monotonic()
         os.kill(master.pid, signal.SIGHUP)
-        _wait_log(Path(log.name), "drained and exited", master, count=2)
-        time.sleep(6.0)  # the last clients' reconnection delay (5 s at most), and a margin
+        _wait_until(lambda: connects.value >= 2 * clients, "every client to come back")
         done.set()
-        times = [t for _ in workers for t in out.get(timeout=60)[1] if t > hup_at]
+        times = [t for _ in workers for t in out.get(timeout=60) if t > hup_at]
     finally:
         done.set()
         for proc in workers:
@@ -119,16 +127,25 @@ def measure(clients: int, spread: float, procs: int) -> dict:
         os.unlink(log.name)
     per_second = collections.Counter(int(t - hup_at) for t in times)
     seconds = range(min(per_second, default=0), max(per_second, default=-1) + 1)
-    return {"drain_spread": spread, "clients": clients, "connected": connected,
+    return {"drain_spread": spread, "clients": clients,
             "reconnected": len(times), "peak_per_s": max(per_second.values(), default=0),
             "reconnect_seconds": round(max(times) - min(times), 2) if times else 0.0,
             "per_second_after_hup": [per_second.get(s, 0) for s in seconds],
             "first_second": seconds.start}
 
 
-def _wait_log(path: Path, text: str, master: subprocess.Popen, count: int = 1) -> None:
+def _wait_until(condition: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + SETTLE_TIMEOUT
-    while path.read_text(errors="replace").count(text) < count:
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def _wait_log(path: Path, text: str, master: subprocess.Popen) -> None:
+    """Wait until the master's log says ``text``."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while text not in path.read_text(errors="replace"):
         if master.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"no {text!r} from the master:\n{path.read_text()[-2000:]}")
         time.sleep(0.1)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 import socket
 
+from . import container
 from .options import BY_NAME, SETTINGS, default
 from .privileges import Identity, IdentityError, resolve
 from .recycle import RecyclePolicy
@@ -171,7 +173,8 @@ def make_settings(target: object, **options: object) -> Settings:
 
     ``options`` are keywords of :data:`cluster.options.OPTIONS` (``bind="HOST:PORT"`` or
     a list of them, ``umask="027"``, ``worker_class="gevent"``) or Settings fields; None
-    keeps the default. Raises TypeError for a name that is neither (as a call would).
+    keeps the default, or the environment's (``WEB_CONCURRENCY``, ``PORT``:
+    :mod:`cluster.container`). Raises TypeError for a name that is neither (as a call would).
     """
     known = {field.name for field in dataclasses.fields(Settings)} - {"target"}
     unknown = set(options) - known - {option.name for option in SETTINGS}
@@ -179,6 +182,13 @@ def make_settings(target: object, **options: object) -> Settings:
         raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
     values = {BY_NAME[name].settings_field if name in BY_NAME else name: value
               for name, value in options.items() if value is not None}
+    try:  # the platform's defaults, as gunicorn reads them
+        if "workers" not in values:
+            values["workers"] = container.default_workers(os.environ)
+        if "binds" not in values and (port_bind := container.default_bind(os.environ)):
+            values["binds"] = port_bind
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     if isinstance(values.get("umask"), str):
         values["umask"] = parse_umask(values["umask"])  # type: ignore[arg-type]
     binds = values.get("binds")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from typing import Any, Callable
 
@@ -25,6 +24,7 @@ from cluster.protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_
 from cluster.protocol.access_log_format import check_format as check_access_log_format
 
 from cluster.protocol import adapters
+from .container import usable_cpus
 from .trust import Trust
 
 ENV_PREFIX = "STICKY_CLUSTER_"
@@ -184,8 +184,12 @@ class Option:
 
 OPTIONS: tuple[Option, ...] = (
     Option("workers", int, short="-w", metavar="N", check=positive,
-           default_factory=lambda: os.cpu_count() or 1, shown_default="the CPU count",
-           help="Worker processes.", doc="worker processes"),
+           default_factory=usable_cpus,
+           shown_default="`$WEB_CONCURRENCY`, else the CPUs this process may use",
+           help="Worker processes.",
+           doc="worker processes; by default `WEB_CONCURRENCY`, else the CPUs this process may "
+               "use (its affinity, capped by its cgroup's CPU quota: `docker --cpus`, a "
+               "Kubernetes CPU limit)"),
     Option("worker_class", str, short="-k", metavar="NAME", field="runtime",
            choices=WORKER_CLASSES, default="auto",
            help="The workers' runtime: eventlet, gevent or asyncio; auto takes the one the app "
@@ -193,7 +197,8 @@ OPTIONS: tuple[Option, ...] = (
            doc="the workers' runtime: `eventlet`, `gevent`, `asyncio`; `auto`: the one the "
                "target needs"),
     Option("bind", str, short="-b", metavar="ADDR", multiple=True, field="binds",
-           default=("127.0.0.1:5000",),
+           default=("127.0.0.1:5000",), shown_default="`127.0.0.1:5000`; `0.0.0.0:$PORT` when "
+                                                      "`PORT` is set",
            help="Address to listen on: HOST:PORT, [IPV6]:PORT or unix:PATH; repeat for more "
                 "(environment: space-separated).",
            doc="`HOST:PORT`, `[IPV6]:PORT` or `unix:PATH`; repeat for more"),

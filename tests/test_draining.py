@@ -12,11 +12,12 @@ import collections
 import signal
 import socket
 import time
+import urllib.request
 
 import pytest
 
-from clients import crowd, disconnect, run
-from conftest import RUNTIME_TARGETS, gone
+from clients import Stream, connected, crowd, disconnect, run, source_address
+from conftest import RUNTIME_TARGETS, free_port, gone
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +127,33 @@ def test_a_hup_closes_the_sessions_left_spread_over_the_window(start_cluster, ru
         busiest = max(collections.Counter(int(t - min(times)) for t in times).values())
         assert span >= spread / 2, f"worker {pid} closed {len(times)} sessions in {span:.2f} s"
         assert busiest <= len(times) / 2, f"worker {pid}: {busiest} of {len(times)} in 1 s"
+
+
+def test_a_leaking_worker_is_recycled_by_memory_without_refusing_a_connection(start_cluster):
+    status_port = free_port()
+    cluster = start_cluster("tests.apps.leaky:sio", workers=2, args=(
+        "--max-worker-memory", "150", "--graceful-timeout", "3", "--drain-spread", "1",
+        "--status-bind", f"127.0.0.1:{status_port}"))
+    workers = cluster.worker_pids()
+
+    async def main():
+        stream = Stream(cluster.url, first_index=3700, attempt_timeout=15)
+        stream.start()
+        async with connected(cluster.url, source_address(3690)) as leaker:
+            leaky = (await leaker.call("leak", 200, timeout=30))["pid"]
+            await cluster.until_log(f"recycling worker {leaky} ", timeout=60)
+            await cluster.until_log("drained and exited", timeout=60)
+        await asyncio.sleep(1)  # the stream goes on past the switch
+        return leaky, await stream.stop()
+
+    leaky, attempts = run(main(), timeout=180)
+    failed = [a.error for a in attempts if a.error]
+    assert not failed, f"{len(failed)} of {len(attempts)} connections failed: {failed[:3]}"
+    served_by = {a.pid for a in attempts}
+    replacement = (cluster.worker_pids() - workers).pop()
+    assert len(attempts) >= 5 and replacement in served_by
+    assert leaky in workers and gone(leaky)
+    assert f"worker {leaky} (slot {cluster.slot_of(leaky)}) drained and exited" in cluster.log
+    with urllib.request.urlopen(f"http://127.0.0.1:{status_port}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert 'sticky_cluster_restarts_total{reason="memory"} 1.0' in metrics

@@ -7,7 +7,6 @@ agree with :data:`cluster.options.OPTIONS`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 
 import click
@@ -16,6 +15,7 @@ import pytest
 from cluster import options
 from cluster.cli import run
 from cluster.config import Bind, ConfigError, Settings, make_settings
+from cluster.container import usable_cpus
 from cluster.options import BY_NAME, OPTIONS, SETTINGS
 from conftest import ROOT
 from cluster.protocol.spec import WorkerSpec
@@ -104,8 +104,8 @@ def test_help_shows_each_default_and_environment_variable():
         assert option.env in text
         assert "None" not in option.default_text(), f"{option.name}: say what no value means"
     collapsed = " ".join(text.split())
-    assert "[default: the CPU count]" in collapsed
-    assert "[default: 127.0.0.1:5000]" in collapsed
+    assert "[default: $WEB_CONCURRENCY, else the CPUs this process may use]" in collapsed
+    assert "[default: 127.0.0.1:5000; 0.0.0.0:$PORT when PORT is set]" in collapsed
     assert "[default: 30]" in collapsed  # --timeout, as README has it, not 30.0
     assert "[default: least-loaded]" in collapsed
 
@@ -119,7 +119,7 @@ def test_settings_has_one_field_per_option_with_the_tables_default():
         if option.name == "bind":
             assert value == (Bind(socket.AF_INET, ("127.0.0.1", 5000)),)
         elif option.name == "workers":
-            assert value == (os.cpu_count() or 1)
+            assert value == usable_cpus()
         else:
             assert value == option.default, option.name
 

@@ -112,7 +112,9 @@ def measure(clients: int, spread: float, procs: int) -> dict:
         _wait_until(lambda: connects.value >= clients, "every client to connect")
         hup_at = time.monotonic()
         os.kill(master.pid, signal.SIGHUP)
-        _wait_until(lambda: connects.value >= 2 * clients, "every client to come back")
+        _wait_until(lambda: connects.value >= 2 * clients,
+                    lambda: f"every client to come back ({connects.value - clients} did):\n"
+                            + _tail(Path(log.name)))
         done.set()
         times = [t for _ in workers for t in out.get(timeout=60) if t > hup_at]
     finally:
@@ -134,12 +136,19 @@ def measure(clients: int, spread: float, procs: int) -> dict:
             "first_second": seconds.start}
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
+def _wait_until(condition: Callable[[], bool], what: str | Callable[[], str]) -> None:
     deadline = time.monotonic() + SETTLE_TIMEOUT
     while not condition():
         if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
+            raise RuntimeError(f"timed out waiting for {what if isinstance(what, str) else what()}")
         time.sleep(0.1)
+
+
+def _tail(path: Path) -> str:
+    """The master's log without the access lines, its end."""
+    lines = [line for line in path.read_text(errors="replace").splitlines()
+             if "heartbeat" not in line]
+    return "\n".join(lines[-25:])
 
 
 def _wait_log(path: Path, text: str, master: subprocess.Popen) -> None:

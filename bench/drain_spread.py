@@ -10,7 +10,8 @@ again (until every one is). The old workers close
 the sessions left at the graceful timeout: all at once with ``--drain-spread 0`` (how every
 drain ended before the option), evenly over the window otherwise. Prints one JSON line per
 spread (peak reconnects in any one second, the seconds the reconnects took, per-second
-counts) and a last line comparing the peaks. Clients are split over ``--procs`` processes so
+counts; the same for the connections the master accepted, which counts the attempts that
+failed and were retried too) and a last line comparing the peaks. Clients are split over ``--procs`` processes so
 that the load generator is not what limits the rate. Loopback only; every process started
 is stopped by its PID.
 """
@@ -27,7 +28,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
@@ -37,6 +40,11 @@ GRACEFUL = 2.0
 CONNECT_CONCURRENCY = 50
 SETTLE_TIMEOUT = 300.0
 """Seconds to wait for every client to connect, or to come back after the HUP."""
+QUIET = 20.0
+"""Seconds without a client coming back after which the measure ends (a client the
+overloaded workers did not take in time retries with backoff: it may take long)."""
+SAMPLE_INTERVAL = 0.2
+"""Seconds between two looks at the master's accepted connections."""
 
 
 def source(index: int) -> str:
@@ -89,12 +97,14 @@ async def _clients(url: str, indexes: range, out: multiprocessing.Queue,
 
 def measure(clients: int, spread: float, procs: int) -> dict:
     """One cluster, ``clients`` clients, one HUP: when the clients came back."""
-    port = free_port()
+    port, status_port = free_port(), free_port()
     log = tempfile.NamedTemporaryFile(prefix="drain-spread-", suffix=".log", delete=False)
     master = subprocess.Popen(
         [sys.executable, "-m", "cluster", "run", "bench.app:sio", "--workers", "2",
          "--bind", f"127.0.0.1:{port}", "--graceful-timeout", str(GRACEFUL),
-         "--drain-spread", str(spread)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+         "--drain-spread", str(spread), "--status-bind", f"127.0.0.1:{status_port}"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    accepted = AcceptedCounter(f"http://127.0.0.1:{status_port}/status")
     out: multiprocessing.Queue = multiprocessing.Queue()
     connects = multiprocessing.Value("i", 0)
     done = multiprocessing.Event()
@@ -110,11 +120,11 @@ def measure(clients: int, spread: float, procs: int) -> dict:
             proc.start()
             workers.append(proc)
         _wait_until(lambda: connects.value >= clients, "every client to connect")
+        accepted.start()
         hup_at = time.monotonic()
         os.kill(master.pid, signal.SIGHUP)
-        _wait_until(lambda: connects.value >= 2 * clients,
-                    lambda: f"every client to come back ({connects.value - clients} did):\n"
-                            + _tail(Path(log.name)))
+        _wait_back(lambda: connects.value - clients, clients)
+        accepted.stop()
         done.set()
         times = [t for _ in workers for t in out.get(timeout=60) if t > hup_at]
     finally:
@@ -129,11 +139,62 @@ def measure(clients: int, spread: float, procs: int) -> dict:
         os.unlink(log.name)
     per_second = collections.Counter(int(t - hup_at) for t in times)
     seconds = range(min(per_second, default=0), max(per_second, default=-1) + 1)
-    return {"drain_spread": spread, "clients": clients,
-            "reconnected": len(times), "peak_per_s": max(per_second.values(), default=0),
+    offered = accepted.per_second(hup_at)
+    return {"drain_spread": spread, "clients": clients, "reconnected": len(times),
+            "peak_per_s": max(per_second.values(), default=0),
+            "accepted_peak_per_s": max(offered, default=0),
             "reconnect_seconds": round(max(times) - min(times), 2) if times else 0.0,
             "per_second_after_hup": [per_second.get(s, 0) for s in seconds],
-            "first_second": seconds.start}
+            "accepted_per_second_after_hup": offered, "first_second": seconds.start}
+
+
+class AcceptedCounter:
+    """Samples the master's count of accepted connections (``/status``) in a thread: the
+    connection attempts that reach the workers, retries of failed ones included."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self.samples: list[tuple[float, int]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_INTERVAL):
+            try:
+                with urllib.request.urlopen(self._url, timeout=5) as answer:
+                    count = json.load(answer)["connections"]["accepted"]
+            except OSError:
+                continue
+            self.samples.append((time.monotonic(), count))
+
+    def per_second(self, since: float) -> list[int]:
+        """Connections accepted in each second from ``since`` on (from the samples)."""
+        marks = []
+        second = 0
+        for at, count in self.samples:
+            while at >= since + second:
+                marks.append(count)
+                second += 1
+        return [later - earlier for earlier, later in zip(marks, marks[1:])]
+
+
+def _wait_back(back: Callable[[], int], clients: int) -> None:
+    """Wait until every client is back, or none came back for :data:`QUIET` seconds."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    last, last_change = back(), time.monotonic()
+    while back() < clients and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if back() != last:
+            last, last_change = back(), time.monotonic()
+        elif last and time.monotonic() - last_change > QUIET:
+            return
 
 
 def _wait_until(condition: Callable[[], bool], what: str | Callable[[], str]) -> None:
@@ -142,13 +203,6 @@ def _wait_until(condition: Callable[[], bool], what: str | Callable[[], str]) ->
         if time.monotonic() > deadline:
             raise RuntimeError(f"timed out waiting for {what if isinstance(what, str) else what()}")
         time.sleep(0.1)
-
-
-def _tail(path: Path) -> str:
-    """The master's log without the access lines, its end."""
-    lines = [line for line in path.read_text(errors="replace").splitlines()
-             if "heartbeat" not in line]
-    return "\n".join(lines[-25:])
 
 
 def _wait_log(path: Path, text: str, master: subprocess.Popen) -> None:
@@ -172,10 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     for spread in (float(s) for s in args.spreads.split(",")):
         results.append(measure(args.clients, spread, args.procs))
         print(json.dumps(results[-1]), flush=True)
-    base = results[0]["peak_per_s"]
-    print(json.dumps({"peak_per_s": {r["drain_spread"]: r["peak_per_s"] for r in results},
-                      "fall": {r["drain_spread"]: round(base / max(1, r["peak_per_s"]), 1)
-                               for r in results[1:]}}), flush=True)
+    summary = {}
+    for key in ("peak_per_s", "accepted_peak_per_s"):
+        base = results[0][key]
+        summary[key] = {r["drain_spread"]: r[key] for r in results}
+        summary[f"{key}_fall"] = {r["drain_spread"]: round(base / max(1, r[key]), 1)
+                                  for r in results[1:]}
+    print(json.dumps(summary), flush=True)
     return 0
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from cluster.pool import RECYCLE_RETRY
+from cluster.protocol.frames import Kind
 from cluster.recycle import MB, Limits, RecyclePolicy, describe, reason
 from cluster.worker import State
 from fake_pool import World, exited, serving_world
-from protocol.frames import Kind
 
 
 @pytest.fixture

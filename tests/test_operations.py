@@ -399,7 +399,7 @@ def test_readme_units_run_as_systemd_runs_them(tmp_path):
         program, *args = shlex.split(line)
         assert program == f"{unit['WorkingDirectory']}/.venv/bin/sticky-cluster"
         swapped = {"app:sio": "tests.apps.gated:sio", "127.0.0.1:9191": f"127.0.0.1:{free_port()}"}
-        by_option = {"--workers": "2", "--graceful-timeout": "1"}
+        by_option = {"--workers": "2", "--graceful-timeout": "1", "--drain-spread": "1"}
         args = [by_option.get(before, swapped.get(arg, arg))
                 for before, arg in zip(["", *args], args)]
         return [sys.executable, "-m", "cluster",

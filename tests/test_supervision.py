@@ -38,7 +38,8 @@ async def map_addresses(url: str, indexes: range) -> dict[int, int]:
 @pytest.mark.long
 def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster, app_target):
     # --balance ip: the resident's slot is the one its address hashes to, as the timing assumes
-    cluster = start_cluster(app_target, workers=3, args=("--graceful-timeout", "3", "--balance", "ip"))
+    cluster = start_cluster(app_target, workers=3, args=("--graceful-timeout", "3",
+                                                         "--drain-spread", "1", "--balance", "ip"))
     before = cluster.worker_pids()
 
     async def main():

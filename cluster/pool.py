@@ -64,6 +64,8 @@ RECYCLE_CHECK = 1.0
 """Seconds between two looks at the workers' memory and age (``--max-worker-*``)."""
 RECYCLE_RETRY = 30.0
 """Seconds before recycling is tried again after a replacement failed to boot."""
+RESTART_REASONS = ("crash", "timeout", "hup", "scale", "memory", "age")
+"""Why workers are replaced (:attr:`WorkerPool.restarts`), as ``/metrics`` lists them."""
 READ_BATCH = 256
 """Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
 

@@ -24,7 +24,7 @@ from .dispatch import Dispatcher
 from .intake import Intake
 from .options import BALANCES
 from .pidfile import PidFile, PidFileError, StatusFile
-from .pool import WorkerPool
+from .pool import RESTART_REASONS, WorkerPool
 from .relay import Relay
 from .worker import State
 
@@ -65,8 +65,7 @@ def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Disp
         "connections": {"accepted": intake.accepted, "timed_out": intake.timed_out,
                         "refused": intake.refused, "held": dispatcher.held,
                         "dropped": dispatcher.dropped},
-        "restarts": {reason: pool.restarts[reason]
-                     for reason in ("crash", "timeout", "hup", "scale")},
+        "restarts": {reason: pool.restarts[reason] for reason in RESTART_REASONS},
         "relay": {"broadcast": relay.broadcasts, "unicast": relay.unicasts,
                   "dropped": relay.dropped, "bytes": relay.bytes},
         "pending": intake.pending_count,

@@ -1,6 +1,6 @@
 """Reconnects per second at the new workers during a HUP, with and without --drain-spread.
 
-    python -m bench.drain_spread [--clients 2000] [--spreads 0,15] [--procs 4]
+    python -m bench.drain_spread [--clients 2000] [--spreads 0,30] [--procs 4]
 
 For each spread: start a fresh 2-worker cluster (``bench.app:sio``, ``--graceful-timeout``
 2 s), connect ``--clients`` python-socketio clients on websocket, each from its own loopback
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.drain_spread", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=2000)
-    parser.add_argument("--spreads", default="0,15",
+    parser.add_argument("--spreads", default="0,30",
                         help="comma-separated --drain-spread values; the first is the base")
     parser.add_argument("--procs", type=int, default=4, help="client processes")
     args = parser.parse_args(argv)

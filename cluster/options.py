@@ -233,7 +233,7 @@ OPTIONS: tuple[Option, ...] = (
            default=30.0, help="Seconds a draining worker gets to finish its sessions.",
            doc="seconds a draining worker gets to finish its sessions"),
     Option("drain_spread", float, metavar="SECONDS", check=not_negative, worker=True,
-           default=15.0,
+           default=30.0,
            help="Seconds over which a draining worker closes the sessions still open at the "
                 "graceful timeout, evenly, so that their clients do not all reconnect at once "
                 "(0: all at once).",

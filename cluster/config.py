@@ -76,6 +76,7 @@ class Settings:
     adapter: str | None = default("adapter")
     channel: str = default("channel")
     worker_connections: int = default("worker_connections")
+    threads: int | None = default("threads")
     log_level: str = default("log_level")
     log_file: str | None = default("log_file")
     pid_file: str | None = default("pid_file")

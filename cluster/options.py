@@ -33,7 +33,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
 LOG_FORMATS = ("text", "json")
 BALANCES = ("least-loaded", "ip", "random")
-WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio")
+WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio", "threading")
 
 
 def env_name(flag: str) -> str:
@@ -192,10 +192,10 @@ OPTIONS: tuple[Option, ...] = (
                "Kubernetes CPU limit)"),
     Option("worker_class", str, short="-k", metavar="NAME", field="runtime",
            choices=WORKER_CLASSES, default="auto",
-           help="The workers' runtime: eventlet, gevent or asyncio; auto takes the one the app "
-                "needs (Server(async_mode=...), AsyncServer/ASGI/aiohttp: asyncio).",
-           doc="the workers' runtime: `eventlet`, `gevent`, `asyncio`; `auto`: the one the "
-               "target needs"),
+           help="The workers' runtime: eventlet, gevent, asyncio or threading; auto takes the "
+                "one the app needs (Server(async_mode=...), AsyncServer/ASGI/aiohttp: asyncio).",
+           doc="the workers' runtime: `eventlet`, `gevent`, `asyncio`, `threading`; `auto`: "
+               "the one the target needs"),
     Option("bind", str, short="-b", metavar="ADDR", multiple=True, field="binds",
            default=("127.0.0.1:5000",), shown_default="`127.0.0.1:5000`; `0.0.0.0:$PORT` when "
                                                       "`PORT` is set",
@@ -219,6 +219,13 @@ OPTIONS: tuple[Option, ...] = (
            help="Most connections one worker serves at once (each websocket holds one).",
            doc="most connections a worker serves at once (each websocket holds one green "
                "thread; asyncio: uvicorn's `limit_concurrency`, and for aiohttp apps the worker's own check: more get a 503)"),
+    Option("threads", int, metavar="N", check=positive, worker=True,
+           shown_default="1000", help="Threading workers only: the threads that run "
+           "requests in one worker (each websocket holds one for its life: the most clients "
+           "a worker serves at once). Other worker classes refuse it.",
+           doc="threading workers: the threads that run requests in one worker; each websocket "
+               "holds one for its whole life, so this is the most clients a worker serves at "
+               "once (all busy: the worker is full). Other worker classes refuse it"),
     Option("timeout", float, metavar="SECONDS", check=positive, default=30.0,
            help="Seconds without a heartbeat before a worker is killed.",
            doc="seconds without a heartbeat before a worker is killed and replaced"),

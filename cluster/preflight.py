@@ -49,6 +49,9 @@ def preflight(settings: Settings) -> str:
         runtime = _check_in_a_child(settings)
     else:
         runtime = _runtime_of(settings.target, settings.runtime)
+    if settings.threads is not None and runtime != "threading":
+        raise ClusterError(f"--threads is for the threading worker class; this app's workers "
+                           f"are {runtime} (their limit is --worker-connections)")
     if settings.adapter:
         error = check_broker(settings.adapter, settings.channel)
         if error:

@@ -99,12 +99,15 @@ class Worker:
         if self.late:
             self.late = False
             log.info("%s heartbeats again: new clients may go to it", self)
-        full = self.connections >= connection_limit
+        full = self.connections >= connection_limit or bool(beat.full)
         if full != self.full:
             self.full = full
-            if full:
+            if full and self.connections >= connection_limit:
                 log.warning("%s is full: %d connections (--worker-connections %d); new clients "
                             "go to the other workers", self, self.connections, connection_limit)
+            elif full:
+                log.warning("%s is full: every thread busy (--threads), %d connections; new "
+                            "clients go to the other workers", self, self.connections)
             else:
                 log.info("%s has room again (%d connections)", self, self.connections)
 

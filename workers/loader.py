@@ -1,7 +1,8 @@
 """Turn a target (``module:attr``, ``module:factory()`` or an object) into a served app.
 
 The target also decides the worker runtime (a key of :data:`cluster.protocol.spec.RUNTIMES`): a
-``socketio.Server`` by its ``async_mode`` (eventlet or gevent, Flask-SocketIO's included); an
+``socketio.Server`` by its ``async_mode`` (eventlet, gevent or threading, Flask-SocketIO's
+and a ``WSGIApp``'s included); an
 ``AsyncServer``, an ``ASGIApp`` (with or without ``other_asgi_app``), an ASGI app with
 an ``ASGIApp`` mounted (FastAPI, Starlette) or an aiohttp ``Application`` with an
 ``AsyncServer`` attached: asyncio. This module imports neither eventlet nor gevent, so
@@ -42,7 +43,7 @@ class App:
     runtime: str
     """A key of :data:`cluster.protocol.spec.RUNTIMES`."""
     wsgi: Callable[..., Any] | None = None
-    """The WSGI app (eventlet and gevent runtimes)."""
+    """The WSGI app (eventlet, gevent and threading runtimes)."""
     asgi: Callable[..., Any] | None = None
     """The ASGI app (asyncio runtime, served with uvicorn's protocols)."""
     aiohttp: Any = None
@@ -205,7 +206,7 @@ def as_app(obj: object, label: str) -> App:
                       f"Application with an AsyncServer attached, got {type(obj).__name__}")
 
 
-SYNC_MODES = {"eventlet": "eventlet", "gevent": "gevent"}
+SYNC_MODES = {"eventlet": "eventlet", "gevent": "gevent", "threading": "threading"}
 """``socketio.Server`` async_mode -> the worker runtime that serves it."""
 
 
@@ -213,7 +214,8 @@ def _checked(server: Any, label: str, wsgi: Callable[..., Any]) -> App:
     mode = getattr(server, "async_mode", None)
     if mode not in SYNC_MODES:
         raise TargetError(f"{label}: the Server uses async_mode={mode!r}; sticky-cluster's "
-                          "workers need async_mode='eventlet' or 'gevent' (or a socketio.AsyncServer)")
+                          "workers need async_mode='eventlet', 'gevent' or 'threading' (or a "
+                          "socketio.AsyncServer)")
     return App(server, SYNC_MODES[mode], wsgi=wsgi)
 
 

@@ -169,6 +169,9 @@ class Heartbeat:
     """Engine.IO sessions the worker holds."""
     connections: int = 0
     """Connections the worker serves (placement skips a worker at ``--worker-connections``)."""
+    full: int = 0
+    """1 when the worker can take no new client by its own count (the threading worker:
+    every thread of its pool busy); placement skips it as at ``--worker-connections``."""
 
     MAX_FIELD = 2 ** 31 - 1
     """The largest value a field may carry."""

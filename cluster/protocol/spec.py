@@ -12,6 +12,7 @@ RUNTIMES = {
     "eventlet": "workers.eventlet_runtime",
     "gevent": "workers.gevent_runtime",
     "asyncio": "workers.asyncio_runtime",
+    "threading": "workers.threading_runtime",
 }
 """Worker runtime name -> the module that implements it, with ``serve(spec, sock)`` (never
 returns) and ``check(target)`` (an error line or None)."""
@@ -58,6 +59,8 @@ class WorkerSpec:
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
     :param access_log_format: ``--access-log-format`` (see :mod:`cluster.protocol.access_log_format`).
+    :param threads: ``--threads``: the threading worker's pool size (None: its default;
+                    the other runtimes refuse it before any fork).
     :param hand_back: hand a request for another worker's session back to the master
                       (``--route sid``); else serve every request of a connection here.
     :param place_new_sessions: hand back, too, a kept-alive connection's later request that
@@ -81,5 +84,6 @@ class WorkerSpec:
     family: int = socket.AF_INET
     access_log: str | None = None
     access_log_format: str = ""
+    threads: int | None = None
     hand_back: bool = True
     place_new_sessions: bool = False

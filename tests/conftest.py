@@ -327,9 +327,11 @@ RUNTIME_TARGETS = {
     "fastapi": "tests.apps.fastapi_chat:app",
     "aiohttp": "tests.apps.aiohttp_chat:app",
     "gevent": "tests.apps.gevent_chat:sio",
+    "threading": "tests.apps.threading_chat:app",
 }
 """One chat app per worker runtime and target shape: ASGIApp with other_asgi_app,
-FastAPI with an ASGIApp mounted, aiohttp with an AsyncServer attached, gevent Server."""
+FastAPI with an ASGIApp mounted, aiohttp with an AsyncServer attached, gevent Server,
+Flask-SocketIO in threading mode."""
 
 
 @pytest.fixture(params=list(RUNTIME_TARGETS))

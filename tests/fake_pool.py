@@ -158,8 +158,9 @@ class World:
         for worker in workers:
             self.say(worker, Kind.READY)
 
-    def beat(self, worker: Worker, sessions: int = 0, connections: int = 0) -> None:
-        self.say(worker, Kind.HEARTBEAT, frames.Heartbeat(sessions, connections).encode())
+    def beat(self, worker: Worker, sessions: int = 0, connections: int = 0,
+             full: int = 0) -> None:
+        self.say(worker, Kind.HEARTBEAT, frames.Heartbeat(sessions, connections, full).encode())
 
     def exit(self, worker: Worker, status: int = exited(0)) -> None:
         """``worker``'s process ends; CHLD reaps it."""

@@ -58,18 +58,23 @@ def test_malformed_packets_are_refused(packet, message):
         Reassembler().feed(packet)
 
 
-@pytest.mark.parametrize("payload, sessions, connections",
-                         [(b"0 0", 0, 0), (b"12 30", 12, 30), (b"2147483647 1", 2**31 - 1, 1)])
-def test_heartbeat_parses_counts(payload, sessions, connections):
-    assert Heartbeat.parse(payload) == Heartbeat(sessions, connections)
-    assert Heartbeat(sessions, connections).encode() == payload
+@pytest.mark.parametrize("payload, sessions, connections, full",
+                         [(b"0 0 0", 0, 0, 0), (b"12 30 1", 12, 30, 1),
+                          (b"2147483647 1 0", 2**31 - 1, 1, 0)])
+def test_heartbeat_parses_counts(payload, sessions, connections, full):
+    assert Heartbeat.parse(payload) == Heartbeat(sessions, connections, full)
+    assert Heartbeat(sessions, connections, full).encode() == payload
+
+
+def test_a_heartbeat_of_before_the_full_field_is_not_full():
+    assert Heartbeat.parse(b"12 30") == Heartbeat(12, 30, 0)
 
 
 def test_heartbeat_of_sessions_only_has_no_connections():
     assert Heartbeat.parse(b"12") == Heartbeat(12, 0)
 
 
-@pytest.mark.parametrize("payload", [b"", b" ", b"-1", b"+1", b"1.5", b"1 2 3", b"1  2", b"2147483648",
+@pytest.mark.parametrize("payload", [b"", b" ", b"-1", b"+1", b"1.5", b"1 2 3 4", b"1  2", b"2147483648",
                                      b"\xd9\xa3", b"\x1b[31m1", b"1\n", b"99999999999999999999"])
 def test_heartbeat_refuses_anything_but_counts(payload):
     with pytest.raises(ProtocolError):

@@ -150,6 +150,6 @@ def test_heartbeat_payload_round_trips_and_rejects_garbage():
     beat = frames.Heartbeat(12, 30)
     assert frames.Heartbeat.parse(beat.encode()) == beat
     assert frames.Heartbeat.parse(b"7") == frames.Heartbeat(7, 0)  # sessions only
-    for bad in (b"", b" ", b"1 2 3", b"-1 2", b"1  2", b"x", b"1 2\n", b"9" * 13, "٣".encode()):
+    for bad in (b"", b" ", b"1 2 3 4", b"-1 2", b"1  2", b"x", b"1 2\n", b"9" * 13, "٣".encode()):
         with pytest.raises(frames.ProtocolError):
             frames.Heartbeat.parse(bad)

@@ -392,6 +392,15 @@ def test_a_heartbeat_reports_a_full_worker_until_it_has_room(world):
     assert not first.full and first.connections == limit - 1
 
 
+def test_a_worker_that_says_it_is_full_is_full_below_the_connection_limit(world):
+    """A threading worker with every thread busy (--threads) says so in its heartbeat."""
+    first, _second = serving_world(world)
+    world.beat(first, connections=3, full=1)
+    assert first.full and first.connections == 3
+    world.beat(first, connections=3)
+    assert not first.full
+
+
 # ------------------------------------------------------------------------ draining
 
 

@@ -26,6 +26,9 @@ from workers import loader
     ("tests.apps.fastapi_chat:app", "asyncio"),
     ("tests.apps.aiohttp_chat:app", "asyncio"),
     ("tests.apps.aiohttp_chat:sio", "asyncio"),
+    ("tests.apps.threading_chat:app", "threading"),
+    ("tests.apps.threading_chat:sio", "threading"),
+    ("tests.apps.threading_chat:wsgi", "threading"),
 ])
 def test_the_target_decides_the_runtime(target, runtime):
     app = loader.load(target)
@@ -63,6 +66,10 @@ def test_an_asgi_middleware_around_the_socketio_app_is_served_whole():
      "needs the eventlet worker class, not asyncio"),
     ("tests.apps.gevent_chat:sio", ("-k", "eventlet"), None,
      "needs the gevent worker class, not eventlet"),
+    ("tests.apps.threading_chat:app", ("-k", "gevent"), None,
+     "needs the threading worker class, not gevent"),
+    ("tests.apps.chat:sio", ("--threads", "50"), None,
+     "--threads is for the threading worker class; this app's workers are eventlet"),
     ("tests.apps.asgi_chat:broken_lifespan", (), None, "lifespan startup failed"),
 ])
 def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, message):
@@ -77,7 +84,8 @@ def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, messa
 
 
 @pytest.mark.parametrize("target", ["tests.apps.asgi_chat:sio", "tests.apps.aiohttp_chat:sio",
-                                    "tests.apps.gevent_chat:create_flask_app()"])
+                                    "tests.apps.gevent_chat:create_flask_app()",
+                                    "tests.apps.threading_chat:wsgi"])
 def test_the_other_target_shapes_serve_sticky_clients(start_cluster, target):
     cluster = start_cluster(target, workers=2)
 

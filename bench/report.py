@@ -75,11 +75,15 @@ WHY_NOT = {
 
 ASYNCIO_BASE = "uvicorn"
 """The baseline of the asyncio worker rows (``asyncio-relay-N``, ``asyncio-redis-N``)."""
+THREADING_BASE = "gthread"
+"""The baseline of the threading worker rows (``threading-relay-N``, ``threading-redis-N``)."""
 
 
 def baseline(name: str) -> str:
     """The target whose figures ``name``'s ratios are taken against."""
-    return ASYNCIO_BASE if name.startswith("asyncio-") else BASE
+    if name.startswith("asyncio-"):
+        return ASYNCIO_BASE
+    return THREADING_BASE if name.startswith("threading-") else BASE
 
 
 def _ratio(medians: Medians, name: str, key: str) -> float | None:
@@ -161,7 +165,7 @@ def verdicts(medians: Medians, version: str | None = None) -> list[Verdict]:
                                f"memory per idle client, {name}: "
                                f"{medians[name]['mem_per_client_kb']:.1f} KB = "
                                f"{ratio:.2f}× one eventlet process (target ≤ 1.05×)"))
-    return out + asyncio_verdicts(medians)
+    return out + asyncio_verdicts(medians) + threading_verdicts(medians)
 
 
 def handoff_verdicts(medians: Medians, version: str) -> list[Verdict]:
@@ -205,6 +209,21 @@ def asyncio_verdicts(medians: Medians) -> list[Verdict]:
     return out
 
 
+def threading_verdicts(medians: Medians) -> list[Verdict]:
+    """The threading worker's target (issue 17), against one ``gunicorn -k gthread -w 1
+    --threads 100`` process of the same app."""
+    out = []
+    for name in filter(None, (_two_or_best(medians, "threading-relay"),
+                              _two_or_best(medians, "threading-redis"))):
+        ratios = [_ratio(medians, name, f"echo{n}_rate") for n in (100, 1000)]
+        if None not in ratios:
+            out.append(Verdict("threading echo", min(ratios) >= 1.3,
+                               f"echo, threading workers, {name}: {ratios[0]:.2f}× at 100 "
+                               f"clients, {ratios[1]:.2f}× at 1,000 clients of one gunicorn "
+                               f"gthread process (target ≥ 1.3×)"))
+    return out
+
+
 # ------------------------------------------------------------------ the machine
 
 def _version(argv: list[str]) -> str:
@@ -244,7 +263,7 @@ def _with_ratio(medians: Medians, name: str, key: str, digits: int = 0) -> str:
     if value is None:
         return "–"
     ratio = _ratio(medians, name, key)
-    return _fmt(value, digits) + ("" if name in (BASE, ASYNCIO_BASE) or ratio is None else f" ({ratio:.2f}×)")
+    return _fmt(value, digits) + ("" if name in (BASE, ASYNCIO_BASE, THREADING_BASE) or ratio is None else f" ({ratio:.2f}×)")
 
 
 def _pair(medians: Medians, name: str, first: str, second: str, digits: int = 1) -> str:

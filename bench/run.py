@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import measure, report
-from .targets import (ROOT, Cluster, NginxPair, RedisServer, Standalone, Target, Uvicorn,
-                      export_version)
+from .targets import (ROOT, Cluster, Gthread, NginxPair, RedisServer, Standalone, Target,
+                      Uvicorn, export_version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,6 +190,9 @@ def make_targets(plan: Plan, redis: RedisServer,
     targets.append(Uvicorn())
     targets += [Cluster(n, None, "asyncio") for n in plan.worker_counts]
     targets += [Cluster(n, redis, "asyncio") for n in plan.worker_counts]
+    targets.append(Gthread())
+    targets += [Cluster(n, None, "threading") for n in plan.worker_counts]
+    targets += [Cluster(n, redis, "threading") for n in plan.worker_counts]
     if baseline:
         targets += [Cluster(n, None, baseline=baseline) for n in plan.worker_counts]
     return targets

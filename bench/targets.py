@@ -7,6 +7,10 @@
   uvicorn process: the baseline of the asyncio worker rows.
 * :class:`Cluster` with ``runtime="asyncio"`` -- the cluster's asyncio workers serving
   ``bench.asgi_app:app``.
+* :class:`Gthread` -- ``bench.threading_app:app`` in one ``gunicorn -k gthread -w 1
+  --threads 100`` process: the baseline of the threading worker rows.
+* :class:`Cluster` with ``runtime="threading"`` -- the cluster's threading workers serving
+  ``bench.threading_app:app``.
 * :class:`Cluster` with ``baseline=(ref, dir)`` -- the same, from another git version
   of this repository (``bench.run --baseline REF``): the master's cost per hand-off of
   two versions, measured in one run.
@@ -192,7 +196,26 @@ class Uvicorn(OneProcess):
         wait_port(port)
 
 
-CLUSTER_APPS = {"eventlet": "bench.app:sio", "asyncio": "bench.asgi_app:app"}
+class Gthread(OneProcess):
+    """One ``gunicorn -k gthread -w 1 --threads 100`` process serving ``bench.threading_app:app``:
+    the threading baseline, as python-socketio and Flask-SocketIO document it."""
+
+    name = "gthread"
+    label = "1 gunicorn gthread process, 100 threads"
+
+    def start(self) -> None:
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gthread", "-w", "1", "--threads", "100",
+             "--bind", f"127.0.0.1:{port}", "--backlog", "4096", "--log-level", "warning",
+             "bench.threading_app:app"], cwd=ROOT, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_port(port)
+
+
+CLUSTER_APPS = {"eventlet": "bench.app:sio", "asyncio": "bench.asgi_app:app",
+                "threading": "bench.threading_app:app"}
 """The app each worker runtime of the cluster serves."""
 
 
@@ -201,7 +224,8 @@ class Cluster(OneProcess):
 
     :param workers: the number of worker processes.
     :param redis: the Redis to join the workers with; None for the embedded relay.
-    :param runtime: ``eventlet`` or ``asyncio``: which app of :data:`CLUSTER_APPS` is served.
+    :param runtime: ``eventlet``, ``asyncio`` or ``threading``: which app of
+        :data:`CLUSTER_APPS` is served.
     :param baseline: another version to run instead of this tree: ``(git ref, directory holding
         that version's files)``; the same interpreter and packages run it.
     """

@@ -545,7 +545,7 @@ def test_commands_without_a_control_socket_still_use_signals(start_cluster, tmp_
 
 # ---------------------------------------------------------------------- access log
 
-ACCESS_LOG_RUNTIMES = ["eventlet", "gevent", "asgi", "aiohttp"]
+ACCESS_LOG_RUNTIMES = ["eventlet", "gevent", "asgi", "aiohttp", "threading"]
 
 
 @pytest.mark.parametrize("app", [RUNTIME_TARGETS[name] for name in ACCESS_LOG_RUNTIMES],

@@ -7,7 +7,11 @@ and taking back the requests that have waited too long for a thread (the poller 
 them ``503`` instead of leaving them hanging behind websockets that hold every thread
 for their whole life). It is also lighter per request (no Future).
 
-Threads are started when work finds none idle, up to the limit, and then kept.
+Threads are started when work finds none idle, up to the limit, and then kept. They are
+started by a thread of the pool's own, never by the caller of :meth:`ThreadPool.submit`:
+``Thread.start`` waits until the new thread runs, which, among hundreds of threads that
+want the GIL, can take long enough to hold up the worker's poller (measured: 1,000
+websockets arriving at once kept it from heartbeating for seconds).
 """
 from __future__ import annotations
 
@@ -38,6 +42,8 @@ class ThreadPool(Generic[Item]):
         self._ready = threading.Condition(threading.Lock())
         self._threads = 0
         self._idle = 0
+        self._to_start = threading.Semaphore(0)
+        threading.Thread(target=self._start_threads, name="sticky-pool", daemon=True).start()
         self.busy = 0
         """Threads running an item now."""
 
@@ -62,7 +68,7 @@ class ThreadPool(Generic[Item]):
             if self._threads >= self.size:
                 return
             self._threads += 1
-        threading.Thread(target=self._work, name="sticky-request", daemon=True).start()
+        self._to_start.release()
 
     def expired(self, max_wait: float) -> list[Item]:
         """Take out the items that have waited more than ``max_wait`` seconds for a thread."""
@@ -72,6 +78,11 @@ class ThreadPool(Generic[Item]):
             while self._queue and self._queue[0][0] < limit:
                 taken.append(self._queue.popleft()[1])
         return taken
+
+    def _start_threads(self) -> None:
+        while True:
+            self._to_start.acquire()
+            threading.Thread(target=self._work, name="sticky-request", daemon=True).start()
 
     def _work(self) -> None:
         while True:

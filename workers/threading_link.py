@@ -38,7 +38,7 @@ class ThreadMasterLink(Inbox):
         """Send one message to the master, blocking while the channel is full.
 
         ``fd`` rides with the first packet. A message over
-        :data:`protocol.frames.MAX_MESSAGE` is dropped with an error line.
+        :data:`cluster.protocol.frames.MAX_MESSAGE` is dropped with an error line.
         """
         packets = outgoing_packets(kind, payload, fd)
         if packets is None:

@@ -17,29 +17,11 @@ import os
 
 import socketio
 
+from bench.events import register
+
 _redis_url = os.environ.get('BENCH_REDIS_URL')
 sio = socketio.Server(async_mode='eventlet', cors_allowed_origins='*',
                       client_manager=socketio.RedisManager(_redis_url, channel='bench-nginx')
                       if _redis_url else None)
 app = socketio.WSGIApp(sio)
-
-
-@sio.on('echo')
-def echo(sid, data):
-    sio.emit('echo', data, to=sid)
-
-
-@sio.on('join')
-def join(sid, room):
-    sio.enter_room(sid, room)
-    return True
-
-
-@sio.on('bcast')
-def bcast(sid, data):
-    sio.emit('bcast', data, room=data['room'])
-
-
-@sio.on('whoami')
-def whoami(sid, *args):
-    return os.getpid()
+register(sio)

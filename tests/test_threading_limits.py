@@ -248,3 +248,41 @@ def test_a_worker_whose_threads_are_all_busy_says_it_is_full_and_answers_503(sta
         for sock in held:
             sock.close()
     assert "Traceback" not in cluster.log
+
+
+def test_an_idle_keepalive_connection_is_closed_at_the_keepalive_timeout(start_cluster):
+    cluster = start_cluster(APP, workers=1, args=("--keepalive-timeout", "1"))
+    with socket.create_connection(("127.0.0.1", cluster.port), timeout=30) as sock:
+        sock.sendall(b"GET /hello HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        started = time.monotonic()
+        assert rawclient.read_to_eof(sock) == b""
+        assert time.monotonic() - started < 20
+
+
+def test_a_fragmented_oversized_message_is_refused_as_it_arrives(start_cluster):
+    """36 MB in 900 KB fragments, each under the 1 MB limit: closed before the third."""
+    cluster = start_cluster(APP, workers=1)
+    proc = worker(cluster)
+    attacker = rawclient.websocket(cluster.port, "127.0.0.2", timeout=30)
+    chunk = b"x" * 900_000
+    sent = 0
+
+    def attack() -> None:
+        nonlocal sent
+        try:
+            attacker.sendall(rawclient.frame(1, b"4" + chunk, fin=False))
+            for _ in range(39):
+                attacker.sendall(rawclient.frame(0, chunk, fin=False))
+                sent += 1
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    before = proc.memory_info().rss
+    with Prober(cluster.port) as prober:
+        peak = _peak_rss_while(proc, attack)
+        wait_for(lambda: prober.answered >= 3, 30, what="handshakes during the attack")
+    attacker.close()
+    assert sent < 39, "the worker read all 36 MB"
+    assert peak - before < 30 * MB, f"RSS grew {(peak - before) / MB:.0f} MB"
+    assert not prober.failed, prober.failed[:3]

@@ -263,7 +263,8 @@ def _with_ratio(medians: Medians, name: str, key: str, digits: int = 0) -> str:
     if value is None:
         return "–"
     ratio = _ratio(medians, name, key)
-    return _fmt(value, digits) + ("" if name in (BASE, ASYNCIO_BASE, THREADING_BASE) or ratio is None else f" ({ratio:.2f}×)")
+    own_base = name in (BASE, ASYNCIO_BASE, THREADING_BASE)
+    return _fmt(value, digits) + ("" if own_base or ratio is None else f" ({ratio:.2f}×)")
 
 
 def _pair(medians: Medians, name: str, first: str, second: str, digits: int = 1) -> str:

@@ -141,7 +141,8 @@ def test_an_exception_is_a_bare_500_and_a_websocket_that_takes_the_socket_is_lef
 def _server_with_deflate(limit: int) -> tuple[WSConnection, BoundedDeflate]:
     extension = BoundedDeflate()
     server = WSConnection(ConnectionType.SERVER)
-    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n"
                         b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                         b"Sec-WebSocket-Version: 13\r\n"
                         b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")

@@ -80,7 +80,8 @@ def head_end(conn: Connection) -> int | None:
     """The offset just past the blank line that ends the head in ``conn.buffer``, or None."""
     buffer = conn.buffer
     start = max(0, conn.searched - 3)
-    ends = [at + len(mark) for mark in (b"\r\n\r\n", b"\n\n") if (at := buffer.find(mark, start)) >= 0]
+    ends = [at + len(mark) for mark in (b"\r\n\r\n", b"\n\n")
+            if (at := buffer.find(mark, start)) >= 0]
     conn.searched = len(buffer)
     return min(ends) if ends else None
 
@@ -239,7 +240,8 @@ class _Response:
         return self.write
 
     def write(self, data: bytes, length: int | None = None) -> None:
-        """Send the head if not yet (with ``length`` when the whole body is known), then ``data``."""
+        """Send the head if not yet (with ``length`` when the whole body is known), then
+        ``data``."""
         out = b""
         if not self.sent:
             if self.status is None:

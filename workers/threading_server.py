@@ -275,8 +275,9 @@ class Server:
     def _refuse(self, conn: Connection, answer: bytes) -> None:
         """Answer ``answer`` without reading the body, then read and drop what still comes
         for :data:`LINGER` seconds (so that the client sees the answer), and close."""
+        length = header(conn.request, b"content-length")  # type: ignore[arg-type]
         log.info("worker %d: refused a POST body of %s bytes from %s (limit %d): %s",
-                 os.getpid(), header(conn.request, b"content-length") or "unknown",  # type: ignore[arg-type]
+                 os.getpid(), length or "unknown",
                  conn.address[0] if conn.address else "?", self._limits.max_body,
                  answer[9:12].decode())
         try:

@@ -215,12 +215,15 @@ def threading_verdicts(medians: Medians) -> list[Verdict]:
     out = []
     for name in filter(None, (_two_or_best(medians, "threading-relay"),
                               _two_or_best(medians, "threading-redis"))):
-        ratios = [_ratio(medians, name, f"echo{n}_rate") for n in (100, 1000)]
-        if None not in ratios:
-            out.append(Verdict("threading echo", min(ratios) >= 1.3,
-                               f"echo, threading workers, {name}: {ratios[0]:.2f}× at 100 "
-                               f"clients, {ratios[1]:.2f}× at 1,000 clients of one gunicorn "
-                               f"gthread process (target ≥ 1.3×)"))
+        ratios = {n: _ratio(medians, name, f"echo{n}_rate") for n in (100, 1000)}
+        known = [ratio for ratio in ratios.values() if ratio is not None]
+        if known:
+            said = [f"{ratio:.2f}× at {n:,} clients" if ratio is not None else
+                    f"at {n:,} clients none (one gthread process holds 100 websockets)"
+                    for n, ratio in ratios.items()]
+            out.append(Verdict("threading echo", min(known) >= 1.3,
+                               f"echo, threading workers, {name}: {', '.join(said)} of one "
+                               f"gunicorn gthread process (target ≥ 1.3×)"))
     return out
 
 

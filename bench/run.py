@@ -120,7 +120,11 @@ def measure_target(target: Target, plan: Plan, with_idle: bool, helpers: list[in
     window = ["--seconds", str(plan.seconds), "--warmup", str(plan.warmup),
               "--procs", str(plan.loadgen_procs)]
     out: Samples = defaultdict(list)
-    for clients in (100, 1000):
+
+    def fits(clients: int) -> bool:
+        return target.max_websockets is None or clients <= target.max_websockets
+
+    for clients in filter(fits, (100, 1000)):
         echo = meter.load("echo", ["--clients", str(clients), *window])
         _check(echo, "echo", clients, echo.get("connected"))
         key = f"echo{clients}"
@@ -131,6 +135,19 @@ def measure_target(target: Target, plan: Plan, with_idle: bool, helpers: list[in
         out[f"{key}_master"].append(echo["master_cpu_seconds"] / echo["run_seconds"])
         log(f"  echo {clients:>5}: {echo['msgs_per_s']:>8.0f} msg/s  p50 {echo['p50_ms']:.1f} ms"
             f"  p99 {echo['p99_ms']:.1f} ms  loadgen {echo['loadgen_cpu_share']:.2f} core")
+    for clients in ([1000] if not fits(1000) else []) + ([200] if not fits(200) else []):
+        log(f"  {clients} clients: skipped ({target.max_websockets} websockets at most)")
+    if fits(200):
+        _broadcast(meter, window, out, log)
+    if with_idle:
+        _idle(target, plan, out, log)
+    _handshakes(target, meter, window, out, log)
+    out["foreign"].append(max(meter.foreign))
+    return out
+
+
+def _broadcast(meter: Meter, window: list[str], out: Samples,
+               log: Callable[[str], None]) -> None:
     bcast = meter.load("broadcast", ["--clients", "200", "--rate", "20", *window])
     _check(bcast, "broadcast", 200, bcast.get("joined"))
     out["bcast_p50"].append(bcast["p50_ms"])
@@ -139,18 +156,26 @@ def measure_target(target: Target, plan: Plan, with_idle: bool, helpers: list[in
     out["bcast_master"].append(bcast["master_cpu_seconds"] / bcast["run_seconds"])
     log(f"  broadcast 200: p50 {bcast['p50_ms']:.2f} ms  p99 {bcast['p99_ms']:.2f} ms"
         f"  delivered {bcast['delivery_ratio']}")
-    if with_idle:
-        idle = measure.idle_memory(target, plan.idle_clients, plan.timeout)
-        if idle["connected"] < plan.idle_clients:
-            raise measure.LoadgenError(f"idle on {target.name}: {idle['connected']} connected")
-        out["mem_per_client_kb"].append(idle["per_client_pss"] / 1024)
-        out["mem_per_client_rss_kb"].append(idle["per_client_rss"] / 1024)
-        out["mem_total_mb"].append(idle["pss_during"] / 2 ** 20)
-        out["master_rss_mb"].append(idle["master_rss_during"] / 2 ** 20)
-        out["master_rss_growth_kb"].append(idle["master_rss_growth"] / 1024)
-        log(f"  idle {idle['connected']}: {idle['per_client_pss'] / 1024:.1f} KB/client (PSS), "
-            f"all processes {idle['pss_during'] / 2 ** 20:.0f} MB, master RSS growth "
-            f"{idle['master_rss_growth'] / 1024:.0f} KB")
+
+
+def _idle(target: Target, plan: Plan, out: Samples, log: Callable[[str], None]) -> None:
+    """Memory per idle client, with as many clients as the plan says (as ``target`` can hold)."""
+    clients = min(plan.idle_clients, target.max_websockets or plan.idle_clients)
+    idle = measure.idle_memory(target, clients, plan.timeout)
+    if idle["connected"] < clients:
+        raise measure.LoadgenError(f"idle on {target.name}: {idle['connected']} connected")
+    out["mem_per_client_kb"].append(idle["per_client_pss"] / 1024)
+    out["mem_per_client_rss_kb"].append(idle["per_client_rss"] / 1024)
+    out["mem_total_mb"].append(idle["pss_during"] / 2 ** 20)
+    out["master_rss_mb"].append(idle["master_rss_during"] / 2 ** 20)
+    out["master_rss_growth_kb"].append(idle["master_rss_growth"] / 1024)
+    log(f"  idle {idle['connected']}: {idle['per_client_pss'] / 1024:.1f} KB/client (PSS), "
+        f"all processes {idle['pss_during'] / 2 ** 20:.0f} MB, master RSS growth "
+        f"{idle['master_rss_growth'] / 1024:.0f} KB")
+
+
+def _handshakes(target: Target, meter: Meter, window: list[str], out: Samples,
+                log: Callable[[str], None]) -> None:
     hs = meter.load("handshake", ["--concurrency", "50", "--sources", "200", *window],
                     restart=True)
     _check(hs, "handshake", 1, hs.get("handshakes"))
@@ -169,8 +194,6 @@ def measure_target(target: Target, plan: Plan, with_idle: bool, helpers: list[in
     _check(one, "handshake", 1, one.get("handshakes"))
     out["hs_one_rate"].append(one["handshakes_per_s"])
     log(f"  handshakes from one source address: {one['handshakes_per_s']:>8.0f}/s")
-    out["foreign"].append(max(meter.foreign))
-    return out
 
 
 def _check(result: dict[str, Any], scenario: str, wanted: int, got: Any) -> None:

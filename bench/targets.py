@@ -91,6 +91,9 @@ class Target:
     name = ""
     label = ""
     url = ""
+    max_websockets: int | None = None
+    """The most websockets it can hold at once, when it is known to be small (the
+    scenarios that need more are skipped on it); None: no such bound."""
     master_pid: int | None = None
     """The sticky-cluster master, when there is one (its CPU and RSS are shown alone)."""
 
@@ -202,6 +205,8 @@ class Gthread(OneProcess):
 
     name = "gthread"
     label = "1 gunicorn gthread process, 100 threads"
+    max_websockets = 100
+    """Each websocket holds one of its 100 threads for its whole life."""
 
     def start(self) -> None:
         port = free_port()

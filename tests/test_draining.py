@@ -97,7 +97,7 @@ def test_int_stops_at_once_and_cuts_the_sessions(start_cluster):
 
 
 @pytest.mark.long
-@pytest.mark.parametrize("runtime", ["eventlet", "gevent", "asgi"])
+@pytest.mark.parametrize("runtime", ["eventlet", "gevent", "asgi", "threading"])
 def test_a_hup_closes_the_sessions_left_spread_over_the_window(start_cluster, runtime):
     """300 websocket clients, a HUP: each old worker keeps its sessions for the graceful
     timeout, then closes them over the spread; the closes of one worker span most of the

@@ -43,7 +43,8 @@ def quick_starts() -> dict[str, tuple[str, list[str]]]:
 def test_every_quick_start_with_an_app_is_run_here():
     assert set(quick_starts()) == {"Quick start: FastAPI", "Quick start: plain ASGI",
                                    "Quick start: aiohttp",
-                                   "Quick start: gevent (Flask-SocketIO)"}
+                                   "Quick start: gevent (Flask-SocketIO)",
+                                   "Quick start: threading (Flask-SocketIO)"}
 
 
 def as_run_here(args: list[str], port: int) -> list[str]:

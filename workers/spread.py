@@ -78,7 +78,7 @@ def log_closing(count: int, window: float) -> None:
 
 def close_green(sockets: dict, window: float, sleep: Callable[[float], None]) -> None:
     """Close the Engine.IO sessions ``sockets`` holds (``server.eio.sockets`` of a green
-    runtime), spread evenly over ``window`` seconds; ``sleep`` is the runtime's."""
+    or threading runtime), spread evenly over ``window`` seconds; ``sleep`` is the runtime's."""
     log_closing(len(sockets), window)
     for batch, pause in batches(list(sockets.values()), window, time.monotonic):
         for eio_socket in batch:

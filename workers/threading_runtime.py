@@ -24,6 +24,8 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
+from . import spread
+
 log = logging.getLogger("sticky_cluster.worker")
 
 DRAIN_QUIET = 1.0
@@ -59,10 +61,12 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     link = ThreadMasterLink(sock, server.add)
     if spec.hand_back:
         server.hand_back = link.hand_back
+        server.place_new_sessions = spec.place_new_sessions
     managers.install(app.server, spec, link)
     drained = threading.Event()
     link.on_drain = lambda: threading.Thread(
-        target=_drain, args=(app.server, link, server, spec.graceful_timeout, drained),
+        target=_drain, args=(app.server, link, server, spec.graceful_timeout,
+                              spec.drain_spread, drained),
         name="sticky-drain", daemon=True).start()
     link.start()
     link.send(Kind.READY)
@@ -100,14 +104,15 @@ def _base_environ(spec: WorkerSpec) -> dict[str, Any]:
             "wsgi.multiprocess": True, "wsgi.run_once": False, "wsgi.input_terminated": True}
 
 
-def _drain(server: Any, link: Any, http: Any, graceful_timeout: float,
+def _drain(server: Any, link: Any, http: Any, graceful_timeout: float, drain_spread: float,
            drained: threading.Event) -> None:
     """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
 
     As in the other runtimes: hand-offs are taken until there has been no session for
     :data:`DRAIN_QUIET` seconds, then none; the requests still running then get until
-    the graceful timeout; sessions left are closed without a goodbye, so that their
-    clients reconnect (to another worker) by themselves.
+    the graceful timeout; sessions left are closed without a goodbye, spread evenly over
+    ``drain_spread`` seconds (:mod:`workers.spread`), so that their clients reconnect (to
+    another worker) by themselves, not all in one instant.
     """
     sockets = server.eio.sockets
     log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
@@ -117,8 +122,5 @@ def _drain(server: Any, link: Any, http: Any, graceful_timeout: float,
     link.closed = True
     while time.monotonic() < deadline and (http.pool.busy or http.pool.waiting):
         time.sleep(0.1)
-    if sockets:
-        log.info("worker %d closes %d sessions at the graceful timeout", os.getpid(), len(sockets))
-    for eio_socket in list(sockets.values()):
-        eio_socket.close(wait=False, abort=True)
+    spread.close_green(sockets, drain_spread, time.sleep)
     drained.set()

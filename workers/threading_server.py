@@ -46,7 +46,7 @@ import h11
 
 from cluster.protocol.frames import RESUME_LIMIT
 
-from .handback import owner_elsewhere
+from .handback import goes_back
 from .limits import HttpLimits, body_refusal
 from .threading_http import (HEAD_LIMIT, KEEP, RECV_SIZE, Connection, WSGIApp, head_end,
                              header, parse_head, serve_request)
@@ -87,6 +87,9 @@ class Server:
         self._own_tag = own_tag
         self.hand_back: HandBack | None = None
         """Gives a connection back to the master (``--route sid``); None: serve all here."""
+        self.place_new_sessions = False
+        """Hand back a later request of a connection that starts a new session, for the
+        master to place (:func:`workers.handback.goes_back`)."""
         self.pool: ThreadPool[Connection] = ThreadPool(threads, self._serve)
         self._selector = selectors.DefaultSelector()
         self._incoming: queue.SimpleQueue[Connection] = queue.SimpleQueue()
@@ -262,11 +265,13 @@ class Server:
         self.pool.submit(conn)
 
     def _handed_back(self, conn: Connection) -> bool:
-        """Give ``conn`` back to the master if its request is another worker's session's."""
+        """Give ``conn`` back to the master if its request is another worker's session's,
+        or a new session on a connection that served a request already (to be placed)."""
         if self.hand_back is None or conn.serve_here:
             return False
         line = bytes(conn.buffer[:conn.buffer.find(b"\n") + 1])
-        if owner_elsewhere(line, self._own_tag) is None or len(conn.buffer) > RESUME_LIMIT:
+        if (not goes_back(line, self._own_tag, self.place_new_sessions and conn.served)
+                or len(conn.buffer) > RESUME_LIMIT):
             return False
         self.hand_back(conn.sock, conn.address, bytes(conn.buffer))
         conn.sock.close()  # no shutdown: the connection lives on in another worker

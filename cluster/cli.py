@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Callable
 
 import click
+from click.core import ParameterSource
 
 from cluster.protocol.adapters import redact_text
 
-from . import control, control_client
-from .config import ConfigError
+from . import config_file, control, control_client
+from .config import ConfigError, make_settings
 from .logs import escape
 from .master import ClusterError, Master
 from .options import BY_NAME, OPTIONS, Option, env_name
@@ -55,7 +56,9 @@ def _table_options(command: Callable) -> Callable:
 @main.command()
 @click.argument("target", envvar=env_name("TARGET"))
 @_table_options
-def run(target: str, check: bool, **options: object) -> None:
+@click.pass_context
+def run(ctx: click.Context, target: str, check: bool, config: str | None, print_config: bool,
+        **options: object) -> None:
     """Serve TARGET, a python-socketio app: MODULE:ATTR or MODULE:FACTORY().
 
     TARGET names a socketio.Server, a socketio.WSGIApp or a Flask app that uses
@@ -66,8 +69,14 @@ def run(target: str, check: bool, **options: object) -> None:
     (by default the least loaded), so Engine.IO long-polling and the websocket upgrade always meet the same process.
     """
     try:
-        master = Master(target, **{name: _given(BY_NAME[name], value)
-                                   for name, value in options.items()})
+        file = config_file.load(config) if config else None
+        merged = config_file.merge(_sources(ctx, options), file)
+        values = {name: value for name, (value, _source) in merged.items()}
+        if print_config:
+            make_settings(target, **values)  # the same checks as a start
+            click.echo(config_file.report(merged, file))
+            return
+        master = Master(target, hooks=file.hooks if file else None, **values)
         if check:
             master.check()
             click.echo(f"ok: {target} loads and the options are valid")
@@ -75,6 +84,18 @@ def run(target: str, check: bool, **options: object) -> None:
         master.run()
     except (ConfigError, ClusterError) as exc:
         raise click.ClickException(escape(redact_text(str(exc)))) from None
+
+
+def _sources(ctx: click.Context, options: dict[str, object]) -> dict[str, tuple[object, str]]:
+    """The options given on the command line or in the environment: (value, source)."""
+    given = {}
+    for name, value in options.items():
+        source = ctx.get_parameter_source(name)
+        if source is ParameterSource.COMMANDLINE:
+            given[name] = (_given(BY_NAME[name], value), "command line")
+        elif source is ParameterSource.ENVIRONMENT:
+            given[name] = (_given(BY_NAME[name], value), f"environment {BY_NAME[name].env}")
+    return given
 
 
 def _given(option: Option, value: object) -> object:

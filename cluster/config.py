@@ -106,6 +106,10 @@ class Settings:
     header_timeout: float = default("header_timeout")
     keepalive_timeout: float = default("keepalive_timeout")
     websocket_rate: float = default("websocket_rate")
+    hook_timeout: float = default("hook_timeout")
+    reload: bool = default("reload")
+    reload_dirs: tuple[str, ...] = default("reload_dir")
+    proxy_allow_from: str = default("proxy_allow_from")
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -147,6 +151,10 @@ class Settings:
         """When a worker is recycled (``max_worker_memory``, ``max_worker_age``, jitters)."""
         return RecyclePolicy(self.max_worker_memory, self.max_worker_memory_jitter,
                              self.max_worker_age, self.max_worker_age_jitter)
+
+    def proxy_peers(self) -> Trust:
+        """The peers whose PROXY protocol header is believed (``proxy_allow_from``)."""
+        return Trust.parse(self.proxy_allow_from)
 
     @property
     def heartbeat_interval(self) -> float:
@@ -196,6 +204,10 @@ def make_settings(target: object, **options: object) -> Settings:
     if isinstance(binds, (str, list, tuple)):
         values["binds"] = tuple(parse_bind(b) if isinstance(b, str) else b
                                 for b in ([binds] if isinstance(binds, str) else binds))
+    if isinstance(values.get("reload_dirs"), str):
+        values["reload_dirs"] = (values["reload_dirs"],)
+    elif isinstance(values.get("reload_dirs"), list):
+        values["reload_dirs"] = tuple(values["reload_dirs"])  # type: ignore[arg-type]
     if isinstance(values.get("status_bind"), str):
         values["status_bind"] = parse_bind(values["status_bind"])  # type: ignore[arg-type]
     return Settings(target, **values)  # type: ignore[arg-type]

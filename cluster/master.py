@@ -25,6 +25,7 @@ import os
 import selectors
 import signal
 import time
+from typing import Callable, Mapping
 
 from . import status
 from .acceptor import Acceptor
@@ -32,6 +33,7 @@ from .commands import CommandQueue
 from .config import ConfigError, Settings, make_settings
 from .dispatch import Dispatcher
 from .events import EventLog
+from .hooks import Hooks
 from .intake import Intake
 from .logs import configure_logging, reopen_log_files
 from .pidfile import PidFileError
@@ -40,6 +42,7 @@ from .pool_wiring import PoolHooks, SelectorWatcher
 from .preflight import ClusterError, check_files, preflight
 from .proctitle import set_title
 from .relay import Relay
+from .reload import Reloader
 from .supervisor import Forker
 from .systemd import Notifier
 
@@ -78,13 +81,24 @@ class Master:
     ``worker_class="gevent"``); None keeps the default. The options, their defaults and
     meanings are the table :data:`cluster.options.OPTIONS` (README's Options section is
     made from it).
+
+    :param hooks: hook name -> function (:mod:`cluster.hooks`: ``on_starting``,
+                  ``when_ready``, ``pre_fork``, ``post_fork``, ``worker_exit``,
+                  ``on_reload``, ``on_exit``), as a config file defines them.
     """
 
-    def __init__(self, app: object, **options: object) -> None:
+    def __init__(self, app: object, hooks: Mapping[str, Callable] | None = None,
+                 **options: object) -> None:
         self.settings: Settings = make_settings(app, **options)
+        try:
+            self._hooks = Hooks(hooks, self.settings.hook_timeout)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._commands = CommandQueue()
         self._selector: selectors.BaseSelector | None = None
-        self._forker = Forker(self.settings, lambda: self._acceptor.binds, self._forget_in_child)
+        self._forker = Forker(self.settings, lambda: self._acceptor.binds, self._forget_in_child,
+                              self._hooks, self)
+        self._reloader: Reloader | None = None
         self._files = status.RunFiles(self.settings.pid_file)
         hooks = PoolHooks(changed=self._files.changed, serving_changed=self._serving_changed,
                           roll_ended=self._roll_ended, halt=self._halt)
@@ -137,6 +151,7 @@ class Master:
         set_title(f"master {self._target_name()}")
         self._commands.install(HANDLED_SIGNALS, self._on_signal)
         try:
+            self._hooks.call("on_starting", self)
             self._forker.runtime = preflight(self.settings)
             self._open_listeners()
             try:
@@ -147,6 +162,8 @@ class Master:
                 self._extras = status.open_servers(self.settings, self._selector, self)
             except ConfigError as exc:
                 raise ClusterError(str(exc)) from None
+            if self.settings.reload:
+                self._reloader = Reloader(self.settings, self._selector, self._code_changed)
             self._started = True
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
@@ -162,6 +179,9 @@ class Master:
             self._halt_reason = (f"master crashed: {type(exc).__name__}: {exc} "
                                  "(the traceback is in the log)")
         finally:
+            self._hooks.call("on_exit", self)
+            if self._reloader is not None:
+                self._reloader.close()
             self._acceptor.close()
             self._intake.close()
             self._dispatcher.close()
@@ -226,6 +246,7 @@ class Master:
         """
         if self._stopping:
             return
+        self._hooks.call("on_reload", self)
         self._notifier.reloading()
         self._pool.roll()
 
@@ -333,6 +354,13 @@ class Master:
             log.info("cluster ready: %d workers serving on %s", self._pool.size,
                      ", ".join(str(bind) for bind in self._acceptor.binds))
             self._notifier.ready(status.status_line(self._pool))
+            self._hooks.call("when_ready", self)
+
+    def _code_changed(self, runtime: str) -> None:
+        """``--reload``: the app's files changed and still load (with ``runtime``): roll."""
+        if self.settings.runtime == "auto":
+            self._forker.runtime = runtime
+        self.handle_hup()
 
     def _roll_ended(self) -> None:
         self._notifier.ready(status.status_line(self._pool))
@@ -388,6 +416,8 @@ class Master:
         for extra in self._extras:
             extra.forget_in_child()
         self._notifier.close()
+        if self._reloader is not None:
+            self._reloader.forget_in_child()
         self._events.detach()
         if self._selector is not None:
             self._selector.close()

@@ -67,12 +67,19 @@ def adapter_url(_label: str, value: str) -> None:
     adapters.scheme_of(value)  # AdapterURLError is a ValueError, worded for the user
 
 
-def trusted_proxies(_label: str, value: str) -> None:
+def trusted_proxies(label: str, value: str) -> None:
     """Addresses and CIDRs, comma-separated (:meth:`cluster.trust.Trust.parse`)."""
     try:
         Trust.parse(value)
     except ValueError as exc:
-        raise ValueError(f"bad forwarded-allow-ips: {exc}") from None
+        raise ValueError(f"bad {label.replace(' ', '-')}: {exc}") from None
+
+
+def existing_paths(label: str, value: tuple[str, ...]) -> None:
+    """Each path exists (a file or a directory)."""
+    for path in value:
+        if not os.path.exists(path):
+            raise ValueError(f"--{label.replace(' ', '-')}: no such file or directory: {path}")
 
 
 def file_mode_mask(_label: str, value: int) -> None:
@@ -359,6 +366,36 @@ OPTIONS: tuple[Option, ...] = (
            doc="bytes per second one websocket may send to its worker on average (each frame "
                "counts 16 KB more: about 1,000 messages/s); past it the worker reads that "
                "socket more slowly"),
+
+    Option("config", str, short="-c", metavar="PATH", setting=False, shown_default="none",
+           help="A Python file of settings and hooks, as gunicorn.conf.py: module-level names "
+                "are these options' keywords (workers = 4), functions named on_starting, "
+                "when_ready, pre_fork, post_fork, worker_exit, on_reload or on_exit are hooks. "
+                "The command line and the environment win over it.",
+           doc="a Python file of options and hooks, as `gunicorn.conf.py` (see Config file)"),
+    Option("print_config", bool, default=False, shown_default="off", setting=False,
+           help="Print every option's value and where it comes from (command line, "
+                "environment, config file, default), then exit.",
+           doc="print every option's value and where it comes from, then exit"),
+    Option("hook_timeout", float, metavar="SECONDS", check=positive, default=10.0,
+           help="Seconds a config-file hook may run; then it is interrupted and logged "
+                "(the master waits while a hook runs).",
+           doc="seconds a hook may run before it is interrupted (see Config file)"),
+    Option("reload", bool, default=False, shown_default="off",
+           help="Development: watch the app's Python files and roll the workers, one slot at "
+                "a time, when one changes (a change that does not import keeps the old ones).",
+           doc="development: roll the workers when the app's Python files change (see Reload)"),
+    Option("reload_dir", str, metavar="PATH", multiple=True, field="reload_dirs", default=(),
+           check=existing_paths, shown_default="none",
+           help="With --reload, watch this directory or file too; repeat for more "
+                "(environment: space-separated).",
+           doc="with `--reload`, watch this path too; repeat for more"),
+    Option("proxy_allow_from", str, metavar="ADDR|CIDR,...", check=trusted_proxies,
+           default="127.0.0.1,::1", shown_default="`127.0.0.1,::1`",
+           help="With --proxy-protocol, the peers whose PROXY header is believed (* for "
+                "any); a header from any other peer closes the connection.",
+           doc="with `--proxy-protocol`, peers (addresses/CIDRs, `*`) whose PROXY header is "
+               "believed; any other is refused"),
 )
 """Every option of ``sticky-cluster run``, in the order ``--help`` and README list them."""
 

@@ -46,7 +46,7 @@ def preflight(settings: Settings) -> str:
         log.warning("%s is named like sticky-cluster's own package %r: the cluster runs its "
                     "own, and the app gets ours if it imports %r; rename it", path, name, name)
     if isinstance(settings.target, str):
-        runtime = _check_in_a_child(settings)
+        runtime = load_in_a_child(settings)
     else:
         runtime = _runtime_of(settings.target, settings.runtime)
     if settings.threads is not None and runtime != "threading":
@@ -82,8 +82,9 @@ def _unwritable(path: str, beside: bool) -> str | None:
     return None if os.access(directory, os.W_OK | os.X_OK) else f"permission denied in {directory}"
 
 
-def _check_in_a_child(settings: Settings) -> str:
-    """Load the target named by a string in a new Python; the runtime it printed."""
+def load_in_a_child(settings: Settings) -> str:
+    """Load the target named by a string in a new Python (as the workers' user); the
+    runtime it printed. Raises :class:`ClusterError` with the error's last line."""
     identity = settings.identity
     try:
         check = subprocess.run(

@@ -19,6 +19,7 @@ from cluster.protocol.frames import Kind
 from cluster.protocol.spec import RUNTIMES, WorkerSpec
 
 from .config import Bind, Settings
+from .hooks import Hooks, WorkerInfo
 from .options import worker_options
 from .proctitle import set_title
 
@@ -44,20 +45,28 @@ class Forker:
     :param binds: where the master listens (a worker tells its app the first).
     :param forget_in_child: closes, in a new child, everything of the master's it
                             inherited (listeners, selector, other workers' channels).
+    :param hooks: the user's ``pre_fork``, ``post_fork`` and ``worker_exit`` are called
+                  with ``owner`` (the master) and a :class:`~cluster.hooks.WorkerInfo`.
     """
 
     def __init__(self, settings: Settings, binds: Callable[[], list[Bind]],
-                 forget_in_child: Callable[[], None]) -> None:
+                 forget_in_child: Callable[[], None], hooks: Hooks | None = None,
+                 owner: object = None) -> None:
         self._settings = settings
         self._identity = settings.identity
         self._binds = binds
         self.runtime = settings.runtime
         """The worker runtime's name (resolved by the master's pre-flight check)."""
         self._forget_in_child = forget_in_child
+        self._hooks = hooks or Hooks()
+        self._owner = owner
+        self._forked: dict[int, tuple[int, int]] = {}
+        """pid -> (slot, tag) of the workers forked and not reaped yet."""
 
     def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
         """Fork a worker for ``slot`` tagged ``tag``: its pid and the master's end of its
-        channel (non-blocking)."""
+        channel (non-blocking). The ``pre_fork`` hook runs first."""
+        self._hooks.call("pre_fork", self._owner, WorkerInfo(slot, tag))
         master_end, worker_end = frames.socket_pair()
         spec = self._spec_for(slot, tag)
         sys.stdout.flush()
@@ -68,6 +77,7 @@ class Forker:
             self._become_worker(spec, worker_end)
         worker_end.close()
         master_end.setblocking(False)
+        self._forked[pid] = (slot, tag)
         return pid, master_end
 
     def _spec_for(self, slot: int, tag: int) -> WorkerSpec:
@@ -92,6 +102,7 @@ class Forker:
             self._forget_in_child()
             if self._identity is not None:
                 self._identity.become()
+            self._hooks.call("post_fork", self._owner, WorkerInfo(spec.slot, spec.tag, os.getpid()))
             target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
             set_title(f"worker {spec.slot} {target}")
             importlib.import_module(RUNTIMES[self.runtime]).serve(spec, sock)
@@ -118,9 +129,9 @@ class Forker:
         except (OSError, IndexError, ValueError):
             return None
 
-    @staticmethod
-    def reap() -> list[tuple[int, int]]:
-        """Collect every child that has exited: (pid, wait status) pairs."""
+    def reap(self) -> list[tuple[int, int]]:
+        """Collect every child that has exited: (pid, wait status) pairs; the
+        ``worker_exit`` hook runs for each worker among them."""
         dead = []
         while True:
             try:
@@ -130,6 +141,10 @@ class Forker:
             if pid == 0:
                 break
             dead.append((pid, status))
+            if pid in self._forked:
+                slot, tag = self._forked.pop(pid)
+                self._hooks.call("worker_exit", self._owner,
+                                 WorkerInfo(slot, tag, pid, describe_exit(status)))
         return dead
 
 

@@ -181,7 +181,9 @@ def main(argv: list[str]) -> int:
             return 0
         if not changes:
             continue
-        changed = sorted({os.path.relpath(path) for _change, path in changes})
+        here = os.getcwd() + os.sep
+        changed = sorted({path[len(here):] if path.startswith(here) else path
+                          for _change, path in changes})
         try:
             say({"changed": changed, "runtime": load_in_a_child(settings)})
         except ClusterError as exc:

@@ -11,11 +11,12 @@ import ipaddress
 import os
 import socket
 
+from cluster.protocol.trust import Trust
+
 from . import container
 from .options import BY_NAME, SETTINGS, default
 from .privileges import Identity, IdentityError, resolve
 from .recycle import RecyclePolicy
-from .trust import Trust
 
 
 class ConfigError(ValueError):

@@ -22,7 +22,7 @@ import dataclasses
 import traceback
 from typing import Callable, Mapping
 
-from protocol.adapters import redact
+from cluster.protocol.adapters import redact
 
 from .config import ConfigError
 from .hooks import HOOK_NAMES, closest

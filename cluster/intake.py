@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import selectors
 import socket
 import time
+
+from cluster.protocol.trust import TrustCache
 
 from .config import Settings
 from .dispatch import Dispatcher
@@ -49,13 +52,16 @@ DEFER_ACCEPT = 1
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
 
+PEER_REFUSAL_REPORT = 10.0
+"""Seconds between two log lines about peers refused by ``--proxy-allow-from``."""
+
 
 class Intake:
     """Accepts connections, reads what routing needs of them, and passes them on.
 
     :param dispatcher: chooses the worker of each connection and hands it over.
-    :param settings: ``route``, ``proxy_protocol``, ``forwarded_allow_ips`` and
-                     ``peek_timeout`` are used.
+    :param settings: ``route``, ``proxy_protocol``, ``proxy_allow_from``,
+                     ``forwarded_allow_ips`` and ``peek_timeout`` are used.
     """
 
     def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
@@ -65,12 +71,19 @@ class Intake:
                                    lambda conn: self._examine(conn, time.monotonic(), woken=True))
         self._scratch = bytearray(HEAD_LIMIT)
         self._warned_full = False
+        peers = settings.proxy_peers
+        self._proxy_peer_allowed = (TrustCache(peers) if settings.proxy_protocol
+                                    and not peers.everything else None)
+        """``--proxy-allow-from``, when it excludes anyone: a dict look-up per peer seen before."""
+        self._peers_refused = 0
+        self._peer_report_due = 0.0
         self.accepted = 0
         """Connections accepted."""
         self.timed_out = 0
         """Connections routed (or closed) because they sent too little within the peek timeout."""
         self.refused = 0
-        """Connections closed for a missing, bad or truncated PROXY header."""
+        """Connections closed for a missing, bad or truncated PROXY header, or from a peer
+        not in ``--proxy-allow-from``."""
 
     @property
     def pending_count(self) -> int:
@@ -101,6 +114,7 @@ class Intake:
         """Accept and route up to a batch of clients; False when out of file descriptors."""
         peeking = self.peeking
         deferred = peeking and listener.family != socket.AF_UNIX
+        proxy_peer_allowed = self._proxy_peer_allowed
         for _ in range(ACCEPT_BATCH):
             try:
                 fd, address = listener._accept()  # type: ignore[attr-defined]  # fd, no socket object
@@ -114,6 +128,9 @@ class Intake:
             client = (address[0], address[1]) if isinstance(address, tuple) else None
             if not peeking:
                 self._dispatcher.route(fd, client, None)
+                continue
+            if proxy_peer_allowed is not None and client is not None and not proxy_peer_allowed(client[0]):
+                self._refuse_peer(fd, client[0])
                 continue
             sock = socket.socket(listener.family, socket.SOCK_STREAM, 0, fileno=fd)
             now = time.monotonic()
@@ -180,6 +197,20 @@ class Intake:
         conn.client = header.client or conn.client
         self._set_lowat(conn, 1)
         return True
+
+    def _refuse_peer(self, fd: int, peer: str) -> None:
+        """Close a connection from a peer whose PROXY header is not believed; say so in
+        one line at most every :data:`PEER_REFUSAL_REPORT` seconds."""
+        os.close(fd)
+        self.refused += 1
+        self._peers_refused += 1
+        now = time.monotonic()
+        if now >= self._peer_report_due:
+            log.warning("refused %d connection(s) from peers not in --proxy-allow-from "
+                        "(the last from %s): their PROXY header is not believed",
+                        self._peers_refused, peer)
+            self._peers_refused = 0
+            self._peer_report_due = now + PEER_REFUSAL_REPORT
 
     def _refuse(self, conn: Pending, reason: str) -> None:
         log.debug("closed a connection from %s: %s", conn.client, reason)

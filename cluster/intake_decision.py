@@ -37,11 +37,11 @@ from __future__ import annotations
 import dataclasses
 
 from cluster.protocol.sids import request_sid
+from cluster.protocol.trust import Trust
 
 from .config import Settings
 from .pending import Address
 from .peek import INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy, request_line_prefix
-from .trust import Trust
 
 REQUEST_LINE_LIMIT = 4096
 """Bytes of request the master waits for to see a whole request line."""

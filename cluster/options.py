@@ -24,8 +24,9 @@ from cluster.protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_
 from cluster.protocol.access_log_format import check_format as check_access_log_format
 
 from cluster.protocol import adapters
+from cluster.protocol.trust import Trust
+
 from .container import usable_cpus
-from .trust import Trust
 
 ENV_PREFIX = "STICKY_CLUSTER_"
 
@@ -68,7 +69,7 @@ def adapter_url(_label: str, value: str) -> None:
 
 
 def trusted_proxies(label: str, value: str) -> None:
-    """Addresses and CIDRs, comma-separated (:meth:`cluster.trust.Trust.parse`)."""
+    """Addresses and CIDRs, comma-separated (:meth:`cluster.protocol.trust.Trust.parse`)."""
     try:
         Trust.parse(value)
     except ValueError as exc:
@@ -301,9 +302,11 @@ OPTIONS: tuple[Option, ...] = (
                 "Connections without a valid header are closed.",
            doc="connections start with a PROXY v1/v2 header naming the real client"),
     Option("forwarded_allow_ips", str, metavar="ADDR|CIDR,...", check=trusted_proxies,
-           default="", shown_default="none",
-           help="Peers whose X-Forwarded-For header names the real client (* for any).",
-           doc="peers (addresses/CIDRs, `*`) whose `X-Forwarded-For` is believed"),
+           default="", shown_default="none", worker=True,
+           help="Peers whose X-Forwarded-For (the real client), X-Forwarded-Proto and "
+                "X-Forwarded-Host (the scheme and host the app sees) are believed (* for any).",
+           doc="peers (addresses/CIDRs, `*`) whose `X-Forwarded-For`, `-Proto` and `-Host` are "
+               "believed"),
     Option("peek_timeout", float, metavar="SECONDS", check=positive, default=5.0,
            help="Seconds a new connection gets to send its request line (and PROXY header); "
                 "then it goes by IP (closed if its PROXY header is missing).",
@@ -391,7 +394,7 @@ OPTIONS: tuple[Option, ...] = (
                 "(environment: space-separated).",
            doc="with `--reload`, watch this path too; repeat for more"),
     Option("proxy_allow_from", str, metavar="ADDR|CIDR,...", check=trusted_proxies,
-           default="127.0.0.1,::1", shown_default="`127.0.0.1,::1`",
+           default="127.0.0.0/8,::1", shown_default="loopback: `127.0.0.0/8,::1`",
            help="With --proxy-protocol, the peers whose PROXY header is believed (* for "
                 "any); a header from any other peer closes the connection.",
            doc="with `--proxy-protocol`, peers (addresses/CIDRs, `*`) whose PROXY header is "

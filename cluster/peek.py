@@ -12,7 +12,7 @@ import ipaddress
 import re
 from typing import Final, Literal
 
-from cluster.trust import IPAddress, Trust, parse_ip
+from cluster.protocol.trust import IPAddress, Trust, parse_ip
 
 _REQUEST_LINE_START = re.compile(rb"(?:[A-Z]{1,20}(?: [\x21-\x7e]*(?: [\x21-\x7e]*\r?)?)?)?")
 

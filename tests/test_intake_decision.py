@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 from cluster.intake_decision import (HEAD_LIMIT, REQUEST_LINE_LIMIT, Closed, IntakeRules, Refuse, Route,
                                      Seen, Wait, decide)
 from cluster.peek import ProxyHeader
-from cluster.trust import Trust
+from cluster.protocol.trust import Trust
 
 HANDSHAKE = (b"GET /socket.io/?transport=polling&EIO=4&t=1795702432.4421751 HTTP/1.1\r\n"
              b"Host: 127.0.0.1:47811\r\nUser-Agent: python-requests/2.34.2\r\n"

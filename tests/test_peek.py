@@ -1,4 +1,4 @@
-"""Tests for the master's pure peek parsers (cluster.peek) and trusted networks (cluster.trust)."""
+"""Tests for the master's pure peek parsers (cluster.peek) and trusted networks (cluster.protocol.trust)."""
 from __future__ import annotations
 
 import ipaddress
@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cluster.peek import (INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy,
                           request_line_prefix)
-from cluster.trust import Trust
+from cluster.protocol.trust import Trust
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 

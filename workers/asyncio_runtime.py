@@ -69,7 +69,7 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
-    from . import access_log, managers, peer
+    from . import access_log, forwarded, managers, peer
     from .asyncio_link import AsyncMasterLink
     from .asyncio_protocol import Routing
     from .limits import http_limits
@@ -80,15 +80,21 @@ async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
     peer.fix_remote_addr(server.eio)
     limits = http_limits(spec, app)
     lines = access_log.writer(spec)
+    trusted = forwarded.trust_of(spec.forwarded_allow_ips)
     if app.aiohttp is not None:
         from . import aiohttp_server as kind
+        if trusted is not None:
+            app.aiohttp.middlewares.insert(0, forwarded.aiohttp_middleware())
         connections: Any = kind.AiohttpConnections(app.aiohttp, spec.worker_connections, limits,
                                                    spec.websocket_rate, lines)
     else:
         from . import asgi_server as kind  # type: ignore[no-redef]
-        connections = kind.AsgiConnections(app.asgi, spec.worker_connections, limits,
+        asgi_app = forwarded.asgi(app.asgi) if trusted is not None else app.asgi
+        connections = kind.AsgiConnections(asgi_app, spec.worker_connections, limits,
                                            spec.websocket_rate, lines)
-    link = AsyncMasterLink(sock, connections.serve, loop)
+    serve_client = (connections.serve if trusted is None
+                    else forwarded.marking(connections.serve, trusted))
+    link = AsyncMasterLink(sock, serve_client, loop)
     if spec.hand_back:
         connections.routing = Routing(spec.tag, link.hand_back, kind.idle, spec.place_new_sessions)
     managers.install(server, spec, link)

@@ -42,7 +42,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     _log_hub_errors()
     from eventlet import wsgi
 
-    from . import access_log, eventlet_websocket, loader, managers
+    from . import access_log, eventlet_websocket, forwarded, loader, managers
     from .eventlet_http import protocol_for
     from .eventlet_protocol import routing_protocol
     from .limits import http_limits
@@ -63,6 +63,9 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     link.send(Kind.READY)
     log.debug("worker %d (slot %d) serving", os.getpid(), spec.slot)
     protocol = protocol_for(http_limits(spec, app))
+    trusted = forwarded.trust_of(spec.forwarded_allow_ips)
+    if trusted is not None:
+        protocol = forwarded.wsgi_handler(protocol, trusted)
     if spec.hand_back:
         protocol = routing_protocol(spec.tag, link.hand_back, base=protocol,
                                     place_new_sessions=spec.place_new_sessions)

@@ -47,7 +47,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     import gevent.pool
     from gevent import pywsgi
 
-    from . import access_log, loader, managers, simple_websocket_limits
+    from . import access_log, forwarded, loader, managers, simple_websocket_limits
     from .gevent_http import handler_for
     from .gevent_link import GeventMasterLink
     from .gevent_protocol import routing_handler
@@ -67,6 +67,9 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     if spec.hand_back:
         server.handler_class = routing_handler(spec.tag, link.hand_back, base=server.handler_class,
                                                place_new_sessions=spec.place_new_sessions)
+    trusted = forwarded.trust_of(spec.forwarded_allow_ips)
+    if trusted is not None:
+        server.handler_class = forwarded.wsgi_handler(server.handler_class, trusted)
     managers.install(app.server, spec, link)
     drained = gevent.event.Event()
     link.on_drain = lambda: gevent.spawn(_drain, app.server, link, pool, spec.graceful_timeout,

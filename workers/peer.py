@@ -5,8 +5,10 @@ protocol header (or a trusted ``X-Forwarded-For``) the socket's own peer is the 
 not the client. uvicorn and aiohttp read the peer from the transport, so a connection
 whose address differs gets a :class:`PeerTransport` that reports the real one (and
 the websocket protocol that takes over the transport sees it too). Engine.IO's ASGI
-and aiohttp drivers write ``REMOTE_ADDR = 127.0.0.1`` into every environ;
-:func:`fix_remote_addr` makes it the client's, as the WSGI servers do.
+and aiohttp drivers write ``REMOTE_ADDR = 127.0.0.1`` into every environ, and take
+``wsgi.url_scheme`` from any client's ``X-Forwarded-Proto``; :func:`fix_remote_addr`
+makes them the client's address and the request's scheme (the forwarded one only from
+a trusted proxy: :mod:`workers.forwarded`), as the WSGI servers do.
 """
 from __future__ import annotations
 
@@ -119,12 +121,14 @@ def fix_remote_addr(engineio_server: Any) -> None:
             environ = translate(request)
             peer = request.transport.get_extra_info("peername") if request.transport else None
             _set_peer(environ, peer)
+            environ["wsgi.url_scheme"] = request.scheme
             return environ
         drivers["translate_request"] = translate_aiohttp
     else:
         async def translate_asgi(scope: dict[str, Any], receive: Any, send: Any) -> dict[str, Any]:
             environ = await translate(scope, receive, send)
             _set_peer(environ, scope.get("client"))
+            environ["wsgi.url_scheme"] = "https" if scope.get("scheme") in ("https", "wss") else "http"
             return environ
         drivers["translate_request"] = translate_asgi
     engineio_server._async = drivers  # noqa: SLF001

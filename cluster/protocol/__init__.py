@@ -12,7 +12,9 @@ checks it): whatever the two sides must agree on lives here, one module per conc
 - :mod:`cluster.protocol.spec`: what the master tells a worker it forks (:class:`WorkerSpec`),
   the worker runtimes by module path;
 - :mod:`cluster.protocol.access_log_format`: what ``--access-log-format`` may say;
-- :mod:`cluster.protocol.adapters`: the broker URLs ``--adapter`` accepts and their families.
+- :mod:`cluster.protocol.adapters`: the broker URLs ``--adapter`` accepts and their families;
+- :mod:`cluster.protocol.trust`: which peers are trusted proxies (``--forwarded-allow-ips``,
+  ``--proxy-allow-from``).
 """
 
 PACKAGES = ("cluster", "workers")

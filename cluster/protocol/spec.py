@@ -61,6 +61,8 @@ class WorkerSpec:
     :param access_log_format: ``--access-log-format`` (see :mod:`cluster.protocol.access_log_format`).
     :param threads: ``--threads``: the threading worker's pool size (None: its default;
                     the other runtimes refuse it before any fork).
+    :param forwarded_allow_ips: ``--forwarded-allow-ips``: peers whose ``X-Forwarded-Proto``
+                                and ``X-Forwarded-Host`` are believed.
     :param hand_back: hand a request for another worker's session back to the master
                       (``--route sid``); else serve every request of a connection here.
     :param place_new_sessions: hand back, too, a kept-alive connection's later request that
@@ -85,5 +87,6 @@ class WorkerSpec:
     access_log: str | None = None
     access_log_format: str = ""
     threads: int | None = None
+    forwarded_allow_ips: str = ""
     hand_back: bool = True
     place_new_sessions: bool = False

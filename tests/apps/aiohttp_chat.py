@@ -11,4 +11,11 @@ from tests.apps.asgi_chat import make_server
 app = web.Application()
 make_server("aiohttp").attach(app)
 
+
+async def url(request: web.Request) -> web.Response:
+    """The URL the app sees (behind a TLS-terminating proxy: https)."""
+    return web.json_response({"url": str(request.url)})
+
+app.router.add_get("/url", url)
+
 sio = make_server("aiohttp")

@@ -20,7 +20,14 @@ def make_server(async_mode: str) -> socketio.AsyncServer:
 
     @sio.event
     async def connect(sid, environ, auth=None):
-        await sio.save_session(sid, {"remote_addr": environ.get("REMOTE_ADDR")})
+        await sio.save_session(sid, {
+            "remote_addr": environ.get("REMOTE_ADDR"),
+            "url": f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST')}"})
+
+    @sio.event
+    async def seen_url(sid, data=None):
+        """The scheme and host the app saw at connect (behind a TLS-terminating proxy: https)."""
+        return (await sio.get_session(sid))["url"]
 
     @sio.event
     async def whoami(sid, data=None):

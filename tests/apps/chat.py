@@ -11,7 +11,14 @@ app = socketio.WSGIApp(sio)
 
 @sio.event
 def connect(sid, environ, auth=None):
-    sio.save_session(sid, {"remote_addr": environ.get("REMOTE_ADDR")})
+    sio.save_session(sid, {"remote_addr": environ.get("REMOTE_ADDR"),
+                           "url": f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST')}"})
+
+
+@sio.event
+def seen_url(sid, data=None):
+    """The scheme and host the app saw at connect (behind a TLS-terminating proxy: https)."""
+    return sio.get_session(sid)["url"]
 
 
 @sio.event

@@ -4,7 +4,7 @@
 import os
 
 import socketio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 
 from tests.apps.asgi_chat import make_server
 
@@ -14,6 +14,12 @@ app = FastAPI()
 @app.get("/hello")
 async def hello():
     return {"pid": os.getpid()}
+
+
+@app.get("/url")
+async def url(request: Request):
+    """The URL the app sees (behind a TLS-terminating proxy: https)."""
+    return {"url": str(request.url)}
 
 
 sio = make_server("asgi")

@@ -12,7 +12,12 @@ def _events(sio: socketio.Server) -> None:
 
     @sio.event
     def connect(sid, environ, auth=None):
-        sio.save_session(sid, {"remote_addr": environ.get("REMOTE_ADDR")})
+        sio.save_session(sid, {"remote_addr": environ.get("REMOTE_ADDR"),
+                               "url": f"{environ['wsgi.url_scheme']}://{environ.get('HTTP_HOST')}"})
+
+    @sio.event
+    def seen_url(sid, data=None):
+        return sio.get_session(sid)["url"]
 
     @sio.event
     def whoami(sid, data=None):

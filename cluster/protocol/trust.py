@@ -1,4 +1,8 @@
-"""Which peers are trusted proxies: a small set of IP networks parsed from a string."""
+"""Which peers are trusted proxies: a small set of IP networks parsed from a string.
+
+Used by the master (``--forwarded-allow-ips``, ``--proxy-allow-from``) and by the
+workers (``X-Forwarded-Proto`` and ``X-Forwarded-Host`` from trusted peers).
+"""
 from __future__ import annotations
 
 import ipaddress
@@ -66,6 +70,11 @@ class Trust:
         mapped = addr.ipv4_mapped if addr.version == 6 else None
         return any(addr in net or (mapped is not None and mapped in net) for net in self._networks)
 
+    @property
+    def everything(self) -> bool:
+        """Whether every address is trusted (``*``)."""
+        return self._everything
+
     def __bool__(self) -> bool:
         """False when nothing is trusted."""
         return self._everything or bool(self._networks)
@@ -73,3 +82,30 @@ class Trust:
     def __repr__(self) -> str:
         entries = ["*"] if self._everything else []
         return f"Trust.parse({', '.join(entries + [str(n) for n in self._networks])!r})"
+
+
+class TrustCache:
+    """``ip in trust`` for address strings, each answer kept: for a per-connection check.
+
+    A lookup of an address seen before is one dict look-up (no parsing), so the check
+    costs next to nothing for the few proxies a cluster sits behind. At most ``limit``
+    answers are kept (then they are dropped and learnt again), so a flood of distinct
+    addresses cannot grow it.
+    """
+
+    __slots__ = ("_trust", "_answers", "_limit")
+
+    def __init__(self, trust: Trust, limit: int = 4096) -> None:
+        self._trust = trust
+        self._answers: dict[str, bool] = {}
+        self._limit = limit
+
+    def __call__(self, ip: str) -> bool:
+        """Whether the address ``ip`` (a string) is trusted."""
+        answer = self._answers.get(ip)
+        if answer is None:
+            answer = ip in self._trust
+            if len(self._answers) >= self._limit:
+                self._answers.clear()
+            self._answers[ip] = answer
+        return answer

@@ -153,6 +153,7 @@ class Settings:
         return RecyclePolicy(self.max_worker_memory, self.max_worker_memory_jitter,
                              self.max_worker_age, self.max_worker_age_jitter)
 
+    @property
     def proxy_peers(self) -> Trust:
         """The peers whose PROXY protocol header is believed (``proxy_allow_from``)."""
         return Trust.parse(self.proxy_allow_from)

@@ -46,7 +46,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     Raises (before reporting ready) when the app cannot be loaded; the caller turns
     that into a boot-failure exit code.
     """
-    from . import access_log, loader, managers, threading_websocket
+    from . import access_log, forwarded, loader, managers, threading_websocket
     from .limits import http_limits
     from .threading_link import ThreadMasterLink
     from .threading_server import Server
@@ -58,6 +58,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     threads = spec.threads or DEFAULT_THREADS
     server = Server(access_log.wrap(log_errors(app.wsgi), spec), http_limits(spec, app), threads,
                     _base_environ(spec), spec.tag)
+    server.trusted = forwarded.trust_of(spec.forwarded_allow_ips)
     link = ThreadMasterLink(sock, server.add)
     if spec.hand_back:
         server.hand_back = link.hand_back

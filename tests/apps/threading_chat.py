@@ -35,6 +35,12 @@ def whoami(data=None):
     return {"pid": os.getpid(), "remote_addr": request.remote_addr, "sid": request.sid}
 
 
+@socketio_ext.on("seen_url")
+def seen_url(data=None):
+    """The scheme and host the app saw at connect (behind a TLS-terminating proxy: https)."""
+    return f"{request.scheme}://{request.host}"
+
+
 @socketio_ext.on("join")
 def join(room):
     join_room(room)

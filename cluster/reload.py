@@ -56,7 +56,7 @@ class Reloader:
         if not isinstance(settings.target, str):
             raise ClusterError("--reload needs the app named as MODULE:ATTRIBUTE, not an object")
         if importlib.util.find_spec("watchfiles") is None:
-            raise ClusterError('--reload needs watchfiles: pip install watchfiles')
+            raise ClusterError('--reload needs watchfiles: pip install "/path/to/sticky-cluster[reload]"')
         self._on_change = on_change
         self._selector = selector
         read_end, write_end = os.pipe2(os.O_CLOEXEC)

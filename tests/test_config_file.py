@@ -65,9 +65,9 @@ def test_every_option_of_the_table_can_be_set_in_a_file(tmp_path):
                      "status_bind": "'127.0.0.1:7003'", "access_log_format": "'%(h)s'",
                      "user": None, "group": None}.get(option.name, "'x'")
         else:
-            value = samples[option.kind]
-        if option.name == "max_worker_memory":  # its jitter (2.5 MB) must stay below it
-            value = "300"
+            value = {"max_worker_memory": "100", "max_worker_memory_jitter": "10",
+                     "max_worker_age": "600", "max_worker_age_jitter": "60"}.get(
+                         option.name, samples[option.kind])
         if value is not None:
             lines.append(f"{option.name} = {value}")
     loaded = config_file.load(write(tmp_path, "\n".join(lines) + "\n"))

@@ -46,6 +46,8 @@ CONFIGS = {
 }
 """The first line of each configuration the README shows -> whose address the app sees
 (``client``: the balancer conveys it; ``proxy``: the balancer's own)."""
+TLS_CONFIG = "# /etc/haproxy/haproxy.cfg: TLS terminated here, PROXY v2 to the cluster"
+"""Run, with a certificate and an https client, by ``tests/test_tls_proxy.py``."""
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 
@@ -80,7 +82,7 @@ def swapped(text: str, swaps: dict[str, str]) -> str:
 def test_every_balancer_configuration_of_the_readme_is_run_here():
     shown = {text.split("\n", 1)[0] for lang, text, _end in fenced_blocks()
              if lang in ("nginx", "haproxy")}
-    assert shown == set(CONFIGS)
+    assert shown == set(CONFIGS) | {TLS_CONFIG}
 
 
 # ------------------------------------------------------------------ the balancers

@@ -4,7 +4,8 @@
   certificate (openssl), PROXY v2 to the cluster: the official Python client connects over
   https and upgrades to wss; the app sees https and the client's own address.
 - ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` are believed from ``--forwarded-allow-ips``
-  peers only, in every runtime (the Socket.IO environ, and the ASGI / aiohttp app's own URL).
+  peers only, in every runtime (the Socket.IO environ, and the FastAPI / aiohttp / Flask
+  app's own URL).
 - ``--proxy-allow-from``: a PROXY header from any other peer is refused, in one log line.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ import pytest
 import socketio
 
 from clients import disconnect, run, source_address
-from conftest import ROOT, free_port, wait_for
+from conftest import free_port, wait_for
+from test_readme_proxies import TLS_CONFIG, readme_config
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +69,7 @@ def test_forwarded_proto_and_host_are_believed_from_trusted_peers_only(start_clu
     assert trusted_url == "https://chat.example.com" and transport == "websocket"
     _, untrusted_url, _ = run(seen(cluster.url, source_address(3), FORWARDED))
     assert untrusted_url == f"http://127.0.0.1:{cluster.port}"
-    if app_target.endswith(("fastapi_chat:app", "aiohttp_chat:app")):
+    if app_target.endswith(("fastapi_chat:app", "aiohttp_chat:app", "threading_chat:app")):
         assert app_url(cluster.port, "127.0.0.1", FORWARDED) == "https://chat.example.com/url"
         assert app_url(cluster.port, "127.0.0.1", {"X-Forwarded-Proto": "gopher"}) == (
             f"http://127.0.0.1:{cluster.port}/url")  # not a scheme: ignored
@@ -82,9 +84,10 @@ def test_without_trusted_peers_no_one_sets_the_scheme(start_cluster):
 
 
 def _readme_haproxy() -> str:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### TLS (HTTPS and WSS)"):]
-    return re.search(r"```haproxy\n(.*?)```", section, re.S)[1]
+    _lang, text, command = readme_config(TLS_CONFIG)
+    assert command == ["sticky-cluster", "run", "app:sio", "--bind", "127.0.0.1:5000",
+                       "--proxy-protocol", "--forwarded-allow-ips", "127.0.0.1"]
+    return text
 
 
 def _self_signed(directory) -> tuple[str, str]:

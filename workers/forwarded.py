@@ -15,7 +15,8 @@ Of a header a proxy chain appended to (``https, http``) the last entry counts: t
 the trusted peer wrote. A value that is not a scheme, or not a host, is ignored.
 
 The trust is decided once per connection: :func:`from_trusted_proxy` for the green
-runtimes' handlers (:func:`wsgi_handler`), and for the asyncio ones a context variable
+runtimes' handlers (:func:`wsgi_handler`), per request for the threading worker's
+(:func:`wsgi_app`, one ``getpeername``), and for the asyncio ones a context variable
 set when the connection is handed to its protocol (:func:`marking`), which every task of
 that connection inherits (:func:`asgi`, :func:`aiohttp_middleware`).
 """
@@ -79,6 +80,19 @@ def apply_to_environ(environ: dict[str, Any]) -> None:
     forwarded_host = host(environ.get("HTTP_X_FORWARDED_HOST"))
     if forwarded_host is not None:
         environ["HTTP_HOST"] = forwarded_host
+
+
+def wsgi_app(app: Callable[..., Any], trusted: TrustCache) -> Callable[..., Any]:
+    """The WSGI ``app`` with :func:`apply_to_environ` on requests whose connection
+    (``environ["gunicorn.socket"]``, the threading worker's) comes from a trusted peer."""
+
+    def forwarded_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        sock = environ.get("gunicorn.socket")
+        if sock is not None and from_trusted_proxy(sock, trusted):
+            apply_to_environ(environ)
+        return app(environ, start_response)
+
+    return forwarded_app
 
 
 def wsgi_handler(base: type, trusted: TrustCache) -> type:

@@ -29,10 +29,6 @@ from typing import Any, Callable, Iterable
 
 import h11
 
-from cluster.protocol.trust import TrustCache
-
-from .forwarded import apply_to_environ, from_trusted_proxy
-
 log = logging.getLogger("sticky_cluster.worker")
 
 HEAD_LIMIT = 65536
@@ -270,18 +266,15 @@ class _Response:
 
 
 def serve_request(conn: Connection, app: WSGIApp, base_environ: dict[str, Any],
-                  header_timeout: float, trusted: TrustCache | None = None) -> str:
+                  header_timeout: float) -> str:
     """Run ``app`` for ``conn``'s parsed request and answer it; :data:`KEEP`,
-    :data:`CLOSE` or :data:`TAKEN` (see the module's docstring). ``trusted``: the peers
-    whose ``X-Forwarded-Proto``/``-Host`` are believed (:mod:`workers.forwarded`)."""
+    :data:`CLOSE` or :data:`TAKEN` (see the module's docstring)."""
     request: h11.Request = conn.request  # type: ignore[assignment]
     upgrade = is_upgrade(request)
     conn.sock.settimeout(None if upgrade else header_timeout)
     body = Body(conn)
     response = _Response(conn, request.method == b"HEAD")
     environ = environ_of(conn, body, base_environ)
-    if trusted is not None and from_trusted_proxy(conn.sock, trusted):
-        apply_to_environ(environ)
     try:
         result = app(environ, response.start_response)
         try:

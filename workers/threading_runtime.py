@@ -56,9 +56,10 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     sids.install(app.server.eio, spec.tag)
     threading_websocket.install(app.server.eio, spec.websocket_rate)
     threads = spec.threads or DEFAULT_THREADS
-    server = Server(access_log.wrap(log_errors(app.wsgi), spec), http_limits(spec, app), threads,
+    trusted = forwarded.trust_of(spec.forwarded_allow_ips)
+    wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)
+    server = Server(access_log.wrap(log_errors(wsgi), spec), http_limits(spec, app), threads,
                     _base_environ(spec), spec.tag)
-    server.trusted = forwarded.trust_of(spec.forwarded_allow_ips)
     link = ThreadMasterLink(sock, server.add)
     if spec.hand_back:
         server.hand_back = link.hand_back

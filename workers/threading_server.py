@@ -45,7 +45,6 @@ from typing import Any, Callable
 import h11
 
 from cluster.protocol.frames import RESUME_LIMIT
-from cluster.protocol.trust import TrustCache
 
 from .handback import goes_back
 from .limits import HttpLimits, body_refusal
@@ -88,8 +87,6 @@ class Server:
         self._own_tag = own_tag
         self.hand_back: HandBack | None = None
         """Gives a connection back to the master (``--route sid``); None: serve all here."""
-        self.trusted: TrustCache | None = None
-        """The peers whose ``X-Forwarded-Proto``/``-Host`` are believed; None: nobody."""
         self.place_new_sessions = False
         """Hand back a later request of a connection that starts a new session, for the
         master to place (:func:`workers.handback.goes_back`)."""
@@ -303,8 +300,7 @@ class Server:
         """Serve ``conn``'s request (in a pool thread); a kept-alive connection goes back
         to the poller for its next one."""
         try:
-            outcome = serve_request(conn, self._app, self._environ, self._limits.header_timeout,
-                                    self.trusted)
+            outcome = serve_request(conn, self._app, self._environ, self._limits.header_timeout)
         except Exception:  # noqa: BLE001 - a bug here must not kill the pool's thread
             log.exception("worker %d: serving %s failed", os.getpid(), conn.address)
             conn.sock.close()

@@ -29,16 +29,22 @@ def hello():
     return {"pid": os.getpid(), "remote_addr": request.remote_addr}
 
 
-@socketio_ext.on("whoami")
-def whoami(data=None):
-    """Which worker process serves this client, and what address it sees."""
-    return {"pid": os.getpid(), "remote_addr": request.remote_addr, "sid": request.sid}
+@app.route("/url")
+def url():
+    """The URL the app sees (behind a TLS-terminating proxy: https)."""
+    return {"url": request.url}
 
 
 @socketio_ext.on("seen_url")
 def seen_url(data=None):
     """The scheme and host the app saw at connect (behind a TLS-terminating proxy: https)."""
-    return f"{request.scheme}://{request.host}"
+    return request.host_url.rstrip("/")
+
+
+@socketio_ext.on("whoami")
+def whoami(data=None):
+    """Which worker process serves this client, and what address it sees."""
+    return {"pid": os.getpid(), "remote_addr": request.remote_addr, "sid": request.sid}
 
 
 @socketio_ext.on("join")

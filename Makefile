@@ -34,7 +34,7 @@ test-unit: install  ## the unit part alone (no process started), in seconds
 bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
 	$(PY) -m bench.run
 
-readme: install  ## rewrite README's options table from the table in cluster/options.py
+readme: install  ## rewrite README's options table and its runtimes' table (cluster/options.py, cluster/protocol/support.py)
 	$(PY) -c 'import sys; from cluster.options import main; sys.exit(main(["--readme", "README.md"]))'
 
 dist: install  ## build the wheel (into dist/) to install elsewhere: pip install "sticky_cluster-VERSION-py3-none-any.whl[asyncio]"

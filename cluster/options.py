@@ -6,8 +6,9 @@ default, its check, whether the workers need it, and its help text for ``--help`
 for README.md. From :data:`OPTIONS` come the click options (:mod:`cluster.cli`), the
 defaults and checks of :class:`cluster.config.Settings` (which also takes
 ``Master(**options)``), the worker-side fields of each
-:class:`cluster.protocol.spec.WorkerSpec` (``Master._spec_for``) and README's options table
-(``make readme`` rewrites it with :func:`main`; a test keeps them equal),
+:class:`cluster.protocol.spec.WorkerSpec` (``Master._spec_for``), README's options table
+and the rows of its table of what each runtime enforces (:mod:`cluster.protocol.support`;
+``make readme`` rewrites both with :func:`main`; a test keeps them equal),
 as gunicorn's ``config.py`` does for its settings.
 
 Checks raise ValueError with a one-line message; Settings turns it into ConfigError.
@@ -24,7 +25,7 @@ from typing import Any, Callable
 from cluster.protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
 from cluster.protocol.access_log_format import check_format as check_access_log_format
 
-from cluster.protocol import adapters
+from cluster.protocol import adapters, support
 from cluster.protocol.trust import Trust
 
 from .container import usable_cpus
@@ -430,25 +431,41 @@ def markdown_table() -> str:
     return "\n".join([README_HEADER, *(option.readme_row() for option in OPTIONS)])
 
 
+def support_table() -> str:
+    """README's table of what each runtime enforces (:mod:`cluster.protocol.support`), a
+    row per worker-side option in this table's order."""
+    return support.markdown_table({option.name: option.long_flag
+                                   for option in OPTIONS if option.worker})
+
+
 def replace_table(text: str) -> str:
-    """``text`` (README.md) with its options table replaced by :func:`markdown_table`."""
-    start = text.index(README_HEADER)
+    """``text`` (README.md) with its options table and its table of what each runtime
+    enforces replaced by :func:`markdown_table` and :func:`support_table`."""
+    text = _replace(text, README_HEADER, markdown_table())
+    return _replace(text, support.README_HEADER, support_table())
+
+
+def _replace(text: str, header: str, table: str) -> str:
+    """``text`` with the markdown table that starts with ``header`` replaced by ``table``."""
+    start = text.index(header)
     end = start
     while end < len(text) and text.startswith("|", end):
         end = text.find("\n", end) + 1 or len(text)
-    return text[:start] + markdown_table() + "\n" + text[end:]
+    return text[:start] + table + "\n" + text[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print README's options table, or rewrite it in place (``make readme``)."""
+    """Print README's options table and the runtimes' table, or rewrite them in place
+    (``make readme``)."""
     parser = argparse.ArgumentParser(prog="cluster.options.main", description=main.__doc__)
-    parser.add_argument("--readme", metavar="PATH", help="rewrite the options table in this file")
+    parser.add_argument("--readme", metavar="PATH",
+                        help="rewrite the options table and the runtimes' table in this file")
     args = parser.parse_args(argv)
     if args.readme:
         with open(args.readme, encoding="utf-8") as file:
-            text = file.read()
+            text = replace_table(file.read())
         with open(args.readme, "w", encoding="utf-8") as file:
-            file.write(replace_table(text))
+            file.write(text)
     else:
-        sys.stdout.write(markdown_table() + "\n")
+        sys.stdout.write(markdown_table() + "\n\n" + support_table() + "\n")
     return 0

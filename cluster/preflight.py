@@ -5,9 +5,10 @@ The master never imports the app (a rolling restart must load new code), so the 
 loaded once in a throw-away Python (``python -c``, as the user the workers run as) that
 prints the worker runtime it needs; an app object given to the embedding API is looked
 at in place. A broken app, one that does not load within ``--boot-timeout``, an
+option the app's runtime does not hold (:mod:`cluster.protocol.support`), an
 unreachable broker or a file in a missing directory is then one line for the user
-(:class:`ClusterError`), not a crash loop of workers; with ``--log-level debug`` the
-app's whole traceback is logged too.
+(:class:`ClusterError`), not a crash loop of workers nor an option accepted and
+ignored; with ``--log-level debug`` the app's whole traceback is logged too.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 
+from cluster.protocol import adapters, support
 from cluster.protocol.spec import AUTO, CHECK_WARNING, LOADER, RUNTIMES
 
 from . import own
@@ -24,6 +26,7 @@ from .broker_check import check_broker
 from .config import Settings
 from .limits import raise_open_files_limit
 from .logs import TRACEBACK
+from .options import OPTIONS, default
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -49,9 +52,9 @@ def preflight(settings: Settings) -> str:
         runtime = load_in_a_child(settings)
     else:
         runtime = _runtime_of(settings.target, settings.runtime)
-    if settings.threads is not None and runtime != "threading":
-        raise ClusterError(f"--threads is for the threading worker class; this app's workers "
-                           f"are {runtime} (their limit is --worker-connections)")
+    refused = refused_option(settings, runtime)
+    if refused:
+        raise ClusterError(refused)
     if settings.adapter:
         error = check_broker(settings.adapter, settings.channel)
         if error:
@@ -80,6 +83,27 @@ def _unwritable(path: str, beside: bool) -> str | None:
     if os.path.exists(path) and not beside:
         return None if os.access(path, os.W_OK) else "permission denied"
     return None if os.access(directory, os.W_OK | os.X_OK) else f"permission denied in {directory}"
+
+
+def refused_option(settings: Settings, runtime: str) -> str | None:
+    """The line that refuses an option ``runtime``'s workers do not hold, or None.
+
+    An option at its default is never refused; one set away from it is, where
+    :data:`cluster.protocol.support.SUPPORT` says the runtime refuses it, and so is an
+    adapter URL of a broker family the runtime has no manager for.
+    """
+    for option in OPTIONS:
+        if not option.worker:
+            continue
+        value = getattr(settings, option.settings_field)
+        why = support.refusal(runtime, option.name)
+        if why and value != default(option.name):
+            return f"{option.long_flag} is not for {runtime} workers: {why}"
+    if settings.adapter:
+        why = support.adapter_refusal(runtime, adapters.scheme_of(settings.adapter).family)
+        if why:
+            return f"--adapter {adapters.redact(settings.adapter)}: {why}"
+    return None
 
 
 def load_in_a_child(settings: Settings) -> str:

@@ -18,6 +18,7 @@ from cluster.config import Bind, ConfigError, Settings, make_settings
 from cluster.container import usable_cpus
 from cluster.options import BY_NAME, OPTIONS, SETTINGS
 from conftest import ROOT
+from cluster.protocol import support
 from cluster.protocol.spec import WorkerSpec
 
 ENV_NAMES_BEFORE_THE_TABLE = {
@@ -45,11 +46,21 @@ def test_readme_options_table_is_the_generated_one():
 
 def test_the_table_rewrites_itself_into_a_readme(tmp_path, capsys):
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n" + options.README_HEADER + "\n| `--old` | 1 | gone |\n\nafter\n")
+    readme.write_text("# x\n\n" + options.README_HEADER + "\n| `--old` | 1 | gone |\n\nmiddle\n\n"
+                      + support.README_HEADER + "\n| `--old` | a | b | c | d |\n\nafter\n")
     assert options.main(["--readme", str(readme)]) == 0
-    assert readme.read_text() == "# x\n\n" + options.markdown_table() + "\n\nafter\n"
+    assert readme.read_text() == ("# x\n\n" + options.markdown_table() + "\n\nmiddle\n\n"
+                                  + options.support_table() + "\n\nafter\n")
     assert options.main([]) == 0
-    assert capsys.readouterr().out == options.markdown_table() + "\n"
+    assert capsys.readouterr().out == options.markdown_table() + "\n\n" + options.support_table() + "\n"
+
+
+def test_a_readme_without_the_tables_is_left_whole(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n" + options.README_HEADER + "\n")
+    with pytest.raises(ValueError):
+        options.main(["--readme", str(readme)])
+    assert readme.read_text() == "# x\n\n" + options.README_HEADER + "\n"
 
 
 def test_every_click_option_of_run_is_a_row_of_the_table():

@@ -1,0 +1,185 @@
+"""What each worker runtime does with each worker-side option: one table, read three ways.
+
+:data:`SUPPORT` says, for every option the workers need (``worker=True`` in
+``cluster/options.py``) and every server a worker runs (:data:`SERVERS`), how the option
+holds there (whose setting, or which part of ours, enforces it), or that the runtime
+refuses it. :data:`DEFLATE` says what each server does with permessage-deflate.
+
+- README's section "What each runtime enforces" is made from it (:func:`markdown_table`;
+  ``make readme`` rewrites it, a test keeps them equal);
+- the master refuses, before it forks any worker, an option set (not at its default)
+  that the app's runtime does not hold (:func:`refusal`, called by ``cluster.preflight``
+  once the runtime is known), and an adapter URL of a broker family the runtime has no
+  manager for (:data:`ADAPTER_FAMILIES`);
+- ``tests/test_runtime_support.py`` walks it: one end-to-end probe per cell, which shows
+  the option's effect, or the master's refusal line.
+
+A cell is true of the code it names; a change there changes the cell. Standard library
+only, like the rest of :mod:`cluster.protocol`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+SERVERS: dict[str, str] = {
+    "eventlet": "eventlet",
+    "gevent": "gevent",
+    "asgi": "asyncio",
+    "aiohttp": "asyncio",
+}
+"""Each server a worker runs (a column of the table) -> its runtime (a key of
+:data:`cluster.protocol.spec.RUNTIMES`). The asyncio runtime serves ASGI apps (FastAPI,
+Starlette, ``socketio.ASGIApp``) with uvicorn's protocols and aiohttp apps with aiohttp's."""
+
+SERVER_TITLES: dict[str, str] = {
+    "eventlet": "eventlet",
+    "gevent": "gevent",
+    "asgi": "asyncio: ASGI",
+    "aiohttp": "asyncio: aiohttp",
+}
+"""The column titles of README's table."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """What one server does with one option.
+
+    :param how: how the option holds (whose setting or which part of the worker enforces
+                it), or, when ``holds`` is False, why the runtime refuses it.
+    :param holds: False: the master refuses the option (away from its default) for this
+                  server's runtime, in one line, before it forks any worker.
+    """
+
+    how: str
+    holds: bool = True
+
+    def markdown(self) -> str:
+        """The cell as README shows it."""
+        return self.how if self.holds else f"refused: {self.how}"
+
+
+def _everywhere(how: str) -> dict[str, Cell]:
+    return {server: Cell(how) for server in SERVERS}
+
+
+SUPPORT: dict[str, dict[str, Cell]] = {
+    "adapter": {
+        "eventlet": Cell("python-socketio's `RedisManager` (Redis, Valkey, Sentinel) or "
+                         "`KombuManager` (AMQP)"),
+        "gevent": Cell("python-socketio's `RedisManager` (Redis, Valkey, Sentinel) or "
+                       "`KombuManager` (AMQP)"),
+        "asgi": Cell("python-socketio's `AsyncRedisManager` (Redis, Valkey, Sentinel); an "
+                     "`amqp://` URL is refused"),
+        "aiohttp": Cell("python-socketio's `AsyncRedisManager` (Redis, Valkey, Sentinel); an "
+                        "`amqp://` URL is refused"),
+    },
+    "channel": _everywhere("the manager's pub/sub channel (AMQP: its exchange); the relay "
+                           "through the master has none"),
+    "worker_connections": {
+        "eventlet": Cell("eventlet's `GreenPool` of that size: one more waits for a free "
+                         "green thread"),
+        "gevent": Cell("gevent's `Pool` of that size: one more is answered `503`"),
+        "asgi": Cell("uvicorn's `limit_concurrency`: one more is answered `503`"),
+        "aiohttp": Cell("our check in front of aiohttp's server: one more is answered `503`"),
+    },
+    "graceful_timeout": {
+        "eventlet": Cell("our drain (a green thread), then `eventlet.wsgi.server` returns"),
+        "gevent": Cell("our drain (a greenlet), then the pool is killed"),
+        "asgi": Cell("our drain (a task), then uvicorn's connection shutdown and the "
+                     "lifespan shutdown"),
+        "aiohttp": Cell("our drain (a task), then aiohttp's `Server.shutdown` and the app's "
+                        "cleanup"),
+    },
+    "access_log": {
+        "eventlet": Cell("our WSGI middleware"),
+        "gevent": Cell("our WSGI middleware"),
+        "asgi": Cell("our ASGI middleware"),
+        "aiohttp": Cell("aiohttp's `access_log_class` hook, with our line writer"),
+    },
+    "access_log_format": _everywhere("our line writer: gunicorn's atoms, `%(slot)s`, "
+                                     "`%(transport)s`"),
+    "header_timeout": {
+        "eventlet": Cell("eventlet.wsgi's protocol with our deadline (`eventlet.Timeout`) "
+                         "and per-read socket timeouts"),
+        "gevent": Cell("gevent.pywsgi's handler with our deadline (`gevent.Timeout`) and "
+                       "per-read socket timeouts"),
+        "asgi": Cell("our guard in front of uvicorn's protocol"),
+        "aiohttp": Cell("our guard in front of aiohttp's protocol"),
+    },
+    "keepalive_timeout": {
+        "eventlet": Cell("eventlet.wsgi's protocol with our wait for the next request"),
+        "gevent": Cell("gevent.pywsgi's handler with our wait for the next request"),
+        "asgi": Cell("uvicorn's `timeout_keep_alive`"),
+        "aiohttp": Cell("aiohttp's `keepalive_timeout`"),
+    },
+    "websocket_rate": {
+        "eventlet": Cell("our metered socket under eventlet's websocket"),
+        "gevent": Cell("our paced reader under simple-websocket"),
+        "asgi": Cell("our guard in front of uvicorn's websocket protocol: frames counted, "
+                     "reading paused past the budget"),
+        "aiohttp": Cell("our guard in front of aiohttp's protocol: frames counted, reading "
+                        "paused past the budget"),
+    },
+}
+"""Worker-side option (its ``cluster.options`` name) -> server (:data:`SERVERS`) -> :class:`Cell`."""
+
+DEFLATE: dict[str, str] = {
+    "eventlet": "on: eventlet inflates a message at most to `max_http_buffer_size` (1009 "
+                "past it)",
+    "gevent": "on: our bounded inflate under simple-websocket (1009 past "
+              "`max_http_buffer_size`)",
+    "asgi": "on with uvicorn's websockets implementations, which inflate at most "
+            "`ws_max_size`; off with wsproto, which inflates a whole frame",
+    "aiohttp": "on: aiohttp inflates at most `max_msg_size`",
+}
+"""What each server does when a client offers permessage-deflate (on only where the inflated
+size is bounded while it inflates)."""
+
+ADAPTER_FAMILIES: dict[str, tuple[str, ...]] = {
+    "eventlet": ("redis", "amqp"),
+    "gevent": ("redis", "amqp"),
+    "asyncio": ("redis",),
+}
+"""Runtime -> the broker families (:data:`cluster.protocol.adapters.SCHEMES`) its workers
+have a manager for (asyncio has no AMQP manager: python-socketio's needs aio-pika)."""
+
+
+def refusal(runtime: str, option: str) -> str | None:
+    """Why ``runtime``'s workers refuse ``option`` (set away from its default), or None.
+
+    The master knows the runtime, not which server of it the app gets, so the servers of
+    one runtime must agree (a test keeps them so).
+    """
+    for server, cell in SUPPORT[option].items():
+        if SERVERS[server] == runtime and not cell.holds:
+            return cell.how
+    return None
+
+
+def adapter_refusal(runtime: str, family: str) -> str | None:
+    """Why ``runtime``'s workers cannot use a broker of ``family``, or None."""
+    families = ADAPTER_FAMILIES[runtime]
+    if family in families:
+        return None
+    return (f"{runtime} workers have no {family} manager; they take "
+            + " or ".join(f"a {name} URL" for name in families))
+
+
+README_HEADER = ("| option | " + " | ".join(SERVER_TITLES[server] for server in SERVERS)
+                 + " |\n| --- |" + " --- |" * len(SERVERS))
+"""The first two lines of README's table."""
+
+
+def markdown_table(flags: dict[str, str]) -> str:
+    """README's table, header included: a row per option (``flags``: option name -> its
+    long flag, in the order the rows go), then the permessage-deflate row."""
+    rows = [README_HEADER]
+    for name, flag in flags.items():
+        cells = [SUPPORT[name][server].markdown() for server in SERVERS]
+        rows.append(_row(f"`{flag}`", cells))
+    rows.append(_row("permessage-deflate", [DEFLATE[server] for server in SERVERS]))
+    return "\n".join(rows)
+
+
+def _row(first: str, cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in (first, *cells)) + " |"

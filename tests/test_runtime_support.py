@@ -8,14 +8,13 @@ parametrization is the table's rows and columns: a new option or server without 
 fails :func:`test_the_walk_is_the_table`.
 
 One cluster per server (an ``xdist_group`` each) serves the whole walk, with tight
-settings (:data:`SETTINGS`), a private redis-server as its adapter and its own channel.
+settings (:data:`SETTINGS`), the session's redis-server as its adapter and its own channel.
 The HUP probe of ``--graceful-timeout`` replaces the workers, so it runs last.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import signal
 import socket
@@ -31,8 +30,7 @@ from clients import connected, run, source_address, wait_upgraded
 from cluster.options import BY_NAME, OPTIONS
 from cluster.protocol.sids import tag_of
 from cluster.protocol.support import DEFLATE, SERVERS, SUPPORT
-from conftest import (RUNTIME_TARGETS, SESSION_PIDS, RedisNode, cli, free_port, plain_args,
-                      shared_cluster, wait_for)
+from conftest import RUNTIME_TARGETS, SESSION_PIDS, cli, free_port, shared_cluster, wait_for
 from test_limits_asyncio import wait_for_packet
 from test_worker_limits import closed_by_server
 from workers.limits import FRAME_COST
@@ -60,7 +58,8 @@ SETTINGS = {
     "access_log_format": ACCESS_LOG_FORMAT,
 }
 """Each worker-side option's value in the walk's clusters (the adapter, the channel and the
-access log file are each cluster's own), away from its default."""
+access log file are each cluster's own), away from its default; an option the table refuses
+for a server is left out of its cluster, and its probe asks for the refusal."""
 
 DEFLATE_ROW = "permessage-deflate"
 LAST = "graceful_timeout"
@@ -71,35 +70,25 @@ ROWS = sorted([*SUPPORT, DEFLATE_ROW], key=lambda row: row == LAST)
 # ------------------------------------------------------------------------------ fixtures
 
 @pytest.fixture(scope="module")
-def private_redis(tmp_path_factory) -> RedisNode:
-    """A redis-server of this module's own: the walk reads its channels."""
-    port = free_port()
-    node = RedisNode(tmp_path_factory.mktemp("redis"), plain_args(port), port).start()
-    SESSION_PIDS.add(node.proc.pid)
-    yield node
-    SESSION_PIDS.discard(node.proc.pid)
-    node.stop()
-
-
-@pytest.fixture(scope="module")
 def server(request) -> str:
     """The server (a column of the table) whose cells this test walks."""
     return request.param
 
 
 @pytest.fixture(scope="module")
-def walk_cluster(server, private_redis, tmp_path_factory):
+def walk_cluster(server, redis_server, tmp_path_factory):
     """Two workers of ``server``'s chat app with every worker-side option set; its master
     (and so every worker it forks, the HUP's included) belongs to the session meanwhile."""
     workdir = tmp_path_factory.mktemp(f"walk-{server}")
     access_log = workdir / "access.log"
     channel = f"walk-{server}-{uuid.uuid4().hex[:8]}"
-    args = [*(arg for name, value in SETTINGS.items() for arg in (BY_NAME[name].long_flag, value)),
-            "--access-log", str(access_log), "--adapter", private_redis.url, "--channel", channel,
+    args = [*(arg for name, value in SETTINGS.items() if SUPPORT[name][server].holds
+              for arg in (BY_NAME[name].long_flag, value)),
+            "--access-log", str(access_log), "--adapter", redis_server.url, "--channel", channel,
             "--peek-timeout", "0.5"]
     with shared_cluster(workdir / "master.log", TARGETS[server], workers=2, args=args) as cluster:
         SESSION_PIDS.add(cluster.pid)
-        cluster.access_log, cluster.channel, cluster.redis = access_log, channel, private_redis
+        cluster.access_log, cluster.channel, cluster.redis = access_log, channel, redis_server
         try:
             yield cluster
         finally:
@@ -226,7 +215,7 @@ def sids_of_one_worker(port: int, count: int) -> list[str]:
 
 def adapter(cluster, server: str) -> None:
     """A room broadcast from a client of one worker reaches a client of the other through
-    the private redis-server: a subscriber of the channel there sees it pass."""
+    the redis-server: a subscriber of the channel there sees it pass."""
     redis = cluster.redis.client()
     watch = redis.pubsub()
     watch.subscribe(cluster.channel)

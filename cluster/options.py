@@ -442,12 +442,13 @@ def replace_table(text: str) -> str:
     """``text`` (README.md) with its options table and its table of what each runtime
     enforces replaced by :func:`markdown_table` and :func:`support_table`."""
     text = _replace(text, README_HEADER, markdown_table())
-    return _replace(text, support.README_HEADER, support_table())
+    return _replace(text, support.README_ANCHOR, support_table())
 
 
-def _replace(text: str, header: str, table: str) -> str:
-    """``text`` with the markdown table that starts with ``header`` replaced by ``table``."""
-    start = text.index(header)
+def _replace(text: str, anchor: str, table: str) -> str:
+    """``text`` with the markdown table whose first line starts with ``anchor`` replaced by
+    ``table``."""
+    start = text.index("\n" + anchor) + 1
     end = start
     while end < len(text) and text.startswith("|", end):
         end = text.find("\n", end) + 1 or len(text)

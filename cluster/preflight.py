@@ -98,7 +98,7 @@ def refused_option(settings: Settings, runtime: str) -> str | None:
         value = getattr(settings, option.settings_field)
         why = support.refusal(runtime, option.name)
         if why and value != default(option.name):
-            return f"{option.long_flag} is not for {runtime} workers: {why}"
+            return f"{option.long_flag} is not for {runtime} workers: {why.replace('`', '')}"
     if settings.adapter:
         why = support.adapter_refusal(runtime, adapters.scheme_of(settings.adapter).family)
         if why:

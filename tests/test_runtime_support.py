@@ -14,6 +14,7 @@ The HUP probe of ``--graceful-timeout`` replaces the workers, so it runs last.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import re
 import signal
@@ -45,6 +46,7 @@ than the header probe's wait (aiohttp closes a connection without a whole head a
 WORKER_CONNECTIONS = 6
 WEBSOCKET_RATE = 150_000
 GRACEFUL_TIMEOUT = 2.0
+DRAIN_SPREAD = 4.0
 ACCESS_LOG_FORMAT = "walk %(m)s %(U)s %(q)s %(s)s transport=%(transport)s slot=%(slot)s"
 MAX_MESSAGE = 1_000_000
 """python-socketio's ``max_http_buffer_size`` in the chat apps (its default)."""
@@ -55,6 +57,7 @@ SETTINGS = {
     "worker_connections": str(WORKER_CONNECTIONS),
     "websocket_rate": str(WEBSOCKET_RATE),
     "graceful_timeout": str(GRACEFUL_TIMEOUT),
+    "drain_spread": str(DRAIN_SPREAD),
     "access_log_format": ACCESS_LOG_FORMAT,
 }
 """Each worker-side option's value in the walk's clusters (the adapter, the channel and the
@@ -62,9 +65,9 @@ access log file are each cluster's own), away from its default; an option the ta
 for a server is left out of its cluster, and its probe asks for the refusal."""
 
 DEFLATE_ROW = "permessage-deflate"
-LAST = "graceful_timeout"
-"""Its probe replaces the workers (HUP): it runs after the others."""
-ROWS = sorted([*SUPPORT, DEFLATE_ROW], key=lambda row: row == LAST)
+LAST = ("graceful_timeout", "drain_spread")
+"""Their probes replace the workers (HUP): they run after the others, in this order."""
+ROWS = sorted([*SUPPORT, DEFLATE_ROW], key=lambda row: LAST.index(row) + 1 if row in LAST else 0)
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -332,6 +335,44 @@ def graceful_timeout(cluster, server: str) -> None:
     cluster.wait_log("rolling restart done", timeout=120)
 
 
+def drain_spread(cluster, server: str) -> None:
+    """HUP with two clients of this probe alone on a worker (fresh: the graceful probe's HUP
+    came before): the sessions left at the graceful timeout are closed evenly over
+    ``--drain-spread``, so the two end half of it apart (at the default, 30 s, 15 s apart)."""
+
+    async def main() -> tuple[int, int, list[float]]:
+        async with contextlib.AsyncExitStack() as stack:
+            pids: list[int] = []
+            ended: dict[int, list[float]] = collections.defaultdict(list)
+            waits = []
+            for index in range(3):  # two workers: two clients of one among three at most
+                client = await stack.enter_async_context(
+                    connected(cluster.url, source_address(110 + index)))
+                await wait_upgraded(client)
+                pid = (await client.call("whoami", timeout=10))["pid"]
+                done = asyncio.Event()
+                client.on("disconnect", lambda *_reason, p=pid, d=done: (
+                    ended[p].append(time.monotonic()), d.set()))
+                pids.append(pid)
+                waits.append(done)
+                if pids.count(pid) == 2:
+                    break
+            cluster.signal(signal.SIGHUP)
+            await asyncio.wait_for(asyncio.gather(*(done.wait() for done in waits)), 60)
+            return pid, pids.count(pid), ended[pid]
+
+    rolls = cluster.log.count("rolling restart done")
+    pid, sessions, times = run(main())
+    assert sessions == len(times) == 2
+    gap = max(times) - min(times)
+    # Evenly over the spread: half of it apart. Ignored, the master would kill the worker
+    # (graceful timeout + spread + 5 s) before its default spread closed the second one.
+    assert DRAIN_SPREAD / 2 - 1 <= gap < DRAIN_SPREAD + 2, f"closed {gap:.1f} s apart"
+    assert f"worker {pid} closes 2 sessions at the graceful timeout" in cluster.log, \
+        "the worker had other sessions: the gap says less"
+    cluster.wait_log("rolling restart done", timeout=120, count=rolls + 1)
+
+
 def deflate(cluster, server: str) -> None:
     """A websocket upgrade that offers permessage-deflate gets it exactly where the table
     says it is on."""
@@ -344,7 +385,7 @@ def deflate(cluster, server: str) -> None:
 
 PROBES: dict[str, Callable[..., None]] = {
     "adapter": adapter, "channel": channel, "worker_connections": worker_connections,
-    "graceful_timeout": graceful_timeout, "access_log": access_log,
+    "graceful_timeout": graceful_timeout, "drain_spread": drain_spread, "access_log": access_log,
     "access_log_format": access_log_format, "header_timeout": header_timeout,
     "keepalive_timeout": keepalive_timeout, "websocket_rate": websocket_rate,
     DEFLATE_ROW: deflate,

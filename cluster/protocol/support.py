@@ -90,6 +90,16 @@ SUPPORT: dict[str, dict[str, Cell]] = {
         "aiohttp": Cell("our drain (a task), then aiohttp's `Server.shutdown` and the app's "
                         "cleanup"),
     },
+    "drain_spread": {
+        "eventlet": Cell("our drain closes the sessions left in even batches, with green "
+                         "sleeps between them"),
+        "gevent": Cell("our drain closes the sessions left in even batches, with green sleeps "
+                       "between them"),
+        "asgi": Cell("our drain closes the sessions left in even batches, with asyncio sleeps "
+                     "between them"),
+        "aiohttp": Cell("our drain closes the sessions left in even batches, with asyncio sleeps "
+                        "between them"),
+    },
     "access_log": {
         "eventlet": Cell("our WSGI middleware"),
         "gevent": Cell("our WSGI middleware"),

@@ -226,9 +226,12 @@ OPTIONS: tuple[Option, ...] = (
            help="Pub/sub channel name (the exchange, on AMQP); one per cluster sharing a broker.",
            doc="pub/sub channel (the exchange, on AMQP); one per cluster sharing a broker"),
     Option("worker_connections", int, metavar="N", check=positive, worker=True, default=10_000,
-           help="Most connections one worker serves at once (each websocket holds one).",
+           help="Most connections one worker serves at once (each websocket holds one). "
+                "Threading workers refuse it: their limit is --threads.",
            doc="most connections a worker serves at once (each websocket holds one green "
-               "thread; asyncio: uvicorn's `limit_concurrency`, and for aiohttp apps the worker's own check: more get a 503)"),
+               "thread; asyncio: uvicorn's `limit_concurrency`, and for aiohttp apps the "
+               "worker's own check: more get a 503). Threading workers refuse it: their limit "
+               "is `--threads`"),
     Option("threads", int, metavar="N", check=positive, worker=True,
            shown_default="1000", help="Threading workers only: the threads that run "
            "requests in one worker (each websocket holds one for its life: the most clients "

@@ -44,6 +44,7 @@ KEEPALIVE_TIMEOUT = 15.0
 """Longer than uvicorn's own default (5 s), so that a close at that default shows, and
 than the header probe's wait (aiohttp closes a connection without a whole head at it)."""
 WORKER_CONNECTIONS = 6
+THREADS = 6
 WEBSOCKET_RATE = 150_000
 GRACEFUL_TIMEOUT = 2.0
 DRAIN_SPREAD = 4.0
@@ -55,6 +56,7 @@ SETTINGS = {
     "header_timeout": str(HEADER_TIMEOUT),
     "keepalive_timeout": str(KEEPALIVE_TIMEOUT),
     "worker_connections": str(WORKER_CONNECTIONS),
+    "threads": str(THREADS),
     "websocket_rate": str(WEBSOCKET_RATE),
     "graceful_timeout": str(GRACEFUL_TIMEOUT),
     "drain_spread": str(DRAIN_SPREAD),
@@ -169,6 +171,14 @@ def worker_connections(cluster, server: str) -> None:
     ``503``, or, where the table says so (eventlet), waits for a free green thread."""
     fill_one_worker(cluster, SUPPORT["worker_connections"][server].how, WORKER_CONNECTIONS,
                     f"(--worker-connections {WORKER_CONNECTIONS})")
+
+
+def threads(cluster, server: str) -> None:
+    """``--threads`` websockets take every thread of one worker: the master passes it over,
+    and a request routed to it by its sid is answered ``503`` once it has waited for a
+    thread."""
+    fill_one_worker(cluster, SUPPORT["threads"][server].how, THREADS,
+                    "every thread busy (--threads)")
 
 
 def fill_one_worker(cluster, how: str, count: int, full_says: str) -> None:
@@ -385,6 +395,7 @@ def deflate(cluster, server: str) -> None:
 
 PROBES: dict[str, Callable[..., None]] = {
     "adapter": adapter, "channel": channel, "worker_connections": worker_connections,
+    "threads": threads,
     "graceful_timeout": graceful_timeout, "drain_spread": drain_spread, "access_log": access_log,
     "access_log_format": access_log_format, "header_timeout": header_timeout,
     "keepalive_timeout": keepalive_timeout, "websocket_rate": websocket_rate,

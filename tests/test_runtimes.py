@@ -69,7 +69,8 @@ def test_an_asgi_middleware_around_the_socketio_app_is_served_whole():
     ("tests.apps.threading_chat:app", ("-k", "gevent"), None,
      "needs the threading worker class, not gevent"),
     ("tests.apps.chat:sio", ("--threads", "50"), None,
-     "--threads is for the threading worker class; this app's workers are eventlet"),
+     "--threads is not for eventlet workers: no thread pool in this runtime; its limit is "
+     "--worker-connections"),
     ("tests.apps.asgi_chat:broken_lifespan", (), None, "lifespan startup failed"),
 ])
 def test_a_runtime_mismatch_is_one_line_before_any_fork(target, args, env, message):

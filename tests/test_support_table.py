@@ -98,3 +98,18 @@ def test_an_adapter_without_a_manager_in_the_runtime_is_refused(url, runtime, re
     assert line == (f"--adapter {adapters.redact(url)}: asyncio workers have no amqp manager; "
                     "they take a redis URL")
     assert "secret" not in line
+
+
+@pytest.mark.parametrize("option, value, runtime, line", [
+    ("threads", 50, "eventlet", "--threads is not for eventlet workers: no thread pool in this "
+                                "runtime; its limit is --worker-connections"),
+    ("threads", 50, "asyncio", "--threads is not for asyncio workers: no thread pool in this "
+                               "runtime; its limit is --worker-connections"),
+    ("threads", 50, "threading", None),
+    ("worker_connections", 500, "threading",
+     "--worker-connections is not for threading workers: a threading worker's limit is "
+     "--threads (a connection waiting for its head holds no thread)"),
+    ("worker_connections", 500, "gevent", None),
+])
+def test_the_limit_of_another_runtime_is_refused(option, value, runtime, line):
+    assert refused_option(make_settings("app:sio", **{option: value}), runtime) == line

@@ -26,16 +26,20 @@ SERVERS: dict[str, str] = {
     "gevent": "gevent",
     "asgi": "asyncio",
     "aiohttp": "asyncio",
+    "threading": "threading",
 }
 """Each server a worker runs (a column of the table) -> its runtime (a key of
 :data:`cluster.protocol.spec.RUNTIMES`). The asyncio runtime serves ASGI apps (FastAPI,
-Starlette, ``socketio.ASGIApp``) with uvicorn's protocols and aiohttp apps with aiohttp's."""
+Starlette, ``socketio.ASGIApp``) with uvicorn's protocols and aiohttp apps with aiohttp's; the
+threading runtime serves WSGI apps (Flask-SocketIO, ``socketio.Server(async_mode="threading")``)
+with a poller and a pool of threads of ours."""
 
 SERVER_TITLES: dict[str, str] = {
     "eventlet": "eventlet",
     "gevent": "gevent",
     "asgi": "asyncio: ASGI",
     "aiohttp": "asyncio: aiohttp",
+    "threading": "threading",
 }
 """The column titles of README's table."""
 
@@ -72,6 +76,8 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                      "`amqp://` URL is refused"),
         "aiohttp": Cell("python-socketio's `AsyncRedisManager` (Redis, Valkey, Sentinel); an "
                         "`amqp://` URL is refused"),
+        "threading": Cell("python-socketio's `RedisManager` (Redis, Valkey, Sentinel) or "
+                          "`KombuManager` (AMQP)"),
     },
     "channel": _everywhere("the manager's pub/sub channel (AMQP: its exchange); the relay "
                            "through the master has none"),
@@ -81,6 +87,15 @@ SUPPORT: dict[str, dict[str, Cell]] = {
         "gevent": Cell("gevent's `Pool` of that size: one more is answered `503`"),
         "asgi": Cell("uvicorn's `limit_concurrency`: one more is answered `503`"),
         "aiohttp": Cell("our check in front of aiohttp's server: one more is answered `503`"),
+        "threading": Cell("a threading worker's limit is `--threads` (a connection waiting for "
+                          "its head holds no thread)", holds=False),
+    },
+    "threads": {
+        **{server: Cell("no thread pool in this runtime; its limit is `--worker-connections`",
+                        holds=False) for server in ("eventlet", "gevent", "asgi", "aiohttp")},
+        "threading": Cell("our pool of that many threads (a websocket holds one): all busy, "
+                          "the worker is full; a request that waits 3 s for one is answered "
+                          "`503`"),
     },
     "graceful_timeout": {
         "eventlet": Cell("our drain (a green thread), then `eventlet.wsgi.server` returns"),
@@ -89,6 +104,7 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                      "lifespan shutdown"),
         "aiohttp": Cell("our drain (a task), then aiohttp's `Server.shutdown` and the app's "
                         "cleanup"),
+        "threading": Cell("our drain (a thread), then the poller stops"),
     },
     "drain_spread": {
         "eventlet": Cell("our drain closes the sessions left in even batches, with green "
@@ -99,12 +115,15 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                      "between them"),
         "aiohttp": Cell("our drain closes the sessions left in even batches, with asyncio sleeps "
                         "between them"),
+        "threading": Cell("our drain closes the sessions left in even batches, with sleeps "
+                          "between them"),
     },
     "access_log": {
         "eventlet": Cell("our WSGI middleware"),
         "gevent": Cell("our WSGI middleware"),
         "asgi": Cell("our ASGI middleware"),
         "aiohttp": Cell("aiohttp's `access_log_class` hook, with our line writer"),
+        "threading": Cell("our WSGI middleware"),
     },
     "access_log_format": _everywhere("our line writer: gunicorn's atoms, `%(slot)s`, "
                                      "`%(transport)s`"),
@@ -115,12 +134,15 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                        "per-read socket timeouts"),
         "asgi": Cell("our guard in front of uvicorn's protocol"),
         "aiohttp": Cell("our guard in front of aiohttp's protocol"),
+        "threading": Cell("our poller's deadline (the head is read without a thread), then "
+                          "per-read socket timeouts"),
     },
     "keepalive_timeout": {
         "eventlet": Cell("eventlet.wsgi's protocol with our wait for the next request"),
         "gevent": Cell("gevent.pywsgi's handler with our wait for the next request"),
         "asgi": Cell("uvicorn's `timeout_keep_alive`"),
         "aiohttp": Cell("aiohttp's `keepalive_timeout`"),
+        "threading": Cell("our poller's deadline between two requests"),
     },
     "websocket_rate": {
         "eventlet": Cell("our metered socket under eventlet's websocket"),
@@ -129,6 +151,7 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                      "reading paused past the budget"),
         "aiohttp": Cell("our guard in front of aiohttp's protocol: frames counted, reading "
                         "paused past the budget"),
+        "threading": Cell("our paced reader under simple-websocket"),
     },
 }
 """Worker-side option (its ``cluster.options`` name) -> server (:data:`SERVERS`) -> :class:`Cell`."""
@@ -141,6 +164,8 @@ DEFLATE: dict[str, str] = {
     "asgi": "on with uvicorn's websockets implementations, which inflate at most "
             "`ws_max_size`; off with wsproto, which inflates a whole frame",
     "aiohttp": "on: aiohttp inflates at most `max_msg_size`",
+    "threading": "on: our bounded inflate under simple-websocket (1009 past "
+                 "`max_http_buffer_size`)",
 }
 """What each server does when a client offers permessage-deflate (on only where the inflated
 size is bounded while it inflates)."""
@@ -149,6 +174,7 @@ ADAPTER_FAMILIES: dict[str, tuple[str, ...]] = {
     "eventlet": ("redis", "amqp"),
     "gevent": ("redis", "amqp"),
     "asyncio": ("redis",),
+    "threading": ("redis", "amqp"),
 }
 """Runtime -> the broker families (:data:`cluster.protocol.adapters.SCHEMES`) its workers
 have a manager for (asyncio has no AMQP manager: python-socketio's needs aio-pika)."""

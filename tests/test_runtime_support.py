@@ -33,6 +33,7 @@ from cluster.protocol.sids import tag_of
 from cluster.protocol.support import DEFLATE, SERVERS, SUPPORT
 from conftest import RUNTIME_TARGETS, SESSION_PIDS, cli, free_port, shared_cluster, wait_for
 from test_limits_asyncio import wait_for_packet
+from test_tls_proxy import FORWARDED, seen
 from test_worker_limits import closed_by_server
 from workers.limits import FRAME_COST
 
@@ -61,6 +62,7 @@ SETTINGS = {
     "graceful_timeout": str(GRACEFUL_TIMEOUT),
     "drain_spread": str(DRAIN_SPREAD),
     "access_log_format": ACCESS_LOG_FORMAT,
+    "forwarded_allow_ips": "127.0.0.46",
 }
 """Each worker-side option's value in the walk's clusters (the adapter, the channel and the
 access log file are each cluster's own), away from its default; an option the table refuses
@@ -309,6 +311,15 @@ def access_log_format(cluster, server: str) -> None:
                         r"transport=polling slot=[01]", line), line
 
 
+def forwarded_allow_ips(cluster, server: str) -> None:
+    """``X-Forwarded-Proto``/``-Host`` set the scheme and host the app sees, from the trusted
+    peer only."""
+    _, trusted_url, _ = run(seen(f"http://127.0.0.1:{cluster.port}", "127.0.0.46", FORWARDED))
+    assert trusted_url == "https://chat.example.com"
+    _, untrusted_url, _ = run(seen(f"http://127.0.0.1:{cluster.port}", "127.0.0.47", FORWARDED))
+    assert untrusted_url == f"http://127.0.0.1:{cluster.port}"
+
+
 def access_log_request(cluster) -> str:
     """A handshake with a marker in its query string: the marker."""
     marker = uuid.uuid4().hex
@@ -398,6 +409,7 @@ PROBES: dict[str, Callable[..., None]] = {
     "threads": threads,
     "graceful_timeout": graceful_timeout, "drain_spread": drain_spread, "access_log": access_log,
     "access_log_format": access_log_format, "header_timeout": header_timeout,
+    "forwarded_allow_ips": forwarded_allow_ips,
     "keepalive_timeout": keepalive_timeout, "websocket_rate": websocket_rate,
     DEFLATE_ROW: deflate,
 }

@@ -127,6 +127,15 @@ SUPPORT: dict[str, dict[str, Cell]] = {
     },
     "access_log_format": _everywhere("our line writer: gunicorn's atoms, `%(slot)s`, "
                                      "`%(transport)s`"),
+    "forwarded_allow_ips": {
+        "eventlet": Cell("our protocol's environ: `wsgi.url_scheme` and `HTTP_HOST` from "
+                         "`X-Forwarded-Proto`/`-Host` of a trusted peer"),
+        "gevent": Cell("our handler's environ: `wsgi.url_scheme` and `HTTP_HOST` from "
+                       "`X-Forwarded-Proto`/`-Host` of a trusted peer"),
+        "asgi": Cell("our ASGI wrapper: the scope's `scheme` and `host` header"),
+        "aiohttp": Cell("our middleware: the request's scheme and host"),
+        "threading": Cell("our WSGI wrapper: `wsgi.url_scheme` and `HTTP_HOST`"),
+    },
     "header_timeout": {
         "eventlet": Cell("eventlet.wsgi's protocol with our deadline (`eventlet.Timeout`) "
                          "and per-read socket timeouts"),

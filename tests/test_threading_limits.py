@@ -65,8 +65,7 @@ class Prober:
 def test_silent_and_half_sent_connections_hold_no_thread_and_close_at_the_header_timeout(
         start_cluster):
     cluster = start_cluster(APP, workers=1, args=(
-        "--header-timeout", "3", "--threads", "4", "--peek-timeout", "0.5",
-        "--worker-connections", "2000"))
+        "--header-timeout", "3", "--threads", "4", "--peek-timeout", "0.5"))
     started = time.monotonic()
     silent = open_silent(cluster.port, 600)
     half = open_silent(cluster.port, 200)

@@ -208,6 +208,8 @@ MORE_CLIENTS = 20
 """Clients :func:`peers` may connect in all, while a worker has fewer than two of them
 (placement follows the workers' last heartbeats, which a loaded machine delays); the
 first sources of two calls of :func:`peers` are this far apart."""
+LATE_RECOVERY = 1.0
+"""Seconds :func:`peers` waits before each extra client: a worker's heartbeat interval."""
 
 
 @dataclasses.dataclass
@@ -235,8 +237,12 @@ async def peers(url: str, first_source: int, namespaces: tuple[str, ...] = ("/",
             return len(pids) < 3 or min(pids.values()) < 2
 
         for index in range(MORE_CLIENTS):
-            if index >= CLIENTS and not short_of_two():
-                break
+            if index >= CLIENTS:
+                if not short_of_two():
+                    break
+                # A worker passed over is late (a loaded machine delayed its heartbeat):
+                # the next heartbeat makes it a candidate again.
+                await asyncio.sleep(LATE_RECOVERY)
             client = await stack.enter_async_context(
                 connected(url, source_address(first_source + index), namespaces=list(namespaces)))
             inbox = collections.defaultdict(asyncio.Queue)

@@ -34,8 +34,9 @@ test-unit: install  ## the unit part alone (no process started), in seconds
 bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
 	$(PY) -m bench.run
 
-readme: install  ## rewrite README's options table and its runtimes' table (cluster/options.py, cluster/protocol/support.py)
-	$(PY) -c 'import sys; from cluster.options import main; sys.exit(main(["--readme", "README.md"]))'
+readme: install  ## rewrite README's options table and its runtimes' table (cluster/setup/options.py, cluster/protocol/support.py)
+	$(PY) -c 'import sys; from cluster.setup.options import main; \
+		sys.exit(main(["--readme", "README.md"]))'
 
 dist: install  ## build the wheel (into dist/) to install elsewhere: pip install "sticky_cluster-VERSION-py3-none-any.whl[asyncio]"
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .

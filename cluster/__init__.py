@@ -6,24 +6,24 @@ This package is the master. It has no import statement for the workers (``worker
 what both sides share is in ``cluster/protocol/``, and a forked child imports its runtime by
 module path (:data:`cluster.protocol.spec.RUNTIMES`). The workers import
 ``cluster.protocol`` and nothing else of this package, so importing it stays cheap: the
-master's names below are loaded on first use. :mod:`cluster.own` imports ``workers``
+master's names below are loaded on first use. :mod:`cluster.setup.own` imports ``workers``
 from beside this package first, so that an app's ``workers.py`` never replaces it.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import own
+from .setup import own
 
 own.import_ours()  # before anything imports them by name: ours, not an app's workers.py
 
 if TYPE_CHECKING:
-    from .config import ConfigError
+    from .setup.config import ConfigError
     from .master import ClusterError, Master
 
 __all__ = ["ClusterError", "ConfigError", "Master"]
 
-_LAZY = {"ClusterError": "master", "ConfigError": "config", "Master": "master"}
+_LAZY = {"ClusterError": "master", "ConfigError": "setup.config", "Master": "master"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,4 @@
 """``python -m cluster``: the same as the ``sticky-cluster`` command."""
-from .cli import main
+from .cli.cli import main
 
 main()

@@ -6,13 +6,14 @@ handler. The loop owns the policy (when to roll, scale or stop, when to give up)
 wires the rooms that do the work, each the one owner of its concern:
 
 * :mod:`cluster.commands`: the signal and command queue that wakes the loop;
-* :mod:`cluster.acceptor`: the listening sockets, and when the loop accepts on them;
-* :mod:`cluster.intake`: a new connection's peek, PROXY header (:mod:`cluster.intake_decision`);
-* :mod:`cluster.dispatch`: each connection to the worker it belongs to;
-* :mod:`cluster.pool`: the workers, their states and transitions (fork in
-  :mod:`cluster.supervisor`, the record of one worker in :mod:`cluster.worker`);
+* :mod:`cluster.intake.acceptor`: the listening sockets, and when the loop accepts on them;
+* :mod:`cluster.intake.intake`: a new connection's peek, PROXY header
+  (:mod:`cluster.intake.intake_decision`);
+* :mod:`cluster.intake.dispatch`: each connection to the worker it belongs to;
+* :mod:`cluster.pool.pool`: the workers, their states and transitions (fork in
+  :mod:`cluster.pool.supervisor`, the record of one worker in :mod:`cluster.pool.worker`);
 * :mod:`cluster.relay`: the embedded pub/sub bus between the workers;
-* :mod:`cluster.status`: what the master tells operators (facts, status file).
+* :mod:`cluster.ops.status`: what the master tells operators (facts, status file).
 
 Every turn of the loop serves what is ready, runs the queued commands, then ticks:
 timers of the pending connections, the pool's reconcile and heartbeat scan, the
@@ -27,24 +28,24 @@ import signal
 import time
 from typing import Callable, Mapping
 
-from . import status
-from .acceptor import Acceptor
 from .commands import CommandQueue
-from .config import ConfigError, Settings, make_settings
-from .dispatch import Dispatcher
-from .events import EventLog
-from .hooks import Hooks
-from .intake import Intake
-from .logs import configure_logging, reopen_log_files
-from .pidfile import PidFileError
-from .pool import WorkerPool, drain_limit
-from .pool_wiring import PoolHooks, SelectorWatcher
-from .preflight import ClusterError, check_files, preflight
-from .proctitle import set_title
+from .intake.acceptor import Acceptor
+from .intake.dispatch import Dispatcher
+from .intake.intake import Intake
+from .ops import status
+from .ops.events import EventLog
+from .ops.pidfile import PidFileError
+from .ops.systemd import Notifier, inherited_listeners
+from .pool.pool import WorkerPool, drain_limit
+from .pool.pool_wiring import PoolHooks, SelectorWatcher
+from .pool.supervisor import Forker
 from .relay import Relay
-from .reload import Reloader
-from .supervisor import Forker
-from .systemd import Notifier
+from .setup.config import ConfigError, Settings, make_settings
+from .setup.hooks import Hooks
+from .setup.logs import configure_logging, reopen_log_files
+from .setup.preflight import ClusterError, check_files, preflight
+from .setup.proctitle import set_title
+from .setup.reload import Reloader
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -79,10 +80,10 @@ class Master:
     Every other keyword is an option of ``sticky-cluster run`` by its long name with
     underscores (``workers=4``, ``bind="0.0.0.0:5000"`` or a list, ``pid_file=``,
     ``worker_class="gevent"``); None keeps the default. The options, their defaults and
-    meanings are the table :data:`cluster.options.OPTIONS` (README's Options section is
+    meanings are the table :data:`cluster.setup.options.OPTIONS` (README's Options section is
     made from it).
 
-    :param hooks: hook name -> function (:mod:`cluster.hooks`: ``on_starting``,
+    :param hooks: hook name -> function (:mod:`cluster.setup.hooks`: ``on_starting``,
                   ``when_ready``, ``pre_fork``, ``post_fork``, ``worker_exit``,
                   ``on_reload``, ``on_exit``), as a config file defines them.
     """
@@ -393,7 +394,7 @@ class Master:
         self._intake.attach(self._selector)
         self._pool.attach(SelectorWatcher(self._selector))
         try:
-            self._acceptor.open(self._selector, self.settings.binds)
+            self._acceptor.open(self._selector, self.settings.binds, inherited_listeners())
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
 

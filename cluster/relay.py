@@ -14,8 +14,8 @@ from __future__ import annotations
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 
-from .pool import WorkerPool
-from .worker import State, Worker
+from .pool.pool import WorkerPool
+from .pool.worker import State, Worker
 
 
 class Relay:

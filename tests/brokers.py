@@ -198,7 +198,7 @@ class RabbitNode:
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120) -> "RabbitNode":
-        from cluster.broker_check import probe
+        from cluster.setup.broker_check import probe
 
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "enabled_plugins").write_text("[].\n")

@@ -9,12 +9,12 @@ import os
 import selectors
 import socket
 
-from cluster.config import make_settings
-from cluster.pool import WorkerPool
-from cluster.pool_wiring import PoolHooks
-from cluster.worker import State, Worker
+from cluster.pool.pool import WorkerPool
+from cluster.pool.pool_wiring import PoolHooks
+from cluster.pool.worker import State, Worker
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
+from cluster.setup.config import make_settings
 
 TIMEOUT = 20.0
 HEARTBEAT = 1.0  # as Settings derives it from TIMEOUT

@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 import redis
 
-from cluster.broker_check import probe
+from cluster.setup.broker_check import probe
 from clients import room_broadcast_reaches_every_worker, run
 from conftest import RedisNode, cli, free_port, plain_args
 

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.protocol import adapters
-from cluster.broker_check import probe
-from cluster.config import ConfigError, make_settings
+from cluster.setup.broker_check import probe
+from cluster.setup.config import ConfigError, make_settings
 from conftest import ROOT, cli, free_port
 
 
@@ -181,7 +181,7 @@ def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
 @pytest.mark.parametrize("credentials, query", [(":s3cret@", ""), ("", "?password=s3cret")])
 def test_the_check_takes_the_url_on_stdin_not_argv(credentials, query):
     port = free_port()
-    done = subprocess.run([sys.executable, "-m", "cluster.broker_check", "ch"], cwd=ROOT,
+    done = subprocess.run([sys.executable, "-m", "cluster.setup.broker_check", "ch"], cwd=ROOT,
                           input=f"redis://{credentials}127.0.0.1:{port}/0{query}",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
@@ -205,7 +205,7 @@ def test_the_master_never_imports_a_broker_client(redis_server):
     """The start-up check runs in a child: the master stays free of redis, kombu, valkey."""
     script = ("import sys\n"
               "from cluster.master import Master\n"
-              "from cluster.preflight import preflight\n"
+              "from cluster.setup.preflight import preflight\n"
               f"preflight(Master('tests.apps.chat:sio', adapter={redis_server.url!r}).settings)\n"
               "print(sorted({'redis', 'valkey', 'kombu', 'socketio', 'eventlet'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,

@@ -19,7 +19,7 @@ import kombu
 import pytest
 
 from brokers import RABBITMQ_SERVER, RabbitNode, broadcast_stream
-from cluster.broker_check import probe
+from cluster.setup.broker_check import probe
 from clients import UNICAST_APP as APP, peers, received, room_broadcast_reaches_every_worker, run, tell
 from conftest import cli, free_port
 

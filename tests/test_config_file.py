@@ -1,4 +1,4 @@
-"""The config file (cluster/config_file.py) and the hooks (cluster/hooks.py): fast, no process.
+"""The config file (cluster/setup/config_file.py), the hooks (cluster/setup/hooks.py): no process.
 
 What a file sets, the one-line errors for what it gets wrong, the precedence of the
 command line and the environment over it, ``--print-config``, and a hook that raises or
@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from cluster import config_file
-from cluster.cli import run
-from cluster.config import ConfigError, make_settings
-from cluster.hooks import HOOK_NAMES, Hooks, WorkerInfo
-from cluster.options import SETTINGS
+from cluster.cli.cli import run
+from cluster.setup import config_file
+from cluster.setup.config import ConfigError, make_settings
+from cluster.setup.hooks import HOOK_NAMES, Hooks, WorkerInfo
+from cluster.setup.options import SETTINGS
 
 
 def write(tmp_path, text: str, name: str = "conf.py") -> str:
@@ -106,7 +106,7 @@ def test_a_missing_file_is_one_line(tmp_path):
 
 
 def _sources(argv: list[str], monkeypatch, env: dict[str, str] | None = None) -> dict:
-    from cluster.cli import _sources
+    from cluster.cli.cli import _sources
     for name, value in (env or {}).items():
         monkeypatch.setenv(name, value)
     context = run.make_context("run", ["app:sio", *argv])

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster import options
-from cluster.config import Bind, ConfigError, make_settings
-from cluster.container import default_bind, default_workers, usable_cpus
+from cluster.setup import options
+from cluster.setup.config import Bind, ConfigError, make_settings
+from cluster.setup.container import default_bind, default_workers, usable_cpus
 from conftest import ROOT, cli
 
 DEPLOY = ROOT / "examples" / "deploy"

@@ -90,16 +90,16 @@ def test_importing_the_protocol_does_not_load_the_master() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('cluster')))")
     loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
-    assert "cluster.master" not in loaded and "cluster.config" not in loaded, loaded
+    assert "cluster.master" not in loaded and "cluster.setup.config" not in loaded, loaded
 
 
 def test_the_packages_shipped_are_the_ones_guarded() -> None:
     """setup.cfg ships exactly our packages, and ``own`` guards each against an app's namesake."""
-    from cluster import own
+    from cluster.setup import own
 
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
-    shipped = {name.strip() for name in config["options"]["packages"].split(",")}
+    shipped = set(config["options"]["packages"].replace(",", " ").split())
     assert {name for name in shipped if "." not in name} == set(own.PACKAGES) == set(PACKAGES)
     assert PROTOCOL in shipped
 

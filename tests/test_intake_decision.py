@@ -1,4 +1,4 @@
-"""What the intake does with a connection (cluster.intake_decision), on recorded bytes.
+"""What the intake does with a connection (cluster.intake.intake_decision), on recorded bytes.
 
 No sockets, no clock: :func:`decide` gets the bytes a peek would return, a fake elapsed
 time and the settings, and its answer is what the master does (wait, route by a sid or
@@ -29,9 +29,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.intake_decision import (HEAD_LIMIT, REQUEST_LINE_LIMIT, Closed, IntakeRules, Refuse, Route,
-                                     Seen, Wait, decide)
-from cluster.peek import ProxyHeader
+from cluster.intake.intake_decision import (HEAD_LIMIT, REQUEST_LINE_LIMIT, Closed, IntakeRules,
+                                            Refuse, Route, Seen, Wait, decide)
+from cluster.intake.peek import ProxyHeader
 from cluster.protocol.trust import Trust
 
 HANDSHAKE = (b"GET /socket.io/?transport=polling&EIO=4&t=1795702432.4421751 HTTP/1.1\r\n"

@@ -16,8 +16,8 @@ import socket
 import pytest
 
 from clients import source_address
-from cluster.config import make_settings
-from cluster.dispatch import Dispatcher
+from cluster.intake.dispatch import Dispatcher
+from cluster.setup.config import make_settings
 from fake_pool import World, serving_world
 from cluster.protocol import frames
 from cluster.protocol.sids import encode_tag, tag_of

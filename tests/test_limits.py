@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import workers.eventlet_runtime  # noqa: F401 (first: it hushes eventlet's deprecation warning)
-from cluster.config import ConfigError, make_settings
+from cluster.setup.config import ConfigError, make_settings
 from eventlet.websocket import RFC6455WebSocket
 from workers.eventlet_websocket import GuardedWebSocket
 from wsproto import ConnectionType, WSConnection

@@ -8,7 +8,7 @@ import logging
 import pytest
 from hypothesis import given, strategies as st
 
-from cluster import logs
+from cluster.setup import logs
 
 
 @pytest.mark.parametrize("text, escaped", [

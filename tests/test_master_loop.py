@@ -15,9 +15,9 @@ import time
 
 import pytest
 
-from cluster.acceptor import ACCEPT_LINGER
+from cluster.intake.acceptor import ACCEPT_LINGER
 from cluster.master import REAP_INTERVAL, Master
-from cluster.worker import State, Worker
+from cluster.pool.worker import State, Worker
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from conftest import free_port, wait_for

@@ -31,7 +31,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from clients import connected, run, source_address, wait_upgraded
-from cluster.status_http import CONNECTION_LIMIT
+from cluster.ops.status_http import CONNECTION_LIMIT
 from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, wait_for
 from rawclient import KeepAlive, two_sessions_on_two_workers
 

@@ -12,12 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from cluster import Master, systemd
-from cluster.config import ConfigError
-from cluster.control_socket import describe
-from cluster.metrics import families
-from cluster.status_http import HEAD_LIMIT, Request, Response, parse_head, render
-from cluster.status_site import healthz
+from cluster import Master
+from cluster.ops import systemd
+from cluster.ops.control_socket import describe
+from cluster.ops.metrics import families
+from cluster.ops.status_http import HEAD_LIMIT, Request, Response, parse_head, render
+from cluster.ops.status_site import healthz
+from cluster.setup.config import ConfigError
 from prometheus_client.core import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from cluster.protocol.access_log_format import check_format
@@ -261,8 +262,8 @@ def test_listen_fds_that_are_not_listeners_are_one_line(monkeypatch):
 
 
 def test_check_files_says_why_a_file_cannot_be_written(tmp_path):
-    from cluster.config import make_settings
-    from cluster.preflight import ClusterError, check_files
+    from cluster.setup.config import make_settings
+    from cluster.setup.preflight import ClusterError, check_files
 
     check_files(make_settings("app:sio", log_file=str(tmp_path / "new.log"),
                               pid_file=str(tmp_path / "master.pid")))
@@ -274,7 +275,7 @@ def test_check_files_says_why_a_file_cannot_be_written(tmp_path):
 
 
 def test_requests_served_together_share_one_snapshot_and_one_rendering():
-    from cluster.status_site import site
+    from cluster.ops.status_site import site
 
     taken = []
     respond, snapshot = site(lambda: taken.append(1) or {**FACTS, "taken": len(taken)})

@@ -1,8 +1,8 @@
-"""The options table (cluster/options.py) against everything made from it: fast, no process.
+"""The options table (cluster/setup/options.py) against everything made from it: fast, no process.
 
 README's table, the click options of ``sticky-cluster run`` (flags, environment
 variables, help), Settings' fields and defaults and WorkerSpec's option fields must all
-agree with :data:`cluster.options.OPTIONS`.
+agree with :data:`cluster.setup.options.OPTIONS`.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import socket
 import click
 import pytest
 
-from cluster import options
-from cluster.cli import run
-from cluster.config import Bind, ConfigError, Settings, make_settings
-from cluster.container import usable_cpus
-from cluster.options import BY_NAME, OPTIONS, SETTINGS
+from cluster.cli.cli import run
+from cluster.setup import options
+from cluster.setup.config import Bind, ConfigError, Settings, make_settings
+from cluster.setup.container import usable_cpus
+from cluster.setup.options import BY_NAME, OPTIONS, SETTINGS
 from conftest import ROOT
 from cluster.protocol import support
 from cluster.protocol.spec import WorkerSpec

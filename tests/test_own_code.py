@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clients import connected, run, source_address
-from cluster import own
+from cluster.setup import own
 from conftest import ClusterProcess, free_port
 from workers.loader import TargetError, import_target
 

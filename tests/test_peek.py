@@ -1,4 +1,5 @@
-"""Tests for the master's pure peek parsers (cluster.peek) and trusted networks (cluster.protocol.trust)."""
+"""Tests for the master's pure peek parsers (cluster.intake.peek) and trusted networks
+(cluster.protocol.trust)."""
 from __future__ import annotations
 
 import ipaddress
@@ -8,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.peek import (INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy,
-                          request_line_prefix)
+from cluster.intake.peek import (INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy,
+                                 request_line_prefix)
 from cluster.protocol.trust import Trust
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"

@@ -17,8 +17,8 @@ import signal
 import pytest
 
 from clients import connected, run, source_address
-from cluster import routing
-from cluster.placement import Candidate, order
+from cluster.intake import routing
+from cluster.intake.placement import Candidate, order
 from conftest import wait_for
 from rawclient import RawClient, in_threads, tcp_from
 

@@ -16,10 +16,10 @@ import socket
 
 import pytest
 
-from cluster.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
-from cluster.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, boot_concurrency,
-                          oversubscribed)
-from cluster.worker import OUTBOX_LIMIT, State
+from cluster.pool.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
+from cluster.pool.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, boot_concurrency,
+                               oversubscribed)
+from cluster.pool.worker import OUTBOX_LIMIT, State
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, SPREAD, TIMEOUT, WRITE,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.pool import RECYCLE_RETRY
+from cluster.pool.pool import RECYCLE_RETRY
+from cluster.pool.recycle import MB, Limits, RecyclePolicy, describe, reason
+from cluster.pool.worker import State
 from cluster.protocol.frames import Kind
-from cluster.recycle import MB, Limits, RecyclePolicy, describe, reason
-from cluster.worker import State
 from fake_pool import World, exited, serving_world
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.relay import Relay
-from cluster.worker import OUTBOX_LIMIT
+from cluster.pool.worker import OUTBOX_LIMIT
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
+from cluster.relay import Relay
 from fake_pool import World, serving_world
 
 

@@ -24,7 +24,7 @@ import pytest
 import socketio
 
 from clients import disconnect, run, source_address
-from cluster.pending import PENDING_LIMIT
+from cluster.intake.pending import PENDING_LIMIT
 from conftest import wait_for
 from rawclient import RawClient, in_threads, tcp_from, unix_at
 from cluster.protocol.sids import encode_tag, tag_of

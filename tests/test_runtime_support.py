@@ -28,9 +28,9 @@ import pytest
 
 import rawclient
 from clients import connected, run, source_address, wait_upgraded
-from cluster.options import BY_NAME, OPTIONS
 from cluster.protocol.sids import tag_of
 from cluster.protocol.support import DEFLATE, SERVERS, SUPPORT
+from cluster.setup.options import BY_NAME, OPTIONS
 from conftest import RUNTIME_TARGETS, SESSION_PIDS, cli, free_port, shared_cluster, wait_for
 from test_limits_asyncio import wait_for_packet
 from test_tls_proxy import FORWARDED, seen

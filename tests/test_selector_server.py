@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from cluster.config import Bind
-from cluster.control_socket import ControlServer
-from cluster.selector_server import Connection, SelectorServer
+from cluster.ops.control_socket import ControlServer
+from cluster.ops.selector_server import Connection, SelectorServer
+from cluster.setup.config import Bind
 from conftest import free_port
 
 

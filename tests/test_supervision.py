@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from clients import Stream, ask, connected, run, source_address, wait_upgraded
-from cluster.pool import boot_concurrency, oversubscribed
+from cluster.pool.pool import boot_concurrency, oversubscribed
 from conftest import ROOT, cli, free_port, gone, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import pytest
 
-from cluster import options
-from cluster.config import make_settings
-from cluster.options import OPTIONS
-from cluster.preflight import refused_option
 from cluster.protocol import adapters, support
 from cluster.protocol.spec import RUNTIMES
 from cluster.protocol.support import ADAPTER_FAMILIES, DEFLATE, SERVERS, SUPPORT, Cell
+from cluster.setup import options
+from cluster.setup.config import make_settings
+from cluster.setup.options import OPTIONS
+from cluster.setup.preflight import refused_option
 from conftest import ROOT
 from workers import async_managers, managers
 

@@ -19,5 +19,5 @@ checks it): whatever the two sides must agree on lives here, one module per conc
 
 PACKAGES = ("cluster", "workers")
 """sticky-cluster's top-level packages: short names an app may use for modules of its own
-(``cluster.own`` imports ours first and refuses an app that imports its own module of such a
+(``cluster.setup.own`` imports ours first and refuses an app that imports its own module of such a
 name; ``workers.loader`` refuses a target named like one)."""

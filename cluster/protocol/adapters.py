@@ -2,7 +2,7 @@
 
 One table, :data:`SCHEMES`, maps every URL scheme python-socketio's managers accept to
 a broker family (``redis`` or ``amqp``). The master checks a URL's shape here and the
-broker's answer in :mod:`cluster.broker_check`; each worker runtime maps the family
+broker's answer in :mod:`cluster.setup.broker_check`; each worker runtime maps the family
 to its own manager class (``workers.managers``: ``RedisManager`` and ``KombuManager``
 for eventlet; an asyncio runtime maps the same families to ``AsyncRedisManager`` and
 ``AsyncAioPikaManager``). A new scheme is one row here and, if it is a new family,
@@ -163,7 +163,7 @@ def redact_text(text: str, url: str | None = None) -> str:
     ``url``'s passwords masked wherever they appear (:func:`scrub`).
 
     The one masking function for text that goes where credentials must not: log lines
-    (:mod:`cluster.logs` applies it to every record), errors shown to the user,
+    (:mod:`cluster.setup.logs` applies it to every record), errors shown to the user,
     ``/status``, the live page, the control socket.
     """
     if "://" in text:

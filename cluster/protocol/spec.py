@@ -35,7 +35,7 @@ subprocess, ``python -m workers``)."""
 class WorkerSpec:
     """The settings of one worker process.
 
-    A field named like an option of :data:`cluster.options.OPTIONS` is that option (one
+    A field named like an option of :data:`cluster.setup.options.OPTIONS` is that option (one
     marked ``worker=True`` there), filled by name by the master; the others (target, slot,
     tag, heartbeat_interval, server_address, family, hand_back, place_new_sessions) are this
     worker's own. A test keeps the two in step.

@@ -1,14 +1,14 @@
 """What each worker runtime does with each worker-side option: one table, read three ways.
 
 :data:`SUPPORT` says, for every option the workers need (``worker=True`` in
-``cluster/options.py``) and every server a worker runs (:data:`SERVERS`), how the option
+``cluster/setup/options.py``) and every server a worker runs (:data:`SERVERS`), how the option
 holds there (whose setting, or which part of ours, enforces it), or that the runtime
 refuses it. :data:`DEFLATE` says what each server does with permessage-deflate.
 
 - README's section "What each runtime enforces" is made from it (:func:`markdown_table`;
   ``make readme`` rewrites it, a test keeps them equal);
 - the master refuses, before it forks any worker, an option set (not at its default)
-  that the app's runtime does not hold (:func:`refusal`, called by ``cluster.preflight``
+  that the app's runtime does not hold (:func:`refusal`, called by ``cluster.setup.preflight``
   once the runtime is known), and an adapter URL of a broker family the runtime has no
   manager for (:data:`ADAPTER_FAMILIES`);
 - ``tests/test_runtime_support.py`` walks it: one end-to-end probe per cell, which shows
@@ -163,7 +163,8 @@ SUPPORT: dict[str, dict[str, Cell]] = {
         "threading": Cell("our paced reader under simple-websocket"),
     },
 }
-"""Worker-side option (its ``cluster.options`` name) -> server (:data:`SERVERS`) -> :class:`Cell`."""
+"""Worker-side option (its ``cluster.setup.options`` name) -> server (:data:`SERVERS`) ->
+:class:`Cell`."""
 
 DEFLATE: dict[str, str] = {
     "eventlet": "on: eventlet inflates a message at most to `max_http_buffer_size` (1009 "

@@ -1,0 +1,265 @@
+"""The master's hot path: choose each connection's worker and hand the socket over.
+
+A request whose ``sid=`` was made by a live worker (serving or draining) goes to that
+worker (the sid carries its tag); anything else is placed (:mod:`cluster.intake.placement`,
+``--balance``). What the master looked at before (the request line, the client's real
+address) is the :class:`~cluster.intake.intake.Intake`'s business. After the hand-off the master
+closes its copy of the socket and never sees the connection again, unless a worker hands
+it back: a keep-alive connection whose next request names a session of another worker
+comes back with the bytes the worker read (:meth:`Dispatcher.hand_back`), and goes on,
+with them, to the owner; one whose next request starts a new session comes back to be
+placed like a new connection (on the same worker when placement picks it). The master
+copies those few bytes once; it never reads the connection itself, and keeps no
+per-session state.
+
+While no worker serves (cold start, all respawning), the master does not accept
+(connections wait in the listen backlog), and the few it already holds (waiting for
+their first bytes, or stranded on a dead worker) wait in a bounded list until one
+serves. A worker's channel that is full is passed over for the next slot in placement
+order.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import stat
+import time
+
+from cluster.pool.pool import WorkerPool
+from cluster.pool.worker import Worker
+from cluster.protocol import frames
+from cluster.protocol.bursts import BurstLog
+from cluster.protocol.sids import request_sid, tag_of
+from cluster.setup.config import Settings
+
+from . import placement
+from .pending import Address
+
+log = logging.getLogger("sticky_cluster.master")
+
+HOLD_LIMIT = 1024
+"""Connections the master holds at most while no worker serves; past that, closed."""
+CLIENT_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
+
+
+def is_client_socket(fd: int) -> bool:
+    """Whether ``fd`` can be a client's connection: a stream socket of the families the
+    master listens on, not a listening one. A worker hands back what it likes; a pipe
+    or a datagram socket passed on would break the worker that gets it."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return False
+        probe = socket.socket(fileno=fd)  # reads SO_TYPE and the family
+    except OSError:
+        return False
+    try:
+        return (probe.type == socket.SOCK_STREAM and probe.family in CLIENT_FAMILIES
+                and not probe.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
+    except OSError:
+        return False
+    finally:
+        probe.detach()
+
+
+class Dispatcher:
+    """Hands each connection to the worker it belongs to.
+
+    :param pool: the workers to route to: the serving worker of each slot, the owner
+                 of a tag.
+    :param settings: ``route`` and ``balance`` are used.
+    """
+
+    def __init__(self, pool: WorkerPool, settings: Settings) -> None:
+        self._pool = pool
+        self._by_sid = settings.route == "sid"
+        self._balance = settings.balance if self._by_sid else "ip"
+        self._rng = random.Random()
+        self._held: list[tuple[int, Address | None, bytes | None]] = []
+        self._releasing = False
+        self._unkeyed = 0
+        self.handed_off = 0
+        """Connections handed to a worker."""
+        self.by_sid = 0
+        """Connections handed to the worker named by their sid."""
+        self.rerouted = 0
+        """Connections that went to another slot because their slot's channel was full."""
+        self.dropped = 0
+        """Connections closed because no worker could take them."""
+        self.handed_back = 0
+        """Connections a worker handed back for a request of another worker's session,
+        taken by that worker (one whose channel was full is counted as ``rerouted``)."""
+        self.returned = 0
+        """Hand-backs that no live worker owned: taken back by their worker, which answers."""
+        self.placed_back = 0
+        """Hand-backs of a request that starts a new session, placed (counted with the
+        placements, not in :attr:`handback_seconds`)."""
+        self.handback_seconds = 0.0
+        """CPU time the master spent on hand-backs."""
+        self.not_sockets = BurstLog(log, logging.WARNING,
+                                    "%s handed back a file that is not a stream socket: "
+                                    "closed, not passed on")
+        """Hand-backs whose file was not a client's connection (``count``), closed."""
+        self.held = 0
+        """Connections held while no worker served (or every worker's channel was full)."""
+        self.past_full = 0
+        """Placements that passed over a full worker."""
+        self.past_late = 0
+        """Placements that passed over a late (silent) worker."""
+
+    @property
+    def balance(self) -> str:
+        """How a request that names no live session is placed: ``least-loaded``,
+        ``random`` or ``ip`` (always ``ip`` with ``--route ip``)."""
+        return self._balance
+
+    def close(self) -> None:
+        """Close the connections held (the master stops, or a new child forgets them)."""
+        for fd, _client, _data in self._held:
+            os.close(fd)
+        self._held.clear()
+
+    # -------------------------------------------------------------------- route
+
+    def route(self, fd: int, client: Address | None, sid: str | None) -> None:
+        """Hand the client socket ``fd`` off: to the live worker that made ``sid`` (the
+        request line's, when routing by sid), else where it is placed."""
+        self._deliver(fd, client, self._owner_of(sid) if sid else None)
+
+    def hand_off(self, fd: int, address: tuple[str, int] | str) -> None:
+        """Give the client socket ``fd`` to the worker its address routes to."""
+        self._deliver(fd, address if isinstance(address, tuple) else None, None)
+
+    def hand_back(self, sender: Worker, fd: int, address: tuple[str, int], data: bytes) -> None:
+        """Pass a connection ``sender`` handed back to the worker that owns its request.
+
+        ``address`` is the client's and ``data`` the bytes ``sender`` read (checked by
+        :func:`cluster.protocol.frames.parse_from_worker`). A request that names no sid
+        starts a new session: it is placed as a new connection's first request is
+        (``sender`` included). When no other live worker owns the request's session, the
+        connection goes back to ``sender``, which answers it as it would any unknown sid (the
+        first request of a resumed connection is never handed back). A file that is not a
+        client's connection (:func:`is_client_socket`) is closed and counted, never passed on.
+        """
+        started = time.process_time()
+        if not is_client_socket(fd):
+            os.close(fd)
+            self.not_sockets.note(sender)
+            return
+        client = address if address[0] else None
+        sid = request_sid(data)
+        if sid is None:
+            self.placed_back += 1
+            self._deliver(fd, client, None, data)
+            return
+        owner = self._owner_of(sid)
+        home = owner is None or owner is sender
+        if self._deliver(fd, client, sender if home else owner, data):
+            if home:
+                self.returned += 1
+            else:
+                self.handed_back += 1
+        self.handback_seconds += time.process_time() - started
+
+    def redeliver(self, packet: bytes, fd: int) -> None:
+        """Route again a hand-off (or a resumed connection) queued for a worker that died."""
+        if packet[0] == frames.Kind.RESUME:
+            address, data = frames.split_resumed(frames.payload_of(packet))
+            self._deliver(fd, address if address[0] else None, self._owner(data), data)
+        else:
+            self.hand_off(fd, frames.decode_address(frames.payload_of(packet)))
+
+    @property
+    def holding(self) -> bool:
+        """Whether connections wait for a worker that takes them (:meth:`release`)."""
+        return bool(self._held)
+
+    def release(self) -> None:
+        """Route the connections held while no worker could take them: when one serves
+        again, and on every turn of the loop while some wait."""
+        if not self._pool.serving:
+            return
+        held, self._held = self._held, []
+        self._releasing = True  # one that is held again is not counted again
+        try:
+            for fd, client, data in held:
+                self._deliver(fd, client, self._owner(data) if data else None, data)
+        finally:
+            self._releasing = False
+
+    # ------------------------------------------------------------------- finish
+
+    def _owner(self, head: bytes) -> Worker | None:
+        """The live worker that made the sid of the request in ``head``, if any."""
+        sid = request_sid(head)
+        return self._owner_of(sid) if sid else None
+
+    def _owner_of(self, sid: str) -> Worker | None:
+        """The live worker that made ``sid``, if any."""
+        tag = tag_of(sid)
+        return self._pool.owner(tag) if tag is not None else None
+
+    def _deliver(self, fd: int, client: Address | None, owner: Worker | None,
+                 data: bytes | None = None) -> bool:
+        """Send ``fd`` to ``owner``, else to the first placed worker that takes it.
+
+        ``data``: the bytes of the connection already read (a hand-back), which the
+        worker serves first. With no worker serving, the connection is held. True when
+        ``owner`` took it.
+        """
+        if client is None:  # a Unix-socket client has no address: spread them
+            address = ("", 0)
+            self._unkeyed += 1
+            key = self._unkeyed.to_bytes(8, "little")
+        else:
+            address = client
+            key = client[0].encode()
+        packet = (frames.handoff_packet(address) if data is None
+                  else frames.resume_packet(address, data))
+        if owner is not None and self._send(owner, packet, fd):
+            self.by_sid += 1
+            return True
+        serving = self._pool.serving
+        if not serving:
+            self._hold(fd, client, data)
+            return False
+        for index, slot in enumerate(self._placement(key, serving)):
+            worker = serving[slot]
+            if self._send(worker, packet, fd):
+                worker.placed += 1
+                self.rerouted += owner is not None or index > 0
+                return False
+        self._hold(fd, client, data)  # every channel is full or broken: try again soon
+        return False
+
+    def _placement(self, key: bytes, serving: dict[int, Worker]) -> list[int]:
+        """The serving slots in the order a new client tries them (``--balance``)."""
+        candidates = []
+        full = late = False
+        for slot, worker in serving.items():
+            full |= worker.full
+            late |= worker.late
+            candidates.append(placement.Candidate(slot, worker.sessions + worker.placed,
+                                                  not (worker.full or worker.late)))
+        slots = placement.order(self._balance, key, candidates, self._rng)
+        first = serving[slots[0]]
+        if (full or late) and not (first.full or first.late):
+            self.past_full += full
+            self.past_late += late
+        return slots
+
+    def _hold(self, fd: int, client: Address | None, data: bytes | None) -> None:
+        """Keep ``fd`` until a worker takes it (:meth:`release`); close it past the limit."""
+        if len(self._held) >= HOLD_LIMIT:
+            os.close(fd)
+            self.dropped += 1
+            return
+        self.held += not self._releasing
+        self._held.append((fd, client, data))
+
+    def _send(self, worker: Worker, packet: bytes, fd: int) -> bool:
+        if not worker.send(packet, fd):
+            return False
+        self.handed_off += 1
+        return True

@@ -1,0 +1,244 @@
+"""The connections the master looks at before it routes them.
+
+Routing (``--route``) decides how much of a connection the master must see:
+
+* ``ip``: nothing; it is handed off at accept, by a consistent hash of the client IP.
+* ``sid`` (default): its request line. The master peeks (``MSG_PEEK``, nothing
+  consumed) at it for a ``sid=``; TCP listeners get ``TCP_DEFER_ACCEPT``, so accept()
+  usually returns with the request already there: one peek, no extra trip through the
+  loop.
+
+The client IP is the peer's, or, when enabled, the one of a PROXY protocol header
+(read and consumed here, so the worker reads plain HTTP) or of ``X-Forwarded-For``
+from a trusted peer. It is handed to the worker, where it becomes ``REMOTE_ADDR``.
+
+A connection whose bytes are not all there yet waits in a bounded
+:class:`~cluster.intake.pending.PendingSet`, without spinning: a socket only peeked at stays
+readable, so its ``SO_RCVLOWAT`` is raised past what was seen (TCP's poll honours it).
+It is routed with what it sent after ``--peek-timeout`` (a silent one by IP), or closed
+when a PROXY header was required and is missing or bad. Once it is looked at, the
+:class:`~cluster.intake.dispatch.Dispatcher` chooses its worker and hands it over.
+
+What to do with a connection, given what it has sent, is decided in
+:mod:`cluster.intake.intake_decision`, pure and tested on recorded bytes; this module only
+does the I/O that the decision asks for. Keep it that way: a new rule goes there.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import selectors
+import socket
+import time
+
+from cluster.protocol.trust import TrustCache
+from cluster.setup.config import Settings
+
+from .dispatch import Dispatcher
+from .intake_decision import HEAD_LIMIT, IntakeRules, Refuse, Route, Seen, Wait, decide
+from .peek import ProxyHeader
+from .pending import PENDING_LIMIT, Pending, PendingSet
+
+log = logging.getLogger("sticky_cluster.master")
+
+ACCEPT_BATCH = 64
+"""Connections accepted per readiness event before the loop looks at other work."""
+
+OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+DEFER_ACCEPT = 1
+"""Seconds a TCP listener's kernel holds a connection that has sent nothing yet."""
+
+_PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+PEER_REFUSAL_REPORT = 10.0
+"""Seconds between two log lines about peers refused by ``--proxy-allow-from``."""
+
+
+class Intake:
+    """Accepts connections, reads what routing needs of them, and passes them on.
+
+    :param dispatcher: chooses the worker of each connection and hands it over.
+    :param settings: ``route``, ``proxy_protocol``, ``proxy_allow_from``,
+                     ``forwarded_allow_ips`` and ``peek_timeout`` are used.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+        self._dispatcher = dispatcher
+        self._rules = IntakeRules.from_settings(settings)
+        self._pending = PendingSet(PENDING_LIMIT,
+                                   lambda conn: self._examine(conn, time.monotonic(), woken=True))
+        self._scratch = bytearray(HEAD_LIMIT)
+        self._warned_full = False
+        peers = settings.proxy_peers
+        self._proxy_peer_allowed = (TrustCache(peers) if settings.proxy_protocol
+                                    and not peers.everything else None)
+        """``--proxy-allow-from``, when it excludes anyone: a dict look-up per peer seen before."""
+        self._peers_refused = 0
+        self._peer_report_due = 0.0
+        self.accepted = 0
+        """Connections accepted."""
+        self.timed_out = 0
+        """Connections routed (or closed) because they sent too little within the peek timeout."""
+        self.refused = 0
+        """Connections closed for a missing, bad or truncated PROXY header, or from a peer
+        not in ``--proxy-allow-from``."""
+
+    @property
+    def pending_count(self) -> int:
+        """Connections waiting for their first bytes."""
+        return len(self._pending)
+
+    @property
+    def peeking(self) -> bool:
+        """Whether connections are looked at before they are handed off."""
+        return self._rules.peeking
+
+    def attach(self, selector: selectors.BaseSelector) -> None:
+        """Wait for pending connections in ``selector``, the master's loop."""
+        self._pending.attach(selector)
+
+    def prepare(self, listener: socket.socket) -> None:
+        """Set up a listening socket: TCP_DEFER_ACCEPT when connections are peeked at."""
+        if self.peeking and listener.family != socket.AF_UNIX and hasattr(socket, "TCP_DEFER_ACCEPT"):
+            listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
+
+    def close(self) -> None:
+        """Close the connections still waiting (the master stops, or a new child forgets them)."""
+        self._pending.close_all()
+
+    # ------------------------------------------------------------------- accept
+
+    def accept_from(self, listener: socket.socket) -> bool:
+        """Accept and route up to a batch of clients; False when out of file descriptors."""
+        peeking = self.peeking
+        deferred = peeking and listener.family != socket.AF_UNIX
+        proxy_peer_allowed = self._proxy_peer_allowed
+        for _ in range(ACCEPT_BATCH):
+            try:
+                fd, address = listener._accept()  # type: ignore[attr-defined]  # fd, no socket object
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError as exc:
+                if exc.errno in OUT_OF_FILES:
+                    return False
+                continue  # the client went away before accept (ECONNABORTED …)
+            self.accepted += 1
+            client = (address[0], address[1]) if isinstance(address, tuple) else None
+            if not peeking:
+                self._dispatcher.route(fd, client, None)
+                continue
+            if proxy_peer_allowed is not None and client is not None and not proxy_peer_allowed(client[0]):
+                self._refuse_peer(fd, client[0])
+                continue
+            sock = socket.socket(listener.family, socket.SOCK_STREAM, 0, fileno=fd)
+            now = time.monotonic()
+            conn = Pending(sock, client, now, proxied=not self._rules.proxy_protocol)
+            self._examine(conn, now, deferred=deferred)
+        return True
+
+    def expire(self, now: float) -> None:
+        """Route or close the pending connections whose peek timeout has passed."""
+        for conn in self._pending.expired(now, self._rules.peek_timeout):
+            self.timed_out += 1
+            self._examine(conn, now)
+        if self._warned_full and len(self._pending) < PENDING_LIMIT // 2:
+            self._warned_full = False
+
+    # ------------------------------------------------------------------ examine
+
+    def _examine(self, conn: Pending, now: float, woken: bool = False, deferred: bool = False) -> None:
+        """Peek at ``conn`` and act on what :func:`~cluster.intake.intake_decision.decide` says.
+
+        ``woken``: it waits and has become readable. ``deferred``: just accepted from a
+        TCP_DEFER_ACCEPT listener, where a silent connection has already waited.
+        """
+        crowded = not woken and self._pending.full
+        if crowded and not self._warned_full:
+            self._warned_full = True
+            log.warning("%d connections wait for their first bytes, the most: new ones are "
+                        "routed at once on what they have sent%s", PENDING_LIMIT,
+                        " (closed without a PROXY header)" if self._rules.proxy_protocol else "")
+        try:
+            head: bytes | None = conn.sock.recv(self._rules.peek_size, _PEEK)
+        except BlockingIOError:
+            head = None
+        except OSError:
+            head = b""
+        seen = Seen(conn.client, now - conn.since, proxied=conn.proxied,
+                    awaited=conn.lowat if woken else 0, crowded=crowded,
+                    can_wait_for_more=conn.sock.family != socket.AF_UNIX)
+        decision = decide(head, seen, self._rules)
+        if head is None and deferred:
+            conn.since -= DEFER_ACCEPT
+        if isinstance(decision, (Wait, Route)) and decision.proxy is not None:
+            if not self._take_proxy_header(conn, decision.proxy):
+                self._close(conn)
+                return
+        if isinstance(decision, Wait):
+            self._set_lowat(conn, decision.lowat)
+            if conn not in self._pending:
+                self._pending.add(conn)
+        elif isinstance(decision, Route):
+            self._pending.discard(conn)
+            self._set_lowat(conn, 1)
+            self._dispatcher.route(conn.sock.detach(), decision.client, decision.sid)
+        elif isinstance(decision, Refuse):
+            self._refuse(conn, decision.reason)
+        else:
+            self._close(conn)
+
+    def _take_proxy_header(self, conn: Pending, header: ProxyHeader) -> bool:
+        """Consume ``conn``'s PROXY header and take its client; False if the peer is gone."""
+        if not self._consume(conn.sock, header.length):
+            return False
+        conn.proxied = True
+        conn.client = header.client or conn.client
+        self._set_lowat(conn, 1)
+        return True
+
+    def _refuse_peer(self, fd: int, peer: str) -> None:
+        """Close a connection from a peer whose PROXY header is not believed; say so in
+        one line at most every :data:`PEER_REFUSAL_REPORT` seconds."""
+        os.close(fd)
+        self.refused += 1
+        self._peers_refused += 1
+        now = time.monotonic()
+        if now >= self._peer_report_due:
+            log.warning("refused %d connection(s) from peers not in --proxy-allow-from "
+                        "(the last from %s): their PROXY header is not believed",
+                        self._peers_refused, peer)
+            self._peers_refused = 0
+            self._peer_report_due = now + PEER_REFUSAL_REPORT
+
+    def _refuse(self, conn: Pending, reason: str) -> None:
+        log.debug("closed a connection from %s: %s", conn.client, reason)
+        self.refused += 1
+        self._close(conn)
+
+    def _close(self, conn: Pending) -> None:
+        self._pending.discard(conn)
+        conn.sock.close()
+
+    def _consume(self, sock: socket.socket, size: int) -> bool:
+        """Read and drop ``size`` bytes that a peek has shown to be there."""
+        view = memoryview(self._scratch)
+        while size > 0:
+            try:
+                got = sock.recv_into(view, min(size, len(view)), socket.MSG_DONTWAIT)
+            except OSError:
+                return False
+            if not got:
+                return False
+            size -= got
+        return True
+
+    @staticmethod
+    def _set_lowat(conn: Pending, lowat: int) -> None:
+        if conn.lowat != lowat:
+            try:
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
+            except OSError:
+                return
+            conn.lowat = lowat

@@ -1,16 +1,20 @@
-"""The import graph: the master and the workers meet only in the protocol package.
+"""The import graph: the master and the workers meet only in the protocol package, and each
+stands in layers, without a circle.
 
 ``cluster/`` (the master) and ``workers/`` (the forked workers) both import
 ``cluster/protocol/``: the workers import nothing else of ``cluster``, the master nothing of
-``workers``; ``cluster/protocol/`` imports the standard library only. The forked child reaches its runtime by the module path in
-:data:`cluster.protocol.spec.RUNTIMES`, not by an import statement. Every ``import`` statement
-counts, inside a function or under ``TYPE_CHECKING`` too: the files are read with
+``workers``; ``cluster/protocol/`` imports the standard library only. The forked child
+reaches its runtime by the module path in :data:`cluster.protocol.spec.RUNTIMES`, not by an
+import statement. No module of either package imports itself back through others, and
+inside ``cluster/`` no import runs up the layers of :data:`LAYERS`. Every ``import``
+statement counts, inside a function or under ``TYPE_CHECKING`` too: the files are read with
 :mod:`ast`, nothing is imported.
 """
 from __future__ import annotations
 
 import ast
 import configparser
+import graphlib
 import importlib.util
 import subprocess
 import sys
@@ -21,6 +25,40 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("cluster", "workers")
 PROTOCOL = "cluster.protocol"
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("cluster.protocol",),
+    ("cluster.setup",),
+    ("cluster.pool",),
+    ("cluster.intake", "cluster.relay"),
+    ("cluster.ops",),
+    ("cluster.master", "cluster.commands"),
+    ("cluster.cli",),
+    ("cluster", "cluster.__main__"),
+)
+"""The master's layers, bottom first: a module of ``cluster/`` imports from its own layer and
+those below it, never from one above. A name is a package (with all its modules) or a
+module; ``cluster`` is ``cluster/__init__.py`` alone.
+
+1. ``cluster.protocol``: the wire the workers share. They import it, so it imports nothing of
+   the master (nor anything but the standard library).
+2. ``cluster.setup``: what the operator asked for (options, settings, config file, hooks)
+   and the process made ready before any fork (checks, limits, privileges, title, logs).
+   Every part above is built from the settings; nothing here knows those parts.
+3. ``cluster.pool``: the worker processes and their states. It forks with the settings and
+   calls the hooks; it knows nothing of client connections.
+4. ``cluster.intake`` and ``cluster.relay``: the master's two paths onto the pool, side by
+   side: a client connection to the worker it belongs to, a worker's pub/sub message to the
+   others.
+5. ``cluster.ops``: the operators' face. It reads the pool, the intake and the relay to
+   report on them; it acts on the master only through what the master hands it
+   (:class:`cluster.ops.control_socket.Controlled`), so it never imports the master.
+6. ``cluster.master`` (with ``cluster.commands``, its signal and command queue): the loop
+   that builds every part below and ties them together.
+7. ``cluster.cli``: the command line: starts a master, or acts on one that runs.
+8. ``cluster`` and ``cluster.__main__``: the package's face: ``from cluster import Master``
+   for embedding, ``python -m cluster`` for the command line.
+"""
 
 
 def imports_of(source: str, package: tuple[str, ...]) -> list[tuple[int, str]]:
@@ -33,13 +71,17 @@ def imports_of(source: str, package: tuple[str, ...]) -> list[tuple[int, str]]:
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = ".".join(package[:len(package) - node.level + 1])
-                name = f"{base}.{node.module}" if node.module else base
-            else:
-                name = node.module or ""
-            found.append((node.lineno, name))
+            found.append((node.lineno, imported_from(node, package)))
     return found
+
+
+def imported_from(node: ast.ImportFrom, package: tuple[str, ...]) -> str:
+    """The absolute name of the module ``node`` imports from (``P`` of ``from P import …``),
+    written in a module of ``package``."""
+    if not node.level:
+        return node.module or ""
+    base = ".".join(package[:len(package) - node.level + 1])
+    return f"{base}.{node.module}" if node.module else base
 
 
 def imports_in(package: str, skip: str | None = None) -> list[tuple[str, str]]:
@@ -52,6 +94,48 @@ def imports_in(package: str, skip: str | None = None) -> list[tuple[str, str]]:
     return [(f"{path.relative_to(ROOT)}:{line}", name)
             for path in modules
             for line, name in imports_of(path.read_text(), path.relative_to(ROOT).parts[:-1])]
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of the module in the file ``path`` (a package is its ``__init__.py``)."""
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules_of(packages: tuple[str, ...]) -> dict[str, Path]:
+    """Every module of ``packages`` (top-level names) by its dotted name."""
+    return {module_name(path): path for package in packages
+            for path in sorted(ROOT.joinpath(package).rglob("*.py"))}
+
+
+def edges(packages: tuple[str, ...]) -> list[tuple[str, str, str]]:
+    """("file:line", importer, imported) for every import of a module of ``packages`` by
+    another: ``from P import M`` reaches the module ``P.M`` when there is one, else ``P``."""
+    modules = modules_of(packages)
+    found = []
+    for importer, path in modules.items():
+        tree = ast.parse(path.read_text())
+        package = path.relative_to(ROOT).parts[:-1]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = imported_from(node, package)
+                names = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+                         for alias in node.names]
+            else:
+                continue
+            found += [(f"{path.relative_to(ROOT)}:{node.lineno}", importer, name)
+                      for name in dict.fromkeys(names) if name in modules and name != importer]
+    return found
+
+
+def layer_of(module: str) -> int | None:
+    """The index in :data:`LAYERS` of ``module`` (None when no layer names it): the layer of
+    the longest name that is the module or a package holding it."""
+    held = [(len(name), index) for index, names in enumerate(LAYERS) for name in names
+            if module == name or (name != "cluster" and module.startswith(name + "."))]
+    return max(held)[1] if held else None
 
 
 def test_every_import_statement_counts() -> None:
@@ -94,14 +178,21 @@ def test_importing_the_protocol_does_not_load_the_master() -> None:
 
 
 def test_the_packages_shipped_are_the_ones_guarded() -> None:
-    """setup.cfg ships exactly our packages, and ``own`` guards each against an app's namesake."""
+    """setup.cfg ships exactly our packages, each subpackage and each file that is not code
+    (the status page) with them, and ``own`` guards each against an app's namesake."""
     from cluster.setup import own
 
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     shipped = set(config["options"]["packages"].replace(",", " ").split())
     assert {name for name in shipped if "." not in name} == set(own.PACKAGES) == set(PACKAGES)
-    assert PROTOCOL in shipped
+    assert shipped == {module_name(path) for package in PACKAGES
+                       for path in ROOT.joinpath(package).rglob("__init__.py")}
+    data = {ROOT.joinpath(*package.split("."), name.strip())
+            for package, names in config["options.package_data"].items()
+            for name in names.split(",")}
+    assert data == {path for package in PACKAGES for path in ROOT.joinpath(package).rglob("*")
+                    if path.is_file() and path.suffix not in (".py", ".pyc")}
 
 
 def _functions_of(module: str) -> set[str]:
@@ -119,3 +210,49 @@ def test_the_module_paths_in_the_protocol_name_modules_with_what_the_master_call
     for module in RUNTIMES.values():
         assert {"serve", "check"} <= _functions_of(module), module
     assert "load" in _functions_of(LOADER)
+
+
+def test_the_graph_reads_modules_and_layers_as_meant() -> None:
+    """What the two tests below rest on: ``from P import M`` reaches the module ``P.M``, a
+    ``TYPE_CHECKING`` import counts, and a package's layer holds its modules."""
+    found = {(importer, imported) for _where, importer, imported in edges(PACKAGES)}
+    assert {("cluster", "cluster.setup.own"), ("cluster", "cluster.master"),
+            ("cluster.master", "cluster.ops.status"),
+            ("cluster.ops.status", "cluster.ops.control_socket"),
+            ("cluster.intake.dispatch", "cluster.protocol.frames")} <= found
+    assert [layer_of(name) for name in ("cluster.protocol.frames", "cluster.setup",
+                                        "cluster.relay", "cluster.intake.peek", "cluster",
+                                        "cluster.__main__", "cluster.unplaced")] == [
+        0, 1, 3, 3, 7, 7, None]
+
+
+def test_no_module_imports_itself_back() -> None:
+    """No circle among the modules of ``cluster/`` and ``workers/``: a circle leaves no
+    layer to put its modules in, and makes the order of imports matter."""
+    graph: dict[str, set[str]] = {module: set() for module in modules_of(PACKAGES)}
+    where = {}
+    for line, importer, imported in edges(PACKAGES):
+        graph[importer].add(imported)
+        where.setdefault((importer, imported), line)
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as error:
+        circle = error.args[1][::-1]  # graphlib lists each module before the one importing it
+        pytest.fail("a circle: " + ", ".join(f"{where[pair]} {pair[0]} imports {pair[1]}"
+                                             for pair in zip(circle, circle[1:])))
+
+
+def test_every_module_of_the_master_has_a_layer() -> None:
+    """A new module (or package) of ``cluster/`` is placed in :data:`LAYERS` on purpose."""
+    assert [module for module in modules_of(("cluster",)) if layer_of(module) is None] == []
+
+
+def test_no_import_runs_up_the_layers() -> None:
+    """Inside ``cluster/``, each import reaches the importer's own layer or one below."""
+    upward = []
+    for where, importer, imported in edges(("cluster",)):
+        layer, reached = layer_of(importer), layer_of(imported)
+        if layer is not None and reached is not None and layer < reached:
+            upward.append(f"{where}: {importer} (layer {layer + 1}) imports {imported} "
+                          f"(layer {reached + 1})")
+    assert upward == []

@@ -6,12 +6,12 @@ DEMO_APP := examples.chat:app
 DEMO_BIND ?= 127.0.0.1:5000
 DIST ?= dist
 
-.PHONY: demo demo-client test test-unit bench install readme dist
+.PHONY: demo demo-client test test-unit bench install docs docs-build docs-tables dist
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,bench]"
+	$(PY) -m pip install --quiet -e ".[test,bench,docs]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -34,9 +34,17 @@ test-unit: install  ## the unit part alone (no process started), in seconds
 bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
 	$(PY) -m bench.run
 
-readme: install  ## rewrite README's options table and its runtimes' table (cluster/setup/options.py, cluster/protocol/support.py)
+DOCS_BIND ?= 127.0.0.1:8000
+
+docs: install  ## serve the documentation site (docs/, mkdocs.yml) on http://127.0.0.1:8000, rebuilt on each change
+	$(VENV)/bin/mkdocs serve --dev-addr $(DOCS_BIND)
+
+docs-build: install  ## build the documentation site into site/; a warning (a broken link, a page not in nav) fails it
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
+docs-tables: install  ## rewrite the tables of docs/options.md and docs/runtimes.md (cluster/setup/options.py, cluster/protocol/support.py)
 	$(PY) -c 'import sys; from cluster.setup.options import main; \
-		sys.exit(main(["--readme", "README.md"]))'
+		sys.exit(main(["--docs", "docs"]))'
 
 dist: install  ## build the wheel (into dist/) to install elsewhere: pip install "sticky_cluster-VERSION-py3-none-any.whl[asyncio]"
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .

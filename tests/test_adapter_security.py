@@ -1,6 +1,6 @@
 """Securing the adapter: Redis AUTH, an ACL user held to its channel, TLS; no password shown.
 
-The README's "Securing the adapter" examples, run: each starts its own redis-server.
+The "Securing the adapter" examples of docs/security.md, run: each starts its own redis-server.
 """
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ async def _outage_scenario(url: str, redis: RedisNode) -> None:
 
 
 def test_redis_outage_gap_and_lost_broadcasts_are_bounded(start_cluster, tmp_path):
-    """Redis down for 2 s under a stream of broadcasts: the README's figures."""
+    """Redis down for 2 s under a stream of broadcasts: the figures of docs/adapters.md."""
     port = free_port()
     redis = RedisNode(tmp_path, plain_args(port), port).start()
 

@@ -2,7 +2,7 @@
 
 Every hook fires, in order, across a start, a rolling restart and a stop; a hook that
 raises or blocks is one line and the cluster serves on; ``--print-config`` and a bad
-file are one line from the command line; README's prometheus_client example
+file are one line from the command line; the prometheus_client example of docs/configuration.md
 (examples/prometheus_config.py) adds up a counter that every worker increments.
 """
 from __future__ import annotations
@@ -141,7 +141,8 @@ def _metric(url: str) -> float:
 
 
 def test_the_readme_prometheus_example_adds_up_every_workers_counter(start_cluster, tmp_path):
-    """README's example as it is: examples/prometheus_config.py and examples/prometheus_app.py."""
+    """The example of docs/configuration.md as it is: examples/prometheus_config.py and
+    examples/prometheus_app.py."""
     metrics_dir = tmp_path / "metrics"
     cluster = start_cluster("examples.prometheus_app:app", workers=None,
                             args=("-c", str(ROOT / "examples" / "prometheus_config.py")),

@@ -33,6 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from clients import connected, run, source_address, wait_upgraded
 from cluster.ops.status_http import CONNECTION_LIMIT
 from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, wait_for
+from pages import every_page
 from rawclient import KeepAlive, two_sessions_on_two_workers
 
 pytestmark = pytest.mark.e2e
@@ -361,11 +362,11 @@ def test_systemd_notify_ready_reloading_stopping_watchdog(start_cluster, tmp_pat
 
 
 def readme_unit(name: str) -> configparser.ConfigParser:
-    """The unit file ``name`` as the README shows it: the one ini block that starts
-    ``# /etc/systemd/system/NAME``."""
-    text = (ROOT / "README.md").read_text()
+    """The unit file ``name`` as the docs show it (docs/operations.md): the one ini block,
+    on any page, that starts ``# /etc/systemd/system/NAME``."""
+    text = every_page()
     marker = f"```ini\n# /etc/systemd/system/{name}\n"
-    assert text.count(marker) == 1, f"the README shows {name} {text.count(marker)} times"
+    assert text.count(marker) == 1, f"the docs show {name} {text.count(marker)} times"
     start = text.index(marker) + len(marker)
     unit = configparser.ConfigParser(interpolation=None)
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # keys keep their case
@@ -374,7 +375,7 @@ def readme_unit(name: str) -> configparser.ConfigParser:
 
 
 def test_readme_units_run_as_systemd_runs_them(tmp_path):
-    """The README's chat.socket and chat.service, run as systemd runs them. A cold start:
+    """The docs' chat.socket and chat.service, run as systemd runs them. A cold start:
     a connection made before the master runs and one made while its workers boot are
     both served once they serve. Then ExecReload, the KillSignal, and the port kept open
     for the next master."""

@@ -1,6 +1,6 @@
 """The options table (cluster/setup/options.py) against everything made from it: fast, no process.
 
-README's table, the click options of ``sticky-cluster run`` (flags, environment
+docs/options.md's table, the click options of ``sticky-cluster run`` (flags, environment
 variables, help), Settings' fields and defaults and WorkerSpec's option fields must all
 agree with :data:`cluster.setup.options.OPTIONS`.
 """
@@ -17,9 +17,9 @@ from cluster.setup import options
 from cluster.setup.config import Bind, ConfigError, Settings, make_settings
 from cluster.setup.container import usable_cpus
 from cluster.setup.options import BY_NAME, OPTIONS, SETTINGS
-from conftest import ROOT
 from cluster.protocol import support
 from cluster.protocol.spec import WorkerSpec
+from pages import page
 
 ENV_NAMES_BEFORE_THE_TABLE = {
     "WORKERS", "BIND", "ADAPTER", "CHANNEL", "WORKER_CONNECTIONS", "TIMEOUT", "GRACEFUL_TIMEOUT",
@@ -37,30 +37,34 @@ def _run_params() -> dict[str, click.Option]:
     return {param.name: param for param in run.params if isinstance(param, click.Option)}
 
 
-def test_readme_options_table_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert options.markdown_table() in readme, (
-        "README's options table is out of date: make readme")
-    assert options.replace_table(readme) == readme
+def test_docs_options_table_is_the_generated_one():
+    text = page("options")
+    assert options.markdown_table() in text, (
+        "docs/options.md's options table is out of date: make docs-tables")
+    assert options.replace_table(text, "options.md") == text
 
 
-def test_the_table_rewrites_itself_into_a_readme(tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n" + options.README_HEADER + "\n| `--old` | 1 | gone |\n\nmiddle\n\n"
-                      + support.README_HEADER + "\n| `--old` | a | b | c | d |\n\nafter\n")
-    assert options.main(["--readme", str(readme)]) == 0
-    assert readme.read_text() == ("# x\n\n" + options.markdown_table() + "\n\nmiddle\n\n"
-                                  + options.support_table() + "\n\nafter\n")
+def test_the_tables_rewrite_themselves_into_the_docs(tmp_path, capsys):
+    (tmp_path / "options.md").write_text(
+        "# x\n\n" + options.README_HEADER + "\n| `--old` | 1 | gone |\n\nmiddle\n")
+    (tmp_path / "runtimes.md").write_text(
+        "# y\n\n" + support.README_HEADER + "\n| `--old` | a | b | c | d |\n\nafter\n")
+    assert options.main(["--docs", str(tmp_path)]) == 0
+    assert (tmp_path / "options.md").read_text() == (
+        "# x\n\n" + options.markdown_table() + "\n\nmiddle\n")
+    assert (tmp_path / "runtimes.md").read_text() == (
+        "# y\n\n" + options.support_table() + "\n\nafter\n")
     assert options.main([]) == 0
     assert capsys.readouterr().out == options.markdown_table() + "\n\n" + options.support_table() + "\n"
 
 
-def test_a_readme_without_the_tables_is_left_whole(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n" + options.README_HEADER + "\n")
+def test_docs_without_their_tables_are_left_whole(tmp_path):
+    (tmp_path / "options.md").write_text("# x\n\n" + options.README_HEADER + "\n")
+    (tmp_path / "runtimes.md").write_text("# y\n")
     with pytest.raises(ValueError):
-        options.main(["--readme", str(readme)])
-    assert readme.read_text() == "# x\n\n" + options.README_HEADER + "\n"
+        options.main(["--docs", str(tmp_path)])
+    assert (tmp_path / "options.md").read_text() == "# x\n\n" + options.README_HEADER + "\n"
+    assert (tmp_path / "runtimes.md").read_text() == "# y\n"
 
 
 def test_every_click_option_of_run_is_a_row_of_the_table():
@@ -117,7 +121,7 @@ def test_help_shows_each_default_and_environment_variable():
     collapsed = " ".join(text.split())
     assert "[default: $WEB_CONCURRENCY, else the CPUs this process may use]" in collapsed
     assert "[default: 127.0.0.1:5000; 0.0.0.0:$PORT when PORT is set]" in collapsed
-    assert "[default: 30]" in collapsed  # --timeout, as README has it, not 30.0
+    assert "[default: 30]" in collapsed  # --timeout, as the docs have it, not 30.0
     assert "[default: least-loaded]" in collapsed
 
 

@@ -1,14 +1,15 @@
-"""Every balancer configuration the README shows, run as written in front of a real cluster.
+"""Every balancer configuration the docs show, run as written in front of a real cluster.
 
-Each nginx or HAProxy block of README.md is read by the comment on its first line, its
+Each nginx or HAProxy block of the docs (README.md and docs/*.md, through ``pages``) is read
+by the comment on its first line, its
 listening port and its servers' addresses swapped for loopback ones (nothing else), and
 served by the real nginx or haproxy (Debian packages; ``.ci/run`` installs them) in front
-of a cluster started with the command the README shows beside it. A browser-like
+of a cluster started with the command the page shows beside it. A browser-like
 Socket.IO client (an ``Origin`` header, as every browser sends) then does what a page
 does: the polling handshake, the upgrade to websocket, an event and its answer. The app
 keeps python-socketio's default CORS policy, as a user's app does.
 
-The README's systemd units are run by ``tests/test_operations.py``; here
+The systemd units of the docs are run by ``tests/test_operations.py``; here
 ``systemd-analyze verify`` checks them as systemd would load them.
 """
 from __future__ import annotations
@@ -26,13 +27,13 @@ import pytest
 import socketio
 
 from clients import disconnect, run, source_address, wait_upgraded
-from conftest import ROOT, ClusterProcess, free_port, wait_for
+from conftest import ClusterProcess, free_port, wait_for
+from pages import every_page, page, page_names
 from test_operations import readme_unit
 
 pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.same_origin:sio"
-README = (ROOT / "README.md").read_text()
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 """Debian's nginx builds the stream module as a dynamic module (libnginx-mod-stream)."""
 
@@ -44,7 +45,7 @@ CONFIGS = {
     "# /etc/nginx/conf.d/chat.conf (inside http { }): several hosts": "proxy",
     "# /etc/haproxy/haproxy.cfg: several hosts": "proxy",
 }
-"""The first line of each configuration the README shows -> whose address the app sees
+"""The first line of each configuration the docs show -> whose address the app sees
 (``client``: the balancer conveys it; ``proxy``: the balancer's own)."""
 TLS_CONFIG = "# /etc/haproxy/haproxy.cfg: TLS terminated here, PROXY v2 to the cluster"
 """Run, with a certificate and an https client, by ``tests/test_tls_proxy.py``."""
@@ -52,19 +53,19 @@ TLS_CONFIG = "# /etc/haproxy/haproxy.cfg: TLS terminated here, PROXY v2 to the c
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 
 
-def fenced_blocks() -> list[tuple[str, str, int]]:
-    """(language, text, end offset) of every fenced block of the README."""
-    return [(m[1], m[2], m.end()) for m in FENCE.finditer(README)]
+def fenced_blocks(text: str) -> list[tuple[str, str, int]]:
+    """(language, text, end offset) of every fenced block of ``text``, a page."""
+    return [(m[1], m[2], m.end()) for m in FENCE.finditer(text)]
 
 
 def readme_config(marker: str) -> tuple[str, str, list[str] | None]:
-    """The block that starts with ``marker``: (language, text, the command line of the
-    block right after it when that is a ``sticky-cluster run``)."""
-    blocks = fenced_blocks()
-    found = [index for index, (_lang, text, _end) in enumerate(blocks)
+    """The block that starts with ``marker``, on whichever page shows it: (language, text,
+    the command line of the block right after it when that is a ``sticky-cluster run``)."""
+    found = [(blocks, index) for blocks in (fenced_blocks(page(name)) for name in page_names())
+             for index, (_lang, text, _end) in enumerate(blocks)
              if text.startswith(marker + "\n")]
-    assert len(found) == 1, f"the README shows {marker!r} {len(found)} times"
-    index = found[0]
+    assert len(found) == 1, f"the docs show {marker!r} {len(found)} times"
+    blocks, index = found[0]
     lang, text, _end = blocks[index]
     following = blocks[index + 1][1] if index + 1 < len(blocks) else ""
     command = shlex.split(following) if following.startswith("sticky-cluster run ") else None
@@ -74,14 +75,14 @@ def readme_config(marker: str) -> tuple[str, str, list[str] | None]:
 def swapped(text: str, swaps: dict[str, str]) -> str:
     """``text`` with each key replaced by its value; each must be there."""
     for before, after in swaps.items():
-        assert before in text, f"{before!r} is not in the README's configuration:\n{text}"
+        assert before in text, f"{before!r} is not in the docs' configuration:\n{text}"
         text = text.replace(before, after)
     return text
 
 
 def test_every_balancer_configuration_of_the_readme_is_run_here():
-    shown = {text.split("\n", 1)[0] for lang, text, _end in fenced_blocks()
-             if lang in ("nginx", "haproxy")}
+    shown = {text.split("\n", 1)[0] for name in page_names()
+             for lang, text, _end in fenced_blocks(page(name)) if lang in ("nginx", "haproxy")}
     assert shown == set(CONFIGS) | {TLS_CONFIG}
 
 
@@ -116,7 +117,7 @@ def listens(pid: int, port: int) -> bool:
 
 
 def nginx_file(block: str, workdir: Path) -> str:
-    """A whole nginx.conf around the README's ``block``, with the test's own paths."""
+    """A whole nginx.conf around the docs' ``block``, with the test's own paths."""
     stream = block.lstrip("#").split("\n", 1)[1].lstrip().startswith("stream")
     head = [f"pid {workdir}/nginx.pid;", "error_log stderr;",
             "worker_processes 1;", "events { worker_connections 256; }"]
@@ -193,7 +194,7 @@ def test_readme_balancer_configuration_serves_a_browser(marker, tmp_path):
 # ------------------------------------------------------------------ systemd
 
 def test_readme_units_pass_systemd_analyze_verify(tmp_path):
-    """The README's units load in systemd without a warning (an unknown key, a bad value, a
+    """The docs' units load in systemd without a warning (an unknown key, a bad value, a
     socket without its service), with the program path of this checkout's venv."""
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is not installed (.ci/run installs it)"
@@ -219,4 +220,4 @@ def test_readme_service_runs_unprivileged_off_node_exporter_s_port():
     assert service.get("Group") not in (None, "", "root", "0")
     status = re.search(r"--status-bind (\S+)", service["ExecStart"])
     assert status and not status[1].endswith(":9100"), "9100 is node_exporter's port"
-    assert ":9100" not in README
+    assert ":9100" not in every_page()

@@ -1,6 +1,6 @@
-"""The README's quick starts run as pasted.
+"""The quick starts of the docs (docs/quick-starts.md) run as pasted.
 
-Each ``### Quick start: …`` section that shows an ``# app.py`` is pasted into an empty
+Each ``## Quick start: …`` section that shows an ``# app.py`` is pasted into an empty
 directory, and started there with the ``sticky-cluster run`` line the section shows (its
 size set to 2 workers and its address to a free loopback port). A real Socket.IO client
 then connects (polling handshake, upgrade to websocket) and, where the app has a ``ping``
@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from clients import connected, run, source_address, wait_upgraded
-from conftest import ROOT, ClusterProcess, free_port
+from conftest import ClusterProcess, free_port
+from pages import page
 
 pytestmark = pytest.mark.e2e
 
-README = (ROOT / "README.md").read_text()
-SECTION = re.compile(r"^### (Quick start: .+?)\n(.*?)(?=^##)", re.S | re.M)
+QUICK_STARTS = page("quick-starts")
+SECTION = re.compile(r"^## (Quick start: .+?)\n(.*?)(?=^## |\Z)", re.S | re.M)
 APP_FILE = re.compile(r"^```python\n(# app\.py\n.*?)^```\n", re.S | re.M)
 COMMAND = re.compile(r"sticky-cluster run ([^`\n]+)")
 
@@ -30,7 +31,7 @@ COMMAND = re.compile(r"sticky-cluster run ([^`\n]+)")
 def quick_starts() -> dict[str, tuple[str, list[str]]]:
     """Title -> (the app.py shown, the arguments of its ``sticky-cluster run``)."""
     found = {}
-    for title, body in SECTION.findall(README):
+    for title, body in SECTION.findall(QUICK_STARTS):
         app = APP_FILE.search(body)
         if app is None:
             continue
@@ -48,7 +49,7 @@ def test_every_quick_start_with_an_app_is_run_here():
 
 
 def as_run_here(args: list[str], port: int) -> list[str]:
-    """The README's arguments with 2 workers and a loopback address of the test's."""
+    """The page's arguments with 2 workers and a loopback address of the test's."""
     out = []
     for before, arg in zip(["", *args], args):
         if arg not in ("--workers", "-w", "--bind", "-b") and before not in (

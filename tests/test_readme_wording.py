@@ -1,5 +1,6 @@
-"""The README speaks to a user: it states where the project runs, and it holds no wording of
-the project's own history (issue numbers, "before … now", what a session of work did)."""
+"""The README and the docs speak to a user: the README states where the project runs, and no
+page holds wording of the project's own history (issue numbers, "before … now", what a session
+of work did)."""
 from __future__ import annotations
 
 import configparser
@@ -8,8 +9,11 @@ import re
 import pytest
 
 from conftest import ROOT
+from pages import README, page, page_names
 
-README = (ROOT / "README.md").read_text()
+TEXT = "\n".join(page(name) for name in page_names() if not name.endswith("benchmarks"))
+"""README and every page of the docs but the benchmark's reports, which ``bench.run`` writes
+(their verdicts say "met" and "not met" of the benchmark's targets)."""
 
 
 @pytest.mark.parametrize("internal", [
@@ -18,7 +22,7 @@ README = (ROOT / "README.md").read_text()
     r"\bthis session\b", r"\ban older one\b", r"\bearlier version\b", r"\bnot met\b",
 ])
 def test_readme_has_no_internal_wording(internal):
-    found = [line for line in README.splitlines() if re.search(internal, line, re.I)]
+    found = [line for line in TEXT.splitlines() if re.search(internal, line, re.I)]
     assert not found, found
 
 
@@ -26,6 +30,6 @@ def test_readme_states_linux_only_and_the_python_versions():
     setup = configparser.ConfigParser()
     setup.read(ROOT / "setup.cfg")
     oldest = setup["options"]["python_requires"].removeprefix(">=")
-    intro = README.split("## Quick start")[0]
+    intro = page(README).split("## Quick start")[0]
     assert "Linux only" in intro
     assert f"Python {oldest} or newer" in intro

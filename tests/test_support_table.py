@@ -1,7 +1,7 @@
 """The table of what each runtime enforces (cluster/protocol/support.py): fast, no process.
 
 It covers every worker-side option and every server, agrees with the runtimes and the
-managers the workers have, makes README's section, and drives the master's refusal of an
+managers the workers have, makes docs/runtimes.md's table, and drives the master's refusal of an
 option (or an adapter) the app's runtime does not hold. The end-to-end walk of its cells
 is tests/test_runtime_support.py.
 """
@@ -16,7 +16,7 @@ from cluster.setup import options
 from cluster.setup.config import make_settings
 from cluster.setup.options import OPTIONS
 from cluster.setup.preflight import refused_option
-from conftest import ROOT
+from pages import page
 from workers import async_managers, managers
 
 WORKER_OPTIONS = [option.name for option in OPTIONS if option.worker]
@@ -48,17 +48,18 @@ def test_the_servers_of_one_runtime_agree_on_what_is_refused():
             assert len(verdicts) == 1, (option, runtime)
 
 
-def test_readme_section_is_the_generated_one():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_docs_section_is_the_generated_one():
+    text = page("runtimes")
     table = options.support_table()
-    assert table in readme, "README's table of what each runtime enforces is out of date: make readme"
+    assert table in text, ("docs/runtimes.md's table of what each runtime enforces is out of "
+                           "date: make docs-tables")
     rows = table.splitlines()
     assert len(rows) == 2 + len(WORKER_OPTIONS) + 1
     assert rows[2].startswith(f"| `{options.BY_NAME[WORKER_OPTIONS[0]].long_flag}` | ")
     assert rows[-1].startswith("| permessage-deflate | ")
 
 
-def test_a_refused_cell_reads_so_in_the_readme():
+def test_a_refused_cell_reads_so_in_the_docs():
     assert Cell("no thread pool", holds=False).markdown() == "refused: no thread pool"
     assert Cell("uvicorn's `timeout_keep_alive`").markdown() == "uvicorn's `timeout_keep_alive`"
 

@@ -1,6 +1,6 @@
-"""README's Flask-SocketIO threading quick start, run as written, with python-socketio's Client.
+"""The Flask-SocketIO threading quick start, run as written, with python-socketio's Client.
 
-The app and the command are taken from README.md; the app is written to a new folder as
+The app and the command are taken from docs/quick-starts.md; the app is written to a new folder as
 ``app.py`` and served with ``sticky-cluster run app:app --workers 4`` from there. Sync
 ``socketio.Client``s (threads, requests and websocket-client: polling, then the upgrade)
 spread over the workers and hear a broadcast from any of them, through the embedded
@@ -17,18 +17,19 @@ from pathlib import Path
 import pytest
 import socketio
 
-from conftest import ROOT, ClusterProcess, free_port, wait_for
+from conftest import ClusterProcess, free_port, wait_for
+from pages import page
 
 pytestmark = pytest.mark.e2e
 
-SECTION = "### Quick start: threading (Flask-SocketIO)"
+SECTION = "## Quick start: threading (Flask-SocketIO)"
 CLIENTS = 12
 
 
 def quick_start() -> tuple[str, list[str]]:
-    """The app's source and the ``sticky-cluster run`` command of README's quick start."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = readme[readme.index(SECTION):]
+    """The app's source and the ``sticky-cluster run`` command of the quick start."""
+    text = page("quick-starts")
+    section = text[text.index(SECTION):]
     section = section[:section.index("\n## ", 1) if "\n## " in section else None]
     blocks = re.findall(r"```(\w*)\n(.*?)```", section, re.S)
     source = next(code for lang, code in blocks if lang == "python")
@@ -39,7 +40,7 @@ def quick_start() -> tuple[str, list[str]]:
 
 @pytest.fixture(params=["relay", "redis"])
 def quick_start_cluster(tmp_path, request):
-    """README's app under README's command (plus a free port; through Redis for ``redis``)."""
+    """The quick start's app under its command (plus a free port; through Redis for ``redis``)."""
     source, command = quick_start()
     assert command[:3] == ["sticky-cluster", "run", "app:app"] and "--workers" in command
     (tmp_path / "app.py").write_text(source, encoding="utf-8")

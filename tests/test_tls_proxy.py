@@ -1,7 +1,7 @@
 """TLS in front of the cluster, and what the workers believe of the proxy.
 
-- README's HAProxy block, run as it is by a real HAProxy terminating TLS with a self-signed
-  certificate (openssl), PROXY v2 to the cluster: the official Python client connects over
+- The HAProxy block of docs/deployment.md, run as it is by a real HAProxy terminating TLS
+  with a self-signed certificate (openssl), PROXY v2 to the cluster: the official Python client connects over
   https and upgrades to wss; the app sees https and the client's own address.
 - ``X-Forwarded-Proto`` / ``X-Forwarded-Host`` are believed from ``--forwarded-allow-ips``
   peers only, in every runtime (the Socket.IO environ, and the FastAPI / aiohttp / Flask

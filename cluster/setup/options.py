@@ -3,12 +3,13 @@
 Each :class:`Option` says, once, an option's keyword (``Master(workers=4)``), its flags
 (``-w``, ``--workers``), its environment variable (``STICKY_CLUSTER_WORKERS``), its
 default, its check, whether the workers need it, and its help text for ``--help`` and
-for README.md. From :data:`OPTIONS` come the click options (:mod:`cluster.cli.cli`), the
+for the docs. From :data:`OPTIONS` come the click options (:mod:`cluster.cli.cli`), the
 defaults and checks of :class:`cluster.setup.config.Settings` (which also takes
 ``Master(**options)``), the worker-side fields of each
-:class:`cluster.protocol.spec.WorkerSpec` (``Master._spec_for``), README's options table
-and the rows of its table of what each runtime enforces (:mod:`cluster.protocol.support`;
-``make readme`` rewrites both with :func:`main`; a test keeps them equal),
+:class:`cluster.protocol.spec.WorkerSpec` (``Master._spec_for``), the options table of
+docs/options.md and the rows of docs/runtimes.md's table of what each runtime enforces
+(:mod:`cluster.protocol.support`; ``make docs-tables`` rewrites both with :func:`main`; tests
+keep them equal),
 as gunicorn's ``config.py`` does for its settings.
 
 Checks raise ValueError with a one-line message; Settings turns it into ConfigError.
@@ -430,22 +431,29 @@ README_HEADER = "| option | default | meaning |\n| --- | --- | --- |"
 
 
 def markdown_table() -> str:
-    """README's options table, header included, one line per option."""
+    """The options table of docs/options.md, header included, one line per option."""
     return "\n".join([README_HEADER, *(option.readme_row() for option in OPTIONS)])
 
 
 def support_table() -> str:
-    """README's table of what each runtime enforces (:mod:`cluster.protocol.support`), a
-    row per worker-side option in this table's order."""
+    """docs/runtimes.md's table of what each runtime enforces
+    (:mod:`cluster.protocol.support`), a row per worker-side option in this table's order."""
     return support.markdown_table({option.name: option.long_flag
                                    for option in OPTIONS if option.worker})
 
 
-def replace_table(text: str) -> str:
-    """``text`` (README.md) with its options table and its table of what each runtime
-    enforces replaced by :func:`markdown_table` and :func:`support_table`."""
-    text = _replace(text, README_HEADER, markdown_table())
-    return _replace(text, support.README_ANCHOR, support_table())
+DOCS_TABLES: dict[str, tuple[str, Callable[[], str]]] = {
+    "options.md": (README_HEADER, markdown_table),
+    "runtimes.md": (support.README_ANCHOR, support_table),
+}
+"""The pages of docs/ that hold a table made here -> (how the table begins, what makes it)."""
+
+
+def replace_table(text: str, page: str) -> str:
+    """``text``, the page ``page`` of docs/ (a key of :data:`DOCS_TABLES`), with its table
+    replaced by the one made now."""
+    anchor, make = DOCS_TABLES[page]
+    return _replace(text, anchor, make())
 
 
 def _replace(text: str, anchor: str, table: str) -> str:
@@ -459,18 +467,22 @@ def _replace(text: str, anchor: str, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Print README's options table and the runtimes' table, or rewrite them in place
-    (``make readme``)."""
+    """Print the options table and the runtimes' table, or rewrite them in place in
+    docs/options.md and docs/runtimes.md (``make docs-tables``)."""
     parser = argparse.ArgumentParser(prog="cluster.setup.options.main",
                                      description=main.__doc__)
-    parser.add_argument("--readme", metavar="PATH",
-                        help="rewrite the options table and the runtimes' table in this file")
+    parser.add_argument("--docs", metavar="DIR",
+                        help="rewrite the tables of DIR/options.md and DIR/runtimes.md")
     args = parser.parse_args(argv)
-    if args.readme:
-        with open(args.readme, encoding="utf-8") as file:
-            text = replace_table(file.read())
-        with open(args.readme, "w", encoding="utf-8") as file:
-            file.write(text)
+    if args.docs:
+        texts = {}
+        for page in DOCS_TABLES:  # every page made before any is written: all or none
+            path = os.path.join(args.docs, page)
+            with open(path, encoding="utf-8") as file:
+                texts[path] = replace_table(file.read(), page)
+        for path, text in texts.items():
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
     else:
         sys.stdout.write(markdown_table() + "\n\n" + support_table() + "\n")
     return 0

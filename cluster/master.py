@@ -80,7 +80,7 @@ class Master:
     Every other keyword is an option of ``sticky-cluster run`` by its long name with
     underscores (``workers=4``, ``bind="0.0.0.0:5000"`` or a list, ``pid_file=``,
     ``worker_class="gevent"``); None keeps the default. The options, their defaults and
-    meanings are the table :data:`cluster.setup.options.OPTIONS` (README's Options section is
+    meanings are the table :data:`cluster.setup.options.OPTIONS` (docs/options.md is
     made from it).
 
     :param hooks: hook name -> function (:mod:`cluster.setup.hooks`: ``on_starting``,

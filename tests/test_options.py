@@ -46,9 +46,9 @@ def test_docs_options_table_is_the_generated_one():
 
 def test_the_tables_rewrite_themselves_into_the_docs(tmp_path, capsys):
     (tmp_path / "options.md").write_text(
-        "# x\n\n" + options.README_HEADER + "\n| `--old` | 1 | gone |\n\nmiddle\n")
+        "# x\n\n" + options.TABLE_HEADER + "\n| `--old` | 1 | gone |\n\nmiddle\n")
     (tmp_path / "runtimes.md").write_text(
-        "# y\n\n" + support.README_HEADER + "\n| `--old` | a | b | c | d |\n\nafter\n")
+        "# y\n\n" + support.TABLE_HEADER + "\n| `--old` | a | b | c | d |\n\nafter\n")
     assert options.main(["--docs", str(tmp_path)]) == 0
     assert (tmp_path / "options.md").read_text() == (
         "# x\n\n" + options.markdown_table() + "\n\nmiddle\n")
@@ -59,11 +59,11 @@ def test_the_tables_rewrite_themselves_into_the_docs(tmp_path, capsys):
 
 
 def test_docs_without_their_tables_are_left_whole(tmp_path):
-    (tmp_path / "options.md").write_text("# x\n\n" + options.README_HEADER + "\n")
+    (tmp_path / "options.md").write_text("# x\n\n" + options.TABLE_HEADER + "\n")
     (tmp_path / "runtimes.md").write_text("# y\n")
     with pytest.raises(ValueError):
         options.main(["--docs", str(tmp_path)])
-    assert (tmp_path / "options.md").read_text() == "# x\n\n" + options.README_HEADER + "\n"
+    assert (tmp_path / "options.md").read_text() == "# x\n\n" + options.TABLE_HEADER + "\n"
     assert (tmp_path / "runtimes.md").read_text() == "# y\n"
 
 

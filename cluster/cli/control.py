@@ -1,6 +1,6 @@
 """Act on a running master through its ``--pid`` file: ``reload``, ``stop``, ``scale``, ``status``.
 
-Each function sends the master a signal (see the README's "Signals and deploys") and
+Each function sends the master a signal (see docs/operations.md, "Signals and deploys") and
 returns one line saying what it did, or raises :class:`~cluster.ops.pidfile.PidFileError`
 with one line saying why it could not.
 """

@@ -5,8 +5,8 @@
 holds there (whose setting, or which part of ours, enforces it), or that the runtime
 refuses it. :data:`DEFLATE` says what each server does with permessage-deflate.
 
-- README's section "What each runtime enforces" is made from it (:func:`markdown_table`;
-  ``make readme`` rewrites it, a test keeps them equal);
+- docs/runtimes.md's table is made from it (:func:`markdown_table`;
+  ``make docs-tables`` rewrites it, a test keeps them equal);
 - the master refuses, before it forks any worker, an option set (not at its default)
   that the app's runtime does not hold (:func:`refusal`, called by ``cluster.setup.preflight``
   once the runtime is known), and an adapter URL of a broker family the runtime has no
@@ -41,7 +41,7 @@ SERVER_TITLES: dict[str, str] = {
     "aiohttp": "asyncio: aiohttp",
     "threading": "threading",
 }
-"""The column titles of README's table."""
+"""The column titles of docs/runtimes.md's table."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Cell:
     holds: bool = True
 
     def markdown(self) -> str:
-        """The cell as README shows it."""
+        """The cell as the docs show it."""
         return self.how if self.holds else f"refused: {self.how}"
 
 
@@ -211,17 +211,17 @@ def adapter_refusal(runtime: str, family: str) -> str | None:
             + " or ".join(f"a {name} URL" for name in families))
 
 
-README_HEADER = ("| option | " + " | ".join(SERVER_TITLES[server] for server in SERVERS)
+TABLE_HEADER = ("| option | " + " | ".join(SERVER_TITLES[server] for server in SERVERS)
                  + " |\n| --- |" + " --- |" * len(SERVERS))
-"""The first two lines of README's table."""
-README_ANCHOR = "| option | eventlet |"
-"""How README's table begins, whatever columns follow (where ``make readme`` finds it)."""
+"""The first two lines of docs/runtimes.md's table."""
+TABLE_ANCHOR = "| option | eventlet |"
+"""How docs/runtimes.md's table begins, whatever columns follow (where ``make docs-tables`` finds it)."""
 
 
 def markdown_table(flags: dict[str, str]) -> str:
-    """README's table, header included: a row per option (``flags``: option name -> its
+    """docs/runtimes.md's table, header included: a row per option (``flags``: option name -> its
     long flag, in the order the rows go), then the permessage-deflate row."""
-    rows = [README_HEADER]
+    rows = [TABLE_HEADER]
     for name, flag in flags.items():
         cells = [SUPPORT[name][server].markdown() for server in SERVERS]
         rows.append(_row(f"`{flag}`", cells))

@@ -109,11 +109,11 @@ class Option:
     :param name: its keyword for ``Master(...)`` and the click parameter's name.
     :param kind: ``int``, ``float``, ``str`` or ``bool`` (a flag without a value).
     :param help: the ``--help`` text (plain).
-    :param doc: README's "meaning" cell (markdown); the help text when empty.
+    :param doc: docs/options.md's "meaning" cell (markdown); the help text when empty.
     :param default: the value when the option is not given (None: not set).
     :param default_factory: computes the default at start instead (``workers``).
     :param shown_default: how the default reads (markdown), when its value does not say it.
-    :param metavar: the value's name in ``--help`` and README (choices show their list in ``--help``).
+    :param metavar: the value's name in ``--help`` and docs/options.md (choices show their list in ``--help``).
     :param short: a short flag (``-w``).
     :param flag: the long flag when it is not ``--`` + ``name`` with dashes (``--pid``).
     :param choices: the values it takes (lower case; the command line ignores case).
@@ -171,7 +171,7 @@ class Option:
             self.check(self.label, value)
 
     def default_text(self) -> str:
-        """The default as README shows it (markdown)."""
+        """The default as docs/options.md shows it (markdown)."""
         if self.shown_default is not None:
             return self.shown_default
         value = self.default[0] if self.multiple else self.default  # type: ignore[index]
@@ -184,8 +184,8 @@ class Option:
         default = self.default_text().replace("`", "")
         return f"{self.help}  [default: {default}]"
 
-    def readme_row(self) -> str:
-        """Its row in README's options table."""
+    def docs_row(self) -> str:
+        """Its row in docs/options.md's table."""
         value = f" {self.metavar}" if self.metavar else ""
         flags = [f"`{self.short}`"] if self.short else []
         flags.append(f"`{self.long_flag}{value}`")
@@ -406,7 +406,7 @@ OPTIONS: tuple[Option, ...] = (
            doc="with `--proxy-protocol`, peers (addresses/CIDRs, `*`) whose PROXY header is "
                "believed; any other is refused"),
 )
-"""Every option of ``sticky-cluster run``, in the order ``--help`` and README list them."""
+"""Every option of ``sticky-cluster run``, in the order ``--help`` and docs/options.md list them."""
 
 BY_NAME: dict[str, Option] = {option.name: option for option in OPTIONS}
 """The options by keyword."""
@@ -427,12 +427,12 @@ def worker_options(settings: object) -> dict[str, object]:
             for option in OPTIONS if option.worker}
 
 
-README_HEADER = "| option | default | meaning |\n| --- | --- | --- |"
+TABLE_HEADER = "| option | default | meaning |\n| --- | --- | --- |"
 
 
 def markdown_table() -> str:
     """The options table of docs/options.md, header included, one line per option."""
-    return "\n".join([README_HEADER, *(option.readme_row() for option in OPTIONS)])
+    return "\n".join([TABLE_HEADER, *(option.docs_row() for option in OPTIONS)])
 
 
 def support_table() -> str:
@@ -443,8 +443,8 @@ def support_table() -> str:
 
 
 DOCS_TABLES: dict[str, tuple[str, Callable[[], str]]] = {
-    "options.md": (README_HEADER, markdown_table),
-    "runtimes.md": (support.README_ANCHOR, support_table),
+    "options.md": (TABLE_HEADER, markdown_table),
+    "runtimes.md": (support.TABLE_ANCHOR, support_table),
 }
 """The pages of docs/ that hold a table made here -> (how the table begins, what makes it)."""
 

@@ -5,7 +5,7 @@ import asyncio
 import io
 
 from workers.access_log import LineWriter
-from workers.asyncio_access_log import AsgiAccessLog, asgi_environ
+from workers.asyncio.access_log import AsgiAccessLog, asgi_environ
 
 FORMAT = '%(h)s "%(r)s" %(s)s %(b)s "%(a)s" slot=%(slot)s transport=%(transport)s'
 

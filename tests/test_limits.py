@@ -9,16 +9,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import workers.eventlet_runtime  # noqa: F401 (first: it hushes eventlet's deprecation warning)
+import workers.eventlet.runtime  # noqa: F401 (first: it hushes eventlet's deprecation warning)
 from cluster.setup.config import ConfigError, make_settings
 from eventlet.websocket import RFC6455WebSocket
-from workers.eventlet_websocket import GuardedWebSocket
+from workers.eventlet.websocket import GuardedWebSocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
 from wsproto.extensions import PerMessageDeflate
-from workers.gevent_http import read_head
+from workers.gevent.http import read_head
 from workers.limits import QUANTUM, HttpLimits, Pacer, ReceiveBudget, body_refusal
-from workers.simple_websocket_limits import BoundedDeflate
+from workers.gevent.websocket import BoundedDeflate
 
 LIMITS = HttpLimits(header_timeout=60, keepalive_timeout=75, max_body=1000)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.request_bounds import HEAD_LIMIT, Head, RequestBounds
+from workers.asyncio.request_bounds import HEAD_LIMIT, Head, RequestBounds
 
 GET = b"GET /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\n\r\n"
 POST = (b"POST /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\nHost: x\r\n"

@@ -11,10 +11,10 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from conftest import wait_for
-from workers.threading_http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
-                                    serve_request)
-from workers.threading_pool import ThreadPool
-from workers.threading_websocket import BoundedDeflate
+from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
+                                     serve_request)
+from workers.threading.pool import ThreadPool
+from workers.threading.websocket import BoundedDeflate
 
 
 # ------------------------------------------------------------------------ the pool

@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import rawclient
-from workers.websocket_frames import FrameCounter
+from workers.asyncio.websocket_frames import FrameCounter
 
 STREAM = b"".join(rawclient.frame(opcode, payload, fin) for opcode, payload, fin in (
     (1, b"4hello", True), (1, b"x" * 200, False), (0, b"y" * 70_000, True),

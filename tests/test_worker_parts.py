@@ -14,11 +14,11 @@ import pytest
 from conftest import wait_for
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
-from workers.asyncio_link import AsyncMasterLink
-from workers.asyncio_protocol import HandBackProtocol, Routing
+from workers.asyncio.link import AsyncMasterLink
+from workers.asyncio.protocol import HandBackProtocol, Routing
 from workers.green_link import GreenHub, GreenMasterLink
 from workers.inbox import Inbox
-from workers.peer import PeerTransport, _needs_peer
+from workers.asyncio.peer import PeerTransport, _needs_peer
 from cluster.protocol.sids import encode_tag, make_sid
 
 

@@ -1,12 +1,12 @@
 """The access log (``--access-log``): one line per HTTP request, written by the worker.
 
 A WSGI middleware around the app (:class:`AccessLog`; the asyncio servers' hooks are in
-:mod:`workers.asyncio_access_log`, and all write through :class:`LineWriter`). A request's line is written when its response is
-complete; a websocket's when the session ends (the app returns only then), with
-status 101. The format is gunicorn's: ``%(h)s %(r)s %(s)s …`` atoms, plus ``%(slot)s``
-(the worker's slot) and ``%(transport)s`` (the Engine.IO transport: ``polling``,
-``websocket`` or ``-``); the vocabulary, which the master checks when it starts, is
-:mod:`cluster.protocol.access_log_format`. This module writes the lines.
+:mod:`workers.asyncio.access_log`, and all write through :class:`LineWriter`). A request's
+line is written when its response is complete; a websocket's when the session ends (the app
+returns only then), with status 101. The format is gunicorn's: ``%(h)s %(r)s %(s)s …``
+atoms, plus ``%(slot)s`` (the worker's slot) and ``%(transport)s`` (the Engine.IO transport:
+``polling``, ``websocket`` or ``-``); the vocabulary, which the master checks when it
+starts, is :mod:`cluster.protocol.access_log_format`. This module writes the lines.
 
 Each line is one ``write()`` to a file opened with ``O_APPEND``, so the lines of all
 workers interleave whole. Every value that comes from the client is escaped: a

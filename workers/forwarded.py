@@ -9,7 +9,7 @@ scope's ``scheme``, ``https`` or ``wss``; aiohttp's ``request.scheme``) and
 ``X-Forwarded-Host`` its host (``HTTP_HOST``; the ``host`` header). From any other
 peer both headers are left as they are and believed by nobody: the scheme is the
 connection's own (python-engineio's ASGI and aiohttp drivers would take the header
-from anyone; :func:`workers.peer.fix_remote_addr` puts the real one back).
+from anyone; :func:`workers.asyncio.peer.fix_remote_addr` puts the real one back).
 
 Of a header a proxy chain appended to (``https, http``) the last entry counts: the one
 the trusted peer wrote. A value that is not a scheme, or not a host, is ignored.

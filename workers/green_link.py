@@ -5,7 +5,7 @@ One green thread reads the channel and hands each packet to the
 message's fragments stay in order), waiting while the channel is full. The loop is the
 same under every green runtime; only how to start a green thread, how to wait for the
 socket and which lock to take differ: the runtime gives them as a :class:`GreenHub`
-(``workers.link.EVENTLET``, ``workers.gevent_link.GEVENT``). This module imports no
+(``workers.eventlet.link.EVENTLET``, ``workers.gevent.link.GEVENT``). This module imports no
 runtime.
 """
 from __future__ import annotations

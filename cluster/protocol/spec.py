@@ -9,10 +9,10 @@ import dataclasses
 import socket
 
 RUNTIMES = {
-    "eventlet": "workers.eventlet_runtime",
-    "gevent": "workers.gevent_runtime",
-    "asyncio": "workers.asyncio_runtime",
-    "threading": "workers.threading_runtime",
+    "eventlet": "workers.eventlet.runtime",
+    "gevent": "workers.gevent.runtime",
+    "asyncio": "workers.asyncio.runtime",
+    "threading": "workers.threading.runtime",
 }
 """Worker runtime name -> the module that implements it, with ``serve(spec, sock)`` (never
 returns) and ``check(target)`` (an error line or None)."""

@@ -17,7 +17,7 @@ import eventlet.hubs
 import eventlet.queue
 import eventlet.semaphore
 
-from .green_link import GreenHub, GreenMasterLink
+from ..green_link import GreenHub, GreenMasterLink
 
 PREFACE_ATTRIBUTE = "sticky_preface"
 """The attribute of a resumed client socket that holds the bytes to serve first."""

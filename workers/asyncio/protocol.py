@@ -1,15 +1,15 @@
 """A protocol between the transport and the asyncio server's own, that gives back the
 requests this worker does not own.
 
-The asyncio twin of :mod:`workers.eventlet_protocol`. uvicorn's and aiohttp's protocols
+The asyncio twin of :mod:`workers.eventlet.protocol`. uvicorn's and aiohttp's protocols
 are fed bytes by the transport (``data_received``) and parse them in C; they have no
 hook before a request line is acted on. So :class:`HandBackProtocol` sits in front:
-it follows where each request begins (:class:`~workers.request_bounds.RequestBounds`),
+it follows where each request begins (:class:`~workers.asyncio.request_bounds.RequestBounds`),
 holds the bytes of a new request until its request line is whole, and asks
 :func:`workers.handback.goes_back`. A request for another worker's sid (or, after a
 connection's first request, one that starts a session, for the master to place) is not
 fed to the server: the socket is duplicated and sent to the master with the bytes read
-(:meth:`workers.asyncio_link.AsyncMasterLink.hand_back`), then the transport is closed
+(:meth:`workers.asyncio.link.AsyncMasterLink.hand_back`), then the transport is closed
 without a shutdown: the connection lives on in the owner. The server saw an idle
 keep-alive connection end.
 
@@ -28,7 +28,7 @@ from typing import Callable
 
 from cluster.protocol.frames import RESUME_LIMIT
 
-from .handback import goes_back
+from ..handback import goes_back
 from .request_bounds import HEAD_LIMIT, RequestBounds
 
 HandBack = Callable[[int, tuple[str, int], bytes], None]

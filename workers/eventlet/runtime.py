@@ -21,7 +21,7 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
-from . import spread
+from .. import spread
 
 if TYPE_CHECKING:  # imported in serve(), after monkey-patching
     from .link import ChannelListener, MasterLink
@@ -42,16 +42,17 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     _log_hub_errors()
     from eventlet import wsgi
 
-    from . import access_log, eventlet_websocket, forwarded, loader, managers
-    from .eventlet_http import protocol_for
-    from .eventlet_protocol import routing_protocol
-    from .limits import http_limits
+    from .. import access_log, forwarded, loader, managers
+    from ..limits import http_limits
+    from ..wsgi_errors import log_errors
+    from . import websocket
+    from .http import protocol_for
     from .link import ChannelListener, MasterLink
-    from .wsgi_errors import log_errors
+    from .protocol import routing_protocol
 
     app = loader.load(spec.target, "eventlet")
     sids.install(app.server.eio, spec.tag)
-    eventlet_websocket.install(app.server.eio, spec.websocket_rate)
+    websocket.install(app.server.eio, spec.websocket_rate)
     listener = ChannelListener(spec.server_address, spec.family)
     link = MasterLink(sock, listener)
     managers.install(app.server, spec, link)
@@ -79,7 +80,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 def check(target: str) -> str | None:
     """Load ``target`` the way a worker would; return a one-line error or None."""
     eventlet.monkey_patch()
-    from .loader import TargetError, load
+    from ..loader import TargetError, load
 
     try:
         load(target, "eventlet")

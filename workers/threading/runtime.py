@@ -5,9 +5,9 @@ No monkey-patching: the app runs on real threads, as under ``gunicorn -k gthread
 Boot order as in the other runtimes: import the app, give it sids that carry this
 worker's tag, guard its websockets, install the client manager (python-socketio's sync
 managers, whose listeners are threads), report ready, serve. The server
-(:mod:`workers.threading_server`) reads the handed-over sockets with one poller thread
+(:mod:`workers.threading.server`) reads the handed-over sockets with one poller thread
 and runs requests on ``--threads`` threads; websockets are simple-websocket's
-(:mod:`workers.threading_websocket`). The poller also sends the heartbeats: a worker
+(:mod:`workers.threading.websocket`). The poller also sends the heartbeats: a worker
 whose poller is stuck, or whose interpreter is held by code that keeps the GIL, is seen
 and killed; one whose threads are all busy is reported *full*.
 """
@@ -24,7 +24,7 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
-from . import spread
+from .. import spread
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -46,15 +46,16 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     Raises (before reporting ready) when the app cannot be loaded; the caller turns
     that into a boot-failure exit code.
     """
-    from . import access_log, forwarded, loader, managers, threading_websocket
-    from .limits import http_limits
-    from .threading_link import ThreadMasterLink
-    from .threading_server import Server
-    from .wsgi_errors import log_errors
+    from .. import access_log, forwarded, loader, managers
+    from ..limits import http_limits
+    from ..wsgi_errors import log_errors
+    from . import websocket
+    from .link import ThreadMasterLink
+    from .server import Server
 
     app = loader.load(spec.target, "threading")
     sids.install(app.server.eio, spec.tag)
-    threading_websocket.install(app.server.eio, spec.websocket_rate)
+    websocket.install(app.server.eio, spec.websocket_rate)
     threads = spec.threads or DEFAULT_THREADS
     trusted = forwarded.trust_of(spec.forwarded_allow_ips)
     wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)
@@ -88,7 +89,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 
 def check(target: str) -> str | None:
     """Load ``target`` the way a worker would; return a one-line error or None."""
-    from .loader import TargetError, load
+    from ..loader import TargetError, load
 
     try:
         load(target, "threading")

@@ -1,6 +1,6 @@
 """gevent.pywsgi's connection handler, taught to give back the requests it does not own.
 
-The gevent twin of :mod:`workers.eventlet_protocol`. :class:`RoutingHandler` goes on top
+The gevent twin of :mod:`workers.eventlet.protocol`. :class:`RoutingHandler` goes on top
 of the handler class the worker serves with (pywsgi's own, or gevent-websocket's):
 
 * its ``rfile`` reads through a :class:`~workers.replay.ReplayReader`: first the bytes
@@ -25,8 +25,8 @@ from gevent import pywsgi
 
 from cluster.protocol.frames import RESUME_LIMIT
 
-from .handback import goes_back
-from .replay import READ_BUFFER, ReplayReader, buffered
+from ..handback import goes_back
+from ..replay import READ_BUFFER, ReplayReader, buffered
 
 HandBack = Callable[[socket.socket, tuple[str, int], bytes], None]
 

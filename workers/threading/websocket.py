@@ -32,7 +32,7 @@ from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
-from .limits import FRAME_COST, ReceiveBudget
+from ..limits import FRAME_COST, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -96,7 +96,7 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
     """The Engine.IO websocket endpoint that serves a :class:`GuardedServer`; see :func:`install`.
 
     It returns without starting a response: the threading server then leaves the
-    socket to the websocket (:data:`workers.threading_http.TAKEN`).
+    socket to the websocket (:data:`workers.threading.http.TAKEN`).
     """
 
     rate: float

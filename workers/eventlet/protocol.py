@@ -24,9 +24,9 @@ from eventlet import wsgi
 
 from cluster.protocol.frames import RESUME_LIMIT
 
-from .handback import goes_back
+from ..handback import goes_back
+from ..replay import READ_BUFFER, ReplayReader, buffered
 from .link import PREFACE_ATTRIBUTE
-from .replay import READ_BUFFER, ReplayReader, buffered
 
 HandBack = Callable[[socket.socket, tuple[str, int], bytes], None]
 

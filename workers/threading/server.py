@@ -9,19 +9,19 @@ give a request back to the master (per-request hand-back) before it is parsed, n
 way to let a websocket library take the socket without writing a response after it
 (waitress has no websockets at all). Adding all that means overriding their private
 internals, so the server is ours; the HTTP/1.1 parsing and framing is h11's
-(:mod:`workers.threading_http`).
+(:mod:`workers.threading.http`).
 
 - :class:`Server` keeps every connection that waits for a request's head in one
   selector, read by one thread without blocking: a silent or slow client costs a socket
   and its bytes, never a thread, and is closed at its deadline (``header_timeout`` from
   the hand-off or from the first byte of a keep-alive request; ``keepalive_timeout``
-  between two requests). A head over :data:`~workers.threading_http.HEAD_LIMIT` is
+  between two requests). A head over :data:`~workers.threading.http.HEAD_LIMIT` is
   answered ``431`` and closed as soon as it passes the limit.
 - A complete head is decided on the spot: another worker's session goes back to the
   master (``--route sid``, :mod:`workers.handback`); an Engine.IO POST over the body
   limit is answered ``413`` (``411`` without a length) before any of it is read
   (:func:`workers.limits.body_refusal`); anything else goes to the pool.
-- The pool (:class:`workers.threading_pool.ThreadPool`, ``--threads``) runs the app. A
+- The pool (:class:`workers.threading.pool.ThreadPool`, ``--threads``) runs the app. A
   websocket holds its thread for its whole life; when every thread is busy the worker is
   *full* (its heartbeat says so and the master places new clients elsewhere), and a
   request that still waits for a thread after :data:`BUSY_WAIT` seconds is answered
@@ -46,11 +46,11 @@ import h11
 
 from cluster.protocol.frames import RESUME_LIMIT
 
-from .handback import goes_back
-from .limits import HttpLimits, body_refusal
-from .threading_http import (HEAD_LIMIT, KEEP, RECV_SIZE, Connection, WSGIApp, head_end,
-                             header, parse_head, serve_request)
-from .threading_pool import ThreadPool
+from ..handback import goes_back
+from ..limits import HttpLimits, body_refusal
+from .http import (HEAD_LIMIT, KEEP, RECV_SIZE, Connection, WSGIApp, head_end,
+                   header, parse_head, serve_request)
+from .pool import ThreadPool
 
 log = logging.getLogger("sticky_cluster.worker")
 

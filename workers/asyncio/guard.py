@@ -1,17 +1,17 @@
 """The worker's limits on every connection of an asyncio server (uvicorn's or aiohttp's).
 
-The asyncio twin of :mod:`workers.eventlet_http` and :mod:`workers.eventlet_websocket`:
+The asyncio twin of :mod:`workers.eventlet.http` and :mod:`workers.eventlet.websocket`:
 the same :class:`~workers.limits.HttpLimits`, applied where the servers have no setting
 of their own. uvicorn and aiohttp get what they can do themselves from the options
-(:mod:`workers.asgi_server`, :mod:`workers.aiohttp_server`: keep-alive timeout, line
+(:mod:`workers.asyncio.asgi_server`, :mod:`workers.asyncio.aiohttp_server`: keep-alive timeout, line
 sizes, the websocket message size, which their permessage-deflate decoders also bound);
 :class:`ConnectionGuard`, between the transport and the server's protocol, follows the
-requests (:class:`~workers.request_bounds.RequestBounds`) and does the rest:
+requests (:class:`~workers.asyncio.request_bounds.RequestBounds`) and does the rest:
 
 - the request line and headers get one deadline, ``header_timeout``, from the hand-off
   (or from the first byte of a later keep-alive request); then the connection is closed
   without an answer. A body that stops coming for ``header_timeout`` is cut too;
-- a head over :data:`~workers.request_bounds.HEAD_LIMIT` is answered ``431``;
+- a head over :data:`~workers.asyncio.request_bounds.HEAD_LIMIT` is answered ``431``;
 - an Engine.IO POST whose declared body is over the limit is answered ``413`` (``411``
   without a length, :func:`~workers.limits.body_refusal`) before the server sees its
   head: nothing reads the body; what the client still sends is dropped for
@@ -19,7 +19,7 @@ requests (:class:`~workers.request_bounds.RequestBounds`) and does the rest:
 - a request that asks for an upgrade is not read past until the server answers it; a
   ``101`` makes the connection a websocket, whose bytes are charged to a
   :class:`~workers.limits.ReceiveBudget` frame by frame (each frame
-  :data:`~workers.limits.FRAME_COST` more, :class:`~workers.websocket_frames.FrameCounter`):
+  :data:`~workers.limits.FRAME_COST` more, :class:`~workers.asyncio.websocket_frames.FrameCounter`):
   past the budget the guard holds the frames already read, stops reading the socket
   for a while, and TCP slows the sender down. Websockets are never timed here:
   Engine.IO pings them.
@@ -39,7 +39,7 @@ import logging
 import os
 from typing import Any
 
-from .limits import FRAME_COST, HttpLimits, ReceiveBudget, body_refusal
+from ..limits import FRAME_COST, HttpLimits, ReceiveBudget, body_refusal
 from .request_bounds import RequestBounds
 from .websocket_frames import FrameCounter
 
@@ -50,7 +50,7 @@ LINGER = 2.0
 
 RESPONSE_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-"""The whole answer to a request head over :data:`~workers.request_bounds.HEAD_LIMIT`."""
+"""The whole answer to a request head over :data:`~workers.asyncio.request_bounds.HEAD_LIMIT`."""
 
 _HTTP, _UPGRADING, _WEBSOCKET, _REFUSED = range(4)
 """What the connection is: requests followed; a request that asked for an upgrade waits

@@ -40,7 +40,7 @@ from wsproto.events import AcceptConnection, Event, Message, Request
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
-from .limits import FRAME_COST, Pacer, ReceiveBudget
+from ..limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 

@@ -4,11 +4,11 @@ Boot order as in the eventlet runtime: monkey-patch first, then import the app, 
 it sids that carry this worker's tag, install the client manager, report ready,
 serve. Each handed-over socket is served by ``gevent.pywsgi`` (``WSGIServer.handle``
 in a greenlet of a pool of ``--worker-connections``; no listener in the worker) with
-:mod:`workers.gevent_http`'s handler, which applies the worker's HTTP limits; under
-``--route sid`` with :mod:`workers.gevent_protocol`'s handler on top, which hands a
+:mod:`workers.gevent.http`'s handler, which applies the worker's HTTP limits; under
+``--route sid`` with :mod:`workers.gevent.protocol`'s handler on top, which hands a
 request for another worker's session back to the master. Websockets are
 simple-websocket's with the worker's websocket limits
-(:mod:`workers.simple_websocket_limits`), whether gevent-websocket is installed or not
+(:mod:`workers.gevent.websocket`), whether gevent-websocket is installed or not
 (its messages cannot be bounded). A socket handed over while the pool is full is
 answered ``503`` (the heartbeat has told the master, which places new clients on the
 other workers). Heartbeats come from a greenlet, so a worker whose hub is blocked is
@@ -27,7 +27,7 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
-from . import spread
+from .. import spread
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -47,16 +47,17 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     import gevent.pool
     from gevent import pywsgi
 
-    from . import access_log, forwarded, loader, managers, simple_websocket_limits
-    from .gevent_http import handler_for
-    from .gevent_link import GeventMasterLink
-    from .gevent_protocol import routing_handler
-    from .limits import REQUEST_LINE_LIMIT, http_limits
-    from .wsgi_errors import log_errors
+    from .. import access_log, forwarded, loader, managers
+    from ..limits import REQUEST_LINE_LIMIT, http_limits
+    from ..wsgi_errors import log_errors
+    from . import websocket
+    from .http import handler_for
+    from .link import GeventMasterLink
+    from .protocol import routing_handler
 
     app = loader.load(spec.target, "gevent")
     sids.install(app.server.eio, spec.tag)
-    simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
+    websocket.install(app.server.eio, spec.websocket_rate)
     pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
     pool = gevent.pool.Pool(spec.worker_connections)
     server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),
@@ -87,7 +88,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 def check(target: str) -> str | None:
     """Load ``target`` the way a worker would; return a one-line error or None."""
     _patch()
-    from .loader import TargetError, load
+    from ..loader import TargetError, load
 
     try:
         load(target, "gevent")
@@ -144,7 +145,7 @@ class _Intake:
 
     def take(self, client: socket.socket, address: tuple[str, int], preface: bytes) -> None:
         """Serve ``client`` (``preface``: the bytes another worker read from it), or refuse it."""
-        from .gevent_http import refuse
+        from .http import refuse
 
         if not self._pool.full():
             self._pool.spawn(_handle, self._server, client, address, preface)

@@ -16,7 +16,7 @@ import asyncio
 import socket
 from typing import Any, Callable
 
-from .asyncio_protocol import HandBackProtocol, Routing
+from .protocol import HandBackProtocol, Routing
 
 
 class PeerTransport:
@@ -46,7 +46,7 @@ class PeerTransport:
 
 Guard = Callable[[asyncio.Protocol, tuple[str, int]], asyncio.Protocol]
 """Puts the worker's limits in front of a protocol, for a client's address
-(:class:`workers.asyncio_guard.ConnectionGuard`)."""
+(:class:`workers.asyncio.guard.ConnectionGuard`)."""
 
 
 def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
@@ -56,7 +56,7 @@ def connect(factory: Callable[[], asyncio.Protocol], sock: socket.socket,
 
     The protocol sees ``address`` as the client's (a :class:`PeerTransport` when the
     socket's own peer differs), behind ``guard`` when one is given. With ``routing``, a
-    :class:`~workers.asyncio_protocol.HandBackProtocol` in front of them hands back the
+    :class:`~workers.asyncio.protocol.HandBackProtocol` in front of them hands back the
     requests of other workers' sessions and serves ``preface`` (the bytes of a resumed
     connection) first. The socket is closed if the loop cannot take it. Returns the task
     that connects it (done once the protocol has the connection).

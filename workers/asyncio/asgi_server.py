@@ -6,13 +6,13 @@ itself would pick (httptools or h11; websockets or wsproto), built the way
 ``uvicorn.Server`` builds it: one :class:`uvicorn.Config`, one ``ServerState``, the
 app's lifespan run at start and at stop. uvicorn's logging set-up and access log
 stay off: the worker logs as the cluster does, and writes its own access log
-(:mod:`workers.asyncio_access_log`).
+(:mod:`workers.asyncio.access_log`).
 
 The worker's limits go into uvicorn's settings where it has them: ``limit_concurrency``
 (``--worker-connections``), ``timeout_keep_alive``, ``ws_max_size`` (python-socketio's
 ``max_http_buffer_size``: counted over a message's fragments, and the bound its
 permessage-deflate decoder inflates to), ``h11_max_incomplete_event_size``; the others
-are applied in front of uvicorn's protocol (:mod:`workers.asyncio_guard`).
+are applied in front of uvicorn's protocol (:mod:`workers.asyncio.guard`).
 Per-message deflate stays on with the websockets implementations (they inflate at most
 ``ws_max_size``); with wsproto, which inflates a whole frame at once, it is off.
 """
@@ -28,12 +28,12 @@ from typing import Any
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
-from .access_log import LineWriter
-from .asyncio_access_log import AsgiAccessLog
-from .asyncio_guard import ConnectionGuard
-from .asyncio_protocol import Routing
-from .limits import HttpLimits
+from ..access_log import LineWriter
+from ..limits import HttpLimits
+from .access_log import AsgiAccessLog
+from .guard import ConnectionGuard
 from .peer import connect
+from .protocol import Routing
 from .request_bounds import HEAD_LIMIT
 
 

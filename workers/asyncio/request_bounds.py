@@ -2,7 +2,7 @@
 
 The asyncio servers (uvicorn's and aiohttp's protocols) read a connection in chunks
 that know nothing of requests. To look at each request before the server does (the
-hand-back, :mod:`workers.asyncio_protocol`; the limits, :mod:`workers.asyncio_guard`),
+hand-back, :mod:`workers.asyncio.protocol`; the limits, :mod:`workers.asyncio.guard`),
 the worker follows the requests itself: a request's head ends at its blank line, its
 body is ``Content-Length`` bytes long or a chunked body that ends at its last chunk.
 

@@ -30,7 +30,7 @@ import socket
 import eventlet
 from eventlet import wsgi
 
-from .limits import LINGER, HttpLimits, body_refusal, refusal_line
+from ..limits import LINGER, HttpLimits, body_refusal, refusal_line
 
 log = logging.getLogger("sticky_cluster.worker")
 

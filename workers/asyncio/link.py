@@ -16,7 +16,7 @@ import socket
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 
-from .inbox import Client, Inbox, master_gone, outgoing_packets, reader_failed
+from ..inbox import Client, Inbox, master_gone, outgoing_packets, reader_failed
 
 READ_BATCH = 64
 """Most packets read in one reader callback, so that the loop serves clients meanwhile."""

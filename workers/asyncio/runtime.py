@@ -1,10 +1,10 @@
 """The asyncio worker runtime: AsyncServer, ASGI (FastAPI, Starlette) and aiohttp apps.
 
 One event loop (uvloop when installed) does everything: it reads the master's channel
-(:mod:`workers.asyncio_link`), serves each handed-over socket with a real server's
-protocol (:mod:`workers.asgi_server`: uvicorn's; :mod:`workers.aiohttp_server`:
-aiohttp's; behind :mod:`workers.asyncio_guard`, which applies the worker's limits,
-and under ``--route sid`` :mod:`workers.asyncio_protocol`, which hands a request for
+(:mod:`workers.asyncio.link`), serves each handed-over socket with a real server's
+protocol (:mod:`workers.asyncio.asgi_server`: uvicorn's; :mod:`workers.asyncio.aiohttp_server`:
+aiohttp's; behind :mod:`workers.asyncio.guard`, which applies the worker's limits,
+and under ``--route sid`` :mod:`workers.asyncio.protocol`, which hands a request for
 another worker's session back to the master), runs the client manager
 (:mod:`workers.managers` picks the asyncio twins) and sends the heartbeats, so that a
 blocked loop stops them and the master kills the worker. Boot order: import the app,
@@ -24,7 +24,7 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
-from . import spread
+from .. import spread
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -38,7 +38,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
     Raises (before reporting ready) when the app cannot be loaded or started; the
     caller turns that into a boot-failure exit code.
     """
-    from . import loader
+    from .. import loader
 
     app = loader.load(spec.target, "asyncio")
     loop = _new_loop()
@@ -51,7 +51,7 @@ def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
 
 def check(target: str) -> str | None:
     """Load ``target`` the way a worker would; return a one-line error or None."""
-    from .loader import TargetError, load
+    from ..loader import TargetError, load
 
     try:
         load(target, "asyncio")
@@ -69,10 +69,11 @@ def _new_loop() -> asyncio.AbstractEventLoop:
 
 
 async def _serve(app: Any, spec: WorkerSpec, sock: socket.socket) -> None:
-    from . import access_log, forwarded, managers, peer
-    from .asyncio_link import AsyncMasterLink
-    from .asyncio_protocol import Routing
-    from .limits import http_limits
+    from .. import access_log, forwarded, managers
+    from ..limits import http_limits
+    from . import peer
+    from .link import AsyncMasterLink
+    from .protocol import Routing
 
     loop = asyncio.get_running_loop()
     server = app.server

@@ -8,7 +8,7 @@ The worker's limits go into aiohttp's settings where it has them (``keepalive_ti
 ``max_line_size`` and ``max_field_size``; python-engineio makes each websocket with
 ``max_msg_size`` set to ``max_http_buffer_size``: counted over a message's fragments, and
 the bound aiohttp's permessage-deflate decoder inflates to, so deflate stays on); the
-others are applied in front of aiohttp's protocol (:mod:`workers.asyncio_guard`). The
+others are applied in front of aiohttp's protocol (:mod:`workers.asyncio.guard`). The
 access log is the worker's own, through aiohttp's ``access_log_class`` hook. An
 Application's ``client_max_size`` is the app's, for its own routes: the Engine.IO POST
 limit is applied before aiohttp reads a body.
@@ -31,12 +31,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .access_log import LineWriter
-from .asyncio_access_log import aiohttp_logger
-from .asyncio_guard import ConnectionGuard
-from .asyncio_protocol import Routing
-from .limits import HttpLimits
+from ..access_log import LineWriter
+from ..limits import HttpLimits
+from .access_log import aiohttp_logger
+from .guard import ConnectionGuard
 from .peer import connect
+from .protocol import Routing
 
 log = logging.getLogger("sticky_cluster.worker")
 

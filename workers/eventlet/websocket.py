@@ -26,7 +26,7 @@ import eventlet
 from engineio.async_drivers.eventlet import WebSocketWSGI
 from eventlet import websocket, wsgi
 
-from .limits import FRAME_COST, Pacer, ReceiveBudget
+from ..limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 

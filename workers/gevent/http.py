@@ -1,6 +1,6 @@
 """gevent.pywsgi's connection handler with the worker's limits (see :mod:`workers.limits`).
 
-The gevent twin of :mod:`workers.eventlet_http`. ``gevent.pywsgi`` has no timeout at all
+The gevent twin of :mod:`workers.eventlet.http`. ``gevent.pywsgi`` has no timeout at all
 (a silent connection holds its greenlet, and a slot of ``--worker-connections``, for
 ever), no head size limit of its own past the request line (``http.client``'s: 100
 header lines of 64 KiB each, an 800 KB head is served), reads a POST body over the
@@ -42,9 +42,9 @@ from typing import Any
 import gevent
 from gevent import pywsgi
 
-from .limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, REFUSAL_WAIT,
-                     RESPONSE_503, HttpLimits, body_refusal, refusal_line)
-from .simple_websocket_limits import TAKEN_OVER
+from ..limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, REFUSAL_WAIT,
+                      RESPONSE_503, HttpLimits, body_refusal, refusal_line)
+from .websocket import TAKEN_OVER
 
 log = logging.getLogger("sticky_cluster.worker")
 

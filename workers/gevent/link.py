@@ -12,8 +12,8 @@ import gevent
 import gevent.lock
 from gevent.socket import wait_read, wait_write
 
-from .green_link import GreenHub, GreenMasterLink
-from .inbox import Client
+from ..green_link import GreenHub, GreenMasterLink
+from ..inbox import Client
 
 GEVENT = GreenHub(spawn=gevent.spawn, wait_readable=wait_read, wait_writable=wait_write,
                   lock=gevent.lock.Semaphore)

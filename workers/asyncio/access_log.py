@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any, Awaitable, Callable
 
-from .access_log import LineWriter
+from ..access_log import LineWriter
 
 Asgi = Callable[[dict, Callable[[], Awaitable[dict]], Callable[[dict], Awaitable[None]]],
                 Awaitable[None]]

@@ -14,7 +14,7 @@ import threading
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 
-from .inbox import Client, Inbox, master_gone, outgoing_packets
+from ..inbox import Client, Inbox, master_gone, outgoing_packets
 
 
 class ThreadMasterLink(Inbox):

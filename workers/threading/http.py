@@ -1,6 +1,6 @@
 """One HTTP/1.1 request served to a WSGI app on a pool thread (the threading runtime).
 
-The request's head was read and parsed by the poller (:mod:`workers.threading_server`)
+The request's head was read and parsed by the poller (:mod:`workers.threading.server`)
 with h11, the HTTP/1.1 state machine of python-hyper, which simple-websocket already
 brings in (through wsproto): h11 checks the syntax, frames the body (``Content-Length``
 or chunked) and the response (a length, chunks, or a close), and says whether the

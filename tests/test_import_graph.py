@@ -4,8 +4,8 @@ stands in layers, without a circle.
 ``cluster/`` (the master) and ``workers/`` (the forked workers) both import
 ``cluster/protocol/``: the workers import nothing else of ``cluster``, the master nothing of
 ``workers``; ``cluster/protocol/`` imports the standard library only. The forked child
-reaches its runtime by the module path in :data:`cluster.protocol.spec.RUNTIMES`, not by an
-import statement. No module of either package imports itself back through others, and
+reaches its runtime's class by its path in :data:`cluster.protocol.spec.RUNTIMES`, not by
+an import statement. No module of either package imports itself back through others, and
 inside ``cluster/`` no import runs up the layers of :data:`LAYERS`. Every ``import``
 statement counts, inside a function or under ``TYPE_CHECKING`` too: the files are read with
 :mod:`ast`, nothing is imported.
@@ -195,21 +195,42 @@ def test_the_packages_shipped_are_the_ones_guarded() -> None:
                     if path.is_file() and path.suffix not in (".py", ".pyc")}
 
 
-def _functions_of(module: str) -> set[str]:
-    """The functions ``module`` defines at its top level (found, read, not run)."""
+def _defined_in(module: str) -> set[str]:
+    """The functions and classes ``module`` defines at its top level (found, read, not run)."""
     spec = importlib.util.find_spec(module)
     assert spec is not None and spec.origin, f"no module {module}"
     source = Path(spec.origin).read_text()
-    return {node.name for node in ast.parse(source).body if isinstance(node, ast.FunctionDef)}
+    return {node.name for node in ast.parse(source).body
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
 
 
-def test_the_module_paths_in_the_protocol_name_modules_with_what_the_master_calls() -> None:
-    """A module path is a string, not an import: a typo here would surface only in a worker."""
+def test_the_paths_in_the_protocol_name_what_the_master_calls() -> None:
+    """A path is a string, not an import: a typo here would surface only in a worker.
+    (What a runtime's class must implement: tests/test_boot.py.)"""
     from cluster.protocol.spec import LOADER, RUNTIMES
 
-    for module in RUNTIMES.values():
-        assert {"serve", "check"} <= _functions_of(module), module
-    assert "load" in _functions_of(LOADER)
+    for path in RUNTIMES.values():
+        module, _, name = path.partition(":")
+        assert name in _defined_in(module), path
+    assert "load" in _defined_in(LOADER)
+
+
+RUNTIME_PACKAGES = ("workers.asyncio", "workers.eventlet", "workers.gevent", "workers.threading")
+"""The packages of the worker runtimes; the rest of ``workers/`` is their shared core."""
+
+
+def runtime_package(module: str) -> str | None:
+    """The runtime package that holds ``module``; None for a module of the core."""
+    return next((package for package in RUNTIME_PACKAGES
+                 if module == package or module.startswith(package + ".")), None)
+
+
+def test_the_workers_core_imports_no_runtime_and_no_runtime_another() -> None:
+    """``workers/``'s top is runtime-neutral: a runtime plugs into it, never the reverse,
+    and no runtime leans on another's package."""
+    assert [f"{where}: {importer} imports {imported}"
+            for where, importer, imported in edges(("workers",))
+            if runtime_package(imported) not in (None, runtime_package(importer))] == []
 
 
 def test_the_graph_reads_modules_and_layers_as_meant() -> None:

@@ -12,11 +12,10 @@ error, if there is one, before the one-line error (the master logs it at debug l
 """
 from __future__ import annotations
 
-import importlib
 import sys
 import traceback
 
-from cluster.protocol.spec import AUTO, CHECK_WARNING, RUNTIMES
+from cluster.protocol.spec import AUTO, CHECK_WARNING, RUNTIMES, runtime_class
 
 
 def main(argv: list[str]) -> int:
@@ -31,7 +30,7 @@ def main(argv: list[str]) -> int:
             name = load(argv[1]).runtime
         else:
             name = argv[0]
-            error = importlib.import_module(RUNTIMES[name]).check(argv[1])
+            error = runtime_class(name).check(argv[1])
             if error:
                 raise TargetError(error)
         notes = warnings(argv[1])

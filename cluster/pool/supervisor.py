@@ -6,7 +6,6 @@ processes, so that the pool can be driven by fake ones in tests.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import signal
@@ -16,7 +15,7 @@ from typing import Callable
 
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
-from cluster.protocol.spec import RUNTIMES, WorkerSpec
+from cluster.protocol.spec import WorkerSpec, runtime_class
 from cluster.setup.config import Bind, Settings
 from cluster.setup.hooks import Hooks, WorkerInfo
 from cluster.setup.options import worker_options
@@ -104,7 +103,7 @@ class Forker:
             self._hooks.call("post_fork", self._owner, WorkerInfo(spec.slot, spec.tag, os.getpid()))
             target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
             set_title(f"worker {spec.slot} {target}")
-            importlib.import_module(RUNTIMES[self.runtime]).serve(spec, sock)
+            runtime_class(self.runtime)(spec, sock).serve()
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop

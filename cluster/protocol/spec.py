@@ -1,21 +1,33 @@
 """What the master tells a worker it forks: everything the worker needs to boot.
 
 :class:`WorkerSpec` is made by the master and inherited by the forked child, which
-imports its runtime by the module path in :data:`RUNTIMES` (the master never imports one).
+imports its runtime by the path in :data:`RUNTIMES` (the master never imports one).
 """
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import socket
+from typing import Any
 
 RUNTIMES = {
-    "eventlet": "workers.eventlet.runtime",
-    "gevent": "workers.gevent.runtime",
-    "asyncio": "workers.asyncio.runtime",
-    "threading": "workers.threading.runtime",
+    "eventlet": "workers.eventlet.runtime:EventletRuntime",
+    "gevent": "workers.gevent.runtime:GeventRuntime",
+    "asyncio": "workers.asyncio.runtime:AsyncioRuntime",
+    "threading": "workers.threading.runtime:ThreadingRuntime",
 }
-"""Worker runtime name -> the module that implements it, with ``serve(spec, sock)`` (never
-returns) and ``check(target)`` (an error line or None)."""
+"""Worker runtime name -> ``module:class`` of the class that implements it (a
+``workers.boot.Runtime``): ``Class(spec, sock).serve()`` boots a worker and never returns,
+``Class.check(target)`` loads the app as such a worker would (an error line or None).
+Resolved by :func:`runtime_class`."""
+
+
+def runtime_class(name: str) -> Any:
+    """The class of the runtime ``name`` (a key of :data:`RUNTIMES`), imported now: only
+    in a forked worker or in the check subprocess, never in the master itself."""
+    module, _, attribute = RUNTIMES[name].partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
 
 AUTO = "auto"
 """The worker class that means: the one the target needs."""

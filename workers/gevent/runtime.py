@@ -1,108 +1,112 @@
-"""The gevent worker runtime: ``socketio.Server(async_mode="gevent")`` and Flask-SocketIO apps.
+"""The gevent worker runtime: the shared boot sequence (:mod:`workers.boot`) with
+``gevent.pywsgi`` plugged in, for ``socketio.Server(async_mode="gevent")`` and Flask-SocketIO.
 
-Boot order as in the eventlet runtime: monkey-patch first, then import the app, give
-it sids that carry this worker's tag, install the client manager, report ready,
-serve. Each handed-over socket is served by ``gevent.pywsgi`` (``WSGIServer.handle``
-in a greenlet of a pool of ``--worker-connections``; no listener in the worker) with
-:mod:`workers.gevent.http`'s handler, which applies the worker's HTTP limits; under
-``--route sid`` with :mod:`workers.gevent.protocol`'s handler on top, which hands a
-request for another worker's session back to the master. Websockets are
-simple-websocket's with the worker's websocket limits
-(:mod:`workers.gevent.websocket`), whether gevent-websocket is installed or not
-(its messages cannot be bounded). A socket handed over while the pool is full is
-answered ``503`` (the heartbeat has told the master, which places new clients on the
-other workers). Heartbeats come from a greenlet, so a worker whose hub is blocked is
-seen and killed.
+Monkey-patching comes first, before the app is imported. Each handed-over socket is served
+by ``gevent.pywsgi`` (``WSGIServer.handle`` in a greenlet of a pool of
+``--worker-connections``; no listener in the worker) with :mod:`workers.gevent.http`'s
+handler, which applies the worker's HTTP limits; under ``--route sid`` with
+:mod:`workers.gevent.protocol`'s handler on top, which hands a request for another worker's
+session back to the master. Websockets are simple-websocket's with the worker's websocket
+limits (:mod:`workers.gevent.websocket`), whether gevent-websocket is installed or not (its
+messages cannot be bounded). A socket handed over while the pool is full is answered ``503``
+(the heartbeat has told the master, which places new clients on the other workers).
+Heartbeats come from a greenlet, so a worker whose hub is blocked is seen and killed.
 """
 from __future__ import annotations
 
 import logging
 import os
 import socket
-import time
 import warnings
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, Callable, NoReturn
 
-from cluster.protocol import sids
-from cluster.protocol.frames import Heartbeat, Kind
+from cluster.protocol.frames import Heartbeat
 from cluster.protocol.spec import WorkerSpec
 
-from .. import spread
+from ..boot import BlockingRuntime
+
+if TYPE_CHECKING:  # imported in open(), after monkey-patching
+    from .link import GeventMasterLink
 
 log = logging.getLogger("sticky_cluster.worker")
 
-DRAIN_QUIET = 1.0
-"""Seconds without a session or a hand-off after which a draining worker stops taking them."""
 
+class GeventRuntime(BlockingRuntime):
+    """``gevent.pywsgi`` over the hand-offs, each in a greenlet of a bounded pool."""
 
-def serve(spec: WorkerSpec, sock: socket.socket) -> NoReturn:
-    """Boot the worker described by ``spec`` on its channel ``sock`` and serve until drained.
+    name = "gevent"
 
-    Raises (before reporting ready) when the app cannot be loaded; the caller turns
-    that into a boot-failure exit code.
-    """
-    _patch()
-    import gevent
-    import gevent.event
-    import gevent.pool
-    from gevent import pywsgi
+    @classmethod
+    def patch(cls) -> None:
+        """``monkey.patch_all()``."""
+        from gevent import monkey
 
-    from .. import access_log, forwarded, loader, managers
-    from ..limits import REQUEST_LINE_LIMIT, http_limits
-    from ..wsgi_errors import log_errors
-    from . import websocket
-    from .http import handler_for
-    from .link import GeventMasterLink
-    from .protocol import routing_handler
+        # The master imported ssl (and more) before it forked us; patching now is still right.
+        warnings.filterwarnings("ignore", category=monkey.MonkeyPatchWarning)
+        monkey.patch_all()
 
-    app = loader.load(spec.target, "gevent")
-    sids.install(app.server.eio, spec.tag)
-    websocket.install(app.server.eio, spec.websocket_rate)
-    pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
-    pool = gevent.pool.Pool(spec.worker_connections)
-    server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),
-                               spawn=pool, log=None, error_log=log,
-                               handler_class=handler_for(http_limits(spec, app)),
-                               environ=_server_environ(spec))
-    link = GeventMasterLink(sock, _Intake(server, pool, spec.worker_connections).take)
-    if spec.hand_back:
-        server.handler_class = routing_handler(spec.tag, link.hand_back, base=server.handler_class,
-                                               place_new_sessions=spec.place_new_sessions)
-    trusted = forwarded.trust_of(spec.forwarded_allow_ips)
-    if trusted is not None:
-        server.handler_class = forwarded.wsgi_handler(server.handler_class, trusted)
-    managers.install(app.server, spec, link)
-    drained = gevent.event.Event()
-    link.on_drain = lambda: gevent.spawn(_drain, app.server, link, pool, spec.graceful_timeout,
-                                         spec.drain_spread, drained)
-    link.start()
-    gevent.spawn(_heartbeat, link, app.server, pool, spec.heartbeat_interval)
-    link.send(Kind.READY)
-    log.debug("worker %d (slot %d) serving (gevent)", os.getpid(), spec.slot)
-    drained.wait()
-    log.info("worker %d (slot %d) drained", os.getpid(), spec.slot)
-    logging.shutdown()
-    os._exit(0)
+    def open(self) -> GeventMasterLink:
+        """Bound the websockets; make the pool, the server and the link that feeds it."""
+        import gevent.event
+        import gevent.pool
+        from gevent import pywsgi
 
+        from .. import access_log, forwarded
+        from ..limits import REQUEST_LINE_LIMIT, http_limits
+        from ..wsgi_errors import log_errors
+        from . import websocket
+        from .http import handler_for
+        from .link import GeventMasterLink
+        from .protocol import routing_handler
 
-def check(target: str) -> str | None:
-    """Load ``target`` the way a worker would; return a one-line error or None."""
-    _patch()
-    from ..loader import TargetError, load
+        spec, app = self.spec, self.app
+        websocket.install(app.server.eio, spec.websocket_rate)
+        pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
+        self.pool = gevent.pool.Pool(spec.worker_connections)
+        server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),
+                                   spawn=self.pool, log=None, error_log=log,
+                                   handler_class=handler_for(http_limits(spec, app)),
+                                   environ=_server_environ(spec))
+        link = GeventMasterLink(self.sock,
+                                _Intake(server, self.pool, spec.worker_connections).take)
+        if spec.hand_back:
+            server.handler_class = routing_handler(spec.tag, link.hand_back,
+                                                   base=server.handler_class,
+                                                   place_new_sessions=spec.place_new_sessions)
+        trusted = forwarded.trust_of(spec.forwarded_allow_ips)
+        if trusted is not None:
+            server.handler_class = forwarded.wsgi_handler(server.handler_class, trusted)
+        self.drained = gevent.event.Event()
+        return link
 
-    try:
-        load(target, "gevent")
-    except TargetError as exc:
-        return str(exc)
-    return None
+    def load(self) -> Heartbeat:
+        """The sessions, and the greenlets serving a connection."""
+        return Heartbeat(len(self.app.server.eio.sockets), len(self.pool))
 
+    def busy(self) -> bool:
+        """A connection is still served."""
+        return len(self.pool) > 0
 
-def _patch() -> None:
-    from gevent import monkey
+    def spawn(self, function: Callable[[], Any], name: str) -> None:
+        """Run ``function`` in a greenlet."""
+        import gevent
 
-    # The master imported ssl (and more) before it forked us; patching now is still right.
-    warnings.filterwarnings("ignore", category=monkey.MonkeyPatchWarning)
-    monkey.patch_all()
+        gevent.spawn(function)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep in this greenlet."""
+        import gevent
+
+        gevent.sleep(seconds)
+
+    def wait(self) -> None:
+        """The pool serves in greenlets of its own: wait for the end of the drain."""
+        self.drained.wait()
+
+    def stop(self) -> None:
+        """Kill the greenlets still serving (a second at most), then end :meth:`wait`."""
+        self.pool.kill(timeout=1)
+        self.drained.set()
 
 
 class _Listener:
@@ -165,35 +169,3 @@ def _handle(server: Any, client: socket.socket, address: tuple[str, int], prefac
         server.handler_class(client, address, server, preface).handle()
     else:
         server.handle(client, address)
-
-
-def _heartbeat(link: Any, server: Any, pool: Any, interval: float) -> None:
-    import gevent
-
-    while True:
-        gevent.sleep(interval)
-        link.send(Kind.HEARTBEAT, Heartbeat(len(server.eio.sockets), len(pool)).encode())
-
-
-def _drain(server: Any, link: Any, pool: Any, graceful_timeout: float, drain_spread: float,
-           drained: Any) -> None:
-    """Serve the open sessions (sid-routed requests still arrive) until they end or time out.
-
-    As in the eventlet runtime: hand-offs are taken until there has been no session for
-    :data:`DRAIN_QUIET` seconds, then none; the connections still open then get until
-    the graceful timeout; sessions left are closed without a goodbye, spread evenly over
-    ``drain_spread`` seconds (:mod:`workers.spread`).
-    """
-    import gevent
-
-    sockets = server.eio.sockets
-    log.info("worker %d draining: %d sessions", os.getpid(), len(sockets))
-    deadline = time.monotonic() + graceful_timeout
-    while time.monotonic() < deadline and (sockets or link.idle_for() < DRAIN_QUIET):
-        gevent.sleep(0.1)
-    link.closed = True
-    while time.monotonic() < deadline and len(pool):
-        gevent.sleep(0.1)
-    spread.close_green(sockets, drain_spread, gevent.sleep)
-    pool.kill(timeout=1)
-    drained.set()

@@ -404,7 +404,7 @@ def test_a_crash_of_the_master_is_logged_with_its_traceback_and_stops_the_worker
 import sys
 from cluster import Master
 from cluster.master import ClusterError
-from cluster.pool import WorkerPool
+from cluster.pool.pool import WorkerPool
 
 def broken_step(self):
     if len(self.serving) == 2:

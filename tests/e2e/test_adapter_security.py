@@ -12,8 +12,10 @@ import pytest
 import redis
 
 from cluster.setup.broker_check import probe
-from clients import room_broadcast_reaches_every_worker, run
-from conftest import RedisNode, cli, free_port, plain_args
+from tests.support.clients import room_broadcast_reaches_every_worker, run
+from tests.support.brokers import RedisNode, plain_args
+from tests.support.masters import cli
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
-from brokers import broadcast_stream
-from clients import connected, room_broadcast_reaches_every_worker, run, source_address
-from conftest import RedisNode, free_port, plain_args
+from tests.support.brokers import RedisNode, broadcast_stream, plain_args
+from tests.support.clients import (connected, room_broadcast_reaches_every_worker, run,
+                                   source_address)
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

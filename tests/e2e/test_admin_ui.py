@@ -6,7 +6,7 @@ import contextlib
 
 import pytest
 
-from clients import connected, run, source_address
+from tests.support.clients import connected, run, source_address
 
 pytestmark = pytest.mark.e2e
 

@@ -18,10 +18,12 @@ from pathlib import Path
 import kombu
 import pytest
 
-from brokers import RABBITMQ_SERVER, RabbitNode, broadcast_stream
+from tests.support.brokers import RABBITMQ_SERVER, RabbitNode, broadcast_stream
 from cluster.setup.broker_check import probe
-from clients import UNICAST_APP as APP, peers, received, room_broadcast_reaches_every_worker, run, tell
-from conftest import cli, free_port
+from tests.support.clients import (UNICAST_APP as APP, peers, received,
+                                   room_broadcast_reaches_every_worker, run, tell)
+from tests.support.masters import cli
+from tests.support.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("rabbitmq")]  # one private node
 

@@ -14,8 +14,12 @@ import sys
 
 import pytest
 
-from clients import connected, room_broadcast_reaches_every_worker, run, source_address, wait_upgraded
-from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, shared_cluster, wait_for
+from tests.support.clients import (connected, room_broadcast_reaches_every_worker, run,
+                                   source_address, wait_upgraded)
+from tests.support.masters import RUNTIME_TARGETS, cli, shared_cluster
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from clients import source_address
-from conftest import free_port, wait_for
+from tests.support.clients import source_address
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

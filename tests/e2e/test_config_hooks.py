@@ -15,8 +15,10 @@ import urllib.request
 
 import pytest
 
-from clients import connected, run, source_address
-from conftest import ROOT, cli, gone, wait_for
+from tests.support.clients import connected, run, source_address
+from tests.support.masters import cli, gone
+from tests.support.paths import ROOT
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -15,8 +15,10 @@ import psutil
 import pytest
 import requests
 
-from clients import connected, run, source_address
-from conftest import ROOT, ClusterProcess, free_port
+from tests.support.clients import connected, run, source_address
+from tests.support.masters import ClusterProcess
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

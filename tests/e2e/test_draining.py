@@ -16,8 +16,9 @@ import urllib.request
 
 import pytest
 
-from clients import Stream, connected, crowd, disconnect, run, source_address
-from conftest import RUNTIME_TARGETS, free_port, gone
+from tests.support.clients import Stream, connected, crowd, disconnect, run, source_address
+from tests.support.masters import RUNTIME_TARGETS, gone
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -13,9 +13,9 @@ import re
 
 import pytest
 
-from clients import source_address
+from tests.support.clients import source_address
 from cluster.protocol import frames
-from rawclient import KeepAlive, two_sessions_on_two_workers
+from tests.support.rawclient import KeepAlive, two_sessions_on_two_workers
 from workers.handback import owner_elsewhere
 from cluster.protocol.sids import encode_tag, make_sid, tag_of
 

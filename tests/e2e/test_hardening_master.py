@@ -28,8 +28,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clients import connected, run, source_address
-from conftest import ROOT, ClusterProcess, cli, free_port, gone, wait_for
+from tests.support.clients import connected, run, source_address
+from tests.support.masters import ClusterProcess, cli, gone
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

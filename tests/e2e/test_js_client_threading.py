@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import ROOT
+
 pytestmark = [pytest.mark.e2e, pytest.mark.long]
 
-SCRIPT = Path(__file__).parent / "js" / "threading_clients.js"
+SCRIPT = ROOT / "tests" / "js" / "threading_clients.js"
 WEBSOCKET_CLIENTS = 12
 POLLING_CLIENTS = 4
 MESSAGE = "hello from the JavaScript client"

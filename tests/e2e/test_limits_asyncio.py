@@ -25,9 +25,10 @@ from typing import Callable, Iterator
 import psutil
 import pytest
 
-import rawclient
-from conftest import RUNTIME_TARGETS, wait_for
-from test_worker_limits import closed_by_server, open_silent, pytest_raises_closed
+from tests.support import rawclient
+from tests.support.masters import RUNTIME_TARGETS
+from tests.support.waiting import wait_for
+from tests.e2e.test_worker_limits import closed_by_server, open_silent, pytest_raises_closed
 
 pytestmark = pytest.mark.e2e
 

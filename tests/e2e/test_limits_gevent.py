@@ -21,11 +21,11 @@ import psutil
 import pytest
 import socketio
 
-import rawclient
-from conftest import wait_for
+from tests.support import rawclient
+from tests.support.waiting import wait_for
 from cluster.protocol.sids import tag_of
-from test_worker_limits import (closed_by_server, open_silent, outlive_both_timeouts,
-                                pytest_raises_closed, worker)
+from tests.e2e.test_worker_limits import (closed_by_server, open_silent, outlive_both_timeouts,
+                                          pytest_raises_closed, worker)
 
 pytestmark = pytest.mark.e2e
 

@@ -30,11 +30,14 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from clients import connected, run, source_address, wait_upgraded
+from tests.support.clients import connected, run, source_address, wait_upgraded
 from cluster.ops.status_http import CONNECTION_LIMIT
-from conftest import ROOT, RUNTIME_TARGETS, cli, free_port, wait_for
-from pages import every_page
-from rawclient import KeepAlive, two_sessions_on_two_workers
+from tests.support.masters import RUNTIME_TARGETS, cli
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+from tests.support.pages import every_page
+from tests.support.rawclient import KeepAlive, two_sessions_on_two_workers
 
 pytestmark = pytest.mark.e2e
 

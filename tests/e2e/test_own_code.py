@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from clients import connected, run, source_address
+from tests.support.clients import connected, run, source_address
 from cluster.setup import own
-from conftest import ClusterProcess, free_port
+from tests.support.masters import ClusterProcess
+from tests.support.ports import free_port
 from workers.loader import TargetError, import_target
 
 APP = '''

@@ -26,10 +26,12 @@ import psutil
 import pytest
 import socketio
 
-from clients import disconnect, run, source_address, wait_upgraded
-from conftest import ClusterProcess, free_port, wait_for
-from pages import every_page, page, page_names
-from test_operations import readme_unit
+from tests.support.clients import disconnect, run, source_address, wait_upgraded
+from tests.support.masters import ClusterProcess
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+from tests.support.pages import every_page, page, page_names
+from tests.e2e.test_operations import readme_unit
 
 pytestmark = pytest.mark.e2e
 

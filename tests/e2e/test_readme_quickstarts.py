@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from clients import connected, run, source_address, wait_upgraded
-from conftest import ClusterProcess, free_port
-from pages import page
+from tests.support.clients import connected, run, source_address, wait_upgraded
+from tests.support.masters import ClusterProcess
+from tests.support.ports import free_port
+from tests.support.pages import page
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from clients import connected, run, source_address
-from conftest import cli
+from tests.support.clients import connected, run, source_address
+from tests.support.masters import cli
 
 pytestmark = pytest.mark.e2e
 

@@ -23,10 +23,10 @@ import psutil
 import pytest
 import socketio
 
-from clients import disconnect, run, source_address
+from tests.support.clients import disconnect, run, source_address
 from cluster.intake.pending import PENDING_LIMIT
-from conftest import wait_for
-from rawclient import RawClient, in_threads, tcp_from, unix_at
+from tests.support.waiting import wait_for
+from tests.support.rawclient import RawClient, in_threads, tcp_from, unix_at
 from cluster.protocol.sids import encode_tag, tag_of
 
 pytestmark = pytest.mark.e2e

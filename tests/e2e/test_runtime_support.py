@@ -26,15 +26,18 @@ from typing import Callable
 
 import pytest
 
-import rawclient
-from clients import connected, run, source_address, wait_upgraded
+from tests.support import rawclient
+from tests.support.clients import connected, run, source_address, wait_upgraded
 from cluster.protocol.sids import tag_of
 from cluster.protocol.support import DEFLATE, SERVERS, SUPPORT
 from cluster.setup.options import BY_NAME, OPTIONS
-from conftest import RUNTIME_TARGETS, SESSION_PIDS, cli, free_port, shared_cluster, wait_for
-from test_limits_asyncio import wait_for_packet
-from test_tls_proxy import FORWARDED, seen
-from test_worker_limits import closed_by_server
+from tests.support.masters import RUNTIME_TARGETS, cli, shared_cluster
+from tests.support.orphans import SESSION_PIDS
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+from tests.e2e.test_limits_asyncio import wait_for_packet
+from tests.e2e.test_tls_proxy import FORWARDED, seen
+from tests.e2e.test_worker_limits import closed_by_server
 from workers.limits import FRAME_COST
 
 TARGETS = {server: RUNTIME_TARGETS[server] for server in SERVERS}

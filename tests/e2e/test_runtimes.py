@@ -11,8 +11,9 @@ import socket
 
 import pytest
 
-from clients import connected, run, source_address, wait_upgraded
-from conftest import cli, free_port
+from tests.support.clients import connected, run, source_address, wait_upgraded
+from tests.support.masters import cli
+from tests.support.ports import free_port
 from workers import loader
 
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from brokers import SentinelSet, broadcast_stream
-from clients import room_broadcast_reaches_every_worker, run
-from conftest import cli, free_port
+from tests.support.brokers import SentinelSet, broadcast_stream
+from tests.support.clients import room_broadcast_reaches_every_worker, run
+from tests.support.masters import cli
+from tests.support.ports import free_port
 
 pytestmark = pytest.mark.e2e
 

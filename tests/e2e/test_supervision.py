@@ -18,9 +18,12 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clients import Stream, ask, connected, run, source_address, wait_upgraded
+from tests.support.clients import Stream, ask, connected, run, source_address, wait_upgraded
 from cluster.pool.pool import boot_concurrency, oversubscribed
-from conftest import ROOT, cli, free_port, gone, wait_for
+from tests.support.masters import cli, gone
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

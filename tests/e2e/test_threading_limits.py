@@ -18,9 +18,9 @@ import zlib
 import psutil
 import pytest
 
-import rawclient
-from conftest import wait_for
-from test_worker_limits import closed_by_server, open_silent
+from tests.support import rawclient
+from tests.support.waiting import wait_for
+from tests.e2e.test_worker_limits import closed_by_server, open_silent
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 import socketio
 
-from conftest import ClusterProcess, free_port, wait_for
-from pages import page
+from tests.support.masters import ClusterProcess
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+from tests.support.pages import page
 
 pytestmark = pytest.mark.e2e
 

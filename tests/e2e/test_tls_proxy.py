@@ -23,9 +23,10 @@ import aiohttp
 import pytest
 import socketio
 
-from clients import disconnect, run, source_address
-from conftest import free_port, wait_for
-from test_readme_proxies import TLS_CONFIG, readme_config
+from tests.support.clients import disconnect, run, source_address
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+from tests.e2e.test_readme_proxies import TLS_CONFIG, readme_config
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,10 @@ import uuid
 import pytest
 import redis
 
-from clients import UNICAST_APP as APP, peers, received, run, tell
-from conftest import ClusterProcess, RedisNode, shared_cluster, wait_for
+from tests.support.clients import UNICAST_APP as APP, peers, received, run, tell
+from tests.support.brokers import RedisNode
+from tests.support.masters import ClusterProcess, shared_cluster
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -18,9 +18,9 @@ import time
 import psutil
 import pytest
 
-import rawclient
-from clients import connected, run, wait_upgraded
-from conftest import wait_for
+from tests.support import rawclient
+from tests.support.clients import connected, run, wait_upgraded
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -291,7 +291,7 @@ def test_one_busy_websocket_does_not_hold_the_worker(start_cluster):
 
 def test_an_aiohttp_worker_past_its_connections_answers_503(start_cluster):
     """aiohttp has no connection limit of its own: the worker enforces --worker-connections."""
-    from conftest import RUNTIME_TARGETS
+    from tests.support.masters import RUNTIME_TARGETS
 
     cluster = start_cluster(RUNTIME_TARGETS["aiohttp"], workers=1,
                             args=("--worker-connections", "2"))

@@ -1,4 +1,5 @@
-"""Private brokers for the adapter tests, and a measured stream of cross-worker broadcasts.
+"""Private brokers for the tests (a redis-server, a Sentinel set, a RabbitMQ node), and a
+measured stream of cross-worker broadcasts.
 
 Every process here is started on a free loopback port and stopped (or killed) by PID.
 :func:`broadcast_stream` shouts a numbered broadcast from a client of one worker to a
@@ -19,9 +20,78 @@ from pathlib import Path
 from typing import Callable
 
 import psutil
+import redis
 
-from clients import connected, source_address
-from conftest import SESSION_PIDS, RedisNode, free_port, plain_args, wait_for
+from tests.support.clients import connected, source_address
+from tests.support.orphans import SESSION_PIDS
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
+
+
+class RedisNode:
+    """A private ``redis-server`` (or ``redis-server --sentinel``) with arguments of the test's.
+
+    :param args: the arguments after the binary (they name ``port``).
+    :param port: the node's port (default: a free one; then ``args`` must not need it).
+    :param client: makes a client of the node, for the ready check (default: plain, no
+                   password; give one for TLS or AUTH).
+    """
+
+    def __init__(self, workdir: Path, args: list[str], port: int | None = None,
+                 client: Callable[[], redis.Redis] | None = None) -> None:
+        self.port = port or free_port()
+        self.workdir = workdir
+        self.args = args
+        self._client = client or (lambda: redis.Redis(host="127.0.0.1", port=self.port,
+                                                      socket_timeout=1))
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "RedisNode":
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(["redis-server", *self.args], cwd=self.workdir,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for(self._answers, 20, what=f"redis-server {self.args[:2]} to answer")
+        except AssertionError:
+            self.stop()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies as in a crash, without closing anything cleanly."""
+        if self.proc is not None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+            self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+    @property
+    def url(self) -> str:
+        """The plain ``redis://`` URL of the node's database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> redis.Redis:
+        return self._client()
+
+    def _answers(self) -> bool:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError(f"redis-server {self.args} exited {self.proc.returncode}")
+        try:
+            with contextlib.closing(self.client()) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+
+def plain_args(port: int, *extra: str) -> list[str]:
+    """A throw-away Redis on 127.0.0.1:``port``: nothing saved."""
+    return ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--logfile", "", *extra]
 
 
 class SentinelSet:

@@ -1,7 +1,8 @@
 """A worker pool with fakes all around: a clock that moves when told, processes that are
 pids and channel ends, a selector that records what is watched. No fork, no sleep.
 
-Used by tests/test_pool.py and tests/test_relay.py.
+Used by the unit tests of the pool, the relay, recycling and the hand-back placement
+(tests/unit/cluster/).
 """
 from __future__ import annotations
 

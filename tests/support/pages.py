@@ -3,7 +3,7 @@ site (docs/*.md, which mkdocs.yml lists). A test that runs what the docs show re
 by page name, so that a section moved from one page to another is one change in one place."""
 from __future__ import annotations
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 README = "README"
 """The name of README.md among the pages."""

@@ -13,7 +13,7 @@ import time
 from http.client import HTTPConnection
 from typing import Callable
 
-from clients import source_address
+from tests.support.clients import source_address
 from cluster.protocol.sids import tag_of
 
 MASK = b"\x1f\x2e\x3d\x4c"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from tests.support.paths import ROOT
 
 SHOWN = ["README.md", "Makefile", "setup.cfg", "docs/**/*.md", "examples/**/*",
          "cluster/**/*.py", "workers/**/*.py", "bench/**/*.py"]

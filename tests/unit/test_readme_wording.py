@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from conftest import ROOT
-from pages import README, page, page_names
+from tests.support.paths import ROOT
+from tests.support.pages import README, page, page_names
 
 TEXT = "\n".join(page(name) for name in page_names() if not name.endswith("benchmarks"))
 """README and every page of the docs but the benchmark's reports, which ``bench.run`` writes

@@ -13,7 +13,8 @@ import yaml
 from cluster.setup import options
 from cluster.setup.config import Bind, ConfigError, make_settings
 from cluster.setup.container import default_bind, default_workers, usable_cpus
-from conftest import ROOT, cli
+from tests.support.masters import cli
+from tests.support.paths import ROOT
 
 DEPLOY = ROOT / "examples" / "deploy"
 

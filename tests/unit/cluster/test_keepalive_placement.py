@@ -15,13 +15,13 @@ import socket
 
 import pytest
 
-from clients import source_address
+from tests.support.clients import source_address
 from cluster.intake.dispatch import Dispatcher
 from cluster.setup.config import make_settings
-from fake_pool import World, serving_world
+from tests.support.fake_pool import World, serving_world
 from cluster.protocol import frames
 from cluster.protocol.sids import encode_tag, tag_of
-from rawclient import KeepAlive
+from tests.support.rawclient import KeepAlive
 from workers.handback import goes_back, starts_session
 
 MINE, OTHER = 7, 9

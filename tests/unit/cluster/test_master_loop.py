@@ -20,7 +20,8 @@ from cluster.master import REAP_INTERVAL, Master
 from cluster.pool.worker import State, Worker
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
-from conftest import free_port, wait_for
+from tests.support.ports import free_port
+from tests.support.waiting import wait_for
 
 NO_SUCH_PID = 2 ** 22 + 7
 """The pid the test's pretend worker has: beyond pid_max, so never a real process."""

@@ -19,7 +19,7 @@ from cluster.setup.container import usable_cpus
 from cluster.setup.options import BY_NAME, OPTIONS, SETTINGS
 from cluster.protocol import support
 from cluster.protocol.spec import WorkerSpec
-from pages import page
+from tests.support.pages import page
 
 ENV_NAMES_BEFORE_THE_TABLE = {
     "WORKERS", "BIND", "ADAPTER", "CHANNEL", "WORKER_CONNECTIONS", "TIMEOUT", "GRACEFUL_TIMEOUT",

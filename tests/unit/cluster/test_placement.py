@@ -16,11 +16,11 @@ import signal
 
 import pytest
 
-from clients import connected, run, source_address
+from tests.support.clients import connected, run, source_address
 from cluster.intake import routing
 from cluster.intake.placement import Candidate, order
-from conftest import wait_for
-from rawclient import RawClient, in_threads, tcp_from
+from tests.support.waiting import wait_for
+from tests.support.rawclient import RawClient, in_threads, tcp_from
 
 
 # ------------------------------------------------------------------ order (pure)

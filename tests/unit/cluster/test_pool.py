@@ -22,8 +22,8 @@ from cluster.pool.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, boot
 from cluster.pool.worker import OUTBOX_LIMIT, State
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
-from fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, SPREAD, TIMEOUT, WRITE,
-                       World, exited, killed_by, serving_world)
+from tests.support.fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, SPREAD,
+                                     TIMEOUT, WRITE, World, exited, killed_by, serving_world)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from cluster.pool.pool import RECYCLE_RETRY
 from cluster.pool.recycle import MB, Limits, RecyclePolicy, describe, reason
 from cluster.pool.worker import State
 from cluster.protocol.frames import Kind
-from fake_pool import World, exited, serving_world
+from tests.support.fake_pool import World, exited, serving_world
 
 
 @pytest.fixture

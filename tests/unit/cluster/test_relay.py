@@ -8,7 +8,7 @@ from cluster.pool.worker import OUTBOX_LIMIT
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from cluster.relay import Relay
-from fake_pool import World, serving_world
+from tests.support.fake_pool import World, serving_world
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from cluster.ops.control_socket import ControlServer
 from cluster.ops.selector_server import Connection, SelectorServer
 from cluster.setup.config import Bind
-from conftest import free_port
+from tests.support.ports import free_port
 
 
 class _Shout(SelectorServer):

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 from cluster.protocol import adapters
 from cluster.setup.broker_check import probe
 from cluster.setup.config import ConfigError, make_settings
-from conftest import ROOT, cli, free_port
+from tests.support.masters import cli
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
 
 
 @pytest.mark.parametrize("url, family", [

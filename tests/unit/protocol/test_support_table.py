@@ -16,7 +16,7 @@ from cluster.setup import options
 from cluster.setup.config import make_settings
 from cluster.setup.options import OPTIONS
 from cluster.setup.preflight import refused_option
-from pages import page
+from tests.support.pages import page
 from workers import async_managers, managers
 
 WORKER_OPTIONS = [option.name for option in OPTIONS if option.worker]

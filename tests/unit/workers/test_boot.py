@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,10 +17,9 @@ import pytest
 
 from cluster.protocol.frames import Heartbeat
 from cluster.protocol.spec import RUNTIMES, WorkerSpec
+from tests.support.paths import ROOT
 from workers.boot import DRAIN_QUIET, DRAIN_TICK, Runtime
 from workers.inbox import Inbox
-
-ROOT = Path(__file__).resolve().parent.parent
 
 INSPECT = """
 import inspect, json, socket, sys

@@ -10,7 +10,7 @@ import pytest
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
-from conftest import wait_for
+from tests.support.waiting import wait_for
 from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
                                      serve_request)
 from workers.threading.pool import ThreadPool

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-import rawclient
+from tests.support import rawclient
 from workers.asyncio.websocket_frames import FrameCounter
 
 STREAM = b"".join(rawclient.frame(opcode, payload, fin) for opcode, payload, fin in (

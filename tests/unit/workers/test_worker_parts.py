@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from conftest import wait_for
+from tests.support.waiting import wait_for
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from workers.asyncio.link import AsyncMasterLink

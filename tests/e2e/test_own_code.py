@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import connected, run, source_address
-from cluster.setup import own
 from tests.support.masters import ClusterProcess
 from tests.support.ports import free_port
-from workers.loader import TargetError, import_target
 
 APP = '''
 import os
@@ -107,28 +105,3 @@ def test_an_app_that_imports_its_own_module_named_like_ours_is_refused_before_an
     assert (f"{app_dir / 'app.py'}:6 imports {name!r}, which is sticky-cluster's own package, "
             f"not your {app_dir / (name + '.py')}: rename your module") in result.stderr.splitlines()[-1]
     assert "cluster ready" not in result.stderr and not list(app_dir.rglob("*.ran"))
-
-
-def test_imports_of_shadows_finds_absolute_imports_only(tmp_path):
-    (tmp_path / "workers.py").write_text("")
-    (tmp_path / "app.py").write_text("from . import workers\nimport os\nimport workers.jobs as j\n")
-    (tmp_path / ".venv").mkdir()
-    (tmp_path / ".venv" / "lib.py").write_text("import workers\n")
-    shadowed = own.shadows([str(tmp_path)])
-    assert own.imports_of_shadows(shadowed) == [
-        (str(tmp_path / "app.py"), 3, "workers", str(tmp_path / "workers.py"))]
-
-
-def test_shadows_lists_only_modules_found_before_ours(tmp_path):
-    (tmp_path / "workers.py").write_text("")
-    (tmp_path / "cluster").mkdir()  # a bare directory is no module: ours is still found
-    assert own.shadows([str(tmp_path), own.ROOT]) == [("workers", str(tmp_path / "workers.py"))]
-    assert own.shadows([own.ROOT, str(tmp_path)]) == []
-    (tmp_path / "cluster" / "__init__.py").write_text("")
-    assert ("cluster", str(tmp_path / "cluster" / "__init__.py")) in own.shadows([str(tmp_path)])
-
-
-def test_the_loader_refuses_a_target_named_like_our_packages():
-    for target in ("workers:sio", "cluster.app:sio", "cluster.protocol:sio"):
-        with pytest.raises(TargetError, match="sticky-cluster's own package"):
-            import_target(target)

@@ -5,7 +5,7 @@ server's chat app: one where the option holds shows its effect as a client or an
 sees it; one the table marks refused shows the master's one-line refusal (``--check``),
 before any worker is forked. The permessage-deflate row is walked too. The
 parametrization is the table's rows and columns: a new option or server without a probe
-fails :func:`test_the_walk_is_the_table`.
+fails ``test_the_walk_is_the_table`` (tests/unit/protocol/test_runtime_support.py).
 
 One cluster per server (an ``xdist_group`` each) serves the whole walk, with tight
 settings (:data:`SETTINGS`), the session's redis-server as its adapter and its own channel.
@@ -30,7 +30,7 @@ from tests.support import rawclient
 from tests.support.clients import connected, run, source_address, wait_upgraded
 from cluster.protocol.sids import tag_of
 from cluster.protocol.support import DEFLATE, SERVERS, SUPPORT
-from cluster.setup.options import BY_NAME, OPTIONS
+from cluster.setup.options import BY_NAME
 from tests.support.masters import RUNTIME_TARGETS, cli, shared_cluster
 from tests.support.orphans import SESSION_PIDS
 from tests.support.ports import free_port
@@ -440,18 +440,6 @@ def test_cell(row, server, request):
         refused(row, server)
         return
     PROBES[row](request.getfixturevalue("walk_cluster"), server)
-
-
-def test_the_walk_is_the_table():
-    """Every row and column of the table is walked, and nothing else: a new option or a new
-    server needs its probe (and a target here) before this passes."""
-    worker_options = {option.name for option in OPTIONS if option.worker}
-    assert set(SUPPORT) == worker_options
-    assert set(PROBES) == set(ROWS) == {*SUPPORT, DEFLATE_ROW}
-    assert set(TARGETS) == set(SERVERS) == set(DEFLATE)
-    assert set(SETTINGS) | {"adapter", "channel", "access_log"} == worker_options
-    for option, cells in SUPPORT.items():
-        assert set(cells) == set(SERVERS), option
 
 
 @pytest.mark.e2e

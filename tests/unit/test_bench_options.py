@@ -1,14 +1,13 @@
 """The benchmark's choices that need no measurement: which targets run, and the hand-off verdict."""
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from bench import report
 from bench.run import QUICK, make_targets, pick
-from bench.targets import ROOT, RedisServer, export_version
+from bench.targets import RedisServer
 
 
 def names(targets: list) -> list[str]:
@@ -30,18 +29,6 @@ def test_picking_targets_keeps_the_base_of_the_ratios() -> None:
 def test_an_unknown_target_name_lists_the_names_there_are() -> None:
     with pytest.raises(ValueError, match=r"no target relay-9; there are: .*relay-2"):
         pick(make_targets(QUICK, RedisServer()), ["relay-2", "relay-9"])
-
-
-def test_a_version_git_does_not_know_is_one_line() -> None:
-    with pytest.raises(RuntimeError, match=r"^--baseline no-such-ref: [^\n]+$"):
-        export_version("no-such-ref", Path("/nonexistent"))
-
-
-def test_a_version_is_exported_with_its_files(tmp_path: Path) -> None:
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    tree = export_version(head, tmp_path)
-    assert (tree / "cluster" / "__init__.py").is_file() and (tree / "bench" / "app.py").is_file()
 
 
 @pytest.mark.parametrize(("ours", "theirs", "met"), [(100, 98, True), (112, 98, True),

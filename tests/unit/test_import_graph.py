@@ -8,7 +8,7 @@ reaches its runtime's class by its path in :data:`cluster.protocol.spec.RUNTIMES
 an import statement. No module of either package imports itself back through others, and
 inside ``cluster/`` no import runs up the layers of :data:`LAYERS`. Every ``import``
 statement counts, inside a function or under ``TYPE_CHECKING`` too: the files are read with
-:mod:`ast`, nothing is imported.
+:mod:`ast`, nothing is imported. What a fresh interpreter loads: tests/e2e/test_import_graph.py.
 """
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ import ast
 import configparser
 import graphlib
 import importlib.util
-import subprocess
 import sys
 from pathlib import Path
 
@@ -167,15 +166,6 @@ def test_the_workers_import_nothing_of_the_master_but_the_protocol() -> None:
 def test_the_master_never_imports_the_workers() -> None:
     assert [(where, name) for where, name in imports_in("cluster", skip=PROTOCOL)
             if name.split(".")[0] == "workers"] == []
-
-
-def test_importing_the_protocol_does_not_load_the_master() -> None:
-    """A worker's ``import cluster.protocol`` runs ``cluster/__init__.py``: it must stay lazy."""
-    code = ("import sys, cluster.protocol.frames; "
-            "print(sorted(m for m in sys.modules if m.startswith('cluster')))")
-    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True,
-                            capture_output=True, text=True).stdout
-    assert "cluster.master" not in loaded and "cluster.setup.config" not in loaded, loaded
 
 
 def test_the_packages_shipped_are_the_ones_guarded() -> None:

@@ -1,14 +1,14 @@
 """The config file (cluster/setup/config_file.py), the hooks (cluster/setup/hooks.py): no process.
 
 What a file sets, the one-line errors for what it gets wrong, the precedence of the
-command line and the environment over it, ``--print-config``, and a hook that raises or
-blocks. End to end (a real master calling the hooks): tests/test_config_hooks.py.
+command line and the environment over it, ``--print-config``, and a hook that raises. A
+hook that blocks (interrupted at its timeout): tests/e2e/test_config_file.py. End to end (a
+real master calling the hooks): tests/e2e/test_config_hooks.py.
 """
 from __future__ import annotations
 
 import logging
 import textwrap
-import time
 
 import pytest
 
@@ -171,19 +171,3 @@ def test_a_hook_that_raises_is_one_line_with_its_name(caplog):
     message = record.getMessage()
     assert message.startswith("hook when_ready raised KeyError: 'gone' (at ")
     assert "test_config_file.py:" in message and "\n" not in message
-
-
-def test_a_hook_that_blocks_is_interrupted_after_the_timeout(caplog):
-    def on_reload(master):
-        try:
-            time.sleep(120)
-        except Exception:  # noqa: BLE001 - a hook that swallows errors is still interrupted
-            time.sleep(120)
-
-    started = time.monotonic()
-    with caplog.at_level(logging.ERROR, logger="sticky_cluster.master"):
-        Hooks({"on_reload": on_reload}, timeout=0.3).call("on_reload", None)
-    assert time.monotonic() - started < 100  # it did not sleep its 120 s
-    [record] = caplog.records
-    assert record.getMessage().startswith(
-        "hook on_reload did not return within 0.3 s (hook_timeout): interrupted (at ")

@@ -4,24 +4,20 @@ A browser opens its tabs' sessions on the connections of its keep-alive pool, so
 handshake of a new tab often arrives on a connection that a worker already serves. That
 worker hands the handshake back to the master (:func:`workers.handback.goes_back`),
 which places it by ``--balance`` wherever it arrives. The decision is pure and tested
-here on request lines; the rest runs a real cluster, in every worker runtime, with one
-real keep-alive HTTP/1.1 connection that opens six Socket.IO sessions.
+here on request lines, and the master's on a fake pool; a real cluster in every worker
+runtime, with one real keep-alive connection: tests/e2e/test_keepalive_placement.py.
 """
 from __future__ import annotations
 
-import collections
-import json
 import socket
 
 import pytest
 
-from tests.support.clients import source_address
 from cluster.intake.dispatch import Dispatcher
 from cluster.setup.config import make_settings
 from tests.support.fake_pool import World, serving_world
 from cluster.protocol import frames
-from cluster.protocol.sids import encode_tag, tag_of
-from tests.support.rawclient import KeepAlive
+from cluster.protocol.sids import encode_tag
 from workers.handback import goes_back, starts_session
 
 MINE, OTHER = 7, 9
@@ -59,51 +55,6 @@ def test_starts_session_is_an_engineio_handshake(line, handshake):
 ])
 def test_goes_back(line, new_sessions, back):
     assert goes_back(line.encode(), MINE, new_sessions) is back
-
-
-# ------------------------------------------------------------------- end to end
-
-SESSIONS = 6
-
-
-def open_sessions_on_one_connection(port: int, source: str) -> list[str]:
-    """Open :data:`SESSIONS` Socket.IO sessions one after the other on one kept-alive
-    connection (as tabs of one browser do), each connected to its namespace and answering
-    an event; their Engine.IO sids."""
-    conn = KeepAlive(port, source)  # fails if the connection is ever closed and reopened
-    sids = []
-    try:
-        for ack in range(SESSIONS):
-            status, body = conn.request("GET", None)
-            assert status == 200 and body.startswith("0{"), (status, body)
-            sid = json.loads(body[1:])["sid"]
-            assert conn.request("POST", sid, "40") == (200, "OK")
-            status, body = conn.request("GET", sid)
-            assert status == 200 and body.startswith("40{"), (status, body)
-            assert conn.request("POST", sid, f'42{ack}["whoami"]') == (200, "OK")
-            status, body = conn.request("GET", sid)
-            assert status == 200 and f"43{ack}[" in body, (status, body)
-            sids.append(sid)
-    finally:
-        conn.close()
-    return sids
-
-
-def test_new_sessions_on_one_kept_alive_connection_spread(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=3)
-    sids = open_sessions_on_one_connection(cluster.port, source_address(11))
-    by_worker = collections.Counter(tag_of(sid) for sid in sids)
-    assert len(by_worker) >= 2, f"{SESSIONS} sessions on one connection, by worker: {by_worker}"
-    cluster.stop()
-    assert "Traceback" not in cluster.log, cluster.log[-3000:]
-
-
-def test_balance_ip_keeps_a_connection_s_new_sessions_where_it_is(start_cluster):
-    """With ``--balance ip`` a new session goes where the client's address does: the
-    connection's worker, without a trip through the master."""
-    cluster = start_cluster(workers=3, args=("--balance", "ip"))
-    sids = open_sessions_on_one_connection(cluster.port, source_address(12))
-    assert len({tag_of(sid) for sid in sids}) == 1
 
 
 # ------------------------------------------- the master's decision (fake pool, no fork)

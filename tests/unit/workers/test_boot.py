@@ -1,50 +1,16 @@
-"""The boot sequence's contract (:mod:`workers.boot`) and the drain's policy.
-
-Every runtime of :data:`cluster.protocol.spec.RUNTIMES` resolves to a class that implements
-:class:`workers.boot.Runtime`. Each is imported in a subprocess of its own: a green runtime
-must not meet another one in a process, and importing a runtime's class must patch nothing
-(that is :meth:`~workers.boot.Runtime.patch`'s job, in the forked worker).
+"""The drain's policy of the boot sequence (:mod:`workers.boot`), on a runtime of just enough
+parts. That every runtime resolves to a class that implements the contract, each imported in
+a process of its own: tests/e2e/test_boot.py.
 """
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
-
 from cluster.protocol.frames import Heartbeat
-from cluster.protocol.spec import RUNTIMES, WorkerSpec
-from tests.support.paths import ROOT
+from cluster.protocol.spec import WorkerSpec
 from workers.boot import DRAIN_QUIET, DRAIN_TICK, Runtime
 from workers.inbox import Inbox
-
-INSPECT = """
-import inspect, json, socket, sys
-from cluster.protocol.spec import runtime_class
-from workers.boot import Runtime
-runtime = runtime_class(sys.argv[1])
-print(json.dumps({
-    "runtime": isinstance(runtime, type) and issubclass(runtime, Runtime),
-    "abstract": sorted(getattr(runtime, "__abstractmethods__", ())),
-    "name": getattr(runtime, "name", None),
-    "patched": socket.socket.__module__ != "socket",
-    "green": sorted({"eventlet", "gevent"} & set(sys.modules)),
-}))
-"""
-
-GREEN_LIBRARY = {"eventlet": ["eventlet"], "gevent": [], "asyncio": [], "threading": []}
-"""The green library importing a runtime's class may load (gevent's loads it at boot)."""
-
-
-@pytest.mark.parametrize("name", sorted(RUNTIMES))
-def test_every_runtime_resolves_to_a_class_that_implements_the_contract(name: str) -> None:
-    found = subprocess.run([sys.executable, "-c", INSPECT, name], cwd=ROOT, check=True,
-                           capture_output=True, text=True).stdout
-    assert json.loads(found) == {"runtime": True, "abstract": [], "name": name,
-                                 "patched": False, "green": GREEN_LIBRARY[name]}
 
 
 class Drained(Runtime):

@@ -1,43 +1,28 @@
 """The runtime-neutral worker parts, on real sockets: the inbox, the asyncio link, the green
-link (with a hub of plain calls), the peer, the asyncio hand-back."""
+link (with a hub of plain calls), the peer. The asyncio hand-back, and a forked worker whose
+channel reader fails: tests/e2e/test_worker_parts.py."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-import signal
 import socket
-import threading
 
 import pytest
 
-from tests.support.waiting import wait_for
+from tests.support.worker_links import handoff, plain_hub, refuse_client
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from workers.asyncio.link import AsyncMasterLink
-from workers.asyncio.protocol import HandBackProtocol, Routing
-from workers.green_link import GreenHub, GreenMasterLink
+from workers.green_link import GreenMasterLink
 from workers.inbox import Inbox
 from workers.asyncio.peer import PeerTransport, _needs_peer
-from cluster.protocol.sids import encode_tag, make_sid
-
-
-def _handoff(master_end: socket.socket, address: tuple[str, int]) -> socket.socket:
-    """Hand one end of a fresh TCP connection over ``master_end``; return the other end."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    client = socket.create_connection(listener.getsockname())
-    served, _ = listener.accept()
-    listener.close()
-    frames.send_packet(master_end, frames.handoff_packet(address), served.fileno())
-    served.close()
-    return client
 
 
 def test_inbox_hands_clients_on_and_closes_those_after_drain():
     master_end, worker_end = frames.socket_pair()
     got = []
     inbox = Inbox(lambda sock, address, preface: got.append((sock, address, preface)))
-    client = _handoff(master_end, ("10.1.2.3", 4567))
+    client = handoff(master_end, ("10.1.2.3", 4567))
     inbox.feed(*frames.receive_packet(worker_end))
     [(sock, address, preface)] = got
     assert address == ("10.1.2.3", 4567) and preface == b""
@@ -45,7 +30,7 @@ def test_inbox_hands_clients_on_and_closes_those_after_drain():
     assert client.recv(4) == b"ping"
     sock.close()
     inbox.closed = True
-    late = _handoff(master_end, ("10.1.2.4", 1))
+    late = handoff(master_end, ("10.1.2.4", 1))
     inbox.feed(*frames.receive_packet(worker_end))
     assert len(got) == 1
     late.settimeout(5)
@@ -171,95 +156,8 @@ def test_only_a_differing_address_needs_a_peer_transport():
         sock.close()
 
 
-class Recorder(asyncio.Protocol):
-    """A server protocol that records what it is fed; ``idle`` is what it says of itself."""
-
-    def __init__(self) -> None:
-        self.fed = b""
-        self.idle = True
-        self.lost = asyncio.get_running_loop().create_future()
-
-    def data_received(self, data: bytes) -> None:
-        self.fed += data
-
-    def connection_lost(self, exc) -> None:
-        self.lost.set_result(exc)
-
-
-def _routing_run(chunks: list[bytes], preface: bytes = b"", busy: bool = False):
-    """Serve one real TCP connection through a HandBackProtocol of worker 7; send ``chunks``.
-
-    Returns (what the server protocol was fed, the hand-backs, whether the client's
-    connection was still open for the fd handed back).
-    """
-    async def main():
-        handed = []
-        routing = Routing(7, lambda fd, address, data: handed.append((os.dup(fd), address, data)),
-                          lambda server: server.idle)
-        listener = socket.create_server(("127.0.0.1", 0))
-        client = socket.create_connection(listener.getsockname())
-        served, _ = listener.accept()
-        listener.close()
-        loop = asyncio.get_running_loop()
-        server = Recorder()
-        server.idle = not busy
-        await loop.connect_accepted_socket(
-            lambda: HandBackProtocol(server, server, routing, ("10.0.0.1", 5), preface), served)
-        for chunk in chunks:
-            client.sendall(chunk)
-            await asyncio.sleep(0.05)
-        if handed:
-            await asyncio.wait_for(server.lost, 10)
-        alive = []
-        for fd, _address, _data in handed:
-            with socket.socket(fileno=fd) as copy:
-                copy.sendall(b"from the owner")
-                alive.append(client.recv(14) == b"from the owner")
-        client.close()
-        return server.fed, [(address, data) for _fd, address, data in handed], alive
-
-    return asyncio.run(asyncio.wait_for(main(), 30))
-
-
-def _get(tag: int) -> bytes:
-    """A polling GET of a (new random) session of worker ``tag``."""
-    return (f"GET /socket.io/?EIO=4&transport=polling&sid={make_sid(encode_tag(tag))} HTTP/1.1\r\n"
-            "Host: x\r\n\r\n").encode()
-
-
-def test_a_request_of_another_worker_is_handed_back_with_its_bytes_unfed():
-    mine, other = _get(7), _get(9)
-    fed, handed, alive = _routing_run([mine, other[:20], other[20:]])
-    assert fed == mine
-    assert handed == [(("10.0.0.1", 5), other)] and alive == [True]
-
-
-def test_a_resumed_connection_serves_its_first_request_here_then_hands_back_again():
-    first, then = _get(9), _get(11)
-    fed, handed, _alive = _routing_run([then], preface=first)
-    assert fed == first
-    assert handed == [(("10.0.0.1", 5), then)]
-
-
-def test_a_busy_server_keeps_the_next_request_and_an_upgrade_keeps_the_connection():
-    mine, other = _get(7), _get(9)
-    fed, handed, _alive = _routing_run([mine, other], busy=True)
-    assert fed == mine + other and handed == []  # pipelined: served here
-    upgrade = mine.replace(b"\r\n\r\n", b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-    fed, handed, _alive = _routing_run([upgrade, other])
-    assert fed == upgrade + other and handed == []  # after an upgrade the bytes are frames
-
-
 class _Stop(BaseException):
     """Ends a link's read loop from the hub's wait."""
-
-
-def _plain_hub(spawned: list | None = None, **waits) -> GreenHub:
-    """A green hub of plain calls in place of eventlet's or gevent's: ``spawn`` keeps the
-    function in ``spawned``; ``read``/``write`` are the waits (default: return at once)."""
-    return GreenHub(spawn=(spawned if spawned is not None else []).append,
-                    wait_readable=waits.get("read", lambda fd: None),
-                    wait_writable=waits.get("write", lambda fd: None), lock=threading.Lock)
 
 
 def test_green_link_reads_in_the_hubs_green_thread_and_waits_through_the_hub():
@@ -271,9 +169,9 @@ def test_green_link_reads_in_the_hubs_green_thread_and_waits_through_the_hub():
 
     spawned: list = []
     link = GreenMasterLink(worker_end, lambda *client: got.append(client),
-                           _plain_hub(spawned, read=nothing_more))
+                           plain_hub(spawned, read=nothing_more))
     link.start()
-    client = _handoff(master_end, ("10.1.2.7", 8))
+    client = handoff(master_end, ("10.1.2.7", 8))
     [read_forever] = spawned
     with pytest.raises(_Stop):  # it reads the hand-off, then waits for more through the hub
         read_forever()
@@ -302,7 +200,7 @@ def test_green_link_waits_through_the_hub_while_the_channel_is_full_and_keeps_th
             kind, payload = reassembler.feed(packet)
             received.append(int(payload))
 
-    link = GreenMasterLink(worker_end, lambda *_: None, _plain_hub(write=master_reads))
+    link = GreenMasterLink(worker_end, lambda *_: None, plain_hub(write=master_reads))
     for number in range(2000):
         link.send(Kind.HEARTBEAT, str(number).encode())
     master_reads(-1)
@@ -314,7 +212,7 @@ def test_green_link_waits_through_the_hub_while_the_channel_is_full_and_keeps_th
 
 def test_green_link_drops_a_message_over_the_limit_and_closes_its_fd():
     master_end, worker_end = frames.socket_pair()
-    link = GreenMasterLink(worker_end, lambda *_: None, _plain_hub())
+    link = GreenMasterLink(worker_end, lambda *_: None, plain_hub())
     spare = os.dup(master_end.fileno())
     link.send(Kind.PUBLISH, b"x" * (frames.MAX_MESSAGE + 1), spare)
     with pytest.raises(OSError):
@@ -364,63 +262,10 @@ def test_a_handed_off_tcp_client_sends_without_delay_and_a_unix_one_is_left_alon
         sock.close()
 
 
-def _boom(*_client) -> None:
-    raise RuntimeError("the runtime could not take the client")
-
-
-def _read_in_a_child(link_kind: str, worker_end: socket.socket, stderr: int) -> None:
-    """In a forked child: read the channel with a link whose ``on_client`` raises; never return."""
-    code = 99
-    try:
-        logging.getLogger("sticky_cluster.worker").addHandler(
-            logging.StreamHandler(open(stderr, "w", closefd=False)))
-        if link_kind == "green":
-            spawned: list = []
-            GreenMasterLink(worker_end, _boom, _plain_hub(spawned)).start()
-            spawned[0]()
-        else:
-            loop = asyncio.new_event_loop()
-            AsyncMasterLink(worker_end, _boom, loop).start()
-            loop.run_forever()
-    finally:
-        os._exit(code)
-
-
-@pytest.mark.e2e
-@pytest.mark.parametrize("link_kind", ["green", "asyncio"])
-def test_a_worker_whose_channel_reader_fails_exits_non_zero_to_be_replaced(link_kind):
-    """It used to keep heartbeating with a dead reader: every client sent to it was lost."""
-    master_end, worker_end = frames.socket_pair()
-    client = _handoff(master_end, ("10.1.2.9", 9))
-    read_log, write_log = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        _read_in_a_child(link_kind, worker_end, write_log)
-    os.close(write_log)
-
-    def exited() -> tuple[int] | None:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        return (status,) if done else None
-
-    try:
-        (status,) = wait_for(exited, 30, what="the worker to exit")
-    except AssertionError:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        raise
-    with os.fdopen(read_log) as said:
-        log = said.read()
-    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 1, (status, log)
-    assert f"worker {pid}: its channel reader failed; it exits to be replaced" in log
-    assert "RuntimeError: the runtime could not take the client" in log
-    for each in (client, master_end, worker_end):
-        each.close()
-
-
 def test_a_hand_off_whose_socket_did_not_arrive_is_logged_once_per_burst(caplog):
     """Out of file descriptors, the kernel drops the fd of a hand-off: say so, not per client."""
     master_end, worker_end = frames.socket_pair()
-    inbox = Inbox(_boom)
+    inbox = Inbox(refuse_client)
     for _ in range(50):
         frames.send_packet(master_end, frames.handoff_packet(("10.1.2.10", 1)))
         inbox.feed(*frames.receive_packet(worker_end))

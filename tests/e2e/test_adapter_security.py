@@ -17,8 +17,6 @@ from tests.support.brokers import RedisNode, plain_args
 from tests.support.masters import cli
 from tests.support.ports import free_port
 
-pytestmark = pytest.mark.e2e
-
 PASSWORD = "s3cret-Pa55"
 CHANNEL = "sticky-secure"
 ACL_USER = (f"app on >{PASSWORD} resetchannels &{CHANNEL} "

@@ -15,7 +15,6 @@ from tests.support.paths import ROOT
 from tests.support.ports import free_port
 
 
-@pytest.mark.e2e
 def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
     port = free_port()
     for url in (f"redis://app:s3cret@127.0.0.1:{port}/0",
@@ -30,7 +29,6 @@ def test_unreachable_brokers_are_one_line_naming_the_url_without_password():
         assert "s3cret" not in error
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("credentials, query", [(":s3cret@", ""), ("", "?password=s3cret")])
 def test_the_check_takes_the_url_on_stdin_not_argv(credentials, query):
     port = free_port()
@@ -43,7 +41,6 @@ def test_the_check_takes_the_url_on_stdin_not_argv(credentials, query):
     assert "s3cret" not in done.stdout + done.stderr
 
 
-@pytest.mark.e2e
 def test_the_start_up_error_masks_a_password_given_in_the_query():
     port = free_port()
     result = cli("run", "tests.apps.chat:sio", "--bind", f"127.0.0.1:{free_port()}",

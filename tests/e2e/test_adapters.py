@@ -5,14 +5,10 @@ import asyncio
 import contextlib
 import time
 
-import pytest
-
 from tests.support.brokers import RedisNode, broadcast_stream, plain_args
 from tests.support.clients import (connected, room_broadcast_reaches_every_worker, run,
                                    source_address)
 from tests.support.ports import free_port
-
-pytestmark = pytest.mark.e2e
 
 
 def test_flask_socketio_app_from_a_factory(start_cluster):

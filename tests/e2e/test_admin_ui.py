@@ -8,8 +8,6 @@ import pytest
 
 from tests.support.clients import connected, run, source_address
 
-pytestmark = pytest.mark.e2e
-
 ADMIN_APPS = {"eventlet": "tests.apps.admin:sio", "asgi": "tests.apps.asgi_admin:app",
               "threading": "tests.apps.threading_admin:sio"}
 """An app that calls ``sio.instrument()`` at import, per runtime: a Server, an AsyncServer."""

@@ -25,7 +25,7 @@ from tests.support.clients import (UNICAST_APP as APP, peers, received,
 from tests.support.masters import cli
 from tests.support.ports import free_port
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("rabbitmq")]  # one private node
+pytestmark = pytest.mark.xdist_group("rabbitmq")  # one private node
 
 SERVICE_URL = "amqp://guest:guest@127.0.0.1:5672//"
 

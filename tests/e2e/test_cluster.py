@@ -21,8 +21,6 @@ from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.fixture(scope="module", params=[
     pytest.param(target, id=name, marks=pytest.mark.xdist_group(f"cluster-{name}"))

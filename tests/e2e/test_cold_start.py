@@ -14,13 +14,9 @@ import socket
 import threading
 import time
 
-import pytest
-
 from tests.support.clients import source_address
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
-
-pytestmark = pytest.mark.e2e
 
 HANDSHAKE = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.0\r\nHost: test\r\n\r\n"
 

@@ -13,14 +13,10 @@ import signal
 import textwrap
 import urllib.request
 
-import pytest
-
 from tests.support.clients import connected, run, source_address
 from tests.support.masters import cli, gone
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_for
-
-pytestmark = pytest.mark.e2e
 
 HOOKS_FILE = """\
 import os

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shlex
 
-import pytest
 import yaml
 
 from cluster.setup import options
@@ -16,7 +15,6 @@ from tests.support.paths import ROOT
 DEPLOY = ROOT / "examples" / "deploy"
 
 
-@pytest.mark.e2e
 def test_the_command_line_says_a_bad_port_in_one_line_and_a_flag_wins_over_it():
     result = cli("run", "tests.apps.chat:sio", "--check", env={"PORT": "http"})
     assert result.returncode != 0
@@ -57,7 +55,6 @@ def seconds_of(args: list[str], flag: str) -> float:
     return float(next(o.default for o in options.OPTIONS if o.long_flag == flag))
 
 
-@pytest.mark.e2e
 def test_the_dockerfiles_command_is_a_valid_sticky_cluster_command_line():
     command, env = dockerfile()
     assert command[:2] == ["sticky-cluster", "run"] and env["PORT"].isdigit()
@@ -67,7 +64,6 @@ def test_the_dockerfiles_command_is_a_valid_sticky_cluster_command_line():
     assert result.stdout.startswith("ok: examples.chat:app loads")
 
 
-@pytest.mark.e2e
 def test_the_kubernetes_deployment_probes_healthz_and_outlives_the_drain():
     pod = deployment()["spec"]["template"]["spec"]
     (container,) = pod["containers"]

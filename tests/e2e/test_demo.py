@@ -20,8 +20,6 @@ from tests.support.masters import ClusterProcess
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
 
-pytestmark = pytest.mark.e2e
-
 VENV = Path(sys.executable).parent.parent
 
 

@@ -20,8 +20,6 @@ from tests.support.clients import Stream, connected, crowd, disconnect, run, sou
 from tests.support.masters import RUNTIME_TARGETS, gone
 from tests.support.ports import free_port
 
-pytestmark = pytest.mark.e2e
-
 
 def refused(port: int) -> bool:
     """Whether a connection to 127.0.0.1:``port`` is refused (nothing listens)."""

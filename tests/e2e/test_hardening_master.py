@@ -34,8 +34,6 @@ from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
-
 MODES = ("heartbeat", "mixed", "unknown", "huge", "master-kind", "short")
 REASONS = {
     "heartbeat": "heartbeat field",

@@ -13,7 +13,6 @@ import pytest
 from tests.support.paths import ROOT
 
 
-@pytest.mark.e2e
 @pytest.mark.long
 def test_make_dist_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     dist = tmp_path / "dist"

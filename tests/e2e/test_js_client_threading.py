@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.paths import ROOT
 
-pytestmark = [pytest.mark.e2e, pytest.mark.long]
+pytestmark = pytest.mark.long
 
 SCRIPT = ROOT / "tests" / "js" / "threading_clients.js"
 WEBSOCKET_CLIENTS = 12

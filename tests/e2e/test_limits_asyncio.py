@@ -30,8 +30,6 @@ from tests.support.masters import RUNTIME_TARGETS
 from tests.support.waiting import wait_for
 from tests.e2e.test_worker_limits import closed_by_server, open_silent, pytest_raises_closed
 
-pytestmark = pytest.mark.e2e
-
 TARGETS = [pytest.param(RUNTIME_TARGETS["asgi"], id="asgi"),
            pytest.param(RUNTIME_TARGETS["aiohttp"], id="aiohttp")]
 SMALL_LIMIT_TARGETS = [pytest.param("tests.apps.asyncio_limits:asgi", id="asgi"),

@@ -1,6 +1,6 @@
 """What one client can make a gevent worker wait for, hold or do, against a real cluster.
 
-The attacks the eventlet worker survives (tests/test_worker_limits.py), against forked
+The attacks the eventlet worker survives (tests/e2e/test_worker_limits.py), against forked
 gevent workers over real sockets: a permessage-deflate bomb and a header bomb leave the
 worker within 100 MB of where it started, the sockets closed and other clients served;
 silent, half-sent and idle keep-alive connections are closed at their timeouts; a POST
@@ -26,8 +26,6 @@ from tests.support.waiting import wait_for
 from cluster.protocol.sids import tag_of
 from tests.e2e.test_worker_limits import (closed_by_server, open_silent, outlive_both_timeouts,
                                           pytest_raises_closed, worker)
-
-pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.gevent_limits:app"
 CHAT = "tests.apps.gevent_chat:sio"

@@ -39,8 +39,6 @@ from tests.support.waiting import wait_for
 from tests.support.pages import every_page
 from tests.support.rawclient import KeepAlive, two_sessions_on_two_workers
 
-pytestmark = pytest.mark.e2e
-
 CHROMIUM = "/usr/bin/chromium"
 
 

@@ -49,7 +49,6 @@ def _app_dir(tmp_path: Path, *, package: bool = False) -> Path:
     return app_dir
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("package", [False, True], ids=["workers.py", "workers/"])
 def test_modules_named_like_ours_beside_the_app_never_run(tmp_path, package):
     app_dir = _app_dir(tmp_path, package=package)
@@ -78,7 +77,6 @@ def test_modules_named_like_ours_beside_the_app_never_run(tmp_path, package):
     assert all(cluster.log.index(line) < ready for line in warnings)
 
 
-@pytest.mark.e2e
 def test_an_app_module_named_like_ours_is_refused_in_one_line(tmp_path):
     app_dir = _app_dir(tmp_path)
     result = subprocess.run([STICKY_CLUSTER, "run", "workers:sio", "--bind",
@@ -90,7 +88,6 @@ def test_an_app_module_named_like_ours_is_refused_in_one_line(tmp_path):
     assert not list(app_dir.rglob("*.ran"))
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("statement", ["import workers", "from cluster import helpers"])
 def test_an_app_that_imports_its_own_module_named_like_ours_is_refused_before_any_fork(
         tmp_path, statement):

@@ -9,7 +9,7 @@ Socket.IO client (an ``Origin`` header, as every browser sends) then does what a
 does: the polling handshake, the upgrade to websocket, an event and its answer. The app
 keeps python-socketio's default CORS policy, as a user's app does.
 
-The systemd units of the docs are run by ``tests/test_operations.py``; here
+The systemd units of the docs are run by ``tests/e2e/test_operations.py``; here
 ``systemd-analyze verify`` checks them as systemd would load them.
 """
 from __future__ import annotations
@@ -33,8 +33,6 @@ from tests.support.waiting import wait_for
 from tests.support.pages import every_page, page, page_names
 from tests.e2e.test_operations import readme_unit
 
-pytestmark = pytest.mark.e2e
-
 APP = "tests.apps.same_origin:sio"
 STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 """Debian's nginx builds the stream module as a dynamic module (libnginx-mod-stream)."""
@@ -50,7 +48,7 @@ CONFIGS = {
 """The first line of each configuration the docs show -> whose address the app sees
 (``client``: the balancer conveys it; ``proxy``: the balancer's own)."""
 TLS_CONFIG = "# /etc/haproxy/haproxy.cfg: TLS terminated here, PROXY v2 to the cluster"
-"""Run, with a certificate and an https client, by ``tests/test_tls_proxy.py``."""
+"""Run, with a certificate and an https client, by ``tests/e2e/test_tls_proxy.py``."""
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
 

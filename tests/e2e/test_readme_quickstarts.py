@@ -21,8 +21,6 @@ from tests.support.masters import ClusterProcess
 from tests.support.ports import free_port
 from tests.support.pages import page
 
-pytestmark = pytest.mark.e2e
-
 QUICK_STARTS = page("quick-starts")
 SECTION = re.compile(r"^## (Quick start: .+?)\n(.*?)(?=^## |\Z)", re.S | re.M)
 APP_FILE = re.compile(r"^```python\n(# app\.py\n.*?)^```\n", re.S | re.M)

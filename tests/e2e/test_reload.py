@@ -17,8 +17,6 @@ import pytest
 from tests.support.clients import connected, run, source_address
 from tests.support.masters import cli
 
-pytestmark = pytest.mark.e2e
-
 APP = """\
 import socketio
 

@@ -20,7 +20,6 @@ from typing import AsyncIterator
 
 import aiohttp
 import psutil
-import pytest
 import socketio
 
 from tests.support.clients import disconnect, run, source_address
@@ -28,8 +27,6 @@ from cluster.intake.pending import PENDING_LIMIT
 from tests.support.waiting import wait_for
 from tests.support.rawclient import RawClient, in_threads, tcp_from, unix_at
 from cluster.protocol.sids import encode_tag, tag_of
-
-pytestmark = pytest.mark.e2e
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 PEEK_TIMEOUT = 8

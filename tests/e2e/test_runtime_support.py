@@ -430,7 +430,6 @@ def refused(option: str, server: str) -> None:
 
 # ---------------------------------------------------------------------------- the walk
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("server", [
     pytest.param(server, marks=pytest.mark.xdist_group(f"support-{server}"))
     for server in SERVERS], indirect=True)
@@ -442,7 +441,6 @@ def test_cell(row, server, request):
     PROBES[row](request.getfixturevalue("walk_cluster"), server)
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("check", [False, True], ids=["run", "check"])
 def test_an_adapter_the_runtime_has_no_manager_for_is_refused_before_any_fork(check):
     """An ``amqp://`` adapter for an asyncio app: one line naming the URL without its

@@ -17,7 +17,6 @@ from tests.support.masters import cli
 from tests.support.ports import free_port
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("target, args, env, message", [
     ("tests.apps.fastapi_chat:app", ("--worker-class", "eventlet"), None,
      "needs the asyncio worker class, not eventlet"),

@@ -8,8 +8,6 @@ from tests.support.clients import room_broadcast_reaches_every_worker, run
 from tests.support.masters import cli
 from tests.support.ports import free_port
 
-pytestmark = pytest.mark.e2e
-
 
 @pytest.mark.long
 def test_primary_killed_broadcasts_resume_no_crash_no_disconnect(start_cluster, tmp_path):

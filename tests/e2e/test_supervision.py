@@ -25,8 +25,6 @@ from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
-
 
 # ----------------------------------------------------------------- helpers
 
@@ -443,7 +441,7 @@ def test_term_under_load_lets_a_request_in_flight_finish(start_cluster):
 def test_cli_helpers_act_on_a_running_master(start_cluster, tmp_path):
     pid_file = tmp_path / "master.pid"
     # The signal way: the control socket is elsewhere, so the commands find no PID_FILE.ctl
-    # (tests/test_operations.py tests the control socket).
+    # (tests/e2e/test_operations.py tests the control socket).
     cluster = start_cluster(workers=2, args=("--pid", str(pid_file), "--graceful-timeout", "2",
                                              "--control", str(tmp_path / "elsewhere.ctl")))
     assert pid_file.read_text().strip() == str(cluster.pid)

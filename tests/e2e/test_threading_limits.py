@@ -16,13 +16,10 @@ import time
 import zlib
 
 import psutil
-import pytest
 
 from tests.support import rawclient
 from tests.support.waiting import wait_for
 from tests.e2e.test_worker_limits import closed_by_server, open_silent
-
-pytestmark = pytest.mark.e2e
 
 APP = "tests.apps.threading_chat:app"
 MB = 1_000_000

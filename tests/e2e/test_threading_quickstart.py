@@ -22,8 +22,6 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 from tests.support.pages import page
 
-pytestmark = pytest.mark.e2e
-
 SECTION = "## Quick start: threading (Flask-SocketIO)"
 CLIENTS = 12
 

@@ -28,8 +28,6 @@ from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 from tests.e2e.test_readme_proxies import TLS_CONFIG, readme_config
 
-pytestmark = pytest.mark.e2e
-
 FORWARDED = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "chat.example.com"}
 
 

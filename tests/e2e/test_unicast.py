@@ -24,8 +24,6 @@ from tests.support.brokers import RedisNode
 from tests.support.masters import ClusterProcess, shared_cluster
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
-
 ASYNC_APP = "tests.apps.asgi_unicast:app"
 
 

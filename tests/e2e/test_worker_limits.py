@@ -22,8 +22,6 @@ from tests.support import rawclient
 from tests.support.clients import connected, run, wait_upgraded
 from tests.support.waiting import wait_for
 
-pytestmark = pytest.mark.e2e
-
 SILENT = 2000
 APP = "tests.apps.limits:app"
 

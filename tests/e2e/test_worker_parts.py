@@ -118,7 +118,6 @@ def _read_in_a_child(link_kind: str, worker_end: socket.socket, stderr: int) -> 
         os._exit(code)
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("link_kind", ["green", "asyncio"])
 def test_a_worker_whose_channel_reader_fails_exits_non_zero_to_be_replaced(link_kind):
     """It used to keep heartbeating with a dead reader: every client sent to it was lost."""

@@ -197,7 +197,7 @@ def _defined_in(module: str) -> set[str]:
 
 def test_the_paths_in_the_protocol_name_what_the_master_calls() -> None:
     """A path is a string, not an import: a typo here would surface only in a worker.
-    (What a runtime's class must implement: tests/test_boot.py.)"""
+    (What a runtime's class must implement: tests/e2e/test_boot.py.)"""
     from cluster.protocol.spec import LOADER, RUNTIMES
 
     for path in RUNTIMES.values():

@@ -3,7 +3,7 @@
 It covers every worker-side option and every server, agrees with the runtimes and the
 managers the workers have, makes docs/runtimes.md's table, and drives the master's refusal of an
 option (or an adapter) the app's runtime does not hold. The end-to-end walk of its cells
-is tests/test_runtime_support.py.
+is tests/e2e/test_runtime_support.py.
 """
 from __future__ import annotations
 

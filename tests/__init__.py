@@ -1,2 +1,2 @@
 """The test suite: tests/unit (no process started), tests/e2e (real processes), their shared
-helpers in tests/support, and the apps and scripts the end-to-end tests run (tests/apps, tests/js)."""
+helpers in tests/support, and what the end-to-end tests run (tests/apps, tests/js)."""

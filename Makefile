@@ -28,8 +28,8 @@ TEST_PROCESSES ?= 4
 test: install  ## the whole test suite, in parallel
 	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
 
-test-unit: install  ## the unit part alone (no process started), in seconds
-	$(PY) -m pytest -q -m "not e2e"
+test-unit: install  ## the unit part alone (tests/unit: no process started, no sleep), in seconds
+	$(PY) -m pytest -q tests/unit
 
 bench: install  ## the benchmark; writes docs/benchmarks.md and docs/benchmarks.png
 	$(PY) -m bench.run

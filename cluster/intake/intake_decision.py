@@ -7,7 +7,7 @@ the bytes peeked so far, how long the connection has waited, a few facts about i
 :class:`Wait`, :class:`Route`, :class:`Refuse` or :class:`Closed` out. It never touches
 a socket or a clock, so every combination of ``--route``, ``--proxy-protocol``,
 ``--forwarded-allow-ips`` and ``--peek-timeout`` is tested on recorded bytes
-(``tests/test_intake_decision.py``).
+(``tests/unit/cluster/test_intake_decision.py``).
 
 The rules, in order:
 

@@ -1,8 +1,9 @@
 """The protocol between the master (``cluster/``) and its workers (``workers/``).
 
 Both sides import this package and it imports neither (the workers import nothing else
-of ``cluster``), nor anything outside the standard library (``tests/test_import_graph.py``
-checks it): whatever the two sides must agree on lives here, one module per concern.
+of ``cluster``), nor anything outside the standard library
+(``tests/unit/test_import_graph.py`` checks it): whatever the two sides must agree on lives
+here, one module per concern.
 
 - :mod:`cluster.protocol.frames`: the messages over each worker's socket pair (kinds, framing
   and reassembly, the hand-off and resume packets, the validated parsers of what a

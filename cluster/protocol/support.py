@@ -11,7 +11,7 @@ refuses it. :data:`DEFLATE` says what each server does with permessage-deflate.
   that the app's runtime does not hold (:func:`refusal`, called by ``cluster.setup.preflight``
   once the runtime is known), and an adapter URL of a broker family the runtime has no
   manager for (:data:`ADAPTER_FAMILIES`);
-- ``tests/test_runtime_support.py`` walks it: one end-to-end probe per cell, which shows
+- ``tests/e2e/test_runtime_support.py`` walks it: one end-to-end probe per cell, which shows
   the option's effect, or the master's refusal line.
 
 A cell is true of the code it names; a change there changes the cell. Standard library

@@ -1,0 +1,186 @@
+"""The threading worker's parts, without a cluster: the pool, the HTTP request over a
+socket pair, the bounded inflate of a websocket message."""
+from __future__ import annotations
+
+import socket
+import threading
+import zlib
+
+import pytest
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
+
+from tests.support.waiting import wait_for
+from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
+                                     serve_request)
+from workers.threading.pool import ThreadPool
+from workers.threading.websocket import BoundedDeflate
+
+
+# ------------------------------------------------------------------------ the pool
+
+def test_the_pool_is_full_when_every_thread_is_busy_and_gives_back_what_waited_too_long():
+    now = [100.0]
+    release = threading.Event()
+    started = threading.Semaphore(0)
+
+    def run(item):
+        started.release()
+        release.wait(30)
+
+    pool = ThreadPool(2, run, clock=lambda: now[0])
+    pool.submit("a")
+    pool.submit("b")
+    assert started.acquire(timeout=10) and started.acquire(timeout=10)
+    assert pool.busy == 2 and pool.full
+    pool.submit("c")
+    assert pool.waiting == 1
+    now[0] += 2.0
+    assert pool.expired(3.0) == []
+    now[0] += 2.0
+    assert pool.expired(3.0) == ["c"] and pool.waiting == 0
+    release.set()
+
+
+def test_the_pool_starts_threads_only_up_to_its_size_and_runs_everything():
+    done = []
+    lock = threading.Lock()
+
+    def run(item):
+        with lock:
+            done.append(item)
+
+    pool = ThreadPool(3, run)
+    for item in range(200):
+        pool.submit(item)
+    wait_for(lambda: len(done) == 200, 30, what="every item to run")
+    assert sorted(done) == list(range(200))
+    assert pool._threads <= 3
+
+
+# ------------------------------------------------------------------------ HTTP on a thread
+
+def _request(wire: bytes) -> tuple[Connection, socket.socket]:
+    server, client = socket.socketpair()
+    conn = Connection(server, ("127.0.0.9", 4242), bytearray(wire))
+    assert head_end(conn) is not None
+    parse_head(conn)
+    return conn, client
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_kept_alive_request_is_answered_with_its_length_and_leaves_the_next_bytes():
+    seen = {}
+
+    def app(environ, start_response):
+        seen.update(environ)
+        body = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"got ", body]
+
+    conn, client = _request(b"POST /p%20q?x=1 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+                            b"X-A: 1\r\nX-A: 2\r\n\r\nabcGET /next")
+    assert serve_request(conn, app, {"wsgi.url_scheme": "http"}, 5) == KEEP
+    assert bytes(conn.buffer) == b"GET /next"
+    conn.sock.close()
+    answer = _read_all(client)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"content-length: 7" in answer.lower()
+    assert answer.endswith(b"\r\n\r\ngot abc")
+    assert (seen["PATH_INFO"], seen["QUERY_STRING"], seen["REMOTE_ADDR"]) == ("/p q", "x=1",
+                                                                             "127.0.0.9")
+    assert seen["HTTP_X_A"] == "1,2" and seen["CONTENT_LENGTH"] == "3"
+
+
+def test_a_streamed_answer_is_chunked_and_connection_close_closes():
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        yield b"one"
+        yield b"two"
+
+    conn, client = _request(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert serve_request(conn, app, {}, 5) == KEEP
+    conn.sock.close()
+    assert _read_all(client).endswith(b"\r\n\r\n3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n")
+
+    conn, client = _request(b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+    assert serve_request(conn, app, {}, 5) == CLOSE
+    assert b"one" in _read_all(client)
+
+
+def test_an_exception_is_a_bare_500_and_a_websocket_that_takes_the_socket_is_left_open(caplog):
+    def broken(environ, start_response):
+        raise RuntimeError("secret")
+
+    conn, client = _request(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert serve_request(conn, broken, {}, 5) == CLOSE
+    answer = _read_all(client)
+    assert answer.startswith(b"HTTP/1.1 500 ") and b"secret" not in answer
+    assert "secret" in caplog.text
+
+    def takes(environ, start_response):
+        environ["gunicorn.socket"].sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        return []
+
+    conn, client = _request(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                            b"Connection: Upgrade\r\n\r\n")
+    assert serve_request(conn, takes, {}, 5) == TAKEN
+    assert conn.sock.fileno() != -1  # not closed: the websocket owns it
+    conn.sock.close()
+    assert _read_all(client) == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+
+# ------------------------------------------------------------------------ bounded inflate
+
+def _server_with_deflate(limit: int) -> tuple[WSConnection, BoundedDeflate]:
+    extension = BoundedDeflate()
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\n"
+                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n"
+                        b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    assert isinstance(next(server.events()), Request)
+    server.send(AcceptConnection(extensions=[extension]))
+    extension.max_message = limit
+    return server, extension
+
+
+def _compressed_frame(message: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    payload = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    payload = payload[:-4]
+    mask = b"\x01\x02\x03\x04"
+    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
+    size = len(payload)
+    head = bytes((0xC1,)) + (bytes((0x80 | size,)) if size < 126 else
+                             bytes((0x80 | 126,)) + size.to_bytes(2, "big"))
+    return head + mask + masked
+
+
+@pytest.mark.parametrize("size, allowed", [(900, True), (1000, True), (1001, False),
+                                           (50_000_000, False)])
+def test_a_compressed_message_never_inflates_past_the_limit(size, allowed):
+    server, extension = _server_with_deflate(1000)
+    server.receive_data(_compressed_frame(b"a" * size))
+    events = list(server.events())
+    if allowed:
+        assert "".join(e.data for e in events if isinstance(e, TextMessage)) == "a" * size
+    else:
+        assert [type(e) for e in events] == [CloseConnection]
+        assert events[0].code == 1009
+        assert extension._inflated <= 1001
+
+
+def test_the_limit_is_per_message():
+    server, _extension = _server_with_deflate(1000)
+    for _ in range(5):
+        server.receive_data(_compressed_frame(b"b" * 800))
+    texts = [e.data for e in server.events() if isinstance(e, TextMessage)]
+    assert texts == ["b" * 800] * 5

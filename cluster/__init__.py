@@ -1,4 +1,5 @@
-"""sticky-cluster: python-socketio on several worker processes (eventlet, gevent or asyncio), sticky by client.
+"""sticky-cluster: python-socketio on several worker processes (eventlet, gevent, asyncio or
+threading), sticky by client.
 
 Embed it with :class:`Master`; run it with the ``sticky-cluster`` command.
 

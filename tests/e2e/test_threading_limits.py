@@ -16,6 +16,7 @@ import time
 import zlib
 
 import psutil
+import pytest
 
 from tests.support import rawclient
 from tests.support.waiting import wait_for
@@ -282,3 +283,32 @@ def test_a_fragmented_oversized_message_is_refused_as_it_arrives(start_cluster):
     assert sent < 39, "the worker read all 36 MB"
     assert peak - before < 30 * MB, f"RSS grew {(peak - before) / MB:.0f} MB"
     assert not prober.failed, prober.failed[:3]
+
+
+@pytest.mark.parametrize("target", [APP, "tests.apps.gevent_limits:app"],
+                         ids=["threading", "gevent"])
+def test_a_big_frame_is_charged_its_bytes_and_16_kib_once(target, start_cluster):
+    """--websocket-rate charges each frame its payload and 16 KiB once, however many
+    reads it takes: 6 frames of 400 KB cost 2.5 MB, 1.5 MB past the burst, about 3 s at
+    500,000 bytes/s (16 KiB per 4 KiB read would make it 12 MB and 22 s)."""
+    calls, size = 6, 400_000
+    cluster = start_cluster(target, workers=1, args=("--websocket-rate", "500000"))
+    sock = rawclient.websocket(cluster.port, "127.0.0.2", timeout=60)
+    sock.sendall(rawclient.frame(1, b"40"))
+    while not rawclient.read_frame(sock)[1].startswith(b"40"):  # after a noop ("6")
+        pass
+    message = rawclient.frame(1, b'421["whoami","' + b"a" * size + b'"]')
+    started = time.monotonic()
+    sock.sendall(message * calls)
+    answered = 0
+    while answered < calls:
+        payload = rawclient.read_frame(sock)[1]
+        if payload == b"2":  # a ping
+            sock.sendall(rawclient.frame(1, b"3"))
+        else:
+            assert payload.startswith(b"431["), payload[:200]
+            answered += 1
+    took = time.monotonic() - started
+    sock.close()
+    print(f"\n{calls} frames of {size} bytes answered in {took:.1f} s")
+    assert 1.5 < took < 12, f"{calls} frames of {size} bytes answered in {took:.1f} s"

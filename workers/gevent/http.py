@@ -44,7 +44,7 @@ from gevent import pywsgi
 
 from ..limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, REFUSAL_WAIT,
                       RESPONSE_503, HttpLimits, body_refusal, refusal_line)
-from .websocket import TAKEN_OVER
+from ..simple_websocket_limits import TAKEN_OVER
 
 log = logging.getLogger("sticky_cluster.worker")
 

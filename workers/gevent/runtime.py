@@ -7,7 +7,7 @@ by ``gevent.pywsgi`` (``WSGIServer.handle`` in a greenlet of a pool of
 handler, which applies the worker's HTTP limits; under ``--route sid`` with
 :mod:`workers.gevent.protocol`'s handler on top, which hands a request for another worker's
 session back to the master. Websockets are simple-websocket's with the worker's websocket
-limits (:mod:`workers.gevent.websocket`), whether gevent-websocket is installed or not (its
+limits (:mod:`workers.simple_websocket_limits`), whether gevent-websocket is installed or not (its
 messages cannot be bounded). A socket handed over while the pool is full is answered ``503``
 (the heartbeat has told the master, which places new clients on the other workers).
 Heartbeats come from a greenlet, so a worker whose hub is blocked is seen and killed.
@@ -51,16 +51,15 @@ class GeventRuntime(BlockingRuntime):
         import gevent.pool
         from gevent import pywsgi
 
-        from .. import access_log, forwarded
+        from .. import access_log, forwarded, simple_websocket_limits
         from ..limits import REQUEST_LINE_LIMIT, http_limits
         from ..wsgi_errors import log_errors
-        from . import websocket
         from .http import handler_for
         from .link import GeventMasterLink
         from .protocol import routing_handler
 
         spec, app = self.spec, self.app
-        websocket.install(app.server.eio, spec.websocket_rate)
+        simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
         pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
         self.pool = gevent.pool.Pool(spec.worker_connections)
         server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),

@@ -5,7 +5,7 @@ The shared boot sequence (:mod:`workers.boot`), with no monkey-patching: the app
 real threads, as under ``gunicorn -k gthread``, with python-socketio's sync managers, whose
 listeners are threads. The server (:mod:`workers.threading.server`) reads the handed-over
 sockets with one poller thread and runs requests on ``--threads`` threads; websockets are
-simple-websocket's (:mod:`workers.threading.websocket`). The poller also sends the
+simple-websocket's (:mod:`workers.simple_websocket_limits`). The poller also sends the
 heartbeats: a worker whose poller is stuck, or whose interpreter is held by code that keeps
 the GIL, is seen and killed; one whose threads are all busy is reported *full*.
 """
@@ -43,15 +43,14 @@ class ThreadingRuntime(BlockingRuntime):
 
     def open(self) -> ThreadMasterLink:
         """Bound the websockets; make the server and the link that feeds it."""
-        from .. import access_log, forwarded
+        from .. import access_log, forwarded, simple_websocket_limits
         from ..limits import http_limits
         from ..wsgi_errors import log_errors
-        from . import websocket
         from .link import ThreadMasterLink
         from .server import Server
 
         spec, app = self.spec, self.app
-        websocket.install(app.server.eio, spec.websocket_rate)
+        simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
         threads = spec.threads or DEFAULT_THREADS
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)
         wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)

@@ -1,5 +1,6 @@
 """The workers' limits as pure decisions: body size, receive budget and pacing, websocket
-unmasking, the bounded inflate of simple-websocket's websockets, the request head's size."""
+unmasking, the bounded inflate and the charge of simple-websocket's websockets, the request
+head's size."""
 from __future__ import annotations
 
 import io
@@ -14,11 +15,13 @@ from cluster.setup.config import ConfigError, make_settings
 from eventlet.websocket import RFC6455WebSocket
 from workers.eventlet.websocket import GuardedWebSocket
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
+                            TextMessage)
 from wsproto.extensions import PerMessageDeflate
 from workers.gevent.http import read_head
-from workers.limits import QUANTUM, HttpLimits, Pacer, ReceiveBudget, body_refusal
-from workers.gevent.websocket import BoundedDeflate
+from workers.limits import (FRAME_COST, QUANTUM, HttpLimits, Pacer, ReceiveBudget,
+                            body_refusal)
+from workers.simple_websocket_limits import BoundedDeflate, cost_of
 
 LIMITS = HttpLimits(header_timeout=60, keepalive_timeout=75, max_body=1000)
 
@@ -132,6 +135,39 @@ def test_a_compressed_message_is_inflated_only_up_to_the_limit(limit, fragments,
         assert (delivered, closed) == (sum(fragments), None)
     else:
         assert closed == 1009 and delivered <= limit
+
+
+def test_the_limit_is_per_message():
+    client, server = deflate_pair(1000)
+    for _ in range(5):
+        server.receive_data(client.send(BytesMessage(data=b"b" * 800)))
+    assert [event.data for event in server.events()] == [b"b" * 800] * 5
+
+
+def plain_pair() -> tuple[WSConnection, WSConnection]:
+    """A client and a server after a handshake without extensions."""
+    server, client = WSConnection(ConnectionType.SERVER), WSConnection(ConnectionType.CLIENT)
+    server.receive_data(client.send(Request(host="x", target="/")))
+    next(server.events())
+    client.receive_data(server.send(AcceptConnection()))
+    next(client.events())
+    return client, server
+
+
+@pytest.mark.parametrize("read", [4096, 65536, 1 << 20])
+def test_a_frame_is_charged_its_payload_and_the_frame_cost_once_however_it_is_read(read):
+    """simple-websocket reads 4 KiB at a time and wsproto makes an event of each piece: the
+    pieces of a 400 KB frame cost 400 KB and one :data:`FRAME_COST`; a message in two
+    frames, two; a ping, one."""
+    client, server = plain_pair()
+    wire = (client.send(TextMessage(data="a" * 400_000))
+            + client.send(TextMessage(data="b" * 1000, message_finished=False))
+            + client.send(TextMessage(data="c" * 1000)) + client.send(Ping()))
+    costs = []
+    for start in range(0, len(wire), read):
+        server.receive_data(wire[start:start + read])
+        costs += [cost_of(event) for event in server.events()]
+    assert sum(costs) == 402_000 + 4 * FRAME_COST
 
 
 def test_a_deflate_bomb_frame_is_refused_without_inflating_it():

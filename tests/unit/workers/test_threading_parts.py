@@ -1,20 +1,15 @@
 """The threading worker's parts, without a cluster: the pool, the HTTP request over a
-socket pair, the bounded inflate of a websocket message."""
+socket pair. (The bounded inflate of its websockets, shared with gevent:
+tests/unit/workers/test_limits.py.)"""
 from __future__ import annotations
 
 import socket
 import threading
-import zlib
-
-import pytest
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from tests.support.waiting import wait_for
 from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
                                      serve_request)
 from workers.threading.pool import ThreadPool
-from workers.threading.websocket import BoundedDeflate
 
 
 # ------------------------------------------------------------------------ the pool
@@ -134,53 +129,3 @@ def test_an_exception_is_a_bare_500_and_a_websocket_that_takes_the_socket_is_lef
     assert conn.sock.fileno() != -1  # not closed: the websocket owns it
     conn.sock.close()
     assert _read_all(client) == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
-
-
-# ------------------------------------------------------------------------ bounded inflate
-
-def _server_with_deflate(limit: int) -> tuple[WSConnection, BoundedDeflate]:
-    extension = BoundedDeflate()
-    server = WSConnection(ConnectionType.SERVER)
-    server.receive_data(b"GET / HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
-                        b"Connection: Upgrade\r\n"
-                        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        b"Sec-WebSocket-Version: 13\r\n"
-                        b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
-    assert isinstance(next(server.events()), Request)
-    server.send(AcceptConnection(extensions=[extension]))
-    extension.max_message = limit
-    return server, extension
-
-
-def _compressed_frame(message: bytes) -> bytes:
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    payload = compressor.compress(message) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    payload = payload[:-4]
-    mask = b"\x01\x02\x03\x04"
-    masked = bytes(byte ^ mask[i % 4] for i, byte in enumerate(payload))
-    size = len(payload)
-    head = bytes((0xC1,)) + (bytes((0x80 | size,)) if size < 126 else
-                             bytes((0x80 | 126,)) + size.to_bytes(2, "big"))
-    return head + mask + masked
-
-
-@pytest.mark.parametrize("size, allowed", [(900, True), (1000, True), (1001, False),
-                                           (50_000_000, False)])
-def test_a_compressed_message_never_inflates_past_the_limit(size, allowed):
-    server, extension = _server_with_deflate(1000)
-    server.receive_data(_compressed_frame(b"a" * size))
-    events = list(server.events())
-    if allowed:
-        assert "".join(e.data for e in events if isinstance(e, TextMessage)) == "a" * size
-    else:
-        assert [type(e) for e in events] == [CloseConnection]
-        assert events[0].code == 1009
-        assert extension._inflated <= 1001
-
-
-def test_the_limit_is_per_message():
-    server, _extension = _server_with_deflate(1000)
-    for _ in range(5):
-        server.receive_data(_compressed_frame(b"b" * 800))
-    texts = [e.data for e in server.events() if isinstance(e, TextMessage)]
-    assert texts == ["b" * 800] * 5

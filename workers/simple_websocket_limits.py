@@ -1,12 +1,14 @@
 """python-engineio's simple-websocket endpoint, with the worker's websocket limits.
 
 Engine.IO serves websockets with simple-websocket (over wsproto) under gevent (when
-gevent-websocket is not installed) and under threads. As it comes, nothing bounds what
-one client makes its worker hold or do: python-engineio gives it no message size, and
-wsproto inflates a compressed frame whole whatever it inflates to (10 websockets sending
-730 KB of permessage-deflate messages took a gevent worker to 853 MB); a ``recv`` does
-not yield while data is there, so one busy client holds the worker. Swapped in as the
-Engine.IO server's ``websocket`` class by :func:`install` (not a fork of either library):
+gevent-websocket is not installed) and under threads: one implementation serves both
+runtimes (:func:`install`, called by each with its Engine.IO server; the thread, event
+and sleep are that server's own). As it comes, nothing bounds what one client makes its
+worker hold or do: python-engineio gives it no message size, and wsproto inflates a
+compressed frame whole whatever it inflates to (10 websockets sending 730 KB of
+permessage-deflate messages took a gevent worker to 853 MB); a ``recv`` does not yield
+while data is there, so one busy client holds the worker. Swapped in as the Engine.IO
+server's ``websocket`` class (not a fork of either library):
 
 - **permessage-deflate stays on, inflated with a bound** (:class:`BoundedDeflate`): the
   inflated bytes of a message are counted as its frames arrive, no inflate call may
@@ -14,17 +16,21 @@ Engine.IO server's ``websocket`` class by :func:`install` (not a fork of either 
   and the websocket fails with close code 1009 as soon as the message passes the limit;
   uncompressed messages are counted the same way, per chunk read (simple-websocket's
   ``max_message_size``), never buffered whole first;
-- every event read is charged to a :class:`~workers.limits.Pacer` (its payload after
-  inflating, plus :data:`~workers.limits.FRAME_COST` per frame): past
-  ``--websocket-rate`` the reader sleeps and TCP slows the sender; below it, it yields
-  every :data:`~workers.limits.QUANTUM` of work;
+- every event read is charged to a :class:`~workers.limits.Pacer`: its payload after
+  inflating, plus :data:`~workers.limits.FRAME_COST` once per frame (simple-websocket
+  reads 4 KiB at a time, and wsproto makes an event of each piece of a frame: the
+  surcharge goes with the piece that ends the frame); past ``--websocket-rate`` the
+  reader sleeps and TCP slows the sender; below it, it yields every
+  :data:`~workers.limits.QUANTUM` of work;
+- an upgrade that wsproto refuses is answered ``400``;
 - when the app is done with the websocket, the client gets :data:`CLOSE_WAIT` seconds
   to answer the close; then the socket is shut down, so a client that never answers
   holds nothing;
 - an exception after the upgrade is logged and the websocket closed (1011): nothing of
   it reaches the client.
 
-Runtime-neutral: the green thread, event and sleep are the Engine.IO server's own.
+The HTTP server learns that the connection is the websocket's from :data:`TAKEN_OVER`
+in the environ (gevent) or from a call that started no response (threading).
 """
 from __future__ import annotations
 
@@ -40,13 +46,16 @@ from wsproto.events import AcceptConnection, Event, Message, Request
 from wsproto.extensions import PerMessageDeflate
 from wsproto.frame_protocol import CloseReason
 
-from ..limits import FRAME_COST, Pacer, ReceiveBudget
+from .limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
 
 TAKEN_OVER = "sticky_cluster.websocket"
 """Set in the WSGI environ once a websocket is accepted: from then on the connection is
 the websocket's, and the HTTP server must write nothing more to it nor read requests."""
+
+INTERNAL_ERROR = 1011
+"""The close code of a websocket whose app failed."""
 
 CLOSE_WAIT = 5.0
 """Seconds a client gets to answer the server's close before its socket is shut down."""
@@ -90,6 +99,15 @@ class BoundedDeflate(PerMessageDeflate):
         return CloseReason.MESSAGE_TOO_BIG if self._inflated > self.limit else inflated
 
 
+def cost_of(event: Event) -> int:
+    """The bytes ``event`` is charged: a piece of a message its payload, plus
+    :data:`~workers.limits.FRAME_COST` if it ends its frame; any other event (ping,
+    close) :data:`~workers.limits.FRAME_COST`."""
+    if isinstance(event, Message):
+        return len(event.data) + (FRAME_COST if event.frame_finished else 0)
+    return FRAME_COST
+
+
 class PacedConnection:
     """A wsproto connection whose events are charged to a :class:`~workers.limits.Pacer`.
 
@@ -106,10 +124,7 @@ class PacedConnection:
     def events(self) -> Iterator[Event]:
         """The connection's events; sleeps between them as the pacer says."""
         for event in self._connection.events():
-            cost = FRAME_COST
-            if isinstance(event, Message):
-                cost = len(event.data) + (FRAME_COST if event.frame_finished else 0)
-            wait = self._pacer.charge(cost)
+            wait = self._pacer.charge(cost_of(event))
             if wait is not None:
                 self._sleep(wait)
             yield event
@@ -171,16 +186,23 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
         budget = ReceiveBudget(self.rate, self.max_message_size + FRAME_COST)
-        self.ws = GuardedServer(environ, Pacer(budget), self.sleep,
-                                max_message_size=self.max_message_size, **self.server_args)
+        try:
+            self.ws = GuardedServer(environ, Pacer(budget), self.sleep,
+                                    max_message_size=self.max_message_size,
+                                    **self.server_args)
+        except Exception:  # noqa: BLE001 - an upgrade wsproto refused
+            start_response("400 Bad Request", [("Content-Type", "text/plain"),
+                                               ("Content-Length", "0")])
+            return [b""]
         environ[TAKEN_OVER] = True
         try:
-            return self.app(self)
-        except Exception:
+            self.app(self)
+            return []
+        except Exception:  # noqa: BLE001 - logged, never sent
             log.exception("worker %d: websocket of %s failed", os.getpid(),
                           environ.get("REMOTE_ADDR"))
             if self.ws.connected:
-                self.ws.close(reason=1011)
+                self.ws.close(reason=INTERNAL_ERROR)
             return []
         finally:
             self._finish()
@@ -199,8 +221,8 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
 
 
 def install(eio_server: Any, rate: float) -> None:
-    """Make ``eio_server`` (a python-engineio Server on a simple-websocket driver) serve
-    guarded websockets.
+    """Make ``eio_server`` (a python-engineio Server on a simple-websocket driver: gevent
+    or threading) serve guarded websockets.
 
     :param rate: bytes per second one websocket may send on average; one message of the
                  size limit may always come at once.

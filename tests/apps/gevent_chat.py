@@ -43,6 +43,11 @@ def _events(sio: socketio.Server) -> None:
         return {"pid": os.getpid()}
 
     @sio.event
+    def fail(sid, data=None):
+        """An event handler with a bug (run in a greenlet of its own: nobody catches it)."""
+        raise RuntimeError("handler failed on purpose")
+
+    @sio.event
     def block(sid, seconds):
         """Block the whole worker (its hub) for ``seconds``: no heartbeat meanwhile."""
         monkey.get_original("time", "sleep")(seconds)

@@ -665,9 +665,14 @@ def test_naming_the_server_inside_a_fastapi_app_says_its_routes_are_not_served(s
     assert "whose other routes are not served" not in started.log
 
 
-def test_an_event_handler_error_goes_to_the_log_file_as_one_json_record(start_cluster, tmp_path):
+@pytest.mark.parametrize("target", ["tests.apps.chat:sio", "tests.apps.gevent_chat:sio"],
+                         ids=["eventlet", "gevent"])
+def test_an_event_handler_error_goes_to_the_log_file_as_one_json_record(start_cluster, tmp_path,
+                                                                        target):
+    """The handler runs in a green thread of its own: what its hub would print to standard
+    error goes to the log file, one record."""
     log_file = tmp_path / "cluster.log"
-    cluster = start_cluster(workers=1, args=("--log-file", str(log_file), "--log-format", "json"),
+    cluster = start_cluster(target, workers=1, args=("--log-file", str(log_file), "--log-format", "json"),
                             wait=False)
     wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 60,
              what="cluster ready in the log file")
@@ -683,6 +688,7 @@ def test_an_event_handler_error_goes_to_the_log_file_as_one_json_record(start_cl
     records = [json.loads(line) for line in log_file.read_text().splitlines()]
     failed = [r for r in records if "handler failed on purpose" in r.get("exc_info", "")]
     assert len(failed) == 1 and failed[0]["pid"] == me["pid"] and failed[0]["level"] == "ERROR"
+    assert failed[0]["message"].startswith(f"worker {me['pid']}: uncaught error in a green")
     assert 'raise RuntimeError("handler failed on purpose")' in failed[0]["exc_info"]
     cluster.stop()
     assert cluster.log == ""  # nothing bypassed the log file

@@ -38,12 +38,13 @@ class GeventRuntime(BlockingRuntime):
 
     @classmethod
     def patch(cls) -> None:
-        """``monkey.patch_all()``."""
+        """``monkey.patch_all()``, and log what the hub would print of an uncaught error."""
         from gevent import monkey
 
         # The master imported ssl (and more) before it forked us; patching now is still right.
         warnings.filterwarnings("ignore", category=monkey.MonkeyPatchWarning)
         monkey.patch_all()
+        _log_hub_errors()
 
     def open(self) -> GeventMasterLink:
         """Bound the websockets; make the pool, the server and the link that feeds it."""
@@ -106,6 +107,21 @@ class GeventRuntime(BlockingRuntime):
         """Kill the greenlets still serving (a second at most), then end :meth:`wait`."""
         self.pool.kill(timeout=1)
         self.drained.set()
+
+
+def _log_hub_errors() -> None:
+    """Log what gevent's hub would print to standard error: the traceback of an exception no
+    greenlet caught (an event handler's, run in a greenlet of its own), so that it goes where
+    the log goes (``--log-file``, ``--log-format json``), as one record. The hub still decides
+    what is an error (``NOT_ERROR``) and what ends the worker (``SYSTEM_ERROR``)."""
+    import gevent
+
+    def logged(context: object, kind: type, value: BaseException | None, tb: Any) -> None:
+        value = kind() if value is None else value
+        log.error("worker %d: uncaught error in a greenlet", os.getpid(),
+                  exc_info=(kind, value, tb or value.__traceback__))
+
+    gevent.get_hub().print_exception = logged
 
 
 class _Listener:

@@ -9,6 +9,7 @@ Every worker inherits the open-files limit the master raised before it forked.
 from __future__ import annotations
 
 import asyncio
+import os
 import resource
 import selectors
 import socket
@@ -153,6 +154,47 @@ def test_an_oversized_post_is_answered_413_and_closed(start_cluster):
                      "Host: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n4\r\n".encode())
         answer = rawclient.read_to_eof(sock)  # a chunked body could go on for ever
     assert answer.startswith(b"HTTP/1.1 411 "), answer[:200]
+
+
+def test_a_refused_body_that_keeps_coming_does_not_hold_the_worker(start_cluster):
+    """After its 413 the worker reads and drops the body for a while (so that the client
+    sees the answer): another client's handshake is answered meanwhile, not after."""
+    cluster = start_cluster(APP, workers=1)
+    lingerer = worker(cluster)
+    lingerer.cpu_affinity([0])  # the sender shares the worker's CPU at a higher priority, so
+    lingerer.nice(19)  # that the worker's reads never find the socket empty
+    sid = rawclient.handshake(cluster.port)
+    sender = socket.create_connection(("127.0.0.1", cluster.port), timeout=15,
+                                      source_address=("127.0.0.2", 0))
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 22)
+    sender.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                   f"Host: x\r\nContent-Type: text/plain\r\nContent-Length: {10**11}\r\n\r\n"
+                   .encode())
+    lingered: list[float] = []
+
+    def send() -> None:  # as fast as it can, so the worker always has bytes to read
+        os.sched_setaffinity(0, {0})  # this thread only
+        chunk = b"x" * (1 << 20)
+        deadline = time.monotonic() + 10
+        try:
+            while time.monotonic() < deadline:
+                sender.sendall(chunk)
+        except OSError:
+            pass
+        lingered.append(time.monotonic())
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    try:
+        cluster.wait_log("refused a POST body")
+        refused = time.monotonic()
+        assert rawclient.handshake(cluster.port, "127.0.0.3", timeout=60)
+        answered = time.monotonic()
+    finally:
+        thread.join(30)
+        sender.close()
+    assert answered < lingered[0], (f"the handshake was answered {answered - refused:.1f} s "
+                                    f"after the 413, once its linger ended")
 
 
 def test_a_fragmented_oversized_message_is_refused_before_it_is_buffered(start_cluster):

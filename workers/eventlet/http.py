@@ -107,7 +107,7 @@ class GuardedProtocol(wsgi.HttpProtocol):
             self.connection.shutdown(socket.SHUT_WR)
             with eventlet.Timeout(LINGER, False):
                 while self.connection.recv(65536):
-                    pass
+                    eventlet.sleep(0)  # a recv with data there does not yield
         except OSError:
             pass
 

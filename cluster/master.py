@@ -217,13 +217,15 @@ class Master:
         No password: the adapter URL is shown redacted, and so is any URL with
         credentials in the text that comes from elsewhere (log lines, boot errors).
         ``handoffs`` divides every hand-off by why its worker was chosen (they add up
-        to the connections handed to a worker, hand-backs included).
+        to the connections handed to a worker, hand-backs included); ``handbacks`` counts
+        the hand-backs of new sessions placed (also in ``handoffs``) and those refused (not
+        a stream socket); ``accept_pauses`` the pauses for want of file descriptors.
         """
         return status.facts(
             self.settings, self._pool, self._intake, self._dispatcher, self._relay,
             binds=[str(bind) for bind in self._acceptor.binds], stopping=self._stopping,
             uptime=time.monotonic() - self._born, loop_lag=max(self._lag),
-            events=self._events.recent())
+            events=self._events.recent(), accept_pauses=self._acceptor.out_of_files.count)
 
     def reload(self) -> None:
         """Rolling restart: replace every worker, one slot at a time (like SIGHUP)."""

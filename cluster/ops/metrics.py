@@ -64,6 +64,16 @@ def families(facts: dict) -> list[Metric]:
         _counter("sticky_cluster_connections", "Connections accepted, and what befell some "
                  "(refused: bad PROXY header; held: waited for a worker; dropped: no worker "
                  "could take it)", "outcome", facts["connections"]),
+        CounterMetricFamily("sticky_cluster_handbacks_placed", "Hand-backs of a request that "
+                            "starts a new session (another tab on a kept-alive connection), "
+                            "placed as a new connection is (in sticky_cluster_handoffs too)",
+                            value=facts["handbacks"]["placed"]),
+        CounterMetricFamily("sticky_cluster_handbacks_refused", "Hand-backs closed, not passed "
+                            "on: the file a worker handed back was not a stream socket",
+                            value=facts["handbacks"]["refused"]),
+        CounterMetricFamily("sticky_cluster_accept_pauses", "Pauses of accepting for want of "
+                            "file descriptors (EMFILE/ENFILE: ulimit -n)",
+                            value=facts["accept_pauses"]),
         _counter("sticky_cluster_restarts", "Workers replaced, by reason", "reason",
                  facts["restarts"]),
         _counter("sticky_cluster_relay_messages", "Pub/sub messages relayed by the master",

@@ -36,9 +36,10 @@ log = logging.getLogger("sticky_cluster.master")
 
 def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Dispatcher,
           relay: Relay, *, binds: list[str], stopping: str | None, uptime: float,
-          loop_lag: float, events: list[dict]) -> dict:
+          loop_lag: float, events: list[dict], accept_pauses: int) -> dict:
     """What the master knows now, as plain data (JSON-ready); see
-    :meth:`cluster.master.Master.facts`."""
+    :meth:`cluster.master.Master.facts`. ``accept_pauses``: the pauses of accepting for want
+    of file descriptors (:attr:`cluster.intake.acceptor.Acceptor.out_of_files`)."""
     now = time.monotonic()
     by_state = collections.Counter(w.state.value for w in pool.by_pid.values())
     clean = functools.partial(adapters.redact_text, url=settings.adapter)
@@ -63,6 +64,9 @@ def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Disp
                         for balance in BALANCES},
                      "rerouted": dispatcher.rerouted},
         "placement_skips": {"full": dispatcher.past_full, "late": dispatcher.past_late},
+        "handbacks": {"placed": dispatcher.placed_back,
+                      "refused": dispatcher.not_sockets.count},
+        "accept_pauses": accept_pauses,
         "connections": {"accepted": intake.accepted, "timed_out": intake.timed_out,
                         "refused": intake.refused, "held": dispatcher.held,
                         "dropped": dispatcher.dropped},

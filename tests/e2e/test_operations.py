@@ -92,11 +92,13 @@ def test_30_sessions_on_3_workers_show_in_metrics(start_cluster):
     wait_for(lambda: sum(sessions_by_worker(cluster.status_url).values()) == 0, 30,
              what="the sessions to end in sticky_cluster_sessions")
 
-    # One keep-alive connection, two sessions on two workers: the second request is handed back.
+    # One keep-alive connection, two sessions on two workers: the second request is handed back;
+    # then a handshake on it, handed back too, to be placed.
     first, second = two_sessions_on_two_workers(cluster.port)
     conn = KeepAlive(cluster.port, source_address(1))
     try:
         assert [conn.request("POST", sid, "40") for sid in (first, second)] == [(200, "OK")] * 2
+        assert conn.request("GET", None)[0] == 200
     finally:
         conn.close()
 
@@ -113,7 +115,13 @@ def test_30_sessions_on_3_workers_show_in_metrics(start_cluster):
     assert handoffs["handed_back"] >= 1, handoffs
     assert handoffs["sid"] >= 1 and handoffs["least-loaded"] >= 30, handoffs
     assert handoffs["random"] == handoffs["ip"] == 0, handoffs
+    totals = {name: family.samples[0].value for name, family in parsed.items()
+              if name in ("sticky_cluster_handbacks_placed", "sticky_cluster_handbacks_refused",
+                          "sticky_cluster_accept_pauses")}
+    assert totals == {"sticky_cluster_handbacks_placed": 1, "sticky_cluster_handbacks_refused": 0,
+                      "sticky_cluster_accept_pauses": 0}, totals
     facts = json.loads(get(f"{cluster.status_url}/status")[2])
+    assert facts["handbacks"] == {"placed": 1, "refused": 0} and facts["accept_pauses"] == 0
     assert facts["workers_by_state"]["serving"] == 3
     assert facts["connections"]["accepted"] >= 30
     assert facts["adapter"] is None

@@ -40,6 +40,7 @@ FACTS = {
     "handoffs": {"sid": 4, "handed_back": 3, "returned": 1, "least-loaded": 20, "ip": 0,
                  "random": 0, "rerouted": 1},
     "placement_skips": {"full": 2, "late": 1},
+    "handbacks": {"placed": 9, "refused": 2}, "accept_pauses": 4,
     "connections": {"accepted": 25, "timed_out": 0, "refused": 0, "held": 6, "dropped": 0},
     "restarts": {"crash": 1, "timeout": 0, "hup": 1, "scale": 0},
     "relay": {"broadcast": 3, "unicast": 2, "dropped": 0, "bytes": 512},
@@ -109,6 +110,12 @@ def test_metrics_parse_with_prometheus_client():
     assert totals(parsed["sticky_cluster_connections"], "outcome")["held"] == 6
     assert parsed["sticky_cluster_relay_bytes"].samples[0].value == 512
     assert parsed["sticky_cluster_loop_lag_seconds"].samples[0].value == 0.0012
+    for name, value in [("sticky_cluster_handbacks_placed", 9),
+                        ("sticky_cluster_handbacks_refused", 2),
+                        ("sticky_cluster_accept_pauses", 4)]:
+        assert parsed[name].type == "counter" and parsed[name].documentation, name
+        assert [(s.name, s.value) for s in parsed[name].samples
+                if s.name.endswith("_total")] == [(f"{name}_total", value)]
 
 
 def totals(family, label: str) -> dict[str, float]:
@@ -122,11 +129,14 @@ def test_facts_count_each_handoff_once_by_reason():
     dispatcher.handed_off, dispatcher.by_sid, dispatcher.rerouted = 40, 15, 2
     dispatcher.handed_back, dispatcher.returned, dispatcher.held = 6, 1, 3
     dispatcher.past_full, dispatcher.past_late = 4, 5
+    dispatcher.placed_back, dispatcher.not_sockets.count = 7, 2
+    master._acceptor.out_of_files.count = 3
     facts = master.facts()
     assert facts["handoffs"] == {"sid": 8, "handed_back": 6, "returned": 1, "least-loaded": 0,
                                  "ip": 0, "random": 23, "rerouted": 2}
     assert sum(facts["handoffs"].values()) == dispatcher.handed_off
     assert facts["placement_skips"] == {"full": 4, "late": 5}
+    assert facts["handbacks"] == {"placed": 7, "refused": 2} and facts["accept_pauses"] == 3
     assert facts["connections"]["held"] == 3
     by_ip = Master("tests.apps.chat:sio", route="ip")
     by_ip._dispatcher.handed_off = 5

@@ -125,6 +125,9 @@ class Settings:
         if (self.max_worker_memory is not None and self.max_worker_memory_jitter is not None
                 and self.max_worker_memory_jitter >= self.max_worker_memory):
             raise ConfigError("max worker memory jitter must be less than max worker memory")
+        if self.adapter is None and self.channel != default("channel"):
+            raise ConfigError("--channel names a pub/sub channel of --adapter; the embedded "
+                              "relay has none")
 
     @property
     def identity(self) -> Identity | None:

@@ -224,8 +224,10 @@ OPTIONS: tuple[Option, ...] = (
                "RabbitMQ/AMQP `amqp://`, `amqps://` "
                "(`pip install \"/path/to/sticky-cluster[amqp]\"`) — see Adapters"),
     Option("channel", str, metavar="NAME", check=not_empty, worker=True, default="sticky-cluster",
-           help="Pub/sub channel name (the exchange, on AMQP); one per cluster sharing a broker.",
-           doc="pub/sub channel (the exchange, on AMQP); one per cluster sharing a broker"),
+           help="Pub/sub channel name of --adapter (the exchange, on AMQP); one per cluster "
+                "sharing a broker.",
+           doc="pub/sub channel of `--adapter` (the exchange, on AMQP); one per cluster sharing "
+               "a broker; refused without `--adapter`"),
     Option("worker_connections", int, metavar="N", check=positive, worker=True, default=10_000,
            help="Most connections one worker serves at once (each websocket holds one). "
                 "Threading workers refuse it: their limit is --threads.",

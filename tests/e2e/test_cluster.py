@@ -124,6 +124,8 @@ def test_bad_target_is_one_line_before_any_fork(target, message):
     (("--adapter", "http://127.0.0.1:6379"), "bad adapter URL"),
     (("--workers", "0"), "workers must be more than 0"),
     (("--worker-class", "trio"), "'trio' is not one of"),
+    (("--channel", "chat"), "--channel names a pub/sub channel of --adapter; the embedded relay "
+                            "has none"),
 ])
 def test_bad_options_are_one_line(args, message):
     result = cli("run", "tests.apps.chat:sio", *args)

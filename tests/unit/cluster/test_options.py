@@ -142,7 +142,8 @@ def test_settings_has_one_field_per_option_with_the_tables_default():
 def test_workerspec_carries_every_worker_side_option():
     fields = {field.name for field in dataclasses.fields(WorkerSpec)}
     assert fields - WORKERS_OWN_FIELDS == {option.name for option in OPTIONS if option.worker}
-    settings = make_settings("app:sio", channel="c", websocket_rate=5, access_log="-")
+    settings = make_settings("app:sio", channel="c", websocket_rate=5, access_log="-",
+                             adapter="redis://127.0.0.1:6379/0")
     carried = options.worker_options(settings)
     assert carried["channel"] == "c" and carried["websocket_rate"] == 5
     assert carried["access_log"] == "-"
@@ -170,6 +171,8 @@ def test_workerspec_carries_every_worker_side_option():
     ({"max_worker_age_jitter": -1}, "max worker age jitter must be 0 or more"),
     ({"max_worker_memory": 100, "max_worker_memory_jitter": 100},
      "max worker memory jitter must be less than max worker memory"),
+    ({"channel": "chat"},
+     "--channel names a pub/sub channel of --adapter; the embedded relay has none"),
 ])
 def test_a_bad_value_is_one_line_naming_the_option(given, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as info:

@@ -211,7 +211,8 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
         """Give the reader :data:`CLOSE_WAIT` seconds to see the client's close, then end it."""
         reader = self.ws.thread
         reader.join(CLOSE_WAIT)
-        alive = not reader.dead if hasattr(reader, "dead") else reader.is_alive()  # greenlet, thread
+        # a greenlet (gevent) or a thread (threading)
+        alive = not reader.dead if hasattr(reader, "dead") else reader.is_alive()
         if not alive:
             return
         try:

@@ -680,8 +680,8 @@ def test_an_event_handler_error_goes_to_the_log_file_as_one_json_record(start_cl
     """The handler runs in a green thread of its own: what its hub would print to standard
     error goes to the log file, one record."""
     log_file = tmp_path / "cluster.log"
-    cluster = start_cluster(target, workers=1, args=("--log-file", str(log_file), "--log-format", "json"),
-                            wait=False)
+    cluster = start_cluster(target, workers=1, wait=False,
+                            args=("--log-file", str(log_file), "--log-format", "json"))
     wait_for(lambda: log_file.exists() and "cluster ready" in log_file.read_text(), 60,
              what="cluster ready in the log file")
 

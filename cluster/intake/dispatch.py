@@ -224,17 +224,21 @@ class Dispatcher:
         if not serving:
             self._hold(fd, client, data)
             return False
-        for index, slot in enumerate(self._placement(key, serving)):
-            worker = serving[slot]
-            if self._send(worker, packet, fd):
-                worker.placed += 1
-                self.rerouted += owner is not None or index > 0
+        candidates, full, late = self._candidates(serving)
+        first = placement.first(self._balance, key, candidates, self._rng)
+        if self._place(serving[first], packet, fd, full, late):
+            self.rerouted += owner is not None
+            return False
+        for slot in placement.order(self._balance, key, candidates, self._rng):
+            if slot != first and self._place(serving[slot], packet, fd, full, late):
+                self.rerouted += 1
                 return False
         self._hold(fd, client, data)  # every channel is full or broken: try again soon
         return False
 
-    def _placement(self, key: bytes, serving: dict[int, Worker]) -> list[int]:
-        """The serving slots in the order a new client tries them (``--balance``)."""
+    @staticmethod
+    def _candidates(serving: dict[int, Worker]) -> tuple[list[placement.Candidate], bool, bool]:
+        """The serving workers as placement sees them; whether any is full, any late."""
         candidates = []
         full = late = False
         for slot, worker in serving.items():
@@ -242,12 +246,18 @@ class Dispatcher:
             late |= worker.late
             candidates.append(placement.Candidate(slot, worker.sessions + worker.placed,
                                                   not (worker.full or worker.late)))
-        slots = placement.order(self._balance, key, candidates, self._rng)
-        first = serving[slots[0]]
-        if (full or late) and not (first.full or first.late):
+        return candidates, full, late
+
+    def _place(self, worker: Worker, packet: bytes, fd: int, full: bool, late: bool) -> bool:
+        """Send a new client to ``worker``; count the full or late workers it was
+        placed past (``full``, ``late``: whether any serving worker is)."""
+        if not self._send(worker, packet, fd):
+            return False
+        worker.placed += 1
+        if (full or late) and not (worker.full or worker.late):
             self.past_full += full
             self.past_late += late
-        return slots
+        return True
 
     def _hold(self, fd: int, client: Address | None, data: bytes | None) -> None:
         """Keep ``fd`` until a worker takes it (:meth:`release`); close it past the limit."""

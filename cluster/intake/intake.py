@@ -67,6 +67,7 @@ class Intake:
     def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
         self._dispatcher = dispatcher
         self._rules = IntakeRules.from_settings(settings)
+        self._peek_size = self._rules.peek_size
         self._pending = PendingSet(PENDING_LIMIT,
                                    lambda conn: self._examine(conn, time.monotonic(), woken=True))
         self._scratch = bytearray(HEAD_LIMIT)
@@ -113,7 +114,10 @@ class Intake:
     def accept_from(self, listener: socket.socket) -> bool:
         """Accept and route up to a batch of clients; False when out of file descriptors."""
         peeking = self.peeking
-        deferred = peeking and listener.family != socket.AF_UNIX
+        family = listener.family  # once per batch: the property builds an enum member
+        tcp = family != socket.AF_UNIX
+        deferred = peeking and tcp
+        proxied = not self._rules.proxy_protocol
         proxy_peer_allowed = self._proxy_peer_allowed
         for _ in range(ACCEPT_BATCH):
             try:
@@ -132,9 +136,9 @@ class Intake:
             if proxy_peer_allowed is not None and client is not None and not proxy_peer_allowed(client[0]):
                 self._refuse_peer(fd, client[0])
                 continue
-            sock = socket.socket(listener.family, socket.SOCK_STREAM, 0, fileno=fd)
+            sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd)
             now = time.monotonic()
-            conn = Pending(sock, client, now, proxied=not self._rules.proxy_protocol)
+            conn = Pending(sock, client, now, proxied, tcp)
             self._examine(conn, now, deferred=deferred)
         return True
 
@@ -161,14 +165,13 @@ class Intake:
                         "routed at once on what they have sent%s", PENDING_LIMIT,
                         " (closed without a PROXY header)" if self._rules.proxy_protocol else "")
         try:
-            head: bytes | None = conn.sock.recv(self._rules.peek_size, _PEEK)
+            head: bytes | None = conn.sock.recv(self._peek_size, _PEEK)
         except BlockingIOError:
             head = None
         except OSError:
             head = b""
-        seen = Seen(conn.client, now - conn.since, proxied=conn.proxied,
-                    awaited=conn.lowat if woken else 0, crowded=crowded,
-                    can_wait_for_more=conn.sock.family != socket.AF_UNIX)
+        seen = Seen(conn.client, now - conn.since, conn.proxied, conn.lowat if woken else 0,
+                    crowded, conn.tcp)
         decision = decide(head, seen, self._rules)
         if head is None and deferred:
             conn.since -= DEFER_ACCEPT

@@ -33,6 +33,9 @@ class Pending:
     (``TCP_DEFER_ACCEPT``): it is decided with what it has once the peek timeout has passed."""
     proxied: bool
     """Whether the PROXY header is consumed (or none is expected)."""
+    tcp: bool = True
+    """Whether it came from a TCP listener, whose poll honours ``SO_RCVLOWAT`` (a Unix
+    socket's does not); kept here, as ``sock.family`` builds an enum member per read."""
     lowat: int = 1
     """The socket's SO_RCVLOWAT: it is readable again once more bytes than seen arrive."""
 

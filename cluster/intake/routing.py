@@ -18,3 +18,8 @@ def score(key: bytes, slot: int) -> bytes:
 def ranked(key: bytes, slots: Iterable[int]) -> list[int]:
     """``slots`` from the best to the worst for ``key``."""
     return sorted(slots, key=lambda slot: score(key, slot), reverse=True)
+
+
+def best(key: bytes, slots: Iterable[int]) -> int:
+    """The first of :func:`ranked` (``slots`` must not be empty), without sorting the rest."""
+    return max(slots, key=lambda slot: score(key, slot))

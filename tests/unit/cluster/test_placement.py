@@ -11,7 +11,7 @@ import random
 import pytest
 
 from cluster.intake import routing
-from cluster.intake.placement import Candidate, order
+from cluster.intake.placement import Candidate, first, order
 
 
 # ------------------------------------------------------------------ order (pure)
@@ -45,6 +45,22 @@ def test_ip_is_the_consistent_hash_among_the_workers_with_room():
         skipping = [Candidate(slot, 0, slot != best) for slot in slots]
         assert order("ip", key, skipping, random.Random()) == (
             [s for s in routing.ranked(key, slots) if s != best] + [best])
+
+
+def test_first_is_what_the_order_puts_first():
+    loads = [Candidate(0, 5, True), Candidate(1, 2, True), Candidate(2, 1, False)]
+    assert first("least-loaded", b"ip", loads, random.Random()) == 1
+    assert first("least-loaded", b"ip", [Candidate(0, 3, False), Candidate(1, 1, False)],
+                 random.Random()) == 1
+    ties = [Candidate(slot, 3, True) for slot in range(4)]
+    assert {first("least-loaded", b"ip", ties, random.Random(seed)) for seed in range(60)} == {
+        0, 1, 2, 3}
+    assert {first("random", b"ip", loads, random.Random(seed)) for seed in range(60)} == {0, 1}
+    slots = list(range(5))
+    for index in range(50):
+        key = f"10.0.{index}.1".encode()
+        everyone = [Candidate(slot, 0, True) for slot in slots]
+        assert first("ip", key, everyone, random.Random()) == routing.ranked(key, slots)[0]
 
 
 def test_none_with_room_still_gives_an_order():

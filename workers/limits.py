@@ -133,9 +133,12 @@ class ReceiveBudget:
         self._tokens = burst
         self._stamp = clock()
 
-    def charge(self, amount: float) -> float:
-        """Take ``amount`` bytes; return the seconds to wait before reading more (0 if none)."""
-        now = self._clock()
+    def charge(self, amount: float, now: float | None = None) -> float:
+        """Take ``amount`` bytes; return the seconds to wait before reading more (0 if none).
+
+        ``now``: the clock's time, when the caller has just read it."""
+        if now is None:
+            now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate) - amount
         self._stamp = now
         return 0.0 if self._tokens >= 0 else -self._tokens / self.rate
@@ -159,8 +162,8 @@ class Pacer:
 
     def charge(self, amount: float) -> float | None:
         """Take ``amount`` bytes; return the seconds to sleep (0: just yield), or None to go on."""
-        wait = self.budget.charge(amount)
         now = self._clock()
+        wait = self.budget.charge(amount, now)
         if not wait and now - self._resumed <= QUANTUM:
             return None
         self._resumed = now + wait

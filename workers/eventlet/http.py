@@ -68,18 +68,20 @@ class GuardedProtocol(wsgi.HttpProtocol):
 
     def get_environ(self) -> dict:
         self._stop_header_timer()
-        if self.headers.get("upgrade", "").lower() != "websocket":
-            self.connection.settimeout(self.limits.header_timeout)
         environ = super().get_environ()
         environ["SERVER_PROTOCOL"] = self.request_version  # eventlet always says HTTP/1.0
+        # environ's copy of the header: a dict look-up, where self.headers scans every header
+        if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+            self.connection.settimeout(self.limits.header_timeout)
         return environ
 
     def handle_one_response(self) -> None:
-        refusal = body_refusal(self.command, self.path, self.headers.get("content-length"),
-                               self.headers.get("transfer-encoding"), self.limits)
-        if refusal is not None:
-            self._refuse_body(refusal)
-            return
+        if self.command == "POST":  # only a POST's body is refused: no header look-ups else
+            refusal = body_refusal(self.command, self.path, self.headers.get("content-length"),
+                                   self.headers.get("transfer-encoding"), self.limits)
+            if refusal is not None:
+                self._refuse_body(refusal)
+                return
         super().handle_one_response()
 
     def _next_request_within(self, seconds: float) -> bool:

@@ -68,6 +68,8 @@ class Intake:
         self._dispatcher = dispatcher
         self._rules = IntakeRules.from_settings(settings)
         self._peek_size = self._rules.peek_size
+        self._families: dict[int, int] = {}
+        """Each listener's address family by fd (``socket.family`` builds an enum member)."""
         self._pending = PendingSet(PENDING_LIMIT,
                                    lambda conn: self._examine(conn, time.monotonic(), woken=True))
         self._scratch = bytearray(HEAD_LIMIT)
@@ -102,6 +104,7 @@ class Intake:
 
     def prepare(self, listener: socket.socket) -> None:
         """Set up a listening socket: TCP_DEFER_ACCEPT when connections are peeked at."""
+        self._families[listener.fileno()] = listener.family
         if self.peeking and listener.family != socket.AF_UNIX and hasattr(socket, "TCP_DEFER_ACCEPT"):
             listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT)
 
@@ -114,7 +117,7 @@ class Intake:
     def accept_from(self, listener: socket.socket) -> bool:
         """Accept and route up to a batch of clients; False when out of file descriptors."""
         peeking = self.peeking
-        family = listener.family  # once per batch: the property builds an enum member
+        family = self._families.get(listener.fileno()) or listener.family
         tcp = family != socket.AF_UNIX
         deferred = peeking and tcp
         proxied = not self._rules.proxy_protocol

@@ -150,6 +150,8 @@ class WorkerPool:
         self._recycling: Worker | None = None
         """The new worker booting to replace one past its memory or age limit."""
         self._recycle_due = 0.0
+        self._settled = False
+        """Nothing for :meth:`reconcile` to do until the table changes or a start is due."""
 
     # ------------------------------------------------------------------- reading
 
@@ -191,7 +193,7 @@ class WorkerPool:
         log.info("rolling restart of %d workers%s", self.size,
                  " (started over)" if self.rolling else "")
         self._roll.begin(self.size)
-        self._hooks.changed()
+        self._changed()
         self._step_roll()
 
     def resize(self, size: int) -> None:
@@ -203,7 +205,7 @@ class WorkerPool:
         log.info("scaling from %d to %d workers", self.size, size)
         old, self.size = self.size, size
         self._warn_if_oversubscribed()
-        self._hooks.changed()
+        self._changed()
         now = self._clock()
         for slot in range(old, size):
             self.restarts["scale"] += 1
@@ -240,8 +242,8 @@ class WorkerPool:
         """Start what is missing (respawns past their backoff), :attr:`max_booting` at a
         time, retire what is too much, and move the rolling restart on. Nothing while
         stopping."""
-        if self.stopping:
-            return
+        if self.stopping or (self._settled and not self._due):
+            return  # the loop calls this every turn: one per accept batch under load
         for worker in list(self.by_pid.values()):
             if worker.slot >= self.size:
                 self._drain(worker, "scaling down")
@@ -263,6 +265,7 @@ class WorkerPool:
                     if room == 0:
                         break
         self._step_roll()
+        self._settled = not self._roll.under_way
 
     def check_heartbeats(self, now: float) -> None:
         """Kill the workers past their deadline or heartbeat timeout; mark the late ones."""
@@ -331,7 +334,7 @@ class WorkerPool:
                         limits=self._recycle.draw())
         self._enlist(worker)
         log.info("%s booting (%s)", worker, why)
-        self._hooks.changed()
+        self._changed()
         return worker
 
     def _enlist(self, worker: Worker) -> None:
@@ -346,7 +349,7 @@ class WorkerPool:
             return
         log.info("%s ready after %.1f s", worker, self._clock() - worker.born)
         self._boot_failures = 0
-        self._hooks.changed()
+        self._changed()
         rolled = self._roll.let_go(worker)
         if self._recycling is worker:
             self._recycling = None
@@ -377,7 +380,7 @@ class WorkerPool:
         worker.drain_deadline = self._clock() + drain_limit(self._settings)
         for packet in frames.packets(Kind.DRAIN):
             worker.send(packet)
-        self._hooks.changed()
+        self._changed()
         log.info("%s draining (%s; %d sessions)", worker, why, worker.sessions)
         if was_serving:
             self._hooks.serving_changed()
@@ -401,7 +404,7 @@ class WorkerPool:
         was = worker.state
         self._unwatch(worker)
         stranded = self._forget(worker)
-        self._hooks.changed()
+        self._changed()
         lived = self._clock() - worker.born
         how = describe_exit(status)
         if was is State.DRAINING and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
@@ -482,6 +485,12 @@ class WorkerPool:
             self._roll.worker = self._spawn(slot, "rolling restart")
         elif self._roll.finish():  # ended by a scale down
             self._hooks.roll_ended()
+
+    def _changed(self) -> None:
+        """The table changed (a worker came, went, or changed state; the size; a roll):
+        reconcile looks again, and the status file is rewritten."""
+        self._settled = False
+        self._hooks.changed()
 
     def _booting(self, slot: int) -> bool:
         return any(worker.state is State.BOOTING for worker in self.in_slot(slot))

@@ -321,6 +321,21 @@ def table(medians: Medians, labels: dict[str, str]) -> list[str]:
     return lines
 
 
+HAND_WRITTEN = "<!-- written by hand: bench/report.py keeps this line and what follows -->"
+"""Where the hand-written end of benchmarks.md begins (e.g. a regression's figures against
+an older version), which every run keeps below what it writes."""
+
+
+def hand_written(path: Path) -> list[str]:
+    """The lines of ``path`` from :data:`HAND_WRITTEN` on; none when there is no such line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    start = text.find(HAND_WRITTEN)
+    return text[start:].rstrip("\n").split("\n") + [""] if start >= 0 else []
+
+
 def write(out_dir: Path, medians: Medians, samples: dict[str, Any], labels: dict[str, str],
           verdicts_: list[Verdict], failures: list[str], plan: Any, command: str,
           minutes: float, measured_at: str) -> None:
@@ -377,7 +392,7 @@ def write(out_dir: Path, medians: Medians, samples: dict[str, Any], labels: dict
     for name, metrics in samples.items():
         for key, values in sorted(metrics.items()):
             lines.append(f"{name:<12} {key:<22} " + "  ".join(f"{v:.6g}" for v in values))
-    lines += ["```", ""]
+    lines += ["```", "", *hand_written(out_dir / "benchmarks.md")]
     (out_dir / "benchmarks.md").write_text("\n".join(lines))
 
 

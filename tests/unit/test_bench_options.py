@@ -39,3 +39,13 @@ def test_the_hand_off_verdict_allows_the_noise_of_one_version(ours: float, their
     [verdict] = report.handoff_verdicts(medians, "main")
     assert verdict.met is met
     assert f"{ours} µs, {theirs} µs at main" in verdict.text
+
+
+def test_the_hand_written_end_of_the_page_is_kept(tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    assert report.hand_written(page) == []
+    page.write_text("# Benchmarks\n\nmeasured\n\n" + report.HAND_WRITTEN + "\n## Against v1\n\n")
+    kept = report.hand_written(page)
+    assert kept == [report.HAND_WRITTEN, "## Against v1", ""]
+    page.write_text("# Benchmarks\n\nmeasured again\n\n" + "\n".join(kept))
+    assert report.hand_written(page) == kept

@@ -68,6 +68,9 @@ RESTART_REASONS = ("crash", "timeout", "hup", "scale", "memory", "age")
 """Why workers are replaced (:attr:`WorkerPool.restarts`), as ``/metrics`` lists them."""
 READ_BATCH = 256
 """Packets read from one worker per wake-up, so that a chatty worker cannot hold the loop."""
+SETTLED_RECHECK = 0.1
+"""Seconds between two reconciles of a table that has not changed (one after each change,
+and on every turn while a start is due): a change nobody noted is still caught this soon."""
 
 
 def boot_concurrency(cpus: int) -> int:
@@ -152,6 +155,7 @@ class WorkerPool:
         self._recycle_due = 0.0
         self._settled = False
         """Nothing for :meth:`reconcile` to do until the table changes or a start is due."""
+        self._recheck_due = 0.0
 
     # ------------------------------------------------------------------- reading
 
@@ -242,8 +246,9 @@ class WorkerPool:
         """Start what is missing (respawns past their backoff), :attr:`max_booting` at a
         time, retire what is too much, and move the rolling restart on. Nothing while
         stopping."""
-        if self.stopping or (self._settled and not self._due):
+        if self.stopping or (self._settled and not self._due and now < self._recheck_due):
             return  # the loop calls this every turn: one per accept batch under load
+        self._recheck_due = now + SETTLED_RECHECK
         for worker in list(self.by_pid.values()):
             if worker.slot >= self.size:
                 self._drain(worker, "scaling down")

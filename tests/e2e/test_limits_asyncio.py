@@ -268,21 +268,22 @@ def test_silent_and_half_sent_connections_are_closed_at_the_header_timeout(start
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_an_idle_keepalive_connection_is_closed_at_the_keepalive_timeout(start_cluster, target):
-    """12 s: longer than uvicorn's own default (5 s), far shorter than aiohttp's (3,630 s)."""
-    cluster = start_cluster(target, workers=1, args=("--keepalive-timeout", "12"))
+    """8 s: longer than uvicorn's own default (5 s), far shorter than aiohttp's (3,630 s).
+    Closed no sooner than 6 s after the probe read its answer (the server's clock starts
+    when it sends it, a busy machine may read it late): the option holds, not a default."""
+    cluster = start_cluster(target, workers=1, args=("--keepalive-timeout", "8"))
     http = HTTPConnection("127.0.0.1", cluster.port, timeout=30)
     http.request("GET", "/socket.io/?EIO=4&transport=polling")
     response = http.getresponse()
     assert response.status == 200 and response.read().startswith(b"0{")
     sock = http.sock
     idle_from = time.monotonic()
-    sock.settimeout(7)
-    with pytest.raises(TimeoutError):
-        sock.recv(1)  # still open after 7 s: the option holds, not a default
     sock.settimeout(60)
     assert sock.recv(1) == b"", "the idle connection got bytes"
-    print(f"\nidle keep-alive connection closed after {time.monotonic() - idle_from:.1f} s")
+    idle = time.monotonic() - idle_from
+    print(f"\nidle keep-alive connection closed after {idle:.1f} s")
     http.close()
+    assert idle >= 6, f"closed after {idle:.1f} s idle: a default, not the option"
 
 
 # ----------------------------------------------------------------------------- body size

@@ -1,4 +1,8 @@
-"""The Socket.IO Admin UI (``sio.instrument()``) on the cluster: it sees every worker."""
+"""The Socket.IO Admin UI (``sio.instrument()``) on the cluster: it sees every worker.
+
+The tests only connect clients: each case (adapter, runtime) starts one two-worker
+cluster for both (an ``xdist_group`` per case).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -7,17 +11,29 @@ import contextlib
 import pytest
 
 from tests.support.clients import connected, run, source_address
+from tests.support.masters import shared_cluster
 
 ADMIN_APPS = {"eventlet": "tests.apps.admin:sio", "asgi": "tests.apps.asgi_admin:app",
               "threading": "tests.apps.threading_admin:sio"}
 """An app that calls ``sio.instrument()`` at import, per runtime: a Server, an AsyncServer."""
 
 
-@pytest.mark.parametrize("runtime", list(ADMIN_APPS))
-@pytest.mark.parametrize("adapter", ["relay", "redis"])
-def test_admin_ui_sees_every_worker(start_cluster, redis_server, adapter, runtime):
-    args = ("--adapter", redis_server.url) if adapter == "redis" else ()
-    cluster = start_cluster(ADMIN_APPS[runtime], workers=2, args=args)
+CASES = [(adapter, runtime) for adapter in ("relay", "redis") for runtime in ADMIN_APPS]
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(case, id="-".join(case), marks=pytest.mark.xdist_group("admin-" + "-".join(case)))
+    for case in CASES])
+def cluster(request, tmp_path_factory):
+    """Two workers of the case's admin app, on the relay or on the session's Redis."""
+    adapter, runtime = request.param
+    args = ("--adapter", request.getfixturevalue("redis_server").url) if adapter == "redis" else ()
+    with shared_cluster(tmp_path_factory.mktemp("admin") / "master.log", ADMIN_APPS[runtime],
+                        workers=2, args=args) as cluster:
+        yield cluster
+
+
+def test_admin_ui_sees_every_worker(cluster):
     workers = cluster.worker_pids()
     stats_pids, socket_ids, client_pids = run(_watch(cluster.url, workers))
     assert stats_pids == workers, "server_stats did not come from every worker"
@@ -25,12 +41,7 @@ def test_admin_ui_sees_every_worker(start_cluster, redis_server, adapter, runtim
     assert set(client_pids) <= socket_ids, "the Admin UI missed sockets of some worker"
 
 
-@pytest.mark.parametrize("runtime", list(ADMIN_APPS))
-@pytest.mark.parametrize("adapter", ["relay", "redis"])
-def test_an_admin_that_connects_late_gets_the_sockets_of_every_worker(start_cluster, redis_server,
-                                                                      adapter, runtime):
-    args = ("--adapter", redis_server.url) if adapter == "redis" else ()
-    cluster = start_cluster(ADMIN_APPS[runtime], workers=2, args=args)
+def test_an_admin_that_connects_late_gets_the_sockets_of_every_worker(cluster):
     client_pids, socket_ids = run(_late_admin(cluster.url, cluster.worker_pids()))
     assert set(client_pids.values()) == cluster.worker_pids()
     assert set(client_pids) <= socket_ids, "the late admin missed sockets of some worker"

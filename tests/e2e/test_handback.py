@@ -2,8 +2,10 @@
 by different workers has each request served by its owner (the worker hands the
 connection back to the master with the bytes it read; the master passes both on).
 
-A real cluster and real keep-alive HTTP connections, in every worker runtime
-(``app_target``). The decision a worker makes on each request line, pure:
+A real cluster and real keep-alive HTTP connections, in every worker runtime: the tests
+that only connect clients share one two-worker cluster per runtime (an ``xdist_group``
+each), whose logged routing totals must, when it stops, count the hand-backs its status
+counted. The decision a worker makes on each request line, pure:
 tests/unit/workers/test_handback.py.
 """
 from __future__ import annotations
@@ -11,9 +13,30 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tests.support.clients import source_address
+from tests.support.masters import RUNTIME_TARGETS, shared_cluster
 from tests.support.rawclient import KeepAlive, two_sessions_on_two_workers
 from cluster.protocol.sids import encode_tag, make_sid, tag_of
+
+
+@pytest.fixture(scope="module", params=[
+    pytest.param(target, id=name, marks=pytest.mark.xdist_group(f"handback-{name}"))
+    for name, target in RUNTIME_TARGETS.items()])
+def cluster(request, tmp_path_factory):
+    """Two workers of one runtime's chat app, for the tests of this module that share it."""
+    with shared_cluster(tmp_path_factory.mktemp("handback") / "master.log", request.param,
+                        workers=2) as cluster:
+        yield cluster
+        last = handed_back(cluster)
+    totals = re.search(r"routing totals: .*?(\d+) handed back \((\d+) µs CPU each\)", cluster.log)
+    assert totals and int(totals[1]) == last, cluster.log[-2000:]
+
+
+def handed_back(cluster) -> int:
+    """Connections handed back to the master so far, by its status."""
+    return cluster.status()["handoffs"]["handed_back"]
 
 
 def ack_payload(body: str, ack: int) -> dict:
@@ -22,8 +45,8 @@ def ack_payload(body: str, ack: int) -> dict:
     return json.loads(match[1])[0]
 
 
-def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(start_cluster, app_target):
-    cluster = start_cluster(app_target, workers=2)
+def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(cluster):
+    before = handed_back(cluster)
     first, second = two_sessions_on_two_workers(cluster.port)
     conn = KeepAlive(cluster.port, source_address(1))
     answers = []
@@ -47,9 +70,7 @@ def test_one_keep_alive_connection_carries_two_sessions_of_two_workers(start_clu
         conn.close()
     assert all(answer == (200, "OK") for answer in answers), answers
     assert len(pids[first]) == len(pids[second]) == 1 and pids[first] != pids[second]
-    cluster.stop()
-    totals = re.search(r"routing totals: .*?(\d+) handed back \((\d+) µs CPU each\)", cluster.log)
-    assert totals and int(totals[1]) >= 8, cluster.log[-2000:]
+    assert handed_back(cluster) - before >= 8
 
 
 def test_unknown_sid_on_a_kept_alive_connection_is_answered_by_its_worker(start_cluster):
@@ -77,9 +98,7 @@ def ws_frame(text: str) -> bytes:
     return bytes((0x81, 0x80 | len(data))) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-def test_websocket_upgrade_of_another_session_on_a_kept_alive_connection(start_cluster,
-                                                                         app_target):
-    cluster = start_cluster(app_target, workers=2)
+def test_websocket_upgrade_of_another_session_on_a_kept_alive_connection(cluster):
     first, second = two_sessions_on_two_workers(cluster.port)
     conn = KeepAlive(cluster.port, source_address(3))
     try:

@@ -171,7 +171,7 @@ def test_embedding_api_reloads_scales_and_stops(tmp_path):
 
 def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(start_cluster,
                                                                                  app_target):
-    cluster = start_cluster(app_target, workers=3)
+    cluster = start_cluster(app_target, workers=2)  # the victim's, and the others' worker
 
     async def main():
         async with contextlib.AsyncExitStack() as stack:

@@ -504,22 +504,22 @@ def _polling_handshake(port: int) -> bytes:
 def test_control_socket_scale_reload_status_stop(start_cluster, tmp_path):
     pid_file = tmp_path / "master.pid"
     broken = tmp_path / "broken"
-    cluster = start_cluster("tests.apps.flaky:sio", workers=2, args=("--pid", str(pid_file)),
+    cluster = start_cluster("tests.apps.flaky:sio", workers=1, args=("--pid", str(pid_file)),
                             env={"FLAKY_BROKEN": str(broken)})
     control = Path(f"{pid_file}.ctl")
     assert stat.S_IMODE(control.stat().st_mode) == 0o600
 
-    scaled = cli("scale", "4", "--pid", str(pid_file))
+    scaled = cli("scale", "3", "--pid", str(pid_file))
     assert scaled.returncode == 0, scaled.stderr
-    assert scaled.stdout.strip() == f"master {cluster.pid}: scaled from 2 to 4 workers (all serving)"
+    assert scaled.stdout.strip() == f"master {cluster.pid}: scaled from 1 to 3 workers (all serving)"
     assert cluster.log.count("scaling from") == 1  # one step, not two TTINs
     status = cli("status", "--pid", str(pid_file))
     assert status.returncode == 0
-    assert status.stdout.count(" serving ") == 4, status.stdout
+    assert status.stdout.count(" serving ") == 3, status.stdout
 
     reloaded = cli("reload", "--control", str(control))
     assert reloaded.returncode == 0, reloaded.stderr
-    assert reloaded.stdout.strip() == f"master {cluster.pid}: rolling restart done (4 workers replaced)"
+    assert reloaded.stdout.strip() == f"master {cluster.pid}: rolling restart done (3 workers replaced)"
     assert "rolling restart done" in cluster.log  # it returned after the roll, not before
 
     broken.write_text("a syntax error in the deploy")

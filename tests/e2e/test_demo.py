@@ -1,4 +1,7 @@
-"""The quick start: ``make demo`` serves the chat page, offline, and its chat crosses workers."""
+"""The quick start: ``make demo`` serves the chat page, offline, and its chat crosses workers.
+
+The tests only connect clients: one ``make demo`` serves them all (one ``xdist_group``).
+"""
 from __future__ import annotations
 
 import asyncio
@@ -22,13 +25,16 @@ from tests.support.ports import free_port
 
 VENV = Path(sys.executable).parent.parent
 
+pytestmark = pytest.mark.xdist_group("demo")
 
-@pytest.fixture
-def demo(tmp_path):
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
     """``make demo`` on a free port (the install step taken as done: this venv is it)."""
     port = free_port()
     cluster = ClusterProcess(["-s", "-o", "install", "demo", f"DEMO_BIND=127.0.0.1:{port}",
-                              f"VENV={VENV}"], tmp_path / "demo.log", command=["make"])
+                              f"VENV={VENV}"], tmp_path_factory.mktemp("demo") / "demo.log",
+                             command=["make"])
     cluster.url = f"http://127.0.0.1:{port}"
     try:
         cluster.wait_log("cluster ready", timeout=60)

@@ -37,6 +37,7 @@ async def map_addresses(url: str, indexes: range) -> dict[int, int]:
 # ----------------------------------------------------------- rolling restart
 
 @pytest.mark.long
+@pytest.mark.xdist_group("hup-under-load")  # one at a time: each stream takes a core
 def test_hup_replaces_every_worker_without_a_failed_connection(start_cluster, app_target):
     # --balance ip: the resident's slot is the one its address hashes to, as the timing assumes
     cluster = start_cluster(app_target, workers=3, args=("--graceful-timeout", "3",

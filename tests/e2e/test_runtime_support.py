@@ -53,7 +53,7 @@ KEEPALIVE_MARGIN = 2.0
 clock starts when it sends the answer, the probe's once it has read it (a busy machine)."""
 WORKER_CONNECTIONS = 6
 THREADS = 6
-WEBSOCKET_RATE = 150_000
+WEBSOCKET_RATE = 250_000
 GRACEFUL_TIMEOUT = 2.0
 DRAIN_SPREAD = 4.0
 ACCESS_LOG_FORMAT = "walk %(m)s %(U)s %(q)s %(s)s transport=%(transport)s slot=%(slot)s"

@@ -63,7 +63,7 @@ def test_48_clients_upgrade_stick_and_spread(cluster):
 
 
 def test_room_broadcast_through_the_embedded_relay(cluster):
-    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16, workers=3))
     assert len(listeners) >= 3
     assert senders == {shouter}
 
@@ -88,7 +88,7 @@ def test_polling_only_clients_keep_their_session(cluster):
 
 def test_room_broadcast_through_redis(start_cluster, redis_server, app_target):
     cluster = start_cluster(app_target, workers=3, args=("--adapter", redis_server.url, "--channel", "t-redis"))
-    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16))
+    listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16, workers=3))
     assert len(listeners) >= 3
     assert senders == {shouter}
 

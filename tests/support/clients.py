@@ -76,15 +76,28 @@ async def wait_upgraded(client: socketio.AsyncClient, timeout: float = 10) -> No
         await asyncio.sleep(0.02)
 
 
-async def room_broadcast_reaches_every_worker(urls: list[str], clients_per_url: int = 12):
+EXTRA_CLIENTS = 8
+"""Clients :func:`room_broadcast_reaches_every_worker` may add, one a heartbeat apart."""
+
+
+async def room_broadcast_reaches_every_worker(urls: list[str], clients_per_url: int = 12,
+                                              workers: int = 0):
     """Connect clients to ``urls`` (round robin), join a room, shout from one client.
 
-    Returns (pids of the listeners, pids that heard the shout, shouter's pid).
+    Returns (pids of the listeners, pids that heard the shout, shouter's pid). While the
+    listeners are on fewer than ``workers`` workers, up to :data:`EXTRA_CLIENTS` more connect.
     """
     heard: dict[int, asyncio.Future] = {}
     async with contextlib.AsyncExitStack() as stack:
         clients = []
-        for index in range(clients_per_url * len(urls)):
+        wanted = clients_per_url * len(urls)
+        for index in range(wanted + EXTRA_CLIENTS):
+            if index >= wanted:
+                if len({pid for _client, pid in clients}) >= workers:
+                    break
+                # A worker passed over is late (a loaded machine delayed its heartbeat):
+                # the next heartbeat makes it a candidate again.
+                await asyncio.sleep(LATE_RECOVERY)
             client = await stack.enter_async_context(
                 connected(urls[index % len(urls)], source_address(200 + index)))
             future = asyncio.get_running_loop().create_future()

@@ -113,7 +113,7 @@ class Runtime(abc.ABC):
         """Make the app this worker's: its sids, the runtime's server and link, the managers."""
         from . import managers
 
-        sids.install(self.app.server.eio, self.spec.tag)
+        sids.install(self.app.server.eio, self.spec.tag, self.spec.host)
         self.link = self.open()
         managers.install(self.app.server, self.spec, self.link)
 

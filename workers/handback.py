@@ -5,9 +5,10 @@ browser then reuses it (keep-alive) for requests of other sessions, from other t
 that other workers own, and for the handshakes of new sessions. Before serving each
 request, a worker reads its request line and asks :func:`goes_back`:
 
-* a request for another worker's sid (:func:`owner_elsewhere`) is handed back to the
-  master with the bytes read so far, and the master passes both to the owner, which
-  serves them as if it had read them itself (:data:`cluster.protocol.frames.Kind.RESUME`);
+* a request for another worker's sid (:func:`owner_elsewhere`), of this host or of
+  another, is handed back to the master with the bytes read so far, and the master
+  passes both to the owner (or to the host that owns it), which serves them as if it
+  had read them itself (:data:`cluster.protocol.frames.Kind.RESUME`);
 * a later request of a connection that starts a new Engine.IO session
   (:func:`starts_session`: a handshake) is handed back too, when the master places new
   sessions by load (``--balance least-loaded`` or ``random``): the master places it as
@@ -24,22 +25,24 @@ Pure: bytes in, a decision out. Runtime-neutral: every worker runtime uses it.
 """
 from __future__ import annotations
 
-from cluster.protocol.sids import TAG_LIMIT, request_sid, tag_of
+from cluster.protocol.sids import owner_of, request_sid
 
 
-def owner_elsewhere(request_line: bytes, own_tag: int) -> int | None:
-    """The tag of the worker that owns the sid of ``request_line``, when it is not us.
+def owner_elsewhere(request_line: bytes, own: int) -> int | None:
+    """The owner (:func:`cluster.protocol.sids.owner_of`: host and worker tag) of the sid
+    of ``request_line``, when it is not us.
 
     None when the request names no sid, a sid that is not one of the cluster's, or one
-    of this worker's (tag ``own_tag``): this worker serves it.
+    of this worker's (owner ``own``, :func:`cluster.protocol.sids.owner`): this worker
+    serves it.
     """
     sid = request_sid(request_line)
     if sid is None:
         return None
-    tag = tag_of(sid)
-    if tag is None or tag == own_tag % TAG_LIMIT:
+    found = owner_of(sid)
+    if found is None or found == own:
         return None
-    return tag
+    return found
 
 
 def starts_session(request_line: bytes) -> bool:
@@ -57,10 +60,11 @@ def starts_session(request_line: bytes) -> bool:
             and not any(param.startswith(b"sid=") for param in params))
 
 
-def goes_back(request_line: bytes, own_tag: int, new_sessions: bool) -> bool:
-    """Whether the worker tagged ``own_tag`` hands the request of ``request_line`` back to
-    the master: it names another worker's session, or ``new_sessions`` (the master places
-    them, and this is not a connection's first request) and it starts one."""
-    if owner_elsewhere(request_line, own_tag) is not None:
+def goes_back(request_line: bytes, own: int, new_sessions: bool) -> bool:
+    """Whether the worker of owner number ``own`` (its host and tag) hands the request of
+    ``request_line`` back to the master: it names another worker's session, or
+    ``new_sessions`` (the master places them, and this is not a connection's first
+    request) and it starts one."""
+    if owner_elsewhere(request_line, own) is not None:
         return True
     return new_sessions and starts_session(request_line)

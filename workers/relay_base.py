@@ -38,7 +38,7 @@ class RelayBase:
         """Relay through ``link`` as the worker tagged ``tag``; ``deliver`` takes deliveries."""
         self._link = link
         self._tag = tag
-        self.host_id = sids.make_sid(sids.encode_tag(tag))
+        self.host_id = sids.make_sid(sids.sid_prefix(tag))
         link.on_deliver = deliver
 
     def _encode(self, message: dict[str, Any]) -> bytes:

@@ -10,6 +10,8 @@ import importlib
 import socket
 from typing import Any
 
+from . import sids
+
 RUNTIMES = {
     "eventlet": "workers.eventlet.runtime:EventletRuntime",
     "gevent": "workers.gevent.runtime:GeventRuntime",
@@ -49,13 +51,15 @@ class WorkerSpec:
 
     A field named like an option of :data:`cluster.setup.options.OPTIONS` is that option (one
     marked ``worker=True`` there), filled by name by the master; the others (target, slot,
-    tag, heartbeat_interval, server_address, family, hand_back, place_new_sessions) are this
+    tag, heartbeat_interval, server_address, family, hand_back, place_new_sessions, host) are this
     worker's own. A test keeps the two in step.
 
     :param target: ``module:attr`` or ``module:factory()`` naming the app, or the
                    app object itself (any target :data:`LOADER` accepts).
     :param slot: the routing slot the worker serves.
     :param tag: the worker's unique number, carried in every sid it makes.
+    :param host: this host's id among the hosts that share sessions (0: a host alone),
+                 carried in every sid too.
     :param adapter: the broker URL (:data:`cluster.protocol.adapters.SCHEMES`), or None for
                     the embedded relay through the master.
     :param channel: the pub/sub channel name shared by the whole cluster.
@@ -102,3 +106,10 @@ class WorkerSpec:
     forwarded_allow_ips: str = ""
     hand_back: bool = True
     place_new_sessions: bool = False
+    host: int = 0
+
+    @property
+    def owner(self) -> int:
+        """This worker's owner number (host and tag), as :func:`cluster.protocol.sids.owner_of`
+        reads it from the sids it makes."""
+        return sids.owner(self.tag, self.host)

@@ -18,7 +18,7 @@ import pytest
 from tests.support.clients import source_address
 from tests.support.masters import RUNTIME_TARGETS, shared_cluster
 from tests.support.rawclient import KeepAlive, two_sessions_on_two_workers
-from cluster.protocol.sids import encode_tag, make_sid, tag_of
+from cluster.protocol.sids import sid_prefix, make_sid, tag_of
 
 
 @pytest.fixture(scope="module", params=[
@@ -79,7 +79,7 @@ def test_unknown_sid_on_a_kept_alive_connection_is_answered_by_its_worker(start_
     conn = KeepAlive(cluster.port, source_address(2))
     try:
         assert conn.request("POST", first, "40") == (200, "OK")
-        gone = make_sid(encode_tag(4000))  # a worker tag no live worker has
+        gone = make_sid(sid_prefix(4000))  # a worker tag no live worker has
         forged = first[:3] + "x" * (len(first) - 3)  # the right worker, a session it never made
         for sid in (gone, forged, gone):
             status, body = conn.request("GET", sid)

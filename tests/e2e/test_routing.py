@@ -26,7 +26,7 @@ from tests.support.clients import disconnect, run, source_address
 from cluster.intake.pending import PENDING_LIMIT
 from tests.support.waiting import wait_for
 from tests.support.rawclient import RawClient, in_threads, tcp_from, unix_at
-from cluster.protocol.sids import encode_tag, tag_of
+from cluster.protocol.sids import sid_prefix, tag_of
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 PEEK_TIMEOUT = 8
@@ -262,7 +262,7 @@ def test_hostile_first_bytes_harm_only_their_sender(start_cluster):
 
     # at once to a worker, by IP: a request line past the limit, garbage, forged sids
     long_line = b"GET /socket.io/?EIO=4&transport=polling&" + b"p=q&" * 1200 + b"x HTTP/1.0\r\n\r\n"
-    forged = encode_tag(200_000) + "A" * 20
+    forged = sid_prefix(200_000) + "A" * 20
     for data, expect in [
         (long_line, b"HTTP/1.1 200"),
         (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)) * 4, b""),

@@ -13,7 +13,7 @@ import socket
 import pytest
 
 from cluster.protocol import frames
-from cluster.protocol.sids import encode_tag, make_sid
+from cluster.protocol.sids import sid_prefix, make_sid
 from tests.support.waiting import wait_for
 from tests.support.worker_links import handoff, plain_hub, refuse_client
 from workers.asyncio.link import AsyncMasterLink
@@ -73,7 +73,7 @@ def _routing_run(chunks: list[bytes], preface: bytes = b"", busy: bool = False):
 
 def _get(tag: int) -> bytes:
     """A polling GET of a (new random) session of worker ``tag``."""
-    return (f"GET /socket.io/?EIO=4&transport=polling&sid={make_sid(encode_tag(tag))} HTTP/1.1\r\n"
+    return (f"GET /socket.io/?EIO=4&transport=polling&sid={make_sid(sid_prefix(tag))} HTTP/1.1\r\n"
             "Host: x\r\n\r\n").encode()
 
 

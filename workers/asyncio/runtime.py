@@ -75,7 +75,7 @@ class AsyncioRuntime(Runtime):
                         else forwarded.marking(self.connections.serve, trusted))
         link = AsyncMasterLink(self.sock, serve_client, loop)
         if spec.hand_back:
-            self.connections.routing = Routing(spec.tag, link.hand_back, kind.idle,
+            self.connections.routing = Routing(spec.owner, link.hand_back, kind.idle,
                                                spec.place_new_sessions)
         return link
 

@@ -58,7 +58,7 @@ class EventletRuntime(BlockingRuntime):
         if trusted is not None:
             protocol = forwarded.wsgi_handler(protocol, trusted)
         if spec.hand_back:
-            protocol = routing_protocol(spec.tag, link.hand_back, base=protocol,
+            protocol = routing_protocol(spec.owner, link.hand_back, base=protocol,
                                         place_new_sessions=spec.place_new_sessions)
         self.protocol = protocol
         return link

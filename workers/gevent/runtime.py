@@ -70,7 +70,7 @@ class GeventRuntime(BlockingRuntime):
         link = GeventMasterLink(self.sock,
                                 _Intake(server, self.pool, spec.worker_connections).take)
         if spec.hand_back:
-            server.handler_class = routing_handler(spec.tag, link.hand_back,
+            server.handler_class = routing_handler(spec.owner, link.hand_back,
                                                    base=server.handler_class,
                                                    place_new_sessions=spec.place_new_sessions)
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)

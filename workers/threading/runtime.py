@@ -55,7 +55,7 @@ class ThreadingRuntime(BlockingRuntime):
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)
         wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)
         self.server = Server(access_log.wrap(log_errors(wsgi), spec), http_limits(spec, app),
-                             threads, _base_environ(spec), spec.tag)
+                             threads, _base_environ(spec), spec.owner)
         link = ThreadMasterLink(self.sock, self.server.add)
         if spec.hand_back:
             self.server.hand_back = link.hand_back

@@ -17,12 +17,12 @@ from cluster.intake.dispatch import Dispatcher
 from cluster.setup.config import make_settings
 from tests.support.fake_pool import World, serving_world
 from cluster.protocol import frames
-from cluster.protocol.sids import encode_tag
+from cluster.protocol.sids import sid_prefix
 from workers.handback import goes_back, starts_session
 
 MINE, OTHER = 7, 9
 RANDOM_PART = "Zml4ZWQtcmFuZG9tLXA_"
-MY_SID, OTHER_SID = encode_tag(MINE) + RANDOM_PART, encode_tag(OTHER) + RANDOM_PART
+MY_SID, OTHER_SID = sid_prefix(MINE) + RANDOM_PART, sid_prefix(OTHER) + RANDOM_PART
 
 
 # ------------------------------------------------------------------ decision (pure)

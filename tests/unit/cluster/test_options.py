@@ -30,7 +30,7 @@ ENV_NAMES_BEFORE_THE_TABLE = {
 """Every STICKY_CLUSTER_<NAME> users may have set before the table existed."""
 
 WORKERS_OWN_FIELDS = {"target", "slot", "tag", "heartbeat_interval", "server_address", "family",
-                      "hand_back", "place_new_sessions"}
+                      "hand_back", "place_new_sessions", "host"}
 
 
 def _run_params() -> dict[str, click.Option]:

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.protocol.frames import Kind, Reassembler, addressed, packets, parse_from_worker
-from cluster.protocol.sids import SID_LENGTH, TAG_LIMIT, encode_tag, make_sid, request_sid, tag_of
+from cluster.protocol.sids import (HOST_LIMIT, SID_LENGTH, TAG_LIMIT, host_of, make_sid, owner, owner_of,
+                                   request_sid, sid_prefix, tag_of)
 
 SID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 
@@ -17,7 +18,7 @@ SID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-
 
 @given(st.integers(1, TAG_LIMIT - 1))
 def test_every_tag_the_master_gives_comes_back_from_a_sid(tag: int) -> None:
-    sid = make_sid(encode_tag(tag))
+    sid = make_sid(sid_prefix(tag))
     assert len(sid) == SID_LENGTH
     assert request_sid(f"GET /socket.io/?EIO=4&sid={sid} HTTP/1.1\r\n".encode()) == sid
     assert tag_of(sid) == tag
@@ -31,10 +32,23 @@ def test_a_message_addressed_to_any_tag_reaches_the_master_with_that_tag(tag: in
     assert (found, bytes(relayed)) == (tag, b"payload")
 
 
+@given(st.integers(1, TAG_LIMIT - 1), st.integers(0, HOST_LIMIT - 1))
+def test_a_sid_names_its_host_first_then_its_worker(tag: int, host: int) -> None:
+    sid = make_sid(sid_prefix(tag, host))
+    assert (host_of(sid), tag_of(sid), owner_of(sid)) == (host, tag, owner(tag, host))
+    assert sid.startswith(sid_prefix(0, host)[:2])  # a balancer routes by the first two
+
+
+def test_a_host_id_outside_the_space_is_refused() -> None:
+    with pytest.raises(ValueError):
+        sid_prefix(1, HOST_LIMIT)
+
+
 def test_a_sid_of_another_length_or_alphabet_names_no_worker() -> None:
-    sid = make_sid(encode_tag(5))
+    sid = make_sid(sid_prefix(5))
     assert tag_of(sid[:-1]) is None
     assert tag_of("." + sid[1:]) is None
+    assert host_of(sid[:-1]) is None
 
 
 # -- request_sid ---------------------------------------------------------------------------

@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 
 from cluster.protocol import frames
-from cluster.protocol.sids import encode_tag
-from workers.handback import owner_elsewhere
+from cluster.protocol.sids import make_sid, owner, sid_prefix
+from workers.handback import goes_back, owner_elsewhere
 
 MINE, OTHER = 7, 9
 RANDOM_PART = "Zml4ZWQtcmFuZG9tLXA_"
 """A sid's random part, fixed: the test ids must be the same in every pytest process."""
-MY_SID, OTHER_SID = encode_tag(MINE) + RANDOM_PART, encode_tag(OTHER) + RANDOM_PART
+MY_SID, OTHER_SID = sid_prefix(MINE) + RANDOM_PART, sid_prefix(OTHER) + RANDOM_PART
 
 
 # ------------------------------------------------------------------ decision (pure)
@@ -41,7 +41,14 @@ def test_owner_elsewhere_reads_the_request_line(line, owner):
 def test_own_tag_is_compared_as_sids_carry_it():
     big = MINE + 2 ** 18  # tags go into sids modulo 2**18
     line = f"GET /socket.io/?EIO=4&transport=polling&sid={MY_SID} HTTP/1.1\r\n".encode()
-    assert owner_elsewhere(line, big) is None
+    assert owner_elsewhere(line, owner(big)) is None
+
+
+def test_a_sid_of_another_host_goes_back_even_with_this_workers_tag():
+    here, there = make_sid(sid_prefix(MINE, host=3)), make_sid(sid_prefix(MINE, host=4))
+    for sid, back in ((here, False), (there, True)):
+        line = f"GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n".encode()
+        assert goes_back(line, owner(MINE, 3), new_sessions=False) is back
 
 
 def test_resumed_payload_round_trips():

@@ -16,7 +16,7 @@ import socketio
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from workers import async_managers, managers
-from cluster.protocol.sids import encode_tag, make_sid
+from cluster.protocol.sids import sid_prefix, make_sid
 
 TAG = 5
 OTHER_TAG = 9
@@ -71,7 +71,7 @@ EMITS = [
     ("chat", {"text": "héllo", "n": 1}, None),
     ("pair", ("a", 2, [3.5, None]), None),
     ("blob", {"raw": b"\x00\xffbytes"}, None),
-    ("chat", "to one client", make_sid(encode_tag(OTHER_TAG))),
+    ("chat", "to one client", make_sid(sid_prefix(OTHER_TAG))),
 ]
 """(event, data, room): a broadcast, a tuple, binary data, an emit to another worker's sid."""
 EMIT_IDS = ["broadcast", "tuple", "binary", "to-another-workers-sid"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import array
 import enum
 import dataclasses
+import json
 import os
 import socket
 
@@ -62,6 +63,7 @@ class Kind(enum.IntEnum):
     BOOT_FAILED = 8  #: worker -> master: could not boot; payload = the error, one line
     HANDBACK = 9  #: worker -> master: a client (fd) another worker's request came on; :func:`resumed`
     RESUME = 10  #: master -> worker: a client (fd) and the bytes to serve first; :func:`resumed`
+    HOSTS = 11  #: forwarder -> master: the directory of hosts and the forwards' counts (JSON)
 
 
 def socket_pair() -> tuple[socket.socket, socket.socket]:
@@ -222,6 +224,22 @@ def _parse_handback(payload: bytes) -> tuple[tuple[str, int], bytes]:
         raise ProtocolError("HANDBACK without a valid client address") from None
 
 
+MAX_HOSTS = 64 * 1024
+"""Largest HOSTS payload (a JSON object) the master takes from the forwarder."""
+
+
+def _parse_hosts(payload: bytes) -> dict:
+    if len(payload) > MAX_HOSTS:
+        raise ProtocolError(f"HOSTS of {len(payload)} bytes is over {MAX_HOSTS} bytes")
+    try:
+        facts = json.loads(payload)
+    except (ValueError, RecursionError):  # not UTF-8 or not JSON; nested too deep
+        raise ProtocolError("HOSTS that is not JSON") from None
+    if not isinstance(facts, dict):
+        raise ProtocolError(f"HOSTS that is a JSON {type(facts).__name__}, not an object")
+    return facts
+
+
 def _parse_boot_failed(payload: bytes) -> str:
     return payload[:4 * MAX_BOOT_ERROR].decode("utf-8", errors="replace")[:MAX_BOOT_ERROR]
 
@@ -233,6 +251,7 @@ WORKER_MESSAGES = {
     Kind.PUBLISH_TO: _parse_publish_to,
     Kind.BOOT_FAILED: _parse_boot_failed,
     Kind.HANDBACK: _parse_handback,
+    Kind.HOSTS: _parse_hosts,
 }
 """Kind -> parser of every message a worker may send the master. A new worker message
 needs its parser here: the master kills a worker that sends a kind not listed."""
@@ -242,7 +261,8 @@ def parse_from_worker(kind: Kind, payload: bytes) -> object:
     """Check a whole message a worker sent; return its value for the master.
 
     READY: None; HEARTBEAT: a :class:`Heartbeat`; PUBLISH: the payload; PUBLISH_TO:
-    (tag, payload); BOOT_FAILED: the error text; HANDBACK: (client address, bytes read). Raises :class:`ProtocolError` for a
+    (tag, payload); BOOT_FAILED: the error text; HANDBACK: (client address, bytes read);
+    HOSTS: the JSON object (a dict; only the forwarder sends it). Raises :class:`ProtocolError` for a
     kind a worker does not send or a payload that does not fit its kind.
     """
     parser = WORKER_MESSAGES.get(kind)

@@ -15,6 +15,7 @@ import importlib
 import subprocess
 import sys
 from types import ModuleType
+from typing import Any
 
 from cluster.protocol import adapters
 
@@ -51,25 +52,34 @@ def probe(url: str, channel: str, timeout: float = TIMEOUT) -> str | None:
         if scheme.family == "amqp":
             _probe_amqp(module, url, timeout)
         else:
-            _probe_redis(module, url, scheme, channel, timeout)
+            _probe_redis(module, url, channel, timeout)
     except Exception as exc:  # noqa: BLE001 - any failure is the one line we report
         reason = " ".join(str(exc).split()) or type(exc).__name__
         return adapters.scrub(f"cannot reach the broker at {shown}: {reason}", url)
     return None
 
 
-def _probe_redis(module: ModuleType, url: str, scheme: adapters.Scheme, channel: str,
-                 timeout: float) -> None:
+def redis_client(module: ModuleType, url: str, channel: str, timeout: float) -> Any:
+    """A client of the Redis-family broker at ``url`` (through its Sentinels for a
+    ``+sentinel`` URL: the primary they name for the service, or ``channel``).
+
+    ``module`` is the client package (``redis``, ``valkey``) or its asyncio twin
+    (``redis.asyncio``, ``valkey.asyncio``): both offer ``Redis.from_url`` and
+    ``sentinel.Sentinel``. ``timeout`` bounds the connection and each answer.
+    """
     timeouts = {"socket_connect_timeout": timeout, "socket_timeout": timeout}
-    if scheme.sentinel:
+    if adapters.scheme_of(url).sentinel:
         from socketio.redis_manager import parse_redis_sentinel_url
 
         sentinels, service, options = parse_redis_sentinel_url(url)
         sentinel = module.sentinel.Sentinel(sentinels, sentinel_kwargs=timeouts,
                                             **options, **timeouts)
-        client = sentinel.master_for(service or channel)
-    else:
-        client = module.Redis.from_url(url, **timeouts)
+        return sentinel.master_for(service or channel)
+    return module.Redis.from_url(url, **timeouts)
+
+
+def _probe_redis(module: ModuleType, url: str, channel: str, timeout: float) -> None:
+    client = redis_client(module, url, channel, timeout)
     try:
         client.ping()
     finally:

@@ -29,6 +29,7 @@ PROTOCOL = "cluster.protocol"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cluster.protocol",),
     ("cluster.setup",),
+    ("cluster.hosts",),
     ("cluster.pool",),
     ("cluster.intake", "cluster.relay"),
     ("cluster.ops",),
@@ -45,18 +46,21 @@ module; ``cluster`` is ``cluster/__init__.py`` alone.
 2. ``cluster.setup``: what the operator asked for (options, settings, config file, hooks)
    and the process made ready before any fork (checks, limits, privileges, title, logs).
    Every part above is built from the settings; nothing here knows those parts.
-3. ``cluster.pool``: the worker processes and their states. It forks with the settings and
+3. ``cluster.hosts``: several hosts: the directory of hosts, the host id's lease, and the
+   forwarder process that relays a request to its session's host. The master builds on
+   its standard-library modules (addresses, the forwarder's config, the lease's child).
+4. ``cluster.pool``: the worker processes and their states. It forks with the settings and
    calls the hooks; it knows nothing of client connections.
-4. ``cluster.intake`` and ``cluster.relay``: the master's two paths onto the pool, side by
+5. ``cluster.intake`` and ``cluster.relay``: the master's two paths onto the pool, side by
    side: a client connection to the worker it belongs to, a worker's pub/sub message to the
    others.
-5. ``cluster.ops``: the operators' face. It reads the pool, the intake and the relay to
+6. ``cluster.ops``: the operators' face. It reads the pool, the intake and the relay to
    report on them; it acts on the master only through what the master hands it
    (:class:`cluster.ops.control_socket.Controlled`), so it never imports the master.
-6. ``cluster.master`` (with ``cluster.commands``, its signal and command queue): the loop
+7. ``cluster.master`` (with ``cluster.commands``, its signal and command queue): the loop
    that builds every part below and ties them together.
-7. ``cluster.cli``: the command line: starts a master, or acts on one that runs.
-8. ``cluster`` and ``cluster.__main__``: the package's face: ``from cluster import Master``
+8. ``cluster.cli``: the command line: starts a master, or acts on one that runs.
+9. ``cluster`` and ``cluster.__main__``: the package's face: ``from cluster import Master``
    for embedding, ``python -m cluster`` for the command line.
 """
 
@@ -235,7 +239,7 @@ def test_the_graph_reads_modules_and_layers_as_meant() -> None:
     assert [layer_of(name) for name in ("cluster.protocol.frames", "cluster.setup",
                                         "cluster.relay", "cluster.intake.peek", "cluster",
                                         "cluster.__main__", "cluster.unplaced")] == [
-        0, 1, 3, 3, 7, 7, None]
+        0, 1, 4, 4, 8, 8, None]
 
 
 def test_no_module_imports_itself_back() -> None:

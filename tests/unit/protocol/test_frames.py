@@ -99,6 +99,17 @@ def test_worker_messages_parse_to_their_values():
         frames.parse_from_worker(Kind.PUBLISH_TO, b"x" * (frames.TAG_BYTES - 1))
 
 
+def test_the_forwarders_hosts_message_is_a_json_object_of_at_most_64_kib():
+    facts = {"hosts": {"2": "127.0.0.12:8000"}, "peers": {}, "refused": {"loop": 1}}
+    assert frames.parse_from_worker(Kind.HOSTS, b'{"hosts": {"2": "127.0.0.12:8000"}, '
+                                    b'"peers": {}, "refused": {"loop": 1}}') == facts
+    for payload, reason in [(b"[1]", "a JSON list, not an object"), (b"{", "not JSON"),
+                            (b"\xff", "not JSON"), (b"[" * 60000, "not JSON"),
+                            (b'{"a": "' + b"x" * frames.MAX_HOSTS + b'"}', "over 65536 bytes")]:
+        with pytest.raises(ProtocolError, match=reason):
+            frames.parse_from_worker(Kind.HOSTS, payload)
+
+
 @given(st.lists(st.binary(max_size=80), max_size=12))
 def test_any_bytes_from_a_worker_give_a_message_or_a_protocol_error(packets):
     reassembler = Reassembler(limit=200)

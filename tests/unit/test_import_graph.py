@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("cluster.pool",),
     ("cluster.intake", "cluster.relay"),
     ("cluster.ops",),
-    ("cluster.master", "cluster.commands"),
+    ("cluster.master", "cluster.master_hosts", "cluster.commands"),
     ("cluster.cli",),
     ("cluster", "cluster.__main__"),
 )

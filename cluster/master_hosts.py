@@ -104,7 +104,7 @@ class HostId:
         if isinstance(hosts, dict):
             for host, text in hosts.items():
                 try:
-                    peers[int(host)] = parse_address(text)
-                except (TypeError, ValueError):
+                    peers[int(host)] = parse_address(str(text))
+                except ValueError:
                     continue
         return self.peer_ips(peers)

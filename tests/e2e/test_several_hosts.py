@@ -27,7 +27,7 @@ import pytest
 from cluster.protocol.sids import encode_host, host_of, sid_prefix
 from tests.support.brokers import RedisNode, plain_args
 from tests.support.clients import room_broadcast_reaches_every_worker, run
-from tests.support.masters import ClusterProcess, gone
+from tests.support.masters import ClusterProcess, cli, gone
 from tests.support.orphans import SESSION_PIDS
 from tests.support.ports import free_port
 from tests.support.rawclient import (KeepAlive, RawClient, frame, read_frame, read_to_eof,
@@ -232,6 +232,15 @@ def test_a_client_sending_a_proxy_v2_header_itself_is_refused(three):
             answer = b""
         assert answer == b""  # closed, unanswered
     assert a.client(23).request("GET", sid="")[0] == 200  # without it, served
+
+
+def test_a_second_master_claiming_a_held_host_id_refuses_to_start_in_one_line(three, directory):
+    a = three[0]
+    started = cli("run", "tests.apps.chat:sio", "--workers", "1", "--bind", f"{JOINER}:{a.port}",
+                  "--adapter", directory.url, "--channel", CHANNEL, "--host-id", str(a.id))
+    assert started.returncode == 1
+    (line,) = started.stderr.strip().splitlines()
+    assert f"host id {a.id} is held by {a.address}:{a.port} (another master)" in line
 
 
 # ------------------------------------------------------------- hosts come and go (in order)

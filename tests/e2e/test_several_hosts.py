@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import struct
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -146,6 +147,10 @@ def test_a_session_of_one_host_is_served_by_its_worker_through_another(three):
     assert answer["remote_addr"] == client_source(1)  # the real client, through B (PROXY v2)
     wait_for(lambda: b.hosts()["peers"].get(str(a.id), {}).get("requests", 0) >= 4, 10,
              what="B's forwards to A counted")
+    with urllib.request.urlopen(f"{b.master.status_url}/metrics", timeout=10) as answer:
+        metrics = answer.read().decode()
+    assert f'sticky_cluster_forwarded_requests_total{{host="{a.id}"}}' in metrics
+    assert f"sticky_cluster_host_id {float(b.id)}" in metrics
 
     sock, _head = upgrade(b.port, client_source(1), sid, host=b.address)  # websocket via B
     with sock:

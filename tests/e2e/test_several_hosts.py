@@ -147,8 +147,8 @@ def test_a_session_of_one_host_is_served_by_its_worker_through_another(three):
     assert answer["remote_addr"] == client_source(1)  # the real client, through B (PROXY v2)
     wait_for(lambda: b.hosts()["peers"].get(str(a.id), {}).get("requests", 0) >= 4, 10,
              what="B's forwards to A counted")
-    with urllib.request.urlopen(f"{b.master.status_url}/metrics", timeout=10) as answer:
-        metrics = answer.read().decode()
+    with urllib.request.urlopen(f"{b.master.status_url}/metrics", timeout=10) as scrape:
+        metrics = scrape.read().decode()
     assert f'sticky_cluster_forwarded_requests_total{{host="{a.id}"}}' in metrics
     assert f"sticky_cluster_host_id {float(b.id)}" in metrics
 
@@ -223,6 +223,17 @@ def test_a_forward_loop_gets_502(three, directory):
         wait_for(lambda: a.hosts()["refused"]["loop"] >= 1, 10, what="it counted")
     finally:
         directory.client().delete(f"{CHANNEL}:hosts:77")
+
+
+def test_an_entry_that_points_back_at_the_host_itself_gets_502(three, directory):
+    _a, b, _c = three
+    directory.client().set(f"{CHANNEL}:hosts:78", f"{b.address}:{b.port}", px=60_000)
+    try:
+        wait_for(lambda: "78" in b.hosts()["known"], 10, what="the bad entry read")
+        status, _body = b.client(24).request("GET", sid=encode_host(78) + "AAB" + RANDOM_PART)
+        assert status == 502
+    finally:
+        directory.client().delete(f"{CHANNEL}:hosts:78")
 
 
 def test_a_client_sending_a_proxy_v2_header_itself_is_refused(three):

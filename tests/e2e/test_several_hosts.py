@@ -26,10 +26,8 @@ from pathlib import Path
 import pytest
 
 from cluster.protocol.sids import encode_host, host_of, sid_prefix
-from tests.support.brokers import RedisNode, plain_args
 from tests.support.clients import room_broadcast_reaches_every_worker, run
 from tests.support.masters import ClusterProcess, cli, gone
-from tests.support.orphans import SESSION_PIDS
 from tests.support.ports import free_port
 from tests.support.rawclient import (KeepAlive, RawClient, frame, read_frame, read_to_eof,
                                      tcp_from, upgrade)
@@ -103,13 +101,10 @@ def hang_up(host: Host, sid: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def directory(tmp_path_factory):
-    port = free_port()
-    node = RedisNode(tmp_path_factory.mktemp("hosts-redis"), plain_args(port), port).start()
-    SESSION_PIDS.add(node.proc.pid)
-    yield node
-    SESSION_PIDS.discard(node.proc.pid)
-    node.stop()
+def directory(redis_server):
+    """The directory of hosts: this pytest process's private redis-server (the keys under
+    :data:`CHANNEL`)."""
+    return redis_server
 
 
 @pytest.fixture(scope="module")

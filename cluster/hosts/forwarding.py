@@ -32,9 +32,9 @@ import h11
 from cluster.protocol.bursts import BurstLog
 from cluster.protocol.frames import RESUME_LIMIT
 
-from . import responses
+from . import responses, tunnel
 from .addresses import Address, format_address
-from .counts import Counts
+from .counts import Counts, PeerCounts
 from .forwarder_config import ForwarderConfig
 from .routing import HOP_HEADER, Decision, Route, decide
 from .upstream import Upstream
@@ -251,7 +251,7 @@ class ClientRelay:
         if response.status_code == 101:
             await self._client_send(response)
             counts.upgrades += 1
-            await self._tunnel(upstream)
+            await self._tunnel(host, upstream, counts)
             return False
         await self._client_send(response)
         await self._send_response_body(upstream)
@@ -340,30 +340,15 @@ class ClientRelay:
         if data:
             await self._loop.sock_sendall(self._sock, data)
 
-    async def _tunnel(self, upstream: Upstream) -> None:
-        """Relay the upgraded connection's bytes both ways until either side closes."""
-        to_client = upstream.conn.trailing_data[0]
-        to_peer = self._conn.trailing_data[0]
-        if to_client:
-            await self._loop.sock_sendall(self._sock, to_client)
-        if to_peer:
-            await upstream.write(to_peer)
-
-        async def from_client() -> None:
-            while data := await self._loop.sock_recv(self._sock, READ_SIZE):
-                await upstream.write(data)
-
-        async def from_peer() -> None:
-            while data := await upstream.read():
-                await self._loop.sock_sendall(self._sock, data)
-
-        pumps = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_peer())]
+    async def _tunnel(self, host: int, upstream: Upstream, counts: PeerCounts) -> None:
+        """Relay the upgraded connection's bytes both ways until either side closes (the
+        connection to the peer is not used again)."""
+        del self._upstreams[host]
         try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            await tunnel.relay(self._sock, upstream.sock, self._conn.trailing_data[0],
+                               upstream.conn.trailing_data[0], counts.count_out, counts.count_in)
         finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
+            upstream.close()
 
     async def _refuse(self, answer: tuple[h11.Response, bytes]) -> None:
         """Answer the request (the connection closes after it) and close it gently: what

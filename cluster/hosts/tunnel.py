@@ -85,7 +85,7 @@ async def relay(client: socket.socket, peer: socket.socket, to_peer: bytes, to_c
     loop = asyncio.get_running_loop()
     ended: asyncio.Future = loop.create_future()
     from_client, from_peer = _Half(ended, sent), _Half(ended, received)
-    halves = []
+    halves: list[_Half] = []
     try:
         await loop.connect_accepted_socket(lambda: from_client, client)
         halves.append(from_client)
@@ -94,13 +94,15 @@ async def relay(client: socket.socket, peer: socket.socket, to_peer: bytes, to_c
         from_peer.join(from_client, to_client)
         from_client.join(from_peer, to_peer)
         await ended
-    finally:
+    except BaseException:  # cancelled (the forwarder is leaving) or failed: cut both at once
         for half in halves:
             if half.transport is not None:
-                half.transport.close()
-        if halves:
-            done, _pending = await asyncio.wait([half.lost for half in halves],
-                                                timeout=CLOSE_WAIT)
-            for half in halves:
-                if not half.lost.done() and half.transport is not None:
-                    half.transport.abort()
+                half.transport.abort()
+        raise
+    for half in halves:
+        if half.transport is not None:
+            half.transport.close()
+    await asyncio.wait([half.lost for half in halves], timeout=CLOSE_WAIT)
+    for half in halves:
+        if not half.lost.done() and half.transport is not None:
+            half.transport.abort()

@@ -17,7 +17,7 @@ from cluster.hosts.forwarder_config import ForwarderConfig
 from cluster.protocol import frames
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.sids import SID_LENGTH, sid_prefix
-from tests.support.peer_host import ForwarderProcess, PeerHost
+from tests.support.peer_host import FLOOD, ForwarderProcess, PeerHost
 from tests.support.ports import free_port
 from tests.support.rawclient import read_to_eof
 from tests.support.waiting import wait_for
@@ -157,6 +157,33 @@ def test_a_websocket_upgrade_is_relayed_both_ways(master, peer):
         assert echoed == message
     client.close()
     counted(master, lambda facts: facts["peers"]["2"]["upgrades"] == 1, "the upgrade counted")
+
+
+def test_a_websocket_the_client_does_not_read_holds_the_peer_back(master, peer):
+    """Backpressure: while the client reads nothing, the peer can send no more than the
+    buffers on the way hold (a few MB of sockets, 64 KiB in the forwarder), never its
+    whole flood; once the client reads, every byte arrives."""
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?transport=websocket&flood=1&sid={SID[2]}",
+                       "Connection: Upgrade\r\nUpgrade: websocket\r\n"))
+    progress = []
+
+    def stalled() -> bool:
+        progress.append(peer.flooded)
+        return len(progress) > 10 and progress[-1] == progress[-11] > 0
+
+    wait_for(stalled, 30, what="the peer to be held back")
+    assert peer.flooded < FLOOD / 4
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += client.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    received = 0
+    while received < FLOOD:
+        chunk = client.recv(1 << 20)
+        assert chunk
+        received += len(chunk)
+    assert received == FLOOD
 
 
 @pytest.mark.parametrize("next_target", [f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}",

@@ -23,15 +23,21 @@ from tests.support.rawclient import read_to_eof
 from tests.support.waiting import wait_for
 
 CLIENT_IP = "127.0.0.5"
-SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 4, 5, 9)}
+SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 4, 5, 6, 9)}
 """A sid of worker 7 on each host: 1 is ours, 2 the peer, 3 dead, 4 silent, 5 ourselves
-under another id, 9 not in the directory. (Fixed: parallel runs collect the same ids.)"""
+under another id, 6 a second peer, 9 not in the directory. (Fixed: parallel runs collect the same ids.)"""
 assert all(len(sid) == SID_LENGTH for sid in SID.values())
 
 
 @pytest.fixture
 def peer():
     with PeerHost("127.0.0.12", free_port("127.0.0.12")) as host:
+        yield host
+
+
+@pytest.fixture
+def second_peer():
+    with PeerHost("127.0.0.16", free_port("127.0.0.16")) as host:
         yield host
 
 
@@ -45,13 +51,13 @@ def silent():
 
 
 @pytest.fixture
-def master(tmp_path, peer, silent):
+def master(tmp_path, peer, second_peer, silent):
     """The test as the forwarder's master: a listener clients connect to, the channel."""
     advertise = ("127.0.0.11", free_port("127.0.0.11"))
     config = ForwarderConfig(
         host_id=1, advertise=advertise, channel="fwd",
         peers={1: advertise, 2: peer.address, 3: ("127.0.0.13", free_port("127.0.0.13")),
-               4: silent, 5: advertise},
+               4: silent, 5: advertise, 6: second_peer.address},
         header_timeout=1.0, keepalive_timeout=5.0, heartbeat_interval=0.2, graceful_timeout=2.0)
     forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
     try:
@@ -126,6 +132,18 @@ def test_a_polling_request_of_a_peers_session_is_answered_by_the_peer(master, pe
     counted(master, lambda facts: facts["peers"]["2"]["forwards"] == 2, "the forwards counted")
     assert master.hosts["hosts"]["2"] == f"127.0.0.12:{peer.address[1]}"
     assert master.hosts["peers"]["2"]["requests"] == 2 and master.hosts["peers"]["2"]["errors"] == 0
+
+
+def test_sessions_of_two_hosts_alternating_on_one_connection_reach_each_its_host(
+        master, peer, second_peer):
+    client = connect(master)
+    for round_ in range(3):
+        for host, where in ((2, peer), (6, second_peer)):
+            target = f"/socket.io/?EIO=4&transport=polling&sid={SID[host]}&round={round_}"
+            client.sendall(get(target))
+            assert read_response(client)[1] == f"peer saw {target}".encode()
+    assert [len(seen.requests) for seen in peer.connections] == [3]  # each kept alive
+    assert [len(seen.requests) for seen in second_peer.connections] == [3]
 
 
 def test_a_chunked_body_is_streamed_to_the_peer(master, peer):

@@ -25,7 +25,8 @@ from tests.support.waiting import wait_for
 CLIENT_IP = "127.0.0.5"
 SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 4, 5, 6, 9)}
 """A sid of worker 7 on each host: 1 is ours, 2 the peer, 3 dead, 4 silent, 5 ourselves
-under another id, 6 a second peer, 9 not in the directory. (Fixed: parallel runs collect the same ids.)"""
+under another id, 6 a second peer, 9 not in the directory. (Fixed: parallel runs collect
+the same test ids.)"""
 assert all(len(sid) == SID_LENGTH for sid in SID.values())
 
 

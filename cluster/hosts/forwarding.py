@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import socket
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import h11
 
@@ -235,7 +235,7 @@ class ClientRelay:
             return await self._peer_gone(host, shown, exc)
         counts.forward_seconds += time.monotonic() - started
         counts.forwards += 1
-        await self._send_body(upstream)
+        await self._relay_body(self._client_event, upstream.send)
         try:
             response = await asyncio.wait_for(self._response_head(upstream),
                                               self._config.header_timeout)
@@ -254,7 +254,7 @@ class ClientRelay:
             await self._tunnel(host, upstream, counts)
             return False
         await self._client_send(response)
-        await self._send_response_body(upstream)
+        await self._relay_body(lambda: self._peer_event(upstream), self._client_send)
         if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
             upstream.conn.start_next_cycle()
         else:
@@ -292,21 +292,30 @@ class ClientRelay:
         await self._refuse(responses.unknown_session(None))
         return False
 
-    async def _send_body(self, upstream: Upstream) -> None:
-        """Stream the request's body to the peer, as the client sends it."""
+    async def _client_event(self) -> h11.Event:
+        """The client's next h11 event, reading as needed (each read within the header
+        timeout; a body cut short raises h11's error)."""
+        while (event := self._conn.next_event()) is h11.NEED_DATA:
+            self._conn.receive_data(await self._receive(self._config.header_timeout))
+        return event
+
+    async def _peer_event(self, upstream: Upstream) -> h11.Event:
+        """The peer's next h11 event, within the header timeout."""
+        return await asyncio.wait_for(upstream.next_event(), self._config.header_timeout)
+
+    @staticmethod
+    async def _relay_body(receive: Callable[[], Awaitable[h11.Event]],
+                          send: Callable[[h11.Event], Awaitable[None]]) -> None:
+        """Relay one message's body, piece by piece as it comes, then its end."""
         while True:
-            event = self._conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self._receive(self._config.header_timeout)
-                self._conn.receive_data(data)  # b"": h11 raises for a body cut short
-                continue
+            event = await receive()
             if isinstance(event, h11.Data):
-                await upstream.send(h11.Data(data=event.data))
+                await send(h11.Data(data=event.data))
             elif isinstance(event, h11.EndOfMessage):
-                await upstream.send(h11.EndOfMessage(headers=event.headers))
+                await send(h11.EndOfMessage(headers=event.headers))
                 return
             else:
-                raise h11.LocalProtocolError(f"unexpected {type(event).__name__} in a body")
+                raise h11.RemoteProtocolError(f"a message ended by {type(event).__name__}")
 
     async def _response_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
         """The peer's final response head, or its ``101``; other ``1xx`` are relayed."""
@@ -323,17 +332,6 @@ class ClientRelay:
                 await self._client_send(event)
                 continue
             raise PeerGone("the connection closed")
-
-    async def _send_response_body(self, upstream: Upstream) -> None:
-        while True:
-            event = await asyncio.wait_for(upstream.next_event(), self._config.header_timeout)
-            if isinstance(event, h11.Data):
-                await self._client_send(h11.Data(data=event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                await self._client_send(h11.EndOfMessage(headers=event.headers))
-                return
-            else:
-                raise h11.RemoteProtocolError("the response ended early")
 
     async def _client_send(self, event: h11.Event) -> None:
         data = self._conn.send(event)

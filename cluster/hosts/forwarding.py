@@ -48,6 +48,10 @@ READ_SIZE = 16 * 1024
 """Most bytes read from a client at once (with :data:`MAX_HEAD`, what a hand-back may carry
 stays below :data:`~cluster.protocol.frames.RESUME_LIMIT`)."""
 
+CONNECT_TIMEOUT = 5.0
+"""Most seconds to connect to a peer (the header timeout when shorter): a host gone
+without a reset (its machine down) is answered ``400`` this soon, not a header timeout later."""
+
 LINGER = 1.0
 """Seconds to read (and drop) what a refused client still sends, so that the refusal is
 not lost to a reset."""
@@ -271,7 +275,7 @@ class ClientRelay:
         upstream = await asyncio.wait_for(
             Upstream.open(address, self._config.advertise[0], self._client_address(),
                           self._fw.counts.peer(host)),
-            self._config.header_timeout)
+            min(CONNECT_TIMEOUT, self._config.header_timeout))
         self._upstreams[host] = upstream
         return upstream
 

@@ -1,6 +1,6 @@
 """The master's CPU per hand-off, in one process, for an instruction counter.
 
-``python -m bench.handoff_cost N handoff|bare`` accepts N loopback connections (each sends
+``python -m bench.handoff_cost N handoff|bare [hosts]`` accepts N loopback connections (each sends
 a polling request line first, so ``TCP_DEFER_ACCEPT`` returns it with its bytes) and:
 
 * ``handoff``: routes them as the master does: :class:`cluster.intake.intake.Intake`
@@ -8,6 +8,9 @@ a polling request line first, so ``TCP_DEFER_ACCEPT`` returns it with its bytes)
   one of two serving workers of a real :class:`cluster.pool.pool.WorkerPool` (fake
   processes: channel ends this process reads and empties, closing the fds);
 * ``bare``: accepts each and closes it.
+
+``hosts``: the master is one of several hosts (``--host-id 1 --peers …``): the intake
+looks for a peer's PROXY v2 header (none comes: the clients are not peers).
 
 Run under ``valgrind --tool=callgrind`` with N and with 0: (N − 0) / N is the instructions
 per connection, ``handoff`` less ``bare`` what the master's routing costs per hand-off
@@ -76,9 +79,11 @@ def _drain(ends: list[socket.socket]) -> None:
                 os.close(fd)
 
 
-def main(count: int, mode: str) -> None:
-    """Accept ``count`` connections and hand them off (``handoff``) or close them (``bare``)."""
-    settings = make_settings("bench.app:sio", workers=2)
+def main(count: int, mode: str, hosts: bool = False) -> None:
+    """Accept ``count`` connections and hand them off (``handoff``) or close them (``bare``);
+    ``hosts``: as one of several hosts."""
+    several = dict(host_id=1, peers="1=127.0.0.1:5000,2=127.0.0.2:5000") if hosts else {}
+    settings = make_settings("bench.app:sio", workers=2, **several)
     starter, watcher = _Starter(), _Watcher()
     pool = WorkerPool(settings, starter, PoolHooks(), cpus=1, kill=lambda pid, signum: None)
     pool.attach(watcher)
@@ -122,4 +127,4 @@ def main(count: int, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2])
+    main(int(sys.argv[1]), sys.argv[2], sys.argv[3:] == ["hosts"])

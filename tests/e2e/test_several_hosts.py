@@ -316,7 +316,7 @@ def silent_peer():
     listener.close()
 
 
-def test_with_peers_instead_of_a_broker_a_session_is_served_through_another_host(
+def test_with_peers_a_session_is_served_through_another_host_whose_forwarder_respawns(
         tmp_path, silent_peer):
     silent_port, _listener = silent_peer
     port = free_port()
@@ -339,6 +339,15 @@ def test_with_peers_instead_of_a_broker_a_session_is_served_through_another_host
         status, _body = b.client(61).request("GET", sid=sid_prefix(1, 3) + RANDOM_PART)
         assert status == 502
         wait_for(lambda: b.hosts()["refused"]["unanswered"] >= 1, 10, what="it counted")
+
+        before = b.hosts()["forwarder"]  # B's forwarder killed: respawned, forwards again
+        os.kill(before["pid"], signal.SIGKILL)
+        wait_for(lambda: b.hosts()["forwarder"]["up"]
+                 and b.hosts()["forwarder"]["pid"] != before["pid"], 30,
+                 what="B's forwarder respawned")
+        assert b.hosts()["forwarder"]["respawns"] == before["respawns"] + 1
+        assert whoami(client, sid)["pid"] in a.workers()
+        b.children = b.master.worker_pids()
     finally:
         a.stop()
         b.stop()

@@ -68,3 +68,25 @@ def test_haproxy_accepts_the_configuration_without_a_warning(tmp_path, balance):
                              capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "WARNING" not in checked.stdout + checked.stderr, checked.stdout + checked.stderr
+
+
+def test_the_command_reads_the_directory_the_masters_keep_in_redis(redis_server):
+    """The entries of the channel's hosts (``{channel}:hosts:{id}``), nothing of another
+    channel nor what is not an entry; an empty directory and a broker that does not answer
+    are one line each, without the password."""
+    channel = "t-balancer-directory"
+    with redis_server.client() as client:
+        client.set(f"{channel}:hosts:1", "127.0.0.11:5000", px=60000)
+        client.set(f"{channel}:hosts:2", "127.0.0.12:5000", px=60000)
+        client.set(f"{channel}:hosts:junk", "127.0.0.99:5000", px=60000)
+        client.set(f"{channel}-other:hosts:3", "127.0.0.13:5000", px=60000)
+    expected = printed("haproxy", "--peers", "1=127.0.0.11:5000,2=127.0.0.12:5000")
+    assert printed("haproxy", "--adapter", redis_server.url, "--channel", channel) == expected
+    empty = cli("balancer", "nginx", "--adapter", redis_server.url, "--channel", "t-nobody")
+    assert empty.returncode == 1 and empty.stdout == ""
+    assert empty.stderr.startswith("Error: the directory of hosts is empty")
+    assert empty.stderr.count("\n") == 1
+    gone = cli("balancer", "nginx", "--adapter", "redis://:s3cret@127.0.0.1:1/0")
+    assert gone.returncode == 1 and gone.stderr.count("\n") == 1
+    assert gone.stderr.startswith("Error: cannot read the directory of hosts from "
+                                  "redis://:***@127.0.0.1:1/0: ") and "s3cret" not in gone.stderr

@@ -202,8 +202,12 @@ def status(pid_file: str | None, control_path: str | None) -> None:
               help="How new sessions (requests without a sid) are placed over the hosts.")
 @click.option("--full", is_flag=True,
               help="nginx: a whole nginx.conf, not a snippet for inside http { }.")
+@click.option("--keepalive/--no-keepalive", default=True, show_default=True,
+              help="Reuse connections to the hosts for any client's requests; without: one "
+                   "per client connection, so that the X-Forwarded-For the app reads per "
+                   "connection is one client's.")
 def balancer(kind: str, adapter: str | None, channel: str, peers: str | None, listen: str,
-             placement: str, full: bool) -> None:
+             placement: str, full: bool, keepalive: bool) -> None:
     """Print an nginx or HAProxy configuration that sends each request to its session's host.
 
     A request's sid names its host in its first two characters: the configuration routes
@@ -215,7 +219,8 @@ def balancer(kind: str, adapter: str | None, channel: str, peers: str | None, li
         where = balancer_config.parse_listen(listen)
         balancer_config.check(kind, placement)  # before reading the directory
         hosts = directory_of(adapter, channel, peers)
-        click.echo(balancer_config.generate(kind, hosts, where, placement, full), nl=False)
+        click.echo(balancer_config.generate(kind, hosts, where, placement, full,
+                                                    keepalive), nl=False)
     except (balancer_config.BalancerError, DirectoryUnavailable) as exc:
         raise click.ClickException(escape(redact_text(str(exc)))) from None
 

@@ -79,9 +79,15 @@ def parse_listen(text: str) -> Listen:
 
 
 def generate(kind: str, hosts: dict[int, Address], listen: Listen = Listen(80),
-             balance: str = "round-robin", full: bool = False) -> str:
+             balance: str = "round-robin", full: bool = False, keepalive: bool = True) -> str:
     """The configuration of balancer ``kind`` (:data:`KINDS`) for the directory ``hosts``
-    ({host id: advertised address}); ``full``: a whole file, not a snippet (nginx)."""
+    ({host id: advertised address}).
+
+    :param full: a whole file, not a snippet (nginx).
+    :param keepalive: keep connections to the hosts open and reuse them for any client's
+        requests (False: one per client connection, so that each connection's
+        ``X-Forwarded-For`` is one client's: the app reads it once per connection).
+    """
     check(kind, balance)
     if not hosts:
         raise BalancerError("the directory of hosts is empty: no master has joined it yet "
@@ -92,8 +98,8 @@ def generate(kind: str, hosts: dict[int, Address], listen: Listen = Listen(80),
         raise BalancerError(f"bad host id {outside[0]}: hosts that share sessions have ids "
                             f"1..{HOST_LIMIT - 1}")
     if kind == "nginx":
-        return nginx(ordered, listen, balance, full)
-    return haproxy(ordered, listen, balance)
+        return nginx(ordered, listen, balance, full, keepalive)
+    return haproxy(ordered, listen, balance, keepalive)
 
 
 def check(kind: str, balance: str) -> None:
@@ -110,7 +116,8 @@ def header(kind: str, hosts: dict[int, Address]) -> str:
                          ids=", ".join(str(host_id) for host_id in hosts))
 
 
-def nginx(hosts: dict[int, Address], listen: Listen, balance: str, full: bool) -> str:
+def nginx(hosts: dict[int, Address], listen: Listen, balance: str, full: bool,
+          keepalive: bool) -> str:
     """The nginx ``http { }`` snippet (``full``: inside a whole ``nginx.conf``)."""
     lines = [
         header("nginx", hosts),
@@ -128,12 +135,12 @@ def nginx(hosts: dict[int, Address], listen: Listen, balance: str, full: bool) -
     for host_id, address in hosts.items():
         lines += [f"upstream sticky_cluster_host_{host_id} {{",
                   f"    server {format_address(address)};",
-                  "    keepalive 16;",
+                  *(["    keepalive 16;"] if keepalive else []),
                   "}"]
     lines += ["upstream sticky_cluster_all {",
               *(["    least_conn;"] if balance == "least-conn" else []),
               *(f"    server {format_address(address)};" for address in hosts.values()),
-              "    keepalive 32;",
+              *(["    keepalive 32;"] if keepalive else []),
               "}",
               "server {",
               f"    listen {listen.text()};",
@@ -162,9 +169,10 @@ def nginx(hosts: dict[int, Address], listen: Listen, balance: str, full: bool) -
                       "}"]) + "\n"
 
 
-def haproxy(hosts: dict[int, Address], listen: Listen, balance: str) -> str:
+def haproxy(hosts: dict[int, Address], listen: Listen, balance: str, keepalive: bool) -> str:
     """The HAProxy sections: defaults, the frontend, a backend per host, one of all hosts."""
     bind = f":{listen.port}" if listen.host is None else listen.text()
+    reuse = f"    http-reuse {'safe' if keepalive else 'never'}"
     lines = [
         header("haproxy", hosts),
         "defaults",
@@ -186,12 +194,12 @@ def haproxy(hosts: dict[int, Address], listen: Listen, balance: str) -> str:
     for host_id, address in hosts.items():
         lines += ["",
                   f"backend sticky_cluster_host_{host_id}",
-                  "    http-reuse safe",
+                  reuse,
                   f"    server host{host_id} {format_address(address)} check"]
     lines += ["",
               "backend sticky_cluster_all",
               f"    balance {'leastconn' if balance == 'least-conn' else 'roundrobin'}",
-              "    http-reuse safe",
+              reuse,
               *(f"    server host{host_id} {format_address(address)} check"
                 for host_id, address in hosts.items())]
     return "\n".join(lines) + "\n"

@@ -43,27 +43,30 @@ def http_snippet_file(snippet: str, workdir: Path) -> str:
                       snippet, "}"])
 
 
-@pytest.mark.parametrize("balance", ["round-robin", "least-conn"])
+BALANCES = [["--balance", "round-robin"], ["--balance", "least-conn", "--no-keepalive"]]
+
+
+@pytest.mark.parametrize("balance", BALANCES)
 def test_nginx_accepts_the_snippet_and_the_whole_file(tmp_path, balance):
     config = tmp_path / "snippet.conf"
     config.write_text(http_snippet_file(
-        printed("nginx", "--peers", PEERS, "--listen", "127.0.0.1:8080", "--balance", balance),
+        printed("nginx", "--peers", PEERS, "--listen", "127.0.0.1:8080", *balance),
         tmp_path))
     checked = nginx_check(config, tmp_path)
     assert checked.returncode == 0, checked.stderr + config.read_text()
     whole = tmp_path / "nginx.conf"
-    whole.write_text(printed("nginx", "--peers", PEERS, "--full", "--balance", balance)
+    whole.write_text(printed("nginx", "--peers", PEERS, "--full", *balance)
                      .replace("worker_processes auto;",
                               f"worker_processes auto;\nerror_log stderr;"))
     checked = nginx_check(whole, tmp_path)
     assert checked.returncode == 0, checked.stderr + whole.read_text()
 
 
-@pytest.mark.parametrize("balance", ["round-robin", "least-conn"])
+@pytest.mark.parametrize("balance", BALANCES)
 def test_haproxy_accepts_the_configuration_without_a_warning(tmp_path, balance):
     config = tmp_path / "haproxy.cfg"
     config.write_text(printed("haproxy", "--peers", PEERS, "--listen", "[::1]:8080",
-                              "--balance", balance))
+                              *balance))
     checked = subprocess.run([tool("haproxy"), "-c", "-f", str(config)],
                              capture_output=True, text=True, timeout=30)
     assert checked.returncode == 0, checked.stdout + checked.stderr

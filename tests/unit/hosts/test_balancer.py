@@ -144,6 +144,18 @@ def test_nginx_full_is_a_whole_file_around_the_same_snippet():
     assert [line[4:] for line in full[6:-1]] == snippet[1:]
 
 
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_without_keepalive_no_connection_carries_two_clients(kind):
+    text = generate(kind, THREE, keepalive=False)
+    assert "keepalive" not in text and "http-reuse safe" not in text
+    if kind == "haproxy":
+        backends = [lines for name, lines in haproxy_sections(text).items()
+                    if name.startswith("backend ")]
+        assert all("http-reuse never" in lines for lines in backends)
+    for host_id, address in THREE.items():
+        assert ROUTERS[kind](text, a_sid(host_id)) == {shown(address)}
+
+
 def test_haproxy_tunnels_websockets_and_reuses_connections():
     sections = haproxy_sections(generate("haproxy", THREE, Listen(8080, "127.0.0.1")))
     assert "timeout tunnel 1h" in sections["defaults"] and "mode http" in sections["defaults"]
@@ -196,8 +208,9 @@ def test_the_command_prints_the_configuration_of_its_peers():
                                                     "3=10.0.0.13:5000", "--listen", "8080")
     assert code == 0 and out == generate("haproxy", THREE, Listen(8080))
     code, out, _err = command("nginx", "--peers", "2=10.0.0.12:5000", "--full",
-                              "--balance", "least-conn")
-    assert code == 0 and out == generate("nginx", {2: THREE[2]}, balance="least-conn", full=True)
+                              "--balance", "least-conn", "--no-keepalive")
+    assert code == 0 and out == generate("nginx", {2: THREE[2]}, balance="least-conn", full=True,
+                                         keepalive=False)
 
 
 @pytest.mark.parametrize("args, says", [

@@ -2,7 +2,7 @@
 (Debian's packages; ``.ci/run`` installs them) accept: ``nginx -t`` and ``haproxy -c`` on the
 command's output, as a snippet inside ``http { }`` and as a whole nginx.conf, for a directory
 given with ``--peers`` (IPv6 and host names among them). How they route is read back in
-tests/unit/cluster/test_balancer.py; tests/e2e/test_hosts_behind_balancers.py serves with them.
+tests/unit/hosts/test_balancer.py; tests/e2e/test_hosts_behind_balancers.py serves with them.
 """
 from __future__ import annotations
 

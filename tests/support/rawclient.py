@@ -220,10 +220,11 @@ def in_threads(function, items, threads: int = 8) -> list:
 
 
 class KeepAlive:
-    """One HTTP/1.1 keep-alive connection from ``source``; fails if it is ever reopened."""
+    """One HTTP/1.1 keep-alive connection from ``source`` (to ``host``); fails if it is
+    ever reopened."""
 
-    def __init__(self, port: int, source: str) -> None:
-        self.http = HTTPConnection("127.0.0.1", port, timeout=15, source_address=(source, 0))
+    def __init__(self, port: int, source: str, host: str = "127.0.0.1") -> None:
+        self.http = HTTPConnection(host, port, timeout=15, source_address=(source, 0))
         self.http.connect()
         self.local = self.http.sock.getsockname()
 

@@ -1,0 +1,252 @@
+"""Three hosts behind real balancers: sticky across hosts whatever the balancer does.
+
+Three masters on 127.0.0.11, .12 and .13 (2 workers each, one private redis-server for
+their adapter and their directory of hosts, each advertising its own address) stand for
+three hosts. In front of them, the real nginx and HAProxy (Debian's packages):
+
+- plain round robin, as most balancers are: nginx with upstream keep-alive (requests of
+  many sessions, of every host, on one pooled connection), HAProxy with ``http-reuse
+  always``. A request that lands on a host that does not own its session is forwarded
+  there (the forward counters grow);
+- the configurations ``sticky-cluster balancer nginx|haproxy`` prints from the directory
+  in Redis, which send each request straight to its host: no request is forwarded.
+
+Through each, the official JavaScript client (``socket.io-client`` v4, installed by npm):
+every websocket client connects, upgrades and stays on its worker; the polling-only
+clients get every ack; a broadcast reaches the clients of every host. And two sessions of
+two hosts alternating on one client connection are each answered by their own worker.
+
+The three masters are shared by the module's tests (one ``xdist_group``); each test waits
+until no session is left on them.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+import pytest
+
+from cluster.protocol import sids
+from tests.e2e.test_readme_proxies import start_balancer
+from tests.support.brokers import RedisNode, plain_args
+from tests.support.jsclient import run_clients
+from tests.support.masters import ClusterProcess, cli, gone
+from tests.support.ports import free_port
+from tests.support.rawclient import KeepAlive
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.long, pytest.mark.xdist_group("hosts_behind_balancers")]
+
+APP = "tests.apps.chat:sio"
+ADDRESSES = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
+CHANNEL = "t-hosts-balancers"
+WEBSOCKET_CLIENTS = 6
+POLLING_CLIENTS = 3
+FIRST_SOURCE = 100
+"""The JS clients come from 127.0.0.100 on: none is a host's address."""
+MESSAGE = "hello from the JavaScript client"
+
+
+@dataclass
+class Hosts:
+    """The three masters (by host id), the port they all listen on, the Redis URL."""
+
+    masters: dict[int, ClusterProcess]
+    port: int
+    adapter: str
+
+    def host_of_pid(self, pid: int) -> int | None:
+        """The host id whose master has worker ``pid``."""
+        return next((host for host, master in self.masters.items()
+                     if pid in master.worker_pids()), None)
+
+    def facts(self) -> dict[int, dict]:
+        """Each master's several-hosts facts (``/status``'s ``hosts``), by host id."""
+        return {host: master.status()["hosts"] for host, master in self.masters.items()}
+
+    def forwarded(self) -> int:
+        """Connections the masters handed to their forwarders, all told (counted by the
+        masters as they hand them over: no report to wait for)."""
+        return sum(facts["forwarded"] for facts in self.facts().values())
+
+    def forwarded_requests(self) -> int:
+        """Requests the forwarders relayed to another host (as they last reported)."""
+        return sum(counts["requests"] for facts in self.facts().values()
+                   for counts in facts["peers"].values())
+
+    def idle(self) -> bool:
+        return all(master.idle() for master in self.masters.values())
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory) -> Hosts:
+    workdir = tmp_path_factory.mktemp("hosts")
+    redis_port = free_port()
+    redis = RedisNode(workdir / "redis", plain_args(redis_port), redis_port).start()
+    port = free_port()
+    started: list[ClusterProcess] = []
+    workers: set[int] = set()
+    try:
+        for index, address in enumerate(ADDRESSES):
+            status_port = free_port()
+            master = ClusterProcess(
+                ["run", APP, "--workers", "2", "--bind", f"{address}:{port}",
+                 "--advertise", f"{address}:{port}", "--adapter", redis.url,
+                 "--channel", CHANNEL, "--status-bind", f"127.0.0.1:{status_port}"],
+                workdir / f"master-{index + 1}.log")
+            master.status_url = f"http://127.0.0.1:{status_port}"
+            started.append(master)
+        for master in started:
+            master.wait_log("cluster ready", timeout=90)
+            workers |= master.worker_pids()
+        masters = {master.status()["hosts"]["host_id"]: master for master in started}
+        assert sorted(masters) == [1, 2, 3], sorted(masters)
+        found = Hosts(masters, port, redis.url)
+        wait_for(lambda: all(len(facts["known"]) == 3 for facts in found.facts().values()), 30,
+                 what="every master to know the three hosts")
+        yield found
+    except BaseException:
+        for master in started:
+            print(master.log[-3000:], file=sys.stderr)
+        raise
+    finally:
+        for master in started:
+            master.stop()
+        redis.stop()
+    wait_for(lambda: all(gone(pid) for pid in workers), 15, what="the hosts' workers to exit")
+
+
+# ------------------------------------------------------------------ the balancers
+
+def round_robin(kind: str, hosts: Hosts, listen: int) -> str:
+    """A plain round-robin balancer over the three hosts, as a user starts with: connections
+    to the hosts pooled and reused for any client's requests."""
+    servers = [f"{address}:{hosts.port}" for address in ADDRESSES]
+    if kind == "nginx":
+        return "\n".join([
+            "# round robin, upstream keep-alive",
+            "map $http_upgrade $connection_upgrade {", "    default upgrade;", "    '' '';", "}",
+            "upstream hosts {", *(f"    server {server};" for server in servers),
+            "    keepalive 16;", "}",
+            "server {", f"    listen 127.0.0.1:{listen};", "    location / {",
+            "        proxy_pass http://hosts;", "        proxy_http_version 1.1;",
+            "        proxy_set_header Host $http_host;",
+            "        proxy_set_header Upgrade $http_upgrade;",
+            "        proxy_set_header Connection $connection_upgrade;",
+            "        proxy_read_timeout 1h;", "    }", "}", ""])
+    return "\n".join([
+        "# round robin, http-reuse always",
+        "defaults", "    mode http", "    timeout connect 5s", "    timeout client 60s",
+        "    timeout server 60s", "    timeout tunnel 1h",
+        "frontend balancer", f"    bind 127.0.0.1:{listen}", "    default_backend hosts",
+        "backend hosts", "    balance roundrobin", "    http-reuse always",
+        *(f"    server host{index} {server}" for index, server in enumerate(servers, 1)), ""])
+
+
+def by_sid(kind: str, hosts: Hosts, listen: int) -> str:
+    """What ``sticky-cluster balancer KIND`` prints from the directory in Redis."""
+    printed = cli("balancer", kind, "--adapter", hosts.adapter, "--channel", CHANNEL,
+                  "--listen", f"127.0.0.1:{listen}")
+    assert printed.returncode == 0, printed.stderr
+    for address in ADDRESSES:
+        assert f"{address}:{hosts.port}" in printed.stdout
+    return printed.stdout
+
+
+CONFIGS = {"round-robin": round_robin, "by-sid": by_sid}
+
+
+# ------------------------------------------------------------------ the scenarios
+
+@pytest.mark.parametrize("routing", list(CONFIGS))
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_js_clients_stay_on_their_worker_across_hosts(hosts, js_client, tmp_path, kind, routing):
+    wait_for(hosts.idle, 30, what="the hosts to hold no session")
+    before = hosts.forwarded()
+    listen = free_port()
+    balancer = start_balancer(kind, CONFIGS[routing](kind, hosts, listen), tmp_path, listen)
+    try:
+        results = run_clients(js_client, f"http://127.0.0.1:{listen}", WEBSOCKET_CLIENTS,
+                              POLLING_CLIENTS, FIRST_SOURCE,
+                              log="\n".join(m.log[-2000:] for m in hosts.masters.values()))
+    finally:
+        balancer.stop()
+    clients = results["clients"]
+    assert len(clients) == WEBSOCKET_CLIENTS + POLLING_CLIENTS
+    assert all(client["connected"] for client in clients)
+    websocket = [client for client in clients if not client["polling_only"]]
+    polling = [client for client in clients if client["polling_only"]]
+    assert [client["transport"] for client in websocket] == ["websocket"] * WEBSOCKET_CLIENTS
+    assert [client["transport"] for client in polling] == ["polling"] * POLLING_CLIENTS
+    assert all(client["echoes"] == [f"echo {i}" for i in range(5)] for client in polling)
+
+    # each session lives on the host its sid names, on one worker from start to end
+    for client in clients:
+        start, end = client["whoami"], client["whoami_end"]
+        assert end == start, f"client {client['index']} moved: {start} -> {end}"
+        assert hosts.host_of_pid(start["pid"]) == sids.host_of(start["sid"]), start
+    served = {sids.host_of(client["whoami"]["sid"]) for client in clients}
+    assert served == {1, 2, 3}, f"new sessions reached hosts {served} only"
+
+    # the broadcast from one host reached the clients of every host, once
+    assert results["shout"] == "ok"
+    assert [client["heard"] for client in clients] == [1] * len(clients)
+
+    forwarded = hosts.forwarded() - before
+    if routing == "by-sid":
+        assert forwarded == 0, "the sid-aware balancer sent requests to the wrong host"
+    else:
+        assert forwarded > 0, "round robin over three hosts, and nothing was forwarded?"
+        wait_for(lambda: hosts.forwarded_requests() > 0, 10,
+                 what="the forwarders to report their forwards")
+
+
+def test_two_sessions_of_two_hosts_alternate_on_one_connection(hosts):
+    """One client connection to host 1 carries a session of host 1 and one of host 2, in
+    turn: each request is routed on its own (host 1's worker, the forward to host 2)."""
+    wait_for(hosts.idle, 30, what="the hosts to hold no session")
+    sessions = {}
+    for host in (1, 2):
+        opener = KeepAlive(hosts.port, f"127.0.0.{FIRST_SOURCE + 20 + host}", ADDRESSES[host - 1])
+        status, body = opener.request("GET", None)
+        opener.close()
+        assert status == 200, (status, body)
+        sessions[host] = json.loads(body[1:])["sid"]
+        assert sids.host_of(sessions[host]) == host
+    one = KeepAlive(hosts.port, f"127.0.0.{FIRST_SOURCE + 30}", ADDRESSES[0])
+    try:
+        for sid in sessions.values():
+            assert one.request("POST", sid, "40") == (200, "OK")
+        for sid in sessions.values():
+            status, body = one.request("GET", sid)
+            assert status == 200 and body.startswith("40{"), (status, body)
+        answers: dict[int, list[dict]] = {1: [], 2: []}
+        for ack in range(3):
+            for host, sid in sessions.items():
+                assert one.request("POST", sid, f'42{ack}["whoami"]') == (200, "OK")
+            for host, sid in sessions.items():
+                answers[host].append(acked(one, sid, ack))
+    finally:
+        one.close()
+    for host, sid in sessions.items():
+        assert {answer["sid"] for answer in answers[host]} == {sid}
+        pids = {answer["pid"] for answer in answers[host]}
+        assert len(pids) == 1 and pids <= hosts.masters[host].worker_pids(), (host, pids)
+
+
+def acked(connection: KeepAlive, sid: str, ack: int) -> dict:
+    """The answer to ack ``ack`` of session ``sid``, polled for on ``connection``."""
+    for _ in range(20):
+        status, body = connection.request("GET", sid)
+        assert status == 200, (status, body)
+        for packet in body.split("\x1e"):
+            if packet.startswith(f"43{ack}["):
+                return json.loads(packet[len(f"43{ack}"):])[0]
+    raise AssertionError(f"no answer to ack {ack} of {sid}")
+
+
+def test_the_masters_logs_hold_no_traceback(hosts):
+    """After every scenario: nothing went wrong quietly on any host."""
+    for host, master in hosts.masters.items():
+        assert "Traceback" not in master.log, f"host {host}:\n{master.log[-3000:]}"

@@ -13,6 +13,9 @@ wires the rooms that do the work, each the one owner of its concern:
 * :mod:`cluster.pool.pool`: the workers, their states and transitions (fork in
   :mod:`cluster.pool.supervisor`, the record of one worker in :mod:`cluster.pool.worker`);
 * :mod:`cluster.relay`: the embedded pub/sub bus between the workers;
+* :mod:`cluster.pool.forwarder_process`: with several hosts, the forwarder (a child beside
+  the workers that relays another host's requests there), and :mod:`cluster.master_hosts`:
+  this host's id, claimed at start and given up at exit;
 * :mod:`cluster.ops.status`: what the master tells operators (facts, status file).
 
 Every turn of the loop serves what is ready, runs the queued commands, then ticks:
@@ -36,8 +39,12 @@ from .ops import status
 from .ops.events import EventLog
 from .ops.pidfile import PidFileError
 from .ops.systemd import Notifier, inherited_listeners
+from .hosts.addresses import format_address
+from .master_hosts import HostId
+from .pool.forwarder_process import ForwarderHooks, ForwarderProcess
 from .pool.pool import WorkerPool, drain_limit
 from .pool.pool_wiring import PoolHooks, SelectorWatcher
+from .pool.worker import Worker
 from .pool.supervisor import Forker
 from .relay import Relay
 from .setup.config import ConfigError, Settings, make_settings
@@ -108,6 +115,14 @@ class Master:
         self._dispatcher = Dispatcher(self._pool, self.settings)
         self._relay = Relay(self._pool)
         self._intake = Intake(self._dispatcher, self.settings)
+        self._host = HostId(self.settings)
+        self._forwarder: ForwarderProcess | None = None
+        if self.settings.several_hosts:
+            self._forwarder = self._host.forwarder(
+                ForwarderHooks(up=self._forwarder_up,
+                               hand_back=self._dispatcher.hand_back_from_forwarder,
+                               hosts=self._hosts_known, stranded=self._dispatcher.redeliver),
+                self._forget_in_child)
         self._acceptor = Acceptor(self._intake, lambda: bool(self._pool.serving))
         hooks.stranded = self._dispatcher.redeliver
         hooks.hand_back = self._dispatcher.hand_back
@@ -154,6 +169,7 @@ class Master:
         try:
             self._hooks.call("on_starting", self)
             self._forker.runtime = preflight(self.settings)
+            self._claim_host()
             self._open_listeners()
             try:
                 self._files.create()
@@ -169,6 +185,8 @@ class Master:
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
             self._pool.start()
+            if self._forwarder is not None:
+                self._forwarder.start()
             self._loop()
         except _StoppedEarly as exc:
             log.info("stopped by %s before the workers started", exc)
@@ -177,6 +195,8 @@ class Master:
         except Exception as exc:  # a bug of ours: say it where the operator looks, then stop
             log.critical("master crashed; stopping every worker", exc_info=True)
             self._pool.signal_all(signal.SIGTERM)
+            if self._forwarder is not None:
+                self._forwarder.terminate()
             self._halt_reason = (f"master crashed: {type(exc).__name__}: {exc} "
                                  "(the traceback is in the log)")
         finally:
@@ -193,6 +213,8 @@ class Master:
             self._commands.restore(HANDLED_SIGNALS)
             if self._selector is not None:
                 self._selector.close()
+            self._end_forwarder()
+            self._host.release()
         log.info("relay totals: %s", self._relay.summary())
         log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
         if self._halt_reason:
@@ -216,7 +238,9 @@ class Master:
         the routing, relay and restart counters, the loop's lag and the last events.
         No password: the adapter URL is shown redacted, and so is any URL with
         credentials in the text that comes from elsewhere (log lines, boot errors).
-        ``handoffs`` divides every hand-off by why its worker was chosen (they add up
+        ``hosts`` (several hosts only, else None): this host's id, its forwarder, the hosts
+        it knows and what it forwarded to each. ``handoffs`` divides every hand-off by why
+        its worker was chosen (they add up
         to the connections handed to a worker, hand-backs included); ``handbacks`` counts
         the hand-backs of new sessions placed (also in ``handoffs``) and those refused (not
         a stream socket); ``accept_pauses`` the pauses for want of file descriptors.
@@ -225,7 +249,10 @@ class Master:
             self.settings, self._pool, self._intake, self._dispatcher, self._relay,
             binds=[str(bind) for bind in self._acceptor.binds], stopping=self._stopping,
             uptime=time.monotonic() - self._born, loop_lag=max(self._lag),
-            events=self._events.recent(), accept_pauses=self._acceptor.out_of_files.count)
+            events=self._events.recent(), accept_pauses=self._acceptor.out_of_files.count,
+            hosts=None if self._forwarder is None else status.hosts_facts(
+                self._host.id, format_address(self._host.address), self._forwarder,
+                self._dispatcher))
 
     def reload(self) -> None:
         """Rolling restart: replace every worker, one slot at a time (like SIGHUP)."""
@@ -278,14 +305,18 @@ class Master:
         log.info("log files reopened")
 
     def handle_chld(self) -> None:
-        """Reap dead workers; replace them in their slots (also once a second, in case)."""
-        self._pool.reap()
+        """Reap dead workers; replace them in their slots (also once a second, in case);
+        and the forwarder (respawned after a backoff)."""
+        for pid, status in self._pool.reap():
+            if self._forwarder is not None:
+                self._forwarder.exited(pid, status)
 
     # --------------------------------------------------------------------- loop
 
     def _loop(self) -> None:
         assert self._selector is not None
-        while not (self._stopping and not self._pool.by_pid):
+        while not (self._stopping and not self._pool.by_pid
+                   and not (self._forwarder is not None and self._forwarder.alive)):
             events = self._selector.select(self._next_timeout())
             self._turn_started = time.monotonic()
             for key, mask in events:
@@ -323,6 +354,8 @@ class Master:
             self._operations_due = now + OPERATIONS_TICK
             self._tick_operations(now)
             self._pool.check_heartbeats(now)
+            if self._forwarder is not None:
+                self._forwarder.tick(now)
         if self._dispatcher.holding:
             self._dispatcher.release()
         if now >= self._reap_due:
@@ -332,6 +365,8 @@ class Master:
         if self._stopping:
             if now >= self._stop_deadline:
                 self._pool.kill_all("still running at the stop deadline")
+                if self._forwarder is not None:
+                    self._forwarder.kill("still running at the stop deadline")
                 self._stop_deadline = now + FAST_STOP_TIMEOUT
         else:
             self._pool.reconcile(now)
@@ -379,6 +414,11 @@ class Master:
         self._notifier.stopping()
         self._files.changed()
         self._acceptor.close()
+        if self._forwarder is not None:  # first: this host leaves the directory of hosts
+            if how == "graceful":
+                self._forwarder.drain()
+            else:
+                self._forwarder.terminate()
         self._pool.stop(graceful=how == "graceful")
         self._stop_deadline = time.monotonic() + (
             FAST_STOP_TIMEOUT if how == "fast" else drain_limit(self.settings))
@@ -395,10 +435,45 @@ class Master:
         self._commands.register(self._selector)
         self._intake.attach(self._selector)
         self._pool.attach(SelectorWatcher(self._selector))
+        if self._forwarder is not None:
+            self._forwarder.attach(SelectorWatcher(self._selector))
         try:
             self._acceptor.open(self._selector, self.settings.binds, inherited_listeners())
         except ConfigError as exc:
             raise ClusterError(str(exc)) from None
+
+    # ---------------------------------------------------------------- several hosts
+
+    def _claim_host(self) -> None:
+        """Several hosts: take this host's id (claimed in the directory, or ``--host-id``
+        with ``--peers``) before any fork; the workers put it in every sid."""
+        if not self.settings.several_hosts:
+            return
+        host = self._host.claim()
+        self._forker.host = self._dispatcher.host = host
+        self._intake.set_peers(self._host.peer_ips(self.settings.static_peers))
+
+    def _forwarder_up(self, link: Worker | None) -> None:
+        """The forwarder serves (``link``) or no longer does (None)."""
+        self._dispatcher.forwarder = link
+        if link is not None:
+            self._dispatcher.release()
+
+    def _hosts_known(self, facts: dict) -> None:
+        """The forwarder's ``HOSTS``: the directory now (the peers whose PROXY header is
+        believed) and its counters (kept by the forwarder process for :meth:`facts`)."""
+        self._intake.set_peers(self._host.peer_ips_of(facts))
+
+    def _end_forwarder(self) -> None:
+        """At the very end: kill the forwarder if it still runs, and reap it (no orphan)."""
+        if self._forwarder is None or not self._forwarder.alive:
+            return
+        link = self._forwarder.link
+        self._forwarder.kill("still running when the master exits")
+        try:
+            os.waitpid(link.pid, 0)  # type: ignore[union-attr]
+        except ChildProcessError:
+            pass
 
     def _target_name(self) -> str:
         target = self.settings.target
@@ -425,6 +500,8 @@ class Master:
         if self._selector is not None:
             self._selector.close()
         self._pool.close_all_in_child()
+        if self._forwarder is not None:
+            self._forwarder.close_in_child()
         self._files.close_in_child()
         self._commands.close()
 

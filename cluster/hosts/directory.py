@@ -88,6 +88,9 @@ class StaticDirectory:
     :param peers: {host id: address}.
     """
 
+    read_once = True
+    """The hosts are known from the start."""
+
     def __init__(self, peers: dict[int, Address]) -> None:
         self.hosts: dict[int, Address] = dict(peers)
 
@@ -96,6 +99,9 @@ class StaticDirectory:
 
     async def give_up(self) -> None:
         """Nothing to give up."""
+
+    async def close(self) -> None:
+        """Nothing to close."""
 
 
 class RedisDirectory:
@@ -115,6 +121,8 @@ class RedisDirectory:
 
     def __init__(self, url: str, channel: str, host_id: int, address: Address) -> None:
         self.hosts: dict[int, Address] = {}
+        self.read_once = False
+        """The first reading was tried (it may have failed)."""
         self._url = url
         self._channel = channel
         self._key = key_of(channel, host_id)
@@ -147,6 +155,7 @@ class RedisDirectory:
                 if hosts != self.hosts:
                     self.hosts = hosts
                     on_change()
+            self.read_once = True
             await asyncio.sleep(REFRESH_INTERVAL)
 
     async def _renew(self) -> None:

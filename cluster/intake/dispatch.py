@@ -12,6 +12,14 @@ placed like a new connection (on the same worker when placement picks it). The m
 copies those few bytes once; it never reads the connection itself, and keeps no
 per-session state.
 
+With several hosts (``--host-id``, ``--advertise``, ``--peers``), a sid that names another
+host goes to the forwarder (:mod:`cluster.hosts.forwarder`, a process of its own): the
+connection is handed (or, after a worker's hand-back, resumed) to it as to a worker, and
+it relays that request to the owner's host. While the forwarder is not up (booting,
+respawning) those connections are held, never placed on a worker; a request the
+forwarder hands back (it is for this host after all) is routed like a worker's
+hand-back: to its owner here, else placed, where the worker answers an unknown sid.
+
 While no worker serves (cold start, all respawning), the master does not accept
 (connections wait in the listen backlog), and the few it already holds (waiting for
 their first bytes, or stranded on a dead worker) wait in a bounded list until one
@@ -31,7 +39,7 @@ from cluster.pool.pool import WorkerPool
 from cluster.pool.worker import Worker
 from cluster.protocol import frames
 from cluster.protocol.bursts import BurstLog
-from cluster.protocol.sids import request_sid, tag_of
+from cluster.protocol.sids import TAG_LIMIT, owner_of, request_sid
 from cluster.setup.config import Settings
 
 from . import placement
@@ -63,6 +71,17 @@ def is_client_socket(fd: int) -> bool:
         probe.detach()
 
 
+class _Forward:
+    """The owner of a sid of another host: the forwarder, up or not."""
+
+    def __repr__(self) -> str:
+        return "FORWARD"
+
+
+FORWARD = _Forward()
+"""What :meth:`Dispatcher._owner_of` says for a sid of another host (several hosts)."""
+
+
 class Dispatcher:
     """Hands each connection to the worker it belongs to.
 
@@ -77,6 +96,18 @@ class Dispatcher:
         self._balance = settings.balance if self._by_sid else "ip"
         self._rng = random.Random()
         self._held: list[tuple[int, Address | None, bytes | None]] = []
+        self._several_hosts = settings.several_hosts
+        self.host = 0
+        """This host's id (several hosts: set once claimed, before any connection)."""
+        self.forwarder: Worker | None = None
+        """The forwarder's channel while it is up (several hosts), else None."""
+        self._held_forward: list[tuple[int, Address | None, bytes | None]] = []
+        self.forwarded = 0
+        """Connections handed (or resumed) to the forwarder: their request is another host's."""
+        self.forward_held = 0
+        """Connections of another host held while the forwarder was not up."""
+        self.forwarded_back = 0
+        """Connections the forwarder handed back: their request was this host's."""
         self._releasing = False
         self._unkeyed = 0
         self.handed_off = 0
@@ -116,9 +147,10 @@ class Dispatcher:
 
     def close(self) -> None:
         """Close the connections held (the master stops, or a new child forgets them)."""
-        for fd, _client, _data in self._held:
+        for fd, _client, _data in self._held + self._held_forward:
             os.close(fd)
         self._held.clear()
+        self._held_forward.clear()
 
     # -------------------------------------------------------------------- route
 
@@ -155,12 +187,28 @@ class Dispatcher:
             return
         owner = self._owner_of(sid)
         home = owner is None or owner is sender
-        if self._deliver(fd, client, sender if home else owner, data):
+        if owner is FORWARD:
+            self._deliver(fd, client, owner, data)
+        elif self._deliver(fd, client, sender if home else owner, data):
             if home:
                 self.returned += 1
             else:
                 self.handed_back += 1
         self.handback_seconds += time.process_time() - started
+
+    def hand_back_from_forwarder(self, fd: int, address: tuple[str, int], data: bytes) -> None:
+        """Route a connection the forwarder handed back: its request (in ``data``, read
+        by the forwarder) names no other host. To the live worker of this host that owns
+        its sid, else placed as a new connection's first request (the worker that gets
+        it answers an unknown sid, or starts a session); never back to the forwarder."""
+        if not is_client_socket(fd):
+            os.close(fd)
+            self.not_sockets.note("the forwarder")
+            return
+        self.forwarded_back += 1
+        owner = self._owner(data)
+        self._deliver(fd, address if address[0] else None,
+                      None if owner is FORWARD else owner, data)
 
     def redeliver(self, packet: bytes, fd: int) -> None:
         """Route again a hand-off (or a resumed connection) queued for a worker that died."""
@@ -172,12 +220,21 @@ class Dispatcher:
 
     @property
     def holding(self) -> bool:
-        """Whether connections wait for a worker that takes them (:meth:`release`)."""
-        return bool(self._held)
+        """Whether connections wait for a worker, or for the forwarder, that takes them
+        (:meth:`release`)."""
+        return bool(self._held) or (bool(self._held_forward) and self.forwarder is not None)
 
     def release(self) -> None:
-        """Route the connections held while no worker could take them: when one serves
-        again, and on every turn of the loop while some wait."""
+        """Route the connections held while no worker (or no forwarder) could take them:
+        when one serves again, and on every turn of the loop while some wait."""
+        if self._held_forward and self.forwarder is not None:
+            held_forward, self._held_forward = self._held_forward, []
+            self._releasing = True
+            try:
+                for fd, client, data in held_forward:
+                    self._deliver(fd, client, FORWARD, data)
+            finally:
+                self._releasing = False
         if not self._pool.serving:
             return
         held, self._held = self._held, []
@@ -190,17 +247,24 @@ class Dispatcher:
 
     # ------------------------------------------------------------------- finish
 
-    def _owner(self, head: bytes) -> Worker | None:
-        """The live worker that made the sid of the request in ``head``, if any."""
+    def _owner(self, head: bytes) -> Worker | _Forward | None:
+        """The live worker that made the sid of the request in ``head``, if any
+        (:data:`FORWARD` for another host's)."""
         sid = request_sid(head)
         return self._owner_of(sid) if sid else None
 
-    def _owner_of(self, sid: str) -> Worker | None:
-        """The live worker that made ``sid``, if any."""
-        tag = tag_of(sid)
-        return self._pool.owner(tag) if tag is not None else None
+    def _owner_of(self, sid: str) -> Worker | _Forward | None:
+        """The live worker that made ``sid``, if any; :data:`FORWARD` when it names
+        another host (several hosts only: with one host, every sid is taken as ours)."""
+        found = owner_of(sid)
+        if found is None:
+            return None
+        host, tag = divmod(found, TAG_LIMIT)
+        if host != self.host and self._several_hosts:
+            return FORWARD
+        return self._pool.owner(tag)
 
-    def _deliver(self, fd: int, client: Address | None, owner: Worker | None,
+    def _deliver(self, fd: int, client: Address | None, owner: Worker | _Forward | None,
                  data: bytes | None = None) -> bool:
         """Send ``fd`` to ``owner``, else to the first placed worker that takes it.
 
@@ -217,9 +281,12 @@ class Dispatcher:
             key = client[0].encode()
         packet = (frames.handoff_packet(address) if data is None
                   else frames.resume_packet(address, data))
-        if owner is not None and self._send(owner, packet, fd):
-            self.by_sid += 1
-            return True
+        if owner is not None:
+            if owner is FORWARD:
+                return self._forward(fd, client, packet, data)
+            if self._send(owner, packet, fd):  # type: ignore[arg-type]
+                self.by_sid += 1
+                return True
         serving = self._pool.serving
         if not serving:
             self._hold(fd, client, data)
@@ -258,6 +325,22 @@ class Dispatcher:
             self.past_full += full
             self.past_late += late
         return True
+
+    def _forward(self, fd: int, client: Address | None, packet: bytes,
+                 data: bytes | None) -> bool:
+        """Hand ``fd`` to the forwarder; hold it while the forwarder is not up or its
+        channel is full (never placed here: its session lives on another host)."""
+        forwarder = self.forwarder
+        if forwarder is not None and forwarder.send(packet, fd):
+            self.forwarded += 1
+            return True
+        if len(self._held_forward) >= HOLD_LIMIT:
+            os.close(fd)
+            self.dropped += 1
+            return False
+        self.forward_held += not self._releasing
+        self._held_forward.append((fd, client, data))
+        return False
 
     def _hold(self, fd: int, client: Address | None, data: bytes | None) -> None:
         """Keep ``fd`` until a worker takes it (:meth:`release`); close it past the limit."""

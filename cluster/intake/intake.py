@@ -25,6 +25,7 @@ does the I/O that the decision asks for. Keep it that way: a new rule goes there
 """
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -98,6 +99,13 @@ class Intake:
         """Whether connections are looked at before they are handed off."""
         return self._rules.peeking
 
+    def set_peers(self, ips: frozenset[str]) -> None:
+        """Several hosts: the other masters' IPs now (from the directory of hosts), whose
+        PROXY v2 header is believed (:attr:`IntakeRules.peers`); also let through
+        ``--proxy-allow-from`` with ``--proxy-protocol``."""
+        if self._rules.peers is not None and ips != self._rules.peers:
+            self._rules = dataclasses.replace(self._rules, peers=ips)
+
     def attach(self, selector: selectors.BaseSelector) -> None:
         """Wait for pending connections in ``selector``, the master's loop."""
         self._pending.attach(selector)
@@ -136,7 +144,8 @@ class Intake:
             if not peeking:
                 self._dispatcher.route(fd, client, None)
                 continue
-            if proxy_peer_allowed is not None and client is not None and not proxy_peer_allowed(client[0]):
+            if (proxy_peer_allowed is not None and client is not None
+                    and not proxy_peer_allowed(client[0]) and not self._is_peer(client[0])):
                 self._refuse_peer(fd, client[0])
                 continue
             sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd)
@@ -194,6 +203,11 @@ class Intake:
             self._refuse(conn, decision.reason)
         else:
             self._close(conn)
+
+    def _is_peer(self, ip: str) -> bool:
+        """Whether ``ip`` is another master's (several hosts only)."""
+        peers = self._rules.peers
+        return peers is not None and ip in peers
 
     def _take_proxy_header(self, conn: Pending, header: ProxyHeader) -> bool:
         """Consume ``conn``'s PROXY header and take its client; False if the peer is gone."""

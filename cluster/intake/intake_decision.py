@@ -20,6 +20,11 @@ The rules, in order:
   a Unix socket (whose poll ignores ``SO_RCVLOWAT``: waiting would spin) is
   :class:`Refuse`. A whole one is consumed (:attr:`Route.proxy`, :attr:`Wait.proxy`)
   and its source becomes the client address.
+* With several hosts (:attr:`IntakeRules.peers` not None), a connection from a peer's IP
+  (another master's forwarder) may start with a PROXY v2 header, consumed as above; a
+  PROXY v2 header from anyone else is :class:`Refuse` (a client cannot pass itself off as
+  another). Plain HTTP from a peer's IP is fine (a balancer may share a host's address).
+  With one host the rule costs one attribute test per connection.
 * The master reads a request when it routes by sid (its request line, up to
   :data:`REQUEST_LINE_LIMIT`) or when the peer is a trusted proxy (its headers, up to
   :data:`HEAD_LIMIT`, for ``X-Forwarded-For``). It waits for more while more can tell
@@ -40,7 +45,8 @@ from cluster.protocol.sids import request_sid
 from cluster.protocol.trust import Trust
 from cluster.setup.config import Settings
 
-from .peek import INCOMPLETE, ProxyError, ProxyHeader, forwarded_for, parse_proxy, request_line_prefix
+from .peek import (INCOMPLETE, V2_SIGNATURE, ProxyError, ProxyHeader, forwarded_for, parse_proxy,
+                   request_line_prefix)
 from .pending import Address
 
 REQUEST_LINE_LIMIT = 4096
@@ -61,12 +67,15 @@ class IntakeRules:
     """``--forwarded-allow-ips``: peers whose ``X-Forwarded-For`` is believed."""
     peek_timeout: float
     """``--peek-timeout``: seconds a connection gets before it is decided on what it sent."""
+    peers: frozenset[str] | None = None
+    """Several hosts: the other masters' IPs, whose PROXY v2 header is believed (it is
+    refused from anyone else); None: one host, no such rule."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> IntakeRules:
-        """The rules of the master's ``settings``."""
+        """The rules of the master's ``settings`` (no peer known yet with several hosts)."""
         return cls(settings.route == "sid", settings.proxy_protocol, settings.trusted_proxies,
-                   settings.peek_timeout)
+                   settings.peek_timeout, frozenset() if settings.several_hosts else None)
 
     @property
     def peeking(self) -> bool:
@@ -77,7 +86,9 @@ class IntakeRules:
     def peek_size(self) -> int:
         """The most bytes worth peeking at: the headers when a PROXY header or an
         ``X-Forwarded-For`` may matter, else the request line."""
-        return HEAD_LIMIT if self.proxy_protocol or self.trusted else REQUEST_LINE_LIMIT
+        if self.proxy_protocol or self.trusted or self.peers is not None:
+            return HEAD_LIMIT
+        return REQUEST_LINE_LIMIT
 
     def trusts(self, client: Address | None) -> bool:
         """Whether the ``X-Forwarded-For`` of a peer at ``client`` is believed (a Unix
@@ -169,6 +180,14 @@ def decide(head: bytes | None, seen: Seen, rules: IntakeRules) -> Decision:
         proxy = header
         client = header.client or client
         head = head[header.length:] or None
+    elif rules.peers is not None and head is not None and head[:1] == b"\r":
+        found = _peer_proxy(head, client, final or not seen.can_wait_for_more, rules.peers)
+        if isinstance(found, ProxyHeader):
+            proxy = found
+            client = found.client or client
+            head = head[found.length:] or None
+        elif found is not None:
+            return found
     trusts = rules.trusts(client)
     if head is None:
         if final or not (rules.by_sid or trusts):
@@ -181,6 +200,31 @@ def decide(head: bytes | None, seen: Seen, rules: IntakeRules) -> Decision:
         if forwarded is not None:  # the port stays the proxy's: unique per connection
             client = (forwarded, client[1] if client else 0)
     return Route(client, request_sid(head) if rules.by_sid else None, proxy)
+
+
+def _peer_proxy(head: bytes, client: Address | None, final: bool,
+                peers: frozenset[str]) -> ProxyHeader | Wait | Refuse | None:
+    """Several hosts, a connection that starts with CR: a peer's PROXY v2 header (to be
+    consumed), a wait for the rest of it, a refusal (not a peer, a bad or truncated
+    header), or None when it is no PROXY v2 signature at all (decided as ever)."""
+    peer = client is not None and client[0] in peers
+    if not head.startswith(V2_SIGNATURE):
+        if not V2_SIGNATURE.startswith(head):
+            return None
+        if not final:
+            return Wait(len(head) + 1)
+        return Refuse("truncated PROXY header") if peer else None
+    if not peer:
+        return Refuse("sent a PROXY v2 header and is not a peer (another master)")
+    try:
+        header = parse_proxy(head)
+    except ProxyError as exc:
+        return Refuse(str(exc))
+    if header is INCOMPLETE:
+        if final or len(head) >= HEAD_LIMIT:
+            return Refuse("truncated PROXY header")
+        return Wait(len(head) + 1)
+    return header
 
 
 def _incomplete(head: bytes, trusts: bool, by_sid: bool) -> bool:

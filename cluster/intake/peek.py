@@ -21,7 +21,8 @@ _V1_MAX: Final = 107  # longest v1 line, CRLF included
 _V1_PROTOCOLS: Final = (b"TCP4", b"TCP6", b"UNKNOWN")
 _V1_ADDRESS_CHARS: Final = {4: b"0123456789.", 6: b"0123456789abcdefABCDEF:."}
 _V1_ADDRESS_MAX: Final = {4: 15, 6: 45}
-_V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
+V2_SIGNATURE: Final = b"\r\n\r\n\x00\r\nQUIT\n"
+"""The 12 bytes a PROXY protocol v2 header starts with (a peer's forwarder sends one)."""
 _V2_FIXED: Final = 16  # signature, version/command, family/transport, length
 # family/transport byte -> (size of the address block, address class if any)
 _V2_FAMILIES: Final = {
@@ -80,11 +81,11 @@ def parse_proxy(head: bytes) -> ProxyHeader | Literal[Incomplete.INCOMPLETE]:
     beginning of a header but too short (an empty ``head`` included). Raises
     :class:`ProxyError` when no valid header can start with ``head``.
     """
-    if head.startswith(_V2_SIGNATURE):
+    if head.startswith(V2_SIGNATURE):
         return _parse_v2(head)
     if head.startswith(_V1_SIGNATURE):
         return _parse_v1(head)
-    if _V2_SIGNATURE.startswith(head) or _V1_SIGNATURE.startswith(head):
+    if V2_SIGNATURE.startswith(head) or _V1_SIGNATURE.startswith(head):
         return INCOMPLETE
     raise ProxyError("no PROXY protocol signature")
 

@@ -51,6 +51,7 @@ def families(facts: dict) -> list[Metric]:
     for state, count in facts["workers_by_state"].items():
         states.add_metric([state], count)
     return [
+        *_hosts_families(facts.get("hosts")),
         sessions, states, heartbeat, uptime,
         GaugeMetricFamily("sticky_cluster_workers_wanted", "Workers the master runs (its size)",
                           value=facts["size"]),
@@ -88,6 +89,58 @@ def families(facts: dict) -> list[Metric]:
                           value=facts["loop_lag"]),
         GaugeMetricFamily("sticky_cluster_master_uptime_seconds",
                           "Seconds since the master started", value=facts["uptime"]),
+    ]
+
+
+def _hosts_families(hosts: dict | None) -> list[Metric]:
+    """Several hosts: this host's id, the hosts it knows, its forwarder and what was
+    forwarded to each peer (nothing with one host)."""
+    if hosts is None:
+        return []
+    peer = ["host"]
+    requests = CounterMetricFamily("sticky_cluster_forwarded_requests", "Requests forwarded "
+                                   "to another host, by host id", labels=peer)
+    upgrades = CounterMetricFamily("sticky_cluster_forwarded_upgrades", "Websocket upgrades "
+                                   "forwarded to another host (then relayed both ways)",
+                                   labels=peer)
+    sent = CounterMetricFamily("sticky_cluster_forwarded_bytes", "Bytes relayed to (out) and "
+                               "from (in) another host", labels=["host", "direction"])
+    errors = CounterMetricFamily("sticky_cluster_forward_errors", "Forwards that failed "
+                                 "(the host refused, reset or did not answer)", labels=peer)
+    seconds = CounterMetricFamily("sticky_cluster_forward_seconds", "Seconds forwards took "
+                                  "from the request's head to the response's, summed "
+                                  "(divide by sticky_cluster_forwards: the time a forward adds)",
+                                  labels=peer)
+    forwards = CounterMetricFamily("sticky_cluster_forwards", "Forwards timed in "
+                                   "sticky_cluster_forward_seconds", labels=peer)
+    for host, counts in sorted(hosts["peers"].items()):
+        requests.add_metric([host], counts["requests"])
+        upgrades.add_metric([host], counts["upgrades"])
+        sent.add_metric([host, "out"], counts["bytes_out"])
+        sent.add_metric([host, "in"], counts["bytes_in"])
+        errors.add_metric([host], counts["errors"])
+        seconds.add_metric([host], counts["forward_seconds"])
+        forwards.add_metric([host], counts["forwards"])
+    forwarder = hosts["forwarder"]
+    return [
+        GaugeMetricFamily("sticky_cluster_host_id", "This host's id among the hosts that "
+                          "share sessions", value=hosts["host_id"]),
+        GaugeMetricFamily("sticky_cluster_hosts_known", "Hosts in the directory of hosts, as "
+                          "the forwarder read it last (this one included)",
+                          value=len(hosts["known"])),
+        GaugeMetricFamily("sticky_cluster_forwarder_up", "1 while the forwarder serves",
+                          value=int(forwarder["up"])),
+        CounterMetricFamily("sticky_cluster_forwarder_restarts", "Forwarders started again "
+                            "after one died", value=forwarder["respawns"]),
+        _counter("sticky_cluster_forwarder_connections", "Connections the master handed to "
+                 "the forwarder (sent), held while it was down (held), and the forwarder "
+                 "handed back, being for this host (handed_back)", "outcome",
+                 {"sent": hosts["forwarded"], "held": hosts["held"],
+                  "handed_back": hosts["handed_back"]}),
+        _counter("sticky_cluster_forwards_refused", "Requests the forwarder answered itself: "
+                 "a host not in the directory (400), a loop (502), a host that did not answer "
+                 "(502)", "reason", hosts["refused"]),
+        requests, upgrades, sent, errors, seconds, forwards,
     ]
 
 

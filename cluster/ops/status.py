@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 
 from cluster.intake.dispatch import Dispatcher
 from cluster.intake.intake import Intake
+from cluster.pool.forwarder_process import ForwarderProcess
 from cluster.pool.pool import RESTART_REASONS, WorkerPool
 from cluster.pool.worker import State
 from cluster.protocol import adapters
@@ -36,10 +37,12 @@ log = logging.getLogger("sticky_cluster.master")
 
 def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Dispatcher,
           relay: Relay, *, binds: list[str], stopping: str | None, uptime: float,
-          loop_lag: float, events: list[dict], accept_pauses: int) -> dict:
+          loop_lag: float, events: list[dict], accept_pauses: int,
+          hosts: dict | None = None) -> dict:
     """What the master knows now, as plain data (JSON-ready); see
     :meth:`cluster.master.Master.facts`. ``accept_pauses``: the pauses of accepting for want
-    of file descriptors (:attr:`cluster.intake.acceptor.Acceptor.out_of_files`)."""
+    of file descriptors (:attr:`cluster.intake.acceptor.Acceptor.out_of_files`); ``hosts``:
+    :func:`hosts_facts` with several hosts, else None."""
     now = time.monotonic()
     by_state = collections.Counter(w.state.value for w in pool.by_pid.values())
     clean = functools.partial(adapters.redact_text, url=settings.adapter)
@@ -77,7 +80,48 @@ def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Disp
         "loop_lag": round(loop_lag, 6),
         "rolls": {**pool.rolls, "failure": failure and (failure[0], clean(failure[1]))},
         "events": [{**event, "message": clean(event["message"])} for event in events],
+        "hosts": hosts,
     }
+
+
+PEER_COUNTERS = ("requests", "upgrades", "bytes_in", "bytes_out", "errors", "forward_seconds",
+                 "forwards")
+"""What the forwarder counts per peer host (its ``HOSTS`` message), as ``/status`` shows it."""
+REFUSALS = ("unknown_host", "loop", "unanswered")
+"""Why the forwarder answered a request itself (400 or 502) instead of forwarding it."""
+
+
+def hosts_facts(host_id: int, advertise: str, forwarder: ForwarderProcess,
+                dispatcher: Dispatcher) -> dict:
+    """Several hosts: this host's id and address, its forwarder, the hosts it knows and
+    what was forwarded to each (from the forwarder's last ``HOSTS`` message: totals since
+    it started, numbers only), and the master's own counts of connections sent to the
+    forwarder, held while it was down, and handed back by it."""
+    reported = forwarder.hosts
+    known = reported.get("hosts")
+    peers = reported.get("peers")
+    refused = reported.get("refused")
+    link = forwarder.link
+    return {
+        "host_id": host_id, "advertise": advertise,
+        "forwarder": {"pid": link.pid if link else None, "up": forwarder.up,
+                      "respawns": forwarder.respawns,
+                      "connections": link.sessions if link else 0},
+        "known": ({str(host): str(where) for host, where in known.items()}
+                  if isinstance(known, dict) else {}),
+        "peers": ({str(host): {name: _number(counts.get(name)) for name in PEER_COUNTERS}
+                   for host, counts in peers.items() if isinstance(counts, dict)}
+                  if isinstance(peers, dict) else {}),
+        "refused": {reason: _number(refused.get(reason) if isinstance(refused, dict) else 0)
+                    for reason in REFUSALS},
+        "forwarded": dispatcher.forwarded, "held": dispatcher.forward_held,
+        "handed_back": dispatcher.forwarded_back,
+    }
+
+
+def _number(value: object) -> float:
+    """A count the forwarder reported, or 0 when it is not a number."""
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def routing_totals(intake: Intake, dispatcher: Dispatcher) -> str:

@@ -314,12 +314,17 @@ class WorkerPool:
                     why, worker.limits, now - worker.born, memory))
                 return
 
-    def reap(self) -> None:
-        """Take note of the workers that exited; replace them (after a backoff)."""
+    def reap(self) -> list[tuple[int, int]]:
+        """Take note of the workers that exited; replace them (after a backoff). Returns
+        the other children that exited, (pid, wait status): not workers (the forwarder)."""
+        others = []
         for pid, status in self._starter.reap():
             worker = self.by_pid.get(pid)
             if worker is not None:
                 self._exited(worker, status)
+            else:
+                others.append((pid, status))
+        return others
 
     def close_all_in_child(self) -> None:
         """In a new child: close the master's ends of every worker's channel."""

@@ -55,6 +55,8 @@ class Forker:
         self._binds = binds
         self.runtime = settings.runtime
         """The worker runtime's name (resolved by the master's pre-flight check)."""
+        self.host = 0
+        """This host's id, in every sid the workers make (several hosts: set once claimed)."""
         self._forget_in_child = forget_in_child
         self._hooks = hooks or Hooks()
         self._owner = owner
@@ -87,7 +89,7 @@ class Forker:
             server_address=first.address, family=first.family,
             hand_back=settings.route == "sid",
             place_new_sessions=settings.route == "sid" and settings.balance != "ip",
-            **worker_options(settings))
+            host=self.host, **worker_options(settings))
 
     def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
         code = 0

@@ -11,6 +11,8 @@ import ipaddress
 import os
 import socket
 
+from cluster.hosts.addresses import Address, format_address, parse_advertise, parse_peers
+from cluster.protocol import adapters
 from cluster.protocol.trust import Trust
 
 from . import container
@@ -110,6 +112,9 @@ class Settings:
     reload: bool = default("reload")
     reload_dirs: tuple[str, ...] = default("reload_dir")
     proxy_allow_from: str = default("proxy_allow_from")
+    host_id: int | None = default("host_id")
+    advertise: str | None = default("advertise")
+    peers: str = default("peers")
 
     def __post_init__(self) -> None:
         if isinstance(self.target, str) and ":" not in self.target:
@@ -128,6 +133,62 @@ class Settings:
         if self.adapter is None and self.channel != default("channel"):
             raise ConfigError("--channel names a pub/sub channel of --adapter; the embedded "
                               "relay has none")
+        if self.several_hosts:
+            why = self._several_hosts_refusal()
+            if why:
+                raise ConfigError(why)
+
+    @property
+    def several_hosts(self) -> bool:
+        """Whether this master shares sessions with others (``--host-id``, ``--advertise``
+        or ``--peers`` given): its sids name its host, a forwarder runs beside its workers."""
+        return self.host_id is not None or bool(self.advertise) or bool(self.peers)
+
+    @property
+    def advertise_address(self) -> Address | None:
+        """Where the other masters reach this one: ``--advertise``, else the first
+        ``--bind`` when it names a specific IP (None: neither, or one host only)."""
+        if self.advertise:
+            return parse_advertise(self.advertise)
+        first = self.binds[0]
+        if first.family == socket.AF_UNIX or ipaddress.ip_address(first.address[0]).is_unspecified:
+            return None
+        return first.address  # type: ignore[return-value]
+
+    @property
+    def static_peers(self) -> dict[int, Address]:
+        """``--peers``: host id -> address (empty: the directory lives in the adapter)."""
+        return parse_peers(self.peers)
+
+    def _several_hosts_refusal(self) -> str | None:
+        """Why these several-hosts options cannot work together (one line), or None."""
+        if self.route != "sid":
+            return ("several hosts need --route sid: a request goes to its session's host by "
+                    "the sid it carries")
+        address = self.advertise_address
+        if address is None:
+            return (f"several hosts need --advertise HOST:PORT: other masters must reach this "
+                    f"one; --bind {self.binds[0]} names no address")
+        peers = self.static_peers
+        if peers:
+            if self.host_id is None:
+                return ("--peers needs --host-id N: which of the peers this host is")
+            for host, where in peers.items():
+                if where == address and host != self.host_id:
+                    return (f"--peers gives this host's address {format_address(address)} to "
+                            f"host {host}, but --host-id is {self.host_id}")
+                if host == self.host_id and where != address:
+                    return (f"--peers puts host {host} at {format_address(where)}, but this "
+                            f"host advertises {format_address(address)}")
+            return None
+        if self.adapter is None:
+            return ("several hosts need a directory of hosts: give --adapter redis://… (a "
+                    "Redis-family broker carries it) or --peers ID=HOST:PORT,…")
+        if adapters.scheme_of(self.adapter).family != "redis":
+            scheme = self.adapter.partition(":")[0]
+            return (f"--adapter {scheme}://… cannot carry the "
+                    "directory of hosts: give --peers ID=HOST:PORT,…")
+        return None
 
     @property
     def identity(self) -> Identity | None:

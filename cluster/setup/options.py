@@ -26,7 +26,9 @@ from typing import Any, Callable
 from cluster.protocol.access_log_format import DEFAULT_FORMAT as DEFAULT_ACCESS_LOG_FORMAT
 from cluster.protocol.access_log_format import check_format as check_access_log_format
 
+from cluster.hosts.addresses import parse_advertise, parse_peers
 from cluster.protocol import adapters, support
+from cluster.protocol.sids import HOST_LIMIT
 from cluster.protocol.trust import Trust
 
 from .container import usable_cpus
@@ -90,6 +92,22 @@ def file_mode_mask(_label: str, value: int) -> None:
     """A umask: 000 to 777 octal."""
     if not 0 <= value <= 0o777:
         raise ValueError(f"bad umask {value:o}: use 000 to 777 (octal)")
+
+
+def host_id(_label: str, value: int) -> None:
+    """A host id: 1 to 4095 (:data:`cluster.protocol.sids.HOST_LIMIT` - 1)."""
+    if not 0 < value < HOST_LIMIT:
+        raise ValueError(f"bad --host-id {value}: a number from 1 to {HOST_LIMIT - 1}")
+
+
+def advertise(_label: str, value: str) -> None:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` (:func:`cluster.hosts.addresses.parse_advertise`)."""
+    parse_advertise(value)
+
+
+def peers(_label: str, value: str) -> None:
+    """``ID=HOST:PORT,…`` (:func:`cluster.hosts.addresses.parse_peers`)."""
+    parse_peers(value)
 
 
 def access_log_format(_label: str, value: str) -> None:
@@ -407,6 +425,26 @@ OPTIONS: tuple[Option, ...] = (
                 "any); a header from any other peer closes the connection.",
            doc="with `--proxy-protocol`, peers (addresses/CIDRs, `*`) whose PROXY header is "
                "believed; any other is refused"),
+    Option("host_id", int, metavar="N", check=host_id,
+           shown_default="one host: none; with `--adapter`, the first free one",
+           help="Several hosts: this host's id, 1 to 4095, in every sid it makes. With a "
+                "Redis-family --adapter, claimed in its directory of hosts (none: the first "
+                "free id); with --peers, required.",
+           doc="several hosts: this host's id (1 to 4095), carried by every sid it makes; "
+               "claimed in the adapter's directory of hosts (none given: the first free one), "
+               "required with `--peers` (see Several hosts)"),
+    Option("advertise", str, metavar="HOST:PORT", check=advertise,
+           shown_default="the `--bind` address, when it is a specific IP",
+           help="Several hosts: the address the other masters reach this one at (a pod IP, "
+                "a private address); published in the directory of hosts.",
+           doc="several hosts: the address other masters reach this one at, published in "
+               "the directory of hosts (see Several hosts)"),
+    Option("peers", str, metavar="ID=HOST:PORT,...", check=peers, default="",
+           shown_default="none",
+           help="Several hosts without a Redis-family --adapter (AMQP, the embedded relay): "
+                "every host's id and address, the same list on every host.",
+           doc="several hosts without a Redis-family adapter: the static directory of hosts, "
+               "`ID=HOST:PORT` for each (see Several hosts)"),
 )
 """Every option of ``sticky-cluster run``, in the order ``--help`` and docs/options.md list them."""
 

@@ -28,12 +28,12 @@ PROTOCOL = "cluster.protocol"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("cluster.protocol",),
-    ("cluster.setup",),
+    ("cluster.setup", "cluster.hosts.addresses"),
     ("cluster.hosts",),
     ("cluster.pool",),
     ("cluster.intake", "cluster.relay"),
     ("cluster.ops",),
-    ("cluster.master", "cluster.commands"),
+    ("cluster.master", "cluster.master_hosts", "cluster.commands"),
     ("cluster.cli",),
     ("cluster", "cluster.__main__"),
 )
@@ -46,6 +46,8 @@ module; ``cluster`` is ``cluster/__init__.py`` alone.
 2. ``cluster.setup``: what the operator asked for (options, settings, config file, hooks)
    and the process made ready before any fork (checks, limits, privileges, title, logs).
    Every part above is built from the settings; nothing here knows those parts.
+   ``cluster.hosts.addresses`` (pure, standard library) stands here too: the options'
+   checks parse ``--advertise`` and ``--peers`` with it.
 3. ``cluster.hosts``: several hosts: the directory of hosts, the host id's lease, and the
    forwarder process that relays a request to its session's host. The master builds on
    its standard-library modules (addresses, the forwarder's config, the lease's child).

@@ -57,12 +57,15 @@ def test_every_option_of_the_table_can_be_set_in_a_file(tmp_path):
     for option in SETTINGS:
         if option.multiple:
             value = repr([str(tmp_path)]) if option.name == "reload_dir" else "['127.0.0.1:7002']"
+        elif option.name == "route":
+            value = "'sid'"  # several hosts (host_id, advertise, peers below) need it
         elif option.choices:
             value = repr(option.choices[-1])
         elif option.kind is str:
             value = {"umask": "'027'", "adapter": "'redis://127.0.0.1:6379/0'",
                      "forwarded_allow_ips": "'10.0.0.0/8'", "proxy_allow_from": "'10.0.0.1'",
                      "status_bind": "'127.0.0.1:7003'", "access_log_format": "'%(h)s'",
+                     "advertise": "'127.0.0.1:7002'", "peers": "'3=127.0.0.1:7002'",
                      "user": None, "group": None}.get(option.name, "'x'")
         else:
             value = {"max_worker_memory": "100", "max_worker_memory_jitter": "10",

@@ -189,3 +189,62 @@ def test_keywords_are_the_tables_and_nothing_else():
     for wrong in ({"wokers": 2}, {"check": True}):
         with pytest.raises(TypeError, match="unknown option"):
             make_settings("app:sio", **wrong)
+
+
+# ------------------------------------------------------------------ several hosts
+
+def test_one_host_unless_an_option_of_several_hosts_is_given():
+    settings = make_settings("app:sio", bind="0.0.0.0:8000")
+    assert not settings.several_hosts
+    assert make_settings("app:sio", bind="10.0.0.1:8000", adapter="redis://r:6379/0",
+                         host_id=2).several_hosts
+
+
+def test_advertise_defaults_to_a_specific_bind_address(monkeypatch):
+    settings = make_settings("app:sio", bind="10.0.0.1:8000", adapter="redis://r:6379/0",
+                             host_id=2)
+    assert settings.advertise_address == ("10.0.0.1", 8000)
+    monkeypatch.setenv("STICKY_CLUSTER_ADVERTISE", "10.0.0.9:80")
+    context = run.make_context("run", ["app:sio"])
+    assert context.params["advertise"] == "10.0.0.9:80"
+    assert make_settings("app:sio", bind="0.0.0.0:8000", adapter="redis://r:6379/0",
+                         advertise="[fd00::1]:8000").advertise_address == ("fd00::1", 8000)
+
+
+def test_peers_are_read_with_this_hosts_id():
+    settings = make_settings("app:sio", bind="0.0.0.0:8000", advertise="10.0.0.1:8000",
+                             host_id=1, peers="1=10.0.0.1:8000, 2=10.0.0.2:8000")
+    assert settings.static_peers == {1: ("10.0.0.1", 8000), 2: ("10.0.0.2", 8000)}
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(host_id=0), "bad --host-id 0: a number from 1 to 4095"),
+    (dict(host_id=4096), "bad --host-id 4096: a number from 1 to 4095"),
+    (dict(advertise="10.0.0.1"), "--advertise: bad address '10.0.0.1'"),
+    (dict(peers="2=10.0.0.2"), "--peers: bad address '10.0.0.2'"),
+    (dict(peers="2"), "--peers: bad entry '2': expected ID=HOST:PORT"),
+    (dict(host_id=2, adapter="redis://r:6379/0"),
+     "several hosts need --advertise HOST:PORT: other masters must reach this one; "
+     "--bind 0.0.0.0:8000 names no address"),
+    (dict(host_id=2, adapter="redis://r:6379/0", bind="unix:/tmp/s"),
+     "--bind unix:/tmp/s names no address"),
+    (dict(advertise="10.0.0.1:8000"),
+     "several hosts need a directory of hosts: give --adapter redis://… (a Redis-family "
+     "broker carries it) or --peers ID=HOST:PORT,…"),
+    (dict(advertise="10.0.0.1:8000", adapter="amqp://guest:secret@r/"),
+     "--adapter amqp://… cannot carry the directory of hosts: give --peers ID=HOST:PORT,…"),
+    (dict(advertise="10.0.0.1:8000", peers="1=10.0.0.1:8000,2=10.0.0.2:8000"),
+     "--peers needs --host-id N: which of the peers this host is"),
+    (dict(advertise="10.0.0.1:8000", host_id=2, peers="1=10.0.0.1:8000,2=10.0.0.2:8000"),
+     "--peers gives this host's address 10.0.0.1:8000 to host 1, but --host-id is 2"),
+    (dict(advertise="10.0.0.3:8000", host_id=2, peers="1=10.0.0.1:8000,2=10.0.0.2:8000"),
+     "--peers puts host 2 at 10.0.0.2:8000, but this host advertises 10.0.0.3:8000"),
+    (dict(host_id=2, adapter="redis://r:6379/0", bind="10.0.0.1:8000", route="ip"),
+     "several hosts need --route sid"),
+])
+def test_several_hosts_refusals_are_one_line(given, message):
+    given = {"bind": "0.0.0.0:8000", **given}
+    with pytest.raises(ConfigError) as info:
+        make_settings("app:sio", **given)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value) and "secret" not in str(info.value)

@@ -26,7 +26,8 @@ def test_an_address_reads_as_host_and_port(text, address):
 def test_a_bad_advertise_address_is_one_line_naming_the_option(text, reason):
     with pytest.raises(ValueError, match=reason) as caught:
         parse_advertise(text)
-    assert str(caught.value).startswith("--advertise: bad address") and "\n" not in str(caught.value)
+    text = str(caught.value)
+    assert text.startswith("--advertise: bad address") and "\n" not in text
 
 
 def test_peers_read_as_ids_and_addresses():

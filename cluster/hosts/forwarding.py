@@ -1,0 +1,361 @@
+"""One client connection in the forwarder: each request read, routed and relayed.
+
+A keep-alive server loop, as a worker's: the request head is read with h11 (at most
+:data:`MAX_HEAD` bytes, within the header timeout; idle between requests at most the
+keep-alive timeout), then routed on its own (:func:`cluster.hosts.routing.decide`):
+
+- not for another host: handed back to the master with every byte read and not served,
+  and this process lets the connection go;
+- a host not in the directory: python-engineio's ``400`` for an unknown session, at once;
+- a loop (forwarded once already, or a peer that is ourselves): ``502``;
+- else forwarded on the connection to that peer this client connection keeps
+  (:class:`~cluster.hosts.upstream.Upstream`), with :data:`~cluster.hosts.routing.HOP_HEADER`;
+  the body and the response are streamed, never held whole; a ``101`` turns both
+  connections into one relayed byte stream until either side closes.
+
+A peer that refuses or resets the connection before answering is a dead host: ``400``,
+like an unknown one. A peer that gives no response head within the header timeout:
+``502``. Each is counted and logged once per burst; a client never sees more than the
+status and a fixed body. Writes wait while the other side does not take the bytes.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import socket
+import time
+from typing import Callable
+
+import h11
+
+from cluster.protocol.bursts import BurstLog
+from cluster.protocol.frames import RESUME_LIMIT
+
+from . import responses
+from .addresses import Address, format_address
+from .counts import Counts
+from .forwarder_config import ForwarderConfig
+from .routing import HOP_HEADER, Decision, Route, decide
+from .upstream import Upstream
+
+log = logging.getLogger("sticky_cluster.hosts")
+
+MAX_HEAD = 16 * 1024
+"""Largest request head taken from a client; a larger one is answered ``431``."""
+
+READ_SIZE = 16 * 1024
+"""Most bytes read from a client at once (with :data:`MAX_HEAD`, what a hand-back may carry
+stays below :data:`~cluster.protocol.frames.RESUME_LIMIT`)."""
+
+LINGER = 1.0
+"""Seconds to read (and drop) what a refused client still sends, so that the refusal is
+not lost to a reset."""
+
+
+@dataclasses.dataclass
+class Forwarding:
+    """What every client connection of the forwarder shares.
+
+    :param config: the forwarder's settings.
+    :param hosts: returns the directory now.
+    :param hand_back: gives a client socket back to the master (socket, address, bytes read).
+    """
+
+    config: ForwarderConfig
+    hosts: Callable[[], dict[int, Address]]
+    hand_back: Callable[[socket.socket, tuple[str, int], bytes], None]
+    counts: Counts = dataclasses.field(default_factory=Counts)
+
+    def __post_init__(self) -> None:
+        warn = logging.WARNING
+        self.unknown = BurstLog(log, warn, "a request for host %s, which is not in the "
+                                           "directory of hosts: answered 400 (the client "
+                                           "connects again)")
+        self.loop = BurstLog(log, warn, "a request for host %s came forwarded already, or "
+                                        "its entry names this host: answered 502 (directory "
+                                        "entries or --peers disagree)")
+        self.dead = BurstLog(log, warn, "host %s at %s cannot be reached (%s): answered 400")
+        self.unanswered = BurstLog(log, warn, "host %s at %s gave no answer in %s s: "
+                                              "answered 502")
+
+    def flush_logs(self) -> None:
+        """Write the counts of the bursts that are over."""
+        for burst in (self.unknown, self.loop, self.dead, self.unanswered):
+            burst.flush()
+
+
+class PeerGone(Exception):
+    """The peer refused, reset or closed the connection before its response head."""
+
+
+class ClientRelay:
+    """Serves one client connection until it closes, is handed back, or is refused.
+
+    :param forwarding: what the connections share.
+    :param sock: the client's socket (its own now: closed at the end unless handed back).
+    :param address: the client's address, as the master saw it.
+    :param preface: bytes already read from it (a RESUME), served first.
+    """
+
+    def __init__(self, forwarding: Forwarding, sock: socket.socket, address: tuple[str, int],
+                 preface: bytes) -> None:
+        self._fw = forwarding
+        self._config = forwarding.config
+        self._sock = sock
+        self._address = address
+        self._loop = asyncio.get_running_loop()
+        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
+        self._raw = bytearray(preface)
+        if preface:
+            self._conn.receive_data(preface)
+        self._upstreams: dict[int, Upstream] = {}
+        self._handed_back = False
+
+    async def run(self) -> None:
+        """Serve the connection's requests, one after the other."""
+        self._sock.setblocking(False)
+        if self._sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        try:
+            first = True
+            while True:
+                request = await self._read_head(first)
+                if request is None or not await self._serve(request):
+                    return
+                first = False
+                self._conn.start_next_cycle()
+                self._raw = bytearray(self._conn.trailing_data[0])
+        except (OSError, h11.ProtocolError, asyncio.TimeoutError):
+            return  # the client or the peer went away, or broke HTTP mid-way: nothing to say
+        finally:
+            for upstream in self._upstreams.values():
+                upstream.close()
+            if not self._handed_back:
+                self._sock.close()
+
+    async def _receive(self, timeout: float) -> bytes:
+        return await asyncio.wait_for(self._loop.sock_recv(self._sock, READ_SIZE), timeout)
+
+    async def _read_head(self, first: bool) -> h11.Request | None:
+        """The next request's head; None when the client closed, timed out (closed here),
+        or sent what is not a request (answered)."""
+        started = time.monotonic() if self._raw else None
+        while True:
+            try:
+                event = self._conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                await self._refuse(responses.client_error(exc.error_status_hint))
+                return None
+            if isinstance(event, h11.Request):
+                return event
+            if event is not h11.NEED_DATA:
+                return None  # closed, or paused after a connection that cannot go on
+            if started is None:
+                timeout = self._config.header_timeout if first else self._config.keepalive_timeout
+            else:
+                timeout = started + self._config.header_timeout - time.monotonic()
+            try:
+                data = await self._receive(max(timeout, 0.0))
+            except asyncio.TimeoutError:
+                return None
+            if not data:
+                return None
+            if started is None:
+                started = time.monotonic()
+            self._raw += data
+            self._conn.receive_data(data)
+
+    async def _serve(self, request: h11.Request) -> bool:
+        """Act on one request; whether the connection goes on to the next."""
+        hop = any(name == HOP_HEADER for name, _value in request.headers)
+        decision = decide(request.target, hop, self._config.host_id, self._config.advertise,
+                          self._fw.hosts())
+        if decision.route is Route.HAND_BACK:
+            if len(self._raw) > RESUME_LIMIT:
+                await self._refuse(responses.client_error(431))
+                return False
+            self._fw.hand_back(self._sock, self._address, bytes(self._raw))
+            self._handed_back = True
+            return False
+        if decision.route is Route.UNKNOWN_HOST:
+            self._fw.counts.refused.unknown_host += 1
+            self._fw.unknown.note(decision.host)
+            await self._refuse(responses.unknown_session(decision.sid))
+            return False
+        if decision.route is Route.LOOP:
+            self._fw.counts.refused.loop += 1
+            self._fw.loop.note(decision.host)
+            await self._refuse(responses.bad_gateway())
+            return False
+        return await self._forward(request, decision)
+
+    async def _forward(self, request: h11.Request, decision: Decision) -> bool:
+        host, address = decision.host, decision.address
+        assert host is not None and address is not None
+        counts = self._fw.counts.peer(host)
+        counts.requests += 1
+        shown = format_address(address)
+        started = time.monotonic()
+        try:
+            upstream = await self._upstream(host, address)
+            headers = [(name, value) for name, value in request.headers if name != HOP_HEADER]
+            if not any(name == b"host" for name, _value in headers):
+                headers.append((b"host", shown.encode()))
+            headers.append((HOP_HEADER, str(self._config.host_id).encode()))
+            await upstream.send(h11.Request(method=request.method, target=request.target,
+                                            headers=headers))
+        except (OSError, asyncio.TimeoutError) as exc:
+            return await self._peer_gone(host, shown, exc)
+        counts.forward_seconds += time.monotonic() - started
+        counts.forwards += 1
+        await self._send_body(upstream)
+        try:
+            response = await asyncio.wait_for(self._response_head(upstream),
+                                              self._config.header_timeout)
+        except asyncio.TimeoutError:
+            counts.errors += 1
+            self._fw.counts.refused.unanswered += 1
+            self._fw.unanswered.note(host, shown, f"{self._config.header_timeout:g}")
+            self._drop(host)
+            await self._refuse(responses.bad_gateway())
+            return False
+        except (PeerGone, OSError, h11.RemoteProtocolError) as exc:
+            return await self._peer_gone(host, shown, exc)
+        if response.status_code == 101:
+            await self._client_send(response)
+            counts.upgrades += 1
+            await self._tunnel(upstream)
+            return False
+        await self._client_send(response)
+        await self._send_response_body(upstream)
+        if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
+            upstream.conn.start_next_cycle()
+        else:
+            self._drop(host)
+        return self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE
+
+    async def _upstream(self, host: int, address: Address) -> Upstream:
+        """This connection's kept-alive connection to ``host``, opened when it has none
+        that can take a request."""
+        upstream = self._upstreams.get(host)
+        if upstream is not None and upstream.usable():
+            return upstream
+        self._drop(host)
+        upstream = await asyncio.wait_for(
+            Upstream.open(address, self._config.advertise[0], self._client_address(),
+                          self._fw.counts.peer(host)),
+            self._config.header_timeout)
+        self._upstreams[host] = upstream
+        return upstream
+
+    def _client_address(self) -> tuple[str, int] | None:
+        return self._address if self._address[0] else None
+
+    def _drop(self, host: int) -> None:
+        upstream = self._upstreams.pop(host, None)
+        if upstream is not None:
+            upstream.close()
+
+    async def _peer_gone(self, host: int, shown: str, exc: BaseException) -> bool:
+        self._fw.counts.peer(host).errors += 1
+        reason = "no connection in time" if isinstance(exc, asyncio.TimeoutError) else (
+            " ".join(str(exc).split()) or type(exc).__name__)
+        self._fw.dead.note(host, shown, reason)
+        self._drop(host)
+        await self._refuse(responses.unknown_session(None))
+        return False
+
+    async def _send_body(self, upstream: Upstream) -> None:
+        """Stream the request's body to the peer, as the client sends it."""
+        while True:
+            event = self._conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self._receive(self._config.header_timeout)
+                self._conn.receive_data(data)  # b"": h11 raises for a body cut short
+                continue
+            if isinstance(event, h11.Data):
+                await upstream.send(h11.Data(data=event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                await upstream.send(h11.EndOfMessage(headers=event.headers))
+                return
+            else:
+                raise h11.LocalProtocolError(f"unexpected {type(event).__name__} in a body")
+
+    async def _response_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
+        """The peer's final response head, or its ``101``; other ``1xx`` are relayed."""
+        while True:
+            try:
+                event = await upstream.next_event()
+            except h11.RemoteProtocolError as exc:
+                raise PeerGone(str(exc) or "the connection closed") from None
+            if isinstance(event, h11.Response):
+                return event
+            if isinstance(event, h11.InformationalResponse):
+                if event.status_code == 101:
+                    return event
+                await self._client_send(event)
+                continue
+            raise PeerGone("the connection closed")
+
+    async def _send_response_body(self, upstream: Upstream) -> None:
+        while True:
+            event = await asyncio.wait_for(upstream.next_event(), self._config.header_timeout)
+            if isinstance(event, h11.Data):
+                await self._client_send(h11.Data(data=event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                await self._client_send(h11.EndOfMessage(headers=event.headers))
+                return
+            else:
+                raise h11.RemoteProtocolError("the response ended early")
+
+    async def _client_send(self, event: h11.Event) -> None:
+        data = self._conn.send(event)
+        if data:
+            await self._loop.sock_sendall(self._sock, data)
+
+    async def _tunnel(self, upstream: Upstream) -> None:
+        """Relay the upgraded connection's bytes both ways until either side closes."""
+        to_client = upstream.conn.trailing_data[0]
+        to_peer = self._conn.trailing_data[0]
+        if to_client:
+            await self._loop.sock_sendall(self._sock, to_client)
+        if to_peer:
+            await upstream.write(to_peer)
+
+        async def from_client() -> None:
+            while data := await self._loop.sock_recv(self._sock, READ_SIZE):
+                await upstream.write(data)
+
+        async def from_peer() -> None:
+            while data := await upstream.read():
+                await self._loop.sock_sendall(self._sock, data)
+
+        pumps = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_peer())]
+        try:
+            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
+
+    async def _refuse(self, answer: tuple[h11.Response, bytes]) -> None:
+        """Answer the request (the connection closes after it) and close it gently: what
+        the client still sends is read and dropped for a moment, so that the answer is
+        not lost to a reset. A connection whose response has begun is only closed."""
+        response, body = answer
+        try:
+            if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                data = (self._conn.send(response) + self._conn.send(h11.Data(data=body))
+                        + self._conn.send(h11.EndOfMessage()))
+                await asyncio.wait_for(self._loop.sock_sendall(self._sock, data), LINGER)
+            self._sock.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + LINGER
+            while time.monotonic() < deadline:
+                if not await self._receive(deadline - time.monotonic()):
+                    return
+        except (OSError, asyncio.TimeoutError, h11.ProtocolError):
+            return

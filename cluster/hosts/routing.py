@@ -1,0 +1,61 @@
+"""Where the forwarder sends one request: back to this host's master, to a peer, or nowhere.
+
+Pure: the request target, whether it carries the hop header, and the directory in; a
+:class:`Decision` out. The forwarder reads the head with h11 and acts on the decision
+(:mod:`cluster.hosts.forwarding`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+from cluster.protocol.sids import host_of, request_sid
+
+from .addresses import Address
+
+HOP_HEADER = b"x-sticky-cluster-hop"
+"""The header the forwarder adds to every request it forwards (its value: our host id). A
+request that carries it was forwarded once already: it is never forwarded again."""
+
+
+class Route(enum.Enum):
+    """What to do with a request."""
+
+    HAND_BACK = "hand back"  #: no sid of another host: this host's master routes it
+    UNKNOWN_HOST = "unknown host"  #: a sid of a host not in the directory: 400
+    LOOP = "loop"  #: forwarded once already, or the peer is ourselves: 502
+    FORWARD = "forward"  #: to the host the sid names
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """A :class:`Route`, with the sid and the host it names (and that host's address to
+    forward to)."""
+
+    route: Route
+    sid: str | None = None
+    host: int | None = None
+    address: Address | None = None
+
+
+def decide(target: bytes, hop: bool, host_id: int, advertise: Address,
+           hosts: dict[int, Address]) -> Decision:
+    """Route a request for ``target`` (its request-target bytes).
+
+    :param hop: the request carries :data:`HOP_HEADER`.
+    :param host_id: this host's id.
+    :param advertise: this host's advertised address.
+    :param hosts: the directory, {host id: address}.
+    """
+    sid = request_sid(b"GET " + target + b" HTTP/1.1\r\n")
+    host = None if sid is None else host_of(sid)
+    if host is None or host == 0 or host == host_id:
+        return Decision(Route.HAND_BACK, sid, host)
+    address = hosts.get(host)
+    if hop:
+        return Decision(Route.LOOP, sid, host, address)
+    if address is None:
+        return Decision(Route.UNKNOWN_HOST, sid, host)
+    if address == advertise:
+        return Decision(Route.LOOP, sid, host, address)
+    return Decision(Route.FORWARD, sid, host, address)

@@ -1,0 +1,256 @@
+"""The forwarder standing alone (cluster.hosts.forwarder): the test plays its master on a
+real channel, handing it real client sockets, and a stand-in peer host listens on its own
+loopback address (tests.support.peer_host). What a client and a peer would notice: a
+request of a peer's session answered by the peer, which knows the client's address; a
+websocket relayed both ways; the next request of this host handed back with exactly its
+bytes; refusals (400, 502, 431) at once and logged; no orphan when the master is gone."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+
+from cluster.hosts.forwarder_config import ForwarderConfig
+from cluster.protocol import frames
+from cluster.protocol.frames import Heartbeat, Kind
+from cluster.protocol.sids import make_sid, sid_prefix
+from tests.support.peer_host import ForwarderProcess, PeerHost
+from tests.support.ports import free_port
+from tests.support.rawclient import read_to_eof
+from tests.support.waiting import wait_for
+
+CLIENT_IP = "127.0.0.5"
+SID = {host: make_sid(sid_prefix(7, host)) for host in (1, 2, 3, 4, 5, 9)}
+"""A sid of worker 7 on each host: 1 is ours, 2 the peer, 3 dead, 4 silent, 5 ourselves
+under another id, 9 not in the directory."""
+
+
+@pytest.fixture
+def peer():
+    with PeerHost("127.0.0.12", free_port("127.0.0.12")) as host:
+        yield host
+
+
+@pytest.fixture
+def silent():
+    """A host that accepts connections and never answers (nobody accepts: the backlog does)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.14", 0))
+        listener.listen(16)
+        yield listener.getsockname()
+
+
+@pytest.fixture
+def master(tmp_path, peer, silent):
+    """The test as the forwarder's master: a listener clients connect to, the channel."""
+    advertise = ("127.0.0.11", free_port("127.0.0.11"))
+    config = ForwarderConfig(
+        host_id=1, advertise=advertise, channel="fwd",
+        peers={1: advertise, 2: peer.address, 3: ("127.0.0.13", free_port("127.0.0.13")),
+               4: silent, 5: advertise},
+        header_timeout=1.0, keepalive_timeout=5.0, heartbeat_interval=0.2, graceful_timeout=2.0)
+    forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
+    listener = socket.create_server(("127.0.0.1", 0))
+    forwarder.listener = listener
+    try:
+        forwarder.wait_for(Kind.READY)
+        yield forwarder
+    finally:
+        forwarder.stop()
+        listener.close()
+
+
+def connect(master: ForwarderProcess, read: bytes | None = None,
+            sent: bytes = b"") -> socket.socket:
+    """A client connected from CLIENT_IP, its connection handed to the forwarder (with
+    ``sent`` already sent and ``read`` of it read by the master, for a RESUME)."""
+    client = socket.create_connection(master.listener.getsockname(), timeout=10,
+                                      source_address=(CLIENT_IP, 0))
+    accepted, address = master.listener.accept()
+    if sent:
+        client.sendall(sent)
+    if read:
+        assert accepted.recv(len(read), socket.MSG_WAITALL) == read
+    master.hand_off(accepted, address[:2], read)
+    return client
+
+
+def counted(master: ForwarderProcess, wanted, what: str) -> None:
+    """Wait for a HOSTS message whose facts satisfy ``wanted`` (False while a count it
+    reads is not there yet)."""
+    def check() -> bool:
+        master.receive()
+        try:
+            return bool(master.hosts and wanted(master.hosts))
+        except KeyError:
+            return False
+
+    wait_for(check, 5, what=what)
+
+
+def get(target: str, extra: str = "") -> bytes:
+    return f"GET {target} HTTP/1.1\r\nHost: example.org\r\n{extra}\r\n".encode()
+
+
+def read_response(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(head, body) of one response with a Content-Length."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def test_a_polling_request_of_a_peers_session_is_answered_by_the_peer(master, peer):
+    client = connect(master)
+    target = f"/socket.io/?EIO=4&transport=polling&sid={SID[2]}"
+    client.sendall(get(target))
+    head, body = read_response(client)
+    assert head.startswith(b"HTTP/1.1 200") and body == f"peer saw {target}".encode()
+    client.sendall(f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n4ping"
+                   .encode())
+    assert read_response(client)[1] == b"5 bytes"
+    [seen] = peer.connections  # both requests on one kept-alive connection
+    assert seen.source[0] == "127.0.0.11"  # from our advertised address
+    assert seen.client == client.getsockname()[:2]  # the client's own, in PROXY v2
+    assert [(method, headers[b"x-sticky-cluster-hop"], body)
+            for method, _target, headers, body in seen.requests] == [
+        (b"GET", b"1", b""), (b"POST", b"1", b"4ping")]
+    counted(master, lambda facts: facts["peers"]["2"]["forwards"] == 2, "the forwards counted")
+    assert master.hosts["hosts"]["2"] == f"127.0.0.12:{peer.address[1]}"
+    assert master.hosts["peers"]["2"]["requests"] == 2 and master.hosts["peers"]["2"]["errors"] == 0
+
+
+def test_a_chunked_body_is_streamed_to_the_peer(master, peer):
+    client = connect(master)
+    client.sendall(f"POST /socket.io/?sid={SID[2]} HTTP/1.1\r\nHost: x\r\n"
+                   "Transfer-Encoding: chunked\r\n\r\n".encode())
+    for piece in (b"a" * 70000, b"b" * 10):
+        client.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+    client.sendall(b"0\r\n\r\n")
+    assert read_response(client)[1] == b"70010 bytes"
+
+
+def test_a_websocket_upgrade_is_relayed_both_ways(master, peer):
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?EIO=4&transport=websocket&sid={SID[2]}",
+                       "Connection: Upgrade\r\nUpgrade: websocket\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       "Sec-WebSocket-Version: 13\r\n") + b"early bytes")
+    data = b""
+    while b"early bytes" not in data:
+        data += client.recv(65536)
+    assert data.startswith(b"HTTP/1.1 101 ")
+    for size in (1, 1000, 300_000):
+        message = os.urandom(size)
+        client.sendall(message)
+        echoed = b""
+        while len(echoed) < size:
+            echoed += client.recv(65536)
+        assert echoed == message
+    client.close()
+    counted(master, lambda facts: facts["peers"]["2"]["upgrades"] == 1, "the upgrade counted")
+
+
+@pytest.mark.parametrize("next_target", [f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}",
+                                         "/socket.io/?EIO=4&transport=polling"])
+def test_the_next_request_for_this_host_is_handed_back_with_exactly_its_bytes(
+        master, peer, next_target):
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    assert read_response(client)[0].startswith(b"HTTP/1.1 200")
+    request = (f"POST {next_target} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n4abc"
+               .encode())
+    client.sendall(request)
+    payload, fd = master.wait_for(Kind.HANDBACK)
+    assert frames.split_resumed(payload) == (client.getsockname()[:2], request)
+    handed = socket.socket(fileno=fd)  # the very client connection: answer it from "a worker"
+    handed.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    handed.close()
+    assert read_to_eof(client) == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+
+
+def test_a_resumed_connection_serves_the_bytes_the_master_read_first(master, peer):
+    request = get(f"/socket.io/?EIO=4&transport=polling&sid={SID[2]}")
+    client = connect(master, read=request[:20], sent=request)
+    assert read_response(client)[0].startswith(b"HTTP/1.1 200")
+
+
+def test_a_host_not_in_the_directory_gets_engineios_400_at_once(master):
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?EIO=4&transport=polling&sid={SID[9]}"))
+    answer = read_to_eof(client)
+    assert answer.startswith(b"HTTP/1.1 400 BAD REQUEST\r\n")
+    assert answer.endswith(b"\r\n\r\n" + json.dumps(f"Invalid session {SID[9]}").encode())
+    counted(master, lambda facts: facts["refused"]["unknown_host"] == 1, "the refusal counted")
+    assert master.log().count("a request for host 9, which is not in the directory") == 1
+
+
+@pytest.mark.parametrize("sid, extra", [(SID[2], "X-Sticky-Cluster-Hop: 3\r\n"), (SID[5], "")])
+def test_a_forward_loop_gets_502_and_is_never_forwarded(master, peer, sid, extra):
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?sid={sid}", extra))
+    assert read_to_eof(client).startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    assert peer.connections == []
+    counted(master, lambda facts: facts["refused"]["loop"] == 1, "the loop counted")
+
+
+def test_a_peer_that_never_answers_gets_502_within_the_header_timeout(master, silent):
+    client = connect(master)
+    client.settimeout(5)  # well past the forwarder's 1 s header timeout
+    client.sendall(get(f"/socket.io/?sid={SID[4]}"))
+    assert read_to_eof(client).startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    counted(master, lambda facts: facts["refused"]["unanswered"] == 1,
+            "the unanswered forward counted")
+    assert master.hosts["peers"]["4"]["errors"] == 1
+    assert "host 4 at 127.0.0.14" in master.log() and "gave no answer in 1 s" in master.log()
+
+
+def test_a_dead_host_gets_400_at_once(master):
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?sid={SID[3]}"))
+    assert read_to_eof(client).startswith(b"HTTP/1.1 400 BAD REQUEST\r\n")
+    counted(master, lambda facts: facts["peers"]["3"]["errors"] == 1, "the dead host counted")
+    assert "host 3 at 127.0.0.13" in master.log() and "cannot be reached" in master.log()
+
+
+def test_a_head_over_16_kib_gets_431_and_is_closed(master):
+    client = connect(master)
+    client.sendall(b"GET /socket.io/?sid=" + SID[2].encode() + b" HTTP/1.1\r\n"
+                   + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+    assert read_to_eof(client).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+def test_heartbeats_count_the_open_connections(master, peer):
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    read_response(client)
+    wait_for(lambda: Heartbeat.parse(master.wait_for(Kind.HEARTBEAT)[0]).sessions == 1, 5,
+             what="a heartbeat with one connection")
+    client.close()
+    wait_for(lambda: Heartbeat.parse(master.wait_for(Kind.HEARTBEAT)[0]).sessions == 0, 5,
+             what="a heartbeat with none")
+
+
+def test_the_forwarder_exits_when_its_master_is_gone(master):
+    master.channel.close()
+    master.proc.wait(10)
+    assert master.proc.returncode == 0
+
+
+def test_drain_finishes_the_open_connections_then_exits(master, peer):
+    client = connect(master)
+    frames.send_packet(master.channel, frames.header(Kind.DRAIN))
+    client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    assert read_response(client)[0].startswith(b"HTTP/1.1 200")
+    client.close()
+    master.proc.wait(10)
+    assert master.proc.returncode == 0

@@ -33,6 +33,11 @@ KINDS = ("nginx", "haproxy")
 BALANCES = ("round-robin", "least-conn")
 """How new sessions (requests without a sid) are placed over the hosts."""
 
+BACKUPS = 2
+"""Other hosts that stand in for a host while it is down (at most): they answer its sessions'
+requests ``400`` at once (a host that is not in the directory, or does not accept), so that
+its clients reconnect, rather than the balancer answering ``502`` or ``503``."""
+
 TUNNEL_TIMEOUT = "1h"
 """How long an upgraded websocket may stay silent before the balancer closes it (Engine.IO
 pings every 25 s, so this only ends connections whose peer is gone)."""
@@ -110,6 +115,14 @@ def check(kind: str, balance: str) -> None:
         raise BalancerError(f"unknown --balance {balance!r}: expected one of {', '.join(BALANCES)}")
 
 
+def backups(hosts: dict[int, Address], host_id: int) -> list[int]:
+    """The hosts that stand in for ``host_id`` while it is down: the next :data:`BACKUPS`
+    ids after it, in turn (none with one host)."""
+    ids = list(hosts)
+    at = ids.index(host_id)
+    return [ids[(at + step) % len(ids)] for step in range(1, min(BACKUPS, len(ids) - 1) + 1)]
+
+
 def header(kind: str, hosts: dict[int, Address]) -> str:
     """The first line of every configuration: what made it, for which hosts."""
     return HEADER.format(kind=kind, count=len(hosts), s="" if len(hosts) == 1 else "s",
@@ -132,9 +145,12 @@ def nginx(hosts: dict[int, Address], listen: Listen, balance: str, full: bool,
         "    '' '';",
         "}",
     ]
+    lines.append("# While a host is down, its backups answer its sessions 400: they reconnect.")
     for host_id, address in hosts.items():
         lines += [f"upstream sticky_cluster_host_{host_id} {{",
                   f"    server {format_address(address)};",
+                  *(f"    server {format_address(hosts[other])} backup;"
+                    for other in backups(hosts, host_id)),
                   *(["    keepalive 16;"] if keepalive else []),
                   "}"]
     lines += ["upstream sticky_cluster_all {",
@@ -153,6 +169,7 @@ def nginx(hosts: dict[int, Address], listen: Listen, balance: str, full: bool,
               "        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
               "        proxy_set_header X-Forwarded-Proto $scheme;",
               "        proxy_buffering off;",
+              "        proxy_connect_timeout 5s;",
               f"        proxy_read_timeout {TUNNEL_TIMEOUT};",
               f"        proxy_send_timeout {TUNNEL_TIMEOUT};",
               "    }",
@@ -178,6 +195,8 @@ def haproxy(hosts: dict[int, Address], listen: Listen, balance: str, keepalive: 
         "defaults",
         "    mode http",
         "    option forwardfor",
+        "    option redispatch 1",
+        "    retries 2",
         "    timeout connect 5s",
         "    timeout client 60s",
         "    timeout server 60s",
@@ -187,6 +206,7 @@ def haproxy(hosts: dict[int, Address], listen: Listen, balance: str, keepalive: 
         "frontend sticky_cluster",
         f"    bind {bind}",
         "    # A request with a sid goes to the backend of its host; a new session to any host.",
+        "    # While a host is down, its backups answer its sessions 400: they reconnect.",
         *(f"    use_backend sticky_cluster_host_{host_id} if "
           f"{{ url_param(sid) -m beg {encode_host(host_id)} }}" for host_id in hosts),
         "    default_backend sticky_cluster_all",
@@ -195,7 +215,9 @@ def haproxy(hosts: dict[int, Address], listen: Listen, balance: str, keepalive: 
         lines += ["",
                   f"backend sticky_cluster_host_{host_id}",
                   reuse,
-                  f"    server host{host_id} {format_address(address)} check"]
+                  f"    server host{host_id} {format_address(address)} check",
+                  *(f"    server host{other} {format_address(hosts[other])} check backup"
+                    for other in backups(hosts, host_id))]
     lines += ["",
               "backend sticky_cluster_all",
               f"    balance {'leastconn' if balance == 'least-conn' else 'roundrobin'}",

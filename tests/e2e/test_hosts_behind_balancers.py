@@ -21,9 +21,11 @@ The three masters are shared by the module's tests (one ``xdist_group``).
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import dataclass
 
+import psutil
 import pytest
 
 from cluster.protocol import sids
@@ -251,3 +253,66 @@ def test_the_masters_logs_hold_no_traceback(hosts):
     """After every scenario: nothing went wrong quietly on any host."""
     for host, master in hosts.masters.items():
         assert "Traceback" not in master.log, f"host {host}:\n{master.log[-3000:]}"
+
+
+# ------------------------------------------------------------------ last: a host dies
+
+def polling(port: int, method: str, sid: str | None, body: str = "",
+            source: str = "127.0.0.140") -> tuple[int, str]:
+    """One polling request through the balancer on ``port``, on a connection of its own."""
+    client = KeepAlive(port, source)
+    try:
+        return client.request(method, sid, body)
+    finally:
+        client.close()
+
+
+def test_a_host_killed_9_its_sessions_get_400_through_the_sid_aware_balancers(hosts, tmp_path):
+    """Host 3 (master, workers, forwarder) killed with SIGKILL behind the configurations
+    printed while it lived: its sessions' requests are answered 400 by the hosts that stand
+    in for it (their clients reconnect), never held; host 1's session goes on; every new
+    session is placed on a living host. Last in the module: the host stays dead."""
+    balancers, ports = [], {}
+    try:
+        for kind in ("nginx", "haproxy"):
+            ports[kind] = free_port()
+            workdir = tmp_path / kind
+            workdir.mkdir()
+            balancers.append(start_balancer(kind, by_sid(kind, hosts, ports[kind]), workdir,
+                                            ports[kind]))
+        doomed, living = {}, {}
+        for kind, port in ports.items():
+            for host, found in ((3, doomed), (1, living)):
+                opener = KeepAlive(hosts.port, "127.0.0.141", hosts.addresses[host])
+                status, body = opener.request("GET", None)
+                opener.close()
+                assert status == 200, (status, body)
+                found[kind] = json.loads(body[1:])["sid"]
+        victim = hosts.masters[3]
+        processes = [psutil.Process(victim.pid), *psutil.Process(victim.pid).children(recursive=True)]
+        for process in processes:
+            process.send_signal(signal.SIGKILL)
+        psutil.wait_procs(processes, timeout=10)
+        victim.proc.wait(10)
+
+        for kind, port in ports.items():
+            # a refused connection is tried again on a backup (nginx: the next upstream;
+            # HAProxy: redispatch), which answers 400; a balancer may answer 502 or 503 itself
+            # until it sees the host down: never a held request.
+            answers = []
+            wait_for(lambda: answers.append(polling(port, "GET", doomed[kind])) or
+                     answers[-1][0] == 400, 30, what=f"{kind}: 400 for the dead host's session")
+            assert {status for status, _body in answers} <= {400, 502, 503}, answers
+            assert answers[-1][1].startswith('"Invalid session'), answers[-1]  # engineio's
+            assert polling(port, "POST", living[kind], "40") == (200, "OK")
+            status, body = polling(port, "GET", living[kind])
+            assert status == 200 and body.startswith("40{"), (kind, status, body)
+            for _ in range(6):
+                status, body = polling(port, "GET", None)
+                assert status == 200, (kind, status, body)
+                assert sids.host_of(json.loads(body[1:])["sid"]) in (1, 2)
+    finally:
+        for balancer in balancers:
+            balancer.stop()
+    for host in (1, 2):
+        assert "Traceback" not in hosts.masters[host].log, hosts.masters[host].log[-3000:]

@@ -43,7 +43,14 @@ def nginx_route(text: str, sid: str | None) -> set[str]:
     if chosen is None:
         chosen = next(line.rstrip(";").split()[1] for line in routes if line.startswith("default "))
     assert "proxy_pass http://$sticky_cluster_upstream;" in text
-    return {line.split()[1].rstrip(";") for line in upstreams[chosen] if line.startswith("server ")}
+    return {line.split()[1].rstrip(";") for line in upstreams[chosen]
+            if line.startswith("server ") and not line.endswith(" backup;")}
+
+
+def nginx_backups(text: str, host_id: int) -> list[str]:
+    """The servers that stand in for host ``host_id`` while it is down."""
+    return [line.split()[1] for line in blocks(text, "upstream")[f"sticky_cluster_host_{host_id}"]
+            if line.startswith("server ") and line.endswith(" backup;")]
 
 
 def haproxy_sections(text: str) -> dict[str, list[str]]:
@@ -73,7 +80,14 @@ def haproxy_route(text: str, sid: str | None) -> set[str]:
             break
     if chosen is None:
         chosen = next(line.split()[1] for line in frontend if line.startswith("default_backend "))
-    return {line.split()[2] for line in sections[f"backend {chosen}"] if line.startswith("server ")}
+    return {line.split()[2] for line in sections[f"backend {chosen}"]
+            if line.startswith("server ") and not line.endswith(" backup")}
+
+
+def haproxy_backups(text: str, host_id: int) -> list[str]:
+    """The servers that stand in for host ``host_id`` while it is down."""
+    return [line.split()[2] for line in haproxy_sections(text)[f"backend sticky_cluster_host_{host_id}"]
+            if line.startswith("server ") and line.endswith(" backup")]
 
 
 ROUTERS = {"nginx": nginx_route, "haproxy": haproxy_route}
@@ -113,6 +127,23 @@ def test_any_directory_routes_every_sid_to_its_own_host(hosts, kind):
     for host_id, address in hosts.items():
         assert ROUTERS[kind](text, a_sid(host_id)) == {shown(address)}
     assert ROUTERS[kind](text, None) == {shown(address) for address in hosts.values()}
+
+
+BACKUPS = {"nginx": nginx_backups, "haproxy": haproxy_backups}
+
+
+@pytest.mark.parametrize("kind", ["nginx", "haproxy"])
+def test_the_next_two_hosts_stand_in_for_a_host_that_is_down(kind):
+    """Backups answer a dead host's sessions 400 (the client reconnects) rather than the
+    balancer 502: up to two, the next hosts in turn, never the host itself."""
+    four = {**THREE, 9: ("10.0.0.19", 5000)}
+    text = generate(kind, four)
+    assert {host: BACKUPS[kind](text, host) for host in four} == {
+        1: ["10.0.0.12:5000", "10.0.0.13:5000"], 2: ["10.0.0.13:5000", "10.0.0.19:5000"],
+        3: ["10.0.0.19:5000", "10.0.0.11:5000"], 9: ["10.0.0.11:5000", "10.0.0.12:5000"]}
+    two = generate(kind, {1: THREE[1], 2: THREE[2]})
+    assert BACKUPS[kind](two, 1) == ["10.0.0.12:5000"] and BACKUPS[kind](two, 2) == ["10.0.0.11:5000"]
+    assert BACKUPS[kind](generate(kind, {5: THREE[1]}), 5) == []
 
 
 def test_hosts_that_share_a_first_character_stay_apart():

@@ -78,10 +78,14 @@ class Forwarding:
         self.dead = BurstLog(log, warn, "host %s at %s cannot be reached (%s): answered 400")
         self.unanswered = BurstLog(log, warn, "host %s at %s gave no answer in %s s: "
                                               "answered 502")
+        self.failed = BurstLog(log, logging.ERROR, "a client connection of the forwarder "
+                                                   "failed: %s (closed)")
+        self.draining = asyncio.Event()
+        """Set on DRAIN: idle connections close instead of waiting for a next request."""
 
     def flush_logs(self) -> None:
         """Write the counts of the bursts that are over."""
-        for burst in (self.unknown, self.loop, self.dead, self.unanswered):
+        for burst in (self.unknown, self.loop, self.dead, self.unanswered, self.failed):
             burst.flush()
 
 
@@ -110,7 +114,6 @@ class ClientRelay:
         if preface:
             self._conn.receive_data(preface)
         self._upstreams: dict[int, Upstream] = {}
-        self._handed_back = False
 
     async def run(self) -> None:
         """Serve the connection's requests, one after the other."""
@@ -131,14 +134,32 @@ class ClientRelay:
                 self._raw = bytearray(self._conn.trailing_data[0])
         except (OSError, h11.ProtocolError, asyncio.TimeoutError):
             return  # the client or the peer went away, or broke HTTP mid-way: nothing to say
+        except Exception as exc:  # noqa: BLE001 - one connection never ends the forwarder
+            log.debug("a client connection failed", exc_info=True)
+            self._fw.failed.note(f"{type(exc).__name__}: {exc}")
         finally:
             for upstream in self._upstreams.values():
                 upstream.close()
-            if not self._handed_back:
-                self._sock.close()
+            self._sock.close()  # a handed-back client lives on in the master's copy
 
     async def _receive(self, timeout: float) -> bytes:
         return await asyncio.wait_for(self._loop.sock_recv(self._sock, READ_SIZE), timeout)
+
+    async def _receive_unless_draining(self, timeout: float) -> bytes:
+        """What an idle connection sends next; ``b""`` (close it) once the forwarder drains."""
+        if self._fw.draining.is_set():
+            return b""
+        receiving = asyncio.ensure_future(self._receive(timeout))
+        draining = asyncio.ensure_future(self._fw.draining.wait())
+        try:
+            await asyncio.wait((receiving, draining), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            draining.cancel()
+        if not receiving.done():
+            receiving.cancel()
+            await asyncio.gather(receiving, return_exceptions=True)
+            return b""
+        return receiving.result()
 
     async def _read_head(self, first: bool) -> h11.Request | None:
         """The next request's head; None when the client closed, timed out (closed here),
@@ -159,7 +180,10 @@ class ClientRelay:
             else:
                 timeout = started + self._config.header_timeout - time.monotonic()
             try:
-                data = await self._receive(max(timeout, 0.0))
+                if started is None and not first:
+                    data = await self._receive_unless_draining(timeout)
+                else:
+                    data = await self._receive(max(timeout, 0.0))
             except asyncio.TimeoutError:
                 return None
             if not data:
@@ -179,7 +203,6 @@ class ClientRelay:
                 await self._refuse(responses.client_error(431))
                 return False
             self._fw.hand_back(self._sock, self._address, bytes(self._raw))
-            self._handed_back = True
             return False
         if decision.route is Route.UNKNOWN_HOST:
             self._fw.counts.refused.unknown_host += 1

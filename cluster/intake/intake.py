@@ -37,7 +37,8 @@ from cluster.protocol.trust import TrustCache
 from cluster.setup.config import Settings
 
 from .dispatch import Dispatcher
-from .intake_decision import HEAD_LIMIT, IntakeRules, Refuse, Route, Seen, Wait, decide
+from .intake_decision import (HEAD_LIMIT, IntakeRules, Refuse, Route, Seen, Wait, decide,
+                              decide_among_hosts)
 from .peek import ProxyHeader
 from .pending import PENDING_LIMIT, Pending, PendingSet
 
@@ -68,6 +69,8 @@ class Intake:
     def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
         self._dispatcher = dispatcher
         self._rules = IntakeRules.from_settings(settings)
+        self._decide = decide if self._rules.peers is None else decide_among_hosts
+        """What decides a connection: with several hosts, one that knows the peers."""
         self._peek_size = self._rules.peek_size
         self._families: dict[int, int] = {}
         """Each listener's address family by fd (``socket.family`` builds an enum member)."""
@@ -184,7 +187,7 @@ class Intake:
             head = b""
         seen = Seen(conn.client, now - conn.since, conn.proxied, conn.lowat if woken else 0,
                     crowded, conn.tcp)
-        decision = decide(head, seen, self._rules)
+        decision = self._decide(head, seen, self._rules)
         if head is None and deferred:
             conn.since -= DEFER_ACCEPT
         if isinstance(decision, (Wait, Route)) and decision.proxy is not None:

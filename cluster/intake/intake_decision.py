@@ -24,7 +24,8 @@ The rules, in order:
   (another master's forwarder) may start with a PROXY v2 header, consumed as above; a
   PROXY v2 header from anyone else is :class:`Refuse` (a client cannot pass itself off as
   another). Plain HTTP from a peer's IP is fine (a balancer may share a host's address).
-  With one host the rule costs one attribute test per connection.
+  That is :func:`decide_among_hosts`, which the intake calls instead of :func:`decide`
+  with several hosts only: with one host the rule costs nothing.
 * The master reads a request when it routes by sid (its request line, up to
   :data:`REQUEST_LINE_LIMIT`) or when the peer is a trusted proxy (its headers, up to
   :data:`HEAD_LIMIT`, for ``X-Forwarded-For``). It waits for more while more can tell
@@ -180,14 +181,6 @@ def decide(head: bytes | None, seen: Seen, rules: IntakeRules) -> Decision:
         proxy = header
         client = header.client or client
         head = head[header.length:] or None
-    elif rules.peers is not None and head is not None and head[:1] == b"\r":
-        found = _peer_proxy(head, client, final or not seen.can_wait_for_more, rules.peers)
-        if isinstance(found, ProxyHeader):
-            proxy = found
-            client = found.client or client
-            head = head[found.length:] or None
-        elif found is not None:
-            return found
     trusts = rules.trusts(client)
     if head is None:
         if final or not (rules.by_sid or trusts):
@@ -202,29 +195,29 @@ def decide(head: bytes | None, seen: Seen, rules: IntakeRules) -> Decision:
     return Route(client, request_sid(head) if rules.by_sid else None, proxy)
 
 
-def _peer_proxy(head: bytes, client: Address | None, final: bool,
-                peers: frozenset[str]) -> ProxyHeader | Wait | Refuse | None:
-    """Several hosts, a connection that starts with CR: a peer's PROXY v2 header (to be
-    consumed), a wait for the rest of it, a refusal (not a peer, a bad or truncated
-    header), or None when it is no PROXY v2 signature at all (decided as ever)."""
-    peer = client is not None and client[0] in peers
-    if not head.startswith(V2_SIGNATURE):
-        if not V2_SIGNATURE.startswith(head):
-            return None
-        if not final:
-            return Wait(len(head) + 1)
-        return Refuse("truncated PROXY header") if peer else None
-    if not peer:
-        return Refuse("sent a PROXY v2 header and is not a peer (another master)")
-    try:
-        header = parse_proxy(head)
-    except ProxyError as exc:
-        return Refuse(str(exc))
-    if header is INCOMPLETE:
-        if final or len(head) >= HEAD_LIMIT:
-            return Refuse("truncated PROXY header")
+def decide_among_hosts(head: bytes | None, seen: Seen, rules: IntakeRules) -> Decision:
+    """:func:`decide`, with several hosts (:attr:`IntakeRules.peers` is a set).
+
+    A connection from a peer's IP that starts with a PROXY v2 header is decided as if
+    ``--proxy-protocol`` were on (its header consumed, its source the client); a PROXY v2
+    header from anyone else is :class:`Refuse`; a start that may still grow into one waits
+    for it. Anything else is :func:`decide`'s. The intake calls this one only with several
+    hosts: with one host the rule costs nothing.
+    """
+    if not seen.proxied or head is None or head[:1] != b"\r":
+        return decide(head, seen, rules)
+    peer = seen.client is not None and seen.client[0] in rules.peers  # type: ignore[operator]
+    if head.startswith(V2_SIGNATURE):
+        if not peer:
+            return Refuse("sent a PROXY v2 header and is not a peer (another master)")
+        return decide(head, dataclasses.replace(seen, proxied=False), rules)
+    if not V2_SIGNATURE.startswith(head):
+        return decide(head, seen, rules)
+    final = (seen.crowded or seen.elapsed >= rules.peek_timeout or len(head) < seen.awaited
+             or not seen.can_wait_for_more)
+    if not final:
         return Wait(len(head) + 1)
-    return header
+    return Refuse("truncated PROXY header") if peer else decide(head, seen, rules)
 
 
 def _incomplete(head: bytes, trusts: bool, by_sid: bool) -> bool:

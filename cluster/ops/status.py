@@ -135,7 +135,11 @@ def routing_totals(intake: Intake, dispatcher: Dispatcher) -> str:
             f"{dispatcher.past_full} past a full worker, {dispatcher.past_late} past a late "
             f"worker, {dispatcher.held} held, {intake.timed_out} timed out, "
             f"{intake.refused} refused, {dispatcher.not_sockets.count} hand-backs not a "
-            f"socket, {dispatcher.dropped} dropped")
+            f"socket, {dispatcher.dropped} dropped"
+            + (f", {dispatcher.forwarded} to the forwarder ({dispatcher.forward_held} held "
+               f"for it), {dispatcher.forwarded_back} handed back by it"
+               if dispatcher.forwarded or dispatcher.forward_held or dispatcher.forwarded_back
+               else ""))
 
 
 def snapshot(pool: WorkerPool, stopping: str | None) -> dict:

@@ -9,22 +9,24 @@ from __future__ import annotations
 import json
 import os
 import socket
+import uuid
 
 import pytest
 
 from cluster.hosts.forwarder_config import ForwarderConfig
 from cluster.protocol import frames
 from cluster.protocol.frames import Heartbeat, Kind
-from cluster.protocol.sids import make_sid, sid_prefix
+from cluster.protocol.sids import SID_LENGTH, sid_prefix
 from tests.support.peer_host import ForwarderProcess, PeerHost
 from tests.support.ports import free_port
 from tests.support.rawclient import read_to_eof
 from tests.support.waiting import wait_for
 
 CLIENT_IP = "127.0.0.5"
-SID = {host: make_sid(sid_prefix(7, host)) for host in (1, 2, 3, 4, 5, 9)}
+SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 4, 5, 9)}
 """A sid of worker 7 on each host: 1 is ours, 2 the peer, 3 dead, 4 silent, 5 ourselves
-under another id, 9 not in the directory."""
+under another id, 9 not in the directory. (Fixed: parallel runs collect the same ids.)"""
+assert all(len(sid) == SID_LENGTH for sid in SID.values())
 
 
 @pytest.fixture
@@ -52,14 +54,11 @@ def master(tmp_path, peer, silent):
                4: silent, 5: advertise},
         header_timeout=1.0, keepalive_timeout=5.0, heartbeat_interval=0.2, graceful_timeout=2.0)
     forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
-    listener = socket.create_server(("127.0.0.1", 0))
-    forwarder.listener = listener
     try:
         forwarder.wait_for(Kind.READY)
         yield forwarder
     finally:
         forwarder.stop()
-        listener.close()
 
 
 def connect(master: ForwarderProcess, read: bytes | None = None,
@@ -254,3 +253,54 @@ def test_drain_finishes_the_open_connections_then_exits(master, peer):
     client.close()
     master.proc.wait(10)
     assert master.proc.returncode == 0
+
+
+@pytest.mark.parametrize("sent", [b"", f"GET /socket.io/?sid={SID[2]} HTTP/1.1\r\n".encode()])
+def test_a_head_not_sent_within_the_header_timeout_is_closed(master, sent):
+    client = connect(master)
+    client.settimeout(5)  # well past the forwarder's 1 s header timeout
+    client.sendall(sent)
+    assert read_to_eof(client) == b""
+
+
+def test_drain_closes_an_idle_kept_alive_connection_at_once(master, peer):
+    """Idle for the next request, it would wait 5 s (the keep-alive timeout); drained, it
+    is closed without waiting, and the forwarder exits."""
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    read_response(client)
+    frames.send_packet(master.channel, frames.header(Kind.DRAIN))
+    client.settimeout(4)
+    assert read_to_eof(client) == b""
+    master.proc.wait(4)
+    assert master.proc.returncode == 0
+
+
+def test_with_redis_the_directory_comes_and_goes_and_the_entry_is_given_up(
+        tmp_path, redis_server, peer):
+    """The forwarder renews this host's entry and reads the others': a peer that leaves
+    the directory gets 400 a refresh later; when the master is gone, the entry goes."""
+    from cluster.hosts import directory, lease
+    from cluster.hosts.addresses import LEASE_MS, format_address, key_of
+
+    channel, me = f"fwd-{uuid.uuid4().hex[:8]}", ("127.0.0.11", free_port("127.0.0.11"))
+    assert lease.claim(redis_server.url, channel, me, 1) == 1
+    redis_server.client().set(key_of(channel, 2), format_address(peer.address), px=LEASE_MS)
+    config = ForwarderConfig(host_id=1, advertise=me, adapter=redis_server.url, channel=channel,
+                             header_timeout=1.0, heartbeat_interval=0.2)
+    forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
+    try:
+        forwarder.wait_for(Kind.READY)
+        client = connect(forwarder)
+        client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+        assert read_response(client)[0].startswith(b"HTTP/1.1 200")
+        redis_server.client().delete(key_of(channel, 2))
+        counted(forwarder, lambda facts: facts["hosts"] == {"1": format_address(me)},
+                "host 2 to leave the directory")
+        client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+        assert read_to_eof(client).startswith(b"HTTP/1.1 400 BAD REQUEST\r\n")
+        forwarder.channel.close()
+        forwarder.proc.wait(10)
+        assert directory.read(redis_server.url, channel) == {}
+    finally:
+        forwarder.stop()

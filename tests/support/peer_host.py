@@ -131,7 +131,8 @@ class PeerHost:
 
 
 class ForwarderProcess:
-    """The forwarder, started on a channel whose master end the test holds.
+    """The forwarder, started on a channel whose master end the test holds, and a
+    listener for the test's clients to connect to (as to the master's).
 
     :param config: the forwarder's settings.
     :param log_path: where its log lines go.
@@ -139,6 +140,7 @@ class ForwarderProcess:
 
     def __init__(self, config: ForwarderConfig, log_path: Path) -> None:
         self.channel, forwarder_end = frames.socket_pair()
+        self.listener = socket.create_server(("127.0.0.1", 0))
         self.log_path = log_path
         settings = json.dumps({**dataclasses.asdict(config),
                                "peers": {str(k): list(v) for k, v in config.peers.items()}})
@@ -202,3 +204,4 @@ class ForwarderProcess:
             self.proc.kill()
         self.proc.wait(10)
         self.channel.close()
+        self.listener.close()

@@ -65,10 +65,11 @@ def frame(opcode: int, payload: bytes, fin: bool = True, compressed: bool = Fals
 
 
 def upgrade(port: int, source: str = "127.0.0.1", sid: str | None = None,
-            extensions: str | None = None, timeout: float = 10) -> tuple[socket.socket, bytes]:
+            extensions: str | None = None, timeout: float = 10,
+            host: str = "127.0.0.1") -> tuple[socket.socket, bytes]:
     """A websocket upgrade of session ``sid`` (None: a websocket-only session), offering
-    ``extensions``: the raw socket after the 101, and the 101's head."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+    ``extensions``, to ``host``: the raw socket after the 101, and the 101's head."""
+    sock = socket.create_connection((host, port), timeout=timeout,
                                     source_address=(source, 0))
     key = base64.b64encode(os.urandom(16)).decode()
     query = "EIO=4&transport=websocket" + (f"&sid={sid}" if sid else "")
@@ -118,12 +119,12 @@ def _exactly(sock: socket.socket, size: int) -> bytes:
 
 # ------------------------------------------- Engine.IO long-polling, a connection per request
 
-def tcp_from(port: int, source: str) -> Callable[[], socket.socket]:
-    """Opens connections to the cluster from ``source``."""
+def tcp_from(port: int, source: str, host: str = "127.0.0.1") -> Callable[[], socket.socket]:
+    """Opens connections to the cluster (at ``host``) from ``source``."""
     def connect() -> socket.socket:
         sock = socket.socket()
         sock.bind((source, 0))
-        sock.connect(("127.0.0.1", port))
+        sock.connect((host, port))
         return sock
     return connect
 
@@ -220,8 +221,8 @@ def in_threads(function, items, threads: int = 8) -> list:
 
 
 class KeepAlive:
-    """One HTTP/1.1 keep-alive connection from ``source`` (to ``host``); fails if it is
-    ever reopened."""
+    """One HTTP/1.1 keep-alive connection from ``source`` to ``host``; fails if it is ever
+    reopened."""
 
     def __init__(self, port: int, source: str, host: str = "127.0.0.1") -> None:
         self.http = HTTPConnection(host, port, timeout=15, source_address=(source, 0))

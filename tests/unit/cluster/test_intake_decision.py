@@ -30,7 +30,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cluster.intake.intake_decision import (HEAD_LIMIT, REQUEST_LINE_LIMIT, Closed, IntakeRules,
-                                            Refuse, Route, Seen, Wait, decide)
+                                            Refuse, Route, Seen, Wait, decide, decide_among_hosts)
 from cluster.intake.peek import ProxyHeader
 from cluster.protocol.trust import Trust
 
@@ -401,47 +401,47 @@ def hosts_rules(*peers: str, **given: object) -> IntakeRules:
 
 def test_a_peers_proxy_v2_header_is_consumed_and_names_the_client() -> None:
     header = ProxyHeader(len(PROXY_V2), ("198.51.100.9", 61000))
-    assert decide(PROXY_V2_GET, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Route(
+    assert decide_among_hosts(PROXY_V2_GET, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Route(
         ("198.51.100.9", 61000), SID_1, header)
-    assert decide(PROXY_V2_LOCAL + POLL_WITH_SID, seen(OTHER_MASTER),
+    assert decide_among_hosts(PROXY_V2_LOCAL + POLL_WITH_SID, seen(OTHER_MASTER),
                   hosts_rules("127.0.0.12")) == Route(
         OTHER_MASTER, SID_1, ProxyHeader(len(PROXY_V2_LOCAL), None))
 
 
 def test_a_peers_header_alone_is_consumed_and_its_request_awaited() -> None:
     header = ProxyHeader(len(PROXY_V2), ("198.51.100.9", 61000))
-    assert decide(PROXY_V2, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Wait(1, header)
+    assert decide_among_hosts(PROXY_V2, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Wait(1, header)
 
 
 def test_a_peers_header_cut_short_waits_for_the_rest_then_is_refused_at_the_timeout() -> None:
     for cut in (2, 12, 20):
         part = PROXY_V2_GET[:cut]
-        assert decide(part, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Wait(cut + 1)
-        assert decide(part, seen(OTHER_MASTER, elapsed=5.0),
+        assert decide_among_hosts(part, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Wait(cut + 1)
+        assert decide_among_hosts(part, seen(OTHER_MASTER, elapsed=5.0),
                       hosts_rules("127.0.0.12")) == Refuse("truncated PROXY header")
 
 
 def test_plain_http_from_a_peers_ip_is_routed_as_ever() -> None:
-    assert decide(POLL_WITH_SID, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Route(
+    assert decide_among_hosts(POLL_WITH_SID, seen(OTHER_MASTER), hosts_rules("127.0.0.12")) == Route(
         OTHER_MASTER, SID_1)
 
 
 def test_a_proxy_v2_header_from_anyone_but_a_peer_is_refused() -> None:
-    refused = decide(PROXY_V2_GET, seen(PEER), hosts_rules("127.0.0.12"))
+    refused = decide_among_hosts(PROXY_V2_GET, seen(PEER), hosts_rules("127.0.0.12"))
     assert isinstance(refused, Refuse) and "not a peer" in refused.reason
-    assert isinstance(decide(PROXY_V2_GET, seen(None), hosts_rules("127.0.0.12")), Refuse)
-    assert isinstance(decide(PROXY_V2_GET, seen(OTHER_MASTER), hosts_rules()), Refuse)
+    assert isinstance(decide_among_hosts(PROXY_V2_GET, seen(None), hosts_rules("127.0.0.12")), Refuse)
+    assert isinstance(decide_among_hosts(PROXY_V2_GET, seen(OTHER_MASTER), hosts_rules()), Refuse)
 
 
 def test_a_bad_proxy_v2_header_from_a_peer_is_refused() -> None:
     bad = PROXY_V2[:12] + bytes([0x21, 0x99]) + PROXY_V2[14:] + POLL_WITH_SID
-    assert isinstance(decide(bad, seen(OTHER_MASTER), hosts_rules("127.0.0.12")), Refuse)
+    assert isinstance(decide_among_hosts(bad, seen(OTHER_MASTER), hosts_rules("127.0.0.12")), Refuse)
 
 
 def test_what_starts_like_a_signature_from_a_client_is_decided_as_ever_when_it_is_not_one() -> None:
-    assert decide(b"\r\nGET", seen(PEER, elapsed=5.0), hosts_rules("127.0.0.12")) == Route(PEER, None)
-    assert decide(b"\r\n", seen(PEER), hosts_rules("127.0.0.12")) == Wait(3)
-    assert decide(b"\r\nGET / HTTP/1.1\r\n", seen(PEER), hosts_rules()) == Route(PEER, None)
+    assert decide_among_hosts(b"\r\nGET", seen(PEER, elapsed=5.0), hosts_rules("127.0.0.12")) == Route(PEER, None)
+    assert decide_among_hosts(b"\r\n", seen(PEER), hosts_rules("127.0.0.12")) == Wait(3)
+    assert decide_among_hosts(b"\r\nGET / HTTP/1.1\r\n", seen(PEER), hosts_rules()) == Route(PEER, None)
 
 
 def test_with_one_host_a_proxy_v2_header_is_not_looked_for() -> None:
@@ -452,6 +452,14 @@ def test_with_one_host_a_proxy_v2_header_is_not_looked_for() -> None:
 
 def test_with_proxy_protocol_a_peers_header_is_the_one_every_connection_has() -> None:
     header = ProxyHeader(len(PROXY_V2), ("198.51.100.9", 61000))
-    assert decide(PROXY_V2_GET, seen(OTHER_MASTER, proxied=False),
+    assert decide_among_hosts(PROXY_V2_GET, seen(OTHER_MASTER, proxied=False),
                   hosts_rules("127.0.0.12", proxy_protocol=True)) == Route(
         ("198.51.100.9", 61000), SID_1, header)
+
+
+def test_among_hosts_anything_without_a_proxy_v2_start_is_decided_as_ever() -> None:
+    for head in (HANDSHAKE, POLL_WITH_SID, UPGRADE_WITH_SID, PROXY_V1_GET, TLS_HELLO, GARBAGE,
+                 POLL_WITH_SID[:20], None, b""):
+        for facts in ({}, {"elapsed": 5.0}):
+            assert decide_among_hosts(head, seen(OTHER_MASTER, **facts), hosts_rules("127.0.0.12")) \
+                == decide(head, seen(OTHER_MASTER, **facts), hosts_rules("127.0.0.12"))

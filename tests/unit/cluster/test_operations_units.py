@@ -118,6 +118,59 @@ def test_metrics_parse_with_prometheus_client():
                 if s.name.endswith("_total")] == [(f"{name}_total", value)]
 
 
+HOSTS_FACTS = {
+    "host_id": 2, "advertise": "10.0.0.2:8000",
+    "forwarder": {"pid": 120, "up": True, "respawns": 1, "connections": 3},
+    "known": {"1": "10.0.0.1:8000", "2": "10.0.0.2:8000", "3": "10.0.0.3:8000"},
+    "peers": {"1": {"requests": 40, "upgrades": 2, "bytes_in": 9000, "bytes_out": 7000,
+                    "errors": 1, "forward_seconds": 0.05, "forwards": 40}},
+    "refused": {"unknown_host": 5, "loop": 0, "unanswered": 1},
+    "forwarded": 42, "held": 3, "handed_back": 4,
+}
+
+
+def test_metrics_say_the_hosts_with_several_hosts_only():
+    def parse(facts):
+        class Collector:
+            def collect(self):
+                return iter(families(facts))
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Collector())
+        return {f.name: f for f in text_string_to_metric_families(generate_latest(registry).decode())}
+
+    assert not [name for name in parse(FACTS) if "host" in name or "forward" in name]
+    parsed = parse({**FACTS, "hosts": HOSTS_FACTS})
+    assert parsed["sticky_cluster_host_id"].samples[0].value == 2
+    assert parsed["sticky_cluster_hosts_known"].samples[0].value == 3
+    assert parsed["sticky_cluster_forwarder_up"].samples[0].value == 1
+    assert totals(parsed["sticky_cluster_forwarded_requests"], "host") == {"1": 40}
+    assert totals(parsed["sticky_cluster_forwarded_upgrades"], "host") == {"1": 2}
+    assert {(s.labels["direction"], s.value) for s in parsed["sticky_cluster_forwarded_bytes"].samples
+            if s.name.endswith("_total")} == {("in", 9000), ("out", 7000)}
+    assert totals(parsed["sticky_cluster_forwards_refused"], "reason") == {
+        "unknown_host": 5, "loop": 0, "unanswered": 1}
+    assert totals(parsed["sticky_cluster_forwarder_connections"], "outcome") == {
+        "sent": 42, "held": 3, "handed_back": 4}
+
+
+def test_hosts_facts_keep_numbers_only_from_the_forwarders_message():
+    from cluster.ops.status import hosts_facts
+
+    class Forwarder:
+        link, up, respawns = None, False, 0
+        hosts = {"hosts": {"1": "10.0.0.1:8000"}, "peers": {"1": {"requests": "x", "errors": 2},
+                                                             "2": "junk"},
+                 "refused": {"loop": True, "unanswered": 3}}
+
+    master = Master("tests.apps.chat:sio", workers=2)
+    facts = hosts_facts(1, "10.0.0.1:8000", Forwarder(), master._dispatcher)  # type: ignore[arg-type]
+    assert facts["peers"] == {"1": {"requests": 0, "upgrades": 0, "bytes_in": 0, "bytes_out": 0,
+                                    "errors": 2, "forward_seconds": 0, "forwards": 0}}
+    assert facts["refused"] == {"unknown_host": 0, "loop": 0, "unanswered": 3}
+    assert facts["forwarder"] == {"pid": None, "up": False, "respawns": 0, "connections": 0}
+
+
 def totals(family, label: str) -> dict[str, float]:
     """A parsed counter family's ``_total`` samples by ``label``."""
     return {s.labels[label]: s.value for s in family.samples if s.name.endswith("_total")}

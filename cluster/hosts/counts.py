@@ -31,6 +31,14 @@ class PeerCounts:
     forwards: int = 0
     """Requests whose head reached the peer (the count ``forward_seconds`` sums over)."""
 
+    def count_in(self, size: int) -> None:
+        """``size`` more bytes received from the peer."""
+        self.bytes_in += size
+
+    def count_out(self, size: int) -> None:
+        """``size`` more bytes sent to the peer."""
+        self.bytes_out += size
+
 
 @dataclasses.dataclass
 class Refused:

@@ -25,16 +25,16 @@ import dataclasses
 import logging
 import socket
 import time
-from typing import Callable
+from typing import Awaitable, Callable
 
 import h11
 
 from cluster.protocol.bursts import BurstLog
 from cluster.protocol.frames import RESUME_LIMIT
 
-from . import responses
+from . import responses, tunnel
 from .addresses import Address, format_address
-from .counts import Counts
+from .counts import Counts, PeerCounts
 from .forwarder_config import ForwarderConfig
 from .routing import HOP_HEADER, Decision, Route, decide
 from .upstream import Upstream
@@ -47,6 +47,10 @@ MAX_HEAD = 16 * 1024
 READ_SIZE = 16 * 1024
 """Most bytes read from a client at once (with :data:`MAX_HEAD`, what a hand-back may carry
 stays below :data:`~cluster.protocol.frames.RESUME_LIMIT`)."""
+
+CONNECT_TIMEOUT = 5.0
+"""Most seconds to connect to a peer (the header timeout when shorter): a host gone
+without a reset (its machine down) is answered ``400`` this soon, not a header timeout later."""
 
 LINGER = 1.0
 """Seconds to read (and drop) what a refused client still sends, so that the refusal is
@@ -235,7 +239,7 @@ class ClientRelay:
             return await self._peer_gone(host, shown, exc)
         counts.forward_seconds += time.monotonic() - started
         counts.forwards += 1
-        await self._send_body(upstream)
+        await self._relay_body(self._client_event, upstream.send)
         try:
             response = await asyncio.wait_for(self._response_head(upstream),
                                               self._config.header_timeout)
@@ -251,10 +255,10 @@ class ClientRelay:
         if response.status_code == 101:
             await self._client_send(response)
             counts.upgrades += 1
-            await self._tunnel(upstream)
+            await self._tunnel(host, upstream, counts)
             return False
         await self._client_send(response)
-        await self._send_response_body(upstream)
+        await self._relay_body(lambda: self._peer_event(upstream), self._client_send)
         if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
             upstream.conn.start_next_cycle()
         else:
@@ -271,7 +275,7 @@ class ClientRelay:
         upstream = await asyncio.wait_for(
             Upstream.open(address, self._config.advertise[0], self._client_address(),
                           self._fw.counts.peer(host)),
-            self._config.header_timeout)
+            min(CONNECT_TIMEOUT, self._config.header_timeout))
         self._upstreams[host] = upstream
         return upstream
 
@@ -292,21 +296,30 @@ class ClientRelay:
         await self._refuse(responses.unknown_session(None))
         return False
 
-    async def _send_body(self, upstream: Upstream) -> None:
-        """Stream the request's body to the peer, as the client sends it."""
+    async def _client_event(self) -> h11.Event:
+        """The client's next h11 event, reading as needed (each read within the header
+        timeout; a body cut short raises h11's error)."""
+        while (event := self._conn.next_event()) is h11.NEED_DATA:
+            self._conn.receive_data(await self._receive(self._config.header_timeout))
+        return event
+
+    async def _peer_event(self, upstream: Upstream) -> h11.Event:
+        """The peer's next h11 event, within the header timeout."""
+        return await asyncio.wait_for(upstream.next_event(), self._config.header_timeout)
+
+    @staticmethod
+    async def _relay_body(receive: Callable[[], Awaitable[h11.Event]],
+                          send: Callable[[h11.Event], Awaitable[None]]) -> None:
+        """Relay one message's body, piece by piece as it comes, then its end."""
         while True:
-            event = self._conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self._receive(self._config.header_timeout)
-                self._conn.receive_data(data)  # b"": h11 raises for a body cut short
-                continue
+            event = await receive()
             if isinstance(event, h11.Data):
-                await upstream.send(h11.Data(data=event.data))
+                await send(h11.Data(data=event.data))
             elif isinstance(event, h11.EndOfMessage):
-                await upstream.send(h11.EndOfMessage(headers=event.headers))
+                await send(h11.EndOfMessage(headers=event.headers))
                 return
             else:
-                raise h11.LocalProtocolError(f"unexpected {type(event).__name__} in a body")
+                raise h11.RemoteProtocolError(f"a message ended by {type(event).__name__}")
 
     async def _response_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
         """The peer's final response head, or its ``101``; other ``1xx`` are relayed."""
@@ -324,46 +337,20 @@ class ClientRelay:
                 continue
             raise PeerGone("the connection closed")
 
-    async def _send_response_body(self, upstream: Upstream) -> None:
-        while True:
-            event = await asyncio.wait_for(upstream.next_event(), self._config.header_timeout)
-            if isinstance(event, h11.Data):
-                await self._client_send(h11.Data(data=event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                await self._client_send(h11.EndOfMessage(headers=event.headers))
-                return
-            else:
-                raise h11.RemoteProtocolError("the response ended early")
-
     async def _client_send(self, event: h11.Event) -> None:
         data = self._conn.send(event)
         if data:
             await self._loop.sock_sendall(self._sock, data)
 
-    async def _tunnel(self, upstream: Upstream) -> None:
-        """Relay the upgraded connection's bytes both ways until either side closes."""
-        to_client = upstream.conn.trailing_data[0]
-        to_peer = self._conn.trailing_data[0]
-        if to_client:
-            await self._loop.sock_sendall(self._sock, to_client)
-        if to_peer:
-            await upstream.write(to_peer)
-
-        async def from_client() -> None:
-            while data := await self._loop.sock_recv(self._sock, READ_SIZE):
-                await upstream.write(data)
-
-        async def from_peer() -> None:
-            while data := await upstream.read():
-                await self._loop.sock_sendall(self._sock, data)
-
-        pumps = [asyncio.ensure_future(from_client()), asyncio.ensure_future(from_peer())]
+    async def _tunnel(self, host: int, upstream: Upstream, counts: PeerCounts) -> None:
+        """Relay the upgraded connection's bytes both ways until either side closes (the
+        connection to the peer is not used again)."""
+        del self._upstreams[host]
         try:
-            await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
+            await tunnel.relay(self._sock, upstream.sock, self._conn.trailing_data[0],
+                               upstream.conn.trailing_data[0], counts.count_out, counts.count_in)
         finally:
-            for pump in pumps:
-                pump.cancel()
-            await asyncio.gather(*pumps, return_exceptions=True)
+            upstream.close()
 
     async def _refuse(self, answer: tuple[h11.Response, bytes]) -> None:
         """Answer the request (the connection closes after it) and close it gently: what

@@ -17,21 +17,28 @@ from cluster.hosts.forwarder_config import ForwarderConfig
 from cluster.protocol import frames
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.sids import SID_LENGTH, sid_prefix
-from tests.support.peer_host import ForwarderProcess, PeerHost
+from tests.support.peer_host import FLOOD, ForwarderProcess, PeerHost
 from tests.support.ports import free_port
 from tests.support.rawclient import read_to_eof
 from tests.support.waiting import wait_for
 
 CLIENT_IP = "127.0.0.5"
-SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 4, 5, 9)}
+SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 4, 5, 6, 9)}
 """A sid of worker 7 on each host: 1 is ours, 2 the peer, 3 dead, 4 silent, 5 ourselves
-under another id, 9 not in the directory. (Fixed: parallel runs collect the same ids.)"""
+under another id, 6 a second peer, 9 not in the directory. (Fixed: parallel runs collect
+the same test ids.)"""
 assert all(len(sid) == SID_LENGTH for sid in SID.values())
 
 
 @pytest.fixture
 def peer():
     with PeerHost("127.0.0.12", free_port("127.0.0.12")) as host:
+        yield host
+
+
+@pytest.fixture
+def second_peer():
+    with PeerHost("127.0.0.16", free_port("127.0.0.16")) as host:
         yield host
 
 
@@ -45,13 +52,13 @@ def silent():
 
 
 @pytest.fixture
-def master(tmp_path, peer, silent):
+def master(tmp_path, peer, second_peer, silent):
     """The test as the forwarder's master: a listener clients connect to, the channel."""
     advertise = ("127.0.0.11", free_port("127.0.0.11"))
     config = ForwarderConfig(
         host_id=1, advertise=advertise, channel="fwd",
         peers={1: advertise, 2: peer.address, 3: ("127.0.0.13", free_port("127.0.0.13")),
-               4: silent, 5: advertise},
+               4: silent, 5: advertise, 6: second_peer.address},
         header_timeout=1.0, keepalive_timeout=5.0, heartbeat_interval=0.2, graceful_timeout=2.0)
     forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
     try:
@@ -128,6 +135,18 @@ def test_a_polling_request_of_a_peers_session_is_answered_by_the_peer(master, pe
     assert master.hosts["peers"]["2"]["requests"] == 2 and master.hosts["peers"]["2"]["errors"] == 0
 
 
+def test_sessions_of_two_hosts_alternating_on_one_connection_reach_each_its_host(
+        master, peer, second_peer):
+    client = connect(master)
+    for round_ in range(3):
+        for host, where in ((2, peer), (6, second_peer)):
+            target = f"/socket.io/?EIO=4&transport=polling&sid={SID[host]}&round={round_}"
+            client.sendall(get(target))
+            assert read_response(client)[1] == f"peer saw {target}".encode()
+    assert [len(seen.requests) for seen in peer.connections] == [3]  # each kept alive
+    assert [len(seen.requests) for seen in second_peer.connections] == [3]
+
+
 def test_a_chunked_body_is_streamed_to_the_peer(master, peer):
     client = connect(master)
     client.sendall(f"POST /socket.io/?sid={SID[2]} HTTP/1.1\r\nHost: x\r\n"
@@ -157,6 +176,33 @@ def test_a_websocket_upgrade_is_relayed_both_ways(master, peer):
         assert echoed == message
     client.close()
     counted(master, lambda facts: facts["peers"]["2"]["upgrades"] == 1, "the upgrade counted")
+
+
+def test_a_websocket_the_client_does_not_read_holds_the_peer_back(master, peer):
+    """Backpressure: while the client reads nothing, the peer can send no more than the
+    buffers on the way hold (a few MB of sockets, 64 KiB in the forwarder), never its
+    whole flood; once the client reads, every byte arrives."""
+    client = connect(master)
+    client.sendall(get(f"/socket.io/?transport=websocket&flood=1&sid={SID[2]}",
+                       "Connection: Upgrade\r\nUpgrade: websocket\r\n"))
+    progress = []
+
+    def stalled() -> bool:
+        progress.append(peer.flooded)
+        return len(progress) > 10 and progress[-1] == progress[-11] > 0
+
+    wait_for(stalled, 30, what="the peer to be held back")
+    assert peer.flooded < FLOOD / 4
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += client.recv(1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    received = 0
+    while received < FLOOD:
+        chunk = client.recv(1 << 20)
+        assert chunk
+        received += len(chunk)
+    assert received == FLOOD
 
 
 @pytest.mark.parametrize("next_target", [f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}",

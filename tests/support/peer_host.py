@@ -31,6 +31,9 @@ from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from tests.support.paths import ROOT
 
+FLOOD = 256 * 1024 * 1024
+"""Bytes a ``flood`` websocket sends: far more than the socket buffers on the way hold."""
+
 
 @dataclasses.dataclass
 class Seen:
@@ -51,6 +54,7 @@ class PeerHost:
     def __init__(self, host: str, port: int) -> None:
         self.address = (host, port)
         self.connections: list[Seen] = []
+        self.flooded = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
@@ -96,6 +100,13 @@ class PeerHost:
                         status_code=101, headers=[(b"upgrade", b"websocket"),
                                                   (b"connection", b"Upgrade")])))
                     await writer.drain()
+                    if b"flood" in request.target:
+                        chunk = b"f" * 65536
+                        while self.flooded < FLOOD:
+                            writer.write(chunk)
+                            await writer.drain()
+                            self.flooded += len(chunk)
+                        return
                     while data := await reader.read(65536):
                         writer.write(data)
                         await writer.drain()

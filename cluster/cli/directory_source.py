@@ -43,8 +43,9 @@ def directory_of(adapter: str | None, channel: str, peers: str | None) -> dict[i
         return directory.read(adapter, channel)
     except ImportError:
         extra = f" (sticky-cluster's {scheme.extra} extra)" if scheme.extra else ""
-        raise DirectoryUnavailable(f"the adapter {shown} needs the Python package "
-                                   f"{scheme.module!r}{extra}: pip install {scheme.module}") from None
+        raise DirectoryUnavailable(
+            f"the adapter {shown} needs the Python package {scheme.module!r}{extra}: "
+            f"pip install {scheme.module}") from None
     except Exception as exc:  # noqa: BLE001 - any failure of the broker is the one line we report
         reason = " ".join(str(exc).split()) or type(exc).__name__
         raise DirectoryUnavailable(adapters.scrub(

@@ -245,7 +245,8 @@ def test_a_host_killed_9_its_sessions_get_400_through_the_sid_aware_balancers(ho
                 assert status == 200, (status, body)
                 found[kind] = json.loads(body[1:])["sid"]
         victim = hosts.masters[3]
-        processes = [psutil.Process(victim.pid), *psutil.Process(victim.pid).children(recursive=True)]
+        master = psutil.Process(victim.pid)
+        processes = [master, *master.children(recursive=True)]
         for process in processes:
             process.send_signal(signal.SIGKILL)
         psutil.wait_procs(processes, timeout=10)

@@ -41,7 +41,8 @@ def nginx_route(text: str, sid: str | None) -> set[str]:
             chosen = value  # nginx takes the first regex that matches
             break
     if chosen is None:
-        chosen = next(line.rstrip(";").split()[1] for line in routes if line.startswith("default "))
+        chosen = next(line.rstrip(";").split()[1] for line in routes
+                      if line.startswith("default "))
     assert "proxy_pass http://$sticky_cluster_upstream;" in text
     return {line.split()[1].rstrip(";") for line in upstreams[chosen]
             if line.startswith("server ") and not line.endswith(" backup;")}
@@ -86,7 +87,8 @@ def haproxy_route(text: str, sid: str | None) -> set[str]:
 
 def haproxy_backups(text: str, host_id: int) -> list[str]:
     """The servers that stand in for host ``host_id`` while it is down."""
-    return [line.split()[2] for line in haproxy_sections(text)[f"backend sticky_cluster_host_{host_id}"]
+    section = haproxy_sections(text)[f"backend sticky_cluster_host_{host_id}"]
+    return [line.split()[2] for line in section
             if line.startswith("server ") and line.endswith(" backup")]
 
 
@@ -142,7 +144,8 @@ def test_the_next_two_hosts_stand_in_for_a_host_that_is_down(kind):
         1: ["10.0.0.12:5000", "10.0.0.13:5000"], 2: ["10.0.0.13:5000", "10.0.0.19:5000"],
         3: ["10.0.0.19:5000", "10.0.0.11:5000"], 9: ["10.0.0.11:5000", "10.0.0.12:5000"]}
     two = generate(kind, {1: THREE[1], 2: THREE[2]})
-    assert BACKUPS[kind](two, 1) == ["10.0.0.12:5000"] and BACKUPS[kind](two, 2) == ["10.0.0.11:5000"]
+    assert BACKUPS[kind](two, 1) == ["10.0.0.12:5000"]
+    assert BACKUPS[kind](two, 2) == ["10.0.0.11:5000"]
     assert BACKUPS[kind](generate(kind, {5: THREE[1]}), 5) == []
 
 

@@ -1,6 +1,7 @@
 """What a forward between hosts costs: the same requests direct and through a forward.
 
-    python -m bench.forward_cost [--rounds 1000] [--clients 20] [--seconds 5] [--workers 1]
+    python -m bench.forward_cost [--rounds 1000] [--clients 20] [--seconds 6] [--windows 6]
+                                 [--workers 1]
 
 Starts two masters (``bench.app:sio``) on two loopback addresses, host 1 on 127.0.0.11 and
 host 2 on 127.0.0.12, joined by ``--peers``. Every session is opened on host 2; its
@@ -10,9 +11,10 @@ relays them to host 2 (*forwarded*), in the same run:
 * **polling**: one session, two kept-alive connections (one to each host); ``--rounds``
   times, on each connection in turn, a POST of ``42["echo","x"]`` then the GET that
   returns the echo. Each request's round trip is timed; the p50s and what the forward adds.
-* **websocket echo**: ``--clients`` sessions upgraded to websocket (direct, then
-  forwarded), each a closed loop ``42["echo","x"]`` -> the echo -> again, for ``--seconds``;
-  the echoes per second and the forwarded/direct ratio.
+* **websocket echo**: ``--clients`` sessions upgraded to websocket on each route, each a
+  closed loop ``42["echo","x"]`` -> the echo -> again; ``--windows`` windows of each route in
+  turn (direct, forwarded, forwarded, direct, …: load from outside the run falls on both),
+  ``--seconds`` per route in all; the echoes per second and the forwarded/direct ratio.
 
 Prints one JSON line, with the issue's targets (a forward adds at most 1 ms to a polling
 round trip at p50; a forwarded websocket echo reaches at least 0.6x the direct rate).
@@ -178,15 +180,20 @@ async def websocket(sid: str, host: str, port: int) -> tuple[asyncio.StreamReade
     return reader, writer
 
 
-async def echo_rate(ports: dict[int, int], via: int, clients: int, seconds: float) -> dict:
-    """Echoes per second of ``clients`` websocket sessions of host 2, through host ``via``."""
-    sids = [await open_session(ports[2]) for _ in range(clients)]
-    sockets = [await websocket(sid, HOSTS[via], ports[via]) for sid in sids]
-    counts = [0] * clients
-    stop = time.monotonic() + seconds
+async def echo_windows(ports: dict[int, int], clients: int, seconds: float,
+                       windows: int) -> dict:
+    """Echoes per second of ``clients`` websocket sessions of host 2, direct and through
+    host 1, in ``windows`` alternating windows each (load from outside the run hits both)."""
+    routes = {"direct": 2, "forwarded": 1}
+    sockets = {}
+    for name, via in routes.items():
+        sids = [await open_session(ports[2]) for _ in range(clients)]
+        sockets[name] = [await websocket(sid, HOSTS[via], ports[via]) for sid in sids]
+    totals = {name: {"msgs": 0, "seconds": 0.0} for name in routes}
 
-    async def loop(index: int) -> None:
-        reader, writer = sockets[index]
+    async def loop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                   stop: float) -> int:
+        echoes = 0
         while time.monotonic() < stop:
             writer.write(ws_frame(ECHO))
             while True:
@@ -195,24 +202,30 @@ async def echo_rate(ports: dict[int, int], via: int, clients: int, seconds: floa
                     break
                 if payload == b"2":
                     writer.write(ws_frame(b"3"))
-            counts[index] += 1
+            echoes += 1
+        return echoes
 
-    started = time.monotonic()
-    await asyncio.gather(*(loop(index) for index in range(clients)))
-    elapsed = time.monotonic() - started
-    for _reader, writer in sockets:
-        writer.close()
-    return {"msgs": sum(counts), "seconds": round(elapsed, 3),
-            "msgs_per_s": round(sum(counts) / elapsed, 1)}
+    for window in range(2 * windows):
+        name = sorted(routes, reverse=window // 2 % 2 == 1)[window % 2]
+        started = time.monotonic()
+        counts = await asyncio.gather(*(loop(reader, writer, started + seconds / windows)
+                                        for reader, writer in sockets[name]))
+        totals[name]["msgs"] += sum(counts)
+        totals[name]["seconds"] += time.monotonic() - started
+    for pairs in sockets.values():
+        for _reader, writer in pairs:
+            writer.close()
+    result = {name: {"msgs": total["msgs"], "seconds": round(total["seconds"], 3),
+                     "msgs_per_s": round(total["msgs"] / total["seconds"], 1)}
+              for name, total in totals.items()}
+    result["ratio"] = round(result["forwarded"]["msgs_per_s"] / result["direct"]["msgs_per_s"], 3)
+    return result
 
 
 async def measure(ports: dict[int, int], args: argparse.Namespace) -> dict:
-    result: dict = {"polling": await polling(ports, args.rounds)}
-    direct = await echo_rate(ports, 2, args.clients, args.seconds)
-    forwarded = await echo_rate(ports, 1, args.clients, args.seconds)
-    result["websocket_echo"] = {"direct": direct, "forwarded": forwarded,
-                                "ratio": round(forwarded["msgs_per_s"] / direct["msgs_per_s"],
-                                               3)}
+    result: dict = {"polling": await polling(ports, args.rounds),
+                    "websocket_echo": await echo_windows(ports, args.clients, args.seconds,
+                                                         args.windows)}
     result["targets"] = {
         "polling_added_p50_ms_at_most_1": result["polling"]["added_p50_ms"] <= 1.0,
         "echo_ratio_at_least_0.6": result["websocket_echo"]["ratio"] >= 0.6}
@@ -225,7 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=1000,
                         help="polling rounds (a POST and a GET on each route)")
     parser.add_argument("--clients", type=int, default=20, help="websocket echo clients")
-    parser.add_argument("--seconds", type=float, default=5.0, help="each echo window")
+    parser.add_argument("--seconds", type=float, default=6.0,
+                        help="seconds of echoes on each route, all windows together")
+    parser.add_argument("--windows", type=int, default=6,
+                        help="echo windows of each route, direct and forwarded in turn")
     parser.add_argument("--workers", type=int, default=1, help="workers of each host")
     args = parser.parse_args(argv)
     ports, procs, logs = start_hosts(args.workers)

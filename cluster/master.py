@@ -32,6 +32,7 @@ import time
 from typing import Callable, Mapping
 
 from .commands import CommandQueue
+from .hosts.addresses import format_address
 from .intake.acceptor import Acceptor
 from .intake.dispatch import Dispatcher
 from .intake.intake import Intake
@@ -39,7 +40,6 @@ from .ops import status
 from .ops.events import EventLog
 from .ops.pidfile import PidFileError
 from .ops.systemd import Notifier, inherited_listeners
-from .hosts.addresses import format_address
 from .master_hosts import HostId
 from .pool.forwarder_process import ForwarderHooks, ForwarderProcess
 from .pool.pool import WorkerPool, drain_limit
@@ -240,8 +240,8 @@ class Master:
         credentials in the text that comes from elsewhere (log lines, boot errors).
         ``hosts`` (several hosts only, else None): this host's id, its forwarder, the hosts
         it knows and what it forwarded to each. ``handoffs`` divides every hand-off by why
-        its worker was chosen (they add up
-        to the connections handed to a worker, hand-backs included); ``handbacks`` counts
+        its worker was chosen (they add up to the connections handed to a worker, hand-backs
+        included); ``handbacks`` counts
         the hand-backs of new sessions placed (also in ``handoffs``) and those refused (not
         a stream socket); ``accept_pauses`` the pauses for want of file descriptors.
         """
@@ -307,9 +307,9 @@ class Master:
     def handle_chld(self) -> None:
         """Reap dead workers; replace them in their slots (also once a second, in case);
         and the forwarder (respawned after a backoff)."""
-        for pid, status in self._pool.reap():
+        for pid, wait_status in self._pool.reap():
             if self._forwarder is not None:
-                self._forwarder.exited(pid, status)
+                self._forwarder.exited(pid, wait_status)
 
     # --------------------------------------------------------------------- loop
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import socket
 import sys
 from typing import NoReturn
@@ -41,13 +40,14 @@ GONE_GRACE = 1.0
 def serve(channel: socket.socket, config: ForwarderConfig) -> NoReturn:
     """Run the forwarder in this (forked) process until drained or orphaned; exit.
 
+    The caller has set the child's signals as a worker's (the master drives it through
+    its channel) and closed the master's files.
+
     :param channel: the forwarder's end of its channel socketpair with the master.
     :param config: its settings.
     """
     code = 0
     try:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the master answers ^C, then stops us
         code = asyncio.run(Forwarder(channel, config).run())
     except BaseException:  # noqa: BLE001 - never return to the master's code in a child
         log.critical("the forwarder failed", exc_info=True)

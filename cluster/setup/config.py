@@ -169,7 +169,14 @@ class Settings:
         if address is None:
             return (f"several hosts need --advertise HOST:PORT: other masters must reach this "
                     f"one; --bind {self.binds[0]} names no address")
+        if not _is_ip(address[0]):
+            return (f"--advertise {format_address(address)}: give an IP address, not a name "
+                    "(the other masters know a forwarded connection by the IP it comes from)")
         peers = self.static_peers
+        named = [format_address(where) for where in peers.values() if not _is_ip(where[0])]
+        if named:
+            return (f"--peers {named[0]}: give an IP address, not a name (a forwarded "
+                    "connection is known by the IP it comes from)")
         if peers:
             if self.host_id is None:
                 return ("--peers needs --host-id N: which of the peers this host is")
@@ -219,6 +226,14 @@ class Settings:
     def heartbeat_interval(self) -> float:
         """Seconds between worker heartbeats: several per ``timeout``."""
         return min(1.0, self.timeout / 4)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _trust(text: str) -> Trust:

@@ -350,3 +350,24 @@ def test_with_redis_the_directory_comes_and_goes_and_the_entry_is_given_up(
         assert directory.read(redis_server.url, channel) == {}
     finally:
         forwarder.stop()
+
+
+def test_a_forwarder_killed_9_leaves_the_directory_a_lease_later(tmp_path, redis_server):
+    """Its entry, renewed while it lived, lapses: other hosts answer its sids 400."""
+    from cluster.hosts import directory, lease
+    from cluster.hosts.addresses import LEASE_MS
+
+    channel, me = f"fwd-{uuid.uuid4().hex[:8]}", ("127.0.0.11", free_port("127.0.0.11"))
+    host_id = lease.claim(redis_server.url, channel, me, None)
+    config = ForwarderConfig(host_id=host_id, advertise=me, adapter=redis_server.url,
+                             channel=channel, heartbeat_interval=0.2)
+    forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
+    try:
+        forwarder.wait_for(Kind.READY)
+        assert directory.read(redis_server.url, channel) == {host_id: me}
+        forwarder.proc.kill()
+        forwarder.proc.wait(10)
+        wait_for(lambda: directory.read(redis_server.url, channel) == {},
+                 LEASE_MS / 1000 + 5, what="the entry to lapse")
+    finally:
+        forwarder.stop()

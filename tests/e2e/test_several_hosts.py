@@ -26,10 +26,8 @@ from pathlib import Path
 import pytest
 
 from cluster.protocol.sids import encode_host, host_of, sid_prefix
-from tests.support.brokers import RedisNode, plain_args
 from tests.support.clients import room_broadcast_reaches_every_worker, run
 from tests.support.masters import ClusterProcess, cli, gone
-from tests.support.orphans import SESSION_PIDS
 from tests.support.ports import free_port
 from tests.support.rawclient import (KeepAlive, RawClient, frame, read_frame, read_to_eof,
                                      tcp_from, upgrade)
@@ -103,13 +101,10 @@ def hang_up(host: Host, sid: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def directory(tmp_path_factory):
-    port = free_port()
-    node = RedisNode(tmp_path_factory.mktemp("hosts-redis"), plain_args(port), port).start()
-    SESSION_PIDS.add(node.proc.pid)
-    yield node
-    SESSION_PIDS.discard(node.proc.pid)
-    node.stop()
+def directory(redis_server):
+    """The directory of hosts: this pytest process's private redis-server (the keys under
+    :data:`CHANNEL`)."""
+    return redis_server
 
 
 @pytest.fixture(scope="module")
@@ -264,11 +259,13 @@ def test_a_second_master_claiming_a_held_host_id_refuses_to_start_in_one_line(th
 def test_a_host_killed_9_gets_its_sids_400_from_the_others_within_seconds(three):
     a, b, c = three
     sid = sid_on(c, 30)
-    victims = [c.master.pid, *c.master.worker_pids()]
+    forwarder = c.hosts()["forwarder"]["pid"]
+    victims = [c.master.pid, *(c.master.worker_pids() - {forwarder})]  # master and workers
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     c.master.wait(10)
-    wait_for(lambda: all(gone(pid) for pid in victims), 10, what="the killed host's processes gone")
+    wait_for(lambda: all(gone(pid) for pid in [*victims, forwarder]), 10,
+             what="the killed host's processes gone, its forwarder too (no orphan)")
     for host in (a, b):
         status, body = host.client(31).request("GET", sid=sid)  # answered, never held
         assert status == 400 and body.startswith('"Invalid session'), (status, body)

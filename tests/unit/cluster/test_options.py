@@ -241,6 +241,10 @@ def test_peers_are_read_with_this_hosts_id():
      "--peers puts host 2 at 10.0.0.2:8000, but this host advertises 10.0.0.3:8000"),
     (dict(host_id=2, adapter="redis://r:6379/0", bind="10.0.0.1:8000", route="ip"),
      "several hosts need --route sid"),
+    (dict(host_id=2, adapter="redis://r:6379/0", advertise="host-b.internal:8000"),
+     "--advertise host-b.internal:8000: give an IP address, not a name"),
+    (dict(advertise="10.0.0.1:8000", host_id=1, peers="1=10.0.0.1:8000,2=host-b:8000"),
+     "--peers host-b:8000: give an IP address, not a name"),
 ])
 def test_several_hosts_refusals_are_one_line(given, message):
     given = {"bind": "0.0.0.0:8000", **given}

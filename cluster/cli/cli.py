@@ -9,6 +9,7 @@ from typing import Callable
 import click
 from click.core import ParameterSource
 
+from cluster.hosts import balancer as balancer_config
 from cluster.master import ClusterError, Master
 from cluster.ops.pidfile import PidFileError
 from cluster.protocol.adapters import redact_text
@@ -18,6 +19,7 @@ from cluster.setup.logs import escape
 from cluster.setup.options import BY_NAME, OPTIONS, Option, env_name
 
 from . import control, control_client
+from .directory_source import DirectoryUnavailable, directory_of
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -31,6 +33,7 @@ def main() -> None:
       sticky-cluster run app:sio -w 8 --adapter redis://localhost:6379/0
       sticky-cluster reload --pid /run/app.pid     (also: stop, scale N, status)
       sticky-cluster run app:sio --status-bind 127.0.0.1:9191   (/metrics, /healthz, /)
+      sticky-cluster balancer nginx --adapter redis://10.0.0.5:6379/0   (several hosts)
     """
 
 
@@ -180,6 +183,46 @@ def scale(pid_file: str | None, control_path: str | None, workers: int) -> None:
 def status(pid_file: str | None, control_path: str | None) -> None:
     """Show a running master's workers, slot by slot."""
     _control(pid_file, control_path, ["status"], control.status)
+
+
+@main.command()
+@click.argument("kind", metavar="nginx|haproxy")
+@click.option("--adapter", envvar=BY_NAME["adapter"].env, show_envvar=True, metavar="URL",
+              help="The masters' Redis-family adapter: the directory of hosts is read there.")
+@click.option("--channel", envvar=BY_NAME["channel"].env, show_envvar=True, metavar="NAME",
+              default=BY_NAME["channel"].default, show_default=True,
+              help="The masters' --channel.")
+@click.option("--peers", envvar=env_name("--peers"), show_envvar=True,
+              metavar="ID=HOST:PORT,…", help="The hosts, as the masters' --peers (instead of "
+                                             "reading the directory from --adapter).")
+@click.option("--listen", default="80", show_default=True, metavar="[HOST:]PORT",
+              help="Where the balancer listens.")
+@click.option("--balance", "placement", default="round-robin", show_default=True,
+              metavar="|".join(balancer_config.BALANCES),
+              help="How new sessions (requests without a sid) are placed over the hosts.")
+@click.option("--full", is_flag=True,
+              help="nginx: a whole nginx.conf, not a snippet for inside http { }.")
+@click.option("--keepalive/--no-keepalive", default=True, show_default=True,
+              help="Reuse connections to the hosts for any client's requests; without: one "
+                   "per client connection, so that the X-Forwarded-For the app reads per "
+                   "connection is one client's.")
+def balancer(kind: str, adapter: str | None, channel: str, peers: str | None, listen: str,
+             placement: str, full: bool, keepalive: bool) -> None:
+    """Print an nginx or HAProxy configuration that sends each request to its session's host.
+
+    A request's sid names its host in its first two characters: the configuration routes
+    it there straight, so no master has to forward it, and places new sessions over every
+    host. The hosts come from the directory the masters keep in --adapter (read now: run
+    it again when hosts come and go) or from --peers.
+    """
+    try:
+        where = balancer_config.parse_listen(listen)
+        balancer_config.check(kind, placement)  # before reading the directory
+        hosts = directory_of(adapter, channel, peers)
+        click.echo(balancer_config.generate(kind, hosts, where, placement, full,
+                                                    keepalive), nl=False)
+    except (balancer_config.BalancerError, DirectoryUnavailable) as exc:
+        raise click.ClickException(escape(redact_text(str(exc)))) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import orphans
+from tests.support import jsclient, orphans
 from tests.support.brokers import RedisNode, plain_args
 from tests.support.masters import RUNTIME_TARGETS, ClusterProcess, launch_cluster
 from tests.support.orphans import SESSION_PIDS
@@ -47,6 +47,13 @@ def redis_server(tmp_path_factory) -> RedisNode:
     yield server
     SESSION_PIDS.discard(server.proc.pid)
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def js_client(tmp_path_factory):
+    """A folder with socket.io-client v4 installed by npm and the client script beside it
+    (:mod:`tests.support.jsclient`), once per session (of this pytest process)."""
+    return jsclient.install(tmp_path_factory.mktemp("js-client"))
 
 
 @pytest.fixture

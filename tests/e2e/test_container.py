@@ -1,6 +1,8 @@
 """Containers, run: the command line on a bad ``PORT``, and the examples in examples/deploy/
-(the Dockerfile's command, the Kubernetes Deployment's) checked with ``--check``. The CPUs,
-``PORT`` and ``WEB_CONCURRENCY`` as values: tests/unit/cluster/test_container.py."""
+and examples/kubernetes/ (the Dockerfile's command, the Kubernetes Deployment's) checked with
+``--check``. The CPUs, ``PORT`` and ``WEB_CONCURRENCY`` as values:
+tests/unit/cluster/test_container.py; the Kubernetes example's several hosts:
+tests/unit/hosts/test_kubernetes_example.py."""
 from __future__ import annotations
 
 import json
@@ -13,6 +15,7 @@ from tests.support.masters import cli
 from tests.support.paths import ROOT
 
 DEPLOY = ROOT / "examples" / "deploy"
+KUBERNETES = ROOT / "examples" / "kubernetes" / "chat.yaml"
 
 
 def test_the_command_line_says_a_bad_port_in_one_line_and_a_flag_wins_over_it():
@@ -43,8 +46,9 @@ def dockerfile() -> tuple[list[str], dict[str, str]]:
 
 
 def deployment() -> dict:
-    documents = list(yaml.safe_load_all((DEPLOY / "kubernetes.yaml").read_text()))
-    (found,) = [doc for doc in documents if doc["kind"] == "Deployment"]
+    documents = list(yaml.safe_load_all(KUBERNETES.read_text()))
+    (found,) = [doc for doc in documents
+                if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "chat"]
     return found
 
 
@@ -64,7 +68,7 @@ def test_the_dockerfiles_command_is_a_valid_sticky_cluster_command_line():
     assert result.stdout.startswith("ok: examples.chat:app loads")
 
 
-def test_the_kubernetes_deployment_probes_healthz_and_outlives_the_drain():
+def test_the_kubernetes_deployment_probes_healthz_and_outlives_the_drain(redis_server):
     pod = deployment()["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     args = container["args"]
@@ -77,6 +81,10 @@ def test_the_kubernetes_deployment_probes_healthz_and_outlives_the_drain():
     drain = seconds_of(args, "--graceful-timeout") + seconds_of(args, "--drain-spread")
     assert pod["terminationGracePeriodSeconds"] > drain
     assert "lifecycle" not in container  # no preStop: TERM drains
-    assert args == dockerfile()[0]  # the image's command, spelt out
-    result = cli(*args[1:], "--check", env=env)
+    image = dockerfile()[0]
+    assert args[:len(image)] == image  # the image's command, spelt out, and the adapter
+    assert args[len(image)] == "--adapter" and len(args) == len(image) + 2
+    # the pod's IP and the Redis Service, here: a loopback address and the test's Redis
+    env = {name: value.replace("$(POD_IP)", "127.0.0.1") for name, value in env.items()}
+    result = cli(*args[1:-1], redis_server.url, "--check", env=env)
     assert result.returncode == 0, result.stderr

@@ -1,13 +1,16 @@
 // The official JavaScript Socket.IO client (socket.io-client v4) against a cluster: websocket
 // clients (polling, then the upgrade) and polling-only clients, each from its own loopback
-// address (an http.Agent with localAddress), ask whoami, join one room and hear one shout.
-// Usage: node threading_clients.js URL WEBSOCKET_CLIENTS POLLING_CLIENTS
+// address (an http.Agent with localAddress), ask whoami, join one room and hear one shout;
+// the polling-only ones echo, then every client asks whoami again (still on its worker?).
+// Usage: node threading_clients.js URL WEBSOCKET_CLIENTS POLLING_CLIENTS [FIRST_SOURCE]
+// (FIRST_SOURCE: the last octet of the first client's 127.0.0.x source address, default 2)
 // Prints one JSON line of results; exits non-zero on any error or after OVERALL_MS.
 "use strict";
 const http = require("http");
 const { io } = require("socket.io-client");
 
 const [url, websocketCount, pollingCount] = [process.argv[2], +process.argv[3], +process.argv[4]];
+const firstSource = +(process.argv[5] || 2);
 const OVERALL_MS = 60000;
 const ACK_MS = 15000;
 const ROOM = "js-room";
@@ -31,7 +34,7 @@ const until = (what, predicate, ms = 20000) => new Promise((resolve, reject) => 
 });
 
 function open(index, pollingOnly) {
-  const address = `127.0.0.${index + 2}`;
+  const address = `127.0.0.${index + firstSource}`;
   const options = {
     agent: new http.Agent({ localAddress: address }),
     localAddress: address,  // the websocket transport (ws) takes it directly as well
@@ -69,6 +72,9 @@ async function main() {
       client.echoes.push(await client.socket.timeout(ACK_MS).emitWithAck("echo", `echo ${i}`));
     }
   }
+  for (const client of clients) {
+    client.whoamiEnd = await client.socket.timeout(ACK_MS).emitWithAck("whoami");
+  }
   const results = clients.map((c) => ({
     index: c.index,
     address: c.address,
@@ -76,6 +82,7 @@ async function main() {
     connected: c.socket.connected,
     transport: c.socket.io.engine.transport.name,
     whoami: c.whoami,
+    whoami_end: c.whoamiEnd,
     heard: c.heard.filter((data) => data.message === MESSAGE).length,
     echoes: c.echoes || null,
   }));

@@ -236,7 +236,7 @@ class ClientRelay:
             await upstream.send(h11.Request(method=request.method, target=request.target,
                                             headers=headers))
         except (OSError, asyncio.TimeoutError) as exc:
-            return await self._peer_gone(host, shown, exc)
+            return await self._peer_gone(decision, shown, exc)
         counts.forward_seconds += time.monotonic() - started
         counts.forwards += 1
         await self._relay_body(self._client_event, upstream.send)
@@ -251,7 +251,7 @@ class ClientRelay:
             await self._refuse(responses.bad_gateway())
             return False
         except (PeerGone, OSError, h11.RemoteProtocolError) as exc:
-            return await self._peer_gone(host, shown, exc)
+            return await self._peer_gone(decision, shown, exc)
         if response.status_code == 101:
             await self._client_send(response)
             counts.upgrades += 1
@@ -287,13 +287,17 @@ class ClientRelay:
         if upstream is not None:
             upstream.close()
 
-    async def _peer_gone(self, host: int, shown: str, exc: BaseException) -> bool:
+    async def _peer_gone(self, decision: Decision, shown: str, exc: BaseException) -> bool:
+        """Answer as for an unknown session: the host of ``decision`` cannot be reached
+        (dead, or its machine gone), so the client reconnects and gets a session here."""
+        host = decision.host
+        assert host is not None
         self._fw.counts.peer(host).errors += 1
         reason = "no connection in time" if isinstance(exc, asyncio.TimeoutError) else (
             " ".join(str(exc).split()) or type(exc).__name__)
         self._fw.dead.note(host, shown, reason)
         self._drop(host)
-        await self._refuse(responses.unknown_session(None))
+        await self._refuse(responses.unknown_session(decision.sid))
         return False
 
     async def _client_event(self) -> h11.Event:

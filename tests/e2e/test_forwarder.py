@@ -262,7 +262,9 @@ def test_a_peer_that_never_answers_gets_502_within_the_header_timeout(master, si
 def test_a_dead_host_gets_400_at_once(master):
     client = connect(master)
     client.sendall(get(f"/socket.io/?sid={SID[3]}"))
-    assert read_to_eof(client).startswith(b"HTTP/1.1 400 BAD REQUEST\r\n")
+    answer = read_to_eof(client)
+    assert answer.startswith(b"HTTP/1.1 400 BAD REQUEST\r\n")
+    assert answer.endswith(json.dumps(f"Invalid session {SID[3]}").encode())  # engineio's
     counted(master, lambda facts: facts["peers"]["3"]["errors"] == 1, "the dead host counted")
     assert "host 3 at 127.0.0.13" in master.log() and "cannot be reached" in master.log()
 

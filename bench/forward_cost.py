@@ -48,18 +48,22 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def start_hosts(workers: int) -> tuple[dict[int, int], list[subprocess.Popen], list]:
-    """Start host 1 and host 2; their ports, processes and log files."""
-    ports = {host: free_port(ip) for host, ip in HOSTS.items()}
-    peers = ",".join(f"{host}={HOSTS[host]}:{port}" for host, port in ports.items())
+def start_hosts(workers: int, hosts: dict[int, str] = HOSTS,
+                status: bool = False) -> tuple[dict[int, int], list[subprocess.Popen], list]:
+    """Start a master for each of ``hosts`` ({host id: loopback address}), joined by
+    ``--peers``; their ports, processes and log files. ``status``: each serves its status
+    endpoint on the next free port of its address (read it with :func:`host_status`)."""
+    ports = {host: free_port(ip) for host, ip in hosts.items()}
+    peers = ",".join(f"{host}={hosts[host]}:{port}" for host, port in ports.items())
     procs, logs = [], []
-    for host, ip in HOSTS.items():
+    for host, ip in hosts.items():
         log = tempfile.TemporaryFile()
         logs.append(log)
+        extra = ["--status-bind", f"{ip}:{STATUS_PORTS.setdefault(host, free_port(ip))}"] if status else []
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "cluster", "run", "bench.app:sio", "--workers", str(workers),
              "--bind", f"{ip}:{ports[host]}", "--host-id", str(host), "--peers", peers,
-             "--log-level", "info"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+             "--log-level", "info", *extra], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + START_TIMEOUT
     for proc, log in zip(procs, logs):
         while True:
@@ -73,6 +77,10 @@ def start_hosts(workers: int) -> tuple[dict[int, int], list[subprocess.Popen], l
                 raise RuntimeError(f"a host did not start:\n{text[-3000:]}")
             time.sleep(0.05)
     return ports, procs, logs
+
+
+STATUS_PORTS: dict[int, int] = {}
+"""The status endpoint's port of each host started with ``status=True``."""
 
 
 class Http:

@@ -1,0 +1,208 @@
+"""Polling-only clients over three hosts: a plain round-robin balancer against the sid-aware one.
+
+    python -m bench.balancer_polling [--clients 30] [--seconds 12] [--windows 6] [--workers 1]
+
+Starts three masters (``bench.app:sio``) on 127.0.0.11, .12 and .13 joined by ``--peers``,
+and two real nginx in front of all three, in the same run:
+
+* **round-robin**: upstream keep-alive, no notion of sessions, as most balancers are: two
+  requests in three land on a host that does not hold their session, whose forwarder
+  relays them to the one that does;
+* **by-sid**: the configuration ``sticky-cluster balancer nginx`` prints, which sends each
+  request with a sid straight to its host (no forward).
+
+``--clients`` polling-only Socket.IO clients on each balancer (each on its own kept-alive
+connection from its own loopback address) are each a closed loop: an event with an ack
+(``whoami``) POSTed, then GETs until the ack is there, again. Windows of each balancer
+in turn (round-robin, by-sid, by-sid, round-robin, …: load from outside the run falls on
+both), ``--seconds`` per balancer in all. Prints one JSON line: acks per second through
+each, their ratio against the issue's target (round-robin ≥ 0.7× by-sid), and the
+connections the masters handed to their forwarders (0 expected through by-sid).
+
+Loopback only; every process started is stopped by its PID.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from cluster.hosts.balancer import Listen, generate
+
+from .forward_cost import STATUS_PORTS, Http, free_port, start_hosts
+from .targets import stop_process, wait_port
+
+HOSTS = {1: "127.0.0.11", 2: "127.0.0.12", 3: "127.0.0.13"}
+TARGET_RATIO = 0.7
+
+NGINX_WRAPPER = """\
+worker_processes 1;
+daemon off;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log error;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+{http}
+}}
+"""
+
+
+def round_robin(hosts: dict[int, tuple[str, int]], port: int) -> str:
+    """A plain round-robin nginx over ``hosts``, with upstream keep-alive."""
+    servers = "\n".join(f"        server {ip}:{host_port};" for ip, host_port in hosts.values())
+    return f"""\
+    upstream hosts {{
+{servers}
+        keepalive 16;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://hosts;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header Connection "";
+            proxy_read_timeout 1h;
+        }}
+    }}"""
+
+
+class Nginx:
+    """One nginx serving the ``http {}`` content ``http`` from a prefix of its own."""
+
+    def __init__(self, http: str) -> None:
+        self.prefix = tempfile.mkdtemp(prefix="bench-balancer-")
+        conf = Path(self.prefix, "nginx.conf")
+        conf.write_text(NGINX_WRAPPER.format(prefix=self.prefix, http=http))
+        self.proc = subprocess.Popen(["nginx", "-p", self.prefix, "-c", str(conf)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        stop_process(self.proc, signal.SIGQUIT)
+        shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+class PollingClient:
+    """A polling-only Socket.IO client on its own kept-alive connection."""
+
+    def __init__(self, http: Http) -> None:
+        self.http = http
+        self.target = ""
+        self.acks = 0
+
+    @classmethod
+    async def connect(cls, port: int, source: str) -> "PollingClient":
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+        client = cls(Http(reader, writer))
+        opened = await client.http.request("GET", "/socket.io/?EIO=4&transport=polling")
+        sid = json.loads(opened[opened.index(b"{"):])["sid"]
+        client.target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        await client.http.request("POST", client.target, b"40")
+        while b"40{" not in await client.get():
+            pass
+        return client
+
+    async def get(self) -> bytes:
+        """One GET; a ping in it is answered."""
+        body = await self.http.request("GET", self.target)
+        if b"2" in body.split(b"\x1e"):
+            await self.http.request("POST", self.target, b"3")
+        return body
+
+    async def loop(self, stop: float) -> int:
+        """Ack round trips until ``stop``; how many."""
+        done = 0
+        while time.monotonic() < stop:
+            ack = self.acks = self.acks + 1
+            await self.http.request("POST", self.target, f'42{ack}["whoami"]'.encode())
+            while f"43{ack}[".encode() not in await self.get():
+                pass
+            done += 1
+        return done
+
+
+def forwarded() -> int:
+    """Connections the masters have handed to their forwarders so far (``/status``)."""
+    total = 0
+    for host, port in STATUS_PORTS.items():
+        with urllib.request.urlopen(f"http://{HOSTS[host]}:{port}/status", timeout=5) as answer:
+            total += json.load(answer)["hosts"]["forwarded"]
+    return total
+
+
+async def measure(balancers: dict[str, int], args: argparse.Namespace) -> dict:
+    clients = {name: [await PollingClient.connect(port, f"127.0.1.{index + 1}")
+                      for index in range(args.clients)]
+               for name, port in balancers.items()}
+    totals = {name: {"acks": 0, "seconds": 0.0, "forwarded": 0} for name in balancers}
+    for window in range(2 * args.windows):
+        name = sorted(balancers, reverse=window // 2 % 2 == 1)[window % 2]
+        before = forwarded()
+        started = time.monotonic()
+        done = await asyncio.gather(*(client.loop(started + args.seconds / args.windows)
+                                      for client in clients[name]))
+        totals[name]["seconds"] += time.monotonic() - started
+        totals[name]["acks"] += sum(done)
+        totals[name]["forwarded"] += forwarded() - before
+    for group in clients.values():
+        for client in group:
+            client.http.close()
+    result: dict = {name: {"acks": total["acks"], "seconds": round(total["seconds"], 3),
+                           "acks_per_s": round(total["acks"] / total["seconds"], 1),
+                           "forwarded_connections": total["forwarded"]}
+                    for name, total in totals.items()}
+    result["ratio"] = round(result["round-robin"]["acks_per_s"] / result["by-sid"]["acks_per_s"], 3)
+    result["target_ratio_at_least_0.7"] = result["ratio"] >= TARGET_RATIO
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.balancer_polling",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=30, help="polling clients per balancer")
+    parser.add_argument("--seconds", type=float, default=12.0,
+                        help="seconds of load through each balancer, all windows together")
+    parser.add_argument("--windows", type=int, default=6, help="windows of each balancer")
+    parser.add_argument("--workers", type=int, default=1, help="workers of each host")
+    args = parser.parse_args(argv)
+    if shutil.which("nginx") is None:
+        print("bench.balancer_polling: nginx is not installed", file=sys.stderr)
+        return 2
+    ports, procs, logs = start_hosts(args.workers, HOSTS, status=True)
+    servers: list[Nginx] = []
+    try:
+        hosts = {host: (HOSTS[host], port) for host, port in ports.items()}
+        balancers = {"round-robin": free_port("127.0.0.1"), "by-sid": free_port("127.0.0.1")}
+        servers.append(Nginx(round_robin(hosts, balancers["round-robin"])))
+        servers.append(Nginx(generate("nginx", hosts, Listen(balancers["by-sid"], "127.0.0.1"))))
+        for port in balancers.values():
+            wait_port(port)
+        result = asyncio.run(measure(balancers, args))
+        result.update(workers=args.workers, clients=args.clients, hosts=len(HOSTS))
+        print(json.dumps(result))
+    finally:
+        for server in servers:
+            server.stop()
+        for proc in procs:
+            stop_process(proc, signal.SIGINT)
+        for log in logs:
+            log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

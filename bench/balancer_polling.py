@@ -51,6 +51,7 @@ error_log {prefix}/error.log error;
 events {{ worker_connections 4096; }}
 http {{
     access_log off;
+    keepalive_requests 1000000;  # a client connection lasts the run (nginx closes it after 1,000 by default)
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
@@ -62,9 +63,14 @@ http {{
 
 
 def round_robin(hosts: dict[int, tuple[str, int]], port: int) -> str:
-    """A plain round-robin nginx over ``hosts``, with upstream keep-alive."""
+    """A plain round-robin nginx over ``hosts``, with upstream keep-alive (and websocket
+    upgrades passed on)."""
     servers = "\n".join(f"        server {ip}:{host_port};" for ip, host_port in hosts.values())
     return f"""\
+    map $http_upgrade $connection_upgrade {{
+        default upgrade;
+        '' '';
+    }}
     upstream hosts {{
 {servers}
         keepalive 16;
@@ -75,7 +81,8 @@ def round_robin(hosts: dict[int, tuple[str, int]], port: int) -> str:
             proxy_pass http://hosts;
             proxy_http_version 1.1;
             proxy_set_header Host $http_host;
-            proxy_set_header Connection "";
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
             proxy_read_timeout 1h;
         }}
     }}"""

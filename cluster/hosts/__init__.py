@@ -8,6 +8,6 @@ socket, as it would to a worker, and never relays a byte itself.
 
 The modules the master imports (:mod:`~cluster.hosts.addresses`,
 :mod:`~cluster.hosts.forwarder_config`, :mod:`~cluster.hosts.lease`) are standard library
-only; the broker client, asyncio and h11 are imported by the forwarder's modules in the
+only; the broker client and asyncio are imported by the forwarder's modules in the
 forked child, and by the lease's short child process (``python -m cluster.hosts.lease``).
 """

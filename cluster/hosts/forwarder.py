@@ -136,7 +136,7 @@ class Forwarder:
         """Leave the directory, finish the open connections (within the graceful timeout)."""
         log.info("forwarder %d draining: %d connections open", os.getpid(), len(self._relays))
         assert self._forwarding is not None
-        self._forwarding.draining.set()
+        self._forwarding.drain()
         await self._directory.give_up()
         if self._relays:
             await asyncio.wait(set(self._relays), timeout=self._config.graceful_timeout)

@@ -1,7 +1,7 @@
 """What the forwarder process is told when the master forks it; standard library only.
 
-The master builds a :class:`ForwarderConfig` from its settings without importing asyncio,
-h11 or a broker client; :func:`cluster.hosts.forwarder.serve` runs with it in the child.
+The master builds a :class:`ForwarderConfig` from its settings without importing asyncio
+or a broker client; :func:`cluster.hosts.forwarder.serve` runs with it in the child.
 """
 from __future__ import annotations
 

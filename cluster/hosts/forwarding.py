@@ -1,8 +1,9 @@
 """One client connection in the forwarder: each request read, routed and relayed.
 
-A keep-alive server loop, as a worker's: the request head is read with h11 (at most
+A keep-alive server loop, as a worker's: the request head is read (at most
 :data:`MAX_HEAD` bytes, within the header timeout; idle between requests at most the
-keep-alive timeout), then routed on its own (:func:`cluster.hosts.routing.decide`):
+keep-alive timeout; :mod:`cluster.hosts.http1` reads it), then routed on its own
+(:func:`cluster.hosts.routing.decide`):
 
 - not for another host: handed back to the master with every byte read and not served,
   and this process lets the connection go;
@@ -10,8 +11,9 @@ keep-alive timeout), then routed on its own (:func:`cluster.hosts.routing.decide
 - a loop (forwarded once already, or a peer that is ourselves): ``502``;
 - else forwarded on the connection to that peer this client connection keeps
   (:class:`~cluster.hosts.upstream.Upstream`), with :data:`~cluster.hosts.routing.HOP_HEADER`;
-  the body and the response are streamed, never held whole; a ``101`` turns both
-  connections into one relayed byte stream until either side closes.
+  the body and the response are streamed as they come, the bytes received relayed as
+  they are (only the request head gains the hop header), never held whole; a ``101``
+  turns both connections into one relayed byte stream until either side closes.
 
 A peer that refuses or resets the connection before answering is a dead host: ``400``,
 like an unknown one. A peer that gives no response head within the header timeout:
@@ -25,19 +27,19 @@ import dataclasses
 import logging
 import socket
 import time
-from typing import Awaitable, Callable
-
-import h11
+from typing import Callable
 
 from cluster.protocol.bursts import BurstLog
 from cluster.protocol.frames import RESUME_LIMIT
 
-from . import responses, tunnel
+from . import http1, responses, tunnel
 from .addresses import Address, format_address
 from .counts import Counts, PeerCounts
 from .forwarder_config import ForwarderConfig
+from .http1 import HeadError, RequestHead, ResponseHead
 from .routing import HOP_HEADER, Decision, Route, decide
-from .upstream import Upstream
+from .sockio import receive, send_all
+from .upstream import MAX_RESPONSE_HEAD, Upstream
 
 log = logging.getLogger("sticky_cluster.hosts")
 
@@ -84,8 +86,20 @@ class Forwarding:
                                               "answered 502")
         self.failed = BurstLog(log, logging.ERROR, "a client connection of the forwarder "
                                                    "failed: %s (closed)")
-        self.draining = asyncio.Event()
-        """Set on DRAIN: idle connections close instead of waiting for a next request."""
+        self.draining = False
+        """Set on DRAIN (:meth:`drain`): idle connections close instead of waiting for a
+        next request."""
+        self.idle: set[asyncio.Future] = set()
+        """The reads of the connections waiting for their next request."""
+        self.hop_line = HOP_HEADER + b": " + str(self.config.host_id).encode() + b"\r\n"
+        """The header line added to every forwarded request."""
+
+    def drain(self) -> None:
+        """Close the idle connections now, and each busy one once its request is served."""
+        self.draining = True
+        for waiting in list(self.idle):
+            if not waiting.done():
+                waiting.set_result(b"")
 
     def flush_logs(self) -> None:
         """Write the counts of the bursts that are over."""
@@ -113,10 +127,8 @@ class ClientRelay:
         self._sock = sock
         self._address = address
         self._loop = asyncio.get_running_loop()
-        self._conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
-        self._raw = bytearray(preface)
-        if preface:
-            self._conn.receive_data(preface)
+        self._buffer = bytearray(preface)
+        """Bytes read from the client and not relayed: the next request's, from its first."""
         self._upstreams: dict[int, Upstream] = {}
 
     async def run(self) -> None:
@@ -134,9 +146,7 @@ class ClientRelay:
                 if request is None or not await self._serve(request):
                     return
                 first = False
-                self._conn.start_next_cycle()
-                self._raw = bytearray(self._conn.trailing_data[0])
-        except (OSError, h11.ProtocolError, asyncio.TimeoutError):
+        except (OSError, HeadError, PeerGone, asyncio.TimeoutError):
             return  # the client or the peer went away, or broke HTTP mid-way: nothing to say
         except Exception as exc:  # noqa: BLE001 - one connection never ends the forwarder
             log.debug("a client connection failed", exc_info=True)
@@ -146,67 +156,57 @@ class ClientRelay:
                 upstream.close()
             self._sock.close()  # a handed-back client lives on in the master's copy
 
-    async def _receive(self, timeout: float) -> bytes:
-        return await asyncio.wait_for(self._loop.sock_recv(self._sock, READ_SIZE), timeout)
+    async def _receive(self, timeout: float, idle: bool = False) -> bytes:
+        """What the client sends next (``b""``: it closed), within ``timeout`` s. ``idle``:
+        waiting for a next request, which a drain ends (``b""``)."""
+        return await receive(self._loop, self._sock, READ_SIZE, timeout, eager=True,
+                             waiting=self._fw.idle if idle else None)
 
-    async def _receive_unless_draining(self, timeout: float) -> bytes:
-        """What an idle connection sends next; ``b""`` (close it) once the forwarder drains."""
-        if self._fw.draining.is_set():
-            return b""
-        receiving = asyncio.ensure_future(self._receive(timeout))
-        draining = asyncio.ensure_future(self._fw.draining.wait())
-        try:
-            await asyncio.wait((receiving, draining), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            draining.cancel()
-        if not receiving.done():
-            receiving.cancel()
-            await asyncio.gather(receiving, return_exceptions=True)
-            return b""
-        return receiving.result()
-
-    async def _read_head(self, first: bool) -> h11.Request | None:
+    async def _read_head(self, first: bool) -> RequestHead | None:
         """The next request's head; None when the client closed, timed out (closed here),
         or sent what is not a request (answered)."""
-        started = time.monotonic() if self._raw else None
+        started = time.monotonic() if self._buffer else None
+        looked = 0
         while True:
-            try:
-                event = self._conn.next_event()
-            except h11.RemoteProtocolError as exc:
-                await self._refuse(responses.client_error(exc.error_status_hint))
+            end = http1.head_end(self._buffer, max(looked - 3, 0))
+            if end > MAX_HEAD or (end < 0 and len(self._buffer) > MAX_HEAD):
+                await self._refuse(responses.client_error(431))
                 return None
-            if isinstance(event, h11.Request):
-                return event
-            if event is not h11.NEED_DATA:
-                return None  # closed, or paused after a connection that cannot go on
+            if end >= 0:
+                try:
+                    request = http1.parse_request(bytes(self._buffer[:end]))
+                except HeadError as exc:
+                    await self._refuse(responses.client_error(exc.status))
+                    return None
+                return request
+            looked = len(self._buffer)
             if started is None:
                 timeout = self._config.header_timeout if first else self._config.keepalive_timeout
             else:
                 timeout = started + self._config.header_timeout - time.monotonic()
+            idle = started is None and not first
+            if idle and self._fw.draining:
+                return None
             try:
-                if started is None and not first:
-                    data = await self._receive_unless_draining(timeout)
-                else:
-                    data = await self._receive(max(timeout, 0.0))
+                data = await self._receive(timeout, idle)
             except asyncio.TimeoutError:
                 return None
             if not data:
                 return None
             if started is None:
                 started = time.monotonic()
-            self._raw += data
-            self._conn.receive_data(data)
+            self._buffer += data
 
-    async def _serve(self, request: h11.Request) -> bool:
+    async def _serve(self, request: RequestHead) -> bool:
         """Act on one request; whether the connection goes on to the next."""
         hop = any(name == HOP_HEADER for name, _value in request.headers)
         decision = decide(request.target, hop, self._config.host_id, self._config.advertise,
                           self._fw.hosts())
         if decision.route is Route.HAND_BACK:
-            if len(self._raw) > RESUME_LIMIT:
+            if len(self._buffer) > RESUME_LIMIT:
                 await self._refuse(responses.client_error(431))
                 return False
-            self._fw.hand_back(self._sock, self._address, bytes(self._raw))
+            self._fw.hand_back(self._sock, self._address, bytes(self._buffer))
             return False
         if decision.route is Route.UNKNOWN_HOST:
             self._fw.counts.refused.unknown_host += 1
@@ -220,29 +220,34 @@ class ClientRelay:
             return False
         return await self._forward(request, decision)
 
-    async def _forward(self, request: h11.Request, decision: Decision) -> bool:
+    async def _forward(self, request: RequestHead, decision: Decision) -> bool:
         host, address = decision.host, decision.address
         assert host is not None and address is not None
         counts = self._fw.counts.peer(host)
         counts.requests += 1
         shown = format_address(address)
         started = time.monotonic()
+        body = http1.BodyEnd(request.framing)
+        head_size = len(request.head)
+        sent = head_size + body.feed(self._buffer, head_size)
+        extra = self._fw.hop_line
+        if not request.get(b"host"):
+            extra = b"host: " + shown.encode() + b"\r\n" + extra
         try:
             upstream = await self._upstream(host, address)
-            headers = [(name, value) for name, value in request.headers if name != HOP_HEADER]
-            if not any(name == b"host" for name, _value in headers):
-                headers.append((b"host", shown.encode()))
-            headers.append((HOP_HEADER, str(self._config.host_id).encode()))
-            await upstream.send(h11.Request(method=request.method, target=request.target,
-                                            headers=headers))
+            upstream.idle = False
+            await upstream.write(http1.with_headers(request.head, extra)
+                                 + self._buffer[head_size:sent])
         except (OSError, asyncio.TimeoutError) as exc:
             return await self._peer_gone(decision, shown, exc)
         counts.forward_seconds += time.monotonic() - started
         counts.forwards += 1
-        await self._relay_body(self._client_event, upstream.send)
+        del self._buffer[:sent]
+        while not body.done:
+            await self._relay_piece(await self._client_piece(), body, upstream.write,
+                                    self._buffer)
         try:
-            response = await asyncio.wait_for(self._response_head(upstream),
-                                              self._config.header_timeout)
+            response, framing = await self._response_head(upstream, request.method)
         except asyncio.TimeoutError:
             counts.errors += 1
             self._fw.counts.refused.unanswered += 1
@@ -250,20 +255,56 @@ class ClientRelay:
             self._drop(host)
             await self._refuse(responses.bad_gateway())
             return False
-        except (PeerGone, OSError, h11.RemoteProtocolError) as exc:
+        except (PeerGone, OSError) as exc:
             return await self._peer_gone(decision, shown, exc)
-        if response.status_code == 101:
-            await self._client_send(response)
+        if response.status == 101:
+            await self._client_write(upstream.pending[:len(response.head)])
+            del upstream.pending[:len(response.head)]
             counts.upgrades += 1
             await self._tunnel(host, upstream, counts)
             return False
-        await self._client_send(response)
-        await self._relay_body(lambda: self._peer_event(upstream), self._client_send)
-        if upstream.conn.our_state is h11.DONE and upstream.conn.their_state is h11.DONE:
-            upstream.conn.start_next_cycle()
+        return await self._relay_response(request, response, framing, host, upstream)
+
+    async def _relay_response(self, request: RequestHead, response: ResponseHead,
+                              framing: int, host: int, upstream: Upstream) -> bool:
+        """Relay the response from its head to its body's end; whether the client
+        connection goes on."""
+        body = http1.BodyEnd(framing)
+        head_size = len(response.head)
+        relayed = head_size + body.feed(upstream.pending, head_size)
+        await self._client_write(upstream.pending[:relayed])
+        del upstream.pending[:relayed]
+        while not body.done:
+            data = await upstream.read(self._config.header_timeout)
+            if not data:
+                if framing == http1.UNTIL_CLOSE:
+                    break
+                raise PeerGone("the connection closed in a response")
+            await self._relay_piece(data, body, self._client_write, upstream.pending)
+        again = (request.keep_alive and response.keep_alive and framing != http1.UNTIL_CLOSE)
+        if again and not upstream.pending:
+            upstream.idle = True
         else:
             self._drop(host)
-        return self._conn.our_state is h11.DONE and self._conn.their_state is h11.DONE
+        return again
+
+    @staticmethod
+    async def _relay_piece(data: bytes, body: http1.BodyEnd,
+                           write: Callable[[bytes], object], rest: bytearray) -> None:
+        """Relay what of ``data`` belongs to ``body``; keep the rest in ``rest``."""
+        taken = body.feed(data)
+        if taken:
+            await write(data if taken == len(data) else data[:taken])  # type: ignore[misc]
+        if taken < len(data):
+            rest += data[taken:]
+
+    async def _client_piece(self) -> bytes:
+        """The client's next bytes of a request body (each read within the header timeout;
+        a body cut short ends the connection)."""
+        data = await self._receive(self._config.header_timeout)
+        if not data:
+            raise ConnectionResetError("the client closed the connection in a request body")
+        return data
 
     async def _upstream(self, host: int, address: Address) -> Upstream:
         """This connection's kept-alive connection to ``host``, opened when it has none
@@ -300,76 +341,58 @@ class ClientRelay:
         await self._refuse(responses.unknown_session(decision.sid))
         return False
 
-    async def _client_event(self) -> h11.Event:
-        """The client's next h11 event, reading as needed (each read within the header
-        timeout; a body cut short raises h11's error)."""
-        while (event := self._conn.next_event()) is h11.NEED_DATA:
-            self._conn.receive_data(await self._receive(self._config.header_timeout))
-        return event
-
-    async def _peer_event(self, upstream: Upstream) -> h11.Event:
-        """The peer's next h11 event, within the header timeout."""
-        return await asyncio.wait_for(upstream.next_event(), self._config.header_timeout)
-
-    @staticmethod
-    async def _relay_body(receive: Callable[[], Awaitable[h11.Event]],
-                          send: Callable[[h11.Event], Awaitable[None]]) -> None:
-        """Relay one message's body, piece by piece as it comes, then its end."""
+    async def _response_head(self, upstream: Upstream,
+                             method: bytes) -> tuple[ResponseHead, int]:
+        """The peer's final response head, or its ``101`` (its bytes still in
+        ``upstream.pending``), and its body's framing (for a ``method`` request), all within
+        the header timeout; other ``1xx`` are relayed. :class:`PeerGone` when the peer
+        closes or breaks the response."""
+        deadline = time.monotonic() + self._config.header_timeout
+        pending = upstream.pending
         while True:
-            event = await receive()
-            if isinstance(event, h11.Data):
-                await send(h11.Data(data=event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                await send(h11.EndOfMessage(headers=event.headers))
-                return
-            else:
-                raise h11.RemoteProtocolError(f"a message ended by {type(event).__name__}")
-
-    async def _response_head(self, upstream: Upstream) -> h11.Response | h11.InformationalResponse:
-        """The peer's final response head, or its ``101``; other ``1xx`` are relayed."""
-        while True:
-            try:
-                event = await upstream.next_event()
-            except h11.RemoteProtocolError as exc:
-                raise PeerGone(str(exc) or "the connection closed") from None
-            if isinstance(event, h11.Response):
-                return event
-            if isinstance(event, h11.InformationalResponse):
-                if event.status_code == 101:
-                    return event
-                await self._client_send(event)
+            end = http1.head_end(pending)
+            if end < 0 and len(pending) > MAX_RESPONSE_HEAD or end > MAX_RESPONSE_HEAD:
+                raise PeerGone("a response head over 64 KiB")
+            if end < 0:
+                data = await upstream.read(deadline - time.monotonic())
+                if not data:
+                    raise PeerGone("the connection closed")
+                pending += data
                 continue
-            raise PeerGone("the connection closed")
+            try:
+                response = http1.parse_response(bytes(pending[:end]))
+                if response.status >= 200 or response.status == 101:
+                    return response, response.response_framing(method)
+            except HeadError as exc:
+                raise PeerGone(str(exc)) from None
+            await self._client_write(pending[:end])
+            del pending[:end]
 
-    async def _client_send(self, event: h11.Event) -> None:
-        data = self._conn.send(event)
-        if data:
-            await self._loop.sock_sendall(self._sock, data)
+    async def _client_write(self, data: bytes | bytearray) -> None:
+        await send_all(self._loop, self._sock, data)
 
     async def _tunnel(self, host: int, upstream: Upstream, counts: PeerCounts) -> None:
         """Relay the upgraded connection's bytes both ways until either side closes (the
         connection to the peer is not used again)."""
         del self._upstreams[host]
         try:
-            await tunnel.relay(self._sock, upstream.sock, self._conn.trailing_data[0],
-                               upstream.conn.trailing_data[0], counts.count_out, counts.count_in)
+            await tunnel.relay(self._sock, upstream.sock, bytes(self._buffer),
+                               bytes(upstream.pending), counts.count_out, counts.count_in)
         finally:
             upstream.close()
 
-    async def _refuse(self, answer: tuple[h11.Response, bytes]) -> None:
+    async def _refuse(self, answer: tuple[responses.Answer, bytes]) -> None:
         """Answer the request (the connection closes after it) and close it gently: what
         the client still sends is read and dropped for a moment, so that the answer is
-        not lost to a reset. A connection whose response has begun is only closed."""
-        response, body = answer
+        not lost to a reset."""
+        head, body = answer
         try:
-            if self._conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                data = (self._conn.send(response) + self._conn.send(h11.Data(data=body))
-                        + self._conn.send(h11.EndOfMessage()))
-                await asyncio.wait_for(self._loop.sock_sendall(self._sock, data), LINGER)
+            await asyncio.wait_for(self._loop.sock_sendall(self._sock, head.encode(body)),
+                                   LINGER)
             self._sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + LINGER
             while time.monotonic() < deadline:
                 if not await self._receive(deadline - time.monotonic()):
                     return
-        except (OSError, asyncio.TimeoutError, h11.ProtocolError):
+        except (OSError, asyncio.TimeoutError):
             return

@@ -1,8 +1,8 @@
 """Where the forwarder sends one request: back to this host's master, to a peer, or nowhere.
 
 Pure: the request target, whether it carries the hop header, and the directory in; a
-:class:`Decision` out. The forwarder reads the head with h11 and acts on the decision
-(:mod:`cluster.hosts.forwarding`).
+:class:`Decision` out. The forwarder reads the head (:mod:`cluster.hosts.http1`) and acts
+on the decision (:mod:`cluster.hosts.forwarding`).
 """
 from __future__ import annotations
 

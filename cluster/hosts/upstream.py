@@ -1,9 +1,10 @@
-"""One kept-alive connection from the forwarder to a peer host, spoken with h11.
+"""One kept-alive connection from the forwarder to a peer host.
 
 Opened from this host's advertised IP (so the peer's master knows it for a peer's and
 believes its PROXY header), its first bytes a PROXY v2 header naming the client; then
 requests and responses, one after the other, for the life of the client connection that
-opened it. Every byte counts in the peer's :class:`~cluster.hosts.counts.PeerCounts`.
+opened it (:mod:`cluster.hosts.forwarding` frames them with :mod:`cluster.hosts.http1`).
+Every byte counts in the peer's :class:`~cluster.hosts.counts.PeerCounts`.
 """
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ import errno
 import ipaddress
 import socket
 
-import h11
-
 from . import proxy_v2
 from .addresses import Address
 from .counts import PeerCounts
+from .sockio import receive, send_all
 
 READ_SIZE = 64 * 1024
 """Most bytes read from a peer at once (a bound on what waits in memory per connection)."""
@@ -34,7 +34,10 @@ class Upstream:
 
     def __init__(self, sock: socket.socket, counts: PeerCounts) -> None:
         self.sock = sock
-        self.conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_RESPONSE_HEAD)
+        self.idle = True
+        """Whether the last response has ended and nothing else came: a request may go."""
+        self.pending = bytearray()
+        """Bytes read from the peer and not relayed yet."""
         self._counts = counts
         self._loop = asyncio.get_running_loop()
 
@@ -60,9 +63,9 @@ class Upstream:
         return upstream
 
     def usable(self) -> bool:
-        """Whether a new request may go on this connection: h11 is ready for one and the
-        peer has not closed it meanwhile (nor sent anything unasked)."""
-        if self.conn.our_state is not h11.IDLE or self.conn.their_state is not h11.IDLE:
+        """Whether a new request may go on this connection: the last exchange ended and
+        the peer has not closed it meanwhile (nor sent anything unasked)."""
+        if not self.idle or self.pending:
             return False
         try:
             return not self.sock.recv(1, socket.MSG_PEEK)
@@ -71,31 +74,17 @@ class Upstream:
         except OSError:
             return False
 
-    async def send(self, event: h11.Event) -> None:
-        """Write one h11 event (a request head, a piece of body, its end)."""
-        data = self.conn.send(event)
-        if data:
-            await self.write(data)
-
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write raw bytes, waiting while the peer does not take them."""
-        await self._loop.sock_sendall(self.sock, data)
+        await send_all(self._loop, self.sock, data)
         self._counts.bytes_out += len(data)
 
-    async def read(self) -> bytes:
-        """Read what the peer sent (``b""``: it closed the connection)."""
-        data = await self._loop.sock_recv(self.sock, READ_SIZE)
+    async def read(self, timeout: float) -> bytes:
+        """Read what the peer sent within ``timeout`` s (``b""``: it closed the connection;
+        ``asyncio.TimeoutError`` when nothing came)."""
+        data = await receive(self._loop, self.sock, READ_SIZE, timeout)
         self._counts.bytes_in += len(data)
         return data
-
-    async def next_event(self) -> h11.Event:
-        """The next h11 event from the peer, reading as needed; ``h11.RemoteProtocolError``
-        when the peer closes or breaks the response."""
-        while True:
-            event = self.conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            self.conn.receive_data(await self.read())
 
     def close(self) -> None:
         """Close the connection."""

@@ -78,7 +78,7 @@ def fork_forwarder(config: ForwarderConfig, forget_in_child: Callable[[], None],
                    identity: Identity | None) -> tuple[int, socket.socket]:
     """Fork the forwarder process: its pid and the master's end of its channel
     (non-blocking). The child forgets the master's files (``forget_in_child``), becomes
-    the workers' user (``identity``), imports the forwarder (asyncio, h11, the broker
+    the workers' user (``identity``), imports the forwarder (asyncio, the broker
     client: never in the master) and serves; it never returns."""
     master_end, child_end = frames.socket_pair()
     sys.stdout.flush()

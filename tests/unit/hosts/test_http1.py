@@ -1,0 +1,114 @@
+"""The forwarder's HTTP/1.1 reading (cluster.hosts.http1): where heads and bodies end, what
+a head says, and the heads it refuses (as h11, its first parser, refused them)."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from cluster.hosts import http1
+from cluster.hosts.http1 import CHUNKED, UNTIL_CLOSE, BodyEnd, HeadError
+
+POST = (b"POST /socket.io/?sid=abc HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        b"Connection: keep-alive\r\n\r\n")
+
+
+def test_a_head_ends_past_its_empty_line_crlf_or_bare_lf():
+    assert http1.head_end(POST + b"4abc") == len(POST)
+    bare = b"GET / HTTP/1.1\nHost: x\n\n"
+    assert http1.head_end(bare + b"rest") == len(bare)
+    assert http1.head_end(POST[:-1]) == -1
+
+
+def test_a_request_head_says_its_target_framing_and_keep_alive():
+    request = http1.parse_request(POST)
+    assert (request.method, request.target, request.version) == (
+        b"POST", b"/socket.io/?sid=abc", (1, 1))
+    assert request.framing == 4 and request.keep_alive and request.get(b"host") == [b"x"]
+    assert http1.parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").framing == 0
+    chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"
+    assert http1.parse_request(chunked).framing == CHUNKED
+    assert not http1.parse_request(b"GET / HTTP/1.0\r\n\r\n").keep_alive
+    assert not http1.parse_request(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                                   ).keep_alive
+
+
+@pytest.mark.parametrize("head, status", [
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nBad Name: y\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -4\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n",
+     400),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501)])
+def test_heads_that_could_be_framed_two_ways_or_are_not_http_are_refused(head, status):
+    with pytest.raises(HeadError) as raised:
+        http1.parse_request(head)
+    assert raised.value.status == status
+
+
+def test_the_same_length_twice_is_one_length():
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n"
+    assert http1.parse_request(head).framing == 4
+
+
+def test_a_response_head_says_its_status_and_framing():
+    response = http1.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n")
+    assert response.status == 200 and response.response_framing(b"GET") == 2
+    assert response.response_framing(b"HEAD") == 0
+    assert http1.parse_response(b"HTTP/1.1 200 OK\r\n\r\n").response_framing(b"GET") == (
+        UNTIL_CLOSE)
+    assert http1.parse_response(b"HTTP/1.1 204 No Content\r\n\r\n").response_framing(
+        b"GET") == 0
+    assert http1.parse_response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                b"Connection: Upgrade\r\n\r\n").upgrade
+    with pytest.raises(HeadError):
+        http1.parse_response(b"HTTP/1.1 2000 OK\r\n\r\n")
+
+
+def test_the_hop_header_is_added_at_the_end_of_the_head():
+    line = b"x-sticky-cluster-hop: 1\r\n"
+    assert http1.with_headers(POST, line) == POST[:-2] + line + b"\r\n"
+    assert http1.with_headers(b"GET / HTTP/1.0\nA: b\n\n", line) == (
+        b"GET / HTTP/1.0\r\nA: b\r\n" + line + b"\r\n")
+
+
+def chunks(pieces: list[bytes], trailer: bytes = b"") -> bytes:
+    return b"".join(b"%x;ext=1\r\n%s\r\n" % (len(piece), piece) for piece in pieces if piece) + (
+        b"0\r\n" + trailer + b"\r\n")
+
+
+@given(st.lists(st.binary(max_size=40), max_size=6), st.booleans(), st.binary(max_size=30),
+       st.data())
+def test_a_chunked_body_ends_where_it_ends_however_it_is_cut(pieces, trailer, after, data):
+    body = chunks(pieces, b"Expires: never\r\n" if trailer else b"")
+    stream = body + after
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=5)))
+    end = BodyEnd(CHUNKED)
+    taken = 0
+    for start, stop in zip([0, *cuts], [*cuts, len(stream)]):
+        piece = stream[start:stop]
+        used = end.feed(piece)
+        taken += used
+        if end.done:
+            break
+        assert used == len(piece)
+    assert end.done and taken == len(body)
+
+
+def test_a_length_body_ends_after_its_length_and_until_close_never():
+    end = BodyEnd(5)
+    assert end.feed(b"abc") == 3 and not end.done
+    assert end.feed(b"dexyz") == 2 and end.done
+    assert BodyEnd(0).done
+    forever = BodyEnd(UNTIL_CLOSE)
+    assert forever.feed(b"abc") == 3 and not forever.done
+
+
+@pytest.mark.parametrize("body", [b"zz\r\n", b"3\r\nabcX\r\n", b"0\r\nbad trailer\r\n",
+                                  b"1" * 5000])
+def test_a_broken_chunked_body_is_an_error(body):
+    with pytest.raises(HeadError):
+        BodyEnd(CHUNKED).feed(body)

@@ -38,7 +38,7 @@ from .counts import Counts, PeerCounts
 from .forwarder_config import ForwarderConfig
 from .http1 import HeadError, RequestHead, ResponseHead
 from .routing import HOP_HEADER, Decision, Route, decide
-from .sockio import receive, send_all
+from .sockio import Reader, send_all
 from .upstream import MAX_RESPONSE_HEAD, Upstream
 
 log = logging.getLogger("sticky_cluster.hosts")
@@ -130,6 +130,7 @@ class ClientRelay:
         self._buffer = bytearray(preface)
         """Bytes read from the client and not relayed: the next request's, from its first."""
         self._upstreams: dict[int, Upstream] = {}
+        self._reader = Reader(sock, READ_SIZE)
 
     async def run(self) -> None:
         """Serve the connection's requests, one after the other."""
@@ -154,13 +155,14 @@ class ClientRelay:
         finally:
             for upstream in self._upstreams.values():
                 upstream.close()
+            self._reader.stop()
             self._sock.close()  # a handed-back client lives on in the master's copy
 
     async def _receive(self, timeout: float, idle: bool = False) -> bytes:
         """What the client sends next (``b""``: it closed), within ``timeout`` s. ``idle``:
         waiting for a next request, which a drain ends (``b""``)."""
-        return await receive(self._loop, self._sock, READ_SIZE, timeout, eager=True,
-                             waiting=self._fw.idle if idle else None)
+        return await self._reader.receive(timeout, eager=True,
+                                          waiting=self._fw.idle if idle else None)
 
     async def _read_head(self, first: bool) -> RequestHead | None:
         """The next request's head; None when the client closed, timed out (closed here),
@@ -206,6 +208,7 @@ class ClientRelay:
             if len(self._buffer) > RESUME_LIMIT:
                 await self._refuse(responses.client_error(431))
                 return False
+            self._reader.stop()
             self._fw.hand_back(self._sock, self._address, bytes(self._buffer))
             return False
         if decision.route is Route.UNKNOWN_HOST:
@@ -375,8 +378,9 @@ class ClientRelay:
         """Relay the upgraded connection's bytes both ways until either side closes (the
         connection to the peer is not used again)."""
         del self._upstreams[host]
+        self._reader.stop()
         try:
-            await tunnel.relay(self._sock, upstream.sock, bytes(self._buffer),
+            await tunnel.relay(self._sock, upstream.release(), bytes(self._buffer),
                                bytes(upstream.pending), counts.count_out, counts.count_in)
         finally:
             upstream.close()

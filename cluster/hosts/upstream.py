@@ -16,7 +16,7 @@ import socket
 from . import proxy_v2
 from .addresses import Address
 from .counts import PeerCounts
-from .sockio import receive, send_all
+from .sockio import Reader, send_all
 
 READ_SIZE = 64 * 1024
 """Most bytes read from a peer at once (a bound on what waits in memory per connection)."""
@@ -40,6 +40,7 @@ class Upstream:
         """Bytes read from the peer and not relayed yet."""
         self._counts = counts
         self._loop = asyncio.get_running_loop()
+        self._reader = Reader(sock, READ_SIZE)
 
     @classmethod
     async def open(cls, address: Address, local_ip: str | None, client: tuple[str, int] | None,
@@ -82,12 +83,18 @@ class Upstream:
     async def read(self, timeout: float) -> bytes:
         """Read what the peer sent within ``timeout`` s (``b""``: it closed the connection;
         ``asyncio.TimeoutError`` when nothing came)."""
-        data = await receive(self._loop, self.sock, READ_SIZE, timeout)
+        data = await self._reader.receive(timeout)
         self._counts.bytes_in += len(data)
         return data
 
+    def release(self) -> socket.socket:
+        """The socket, no longer read here (for a relay of its own)."""
+        self._reader.stop()
+        return self.sock
+
     def close(self) -> None:
         """Close the connection."""
+        self._reader.stop()
         self.sock.close()
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 
+from .routing import HOP_HEADER
+
 CHUNKED = -1
 """A body framing: chunked (:class:`ChunkedBody` finds its end)."""
 UNTIL_CLOSE = -2
@@ -28,8 +30,12 @@ UNTIL_CLOSE = -2
 _TOKEN = rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+"
 _REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([^\x00-\x20\x7f]+) HTTP/([0-9])\.([0-9])")
 _STATUS_LINE = re.compile(rb"HTTP/([0-9])\.([0-9]) ([0-9]{3})(?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
-_HEADER = re.compile(rb"(" + _TOKEN + rb"):[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)"
-                     rb"[ \t]*")
+_VALUE = rb"[ \t]*((?:[^\x00-\x08\x0a-\x1f\x7f]*[^\x00-\x20\x7f])?)[ \t]*"
+_HEADER = re.compile(rb"(" + _TOKEN + rb"):" + _VALUE)
+_HEADERS = re.compile(rb"(?:" + _TOKEN + rb":" + _VALUE + rb"\r\n)*")
+_READ = re.compile(rb"^(host|connection|content-length|transfer-encoding|"
+                   + re.escape(HOP_HEADER) + rb"):[ \t]*([^\r\n]*?)[ \t]*\r$",
+                   re.IGNORECASE | re.MULTILINE)
 _HEAD_END = re.compile(rb"\n\r?\n")
 _LINE_BREAK = re.compile(rb"\r?\n")
 _DIGITS = re.compile(rb"[0-9]+")
@@ -64,23 +70,20 @@ class _Head:
 
     __slots__ = ("head", "version", "headers", "keep_alive", "upgrade")
 
-    def __init__(self, head: bytes, lines: list[bytes], version: tuple[int, int]) -> None:
+    def __init__(self, head: bytes, block: bytes, version: tuple[int, int]) -> None:
         self.head = head
         """The head's bytes, as received (its empty line included)."""
         self.version = version
-        self.headers: list[tuple[bytes, bytes]] = []
-        """(lower-case name, value) of each header line, in order."""
+        if not _HEADERS.fullmatch(block):
+            raise HeadError(400, "a header line that cannot be read (or folded)")
+        self.headers = [(name.lower(), value) for name, value in _READ.findall(block)]
+        """(lower-case name, value) of the header lines the forwarder reads (framing,
+        ``Connection``, ``Host``, the hop header), in order."""
         close = upgrade = False
-        for line in lines:
-            match = _HEADER.fullmatch(line)
-            if match is None:
-                raise HeadError(400, f"a header line that cannot be read: {line[:40]!r}")
-            name, value = match.group(1).lower(), match.group(2)
-            self.headers.append((name, value))
-            if name == b"connection":
-                tokens = [token.strip().lower() for token in value.split(b",")]
-                close |= b"close" in tokens
-                upgrade |= b"upgrade" in tokens
+        for value in self.get(b"connection"):
+            tokens = [token.strip().lower() for token in value.split(b",")]
+            close |= b"close" in tokens
+            upgrade |= b"upgrade" in tokens
         self.keep_alive = not close and version >= (1, 1)
         """Whether the connection may carry another message after this one (h11's rule)."""
         self.upgrade = upgrade
@@ -114,12 +117,17 @@ class _Head:
 def _lines(head: bytes) -> list[bytes]:
     """The head's lines, without its final empty line."""
     body = head[:-4] if head.endswith(b"\r\n\r\n") else _HEAD_END.split(head, 1)[0]
-    lines = body.split(b"\r\n") if body.count(b"\n") == body.count(b"\r\n") else (
+    return body.split(b"\r\n") if body.count(b"\n") == body.count(b"\r\n") else (
         _LINE_BREAK.split(body))
-    for line in lines[1:]:
-        if line[:1] in (b" ", b"\t"):
-            raise HeadError(400, "a folded header line (obs-fold)")
-    return lines
+
+
+def _split(head: bytes) -> tuple[bytes, bytes]:
+    """The head's start line, and its header lines (each ended by CRLF)."""
+    if head.endswith(b"\r\n\r\n") and head.count(b"\n") == head.count(b"\r\n"):
+        start, _, block = head[:-2].partition(b"\r\n")
+        return start, block
+    lines = _lines(head)
+    return lines[0], b"".join(line + b"\r\n" for line in lines[1:])
 
 
 class RequestHead(_Head):
@@ -128,11 +136,11 @@ class RequestHead(_Head):
     __slots__ = ("method", "target", "framing")
 
     def __init__(self, head: bytes) -> None:
-        lines = _lines(head)
-        match = _REQUEST_LINE.fullmatch(lines[0])
+        start, block = _split(head)
+        match = _REQUEST_LINE.fullmatch(start)
         if match is None:
-            raise HeadError(400, f"a request line that cannot be read: {lines[0][:40]!r}")
-        super().__init__(head, lines[1:], (int(match.group(3)), int(match.group(4))))
+            raise HeadError(400, f"a request line that cannot be read: {start[:40]!r}")
+        super().__init__(head, block, (int(match.group(3)), int(match.group(4))))
         self.method = match.group(1)
         self.target = match.group(2)
         if self.version >= (1, 1) and not self.get(b"host"):
@@ -152,11 +160,11 @@ class ResponseHead(_Head):
     __slots__ = ("status",)
 
     def __init__(self, head: bytes) -> None:
-        lines = _lines(head)
-        match = _STATUS_LINE.fullmatch(lines[0])
+        start, block = _split(head)
+        match = _STATUS_LINE.fullmatch(start)
         if match is None:
-            raise HeadError(502, f"a status line that cannot be read: {lines[0][:40]!r}")
-        super().__init__(head, lines[1:], (int(match.group(1)), int(match.group(2))))
+            raise HeadError(502, f"a status line that cannot be read: {start[:40]!r}")
+        super().__init__(head, block, (int(match.group(1)), int(match.group(2))))
         self.status = int(match.group(3))
 
     def response_framing(self, method: bytes) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import socket
 
@@ -48,8 +49,10 @@ class Upstream:
         """Connect to the peer at ``address`` (from ``local_ip`` when this host has it) and
         write the PROXY v2 header for ``client``. Raises OSError when it cannot."""
         loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
-        family, _type, proto, _name, where = infos[0]
+        family, proto, where = _ip_family(address[0]), 0, address
+        if family is None:  # a name (peers are given by IP: not on the usual path)
+            infos = await loop.getaddrinfo(address[0], address[1], type=socket.SOCK_STREAM)
+            family, _type, proto, _name, where = infos[0]
         sock = socket.socket(family, socket.SOCK_STREAM, proto)
         try:
             sock.setblocking(False)
@@ -98,16 +101,21 @@ class Upstream:
         self.sock.close()
 
 
+@functools.lru_cache(maxsize=64)
+def _ip_family(text: str) -> int | None:
+    """``AF_INET`` or ``AF_INET6`` for an IP address, None for anything else (without a
+    look-up in the resolver's thread: a connection to a peer is opened on the hot path)."""
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    return socket.AF_INET if address.version == 4 else socket.AF_INET6
+
+
 def _bind(sock: socket.socket, family: int, local_ip: str | None) -> None:
     """Bind ``sock`` to ``local_ip`` (port 0) when it is an IP of the socket's family that
     this host has; else the kernel picks the source."""
-    if not local_ip:
-        return
-    try:
-        address = ipaddress.ip_address(local_ip.partition("%")[0])
-    except ValueError:
-        return
-    if (address.version == 4) != (family == socket.AF_INET):
+    if not local_ip or _ip_family(local_ip) != family:
         return
     try:
         sock.bind((local_ip, 0))

@@ -95,6 +95,8 @@ class Forwarder:
             for relay in self._relays:
                 relay.cancel()
             await asyncio.gather(beats, upkeep, *self._relays, return_exceptions=True)
+            if self._forwarding is not None:
+                self._forwarding.sweep(everything=True)
             await self._directory.close()
 
     async def _first_reading(self) -> None:
@@ -127,6 +129,7 @@ class Forwarder:
             self._link.send(Kind.HEARTBEAT, Heartbeat(open_now, open_now).encode())
             self._send_hosts()
             self._forwarding.flush_logs()
+            self._forwarding.sweep()
             await asyncio.sleep(self._config.heartbeat_interval)
 
     def _drain(self) -> None:
@@ -157,3 +160,4 @@ class Forwarder:
     def _finish(self, code: int) -> None:
         if self._stop is not None and not self._stop.done():
             self._stop.set_result(code)
+

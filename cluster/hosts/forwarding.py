@@ -54,6 +54,10 @@ CONNECT_TIMEOUT = 5.0
 """Most seconds to connect to a peer (the header timeout when shorter): a host gone
 without a reset (its machine down) is answered ``400`` this soon, not a header timeout later."""
 
+PARKED_LIMIT = 1024
+"""Most connections to peers kept for client connections handed back
+(:meth:`Forwarding.park`)."""
+
 LINGER = 1.0
 """Seconds to read (and drop) what a refused client still sends, so that the refusal is
 not lost to a reset."""
@@ -91,8 +95,37 @@ class Forwarding:
         next request."""
         self.idle: set[asyncio.Future] = set()
         """The reads of the connections waiting for their next request."""
+        self.parked: dict[tuple[tuple[str, int], int], tuple[Upstream, float]] = {}
+        """Idle connections to peers of client connections handed back: (client address,
+        host) -> (the connection, until when it is kept)."""
         self.hop_line = HOP_HEADER + b": " + str(self.config.host_id).encode() + b"\r\n"
         """The header line added to every forwarded request."""
+
+    def park(self, client: tuple[str, int], host: int, upstream: Upstream) -> None:
+        """Keep ``upstream`` (idle, to ``host``) for the client connection ``client``, now
+        handed back to the master, for when it comes back with a request for ``host``:
+        a kept-alive balancer connection carries sessions of every host, and goes back
+        and forth between the forwarder and this host's workers. Kept half the
+        keep-alive timeout (the peer closes it after the whole), :data:`PARKED_LIMIT` at
+        most."""
+        key = (client, host)
+        if key in self.parked or len(self.parked) >= PARKED_LIMIT:
+            upstream.close()
+            return
+        self.parked[key] = (upstream, time.monotonic() + self.config.keepalive_timeout / 2)
+
+    def unpark(self, client: tuple[str, int], host: int) -> Upstream | None:
+        """The connection to ``host`` kept for ``client``, if any."""
+        found = self.parked.pop((client, host), None)
+        return None if found is None else found[0]
+
+    def sweep(self, everything: bool = False) -> None:
+        """Close the kept connections whose time is over (``everything``: all of them)."""
+        now = time.monotonic()
+        for key, (upstream, until) in list(self.parked.items()):
+            if everything or until <= now:
+                del self.parked[key]
+                upstream.close()
 
     def drain(self) -> None:
         """Close the idle connections now, and each busy one once its request is served."""
@@ -210,6 +243,7 @@ class ClientRelay:
                 return False
             self._reader.stop()
             self._fw.hand_back(self._sock, self._address, bytes(self._buffer))
+            self._park_upstreams()
             return False
         if decision.route is Route.UNKNOWN_HOST:
             self._fw.counts.refused.unknown_host += 1
@@ -313,6 +347,11 @@ class ClientRelay:
         """This connection's kept-alive connection to ``host``, opened when it has none
         that can take a request."""
         upstream = self._upstreams.get(host)
+        client = self._client_address()
+        if upstream is None and client is not None:
+            upstream = self._fw.unpark(client, host)
+            if upstream is not None:
+                self._upstreams[host] = upstream
         if upstream is not None and upstream.usable():
             return upstream
         self._drop(host)
@@ -322,6 +361,16 @@ class ClientRelay:
             min(CONNECT_TIMEOUT, self._config.header_timeout))
         self._upstreams[host] = upstream
         return upstream
+
+    def _park_upstreams(self) -> None:
+        """Keep this connection's idle connections to peers for when it comes back."""
+        client = self._client_address()
+        if client is None:
+            return
+        for host, upstream in list(self._upstreams.items()):
+            if upstream.usable():
+                del self._upstreams[host]
+                self._fw.park(client, host, upstream)
 
     def _client_address(self) -> tuple[str, int] | None:
         return self._address if self._address[0] else None

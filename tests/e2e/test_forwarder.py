@@ -223,6 +223,35 @@ def test_the_next_request_for_this_host_is_handed_back_with_exactly_its_bytes(
     assert read_to_eof(client) == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
 
 
+def test_a_connection_that_comes_back_after_a_hand_back_finds_its_peer_connection_again(
+        master, peer):
+    """A balancer's kept-alive connection goes back and forth between the forwarder and
+    this host's workers: each time it comes back, its requests for the peer go on the
+    connection to the peer it had (no new connection, no new PROXY header)."""
+    client = connect(master)
+    peers_target = f"/socket.io/?sid={SID[2]}"
+    client.sendall(get(peers_target))
+    assert read_response(client)[0].startswith(b"HTTP/1.1 200")
+    ours = get(f"/socket.io/?sid={SID[1]}")
+    client.sendall(ours)
+    payload, fd = master.wait_for(Kind.HANDBACK)
+    address, data = frames.split_resumed(payload)
+    assert data == ours
+    # as this host's worker would: answer the request, then the connection comes back
+    # (the master resumes it to the forwarder with the next request, read by the worker)
+    handed = socket.socket(fileno=fd)
+    handed.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nours")
+    assert read_response(client)[1] == b"ours"
+    client.sendall(get(peers_target))
+    request = b""
+    while not request.endswith(b"\r\n\r\n"):
+        request += handed.recv(65536)
+    master.hand_off(handed, address, request)
+    assert read_response(client)[1] == f"peer saw {peers_target}".encode()
+    [seen] = peer.connections
+    assert len(seen.requests) == 2 and seen.client == client.getsockname()[:2]
+
+
 def test_a_resumed_connection_serves_the_bytes_the_master_read_first(master, peer):
     request = get(f"/socket.io/?EIO=4&transport=polling&sid={SID[2]}")
     client = connect(master, read=request[:20], sent=request)

@@ -12,8 +12,9 @@ and two real nginx in front of all three, in the same run:
   request with a sid straight to its host (no forward).
 
 ``--clients`` polling-only Socket.IO clients on each balancer (each on its own kept-alive
-connection from its own loopback address) are each a closed loop: an event with an ack
-(``whoami``) POSTed, then GETs until the ack is there, again. Windows of each balancer
+connection from its own loopback address; their sessions spread evenly over the three
+hosts through both balancers, as clients arriving at random would be) are each a closed
+loop: an event with an ack (``whoami``) POSTed, then GETs until the ack is there, again. Windows of each balancer
 in turn (round-robin, by-sid, by-sid, round-robin, …: load from outside the run falls on
 both), ``--seconds`` per balancer in all. Prints one JSON line: acks per second through
 each, their ratio against the issue's target (round-robin ≥ 0.7× by-sid), and the
@@ -36,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from cluster.hosts.balancer import Listen, generate
+from cluster.protocol.sids import host_of
 
 from .forward_cost import STATUS_PORTS, Http, free_port, start_hosts
 from .targets import stop_process, wait_port
@@ -151,9 +153,28 @@ def forwarded() -> int:
     return total
 
 
+async def spread_client(port: int, index: int) -> PollingClient:
+    """Client ``index``, its session on host ``index % 3 + 1``: both balancers place new
+    sessions round robin, and every client's connect takes the same number of requests,
+    so without this every session would land on one host through the round-robin nginx
+    (and on three through the sid-aware one: two different loads). A session on another
+    host is left (it times out) and one more request moves the balancer's turn on."""
+    wanted = sorted(HOSTS)[index % len(HOSTS)]
+    for _attempt in range(3 * len(HOSTS)):
+        client = await PollingClient.connect(port, f"127.0.1.{index + 1}")
+        if host_of(client.target.rpartition("sid=")[2]) == wanted:
+            return client
+        client.http.close()
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: bench\r\n"
+                     b"Connection: close\r\n\r\n")
+        await reader.read()
+        writer.close()
+    raise RuntimeError(f"no session on host {wanted} through the balancer on port {port}")
+
+
 async def measure(balancers: dict[str, int], args: argparse.Namespace) -> dict:
-    clients = {name: [await PollingClient.connect(port, f"127.0.1.{index + 1}")
-                      for index in range(args.clients)]
+    clients = {name: [await spread_client(port, index) for index in range(args.clients)]
                for name, port in balancers.items()}
     totals = {name: {"acks": 0, "seconds": 0.0, "forwarded": 0} for name in balancers}
     for window in range(2 * args.windows):

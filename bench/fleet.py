@@ -130,10 +130,11 @@ class Fleet:
         self._spawn(self.keep(client.slot, first_wait=backoff(0), gated=False))
 
     # -- connecting
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Any) -> asyncio.Task:
         task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
 
     async def attempt(self, slot: int) -> FleetClient:
         """One connection attempt of ``slot``: upgrade, namespace, join the room, whoami."""
@@ -179,7 +180,7 @@ class Fleet:
         """Connect this fleet's slots below ``upto`` that are not connected yet."""
         t0 = loadgen.now()
         todo = [s for s in self.slots if s < upto and s not in self.live]
-        tasks = [self.loop.create_task(self.keep(s)) for s in todo]
+        tasks = [self._spawn(self.keep(s)) for s in todo]
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.0, deadline - t0))
         for task in tasks:
@@ -242,21 +243,31 @@ class Fleet:
 
 
 async def serve(args: Any, share: int, shares: int, conn: Connection) -> None:
-    """Take the orchestrator's commands on ``conn`` until ``close`` (or its end)."""
+    """Take the orchestrator's commands on ``conn`` until ``close`` (or its end); a ``close``
+    that comes while a command runs cancels that command (which then answers nothing)."""
     fleet = Fleet(args, share, shares)
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue = asyncio.Queue()
+    running: list[asyncio.Task] = []
 
     def readable() -> None:
         try:
-            inbox.put_nowait(conn.recv())
+            msg = conn.recv()
         except (EOFError, OSError):
-            inbox.put_nowait(("close",))
+            msg = ("close",)
+        if msg[0] == "close":
+            for task in running:
+                task.cancel()
+        inbox.put_nowait(msg)
 
     loop.add_reader(conn.fileno(), readable)
     while True:
         msg = await inbox.get()
-        answer = await fleet.command(msg)
+        running[:] = [loop.create_task(fleet.command(msg))]
+        try:
+            answer = await running[0]
+        except asyncio.CancelledError:
+            continue
         try:
             conn.send(answer)
         except OSError:
@@ -316,8 +327,9 @@ class Fleets:
             self.ask(("close",), 30)
         except (RuntimeError, OSError, EOFError):
             pass
+        deadline = time.monotonic() + 10
         for proc in self.procs:
-            proc.join(10)
+            proc.join(max(0.1, deadline - time.monotonic()))
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)

@@ -248,7 +248,7 @@ def wait_back(fleets: Fleets, n: int, t_start: float, timeout: float) -> dict[st
             "drops": s["drops"]}
 
 
-def kill_storm(fleets: Fleets, target: Target, n: int, timeout: float) -> dict[str, Any]:
+def kill_storm(fleets: Fleets, n: int, timeout: float) -> dict[str, Any]:
     """``SIGKILL`` the worker that holds the most clients; until all are back."""
     fleets.ask(("mark",), 30)
     pids = stats(fleets)["pids"]
@@ -313,7 +313,7 @@ def run_target(name: str, args: argparse.Namespace, redis: RedisServer,
         result["broadcasts"] = [broadcast(fleets, 100 + k, live) for k in range(args.broadcasts)]
         log(f"  broadcasts: {result['broadcasts']}")
         if not one:
-            result["kill"] = kill_storm(fleets, target, live, args.storm_timeout)
+            result["kill"] = kill_storm(fleets, live, args.storm_timeout)
             log(f"  kill -9 a worker: {result['kill']}")
             live = result["kill"]["live"]
             result["hup"] = hup_storm(fleets, target, live, args.storm_timeout)
@@ -323,6 +323,17 @@ def run_target(name: str, args: argparse.Namespace, redis: RedisServer,
         if fleets is not None:
             fleets.stop()
         target.stop()
+
+
+def save(results: dict[str, Any], args: argparse.Namespace, started: float) -> None:
+    """Write the results so far to ``--json`` (and, with ``--write``, the docs)."""
+    results["minutes"] = round((time.time() - started) / 60, 1)
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(json.dumps(results, indent=1) + "\n")
+    if args.write:
+        scale_report.write(ROOT / "docs", results)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,17 +362,10 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, OSError) as exc:
                 log(f"{name} failed: {exc}")
                 results["targets"][name] = {"target": name, "error": str(exc)}
+            save(results, args, started)  # after each target: a long run is never all lost
     finally:
         redis.stop()
-    results["minutes"] = round((time.time() - started) / 60, 1)
-    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    text = json.dumps(results, indent=1)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
-    if args.write:
-        scale_report.write(ROOT / "docs", results)
-    print(text)
+    print(json.dumps(results, indent=1))
     return 0 if all("error" not in r for r in results["targets"].values()) else 1
 
 

@@ -67,8 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--procs", type=int, default=None,
                     help=f"load processes (default clients / {CLIENTS_PER_LOAD_PROCESS:,} "
                          "rounded up)")
-    ap.add_argument("--connect-concurrency", type=int, default=100,
-                    help="connects in flight per load process while connecting (default 100)")
+    ap.add_argument("--connect-concurrency", type=int, default=20,
+                    help="connects in flight per load process while connecting (default 20)")
     ap.add_argument("--storm-timeout", type=float, default=120.0,
                     help="seconds a storm's clients get to be back (default 120)")
     ap.add_argument("--ceiling-seconds", type=float, default=10.0,

@@ -345,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.time() - started:6.0f} s] {text}", file=sys.stderr, flush=True)
 
     load = os.getloadavg()
-    results: dict[str, Any] = {"clients": args.clients, "hold": args.hold,
+    words = sys.argv[1:] if argv is None else argv
+    results: dict[str, Any] = {"command": " ".join(["python -m bench.scale", *words]),
+                               "clients": args.clients, "hold": args.hold,
                                "workers": args.workers, "procs": args.procs,
                                "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                                "load_average_at_start": [round(x, 2) for x in load],

@@ -62,7 +62,7 @@ def tables(results: dict[str, Any]) -> list[str]:
     for name, r in held.items():
         hold, bc = r["hold"], best_broadcast(r)
         one = name.endswith("-one")
-        ratio = memory_ratio(targets, name)
+        ratio = None if one else memory_ratio(targets, name)
         lines.append(
             f"| {r['label']} ({name}) | {_f(r['held'])} of {_f(r['clients'])} | "
             f"{_f(r['connect_seconds'], 1)} ({_f(r['held'] / max(r['connect_seconds'], 1e-9))}) | "
@@ -149,8 +149,8 @@ def verdicts(results: dict[str, Any]) -> list[str]:
 
 def section(results: dict[str, Any]) -> list[str]:
     """The whole section, between its markers."""
-    cmd = (f"python -m bench.scale --clients {results['clients']} --hold {results['hold']:g} "
-           f"--workers {results['workers']} --write")
+    cmd = results.get("command") or (f"python -m bench.scale --clients {results['clients']} "
+                                     f"--hold {results['hold']:g} --workers {results['workers']}")
     load = results["load_average_at_start"], results["load_average_at_end"]
     return [BEGIN, "## Scale: clients held on one host (issue 19)", "",
             f"Measured {results['started']} with `{cmd}` ({results['minutes']:.0f} min; the "

@@ -64,6 +64,8 @@ SATURATED_GRACE = 3.0
 """While most serving workers are late at once (the host's CPU, not one worker, is the
 trouble), a silent worker is killed after this many times ``--timeout`` instead of one:
 killing it would only move its clients onto the others, which are behind already."""
+SATURATED_SAY_EVERY = 60.0
+"""Seconds between two warnings that the host's CPU is saturated."""
 RECYCLE_CHECK = 1.0
 """Seconds between two looks at the workers' memory and age (``--max-worker-*``)."""
 RECYCLE_RETRY = 30.0
@@ -138,7 +140,8 @@ class WorkerPool:
         """Every live worker (read it; the pool alone writes it)."""
         self.by_tag: dict[int, Worker] = {}
         self.serving: dict[int, Worker] = {}
-        self._saturated_said = False
+        self._saturated_said = 0.0
+        """When the saturation may be said in the log again (monotonic seconds)."""
         """slot -> the worker new clients of that slot go to."""
         self._due: dict[int, tuple[float, str]] = {}
         """slot -> (when, why) of a start waiting for its time (a respawn's backoff)."""
@@ -305,16 +308,16 @@ class WorkerPool:
 
     def _saturated(self, now: float) -> bool:
         """Whether most serving workers (two or more) are late at once: the host's CPU is
-        saturated. Said once per such spell in the log."""
+        saturated. Said in the log once per :data:`SATURATED_SAY_EVERY` seconds at most."""
         after = LATE_BEATS * self._settings.heartbeat_interval
         late = sum(1 for worker in self.serving.values() if now - worker.last_seen > after)
         saturated = late >= 2 and late * 2 > len(self.serving)
-        if saturated and not self._saturated_said:
+        if saturated and now >= self._saturated_said:
+            self._saturated_said = now + SATURATED_SAY_EVERY
             log.warning("%d of %d workers are late at once: the host's CPU is saturated; a "
                         "silent worker is killed after %g s instead of --timeout %g s",
                         late, len(self.serving), SATURATED_GRACE * self._settings.timeout,
                         self._settings.timeout)
-        self._saturated_said = saturated
         return saturated
 
     def check_recycling(self, now: float) -> None:

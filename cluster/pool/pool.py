@@ -61,8 +61,8 @@ WORKERS_PER_CPU = 4
 LATE_BEATS = 2.5
 """Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
 SATURATED_GRACE = 3.0
-"""While most serving workers are late at once (the host's CPU, not one worker, is the
-trouble), a silent worker is killed after this many times ``--timeout`` instead of one:
+"""While two or more serving workers are late at once (the host's CPU, not one worker, is
+the trouble), a silent worker is killed after this many times ``--timeout`` instead of one:
 killing it would only move its clients onto the others, which are behind already."""
 SATURATED_SAY_EVERY = 60.0
 """Seconds between two warnings that the host's CPU is saturated."""
@@ -307,11 +307,11 @@ class WorkerPool:
                             "workers until it answers", worker, silent)
 
     def _saturated(self, now: float) -> bool:
-        """Whether most serving workers (two or more) are late at once: the host's CPU is
-        saturated. Said in the log once per :data:`SATURATED_SAY_EVERY` seconds at most."""
+        """Whether two or more serving workers are late at once: the host's CPU is saturated
+        (a hung worker is late alone). Said in the log once per :data:`SATURATED_SAY_EVERY` seconds at most."""
         after = LATE_BEATS * self._settings.heartbeat_interval
         late = sum(1 for worker in self.serving.values() if now - worker.last_seen > after)
-        saturated = late >= 2 and late * 2 > len(self.serving)
+        saturated = late >= 2
         if saturated and now >= self._saturated_said:
             self._saturated_said = now + SATURATED_SAY_EVERY
             log.warning("%d of %d workers are late at once: the host's CPU is saturated; a "

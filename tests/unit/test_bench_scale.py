@@ -61,7 +61,7 @@ def _results() -> dict:
 
 def test_the_verdicts_compare_a_cluster_with_one_process_of_its_runtime() -> None:
     lines = scale_report.verdicts(_results())
-    assert any("**not met**" in x and "1.06× one process" in x for x in lines)
+    assert any("**not met**" in x and "1.060× one process" in x for x in lines)
     assert any("**met**" in x and "10 of 10 clients held" in x for x in lines)
 
 

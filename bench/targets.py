@@ -158,9 +158,11 @@ class OneProcess(Target):
         return [self.proc.pid] if self.proc else []
 
 
-def _start_standalone(env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
-    """Start ``bench.standalone`` on a free port; return (process, port)."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.standalone", "--bind", "127.0.0.1:0"],
+def _start_standalone(env: dict[str, str] | None = None,
+                      options: list[str] = ()) -> tuple[subprocess.Popen, int]:
+    """Start ``bench.standalone`` on a free port (with ``options``); return (process, port)."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.standalone", "--bind", "127.0.0.1:0",
+                             *options],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, env={**os.environ, **(env or {})})
     assert proc.stdout is not None
@@ -178,8 +180,12 @@ class Standalone(OneProcess):
     name = "standalone"
     label = "1 eventlet process"
 
+    def __init__(self, connections: int | None = None) -> None:
+        self.options = ["--connections", str(connections)] if connections else []
+        """``connections``: its green pool (bench.standalone's default when None)."""
+
     def start(self) -> None:
-        self.proc, port = _start_standalone()
+        self.proc, port = _start_standalone(options=self.options)
         self.url = f"http://127.0.0.1:{port}"
 
 
@@ -233,11 +239,17 @@ class Cluster(OneProcess):
         :data:`CLUSTER_APPS` is served.
     :param baseline: another version to run instead of this tree: ``(git ref, directory holding
         that version's files)``; the same interpreter and packages run it.
+    :param options: more options of ``sticky-cluster run``.
+    :param module: the module run with ``python -m`` (the bench's own master of
+        :mod:`bench.closer` instead of the CLI's).
     """
 
     def __init__(self, workers: int, redis: RedisServer | None, runtime: str = "eventlet",
-                 baseline: tuple[str, Path] | None = None) -> None:
+                 baseline: tuple[str, Path] | None = None, options: list[str] = (),
+                 module: str = "cluster") -> None:
         self.workers = workers
+        self.options = list(options)
+        self.module = module
         self.redis = redis
         self.app = CLUSTER_APPS[runtime]
         self.root = baseline[1] if baseline else ROOT
@@ -253,8 +265,9 @@ class Cluster(OneProcess):
 
     def start(self) -> None:
         port = free_port()
-        args = [sys.executable, "-m", "cluster", "run", self.app, "--workers",
-                str(self.workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info"]
+        args = [sys.executable, "-m", self.module, "run", self.app, "--workers",
+                str(self.workers), "--bind", f"127.0.0.1:{port}", "--log-level", "info",
+                *self.options]
         if self.redis:
             args += ["--adapter", self.redis.url, "--channel", f"bench-{self.name}"]
         self._log = tempfile.TemporaryFile()
@@ -266,7 +279,9 @@ class Cluster(OneProcess):
         deadline = time.monotonic() + START_TIMEOUT
         while "cluster ready" not in self.log():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start:\n{self.log()}")
+                log = self.log()
+                self.stop()
+                raise RuntimeError(f"{self.name} did not start:\n{log}")
             time.sleep(0.05)
 
     def stop(self) -> None:

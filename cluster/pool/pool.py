@@ -60,6 +60,12 @@ WORKERS_PER_CPU = 4
 """More workers than this per CPU earn a warning: they compete for the CPU."""
 LATE_BEATS = 2.5
 """Heartbeat intervals of silence after which a worker is late: new clients go elsewhere."""
+SATURATED_GRACE = 3.0
+"""While two or more serving workers are late at once (the host's CPU, not one worker, is
+the trouble), a silent worker is killed after this many times ``--timeout`` instead of one:
+killing it would only move its clients onto the others, which are behind already."""
+SATURATED_SAY_EVERY = 60.0
+"""Seconds between two warnings that the host's CPU is saturated."""
 RECYCLE_CHECK = 1.0
 """Seconds between two looks at the workers' memory and age (``--max-worker-*``)."""
 RECYCLE_RETRY = 30.0
@@ -134,6 +140,8 @@ class WorkerPool:
         """Every live worker (read it; the pool alone writes it)."""
         self.by_tag: dict[int, Worker] = {}
         self.serving: dict[int, Worker] = {}
+        self._saturated_said = 0.0
+        """When the saturation may be said in the log again (monotonic seconds)."""
         """slot -> the worker new clients of that slot go to."""
         self._due: dict[int, tuple[float, str]] = {}
         """slot -> (when, why) of a start waiting for its time (a respawn's backoff)."""
@@ -275,6 +283,7 @@ class WorkerPool:
     def check_heartbeats(self, now: float) -> None:
         """Kill the workers past their deadline or heartbeat timeout; mark the late ones."""
         settings = self._settings
+        saturated = self._saturated(now)
         for worker in list(self.by_pid.values()):
             if worker.killed:
                 continue
@@ -286,6 +295,9 @@ class WorkerPool:
                                      "(--boot-timeout)")
                 self._kill(worker, worker.boot_error)
             elif worker.state is not State.BOOTING and silent > settings.timeout:
+                if saturated and silent <= SATURATED_GRACE * settings.timeout:
+                    worker.late = True  # passed over for new clients meanwhile
+                    continue
                 self._kill(worker, f"no heartbeat for {silent:.1f} s (--timeout "
                                    f"{settings.timeout:g})")
             elif (worker.state is State.SERVING and not worker.late
@@ -293,6 +305,20 @@ class WorkerPool:
                 worker.late = True
                 log.warning("%s missed its heartbeats for %.1f s: new clients go to the other "
                             "workers until it answers", worker, silent)
+
+    def _saturated(self, now: float) -> bool:
+        """Whether two or more serving workers are late at once: the host's CPU is saturated
+        (a hung worker is late alone). Said in the log once per :data:`SATURATED_SAY_EVERY` seconds at most."""
+        after = LATE_BEATS * self._settings.heartbeat_interval
+        late = sum(1 for worker in self.serving.values() if now - worker.last_seen > after)
+        saturated = late >= 2
+        if saturated and now >= self._saturated_said:
+            self._saturated_said = now + SATURATED_SAY_EVERY
+            log.warning("%d of %d workers are late at once: the host's CPU is saturated; a "
+                        "silent worker is killed after %g s instead of --timeout %g s",
+                        late, len(self.serving), SATURATED_GRACE * self._settings.timeout,
+                        self._settings.timeout)
+        return saturated
 
     def check_recycling(self, now: float) -> None:
         """Recycle a serving worker past its memory or age limit (:mod:`cluster.pool.recycle`)

@@ -17,7 +17,7 @@ import socket
 import pytest
 
 from cluster.pool.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
-from cluster.pool.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, boot_concurrency,
+from cluster.pool.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, SATURATED_GRACE, boot_concurrency,
                                oversubscribed)
 from cluster.pool.worker import OUTBOX_LIMIT, State
 from cluster.protocol import frames
@@ -319,6 +319,24 @@ def test_a_silent_worker_is_late_then_killed_and_replaced(world):
     world.exit(first, killed_by(signal.SIGKILL))
     world.tick()
     assert world.booting(0) and world.pool.restarts["timeout"] == 1
+
+
+def test_workers_all_late_at_once_are_given_longer_before_they_are_killed(world, caplog):
+    first, second = serving_world(world)
+    world.tick(TIMEOUT + 1)  # both silent: the host's CPU, not one worker
+    assert world.processes.signals == [] and first.late and second.late
+    assert caplog.text.count("2 of 2 workers are late at once") == 1
+    world.tick(TIMEOUT)
+    world.beat(second)  # the host catches up: the one still silent goes at once
+    world.tick(0.5)
+    assert world.processes.signals == [(first.pid, signal.SIGKILL)]
+
+
+def test_workers_late_at_once_are_killed_at_last(world):
+    first, second = serving_world(world)
+    world.tick(SATURATED_GRACE * TIMEOUT + 1)
+    assert sorted(world.processes.signals) == sorted([(first.pid, signal.SIGKILL),
+                                                      (second.pid, signal.SIGKILL)])
 
 
 def test_a_worker_not_ready_within_the_boot_timeout_is_killed_and_counts_as_a_failed_boot(

@@ -342,9 +342,11 @@ def test_with_peers_a_session_is_served_through_another_host_whose_forwarder_res
 
         before = b.hosts()["forwarder"]  # B's forwarder killed: respawned, forwards again
         os.kill(before["pid"], signal.SIGKILL)
-        wait_for(lambda: b.hosts()["forwarder"]["up"]
-                 and b.hosts()["forwarder"]["pid"] != before["pid"], 30,
-                 what="B's forwarder respawned")
+        def respawned() -> bool:  # one look: up and a new pid in the same facts
+            forwarder = b.hosts()["forwarder"]
+            return forwarder["up"] and forwarder["pid"] not in (None, before["pid"])
+
+        wait_for(respawned, 30, what="B's forwarder respawned")
         assert b.hosts()["forwarder"]["respawns"] == before["respawns"] + 1
         assert whoami(client, sid)["pid"] in a.workers()
         b.children = b.master.worker_pids()

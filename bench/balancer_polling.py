@@ -17,8 +17,10 @@ hosts through both balancers, as clients arriving at random would be) are each a
 loop: an event with an ack (``whoami``) POSTed, then GETs until the ack is there, again. Windows of each balancer
 in turn (round-robin, by-sid, by-sid, round-robin, …: load from outside the run falls on
 both), ``--seconds`` per balancer in all. Prints one JSON line: acks per second through
-each, their ratio against the issue's target (round-robin ≥ 0.7× by-sid), and the
-connections the masters handed to their forwarders (0 expected through by-sid).
+each, their ratio against the issue's target (round-robin ≥ 0.7× by-sid), the
+connections the masters handed to their forwarders (0 expected through by-sid), and the
+CPU milliseconds the hosts' masters, workers and forwarders spent per ack through each
+(``cpu_ms_per_ack``: where the round-robin's extra cost goes).
 
 Loopback only; every process started is stopped by its PID.
 """
@@ -35,6 +37,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+import psutil
 
 from cluster.hosts.balancer import Listen, generate
 from cluster.protocol.sids import host_of
@@ -173,25 +177,61 @@ async def spread_client(port: int, index: int) -> PollingClient:
     raise RuntimeError(f"no session on host {wanted} through the balancer on port {port}")
 
 
-async def measure(balancers: dict[str, int], args: argparse.Namespace) -> dict:
+ROLES = ("masters", "workers", "forwarders")
+"""The hosts' processes whose CPU time per ack the result gives, by role."""
+
+
+def role_of(process: psutil.Process) -> str:
+    """A host process's role (one of :data:`ROLES`), from its title."""
+    title = " ".join(process.cmdline())
+    if "forwarder" in title:
+        return "forwarders"
+    return "workers" if "worker" in title else "masters"
+
+
+def cpu_by_role(masters: list[int]) -> dict[str, float]:
+    """CPU seconds (user + system) the hosts' processes have spent so far, by role."""
+    spent = dict.fromkeys(ROLES, 0.0)
+    for master in masters:
+        try:
+            tree = psutil.Process(master)
+            processes = [tree, *tree.children(recursive=True)]
+        except psutil.Error:
+            continue
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                spent[role_of(process)] += times.user + times.system
+            except psutil.Error:  # it ended meanwhile
+                pass
+    return spent
+
+
+async def measure(balancers: dict[str, int], args: argparse.Namespace,
+                  masters: list[int]) -> dict:
     clients = {name: [await spread_client(port, index) for index in range(args.clients)]
                for name, port in balancers.items()}
-    totals = {name: {"acks": 0, "seconds": 0.0, "forwarded": 0} for name in balancers}
+    totals = {name: {"acks": 0, "seconds": 0.0, "forwarded": 0,
+                     "cpu": dict.fromkeys(ROLES, 0.0)} for name in balancers}
     for window in range(2 * args.windows):
         name = sorted(balancers, reverse=window // 2 % 2 == 1)[window % 2]
-        before = forwarded()
+        before, cpu_before = forwarded(), cpu_by_role(masters)
         started = time.monotonic()
         done = await asyncio.gather(*(client.loop(started + args.seconds / args.windows)
                                       for client in clients[name]))
         totals[name]["seconds"] += time.monotonic() - started
         totals[name]["acks"] += sum(done)
         totals[name]["forwarded"] += forwarded() - before
+        for role, seconds in cpu_by_role(masters).items():
+            totals[name]["cpu"][role] += seconds - cpu_before[role]
     for group in clients.values():
         for client in group:
             client.http.close()
     result: dict = {name: {"acks": total["acks"], "seconds": round(total["seconds"], 3),
                            "acks_per_s": round(total["acks"] / total["seconds"], 1),
-                           "forwarded_connections": total["forwarded"]}
+                           "forwarded_connections": total["forwarded"],
+                           "cpu_ms_per_ack": {role: round(1000 * seconds / max(total["acks"], 1), 3)
+                                              for role, seconds in total["cpu"].items()}}
                     for name, total in totals.items()}
     result["ratio"] = round(result["round-robin"]["acks_per_s"] / result["by-sid"]["acks_per_s"], 3)
     result["target_ratio_at_least_0.7"] = result["ratio"] >= TARGET_RATIO
@@ -219,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         servers.append(Nginx(generate("nginx", hosts, Listen(balancers["by-sid"], "127.0.0.1"))))
         for port in balancers.values():
             wait_port(port)
-        result = asyncio.run(measure(balancers, args))
+        result = asyncio.run(measure(balancers, args, [proc.pid for proc in procs]))
         result.update(workers=args.workers, clients=args.clients, hosts=len(HOSTS))
         print(json.dumps(result))
     finally:

@@ -43,7 +43,7 @@ import psutil
 from cluster.hosts.balancer import Listen, generate
 from cluster.protocol.sids import host_of
 
-from .forward_cost import STATUS_PORTS, Http, free_port, start_hosts
+from .forward_cost import STATUS_PORTS, Http, free_port, start_hosts, stop_hosts
 from .targets import stop_process, wait_port
 
 HOSTS = {1: "127.0.0.11", 2: "127.0.0.12", 3: "127.0.0.13"}
@@ -265,10 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers:
             server.stop()
-        for proc in procs:
-            stop_process(proc, signal.SIGINT)
-        for log in logs:
-            log.close()
+        stop_hosts(procs, logs)
     return 0
 
 

@@ -79,6 +79,14 @@ def start_hosts(workers: int, hosts: dict[int, str] = HOSTS,
     return ports, procs, logs
 
 
+def stop_hosts(procs: list[subprocess.Popen], logs: list) -> None:
+    """Stop the masters :func:`start_hosts` started, by PID, and close their logs."""
+    for proc in procs:
+        stop_process(proc, signal.SIGINT)
+    for log in logs:
+        log.close()
+
+
 STATUS_PORTS: dict[int, int] = {}
 """The status endpoint's port of each host started with ``status=True``."""
 
@@ -258,10 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         result.update(workers=args.workers, clients=args.clients, rounds=args.rounds)
         print(json.dumps(result))
     finally:
-        for proc in procs:
-            stop_process(proc, signal.SIGINT)
-        for log in logs:
-            log.close()
+        stop_hosts(procs, logs)
     return 0
 
 

@@ -34,9 +34,9 @@ import time
 import psutil
 
 from .balancer_polling import HOSTS, Nginx, round_robin
-from .forward_cost import free_port, start_hosts
+from .forward_cost import free_port, start_hosts, stop_hosts
 from .loadgen import percentiles
-from .targets import stop_process, wait_port
+from .targets import wait_port
 
 BACK_TIMEOUT = 30.0
 """Seconds the lost clients get to come back before the run reports the missing ones."""
@@ -143,10 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.stop()
-        for proc in procs:
-            stop_process(proc, signal.SIGINT)
-        for log in logs:
-            log.close()
+        stop_hosts(procs, logs)
     return 0
 
 

@@ -48,7 +48,8 @@ def serve(channel: socket.socket, config: ForwarderConfig) -> NoReturn:
     """
     code = 0
     try:
-        code = asyncio.run(Forwarder(channel, config).run())
+        with asyncio.Runner(loop_factory=_new_loop) as runner:
+            code = runner.run(Forwarder(channel, config).run())
     except BaseException:  # noqa: BLE001 - never return to the master's code in a child
         log.critical("the forwarder failed", exc_info=True)
         code = 1
@@ -56,6 +57,15 @@ def serve(channel: socket.socket, config: ForwarderConfig) -> NoReturn:
         sys.stdout.flush()
         logging.shutdown()
         os._exit(code)
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop when installed (the ``asyncio`` extra), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 class Forwarder:

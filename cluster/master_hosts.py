@@ -82,7 +82,8 @@ class HostId:
             peers=peers, header_timeout=settings.header_timeout,
             keepalive_timeout=settings.keepalive_timeout,
             heartbeat_interval=settings.heartbeat_interval,
-            graceful_timeout=settings.graceful_timeout)
+            graceful_timeout=settings.graceful_timeout,
+            forwarded_allow_ips=settings.forwarded_allow_ips)
 
     def forwarder(self, hooks: ForwarderHooks,
                   forget_in_child: Callable[[], None]) -> ForwarderProcess:

@@ -58,6 +58,9 @@ class Counts:
 
     peers: dict[int, PeerCounts] = dataclasses.field(default_factory=dict)
     refused: Refused = dataclasses.field(default_factory=Refused)
+    own: PeerCounts = dataclasses.field(default_factory=PeerCounts)
+    """What was relayed to this host's own workers: the requests for this host that come
+    on a client connection the forwarder holds (not forwards)."""
 
     def peer(self, host_id: int) -> PeerCounts:
         """The counts of peer ``host_id`` (made at its first forward)."""
@@ -68,11 +71,13 @@ class Counts:
 
 
 def hosts_message(hosts: dict[int, Address], counts: Counts) -> bytes:
-    """The HOSTS payload: ``{"hosts": {"2": "HOST:PORT"}, "peers": {"2": {…}}, "refused": {…}}``."""
+    """The HOSTS payload: ``{"hosts": {"2": "HOST:PORT"}, "peers": {"2": {…}}, "refused": {…},
+    "own": {…}}``."""
     return json.dumps({
         "hosts": {str(host_id): format_address(address)
                   for host_id, address in sorted(hosts.items())},
         "peers": {str(host_id): dataclasses.asdict(peer)
                   for host_id, peer in sorted(counts.peers.items())},
         "refused": dataclasses.asdict(counts.refused),
+        "own": dataclasses.asdict(counts.own),
     }, separators=(",", ":")).encode()

@@ -27,6 +27,8 @@ class ForwarderConfig:
     :param keepalive_timeout: seconds an idle client connection is kept for its next request.
     :param heartbeat_interval: seconds between two HEARTBEAT (and HOSTS) messages.
     :param graceful_timeout: seconds to finish the open connections after DRAIN.
+    :param forwarded_allow_ips: ``--forwarded-allow-ips`` (the workers believe a socket
+                                pair's ``X-Forwarded-*`` headers, as a local peer's).
     """
 
     host_id: int
@@ -38,3 +40,4 @@ class ForwarderConfig:
     keepalive_timeout: float = 75.0
     heartbeat_interval: float = 1.0
     graceful_timeout: float = 30.0
+    forwarded_allow_ips: str = ""

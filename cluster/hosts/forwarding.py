@@ -5,12 +5,24 @@ A keep-alive server loop, as a worker's: the request head is read (at most
 keep-alive timeout; :mod:`cluster.hosts.http1` reads it), then routed on its own
 (:func:`cluster.hosts.routing.decide`):
 
-- not for another host: handed back to the master with every byte read and not served,
-  and this process lets the connection go;
+- for a session of this host: relayed to the worker that owns it, over a connection the
+  client connection keeps for that worker (:meth:`~cluster.hosts.upstream.Upstream.local`:
+  a socket pair whose other end the master hands to that worker once, with the client's
+  address). A kept-alive balancer connection carries sessions of every host: once here
+  it stays here, and each worker, of this host or a peer, gets the requests of its own
+  sessions on a connection of its own, so that neither side hands a connection back for
+  each request of another session (what made a round-robin balancer cost twice a
+  sid-aware one: CPU per ack in docs/benchmarks.md). Not so for an upgrade (the
+  websocket is better served by the worker itself), nor when ``--forwarded-allow-ips``
+  is set and the client connection's peer is not in it (the worker would believe the
+  socket pair's ``X-Forwarded-*`` headers as a local peer's);
+- for no session, or one of this host in the cases above: handed back to the master with
+  every byte read and not served, and this process lets the connection go;
 - a host not in the directory: python-engineio's ``400`` for an unknown session, at once;
 - a loop (forwarded once already, or a peer that is ourselves): ``502``;
-- else forwarded on the connection to that peer this client connection keeps
-  (:class:`~cluster.hosts.upstream.Upstream`), with :data:`~cluster.hosts.routing.HOP_HEADER`;
+- else forwarded on the connection to that peer's worker this client connection keeps
+  (:class:`~cluster.hosts.upstream.Upstream`: one per owner, host and worker tag), with
+  :data:`~cluster.hosts.routing.HOP_HEADER`;
   the body and the response are streamed as they come, the bytes received relayed as
   they are (only the request head gains the hop header), never held whole; a ``101``
   turns both connections into one relayed byte stream until either side closes.
@@ -31,6 +43,7 @@ from typing import Callable
 
 from cluster.protocol.bursts import BurstLog
 from cluster.protocol.frames import RESUME_LIMIT
+from cluster.protocol.trust import Trust, TrustCache
 
 from . import http1, responses, tunnel
 from .addresses import Address, format_address
@@ -96,27 +109,43 @@ class Forwarding:
         self.idle: set[asyncio.Future] = set()
         """The reads of the connections waiting for their next request."""
         self.parked: dict[tuple[tuple[str, int], int], tuple[Upstream, float]] = {}
-        """Idle connections to peers of client connections handed back: (client address,
-        host) -> (the connection, until when it is kept)."""
+        """Idle connections to owners of client connections handed back: (client address,
+        owner) -> (the connection, until when it is kept)."""
+        trust = Trust.parse(self.config.forwarded_allow_ips)
+        self.trust: TrustCache | None = TrustCache(trust) if trust else None
+        """``--forwarded-allow-ips``, when set (:meth:`relays_own`)."""
         self.hop_line = HOP_HEADER + b": " + str(self.config.host_id).encode() + b"\r\n"
         """The header line added to every forwarded request."""
 
-    def park(self, client: tuple[str, int], host: int, upstream: Upstream) -> None:
-        """Keep ``upstream`` (idle, to ``host``) for the client connection ``client``, now
-        handed back to the master, for when it comes back with a request for ``host``:
-        a kept-alive balancer connection carries sessions of every host, and goes back
-        and forth between the forwarder and this host's workers. Kept half the
+    def relays_own(self, sock: socket.socket) -> bool:
+        """Whether the requests of this host's sessions that come on the client connection
+        ``sock`` may be relayed to its workers: a worker trusts the socket pair's
+        ``X-Forwarded-*`` headers as a local peer's, so only when
+        ``--forwarded-allow-ips`` is not set or trusts the connection's own peer."""
+        if self.trust is None:
+            return True
+        try:
+            peer = sock.getpeername()
+        except OSError:
+            return False
+        return self.trust(peer[0]) if isinstance(peer, tuple) else True
+
+    def park(self, client: tuple[str, int], owner: int, upstream: Upstream) -> None:
+        """Keep ``upstream`` (idle, to ``owner``) for the client connection ``client``, now
+        handed back to the master, for when it comes back with a request for ``owner``:
+        a kept-alive balancer connection carries sessions of every host, and a handshake
+        or an upgrade of this host sends it to this host's workers. Kept half the
         keep-alive timeout (the peer closes it after the whole), :data:`PARKED_LIMIT` at
         most."""
-        key = (client, host)
+        key = (client, owner)
         if key in self.parked or len(self.parked) >= PARKED_LIMIT:
             upstream.close()
             return
         self.parked[key] = (upstream, time.monotonic() + self.config.keepalive_timeout / 2)
 
-    def unpark(self, client: tuple[str, int], host: int) -> Upstream | None:
-        """The connection to ``host`` kept for ``client``, if any."""
-        found = self.parked.pop((client, host), None)
+    def unpark(self, client: tuple[str, int], owner: int) -> Upstream | None:
+        """The connection to ``owner`` kept for ``client``, if any."""
+        found = self.parked.pop((client, owner), None)
         return None if found is None else found[0]
 
     def sweep(self, everything: bool = False) -> None:
@@ -163,7 +192,9 @@ class ClientRelay:
         self._buffer = bytearray(preface)
         """Bytes read from the client and not relayed: the next request's, from its first."""
         self._upstreams: dict[int, Upstream] = {}
+        """The kept-alive connections to owners (host and worker tag, as one number)."""
         self._reader = Reader(sock, READ_SIZE)
+        self._relays_own = forwarding.relays_own(sock)
 
     async def run(self) -> None:
         """Serve the connection's requests, one after the other."""
@@ -238,6 +269,9 @@ class ClientRelay:
         decision = decide(request.target, hop, self._config.host_id, self._config.advertise,
                           self._fw.hosts())
         if decision.route is Route.HAND_BACK:
+            if (decision.owner is not None and decision.host == self._config.host_id
+                    and self._relays_own and not request.upgrade):
+                return await self._forward(request, decision)
             if len(self._buffer) > RESUME_LIMIT:
                 await self._refuse(responses.client_error(431))
                 return False
@@ -258,24 +292,36 @@ class ClientRelay:
         return await self._forward(request, decision)
 
     async def _forward(self, request: RequestHead, decision: Decision) -> bool:
-        host, address = decision.host, decision.address
-        assert host is not None and address is not None
-        counts = self._fw.counts.peer(host)
+        """Relay one request to the owner of its sid, a peer's worker or one of this
+        host's, and its response back; whether the client connection goes on."""
+        host, owner = decision.host, decision.owner
+        assert host is not None and owner is not None
+        local = host == self._config.host_id
+        counts = self._fw.counts.own if local else self._fw.counts.peer(host)
         counts.requests += 1
+        address = self._config.advertise if local else decision.address
+        assert address is not None
         shown = format_address(address)
         started = time.monotonic()
         body = http1.BodyEnd(request.framing)
         head_size = len(request.head)
         sent = head_size + body.feed(self._buffer, head_size)
-        extra = self._fw.hop_line
-        if not request.get(b"host"):
-            extra = b"host: " + shown.encode() + b"\r\n" + extra
+        if local:
+            head = request.head
+        else:
+            extra = self._fw.hop_line
+            if not request.get(b"host"):
+                extra = b"host: " + shown.encode() + b"\r\n" + extra
+            head = http1.with_headers(request.head, extra)
+        data = head + self._buffer[head_size:sent]
         try:
-            upstream = await self._upstream(host, address)
+            upstream, delivered = await self._upstream(decision, data, counts)
             upstream.idle = False
-            await upstream.write(http1.with_headers(request.head, extra)
-                                 + self._buffer[head_size:sent])
+            if delivered < len(data):
+                await upstream.write(data[delivered:])
         except (OSError, asyncio.TimeoutError) as exc:
+            if local:
+                return False  # the master is gone: the client connection closes
             return await self._peer_gone(decision, shown, exc)
         counts.forward_seconds += time.monotonic() - started
         counts.forwards += 1
@@ -289,21 +335,23 @@ class ClientRelay:
             counts.errors += 1
             self._fw.counts.refused.unanswered += 1
             self._fw.unanswered.note(host, shown, f"{self._config.header_timeout:g}")
-            self._drop(host)
+            self._drop(owner)
             await self._refuse(responses.bad_gateway())
             return False
         except (PeerGone, OSError) as exc:
+            if local:  # the worker ended with the request: as for a client of its own
+                return False
             return await self._peer_gone(decision, shown, exc)
         if response.status == 101:
             await self._client_write(upstream.pending[:len(response.head)])
             del upstream.pending[:len(response.head)]
             counts.upgrades += 1
-            await self._tunnel(host, upstream, counts)
+            await self._tunnel(owner, upstream, counts)
             return False
-        return await self._relay_response(request, response, framing, host, upstream)
+        return await self._relay_response(request, response, framing, owner, upstream)
 
     async def _relay_response(self, request: RequestHead, response: ResponseHead,
-                              framing: int, host: int, upstream: Upstream) -> bool:
+                              framing: int, owner: int, upstream: Upstream) -> bool:
         """Relay the response from its head to its body's end; whether the client
         connection goes on."""
         body = http1.BodyEnd(framing)
@@ -322,7 +370,7 @@ class ClientRelay:
         if again and not upstream.pending:
             upstream.idle = True
         else:
-            self._drop(host)
+            self._drop(owner)
         return again
 
     @staticmethod
@@ -343,40 +391,52 @@ class ClientRelay:
             raise ConnectionResetError("the client closed the connection in a request body")
         return data
 
-    async def _upstream(self, host: int, address: Address) -> Upstream:
-        """This connection's kept-alive connection to ``host``, opened when it has none
-        that can take a request."""
-        upstream = self._upstreams.get(host)
+    async def _upstream(self, decision: Decision, data: bytes,
+                        counts: PeerCounts) -> tuple[Upstream, int]:
+        """This connection's kept-alive connection to the owner of ``decision``'s sid,
+        opened when it has none that can take a request; and how many bytes of ``data``
+        (the request's, from its first) went already: a new connection to this host's
+        worker is handed over with them (at most :data:`RESUME_LIMIT`)."""
+        owner = decision.owner
+        assert owner is not None
+        upstream = self._upstreams.get(owner)
         client = self._client_address()
         if upstream is None and client is not None:
-            upstream = self._fw.unpark(client, host)
+            upstream = self._fw.unpark(client, owner)
             if upstream is not None:
-                self._upstreams[host] = upstream
+                self._upstreams[owner] = upstream
         if upstream is not None and upstream.usable():
-            return upstream
-        self._drop(host)
+            return upstream, 0
+        self._drop(owner)
+        if decision.host == self._config.host_id:
+            first = data[:RESUME_LIMIT]
+            upstream = Upstream.local(
+                lambda theirs, read: self._fw.hand_back(theirs, self._address, read),
+                first, counts)
+            self._upstreams[owner] = upstream
+            return upstream, len(first)
+        assert decision.address is not None
         upstream = await asyncio.wait_for(
-            Upstream.open(address, self._config.advertise[0], self._client_address(),
-                          self._fw.counts.peer(host)),
+            Upstream.open(decision.address, self._config.advertise[0], client, counts),
             min(CONNECT_TIMEOUT, self._config.header_timeout))
-        self._upstreams[host] = upstream
-        return upstream
+        self._upstreams[owner] = upstream
+        return upstream, 0
 
     def _park_upstreams(self) -> None:
         """Keep this connection's idle connections to peers for when it comes back."""
         client = self._client_address()
         if client is None:
             return
-        for host, upstream in list(self._upstreams.items()):
+        for owner, upstream in list(self._upstreams.items()):
             if upstream.usable():
-                del self._upstreams[host]
-                self._fw.park(client, host, upstream)
+                del self._upstreams[owner]
+                self._fw.park(client, owner, upstream)
 
     def _client_address(self) -> tuple[str, int] | None:
         return self._address if self._address[0] else None
 
-    def _drop(self, host: int) -> None:
-        upstream = self._upstreams.pop(host, None)
+    def _drop(self, owner: int) -> None:
+        upstream = self._upstreams.pop(owner, None)
         if upstream is not None:
             upstream.close()
 
@@ -389,7 +449,8 @@ class ClientRelay:
         reason = "no connection in time" if isinstance(exc, asyncio.TimeoutError) else (
             " ".join(str(exc).split()) or type(exc).__name__)
         self._fw.dead.note(host, shown, reason)
-        self._drop(host)
+        assert decision.owner is not None
+        self._drop(decision.owner)
         await self._refuse(responses.unknown_session(decision.sid))
         return False
 
@@ -423,10 +484,10 @@ class ClientRelay:
     async def _client_write(self, data: bytes | bytearray) -> None:
         await send_all(self._loop, self._sock, data)
 
-    async def _tunnel(self, host: int, upstream: Upstream, counts: PeerCounts) -> None:
+    async def _tunnel(self, owner: int, upstream: Upstream, counts: PeerCounts) -> None:
         """Relay the upgraded connection's bytes both ways until either side closes (the
         connection to the peer is not used again)."""
-        del self._upstreams[host]
+        del self._upstreams[owner]
         self._reader.stop()
         try:
             await tunnel.relay(self._sock, upstream.release(), bytes(self._buffer),

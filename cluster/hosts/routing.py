@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 
-from cluster.protocol.sids import host_of, request_sid
+from cluster.protocol.sids import TAG_LIMIT, owner_of, request_sid
 
 from .addresses import Address
 
@@ -30,12 +30,14 @@ class Route(enum.Enum):
 @dataclasses.dataclass(frozen=True)
 class Decision:
     """A :class:`Route`, with the sid and the host it names (and that host's address to
-    forward to)."""
+    forward to), and the sid's owner (its host and worker tag as one number,
+    :func:`cluster.protocol.sids.owner_of`)."""
 
     route: Route
     sid: str | None = None
     host: int | None = None
     address: Address | None = None
+    owner: int | None = None
 
 
 def decide(target: bytes, hop: bool, host_id: int, advertise: Address,
@@ -48,14 +50,15 @@ def decide(target: bytes, hop: bool, host_id: int, advertise: Address,
     :param hosts: the directory, {host id: address}.
     """
     sid = request_sid(b"GET " + target + b" HTTP/1.1\r\n")
-    host = None if sid is None else host_of(sid)
+    owner = None if sid is None else owner_of(sid)
+    host = None if owner is None else owner // TAG_LIMIT
     if host is None or host == 0 or host == host_id:
-        return Decision(Route.HAND_BACK, sid, host)
+        return Decision(Route.HAND_BACK, sid, host, None, owner)
     address = hosts.get(host)
     if hop:
-        return Decision(Route.LOOP, sid, host, address)
+        return Decision(Route.LOOP, sid, host, address, owner)
     if address is None:
-        return Decision(Route.UNKNOWN_HOST, sid, host)
+        return Decision(Route.UNKNOWN_HOST, sid, host, None, owner)
     if address == advertise:
-        return Decision(Route.LOOP, sid, host, address)
-    return Decision(Route.FORWARD, sid, host, address)
+        return Decision(Route.LOOP, sid, host, address, owner)
+    return Decision(Route.FORWARD, sid, host, address, owner)

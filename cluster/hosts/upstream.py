@@ -1,10 +1,17 @@
-"""One kept-alive connection from the forwarder to a peer host.
+"""One kept-alive connection from the forwarder to a peer host, or to one of this host's workers.
 
 Opened from this host's advertised IP (so the peer's master knows it for a peer's and
 believes its PROXY header), its first bytes a PROXY v2 header naming the client; then
 requests and responses, one after the other, for the life of the client connection that
 opened it (:mod:`cluster.hosts.forwarding` frames them with :mod:`cluster.hosts.http1`).
 Every byte counts in the peer's :class:`~cluster.hosts.counts.PeerCounts`.
+
+A connection to this host's own worker (:meth:`Upstream.local`) is one end of a socket
+pair whose other end the master hands to the worker that owns the first request's sid,
+with the client's address, as it hands it any client connection the forwarder gives
+back: the worker serves it as that client's, and the requests for that owner that come
+next on the client connection go the same way (not forwards: counted apart, in
+:attr:`~cluster.hosts.counts.Counts.own`).
 """
 from __future__ import annotations
 
@@ -13,6 +20,7 @@ import errno
 import functools
 import ipaddress
 import socket
+from typing import Callable
 
 from . import proxy_v2
 from .addresses import Address
@@ -66,17 +74,36 @@ class Upstream:
             raise
         return upstream
 
+    @classmethod
+    def local(cls, hand_over: Callable[[socket.socket, bytes], None], first: bytes,
+              counts: PeerCounts) -> "Upstream":
+        """A connection to this host's worker that owns the sid of the request ``first``
+        begins with: ``hand_over`` gives one end of a new socket pair, with ``first`` as
+        bytes read from it, to the master (:meth:`cluster.hosts.link.MasterLink.hand_back`),
+        which passes both to that worker; the other end is the connection."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            mine.setblocking(False)
+            hand_over(theirs, first)
+        except BaseException:
+            mine.close()
+            raise
+        finally:
+            theirs.close()  # the master holds its own copy
+        return cls(mine, counts)
+
     def usable(self) -> bool:
         """Whether a new request may go on this connection: the last exchange ended and
         the peer has not closed it meanwhile (nor sent anything unasked)."""
         if not self.idle or self.pending:
             return False
         try:
-            return not self.sock.recv(1, socket.MSG_PEEK)
+            self.sock.recv(1, socket.MSG_PEEK)  # b"": closed; a byte: sent unasked
         except BlockingIOError:
             return True
         except OSError:
-            return False
+            pass
+        return False
 
     async def write(self, data: bytes | bytearray | memoryview) -> None:
         """Write raw bytes, waiting while the peer does not take them."""

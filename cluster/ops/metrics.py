@@ -137,6 +137,10 @@ def _hosts_families(hosts: dict | None) -> list[Metric]:
                  "handed back, being for this host (handed_back)", "outcome",
                  {"sent": hosts["forwarded"], "held": hosts["held"],
                   "handed_back": hosts["handed_back"]}),
+        CounterMetricFamily("sticky_cluster_forwarder_relayed_own", "Requests of this "
+                            "host's sessions the forwarder relayed to this host's workers "
+                            "(on a client connection that carries other hosts' sessions too)",
+                            value=hosts["relayed_own"]),
         _counter("sticky_cluster_forwards_refused", "Requests the forwarder answered itself: "
                  "a host not in the directory (400), a loop (502), a host that did not answer "
                  "(502)", "reason", hosts["refused"]),

@@ -95,12 +95,14 @@ def hosts_facts(host_id: int, advertise: str, forwarder: ForwarderProcess,
                 dispatcher: Dispatcher) -> dict:
     """Several hosts: this host's id and address, its forwarder, the hosts it knows and
     what was forwarded to each (from the forwarder's last ``HOSTS`` message: totals since
-    it started, numbers only), and the master's own counts of connections sent to the
+    it started, numbers only), the requests of this host's sessions it relayed to this
+    host's workers (``relayed_own``), and the master's own counts of connections sent to the
     forwarder, held while it was down, and handed back by it."""
     reported = forwarder.hosts
     known = reported.get("hosts")
     peers = reported.get("peers")
     refused = reported.get("refused")
+    own = reported.get("own")
     link = forwarder.link
     return {
         "host_id": host_id, "advertise": advertise,
@@ -114,6 +116,7 @@ def hosts_facts(host_id: int, advertise: str, forwarder: ForwarderProcess,
                   if isinstance(peers, dict) else {}),
         "refused": {reason: _number(refused.get(reason) if isinstance(refused, dict) else 0)
                     for reason in REFUSALS},
+        "relayed_own": _number(own.get("requests") if isinstance(own, dict) else 0),
         "forwarded": dispatcher.forwarded, "held": dispatcher.forward_held,
         "handed_back": dispatcher.forwarded_back,
     }

@@ -2,8 +2,10 @@
 real channel, handing it real client sockets, and a stand-in peer host listens on its own
 loopback address (tests.support.peer_host). What a client and a peer would notice: a
 request of a peer's session answered by the peer, which knows the client's address; a
-websocket relayed both ways; the next request of this host handed back with exactly its
-bytes; refusals (400, 502, 431) at once and logged; no orphan when the master is gone."""
+websocket relayed both ways; a request of this host's session relayed to its worker on a
+connection kept for that worker (the test plays the worker), or handed back with exactly
+its bytes (a handshake, an upgrade, a client not trusted with X-Forwarded-*); refusals
+(400, 502, 431) at once and logged; no orphan when the master is gone."""
 from __future__ import annotations
 
 import json
@@ -27,7 +29,11 @@ SID = {host: sid_prefix(7, host) + "forwardedSessionXYZ0" for host in (1, 2, 3, 
 """A sid of worker 7 on each host: 1 is ours, 2 the peer, 3 dead, 4 silent, 5 ourselves
 under another id, 6 a second peer, 9 not in the directory. (Fixed: parallel runs collect
 the same test ids.)"""
-assert all(len(sid) == SID_LENGTH for sid in SID.values())
+OUR_WORKER_8 = sid_prefix(8, 1) + "forwardedSessionXYZ0"
+"""A sid of another worker of ours (8)."""
+assert all(len(sid) == SID_LENGTH for sid in (*SID.values(), OUR_WORKER_8))
+UPGRADE = ("Connection: Upgrade\r\nUpgrade: websocket\r\n"
+           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
 
 
 @pytest.fixture
@@ -54,12 +60,24 @@ def silent():
 @pytest.fixture
 def master(tmp_path, peer, second_peer, silent):
     """The test as the forwarder's master: a listener clients connect to, the channel."""
+    yield from started(tmp_path, peer, second_peer, silent)
+
+
+@pytest.fixture
+def guarded_master(tmp_path, peer, second_peer, silent):
+    """As :func:`master`, the workers believing X-Forwarded-* from 127.0.0.9 only (not
+    from the clients' address)."""
+    yield from started(tmp_path, peer, second_peer, silent, forwarded_allow_ips="127.0.0.9")
+
+
+def started(tmp_path, peer, second_peer, silent, **settings):
     advertise = ("127.0.0.11", free_port("127.0.0.11"))
     config = ForwarderConfig(
         host_id=1, advertise=advertise, channel="fwd",
         peers={1: advertise, 2: peer.address, 3: ("127.0.0.13", free_port("127.0.0.13")),
                4: silent, 5: advertise, 6: second_peer.address},
-        header_timeout=1.0, keepalive_timeout=5.0, heartbeat_interval=0.2, graceful_timeout=2.0)
+        header_timeout=1.0, keepalive_timeout=5.0, heartbeat_interval=0.2, graceful_timeout=2.0,
+        **settings)
     forwarder = ForwarderProcess(config, tmp_path / "forwarder.log")
     try:
         forwarder.wait_for(Kind.READY)
@@ -205,15 +223,71 @@ def test_a_websocket_the_client_does_not_read_holds_the_peer_back(master, peer):
     assert received == FLOOD
 
 
-@pytest.mark.parametrize("next_target", [f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}",
-                                         "/socket.io/?EIO=4&transport=polling"])
+def read_request(sock: socket.socket) -> bytes:
+    """One request head (and nothing after it) from ``sock``, as a worker reads it."""
+    data = b""
+    while not data.endswith(b"\r\n\r\n"):
+        chunk = sock.recv(1)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    return data
+
+
+def test_requests_of_this_hosts_sessions_go_to_their_workers_on_connections_kept_for_them(
+        master, peer):
+    """A balancer's connection carries sessions of every host: once in the forwarder it
+    stays there. Each of this host's workers gets its sessions' requests on a connection
+    of its own, handed over once (with the client's address and the first request, as
+    the master hands a worker any client), never with the requests of another."""
+    client = connect(master)
+    peers_target = f"/socket.io/?EIO=4&transport=polling&sid={SID[2]}"
+    workers: dict[str, socket.socket] = {}
+    for round_ in range(3):
+        client.sendall(get(peers_target))
+        assert read_response(client)[1] == f"peer saw {peers_target}".encode()
+        for sid in (SID[1], OUR_WORKER_8):
+            request = (f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                       f"Host: x\r\nContent-Length: 6\r\n\r\n4r{round_}abc").encode()
+            client.sendall(request)
+            if sid not in workers:  # a new connection to that worker, through the master
+                payload, fd = master.wait_for(Kind.HANDBACK)
+                assert frames.split_resumed(payload) == (client.getsockname()[:2], request)
+                workers[sid] = socket.socket(fileno=fd)
+                assert workers[sid].family == socket.AF_UNIX
+            else:  # the same one: the worker reads the request on it
+                worker = workers[sid]
+                assert read_request(worker) + worker.recv(6, socket.MSG_WAITALL) == request
+            answer = f"{sid[:4]} round {round_}".encode()
+            workers[sid].sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s"
+                                 % (len(answer), answer))
+            assert read_response(client)[1] == answer
+    assert [len(seen.requests) for seen in peer.connections] == [3]
+    counted(master, lambda facts: facts["own"]["requests"] == 6, "the relayed requests counted")
+    assert master.hosts["own"]["errors"] == 0 and "3" not in master.hosts["peers"]
+
+
+def test_a_worker_that_closes_its_connection_gets_the_next_request_on_a_new_one(master):
+    client = connect(master)
+    target = f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}"
+    for _attempt in range(2):
+        client.sendall(get(target))
+        payload, fd = master.wait_for(Kind.HANDBACK)
+        assert frames.split_resumed(payload)[1] == get(target)
+        with socket.socket(fileno=fd) as worker:  # answers, then closes (its keep-alive ends)
+            worker.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        assert read_response(client)[1] == b"ok"
+
+
+@pytest.mark.parametrize("next_target, extra", [
+    ("/socket.io/?EIO=4&transport=polling", ""),  # a handshake: the master places it
+    (f"/socket.io/?EIO=4&transport=websocket&sid={SID[1]}", UPGRADE)])  # served by the worker
 def test_the_next_request_for_this_host_is_handed_back_with_exactly_its_bytes(
-        master, peer, next_target):
+        master, peer, next_target, extra):
     client = connect(master)
     client.sendall(get(f"/socket.io/?sid={SID[2]}"))
     assert read_response(client)[0].startswith(b"HTTP/1.1 200")
-    request = (f"POST {next_target} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n4abc"
-               .encode())
+    request = (f"POST {next_target} HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: 4\r\n"
+               "\r\n4abc").encode()
     client.sendall(request)
     payload, fd = master.wait_for(Kind.HANDBACK)
     assert frames.split_resumed(payload) == (client.getsockname()[:2], request)
@@ -223,16 +297,32 @@ def test_the_next_request_for_this_host_is_handed_back_with_exactly_its_bytes(
     assert read_to_eof(client) == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
 
 
+def test_a_client_not_trusted_with_x_forwarded_headers_is_handed_back(guarded_master, peer):
+    """The worker would believe a socket pair's X-Forwarded-* as a local peer's: a client
+    connection whose peer --forwarded-allow-ips does not name goes to the worker itself."""
+    client = connect(guarded_master)
+    client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    assert read_response(client)[0].startswith(b"HTTP/1.1 200")
+    ours = get(f"/socket.io/?sid={SID[1]}", "X-Forwarded-Proto: https\r\n")
+    client.sendall(ours)
+    payload, fd = guarded_master.wait_for(Kind.HANDBACK)
+    assert frames.split_resumed(payload) == (client.getsockname()[:2], ours)
+    with socket.socket(fileno=fd) as handed:  # the very client connection
+        assert handed.family == socket.AF_INET
+        handed.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+    assert read_to_eof(client) == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
+
+
 def test_a_connection_that_comes_back_after_a_hand_back_finds_its_peer_connection_again(
         master, peer):
-    """A balancer's kept-alive connection goes back and forth between the forwarder and
-    this host's workers: each time it comes back, its requests for the peer go on the
-    connection to the peer it had (no new connection, no new PROXY header)."""
+    """A balancer's kept-alive connection that a handshake sent back to this host's
+    workers: when it comes back, its requests for the peer go on the connection to the
+    peer it had (no new connection, no new PROXY header)."""
     client = connect(master)
     peers_target = f"/socket.io/?sid={SID[2]}"
     client.sendall(get(peers_target))
     assert read_response(client)[0].startswith(b"HTTP/1.1 200")
-    ours = get(f"/socket.io/?sid={SID[1]}")
+    ours = get("/socket.io/?EIO=4&transport=polling")
     client.sendall(ours)
     payload, fd = master.wait_for(Kind.HANDBACK)
     address, data = frames.split_resumed(payload)

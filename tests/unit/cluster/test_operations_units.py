@@ -125,7 +125,7 @@ HOSTS_FACTS = {
     "peers": {"1": {"requests": 40, "upgrades": 2, "bytes_in": 9000, "bytes_out": 7000,
                     "errors": 1, "forward_seconds": 0.05, "forwards": 40}},
     "refused": {"unknown_host": 5, "loop": 0, "unanswered": 1},
-    "forwarded": 42, "held": 3, "handed_back": 4,
+    "forwarded": 42, "held": 3, "handed_back": 4, "relayed_own": 17,
 }
 
 
@@ -152,6 +152,7 @@ def test_metrics_say_the_hosts_with_several_hosts_only():
         "unknown_host": 5, "loop": 0, "unanswered": 1}
     assert totals(parsed["sticky_cluster_forwarder_connections"], "outcome") == {
         "sent": 42, "held": 3, "handed_back": 4}
+    assert parsed["sticky_cluster_forwarder_relayed_own"].samples[0].value == 17
 
 
 def test_hosts_facts_keep_numbers_only_from_the_forwarders_message():
@@ -161,13 +162,14 @@ def test_hosts_facts_keep_numbers_only_from_the_forwarders_message():
         link, up, respawns = None, False, 0
         hosts = {"hosts": {"1": "10.0.0.1:8000"}, "peers": {"1": {"requests": "x", "errors": 2},
                                                              "2": "junk"},
-                 "refused": {"loop": True, "unanswered": 3}}
+                 "refused": {"loop": True, "unanswered": 3}, "own": {"requests": 5}}
 
     master = Master("tests.apps.chat:sio", workers=2)
     facts = hosts_facts(1, "10.0.0.1:8000", Forwarder(), master._dispatcher)  # type: ignore[arg-type]
     assert facts["peers"] == {"1": {"requests": 0, "upgrades": 0, "bytes_in": 0, "bytes_out": 0,
                                     "errors": 2, "forward_seconds": 0, "forwards": 0}}
     assert facts["refused"] == {"unknown_host": 0, "loop": 0, "unanswered": 3}
+    assert facts["relayed_own"] == 5
     assert facts["forwarder"] == {"pid": None, "up": False, "respawns": 0, "connections": 0}
 
 

@@ -87,4 +87,6 @@ def test_the_hosts_message_names_hosts_counts_and_refusals():
                      "peers": {"2": {"requests": 3, "upgrades": 0, "bytes_in": 0,
                                      "bytes_out": 0, "errors": 0, "forward_seconds": 0.0,
                                      "forwards": 0}},
-                     "refused": {"unknown_host": 0, "loop": 1, "unanswered": 0}}
+                     "refused": {"unknown_host": 0, "loop": 1, "unanswered": 0},
+                     "own": {"requests": 0, "upgrades": 0, "bytes_in": 0, "bytes_out": 0,
+                             "errors": 0, "forward_seconds": 0.0, "forwards": 0}}

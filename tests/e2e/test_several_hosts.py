@@ -171,8 +171,14 @@ def test_a_broadcast_reaches_clients_of_every_host(three):
 
 
 def test_sessions_of_two_hosts_alternate_on_one_connection_each_answered_by_its_worker(three):
+    """As through a round-robin balancer's kept-alive connection: once the connection has
+    reached B's forwarder (a request of A's session) it stays there, and B's own session's
+    requests are relayed to its worker: the connection goes to the forwarder once, and one
+    connection (to that worker) comes back from it, however many requests alternate."""
     a, b, c = three
     sessions = {sid_on(a, 10): a, sid_on(c, 11): c, sid_on(b, 12): b}
+    before = b.master.status()
+    relayed = before["hosts"]["relayed_own"]
     connection = KeepAlive(b.port, client_source(13), b.address)
     try:
         for round_ in range(3):
@@ -183,6 +189,12 @@ def test_sessions_of_two_hosts_alternate_on_one_connection_each_answered_by_its_
                 assert json.loads(body[len(f"43{round_}"):])[0]["pid"] in home.workers()
     finally:
         connection.close()
+    after = b.master.status()
+    assert after["hosts"]["forwarded"] - before["hosts"]["forwarded"] == 1
+    assert after["hosts"]["handed_back"] - before["hosts"]["handed_back"] == 1
+    assert after["handoffs"]["handed_back"] == before["handoffs"]["handed_back"]  # no worker's
+    wait_for(lambda: b.hosts()["relayed_own"] - relayed == 6, 10,
+             what="B's six requests relayed to its worker, counted")
     for sid, home in sessions.items():
         hang_up(home, sid)
 

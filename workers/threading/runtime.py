@@ -43,14 +43,16 @@ class ThreadingRuntime(BlockingRuntime):
 
     def open(self) -> ThreadMasterLink:
         """Bound the websockets; make the server and the link that feeds it."""
-        from .. import access_log, forwarded, simple_websocket_limits
+        from .. import access_log, forwarded
         from ..limits import http_limits
         from ..wsgi_errors import log_errors
+        from . import tasks, websocket
         from .link import ThreadMasterLink
         from .server import Server
 
         spec, app = self.spec, self.app
-        simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
+        websocket.install(app.server.eio, spec.websocket_rate)
+        tasks.install(app.server.eio)
         threads = spec.threads or DEFAULT_THREADS
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)
         wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)

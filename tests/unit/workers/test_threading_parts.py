@@ -129,3 +129,75 @@ def test_an_exception_is_a_bare_500_and_a_websocket_that_takes_the_socket_is_lef
     assert conn.sock.fileno() != -1  # not closed: the websocket owns it
     conn.sock.close()
     assert _read_all(client) == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+
+# ------------------------------------------------------------------------ background tasks
+
+def test_a_background_task_runs_at_once_with_its_arguments_and_can_be_joined():
+    from workers.threading.tasks import PooledThread
+    got = []
+    release = threading.Event()
+
+    def work(a, b=None):
+        release.wait(30)
+        got.append((a, b))
+
+    task = PooledThread(target=work, args=(1,), kwargs={"b": 2})
+    task.start()
+    assert task.is_alive()
+    release.set()
+    task.join(30)
+    assert got == [(1, 2)] and not task.is_alive()
+
+
+def test_finished_tasks_threads_run_the_next_tasks():
+    from workers.threading import tasks
+    idents = []
+
+    def run_one() -> None:
+        task = tasks.PooledThread(target=lambda: idents.append(threading.get_ident()))
+        task.start()
+        task.join(30)
+
+    run_one()
+    wait_for(lambda: tasks._pool._idle, 30, what="an idle pool thread")
+    idle = len(tasks._pool._idle)
+    for _ in range(10):  # one after another: each finds the last one's thread idle
+        run_one()
+        wait_for(lambda: len(tasks._pool._idle) >= idle, 30, what="the thread idle again")
+    assert len(set(idents)) <= idle < 10
+
+
+def test_tasks_that_wait_on_each_other_each_get_a_thread():
+    from workers.threading.tasks import PooledThread
+    ping, pong = threading.Event(), threading.Event()
+    one = PooledThread(target=lambda: (ping.set(), pong.wait(30)))
+    two = PooledThread(target=lambda: (ping.wait(30), pong.set()))
+    one.start()
+    two.start()
+    one.join(30)
+    two.join(30)
+    assert ping.is_set() and pong.is_set()
+
+
+def test_each_task_starts_in_a_fresh_context_and_its_exception_reaches_the_thread_hook():
+    import contextvars
+
+    from workers.threading.tasks import PooledThread
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+    hooked = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: hooked.append(args.exc_type)
+    try:
+        def first():
+            var.set("first")
+            raise KeyError("boom")
+
+        for target in (first, lambda: seen.append(var.get())):
+            task = PooledThread(target=target)
+            task.start()
+            task.join(30)
+    finally:
+        threading.excepthook = previous
+    assert hooked == [KeyError] and seen == ["unset"]

@@ -246,7 +246,8 @@ class InlineWebSocketWSGI:
             start_response("400 Bad Request", [("Content-Type", "text/plain"),
                                                ("Content-Length", "0")])
             return [b""]
-        except OSError:  # the client went before the answer
+        except OSError:  # the client went before the answer: the socket is ours to close
+            sock.close()
             return []
         environ[TAKEN_OVER] = True
         try:

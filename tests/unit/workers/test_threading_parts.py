@@ -1,5 +1,6 @@
 """The threading worker's parts, without a cluster: the pool, the HTTP request over a
-socket pair. (The bounded inflate of its websockets, shared with gevent:
+socket pair, the background tasks, the websocket over a socket pair. (The bounded inflate of
+its websockets, shared with gevent:
 tests/unit/workers/test_limits.py.)"""
 from __future__ import annotations
 
@@ -201,3 +202,71 @@ def test_each_task_starts_in_a_fresh_context_and_its_exception_reaches_the_threa
     finally:
         threading.excepthook = previous
     assert hooked == [KeyError] and seen == ["unset"]
+
+
+
+# ------------------------------------------------------------------------ the websocket
+
+def _websocket_pair(max_message_size: int = 1000):
+    """An accepted InlineWebSocket on one end of a socket pair; on the other, the socket
+    (past the handshake's answer) and an open wsproto client connection."""
+    import base64
+
+    from wsproto.connection import Connection, ConnectionType
+
+    from workers.limits import Pacer, ReceiveBudget
+    from workers.threading.websocket import InlineWebSocket
+    server_sock, client_sock = socket.socketpair()
+    for sock in (server_sock, client_sock):
+        sock.settimeout(10)
+    environ = {"HTTP_HOST": "x", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "Upgrade",
+               "HTTP_SEC_WEBSOCKET_VERSION": "13",
+               "HTTP_SEC_WEBSOCKET_KEY": base64.b64encode(b"0123456789abcdef").decode()}
+    ws = InlineWebSocket(server_sock, environ, max_message_size, Pacer(ReceiveBudget(1e9, 1e9)))
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += client_sock.recv(1)
+    assert answer.startswith(b"HTTP/1.1 101")
+    return ws, client_sock, Connection(ConnectionType.CLIENT)
+
+
+def _events(sock, client, count):
+    """The next ``count`` events the server sent to ``client``."""
+    got = []
+    while len(got) < count:
+        client.receive_data(sock.recv(65536))
+        got += list(client.events())
+    return got
+
+
+def test_the_websocket_joins_fragments_answers_pings_inline_and_the_clients_close():
+    from wsproto.events import CloseConnection, Ping, Pong, TextMessage
+    ws, sock, client = _websocket_pair()
+    sock.sendall(client.send(TextMessage(data="4hel", message_finished=False))
+                 + client.send(Ping(payload=b"p"))
+                 + client.send(TextMessage(data="lo")) + client.send(TextMessage(data="4two")))
+    assert ws.receive() == "4hello"  # the ping in between answered while reading it
+    assert ws.receive() == "4two"
+    (pong,) = _events(sock, client, 1)
+    assert isinstance(pong, Pong) and pong.payload == b"p"
+    ws.send("3")
+    (message,) = _events(sock, client, 1)
+    assert isinstance(message, TextMessage) and message.data == "3"
+    sock.sendall(client.send(CloseConnection(code=1000)))
+    assert ws.receive() is None
+    (answer,) = _events(sock, client, 1)
+    assert isinstance(answer, CloseConnection) and answer.code == 1000
+    ws.finish(5)
+    assert sock.recv(1) == b""
+
+
+def test_a_message_over_the_size_is_closed_1009_as_its_pieces_arrive():
+    from wsproto.events import CloseConnection, TextMessage
+    ws, sock, client = _websocket_pair(max_message_size=1000)
+    sock.sendall(client.send(TextMessage(data="4" + "x" * 600, message_finished=False))
+                 + client.send(TextMessage(data="x" * 600, message_finished=False)))
+    assert ws.receive() is None
+    (close,) = _events(sock, client, 1)
+    assert isinstance(close, CloseConnection) and close.code == 1009
+    ws.finish(5)
+    assert sock.recv(1) == b""

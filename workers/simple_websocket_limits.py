@@ -1,9 +1,11 @@
 """python-engineio's simple-websocket endpoint, with the worker's websocket limits.
 
 Engine.IO serves websockets with simple-websocket (over wsproto) under gevent (when
-gevent-websocket is not installed) and under threads: one implementation serves both
-runtimes (:func:`install`, called by each with its Engine.IO server; the thread, event
-and sleep are that server's own). As it comes, nothing bounds what one client makes its
+gevent-websocket is not installed) and under threads; the gevent worker installs this
+module's endpoint (:func:`install`, with its Engine.IO server's thread, event and sleep),
+the threading worker its own websocket without a reader thread
+(:mod:`workers.threading.websocket`), which uses this module's bounded inflate, frame cost
+and close wait. As it comes, nothing bounds what one client makes its
 worker hold or do: python-engineio gives it no message size, and wsproto inflates a
 compressed frame whole whatever it inflates to (10 websockets sending 730 KB of
 permessage-deflate messages took a gevent worker to 853 MB); a ``recv`` does not yield
@@ -30,7 +32,7 @@ server's ``websocket`` class (not a fork of either library):
   it reaches the client.
 
 The HTTP server learns that the connection is the websocket's from :data:`TAKEN_OVER`
-in the environ (gevent) or from a call that started no response (threading).
+in the environ (gevent; the threading server, from a call that started no response).
 """
 from __future__ import annotations
 

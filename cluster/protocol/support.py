@@ -160,7 +160,7 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                      "reading paused past the budget"),
         "aiohttp": Cell("our guard in front of aiohttp's protocol: frames counted, reading "
                         "paused past the budget"),
-        "threading": Cell("our paced reader under simple-websocket"),
+        "threading": Cell("our paced reader in the thread that waits for the message"),
     },
 }
 """Worker-side option (its ``cluster.setup.options`` name) -> server (:data:`SERVERS`) ->
@@ -174,8 +174,7 @@ DEFLATE: dict[str, str] = {
     "asgi": "on with uvicorn's websockets implementations, which inflate at most "
             "`ws_max_size`; off with wsproto, which inflates a whole frame",
     "aiohttp": "on: aiohttp inflates at most `max_msg_size`",
-    "threading": "on: our bounded inflate under simple-websocket (1009 past "
-                 "`max_http_buffer_size`)",
+    "threading": "on: our bounded inflate over wsproto (1009 past `max_http_buffer_size`)",
 }
 """What each server does when a client offers permessage-deflate (on only where the inflated
 size is bounded while it inflates)."""

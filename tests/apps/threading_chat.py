@@ -7,6 +7,7 @@ with the same events.
 """
 import ctypes
 import os
+import threading
 import time
 
 import socketio
@@ -63,6 +64,12 @@ def shout(data):
 @socketio_ext.on("echo")
 def echo(data):
     return data
+
+
+@socketio_ext.on("thread_name")
+def thread_name(data=None):
+    """The name of the thread this event runs on."""
+    return threading.current_thread().name
 
 
 @socketio_ext.on("slow")

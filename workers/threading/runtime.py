@@ -4,8 +4,10 @@ in threading mode, or a ``socketio.WSGIApp`` over such a Server.
 The shared boot sequence (:mod:`workers.boot`), with no monkey-patching: the app runs on
 real threads, as under ``gunicorn -k gthread``, with python-socketio's sync managers, whose
 listeners are threads. The server (:mod:`workers.threading.server`) reads the handed-over
-sockets with one poller thread and runs requests on ``--threads`` threads; websockets are
-simple-websocket's (:mod:`workers.simple_websocket_limits`). The poller also sends the
+sockets with one poller thread and runs requests on ``--threads`` threads; a websocket is
+read by the request thread that waits for its messages (:mod:`workers.threading.websocket`),
+and python-socketio's and python-engineio's background tasks (one per event the app
+handles) run on reused threads (:mod:`workers.threading.tasks`). The poller also sends the
 heartbeats: a worker whose poller is stuck, or whose interpreter is held by code that keeps
 the GIL, is seen and killed; one whose threads are all busy is reported *full*.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,11 +32,22 @@ log = logging.getLogger("sticky_cluster.worker")
 
 DEFAULT_THREADS = 1000
 """``--threads`` when not given. A websocket holds one pool thread for its whole life
-(and simple-websocket and Engine.IO start three more of their own: reader, writer,
-pings), so the pool is the most clients one worker serves at once: gunicorn's
-documented 100 would cap a worker at 100 websockets. An idle websocket costs about
-50 KB (measured, mostly its threads' stacks), so 1,000 stay near 50 MB a worker; a long
-poll or a short request frees its thread when it ends."""
+(Engine.IO adds two tasks of its own, its writer and its pings: :mod:`.tasks`), so the
+pool is the most clients one worker serves at once: gunicorn's documented 100 would cap
+a worker at 100 websockets. A long poll or a short request frees its thread when it
+ends."""
+
+
+SWITCH_INTERVAL = 0.05
+"""Seconds a thread may hold the GIL while another waits for it (``sys.setswitchinterval``;
+Python's default is 0.005). Each thread that waits for the GIL wakes every interval to ask
+for it; with 1,000 websockets, thousands of threads wait at once, and at 5 ms their
+wake-ups took the worker's CPU in the kernel: one worker echoed 1.5 messages/s to 1,000
+clients, and 1,700-2,800/s at 20-100 ms (measured, echo 1,000 on one worker; 100 clients
+on two workers: 4,500-4,650 messages/s at 5 ms, 5,150-5,800 at 50 ms). The worker's
+threads block on sockets and locks long before 50 ms; only code that computes that long
+without a pause keeps the others waiting, as it would keep every client of an eventlet or
+gevent worker waiting for all of its run."""
 
 
 class ThreadingRuntime(BlockingRuntime):
@@ -43,14 +57,17 @@ class ThreadingRuntime(BlockingRuntime):
 
     def open(self) -> ThreadMasterLink:
         """Bound the websockets; make the server and the link that feeds it."""
-        from .. import access_log, forwarded, simple_websocket_limits
+        from .. import access_log, forwarded
         from ..limits import http_limits
         from ..wsgi_errors import log_errors
+        from . import tasks, websocket
         from .link import ThreadMasterLink
         from .server import Server
 
         spec, app = self.spec, self.app
-        simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        websocket.install(app.server.eio, spec.websocket_rate)
+        tasks.install(app.server.eio)
         threads = spec.threads or DEFAULT_THREADS
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)
         wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)

@@ -1,5 +1,6 @@
 """The threading worker's parts, without a cluster: the pool, the HTTP request over a
-socket pair. (The bounded inflate of its websockets, shared with gevent:
+socket pair, the background tasks, the websocket over a socket pair. (The bounded inflate of
+its websockets, shared with gevent:
 tests/unit/workers/test_limits.py.)"""
 from __future__ import annotations
 
@@ -129,3 +130,143 @@ def test_an_exception_is_a_bare_500_and_a_websocket_that_takes_the_socket_is_lef
     assert conn.sock.fileno() != -1  # not closed: the websocket owns it
     conn.sock.close()
     assert _read_all(client) == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+
+# ------------------------------------------------------------------------ background tasks
+
+def test_a_background_task_runs_at_once_with_its_arguments_and_can_be_joined():
+    from workers.threading.tasks import PooledThread
+    got = []
+    release = threading.Event()
+
+    def work(a, b=None):
+        release.wait(30)
+        got.append((a, b))
+
+    task = PooledThread(target=work, args=(1,), kwargs={"b": 2})
+    task.start()
+    assert task.is_alive()
+    release.set()
+    task.join(30)
+    assert got == [(1, 2)] and not task.is_alive()
+
+
+def test_finished_tasks_threads_run_the_next_tasks():
+    from workers.threading import tasks
+    idents = []
+
+    def run_one() -> None:
+        task = tasks.PooledThread(target=lambda: idents.append(threading.get_ident()))
+        task.start()
+        task.join(30)
+
+    run_one()
+    wait_for(lambda: tasks._pool._idle, 30, what="an idle pool thread")
+    idle = len(tasks._pool._idle)
+    for _ in range(10):  # one after another: each finds the last one's thread idle
+        run_one()
+        wait_for(lambda: len(tasks._pool._idle) >= idle, 30, what="the thread idle again")
+    assert len(set(idents)) <= idle < 10
+
+
+def test_tasks_that_wait_on_each_other_each_get_a_thread():
+    from workers.threading.tasks import PooledThread
+    ping, pong = threading.Event(), threading.Event()
+    one = PooledThread(target=lambda: (ping.set(), pong.wait(30)))
+    two = PooledThread(target=lambda: (ping.wait(30), pong.set()))
+    one.start()
+    two.start()
+    one.join(30)
+    two.join(30)
+    assert ping.is_set() and pong.is_set()
+
+
+def test_each_task_starts_in_a_fresh_context_and_its_exception_reaches_the_thread_hook():
+    import contextvars
+
+    from workers.threading.tasks import PooledThread
+    var = contextvars.ContextVar("var", default="unset")
+    seen = []
+    hooked = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: hooked.append(args.exc_type)
+    try:
+        def first():
+            var.set("first")
+            raise KeyError("boom")
+
+        for target in (first, lambda: seen.append(var.get())):
+            task = PooledThread(target=target)
+            task.start()
+            task.join(30)
+    finally:
+        threading.excepthook = previous
+    assert hooked == [KeyError] and seen == ["unset"]
+
+
+
+# ------------------------------------------------------------------------ the websocket
+
+def _websocket_pair(max_message_size: int = 1000):
+    """An accepted InlineWebSocket on one end of a socket pair; on the other, the socket
+    (past the handshake's answer) and an open wsproto client connection."""
+    import base64
+
+    from wsproto.connection import Connection, ConnectionType
+
+    from workers.limits import Pacer, ReceiveBudget
+    from workers.threading.websocket import InlineWebSocket
+    server_sock, client_sock = socket.socketpair()
+    for sock in (server_sock, client_sock):
+        sock.settimeout(10)
+    environ = {"HTTP_HOST": "x", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "Upgrade",
+               "HTTP_SEC_WEBSOCKET_VERSION": "13",
+               "HTTP_SEC_WEBSOCKET_KEY": base64.b64encode(b"0123456789abcdef").decode()}
+    ws = InlineWebSocket(server_sock, environ, max_message_size, Pacer(ReceiveBudget(1e9, 1e9)))
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += client_sock.recv(1)
+    assert answer.startswith(b"HTTP/1.1 101")
+    return ws, client_sock, Connection(ConnectionType.CLIENT)
+
+
+def _events(sock, client, count):
+    """The next ``count`` events the server sent to ``client``."""
+    got = []
+    while len(got) < count:
+        client.receive_data(sock.recv(65536))
+        got += list(client.events())
+    return got
+
+
+def test_the_websocket_joins_fragments_answers_pings_inline_and_the_clients_close():
+    from wsproto.events import CloseConnection, Ping, Pong, TextMessage
+    ws, sock, client = _websocket_pair()
+    sock.sendall(client.send(TextMessage(data="4hel", message_finished=False))
+                 + client.send(Ping(payload=b"p"))
+                 + client.send(TextMessage(data="lo")) + client.send(TextMessage(data="4two")))
+    assert ws.receive() == "4hello"  # the ping in between answered while reading it
+    assert ws.receive() == "4two"
+    (pong,) = _events(sock, client, 1)
+    assert isinstance(pong, Pong) and pong.payload == b"p"
+    ws.send("3")
+    (message,) = _events(sock, client, 1)
+    assert isinstance(message, TextMessage) and message.data == "3"
+    sock.sendall(client.send(CloseConnection(code=1000)))
+    assert ws.receive() is None
+    (answer,) = _events(sock, client, 1)
+    assert isinstance(answer, CloseConnection) and answer.code == 1000
+    ws.finish(5)
+    assert sock.recv(1) == b""
+
+
+def test_a_message_over_the_size_is_closed_1009_as_its_pieces_arrive():
+    from wsproto.events import CloseConnection, TextMessage
+    ws, sock, client = _websocket_pair(max_message_size=1000)
+    sock.sendall(client.send(TextMessage(data="4" + "x" * 600, message_finished=False))
+                 + client.send(TextMessage(data="x" * 600, message_finished=False)))
+    assert ws.receive() is None
+    (close,) = _events(sock, client, 1)
+    assert isinstance(close, CloseConnection) and close.code == 1009
+    ws.finish(5)
+    assert sock.recv(1) == b""

@@ -27,6 +27,10 @@ keep-alive timeout; :mod:`cluster.hosts.http1` reads it), then routed on its own
   they are (only the request head gains the hop header), never held whole; a ``101``
   turns both connections into one relayed byte stream until either side closes.
 
+After the first request, a connection's simple requests (head, body and response whole) are
+relayed from the sockets' read callbacks (:mod:`cluster.hosts.steady`), which give the rest
+back to this coroutine.
+
 A peer that refuses or resets the connection before answering is a dead host: ``400``,
 like an unknown one. A peer that gives no response head within the header timeout:
 ``502``. Each is counted and logged once per burst; a client never sees more than the

@@ -117,6 +117,10 @@ class Upstream:
         self._counts.bytes_in += len(data)
         return data
 
+    def unwatch(self) -> None:
+        """Stop watching the socket until the next :meth:`read` (another reader takes it)."""
+        self._reader.stop()
+
     def release(self) -> socket.socket:
         """The socket, no longer read here (for a relay of its own)."""
         self._reader.stop()

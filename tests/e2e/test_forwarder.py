@@ -278,6 +278,59 @@ def test_a_worker_that_closes_its_connection_gets_the_next_request_on_a_new_one(
         assert read_response(client)[1] == b"ok"
 
 
+def kept_worker(master: ForwarderProcess, client: socket.socket, target: str) -> socket.socket:
+    """The worker's connection for ``target``'s sid, after one request and response on
+    ``client`` (its later requests are relayed from the forwarder's read callbacks)."""
+    client.sendall(get(target))
+    _payload, fd = master.wait_for(Kind.HANDBACK)
+    worker = socket.socket(fileno=fd)
+    worker.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst")
+    assert read_response(client)[1] == b"first"
+    return worker
+
+
+def test_on_a_kept_connection_pipelined_requests_get_their_responses_in_order(master):
+    """Two requests in one write; the first response in two writes, the second over
+    64 KiB: each whole, in order, the second streamed."""
+    client = connect(master)
+    target = f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}"
+    worker = kept_worker(master, client, target)
+    client.sendall(get(target + "&n=1") + get(target + "&n=2"))
+    assert read_request(worker) == get(target + "&n=1")
+    worker.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n")
+    worker.sendall(b"one")
+    assert read_response(client)[1] == b"one"
+    assert read_request(worker) == get(target + "&n=2")
+    big = b"x" * 200_000
+    worker.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(big), big))
+    assert read_response(client)[1] == big
+    client.sendall(get(target + "&n=3"))
+    assert read_request(worker) == get(target + "&n=3")
+
+
+def test_on_a_kept_connection_a_worker_that_does_not_answer_in_time_gets_502(master):
+    client = connect(master)
+    client.settimeout(5)  # well past the forwarder's 1 s header timeout
+    target = f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}"
+    worker = kept_worker(master, client, target)
+    client.sendall(get(target))
+    assert read_request(worker) == get(target)
+    assert read_to_eof(client).startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+    counted(master, lambda facts: facts["refused"]["unanswered"] == 1,
+            "the unanswered request counted")
+    worker.close()
+
+
+def test_on_a_kept_connection_a_head_cut_short_is_closed_after_the_header_timeout(master):
+    client = connect(master)
+    client.settimeout(5)  # well past the forwarder's 1 s header timeout
+    target = f"/socket.io/?EIO=4&transport=polling&sid={SID[1]}"
+    worker = kept_worker(master, client, target)
+    client.sendall(get(target)[:30])
+    assert read_to_eof(client) == b""
+    worker.close()
+
+
 @pytest.mark.parametrize("next_target, extra", [
     ("/socket.io/?EIO=4&transport=polling", ""),  # a handshake: the master places it
     (f"/socket.io/?EIO=4&transport=websocket&sid={SID[1]}", UPGRADE)])  # served by the worker

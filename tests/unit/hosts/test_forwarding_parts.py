@@ -12,6 +12,8 @@ from hypothesis import given, strategies as st
 
 from cluster.hosts import proxy_v2, responses
 from cluster.hosts.counts import Counts, hosts_message
+from cluster.hosts.forwarder_config import ForwarderConfig
+from cluster.hosts.forwarding import Forwarding
 from cluster.hosts.routing import Route, decide
 from cluster.intake.peek import ProxyHeader, parse_proxy
 from cluster.protocol.sids import make_sid, sid_prefix
@@ -30,6 +32,17 @@ def test_a_sid_of_a_peer_is_forwarded_to_its_address():
     decision = route(f"/socket.io/?EIO=4&transport=polling&sid={SID_2}")
     assert (decision.route, decision.sid, decision.host, decision.address) == (
         Route.FORWARD, SID_2, 2, HOST_2)
+
+
+def test_the_forwarders_kept_decisions_follow_a_new_directory():
+    directory = {"now": dict(HOSTS)}
+    forwarding = Forwarding(ForwarderConfig(host_id=1, advertise=ME, channel="c"),
+                            lambda: directory["now"], lambda *_args: None)
+    target = f"/socket.io/?sid={SID_2}".encode()
+    assert forwarding.decide(target, False).route is Route.FORWARD
+    assert forwarding.decide(target, True).route is Route.LOOP
+    directory["now"] = {1: ME}
+    assert forwarding.decide(target, False).route is Route.UNKNOWN_HOST
 
 
 @pytest.mark.parametrize("target", ["/socket.io/?EIO=4&transport=polling", "/",

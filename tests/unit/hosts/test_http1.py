@@ -112,3 +112,21 @@ def test_a_length_body_ends_after_its_length_and_until_close_never():
 def test_a_broken_chunked_body_is_an_error(body):
     with pytest.raises(HeadError):
         BodyEnd(CHUNKED).feed(body)
+
+
+def test_a_head_read_again_says_the_same_and_a_bad_one_is_refused_each_time():
+    head = b"GET /x HTTP/1.1\r\nHost: x\r\nx-sticky-cluster-hop: 2\r\n\r\n"
+    for _again in range(2):
+        request = http1.parse_request(head)
+        assert (request.target, request.hop, request.framing) == (b"/x", True, 0)
+        with pytest.raises(HeadError):
+            http1.parse_request(b"GET /x HTTP/1.1\r\n\r\n")  # no Host
+
+
+def test_a_response_with_a_bad_length_is_refused_each_time_its_body_is_read_only():
+    for _again in range(2):
+        response = http1.parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")
+        assert response.response_framing(b"HEAD") == 0
+        with pytest.raises(HeadError) as raised:
+            response.response_framing(b"GET")
+        assert raised.value.status == 400

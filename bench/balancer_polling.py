@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import secrets
 import shutil
 import signal
 import subprocess
@@ -114,8 +115,15 @@ class PollingClient:
 
     def __init__(self, http: Http) -> None:
         self.http = http
-        self.target = ""
+        self.session = ""
         self.acks = 0
+
+    @property
+    def target(self) -> str:
+        """The session's polling URL with a new ``t`` each time, as the official clients
+        send it (engine.io-client's ``timestampRequests``, python-engineio's
+        ``timestamp_requests``, both on by default): no two request heads are alike."""
+        return f"{self.session}&t={secrets.token_urlsafe(6)}"
 
     @classmethod
     async def connect(cls, port: int, source: str) -> "PollingClient":
@@ -123,7 +131,7 @@ class PollingClient:
         client = cls(Http(reader, writer))
         opened = await client.http.request("GET", "/socket.io/?EIO=4&transport=polling")
         sid = json.loads(opened[opened.index(b"{"):])["sid"]
-        client.target = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
+        client.session = f"/socket.io/?EIO=4&transport=polling&sid={sid}"
         await client.http.request("POST", client.target, b"40")
         while b"40{" not in await client.get():
             pass
@@ -166,7 +174,7 @@ async def spread_client(port: int, index: int) -> PollingClient:
     wanted = sorted(HOSTS)[index % len(HOSTS)]
     for _attempt in range(3 * len(HOSTS)):
         client = await PollingClient.connect(port, f"127.0.1.{index + 1}")
-        if host_of(client.target.rpartition("sid=")[2]) == wanted:
+        if host_of(client.session.rpartition("sid=")[2]) == wanted:
             return client
         client.http.close()
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

@@ -114,7 +114,7 @@ def test_a_broken_chunked_body_is_an_error(body):
         BodyEnd(CHUNKED).feed(body)
 
 
-def test_a_head_read_again_says_the_same_and_a_bad_one_is_refused_each_time():
+def test_a_head_read_twice_says_the_same_and_a_bad_one_is_refused_each_time():
     head = b"GET /x HTTP/1.1\r\nHost: x\r\nx-sticky-cluster-hop: 2\r\n\r\n"
     for _again in range(2):
         request = http1.parse_request(head)

@@ -30,7 +30,7 @@ import socket
 import eventlet
 from eventlet import wsgi
 
-from ..limits import LINGER, HttpLimits, body_refusal, refusal_line
+from ..limits import LINGER, LINGER_LIMIT, HttpLimits, body_refusal, refusal_line
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -100,6 +100,9 @@ class GuardedProtocol(wsgi.HttpProtocol):
             self._header_timer = None
 
     def _refuse_body(self, answer: bytes) -> None:
+        """Send ``answer``, then read and drop what the client still sends for a moment
+        (:data:`~workers.limits.LINGER` seconds, :data:`~workers.limits.LINGER_LIMIT`
+        bytes at most), so that it reads the answer instead of a reset."""
         log.info(refusal_line(self.headers.get("content-length"), self.client_address,
                               self.limits, answer))
         self.close_connection = 1
@@ -107,8 +110,13 @@ class GuardedProtocol(wsgi.HttpProtocol):
             self.wfile.write(answer)
             self.wfile.flush()
             self.connection.shutdown(socket.SHUT_WR)
+            dropped = 0
             with eventlet.Timeout(LINGER, False):
-                while self.connection.recv(65536):
+                while dropped < LINGER_LIMIT:
+                    data = self.connection.recv(65536)
+                    if not data:
+                        break
+                    dropped += len(data)
                     eventlet.sleep(0)  # a recv with data there does not yield
         except OSError:
             pass

@@ -17,6 +17,7 @@ import os
 
 import socketio
 
+from bench import memtrace
 from bench.events import register
 
 _redis_url = os.environ.get('BENCH_REDIS_URL')
@@ -25,3 +26,4 @@ sio = socketio.Server(async_mode='eventlet', cors_allowed_origins='*',
                       if _redis_url else None)
 app = socketio.WSGIApp(sio)
 register(sio)
+memtrace.install()  # only with BENCH_TRACEMALLOC set (bench.memtrace)

@@ -7,8 +7,11 @@ import os
 
 import socketio
 
+from bench import memtrace
+
 sio = socketio.AsyncServer(async_mode='asgi', cors_allowed_origins='*')
 app = socketio.ASGIApp(sio)
+memtrace.install()  # only with BENCH_TRACEMALLOC set (bench.memtrace)
 
 
 @sio.on('echo')

@@ -123,6 +123,8 @@ class ReceiveBudget:
     :param clock: the monotonic clock (a parameter for the tests).
     """
 
+    __slots__ = ("rate", "burst", "_clock", "_tokens", "_stamp")  # one per websocket
+
     def __init__(self, rate: float, burst: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         if rate <= 0 or burst <= 0:
@@ -153,6 +155,8 @@ class Pacer:
     :param budget: the connection's receive budget.
     :param clock: the monotonic clock (a parameter for the tests).
     """
+
+    __slots__ = ("budget", "_clock", "_resumed")  # one per websocket
 
     def __init__(self, budget: ReceiveBudget,
                  clock: Callable[[], float] = time.monotonic) -> None:

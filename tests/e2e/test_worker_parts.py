@@ -5,6 +5,7 @@ tests/unit/workers/test_worker_parts.py.)"""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -16,9 +17,11 @@ from cluster.protocol import frames
 from cluster.protocol.sids import sid_prefix, make_sid
 from tests.support.waiting import wait_for
 from tests.support.worker_links import handoff, plain_hub, refuse_client
+from workers.asyncio.asgi_server import AsgiConnections, idle
 from workers.asyncio.link import AsyncMasterLink
 from workers.asyncio.protocol import HandBackProtocol, Routing
 from workers.green_link import GreenMasterLink
+from workers.limits import HttpLimits
 
 
 class Recorder(asyncio.Protocol):
@@ -98,6 +101,56 @@ def test_a_busy_server_keeps_the_next_request_and_an_upgrade_keeps_the_connectio
     upgrade = mine.replace(b"\r\n\r\n", b"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
     fed, handed, _alive = _routing_run([upgrade, other])
     assert fed == upgrade + other and handed == []  # after an upgrade the bytes are frames
+
+
+async def _echo_websockets(scope, receive, send) -> None:
+    """An ASGI app whose websockets echo every text message (and a lifespan that starts)."""
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({"type": "lifespan.startup.complete"})
+        await send({"type": "lifespan.shutdown.complete"})
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.accept"})
+    while (message := await receive())["type"] == "websocket.receive":
+        await send({"type": "websocket.send", "text": message["text"]})
+
+
+def test_a_websocket_keeps_no_http_protocol_alive_and_echoes_through_the_limits():
+    """After the upgrade the hand-back steps aside and lets uvicorn's HTTP protocol go (it
+    kept it alive: 6 KB per idle websocket); the websocket is still fed through the guard."""
+    async def main():
+        connections = AsgiConnections(_echo_websockets, 10, HttpLimits(10.0, 5.0, 1_000_000),
+                                      1e6)
+        connections.routing = Routing(7, lambda *_: None, idle)
+        await connections.start()
+        listener = socket.create_server(("127.0.0.1", 0))
+        client = socket.create_connection(listener.getsockname())
+        served, address = listener.accept()
+        listener.close()
+        connections.serve(served, address)
+        client.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                       b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                       b"Sec-WebSocket-Version: 13\r\n\r\n")
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            answer += await asyncio.wait_for(loop.sock_recv(client, 4096), 10)
+        assert answer.startswith(b"HTTP/1.1 101")
+        gc.collect()
+        http = connections.config.http_protocol_class
+        assert [o for o in gc.get_objects() if isinstance(o, http)] == []
+        mask = b"\x01\x02\x03\x04"
+        client.sendall(b"\x81\x82" + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(b"hi")))
+        echo = b""
+        while len(echo) < 4:
+            echo += await asyncio.wait_for(loop.sock_recv(client, 4096), 10)
+        client.close()
+        await connections.stop(5.0)
+        return echo
+
+    assert asyncio.run(asyncio.wait_for(main(), 30)) == b"\x81\x02hi"
 
 
 def _read_in_a_child(link_kind: str, worker_end: socket.socket, stderr: int) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 class FrameCounter:
     """Counts the frames that begin in a client's websocket stream, chunk by chunk."""
 
+    __slots__ = ("_header", "_payload_left")  # one per websocket
+
     def __init__(self) -> None:
         self._header = b""  # a frame header cut by the end of a chunk
         self._payload_left = 0  # bytes of the current frame's payload still to come

@@ -42,6 +42,8 @@ class MeteredSocket:
     took 3.6 % of the worker's samples with a charge per read.)
     """
 
+    __slots__ = ("_sock", "_pacer", "_owed", "sendall")  # one per websocket
+
     def __init__(self, sock: Any, budget: ReceiveBudget) -> None:
         self._sock = sock
         self._pacer = Pacer(budget)

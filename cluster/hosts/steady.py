@@ -28,16 +28,47 @@ import asyncio
 import functools
 import socket
 import time
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 from . import http1
-from .counts import PeerCounts
-from .http1 import HeadError, RequestHead
+from .counts import Counts, PeerCounts
+from .forwarder_config import ForwarderConfig
+from .http1 import HeadError, RequestHead, ResponseHead
 from .routing import Decision
 from .upstream import MAX_RESPONSE_HEAD, Upstream
 
-if TYPE_CHECKING:  # the relay owns its Steady
-    from .forwarding import ClientRelay, Forwarding
+
+class Relay(Protocol):
+    """What :class:`Steady` asks of its connection's coroutine side
+    (:class:`cluster.hosts.forwarding.ClientRelay`, which owns it): described here, not
+    imported, so that the two modules do not import each other."""
+
+    buffer: bytearray
+    upstreams: dict[int, Upstream]
+
+    def stop_reading(self) -> None: ...
+    def route(self, request: RequestHead) -> Decision: ...
+    def relayed(self, request: RequestHead, decision: Decision) -> bool: ...
+    def outgoing_head(self, request: RequestHead, decision: Decision) -> bytes: ...
+    def after_response(self, request: RequestHead, response: ResponseHead, framing: int,
+                       owner: int, upstream: Upstream) -> bool: ...
+    async def serve_next(self, first: bool) -> bool: ...
+    async def send_rest(self, rest: bytes, started: float, request: RequestHead,
+                        decision: Decision, upstream: Upstream, counts: PeerCounts) -> bool: ...
+    async def respond(self, request: RequestHead, decision: Decision, upstream: Upstream,
+                      counts: PeerCounts, timeout: float) -> bool: ...
+    async def finish_response(self, rest: bytes, request: RequestHead, response: ResponseHead,
+                              owner: int, upstream: Upstream) -> bool: ...
+
+
+class Shared(Protocol):
+    """What :class:`Steady` asks of what every connection of the forwarder shares
+    (:class:`cluster.hosts.forwarding.Forwarding`)."""
+
+    config: ForwarderConfig
+    counts: Counts
+    draining: bool
+    steady: set["Steady"]
 
 Next = Callable[[], Awaitable[bool]]
 """What the connection's coroutine runs next; it returns whether the connection goes on."""
@@ -62,7 +93,7 @@ class Steady:
                      which answers ``431``).
     """
 
-    def __init__(self, relay: ClientRelay, forwarding: Forwarding, sock: socket.socket,
+    def __init__(self, relay: Relay, forwarding: Shared, sock: socket.socket,
                  read_size: int, max_head: int) -> None:
         self._relay = relay
         self._fw = forwarding

@@ -22,6 +22,7 @@ import pytest
 
 from tests.support import rawclient
 from tests.support.clients import connected, run, wait_upgraded
+from tests.support.masters import RUNTIME_TARGETS
 from tests.support.waiting import wait_for
 from workers.limits import LINGER_LIMIT
 
@@ -202,6 +203,34 @@ def test_a_refused_body_that_keeps_coming_neither_holds_the_worker_nor_is_read_f
         thread.join(60)
         sender.close()
     assert sent and sent[0] <= LINGER_LIMIT + buffers, f"{sent} bytes taken after the 413"
+
+
+@pytest.mark.parametrize("runtime", ["asgi", "gevent", "threading"])
+def test_every_runtime_cuts_a_refused_body_off_at_the_linger_limit(start_cluster, runtime):
+    """The eventlet test above, for the other runtimes' 413 (the asyncio guard, gevent's
+    handler, the threading poller): a sender as fast as loopback goes is cut off once
+    LINGER_LIMIT bytes were dropped, and the worker serves on."""
+    cluster = start_cluster(RUNTIME_TARGETS[runtime], workers=1)
+    sid = rawclient.handshake(cluster.port)
+    sender = socket.create_connection(("127.0.0.1", cluster.port), timeout=15,
+                                      source_address=("127.0.0.2", 0))
+    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
+    sender.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
+                   f"Host: x\r\nContent-Type: text/plain\r\nContent-Length: {10**11}\r\n\r\n"
+                   .encode())
+    buffers = 2 * sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) + TCP_RMEM_MAX
+    chunk, sent = b"x" * (1 << 20), 0
+    deadline = time.monotonic() + 30
+    try:
+        while sent < 2 * (LINGER_LIMIT + buffers) and time.monotonic() < deadline:
+            sender.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # cut off
+    finally:
+        sender.close()
+    assert sent <= LINGER_LIMIT + buffers, f"{sent:,} bytes taken after the 413"
+    assert rawclient.handshake(cluster.port, "127.0.0.3")
 
 
 def test_a_fragmented_oversized_message_is_refused_before_it_is_buffered(start_cluster):

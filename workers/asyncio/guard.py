@@ -15,7 +15,8 @@ requests (:class:`~workers.asyncio.request_bounds.RequestBounds`) and does the r
 - an Engine.IO POST whose declared body is over the limit is answered ``413`` (``411``
   without a length, :func:`~workers.limits.body_refusal`) before the server sees its
   head: nothing reads the body; what the client still sends is dropped for
-  :data:`LINGER` seconds so that it reads the answer, then the connection closes;
+  :data:`~workers.limits.LINGER` seconds (:data:`~workers.limits.LINGER_LIMIT` bytes at
+  most) so that it reads the answer, then the connection closes;
 - a request that asks for an upgrade is not read past until the server answers it; a
   ``101`` makes the connection a websocket, whose bytes are charged to a
   :class:`~workers.limits.ReceiveBudget` frame by frame (each frame
@@ -39,14 +40,11 @@ import logging
 import os
 from typing import Any
 
-from ..limits import FRAME_COST, HttpLimits, ReceiveBudget, body_refusal
+from ..limits import FRAME_COST, LINGER, LINGER_LIMIT, HttpLimits, ReceiveBudget, body_refusal
 from .request_bounds import RequestBounds
 from .websocket_frames import FrameCounter
 
 log = logging.getLogger("sticky_cluster.worker")
-
-LINGER = 2.0
-"""Seconds a refused request's further bytes are read and dropped before the connection closes."""
 
 RESPONSE_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
                 b"Content-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -128,6 +126,9 @@ class ConnectionGuard(asyncio.Protocol):
                  a message of the size limit may always come at once.
     """
 
+    _dropped = 0
+    """Bytes dropped since the connection was refused (an instance's own once it is)."""
+
     def __init__(self, protocol: asyncio.Protocol, address: tuple[str, int], *,
                  limits: HttpLimits, rate: float) -> None:
         self.protocol = protocol
@@ -167,6 +168,10 @@ class ConnectionGuard(asyncio.Protocol):
             self._meter(data)
         elif self._state == _UPGRADING:
             self._waiting += data  # what the transport had read before it paused
+        else:  # refused: dropped, LINGER_LIMIT bytes at most
+            self._dropped += len(data)
+            if self._dropped >= LINGER_LIMIT and self._transport is not None:
+                self._transport.close()
 
     def eof_received(self) -> bool | None:
         if self._state == _REFUSED:

@@ -73,7 +73,10 @@ class Connection:
     served: bool = False
     """It has served a request: its wait for the next one is the keep-alive timeout."""
     lingering: bool = False
-    """Refused: what it still sends is read and dropped until it closes or the deadline."""
+    """Refused: what it still sends is read and dropped until it closes, the deadline, or
+    :data:`~workers.limits.LINGER_LIMIT` bytes."""
+    dropped: int = 0
+    """Bytes read and dropped while lingering."""
 
 
 def head_end(conn: Connection) -> int | None:

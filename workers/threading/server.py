@@ -47,7 +47,7 @@ import h11
 from cluster.protocol.frames import RESUME_LIMIT
 
 from ..handback import goes_back
-from ..limits import HttpLimits, body_refusal
+from ..limits import LINGER, LINGER_LIMIT, HttpLimits, body_refusal
 from .http import (HEAD_LIMIT, KEEP, RECV_SIZE, Connection, WSGIApp, head_end,
                    header, parse_head, serve_request)
 from .pool import ThreadPool
@@ -56,9 +56,6 @@ log = logging.getLogger("sticky_cluster.worker")
 
 BUSY_WAIT = 3.0
 """Seconds a complete request may wait for a free thread before it is answered 503."""
-
-LINGER = 2.0
-"""Seconds a refused request's body is read and dropped before the connection closes."""
 
 RESPONSE_400 = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 RESPONSE_431 = (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
@@ -228,6 +225,9 @@ class Server:
             self._close(conn)
             return
         if conn.lingering:
+            conn.dropped += len(data)
+            if conn.dropped >= LINGER_LIMIT:
+                self._close(conn)
             return
         if conn.idle:
             conn.idle = False
@@ -279,7 +279,8 @@ class Server:
 
     def _refuse(self, conn: Connection, answer: bytes) -> None:
         """Answer ``answer`` without reading the body, then read and drop what still comes
-        for :data:`LINGER` seconds (so that the client sees the answer), and close."""
+        for :data:`~workers.limits.LINGER` seconds, :data:`~workers.limits.LINGER_LIMIT`
+        bytes at most (so that the client sees the answer), and close."""
         length = header(conn.request, b"content-length")  # type: ignore[arg-type]
         log.info("worker %d: refused a POST body of %s bytes from %s (limit %d): %s",
                  os.getpid(), length or "unknown",

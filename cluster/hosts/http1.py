@@ -66,9 +66,16 @@ def head_end(data: bytes | bytearray, start: int = 0) -> int:
 
 
 class _Head:
-    """What a request head and a response head share: version, headers, framing."""
+    """What a request head and a response head share: version, headers, framing.
 
-    __slots__ = ("head", "version", "headers", "keep_alive", "upgrade")
+    Hand-written for speed: the header lines read are gone through once (their
+    ``Connection``, framing, ``Host`` and hop header noted on the way) rather than looked
+    up name by name; with the decision kept per sid, the forwarder's CPU per relayed
+    polling request went from 110–116 to MEASURED µs (see :mod:`cluster.hosts.steady`).
+    """
+
+    __slots__ = ("head", "version", "headers", "keep_alive", "upgrade", "_lengths",
+                 "_encodings", "has_host", "hop")
 
     def __init__(self, head: bytes, block: bytes, version: tuple[int, int]) -> None:
         self.head = head
@@ -76,14 +83,33 @@ class _Head:
         self.version = version
         if not _HEADERS.fullmatch(block):
             raise HeadError(400, "a header line that cannot be read (or folded)")
-        self.headers = [(name.lower(), value) for name, value in _READ.findall(block)]
+        headers = self.headers = []
         """(lower-case name, value) of the header lines the forwarder reads (framing,
         ``Connection``, ``Host``, the hop header), in order."""
-        close = upgrade = False
-        for value in self.get(b"connection"):
-            tokens = [token.strip().lower() for token in value.split(b",")]
-            close |= b"close" in tokens
-            upgrade |= b"upgrade" in tokens
+        lengths: list[bytes] = []
+        encodings: list[bytes] = []
+        close = upgrade = has_host = hop = False
+        for name, value in _READ.findall(block):
+            name = name.lower()
+            headers.append((name, value))
+            if name == b"content-length":
+                lengths.append(value)
+            elif name == b"host":
+                has_host = True
+            elif name == b"connection":
+                tokens = [token.strip().lower() for token in value.split(b",")]
+                close |= b"close" in tokens
+                upgrade |= b"upgrade" in tokens
+            elif name == b"transfer-encoding":
+                encodings.append(value)
+            else:
+                hop = True
+        self._lengths = lengths
+        self._encodings = encodings
+        self.has_host = has_host
+        """Whether it has a ``Host`` header."""
+        self.hop = hop
+        """Whether it carries :data:`~cluster.hosts.routing.HOP_HEADER`."""
         self.keep_alive = not close and version >= (1, 1)
         """Whether the connection may carry another message after this one (h11's rule)."""
         self.upgrade = upgrade
@@ -95,8 +121,8 @@ class _Head:
 
     def body_framing(self) -> int:
         """The body's length, :data:`CHUNKED`, or :data:`UNTIL_CLOSE` when neither is said."""
-        encodings = self.get(b"transfer-encoding")
-        lengths = self.get(b"content-length")
+        encodings = self._encodings
+        lengths = self._lengths
         if encodings:
             if lengths:
                 raise HeadError(400, "both Transfer-Encoding and Content-Length")
@@ -105,6 +131,8 @@ class _Head:
             return CHUNKED
         if not lengths:
             return UNTIL_CLOSE
+        if len(lengths) == 1 and lengths[0].isdigit() and len(lengths[0]) <= 18:
+            return int(lengths[0])  # the usual case: one length, nothing to compare
         values = {value for joined in lengths for value in joined.replace(b" ", b"").split(b",")}
         if len(values) != 1:
             raise HeadError(400, "conflicting Content-Length values")
@@ -133,7 +161,7 @@ def _split(head: bytes) -> tuple[bytes, bytes]:
 class RequestHead(_Head):
     """A request head (:func:`parse_request`)."""
 
-    __slots__ = ("method", "target", "framing", "hop")
+    __slots__ = ("method", "target", "framing")
 
     def __init__(self, head: bytes) -> None:
         start, block = _split(head)
@@ -143,12 +171,10 @@ class RequestHead(_Head):
         super().__init__(head, block, (int(match.group(3)), int(match.group(4))))
         self.method = match.group(1)
         self.target = match.group(2)
-        if self.version >= (1, 1) and not self.get(b"host"):
+        if self.version >= (1, 1) and not self.has_host:
             raise HeadError(400, "no Host header")
         self.framing = self.body_framing()
         """The body's length, or :data:`CHUNKED`."""
-        self.hop = any(name == HOP_HEADER for name, _value in self.headers)
-        """Whether it carries :data:`~cluster.hosts.routing.HOP_HEADER`."""
 
     def body_framing(self) -> int:
         """The body's length or :data:`CHUNKED` (a request without either has none)."""

@@ -10,9 +10,12 @@ owner's, with no task, future or timer per read, and one timer per client connec
 (re-armed only when a deadline comes sooner than it, or when it fires early). Hand-written
 for speed: with it (and the response heads' readings kept, :func:`cluster.hosts.http1.parse_response`)
 the forwarder's CPU per relayed polling request went from 166–171 µs (a coroutine per
-connection, a future and a timer per read) to 110–116 µs (runs of 8,000 polling requests
-through one forwarder, half to a peer's worker, half to this host's, each with its own
-``t`` in the URL as the official clients send it).
+connection, a future and a timer per read) to 110–116 µs (load 3–4). Measured at load
+6.5–7.2, a request head's reading kept by its header lines
+(:func:`cluster.hosts.http1.parse_request`) and the routing decisions kept per sid
+(:meth:`cluster.hosts.forwarding.Forwarding.decide`) took it from 135 to 116 µs (medians of 9
+alternating runs of 8,000 polling requests through one forwarder, half to a peer's worker,
+half to this host's, each with its own ``t`` in the URL as the official clients send it).
 
 Anything else goes back to the connection's coroutine at a point where it takes over as
 if it had done the rest itself (:meth:`Steady.serve` returns what it runs next): a

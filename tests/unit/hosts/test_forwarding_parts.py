@@ -14,9 +14,9 @@ from cluster.hosts import proxy_v2, responses
 from cluster.hosts.counts import Counts, hosts_message
 from cluster.hosts.forwarder_config import ForwarderConfig
 from cluster.hosts.forwarding import Forwarding
-from cluster.hosts.routing import Route, decide
+from cluster.hosts.routing import Route, decide, target_sid
 from cluster.intake.peek import ProxyHeader, parse_proxy
-from cluster.protocol.sids import make_sid, sid_prefix
+from cluster.protocol.sids import make_sid, request_sid, sid_prefix
 
 ME, HOST_2 = ("127.0.0.11", 8000), ("127.0.0.12", 8000)
 HOSTS = {1: ME, 2: HOST_2, 3: ME}
@@ -103,3 +103,22 @@ def test_the_hosts_message_names_hosts_counts_and_refusals():
                      "refused": {"unknown_host": 0, "loop": 1, "unanswered": 0},
                      "own": {"requests": 0, "upgrades": 0, "bytes_in": 0, "bytes_out": 0,
                              "errors": 0, "forward_seconds": 0.0, "forwards": 0}}
+
+
+_PIECES = st.sampled_from([b"sid=", b"xsid=", b"&", b"?", b"#", b"=", b"/", b"a", b"_-",
+                           SID_2.encode(), b"%20", b"\xc3\xa9"])
+
+
+@given(st.lists(_PIECES, max_size=8).map(b"".join))
+def test_the_sid_is_read_from_a_target_as_from_its_request_line(target):
+    assert target_sid(b"/socket.io/" + target) == request_sid(
+        b"GET /socket.io/" + target + b" HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("target, sid", [
+    (f"/socket.io/?EIO=4&transport=polling&sid={SID_2}&t=PQx1", SID_2),
+    (f"/socket.io/?xsid=1&sid={SID_2}", SID_2), (f"/?t=1#&sid={SID_2}", None),
+    (f"/#?sid={SID_2}", None), (f"/?sid={SID_2}#x", SID_2), ("/?sid=&sid=abc", None),
+    ("/?sid=" + "x" * 65, None), ("/sid=abc", None)])
+def test_the_sid_of_a_target(target, sid):
+    assert target_sid(target.encode()) == sid

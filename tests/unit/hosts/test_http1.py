@@ -130,3 +130,53 @@ def test_a_response_with_a_bad_length_is_refused_each_time_its_body_is_read_only
         with pytest.raises(HeadError) as raised:
             response.response_framing(b"GET")
         assert raised.value.status == 400
+
+
+@pytest.mark.parametrize("head, framing, host, hop", [
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0004\r\n\r\n", 4, True, False),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n", 3, True, False),
+    (b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length:  7 \r\n\r\n", 7, True, False),
+    (b"GET / HTTP/1.1\r\nHOST: x\r\nX-Sticky-Cluster-Hop: 2\r\n\r\n", 0, True, True),
+    (b"GET / HTTP/1.0\r\nX-Other: 1\r\n\r\n", 0, False, False)])
+def test_a_request_head_read_in_one_pass_says_its_framing_host_and_hop(head, framing, host,
+                                                                      hop):
+    request = http1.parse_request(head)
+    assert (request.framing, request.has_host, request.hop) == (framing, host, hop)
+    assert request.has_host == bool(request.get(b"host"))
+
+
+@pytest.mark.parametrize("length", [b"", b"4x", b"\xd9\xa4", b"1" * 19])
+def test_a_bad_single_length_is_refused(length):
+    with pytest.raises(HeadError) as raised:
+        http1.parse_request(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: " + length
+                            + b"\r\n\r\n")
+    assert raised.value.status == 400
+
+
+_FACTS = ("head", "method", "target", "version", "headers", "framing", "keep_alive", "upgrade",
+          "has_host", "hop")
+_LINES = st.sampled_from([b"Host: x\r\n", b"Content-Length: 4\r\n", b"Connection: close\r\n",
+                          b"Connection: Upgrade\r\n", b"Transfer-Encoding: chunked\r\n",
+                          b"X-Sticky-Cluster-Hop: 2\r\n", b"X: y\n", b" folded\r\n",
+                          b"Bad Name: y\r\n"])
+_REQUEST_LINES = st.sampled_from([b"GET /?sid=a&t=1 HTTP/1.1", b"POST /?sid=a&t=2 HTTP/1.1",
+                                  b"GET /?t=3 HTTP/1.0", b"GET  /x HTTP/1.1", b"GET /x HTTP/1.1\n"
+                                  b"Host: y", b"GET /?t=4 HTTP/2.0"])
+
+
+def _reading(head: bytes) -> object:
+    try:
+        return {fact: getattr(http1.parse_request(head), fact) for fact in _FACTS}
+    except HeadError as exc:
+        return exc.status
+
+
+@given(st.lists(_REQUEST_LINES, min_size=2, max_size=4), st.lists(_LINES, max_size=4))
+def test_a_request_head_kept_by_its_header_lines_reads_as_one_read_anew(lines, headers):
+    for line in lines:  # the same header lines after each request line, one after the other
+        head = line + b"\r\n" + b"".join(headers) + b"\r\n"
+        try:
+            fresh: object = {fact: getattr(http1.RequestHead(head), fact) for fact in _FACTS}
+        except HeadError as exc:
+            fresh = exc.status
+        assert _reading(head) == fresh

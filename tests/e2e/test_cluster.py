@@ -86,7 +86,13 @@ def test_polling_only_clients_keep_their_session(cluster):
         assert len(pids) == 1
 
 
+@pytest.mark.parametrize("app_target", [RUNTIME_TARGETS["eventlet"], RUNTIME_TARGETS["fastapi"]],
+                         ids=["eventlet", "fastapi"])
 def test_room_broadcast_through_redis(start_cluster, redis_server, app_target):
+    """A room broadcast reaches the listeners on all three workers through Redis. Each
+    server's own Redis manager (eventlet, gevent, asgi, aiohttp, threading) is proven by the
+    ``adapter`` cell of tests/e2e/test_runtime_support.py, on its walk's cluster; here the
+    default runtime and FastAPI (the app shape the walk has no column for) with three workers."""
     cluster = start_cluster(app_target, workers=3, args=("--adapter", redis_server.url, "--channel", "t-redis"))
     listeners, senders, shouter = run(room_broadcast_reaches_every_worker([cluster.url], 16, workers=3))
     assert len(listeners) >= 3
@@ -97,7 +103,8 @@ def test_room_broadcast_through_redis(start_cluster, redis_server, app_target):
                          ids=["eventlet", "asgi"])
 def test_two_masters_on_one_redis_are_one_cluster(start_cluster, redis_server, app_target):
     """Two hosts on one channel: nothing of it is the runtime's but its Redis manager, which
-    test_room_broadcast_through_redis runs in every runtime; here one sync, one asyncio."""
+    the walk's ``adapter`` cell (tests/e2e/test_runtime_support.py) runs in every server;
+    here one sync, one asyncio."""
     args = ("--adapter", redis_server.url, "--channel", "t-two-hosts")
     host_a = start_cluster(app_target, workers=2, args=args)
     host_b = start_cluster(app_target, workers=2, args=args)

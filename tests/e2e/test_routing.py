@@ -20,9 +20,11 @@ from typing import AsyncIterator
 
 import aiohttp
 import psutil
+import pytest
 import socketio
 
 from tests.support.clients import disconnect, run, source_address
+from tests.support.masters import RUNTIME_TARGETS
 from cluster.intake.pending import PENDING_LIMIT
 from tests.support.waiting import wait_for
 from tests.support.rawclient import RawClient, in_threads, tcp_from, unix_at
@@ -82,7 +84,11 @@ def sid_worker_differs(port: int, sid: str, first: int) -> str:
 
 # -------------------------------------------------------------- session routing
 
+@pytest.mark.parametrize("app_target", [RUNTIME_TARGETS["eventlet"], RUNTIME_TARGETS["asgi"]],
+                         ids=["eventlet", "asgi"])
 def test_client_that_changes_address_keeps_its_session(start_cluster, app_target):
+    """Routing by the sid is the master's alone: a worker sees a request of its session on
+    a new connection, as it does every polling request; one green and one asyncio runtime."""
     cluster = start_cluster(app_target, workers=2)
 
     async def main():

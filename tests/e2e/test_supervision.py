@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.clients import Stream, ask, connected, run, source_address, wait_upgraded
 from cluster.pool.pool import boot_concurrency, oversubscribed
-from tests.support.masters import cli, gone
+from tests.support.masters import RUNTIME_TARGETS, cli, gone
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -170,8 +170,14 @@ def test_embedding_api_reloads_scales_and_stops(tmp_path):
 
 # ------------------------------------------------------------ dying workers
 
+KILLED_WORKER_RUNTIMES = ["eventlet", "asgi", "threading"]
+
+@pytest.mark.parametrize("app_target", [RUNTIME_TARGETS[name] for name in KILLED_WORKER_RUNTIMES],
+                         ids=KILLED_WORKER_RUNTIMES)
 def test_a_killed_worker_is_replaced_in_its_slot_and_others_keep_their_sessions(start_cluster,
                                                                                  app_target):
+    """The slot's respawn is the master's; a survivor's sessions live in its own process.
+    One runtime of each link to the master's relay (green, asyncio, threads)."""
     cluster = start_cluster(app_target, workers=2)  # the victim's, and the others' worker
 
     async def main():

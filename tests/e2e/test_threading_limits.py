@@ -5,6 +5,9 @@ meanwhile; a POST over the body limit is answered 413 before its body is read; a
 permessage-deflate bomb and a 100 MB header bomb leave the worker within 100 MB of
 where it started, their sockets closed, other clients answered meanwhile; a worker
 whose threads are all busy says it is full and answers what still reaches it.
+
+The tests of the default limits share one cluster (an ``xdist_group``); the others set
+limits of their own and start their own.
 """
 from __future__ import annotations
 
@@ -19,11 +22,26 @@ import psutil
 import pytest
 
 from tests.support import rawclient
+from tests.support.masters import shared_cluster
 from tests.support.waiting import wait_for
 from tests.e2e.test_worker_limits import closed_by_server, open_silent
 
 APP = "tests.apps.threading_chat:app"
 MB = 1_000_000
+
+
+DEFAULTS = pytest.mark.xdist_group("threading-limits-defaults")
+"""The tests of the default limits: one pytest process, one cluster (:func:`default_cluster`)."""
+
+
+@pytest.fixture(scope="module")
+def default_cluster(tmp_path_factory):
+    """One threading worker with the default limits, for the tests that only attack it as a
+    client would; each measures its worker's memory from its own start, and each attack's
+    sockets are closed by the end of its test."""
+    with shared_cluster(tmp_path_factory.mktemp("threading-limits") / "master.log", APP,
+                        workers=1) as cluster:
+        yield cluster
 
 
 def worker(cluster) -> psutil.Process:
@@ -82,8 +100,9 @@ def test_silent_and_half_sent_connections_hold_no_thread_and_close_at_the_header
             sock.close()
 
 
-def test_a_2_mb_post_is_answered_413_at_once_without_its_body(start_cluster):
-    cluster = start_cluster(APP, workers=1)
+@DEFAULTS
+def test_a_2_mb_post_is_answered_413_at_once_without_its_body(default_cluster):
+    cluster = default_cluster
     sid = rawclient.handshake(cluster.port)
     with socket.create_connection(("127.0.0.1", cluster.port), timeout=15) as sock:
         sock.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
@@ -147,9 +166,10 @@ def _peak_rss_while(proc: psutil.Process, action) -> int:
     return peak
 
 
-def test_a_deflate_bomb_is_closed_before_it_inflates(start_cluster):
+@DEFAULTS
+def test_a_deflate_bomb_is_closed_before_it_inflates(default_cluster):
     """10 websockets x 5 messages of 15 MB each, deflated to about 15 KB each."""
-    cluster = start_cluster(APP, workers=1)
+    cluster = default_cluster
     proc = worker(cluster)
     bomb = _deflated_frame(b'42["echo","' + b"a" * 15 * MB + b'"]')
     assert len(bomb) < 20_000
@@ -187,9 +207,10 @@ def _closed_by_server(sock: socket.socket) -> bool:
     return b"a" * 1000 not in data
 
 
-def test_a_100_mb_header_bomb_is_cut_at_the_head_limit(start_cluster):
+@DEFAULTS
+def test_a_100_mb_header_bomb_is_cut_at_the_head_limit(default_cluster):
     """10 connections, each sending 100 MB of header lines."""
-    cluster = start_cluster(APP, workers=1)
+    cluster = default_cluster
     proc = worker(cluster)
     line = b"X-Bomb: " + b"b" * 990 + b"\r\n"
     answers: list[bytes] = []
@@ -257,9 +278,10 @@ def test_an_idle_keepalive_connection_is_closed_at_the_keepalive_timeout(start_c
         assert time.monotonic() - started < 20
 
 
-def test_a_fragmented_oversized_message_is_refused_as_it_arrives(start_cluster):
+@DEFAULTS
+def test_a_fragmented_oversized_message_is_refused_as_it_arrives(default_cluster):
     """36 MB in 900 KB fragments, each under the 1 MB limit: closed before the third."""
-    cluster = start_cluster(APP, workers=1)
+    cluster = default_cluster
     proc = worker(cluster)
     attacker = rawclient.websocket(cluster.port, "127.0.0.2", timeout=30)
     chunk = b"x" * 900_000

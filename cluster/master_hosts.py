@@ -83,7 +83,8 @@ class HostId:
             keepalive_timeout=settings.keepalive_timeout,
             heartbeat_interval=settings.heartbeat_interval,
             graceful_timeout=settings.graceful_timeout,
-            forwarded_allow_ips=settings.forwarded_allow_ips)
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+            connection_limit=settings.worker_connections)
 
     def forwarder(self, hooks: ForwarderHooks,
                   forget_in_child: Callable[[], None]) -> ForwarderProcess:

@@ -121,6 +121,9 @@ class Forwarder:
 
     def _take(self, sock: socket.socket, address: tuple[str, int], preface: bytes) -> None:
         assert self._forwarding is not None
+        if len(self._relays) >= self._config.connection_limit:
+            self._forwarding.refuse_full(sock, address)
+            return
         relay = asyncio.ensure_future(ClientRelay(self._forwarding, sock, address, preface).run())
         self._relays.add(relay)
         relay.add_done_callback(self._relays.discard)

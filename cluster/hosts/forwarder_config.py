@@ -29,6 +29,10 @@ class ForwarderConfig:
     :param graceful_timeout: seconds to finish the open connections after DRAIN.
     :param forwarded_allow_ips: ``--forwarded-allow-ips`` (the workers believe a socket
                                 pair's ``X-Forwarded-*`` headers, as a local peer's).
+    :param connection_limit: most client connections served at once
+                             (``--worker-connections``); one more is answered ``503`` and
+                             closed, so that a flood of them cannot take every file
+                             descriptor of the forwarder from the clients it serves.
     """
 
     host_id: int
@@ -41,3 +45,4 @@ class ForwarderConfig:
     heartbeat_interval: float = 1.0
     graceful_timeout: float = 30.0
     forwarded_allow_ips: str = ""
+    connection_limit: int = 10_000

@@ -111,6 +111,9 @@ class Forwarding:
                                               "answered 502")
         self.failed = BurstLog(log, logging.ERROR, "a client connection of the forwarder "
                                                    "failed: %s (closed)")
+        self.full = BurstLog(log, warn, f"the forwarder serves {self.config.connection_limit} "
+                                        "client connections (--worker-connections): one more "
+                                        "answered 503")
         self.draining = False
         """Set on DRAIN (:meth:`drain`): idle connections close instead of waiting for a
         next request."""
@@ -199,9 +202,22 @@ class Forwarding:
         for steady in list(self.steady):
             steady.drain()
 
+    def refuse_full(self, sock: socket.socket, address: tuple[str, int]) -> None:
+        """Answer a client connection over the connection limit ``503`` and close it: it
+        is told at once (its client connects again), never left hanging."""
+        self.full.note()
+        answer, body = responses.full()
+        try:
+            sock.send(answer.encode(body), socket.MSG_DONTWAIT)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        sock.close()
+
     def flush_logs(self) -> None:
         """Write the counts of the bursts that are over."""
-        for burst in (self.unknown, self.loop, self.dead, self.unanswered, self.failed):
+        for burst in (self.unknown, self.loop, self.dead, self.unanswered, self.failed,
+                      self.full):
             burst.flush()
 
 

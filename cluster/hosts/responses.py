@@ -40,6 +40,13 @@ def bad_gateway() -> tuple[Answer, bytes]:
     return _response(502, b"Bad Gateway", b"text/plain", b"Bad Gateway")
 
 
+def full() -> tuple[Answer, bytes]:
+    """``503``: the forwarder serves as many client connections as it may (the words
+    uvicorn's 503 uses, as a full worker's)."""
+    return _response(503, b"Service Unavailable", b"text/plain; charset=utf-8",
+                     b"Service Unavailable")
+
+
 def client_error(status: int) -> tuple[Answer, bytes]:
     """A ``4xx`` (or ``501``) for a request that cannot be relayed (``400``; ``431``: a
     head over 16 KiB; ``501``: a transfer coding other than chunked)."""

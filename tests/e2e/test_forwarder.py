@@ -70,6 +70,12 @@ def guarded_master(request, tmp_path, peer, second_peer, silent):
     yield from started(tmp_path, peer, second_peer, silent, forwarded_allow_ips=request.param)
 
 
+@pytest.fixture
+def small_master(tmp_path, peer, second_peer, silent):
+    """As :func:`master`, serving 2 client connections at most (``--worker-connections 2``)."""
+    yield from started(tmp_path, peer, second_peer, silent, connection_limit=2)
+
+
 def started(tmp_path, peer, second_peer, silent, **settings):
     advertise = ("127.0.0.11", free_port("127.0.0.11"))
     config = ForwarderConfig(
@@ -451,6 +457,26 @@ def test_a_head_over_16_kib_gets_431_and_is_closed(master):
     client.sendall(b"GET /socket.io/?sid=" + SID[2].encode() + b" HTTP/1.1\r\n"
                    + b"X-Big: " + b"a" * 100_000 + b"\r\n\r\n")
     assert read_to_eof(client).startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+def test_a_connection_over_the_limit_gets_503_at_once_and_the_others_are_served(
+        small_master, peer):
+    held = [connect(small_master) for _ in range(2)]
+    for client in held:
+        client.sendall(get(f"/socket.io/?sid={SID[2]}"))
+        assert read_response(client)[0].startswith(b"HTTP/1.1 200 ")
+    extra = connect(small_master)
+    extra.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    assert read_to_eof(extra).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    wait_for(lambda: "one more answered 503" in small_master.log(), 5, what="the log line")
+    held[0].sendall(get(f"/socket.io/?sid={SID[2]}"))  # kept alive: served on
+    assert read_response(held[0])[0].startswith(b"HTTP/1.1 200 ")
+    held[1].close()
+    wait_for(lambda: Heartbeat.parse(small_master.wait_for(Kind.HEARTBEAT)[0]).sessions == 1,
+             5, what="a heartbeat with one connection")
+    again = connect(small_master)  # a place is free again
+    again.sendall(get(f"/socket.io/?sid={SID[2]}"))
+    assert read_response(again)[0].startswith(b"HTTP/1.1 200 ")
 
 
 def test_heartbeats_count_the_open_connections(master, peer):

@@ -162,37 +162,50 @@ def test_an_oversized_post_is_answered_413_and_closed(start_cluster):
     assert answer.startswith(b"HTTP/1.1 411 "), answer[:200]
 
 
-def test_a_refused_body_that_keeps_coming_neither_holds_the_worker_nor_is_read_for_long(
-        start_cluster):
-    """After its 413 the worker reads and drops the body for a moment (so that the client
-    sees the answer): another client's handshake is answered meanwhile, and a sender as
-    fast as loopback goes is cut off (a reset: the worker closes with bytes unread) once
-    LINGER_LIMIT bytes were dropped, not read for the whole linger."""
-    cluster = start_cluster(APP, workers=1)
-    lingerer = worker(cluster)
-    lingerer.cpu_affinity([0])  # the sender shares the worker's CPU at a higher priority, so
-    lingerer.nice(19)  # that the worker's reads never find the socket empty
-    sid = rawclient.handshake(cluster.port)
-    sender = socket.create_connection(("127.0.0.1", cluster.port), timeout=15,
+def refused_sender(port: int) -> tuple[socket.socket, int]:
+    """A connection from 127.0.0.2 whose POST (of a new session) declares a body far over
+    the limit, and the most bytes the kernel's buffers may take from it once the worker
+    stops reading (its send buffer, small, and the worker's receive buffer at its largest)."""
+    sid = rawclient.handshake(port)
+    sender = socket.create_connection(("127.0.0.1", port), timeout=15,
                                       source_address=("127.0.0.2", 0))
     sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
     sender.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
                    f"Host: x\r\nContent-Type: text/plain\r\nContent-Length: {10**11}\r\n\r\n"
                    .encode())
-    buffers = 2 * sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) + TCP_RMEM_MAX
+    return sender, 2 * sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) + TCP_RMEM_MAX
+
+
+def send_until_cut_off(sender: socket.socket, buffers: int) -> int:
+    """Send as fast as loopback goes until the worker cuts the connection off (or twice
+    what it may take, or 30 s); how many bytes were taken."""
+    chunk, sent = b"x" * (1 << 20), 0
+    deadline = time.monotonic() + 30
+    try:
+        while sent < 2 * (LINGER_LIMIT + buffers) and time.monotonic() < deadline:
+            sender.sendall(chunk)
+            sent += len(chunk)
+    except OSError:
+        pass  # cut off (a reset: the worker closed with bytes unread)
+    return sent
+
+
+def test_a_refused_body_that_keeps_coming_neither_holds_the_worker_nor_is_read_for_long(
+        start_cluster):
+    """After its 413 the worker reads and drops the body for a moment (so that the client
+    sees the answer): another client's handshake is answered meanwhile, and a sender as
+    fast as loopback goes is cut off once LINGER_LIMIT bytes were dropped, not read for
+    the whole linger."""
+    cluster = start_cluster(APP, workers=1)
+    lingerer = worker(cluster)
+    lingerer.cpu_affinity([0])  # the sender shares the worker's CPU at a higher priority, so
+    lingerer.nice(19)  # that the worker's reads never find the socket empty
+    sender, buffers = refused_sender(cluster.port)
     sent: list[int] = []
 
     def send() -> None:  # as fast as it can, so the worker always has bytes to read
         os.sched_setaffinity(0, {0})  # this thread only
-        chunk, total = b"x" * (1 << 20), 0
-        deadline = time.monotonic() + 30
-        try:
-            while total < 2 * (LINGER_LIMIT + buffers) and time.monotonic() < deadline:
-                sender.sendall(chunk)
-                total += len(chunk)
-        except OSError:
-            pass  # cut off
-        sent.append(total)
+        sent.append(send_until_cut_off(sender, buffers))
 
     thread = threading.Thread(target=send)
     thread.start()
@@ -211,22 +224,9 @@ def test_every_runtime_cuts_a_refused_body_off_at_the_linger_limit(start_cluster
     handler, the threading poller): a sender as fast as loopback goes is cut off once
     LINGER_LIMIT bytes were dropped, and the worker serves on."""
     cluster = start_cluster(RUNTIME_TARGETS[runtime], workers=1)
-    sid = rawclient.handshake(cluster.port)
-    sender = socket.create_connection(("127.0.0.1", cluster.port), timeout=15,
-                                      source_address=("127.0.0.2", 0))
-    sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 16)
-    sender.sendall(f"POST /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\n"
-                   f"Host: x\r\nContent-Type: text/plain\r\nContent-Length: {10**11}\r\n\r\n"
-                   .encode())
-    buffers = 2 * sender.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) + TCP_RMEM_MAX
-    chunk, sent = b"x" * (1 << 20), 0
-    deadline = time.monotonic() + 30
+    sender, buffers = refused_sender(cluster.port)
     try:
-        while sent < 2 * (LINGER_LIMIT + buffers) and time.monotonic() < deadline:
-            sender.sendall(chunk)
-            sent += len(chunk)
-    except OSError:
-        pass  # cut off
+        sent = send_until_cut_off(sender, buffers)
     finally:
         sender.close()
     assert sent <= LINGER_LIMIT + buffers, f"{sent:,} bytes taken after the 413"

@@ -46,6 +46,6 @@ docs-tables: install  ## rewrite the tables of docs/options.md and docs/runtimes
 	$(PY) -c 'import sys; from cluster.setup.options import main; \
 		sys.exit(main(["--docs", "docs"]))'
 
-dist: install  ## build the wheel (into dist/) to install elsewhere: pip install "sticky_cluster-VERSION-py3-none-any.whl[asyncio]"
+dist: install  ## build the wheel (into dist/) to install elsewhere: pip install "sticky_cluster-VERSION-cp3XX-cp3XX-linux_x86_64.whl[asyncio]" (this platform and Python)
 	$(PY) -m pip wheel --quiet --no-deps --wheel-dir $(DIST) .
 	@ls $(DIST)/sticky_cluster-*.whl

@@ -5,7 +5,8 @@
 The same load, one after the other, against three systems on this machine:
 
 * the sticky-cluster master alone (:mod:`bench.closer`: 2 workers that close every
-  connection they are handed): accept, peek, decide, place, ``sendmsg``;
+  connection they are handed): accept, peek, decide, place, ``sendmsg``; twice, with its
+  hand-off loop in C (the default) and in Python (``STICKY_CLUSTER_PURE_PYTHON=1``);
 * nginx (``stream`` module, 1 worker process) proxying each connection to a sink;
 * HAProxy (``mode tcp``, 1 thread) proxying each connection to the same sink.
 
@@ -37,6 +38,7 @@ import psutil
 from bench import loadgen
 from bench.measure import cpu_seconds
 from bench.targets import Cluster, free_port, stop_process, wait_port
+from cluster.intake.fast_path import PURE_PYTHON_ENV
 
 REQUEST = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: bench\r\n\r\n"
 SOURCES = 254
@@ -218,25 +220,36 @@ def handoffs(status_port: int) -> int:
                    if line.startswith("sticky_cluster_handoffs_total")))
 
 
+def _master(loop: str, env: dict[str, str] | None, seconds: float, concurrency: int,
+            procs: int) -> dict[str, Any]:
+    """The master alone with its hand-off ``loop`` (``C`` or ``Python``), per CPU-second."""
+    status = free_port()
+    master = Cluster(2, None, module="bench.closer", env=env,
+                     options=["--status-bind", f"127.0.0.1:{status}"])
+    master.start()
+    try:
+        if f"(hand-off loop in {loop}" not in master.log():
+            return {"error": f"the master does not hand off in {loop}: {master.log()[-300:]}"}
+        port = int(master.url.rpartition(":")[2])
+        before = handoffs(status)
+        result = measure(port, [master.master_pid], seconds, concurrency, procs)
+        result["handoffs"] = handed = handoffs(status) - before
+        cpu = result["cpu_seconds"]
+        result["per_cpu_second"] = round(handed / cpu) if cpu > 0 else None
+        result["us_per_connection"] = round(cpu / handed * 1e6, 1) if handed else None
+        return result
+    finally:
+        master.stop()
+
+
 def run(seconds: float, log: Callable[[str], None], concurrency: int = 64,
         procs: int = 2) -> dict[str, Any]:
     """The master, nginx and HAProxy under the same load, one after the other."""
     out: dict[str, Any] = {"seconds": seconds, "concurrency": concurrency, "procs": procs}
-    status = free_port()
-    master = Cluster(2, None, module="bench.closer",
-                     options=["--status-bind", f"127.0.0.1:{status}"])
-    master.start()
-    try:
-        port = int(master.url.rpartition(":")[2])
-        before = handoffs(status)
-        out["master"] = measure(port, [master.master_pid], seconds, concurrency, procs)
-        out["master"]["handoffs"] = handed = handoffs(status) - before
-        cpu = out["master"]["cpu_seconds"]
-        out["master"]["per_cpu_second"] = round(handed / cpu) if cpu > 0 else None
-        out["master"]["us_per_connection"] = round(cpu / handed * 1e6, 1) if handed else None
-    finally:
-        master.stop()
-    log(f"ceiling: master {out['master']}")
+    for name, loop, env in (("master", "C", None),
+                            ("master_python", "Python", {PURE_PYTHON_ENV: "1"})):
+        out[name] = _master(loop, env, seconds, concurrency, procs)
+        log(f"ceiling: {name} {out[name]}")
     sink = Sink()
     sink.start()
     prefix = Path(tempfile.mkdtemp(prefix="bench-ceiling-"))
@@ -258,8 +271,9 @@ def run(seconds: float, log: Callable[[str], None], concurrency: int = 64,
         shutil.rmtree(prefix, ignore_errors=True)
     for name in ("nginx", "haproxy"):
         theirs = out.get(name, {}).get("per_cpu_second")
-        if theirs and out["master"].get("per_cpu_second"):
-            out[f"master_vs_{name}"] = round(out["master"]["per_cpu_second"] / theirs, 2)
+        for master in ("master", "master_python"):
+            if theirs and out[master].get("per_cpu_second"):
+                out[f"{master}_vs_{name}"] = round(out[master]["per_cpu_second"] / theirs, 2)
     return out
 
 

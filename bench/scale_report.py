@@ -98,7 +98,10 @@ def tables(results: dict[str, Any]) -> list[str]:
         lines += ["", "| the same connections (connect, request line, close) | connections | "
                   "CPU-seconds of the process that works | per CPU-second | µs each |",
                   "| --- | ---: | ---: | ---: | ---: |"]
-        for name, label in (("master", "sticky-cluster master, hand-offs (workers close)"),
+        for name, label in (("master", "sticky-cluster master, hand-offs in its C loop "
+                                       "(workers close)"),
+                            ("master_python", "the same, its Python loop "
+                                              "(`STICKY_CLUSTER_PURE_PYTHON=1`)"),
                             ("nginx", "nginx `stream`, 1 worker, proxied to a sink"),
                             ("haproxy", "HAProxy `mode tcp`, 1 thread, proxied to a sink")):
             m = c.get(name, {})
@@ -150,7 +153,8 @@ def verdicts(results: dict[str, Any]) -> list[str]:
     if ratio is not None:
         line(ratio >= GOALS["ceiling_vs_nginx"], f"master hand-offs per CPU-second "
              f"{ratio:.2f}× nginx's proxied connections (goal ≥ 4×); HAProxy's: "
-             f"{_f(c.get('master_vs_haproxy'), 2)}×")
+             f"{_f(c.get('master_vs_haproxy'), 2)}× (its Python loop: "
+             f"{_f(c.get('master_python_vs_nginx'), 2)}× nginx's)")
     return out
 
 

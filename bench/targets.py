@@ -246,8 +246,9 @@ class Cluster(OneProcess):
 
     def __init__(self, workers: int, redis: RedisServer | None, runtime: str = "eventlet",
                  baseline: tuple[str, Path] | None = None, options: list[str] = (),
-                 module: str = "cluster") -> None:
+                 module: str = "cluster", env: dict[str, str] | None = None) -> None:
         self.workers = workers
+        self.env = env
         self.options = list(options)
         self.module = module
         self.redis = redis
@@ -273,7 +274,8 @@ class Cluster(OneProcess):
         self._log = tempfile.TemporaryFile()
         # ``python -m`` imports from the working directory first: this tree or the baseline's.
         self.proc = subprocess.Popen(args, cwd=self.root, stdout=self._log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT,
+                                     env={**os.environ, **self.env} if self.env else None)
         self.master_pid = self.proc.pid
         self.url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + START_TIMEOUT

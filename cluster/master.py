@@ -34,6 +34,7 @@ from typing import Callable, Mapping
 from .commands import CommandQueue
 from .hosts.addresses import format_address
 from .intake.acceptor import Acceptor
+from .intake import fast_path
 from .intake.dispatch import Dispatcher
 from .intake.intake import Intake
 from .ops import status
@@ -114,7 +115,11 @@ class Master:
                                 cpus=len(os.sched_getaffinity(0)))
         self._dispatcher = Dispatcher(self._pool, self.settings)
         self._relay = Relay(self._pool)
-        self._intake = Intake(self._dispatcher, self.settings)
+        self._python_loop_why = fast_path.unavailable(self.settings)
+        """Why new connections are handed off by the Python loop; None: by the C loop."""
+        self._intake = Intake(self._dispatcher, self.settings,
+                              None if self._python_loop_why else
+                              fast_path.FastHandOff(self._pool, self._dispatcher, self.settings))
         self._host = HostId(self.settings)
         self._forwarder: ForwarderProcess | None = None
         if self.settings.several_hosts:
@@ -389,8 +394,9 @@ class Master:
         self._dispatcher.release()
         if not self._announced_ready and len(self._pool.serving) == self._pool.size:
             self._announced_ready = True
-            log.info("cluster ready: %d workers serving on %s", self._pool.size,
-                     ", ".join(str(bind) for bind in self._acceptor.binds))
+            log.info("cluster ready: %d workers serving on %s (hand-off loop in %s)",
+                     self._pool.size, ", ".join(str(bind) for bind in self._acceptor.binds),
+                     f"Python: {self._python_loop_why}" if self._python_loop_why else "C")
             self._notifier.ready(status.status_line(self._pool))
             self._hooks.call("when_ready", self)
 

@@ -245,6 +245,12 @@ class Dispatcher:
         finally:
             self._releasing = False
 
+    def count_fast(self, sent: int, by_sid: int) -> None:
+        """Count the hand-offs of the C loop (:mod:`cluster.intake.fast_path`): ``sent``
+        in all, ``by_sid`` of them to the worker their sid names."""
+        self.handed_off += sent
+        self.by_sid += by_sid
+
     # ------------------------------------------------------------------- finish
 
     def _owner(self, head: bytes) -> Worker | _Forward | None:

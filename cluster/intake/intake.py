@@ -37,10 +37,11 @@ from cluster.protocol.trust import TrustCache
 from cluster.setup.config import Settings
 
 from .dispatch import Dispatcher
+from .fast_path import FastHandOff
 from .intake_decision import (HEAD_LIMIT, IntakeRules, Refuse, Route, Seen, Wait, decide,
                               decide_among_hosts)
 from .peek import ProxyHeader
-from .pending import PENDING_LIMIT, Pending, PendingSet
+from .pending import PENDING_LIMIT, Address, Pending, PendingSet
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -66,8 +67,11 @@ class Intake:
                      ``forwarded_allow_ips`` and ``peek_timeout`` are used.
     """
 
-    def __init__(self, dispatcher: Dispatcher, settings: Settings) -> None:
+    def __init__(self, dispatcher: Dispatcher, settings: Settings,
+                 fast: FastHandOff | None = None) -> None:
         self._dispatcher = dispatcher
+        self._fast = fast
+        """The hand-off loop in C (:mod:`cluster.intake.fast_path`), when it serves these settings."""
         self._rules = IntakeRules.from_settings(settings)
         self._decide = decide if self._rules.peers is None else decide_among_hosts
         """What decides a connection: with several hosts, one that knows the peers."""
@@ -133,6 +137,17 @@ class Intake:
         deferred = peeking and tcp
         proxied = not self._rules.proxy_protocol
         proxy_peer_allowed = self._proxy_peer_allowed
+        if deferred and self._fast is not None:
+            done = self._fast.run(listener.fileno(), ACCEPT_BATCH, self._peek_size)
+            if done is not None:
+                ok, accepted, leftovers = done
+                self.accepted += accepted
+                for fd, client in leftovers:  # what the C loop could not decide: as below
+                    sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=fd)
+                    now = time.monotonic()
+                    conn = Pending(sock, client or _peer_of(sock), now, proxied, tcp)
+                    self._examine(conn, now, deferred=True)
+                return ok
         for _ in range(ACCEPT_BATCH):
             try:
                 fd, address = listener._accept()  # type: ignore[attr-defined]  # fd, no socket object
@@ -265,3 +280,12 @@ class Intake:
             except OSError:
                 return
             conn.lowat = lowat
+
+
+def _peer_of(sock: socket.socket) -> Address | None:
+    """The (ip, port) of ``sock``'s peer; None when it is gone."""
+    try:
+        address = sock.getpeername()
+    except OSError:
+        return None
+    return (address[0], address[1])

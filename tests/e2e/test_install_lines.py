@@ -19,7 +19,7 @@ def test_make_dist_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     built = subprocess.run(["make", "dist", f"DIST={dist}"], cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = dist.glob("sticky_cluster-*-py3-none-any.whl")
+    (wheel,) = dist.glob("sticky_cluster-*.whl")  # this platform's: it holds the C hand-off loop
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True,
                    timeout=120)  # this Python, with none of this venv's packages
@@ -44,3 +44,5 @@ def test_make_dist_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     installed = subprocess.run([str(python), "-c", "import cluster; print(cluster.__file__)"],
                                **elsewhere)
     assert Path(installed.stdout.strip()).is_relative_to(venv), installed
+    compiled = subprocess.run([str(python), "-c", "import cluster.intake._handoff"], **elsewhere)
+    assert compiled.returncode == 0, compiled.stderr  # the master hands off in C

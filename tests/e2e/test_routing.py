@@ -84,6 +84,26 @@ def sid_worker_differs(port: int, sid: str, first: int) -> str:
 
 # -------------------------------------------------------------- session routing
 
+@pytest.mark.parametrize("loop", ["C", "Python"])
+def test_both_hand_off_loops_route_alike(start_cluster, loop):
+    """The master's hand-off loop in C (where it was compiled: everywhere the project
+    installs with a C compiler) and in Python (``STICKY_CLUSTER_PURE_PYTHON=1``, or no
+    compiler) route alike: each request of a session, each on a new connection, reaches
+    the worker that owns it; new sessions spread over the workers; a request whose line
+    comes in two writes waits for the rest (the C loop leaves it to the Python one)."""
+    env = {"STICKY_CLUSTER_PURE_PYTHON": "1"} if loop == "Python" else None
+    cluster = start_cluster(workers=3, env=env)
+    assert f"(hand-off loop in {loop}" in cluster.log
+    clients = [RawClient(tcp_from(cluster.port, source_address(70 + index))).open()
+               for index in range(9)]
+    owners = [client.call("whoami")["pid"] for client in clients]
+    assert len(set(owners)) == 3, owners  # the least loaded first: all three take some
+    cut = len("GET /socket.io/?EIO=4&transport=polling&sid=") + 5  # inside the sid
+    clients[0].writes = lambda request: [request[:cut], request[cut:]]
+    for _ in range(2):
+        assert [client.call("whoami")["pid"] for client in clients] == owners
+
+
 @pytest.mark.parametrize("app_target", [RUNTIME_TARGETS["eventlet"], RUNTIME_TARGETS["asgi"]],
                          ids=["eventlet", "asgi"])
 def test_client_that_changes_address_keeps_its_session(start_cluster, app_target):

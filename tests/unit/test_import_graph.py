@@ -176,7 +176,7 @@ def test_the_master_never_imports_the_workers() -> None:
 
 def test_the_packages_shipped_are_the_ones_guarded() -> None:
     """setup.cfg ships exactly our packages, each subpackage and each file that is not code
-    (the status page) with them, and ``own`` guards each against an app's namesake."""
+    (the status page) with them, setup.py compiles each C source, and ``own`` guards each against an app's namesake."""
     from cluster.setup import own
 
     config = configparser.ConfigParser()
@@ -189,7 +189,11 @@ def test_the_packages_shipped_are_the_ones_guarded() -> None:
             for package, names in config["options.package_data"].items()
             for name in names.split(",")}
     assert data == {path for package in PACKAGES for path in ROOT.joinpath(package).rglob("*")
-                    if path.is_file() and path.suffix not in (".py", ".pyc")}
+                    if path.is_file() and path.suffix not in (".py", ".pyc", ".c", ".so")}
+    # C sources are an extension's, compiled by setup.py (the built .so lies beside them)
+    built = (ROOT / "setup.py").read_text()
+    assert all(str(path.relative_to(ROOT)) in built for package in PACKAGES
+               for path in ROOT.joinpath(package).rglob("*.c"))
 
 
 def _defined_in(module: str) -> set[str]:

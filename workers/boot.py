@@ -32,7 +32,7 @@ from cluster.protocol import sids
 from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
-from . import spread
+from . import ping_patience, spread
 
 if TYPE_CHECKING:
     from .loader import App
@@ -81,6 +81,9 @@ class Runtime(abc.ABC):
         """The app, once loaded (:meth:`serve`)."""
         self.link: Link
         """The link to the master, once open (:meth:`boot`)."""
+        self.lag = ping_patience.LoopLag(spec.heartbeat_interval)
+        """How late the serving loop runs, from the heartbeats: not counted against a
+        client's ping timeout (:mod:`workers.ping_patience`)."""
 
     @classmethod
     def check(cls, target: str) -> str | None:
@@ -114,6 +117,7 @@ class Runtime(abc.ABC):
         from . import managers
 
         sids.install(self.app.server.eio, self.spec.tag, self.spec.host)
+        ping_patience.install(self.lag)
         self.link = self.open()
         managers.install(self.app.server, self.spec, self.link)
 
@@ -126,7 +130,9 @@ class Runtime(abc.ABC):
         log.debug("worker %d (slot %d) serving (%s)", os.getpid(), self.spec.slot, self.name)
 
     def beat(self) -> None:
-        """Send the master one heartbeat: this worker lives, and its :meth:`load`."""
+        """Send the master one heartbeat: this worker lives, and its :meth:`load`; note
+        how late it comes (:attr:`lag`)."""
+        self.lag.beat()
         self.link.send(Kind.HEARTBEAT, self.load().encode())
 
     def drain_waits(self, deadline: float) -> Iterator[float]:

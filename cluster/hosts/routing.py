@@ -69,7 +69,7 @@ def target_sid(target: bytes) -> str | None:
     at = target.find(b"sid=", query)
     if at < 0:
         return None
-    if target[at - 1] not in _PARAMETER_START or target.find(b"#", 0, at) >= 0:
+    if (at - 1 != query and target[at - 1] != _AMPERSAND) or target.find(b"#", 0, at) >= 0:
         return request_sid(b"GET " + target + b" HTTP/1.1\r\n")
     start = at + 4
     stop = target.find(b"&", start)
@@ -80,7 +80,8 @@ def target_sid(target: bytes) -> str | None:
     return value.decode("ascii") if _SID.fullmatch(value) else None
 
 
-_PARAMETER_START = frozenset(b"?&")
+_AMPERSAND = ord("&")
+"""What starts a parameter past the first (a later ``?`` is part of a value)."""
 
 
 def decide_sid(sid: str | None, hop: bool, host_id: int, advertise: Address,

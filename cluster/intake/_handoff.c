@@ -115,37 +115,40 @@ static long request_owner(const char *head, Py_ssize_t size) {
     return NO_OWNER;
 }
 
+/* The client's IP as Python's socket module writes it, and its port; 0 when this path
+ * does not write it the same way (a scoped IPv6 address: Python appends the scope). */
+static int peer_ip(const struct sockaddr_storage *peer, char ip[INET6_ADDRSTRLEN], unsigned *port) {
+    if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)peer;
+        *port = ntohs(v4->sin_port);
+        return inet_ntop(AF_INET, &v4->sin_addr, ip, INET6_ADDRSTRLEN) != NULL;
+    }
+    if (peer->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)peer;
+        *port = ntohs(v6->sin6_port);
+        return !v6->sin6_scope_id && inet_ntop(AF_INET6, &v6->sin6_addr, ip, INET6_ADDRSTRLEN);
+    }
+    return 0;
+}
+
 /* The client's "ip port" after the packet's header, as cluster.protocol.frames.
- * encode_address writes it; 0 when the address is not one this path writes the same way
- * as Python's socket module (a scoped IPv6 address). */
+ * encode_address writes it; its length, 0 when peer_ip cannot write it. */
 static int write_address(const struct sockaddr_storage *peer, char *out, size_t room) {
     char ip[INET6_ADDRSTRLEN];
     unsigned port;
-    if (peer->ss_family == AF_INET) {
-        const struct sockaddr_in *v4 = (const struct sockaddr_in *)peer;
-        if (!inet_ntop(AF_INET, &v4->sin_addr, ip, sizeof ip))
-            return 0;
-        port = ntohs(v4->sin_port);
-    } else if (peer->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)peer;
-        if (v6->sin6_scope_id || !inet_ntop(AF_INET6, &v6->sin6_addr, ip, sizeof ip))
-            return 0;
-        port = ntohs(v6->sin6_port);
-    } else {
+    if (!peer_ip(peer, ip, &port))
         return 0;
-    }
     int written = snprintf(out, room, "%s %u", ip, port);
     return written > 0 && (size_t)written < room ? written : 0;
 }
 
+/* (ip, port) of a connection left to Python; None: Python asks the socket (getpeername). */
 static PyObject *address_tuple(const struct sockaddr_storage *peer) {
-    char text[PACKET_MAX];
-    int length = write_address(peer, text, sizeof text);
-    if (!length)
-        Py_RETURN_NONE;  /* Python asks the socket (getpeername) */
-    char *space = strrchr(text, ' ');
-    *space = '\0';
-    return Py_BuildValue("(si)", text, atoi(space + 1));
+    char ip[INET6_ADDRSTRLEN];
+    unsigned port;
+    if (!peer_ip(peer, ip, &port))
+        Py_RETURN_NONE;
+    return Py_BuildValue("(sI)", ip, port);
 }
 
 /* Send one hand-off packet with the client's fd; 0 on success, else errno. */

@@ -38,7 +38,7 @@ except ImportError:  # not compiled: the Python loop does all
 PURE_PYTHON_ENV = "STICKY_CLUSTER_PURE_PYTHON"
 """Set to 1 in the master's environment for the Python loop alone."""
 
-_HANDOFF_HEADER = frames.handoff_packet(("", 0))[:frames.HEADER_SIZE]
+_HANDOFF_HEADER = frames.header(frames.Kind.HANDOFF)
 
 
 def unavailable(settings: Settings) -> str | None:

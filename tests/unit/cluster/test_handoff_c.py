@@ -21,7 +21,7 @@ from cluster.protocol import frames
 from cluster.protocol.sids import ALPHABET, owner, owner_of, request_sid, sid_prefix
 
 _handoff = fast_path._handoff
-HEADER = frames.handoff_packet(("", 0))[:frames.HEADER_SIZE]
+HEADER = frames.header(frames.Kind.HANDOFF)
 
 
 def test_the_c_loop_is_built() -> None:

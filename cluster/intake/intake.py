@@ -137,8 +137,12 @@ class Intake:
         deferred = peeking and tcp
         proxied = not self._rules.proxy_protocol
         proxy_peer_allowed = self._proxy_peer_allowed
-        if deferred and self._fast is not None:
-            done = self._fast.run(listener.fileno(), ACCEPT_BATCH, self._peek_size)
+        room = PENDING_LIMIT - len(self._pending)
+        if deferred and self._fast is not None and room > 0:
+            # the C loop's leftovers are all open at once before they are examined: a
+            # batch no larger than the pending set's room keeps the master's open
+            # connections within PENDING_LIMIT (docs/routing.md)
+            done = self._fast.run(listener.fileno(), min(ACCEPT_BATCH, room), self._peek_size)
             if done is not None:
                 ok, accepted, leftovers = done
                 self.accepted += accepted

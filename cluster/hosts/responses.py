@@ -1,4 +1,5 @@
-"""The answers the forwarder gives itself: nothing internal in a body.
+"""The answers the forwarder (and, for :func:`busy`, the master) gives itself: nothing
+internal in a body.
 
 A sid of a host that is not (or no longer) in the directory gets python-engineio's own
 answer for an unknown session (``engineio.base_server.BaseServer._bad_request``: status
@@ -45,6 +46,16 @@ def full() -> tuple[Answer, bytes]:
     uvicorn's 503 uses, as a full worker's)."""
     return _response(503, b"Service Unavailable", b"text/plain; charset=utf-8",
                      b"Service Unavailable")
+
+
+def busy() -> bytes:
+    """The master's ``503`` to a new Engine.IO session while every worker is late or full
+    (``--overload refuse``): the words of a full worker's, ``Retry-After: 1``; the whole
+    response, ready to send."""
+    answer, body = _response(503, b"Service Unavailable", b"text/plain; charset=utf-8",
+                             b"Service Unavailable")
+    return dataclasses.replace(answer, headers=answer.headers + ((b"retry-after", b"1"),)
+                               ).encode(body)
 
 
 def client_error(status: int) -> tuple[Answer, bytes]:

@@ -97,6 +97,7 @@ class Dispatcher:
         self._rng = random.Random()
         self._held: list[tuple[int, Address | None, bytes | None]] = []
         self._several_hosts = settings.several_hosts
+        self._refuse_when_overloaded = settings.overload == "refuse"
         self.host = 0
         """This host's id (several hosts: set once claimed, before any connection)."""
         self.forwarder: Worker | None = None
@@ -144,6 +145,15 @@ class Dispatcher:
         """How a request that names no live session is placed: ``least-loaded``,
         ``random`` or ``ip`` (always ``ip`` with ``--route ip``)."""
         return self._balance
+
+    @property
+    def overloaded(self) -> bool:
+        """Whether a new Engine.IO session is to be answered ``503`` now (``--overload
+        refuse``): workers serve, and every one of them is late or full."""
+        if not self._refuse_when_overloaded:
+            return False
+        serving = self._pool.serving
+        return bool(serving) and all(w.full or w.late for w in serving.values())
 
     def close(self) -> None:
         """Close the connections held (the master stops, or a new child forgets them)."""

@@ -33,6 +33,9 @@ import selectors
 import socket
 import time
 
+from cluster.hosts.responses import busy
+from cluster.protocol.bursts import BurstLog
+from cluster.protocol.sids import opens_session
 from cluster.protocol.trust import TrustCache
 from cluster.setup.config import Settings
 
@@ -54,6 +57,9 @@ DEFER_ACCEPT = 1
 """Seconds a TCP listener's kernel holds a connection that has sent nothing yet."""
 
 _PEEK = socket.MSG_PEEK | socket.MSG_DONTWAIT
+
+BUSY = busy()
+"""The answer to a new session turned away (:meth:`Intake._turn_away`)."""
 
 PEER_REFUSAL_REPORT = 10.0
 """Seconds between two log lines about peers refused by ``--proxy-allow-from``."""
@@ -92,6 +98,11 @@ class Intake:
         """Connections accepted."""
         self.timed_out = 0
         """Connections routed (or closed) because they sent too little within the peek timeout."""
+        self.shed = 0
+        """New Engine.IO sessions answered ``503`` while every worker was late or full."""
+        self._shed_log = BurstLog(log, logging.WARNING,
+                                  "every worker is late or full: new sessions are answered 503, "
+                                  "their clients try again later (--overload refuse)")
         self.refused = 0
         """Connections closed for a missing, bad or truncated PROXY header, or from a peer
         not in ``--proxy-allow-from``."""
@@ -177,10 +188,12 @@ class Intake:
         return True
 
     def expire(self, now: float) -> None:
-        """Route or close the pending connections whose peek timeout has passed."""
+        """Route or close the pending connections whose peek timeout has passed; log how
+        many new sessions were turned away since the last line, once its window is over."""
         for conn in self._pending.expired(now, self._rules.peek_timeout):
             self.timed_out += 1
             self._examine(conn, now)
+        self._shed_log.flush()
         if self._warned_full and len(self._pending) < PENDING_LIMIT // 2:
             self._warned_full = False
 
@@ -219,6 +232,10 @@ class Intake:
                 self._pending.add(conn)
         elif isinstance(decision, Route):
             self._pending.discard(conn)
+            if (decision.sid is None and head and self._dispatcher.overloaded
+                    and opens_session(head[decision.proxy.length:] if decision.proxy else head)):
+                self._turn_away(conn)
+                return
             self._set_lowat(conn, 1)
             self._dispatcher.route(conn.sock.detach(), decision.client, decision.sid)
         elif isinstance(decision, Refuse):
@@ -253,6 +270,24 @@ class Intake:
                         self._peers_refused, peer)
             self._peers_refused = 0
             self._peer_report_due = now + PEER_REFUSAL_REPORT
+
+    def _turn_away(self, conn: Pending) -> None:
+        """Answer a new session ``503`` and close (``--overload refuse``: every worker is
+        late or full). What the client sent is read first, so that the close is a FIN
+        after the answer, not a reset that could discard it."""
+        self.shed += 1
+        self._shed_log.note()
+        sock = conn.sock
+        view = memoryview(self._scratch)
+        try:
+            for _ in range(4):  # a handshake's request is one head: read what is there
+                if sock.recv_into(view, len(view), socket.MSG_DONTWAIT) < len(view):
+                    break
+            sock.send(BUSY, socket.MSG_DONTWAIT)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        sock.close()
 
     def _refuse(self, conn: Pending, reason: str) -> None:
         log.debug("closed a connection from %s: %s", conn.client, reason)

@@ -13,9 +13,10 @@ A request that names no session (``sid=``) starts one, and any worker can take i
 
 A worker that cannot take a client now comes after every worker that can, in the
 same order: one that is *full* (its connections at ``--worker-connections``) or *late*
-(it missed heartbeats: hung, SIGSTOPped, or blocked by CPU-bound code). It is still
-tried when none has room: a slow answer beats none. Sessions a worker owns still go
-to it, full or late: only placement looks here.
+(it missed heartbeats: hung, SIGSTOPped, or blocked by CPU-bound code). When none has
+room, they are still tried (a request that opens a new Engine.IO session is answered
+``503`` before placement instead, with ``--overload refuse``: :mod:`cluster.intake.intake`).
+Sessions a worker owns still go to it, full or late: only placement looks here.
 
 Pure: the master's view of the workers in, an order out; no I/O, no clock.
 """

@@ -63,8 +63,9 @@ def families(facts: dict) -> list[Metric]:
                  "was full (--worker-connections) or late (missed heartbeats)",
                  "reason", facts["placement_skips"]),
         _counter("sticky_cluster_connections", "Connections accepted, and what befell some "
-                 "(refused: bad PROXY header; held: waited for a worker; dropped: no worker "
-                 "could take it)", "outcome", facts["connections"]),
+                 "(refused: bad PROXY header; shed: a new session answered 503, every worker "
+                 "late or full; held: waited for a worker; dropped: no worker could take it)",
+                 "outcome", facts["connections"]),
         CounterMetricFamily("sticky_cluster_handbacks_placed", "Hand-backs of a request that "
                             "starts a new session (another tab on a kept-alive connection), "
                             "placed as a new connection is (in sticky_cluster_handoffs too)",

@@ -71,7 +71,7 @@ def facts(settings: Settings, pool: WorkerPool, intake: Intake, dispatcher: Disp
                       "refused": dispatcher.not_sockets.count},
         "accept_pauses": accept_pauses,
         "connections": {"accepted": intake.accepted, "timed_out": intake.timed_out,
-                        "refused": intake.refused, "held": dispatcher.held,
+                        "refused": intake.refused, "shed": intake.shed, "held": dispatcher.held,
                         "dropped": dispatcher.dropped},
         "restarts": {reason: pool.restarts[reason] for reason in RESTART_REASONS},
         "relay": {"broadcast": relay.broadcasts, "unicast": relay.unicasts,
@@ -137,8 +137,8 @@ def routing_totals(intake: Intake, dispatcher: Dispatcher) -> str:
             f"{dispatcher.returned} returned, "
             f"{dispatcher.past_full} past a full worker, {dispatcher.past_late} past a late "
             f"worker, {dispatcher.held} held, {intake.timed_out} timed out, "
-            f"{intake.refused} refused, {dispatcher.not_sockets.count} hand-backs not a "
-            f"socket, {dispatcher.dropped} dropped"
+            f"{intake.refused} refused, {intake.shed} shed, "
+            f"{dispatcher.not_sockets.count} hand-backs not a socket, {dispatcher.dropped} dropped"
             + (f", {dispatcher.forwarded} to the forwarder ({dispatcher.forward_held} held "
                f"for it), {dispatcher.forwarded_back} handed back by it"
                if dispatcher.forwarded or dispatcher.forward_held or dispatcher.forwarded_back

@@ -115,6 +115,27 @@ def request_sid(head: bytes) -> str | None:
     the end of a truncated ``head`` may have cut short counts only if the request line
     is complete. Never raises.
     """
+    for param in _query_params(head)[0]:
+        if param.startswith(b"sid="):
+            value = param[4:]
+            return value.decode("ascii") if _SID.fullmatch(value) else None
+    return None
+
+
+def opens_session(head: bytes) -> bool:
+    """Whether the HTTP request line at the start of ``head`` asks Engine.IO for a new
+    session: an ``EIO=`` query parameter and no ``sid=`` (a handshake, polling or
+    websocket, whose client tries again later when it is refused); False while the end of
+    a truncated ``head`` may still hide a ``sid``. Never raises."""
+    params, whole = _query_params(head)
+    return (whole and any(param.startswith(b"EIO=") for param in params)
+            and not any(param.startswith(b"sid=") for param in params))
+
+
+def _query_params(head: bytes) -> tuple[list[bytes], bool]:
+    """The query parameters (``name=value``, undecoded) of the request line at the start
+    of ``head``, and whether they are all there: one that the end of a truncated ``head``
+    may have cut short is left out, and more may follow it."""
     end = head.find(b"\n")
     complete = end >= 0
     if not complete:
@@ -123,7 +144,7 @@ def request_sid(head: bytes) -> str | None:
         end -= 1
     start = head.find(b" ", 0, end) + 1
     if not start:
-        return None
+        return [], complete
     stop = head.find(b" ", start, end)
     cut = stop < 0 and not complete
     if stop < 0:
@@ -133,12 +154,8 @@ def request_sid(head: bytes) -> str | None:
         stop, cut = fragment, False
     query = head.find(b"?", start, stop)
     if query < 0:
-        return None
+        return [], not cut
     params = head[query + 1 : stop].split(b"&")
     if cut:
         params.pop()
-    for param in params:
-        if param.startswith(b"sid="):
-            value = param[4:]
-            return value.decode("ascii") if _SID.fullmatch(value) else None
-    return None
+    return params, not cut

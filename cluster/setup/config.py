@@ -93,6 +93,7 @@ class Settings:
     runtime: str = default("worker_class")
     route: str = default("route")
     balance: str = default("balance")
+    overload: str = default("overload")
     proxy_protocol: bool = default("proxy_protocol")
     forwarded_allow_ips: str = default("forwarded_allow_ips")
     peek_timeout: float = default("peek_timeout")

@@ -39,6 +39,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 ROUTES = ("sid", "ip")
 LOG_FORMATS = ("text", "json")
 BALANCES = ("least-loaded", "ip", "random")
+OVERLOADS = ("refuse", "queue")
 WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio", "threading")
 
 
@@ -323,6 +324,11 @@ OPTIONS: tuple[Option, ...] = (
                 "(fewest sessions), ip (hash of the client IP) or random.",
            doc="where a new session goes with `--route sid`: `least-loaded`, `ip` (hash of the "
                "client IP) or `random` (see Routing)"),
+    Option("overload", str, metavar="MODE", choices=OVERLOADS, default="refuse",
+           help="While every worker is late or full: refuse (answer a new Engine.IO session "
+                "503 at once, its client tries again later) or queue (place it anyway).",
+           doc="while every worker is late or full, a new Engine.IO session is answered `503` "
+               "(`refuse`: its client tries again later) or placed anyway (`queue`) (see Routing)"),
     Option("proxy_protocol", bool, default=False, shown_default="off",
            help="Every connection starts with a PROXY protocol v1/v2 header (HAProxy "
                 "send-proxy, nginx proxy_protocol): its client address is the real one. "

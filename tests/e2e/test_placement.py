@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import os
 import re
 import signal
+import socket
+import threading
 
-from tests.support.clients import connected, run, source_address
+import aiohttp
+import pytest
+import socketio
+
+from tests.support.clients import connected, disconnect, run, source_address
 from tests.support.rawclient import RawClient, in_threads, tcp_from
 from tests.support.waiting import wait_for
 
@@ -93,3 +100,84 @@ def test_a_stopped_worker_gets_no_new_sessions_but_keeps_its_own(start_cluster):
     assert owner.call("whoami")["pid"] == stopped  # its own session still goes to it
     cluster.stop()
     assert re.search(r"routing totals: .*?, [1-9]\d* past a late worker", cluster.log)
+
+
+HANDSHAKE = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: cluster\r\n\r\n"
+
+
+def send_request(port: int, source: str, data: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), source_address=(source, 0))
+    sock.sendall(data)
+    return sock
+
+
+def answer_of(sock: socket.socket, timeout: float = 30) -> bytes:
+    """What ``sock`` receives until the server closes it (or ``timeout``)."""
+    sock.settimeout(timeout)
+    data = b""
+    with sock, contextlib.suppress(OSError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+async def retrying_client(url: str, source: str, errors: list, ready) -> int:
+    """A python-socketio client that tries again after a failed connect, as apps use it:
+    the pid of the worker that serves it once it is in."""
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(local_addr=(source, 0)))
+    client = socketio.AsyncClient(http_session=session, reconnection_delay=0.2,
+                                  reconnection_delay_max=0.2, randomization_factor=0)
+    client.on("connect_error", lambda *data: errors.append(data))
+    try:
+        await client.connect(url, transports=["polling"], wait_timeout=10, retry=True)
+        await asyncio.to_thread(ready.wait, 60)
+        while not client.connected:
+            await asyncio.sleep(0.05)
+        return (await client.call("whoami", timeout=10))["pid"]
+    finally:
+        with contextlib.suppress(Exception):
+            await disconnect(client)
+        await session.close()
+
+
+@pytest.mark.parametrize("overload", ["refuse", "queue"])
+def test_new_sessions_get_a_503_while_every_worker_is_late(start_cluster, overload):
+    cluster = start_cluster(workers=2, args=("--overload", overload))
+    owner = RawClient(tcp_from(cluster.port, source_address(60))).open()
+    owner_pid = owner.call("whoami")["pid"]
+    workers = cluster.worker_pids()
+    errors: list = []
+    resumed = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        for pid in workers:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            for pid in workers:
+                wait_for(lambda: re.search(rf"worker {pid} \(slot \d\) missed its heartbeats",
+                                           cluster.log), 15, what="every worker seen late")
+            page = send_request(cluster.port, source_address(61), b"GET / HTTP/1.0\r\n\r\n")
+            handshake = send_request(cluster.port, source_address(62), HANDSHAKE)
+            if overload == "refuse":  # while every worker is stopped, only the master answers
+                refused = answer_of(handshake)
+                assert refused.startswith(b"HTTP/1.1 503 ") and b"retry-after: 1" in refused
+                wait_for(lambda: "new sessions are answered 503" in cluster.log, 10,
+                         what="the warning")
+                client = pool.submit(run, retrying_client(cluster.url, source_address(63),
+                                                          errors, resumed))
+                wait_for(lambda: len(errors) >= 2, 15, what="the client refused, and again")
+        finally:
+            for pid in workers:
+                os.kill(pid, signal.SIGCONT)
+            resumed.set()
+        assert answer_of(page).startswith(b"HTTP/1.1 404 "), "a page is placed, never refused"
+        if overload == "queue":
+            assert b'0{"sid"' in answer_of(handshake), "placed anyway: answered once a worker runs"
+        else:  # its own retries bring it in once the workers run again
+            assert client.result(timeout=60) in workers
+    assert owner.call("whoami")["pid"] == owner_pid  # a session's requests still reach it
+    cluster.stop()
+    shed = int(re.search(r"routing totals: .*?, (\d+) shed", cluster.log).group(1))
+    if overload == "refuse":
+        assert shed >= 3  # the raw handshake and the client's first two attempts
+    else:
+        assert shed == 0

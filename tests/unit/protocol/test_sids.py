@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from cluster.protocol.frames import Kind, Reassembler, addressed, packets, parse_from_worker
 from cluster.protocol.sids import (HOST_LIMIT, SID_LENGTH, TAG_LIMIT, host_of, make_sid, owner, owner_of,
-                                   request_sid, sid_prefix, tag_of)
+                                   opens_session, request_sid, sid_prefix, tag_of)
 
 SID_ALPHABET = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-"
 
@@ -91,6 +91,32 @@ def test_a_sid_of_another_length_or_alphabet_names_no_worker() -> None:
 )
 def test_request_sid_examples(head: bytes, sid: str | None) -> None:
     assert request_sid(head) == sid
+
+
+# -- opens_session -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("head", "opens"),
+    [
+        (b"GET /socket.io/?EIO=4&transport=polling&t=Nx HTTP/1.1\r\nHost: x\r\n\r\n", True),
+        (b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n", True),
+        (b"GET /socket.io/?transport=polling&EIO=3 HTTP/1.1\r\n", True),
+        (b"GET /socket.io/?EIO=4&transport=polling&sid=abc HTTP/1.1\r\n", False),
+        (b"POST /socket.io/?sid=abc&EIO=4 HTTP/1.1\r\n", False),
+        (b"GET / HTTP/1.1\r\n", False),
+        (b"GET /index.html?v=2 HTTP/1.1\r\n", False),
+        (b"GET /socket.io/?xEIO=4 HTTP/1.1\r\n", False),
+        (b"GET /socket.io/?EIO=4#x HTTP/1.1\r\n", True),
+        # truncated: a sid may follow what is there
+        (b"GET /socket.io/?EIO=4&transport=polling&t=N", False),
+        (b"GET /socket.io/?EIO=4&transport=polling HTT", True),
+        (b"", False),
+        (b"\x16\x03\x01\x02\x00", False),
+    ],
+)
+def test_opens_session_examples(head: bytes, opens: bool) -> None:
+    assert opens_session(head) is opens
 
 
 @given(st.binary(max_size=300))

@@ -307,16 +307,21 @@ class WorkerPool:
                             "workers until it answers", worker, silent)
 
     def _saturated(self, now: float) -> bool:
-        """Whether two or more serving workers are late at once: the host's CPU is saturated
-        (a hung worker is late alone). Said in the log once per :data:`SATURATED_SAY_EVERY` seconds at most."""
+        """Whether two or more running workers, serving or draining, are late at once: the
+        host's CPU is saturated (a hung worker is late alone). A draining worker counts: in a
+        rolling restart at scale the old workers, closing their sessions, fall behind first,
+        and one killed for it drops every session it has left at once. Said in the log once
+        per :data:`SATURATED_SAY_EVERY` seconds at most."""
         after = LATE_BEATS * self._settings.heartbeat_interval
-        late = sum(1 for worker in self.serving.values() if now - worker.last_seen > after)
+        running = [worker for worker in self.by_pid.values()
+                   if worker.state is not State.BOOTING and not worker.killed]
+        late = sum(1 for worker in running if now - worker.last_seen > after)
         saturated = late >= 2
         if saturated and now >= self._saturated_said:
             self._saturated_said = now + SATURATED_SAY_EVERY
             log.warning("%d of %d workers are late at once: the host's CPU is saturated; a "
                         "silent worker is killed after %g s instead of --timeout %g s",
-                        late, len(self.serving), SATURATED_GRACE * self._settings.timeout,
+                        late, len(running), SATURATED_GRACE * self._settings.timeout,
                         self._settings.timeout)
         return saturated
 

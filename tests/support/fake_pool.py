@@ -125,7 +125,7 @@ class Watcher:
 class World:
     """A pool of ``workers`` slots with fakes all around, and the master's part of the
     hooks: a halt stops the pool, as :meth:`cluster.master.Master._halt` does. ``options``
-    are more of ``make_settings``'s."""
+    are more of ``make_settings``'s, or other values than the fakes' own."""
 
     def __init__(self, workers: int = 2, **options: object) -> None:
         self.clock = Clock()
@@ -134,9 +134,9 @@ class World:
         self.heard: list[object] = []
         self.halted: str | None = None
         self.stranded: list[tuple[bytes, int]] = []
-        settings = make_settings("tests.apps.chat:sio", workers=workers, timeout=TIMEOUT,
-                                 graceful_timeout=GRACEFUL, boot_timeout=BOOT_TIMEOUT,
-                                 drain_spread=SPREAD, **options)
+        options = {"timeout": TIMEOUT, "graceful_timeout": GRACEFUL,
+                   "boot_timeout": BOOT_TIMEOUT, "drain_spread": SPREAD, **options}
+        settings = make_settings("tests.apps.chat:sio", workers=workers, **options)
         hooks = PoolHooks(roll_ended=lambda: self.heard.append("roll ended"),
                           halt=self._halt,
                           stranded=lambda packet, fd: self.stranded.append((packet, fd)),

@@ -332,6 +332,27 @@ def test_workers_all_late_at_once_are_given_longer_before_they_are_killed(world,
     assert world.processes.signals == [(first.pid, signal.SIGKILL)]
 
 
+def test_draining_workers_late_at_once_are_given_longer_too(caplog):
+    """A rolling restart at scale: the old workers, closing their sessions, fall behind
+    while the new ones keep time; killing them would drop all they have left at once."""
+    world = World(graceful_timeout=TIMEOUT * 2)  # the drain outlasts the heartbeat timeout
+    old0, old1 = serving_world(world)
+    world.pool.roll()
+    world.ready(world.booting(0))
+    world.tick()
+    world.ready(world.booting(1))
+    assert old0.state is old1.state is State.DRAINING
+    for _ in range(int(TIMEOUT) + 2):
+        world.tick(1)
+        for worker in world.pool.serving.values():
+            world.beat(worker)
+    assert world.processes.signals == [] and "2 of 4 workers are late at once" in caplog.text
+    world.beat(old1)  # caught up: the one still silent goes at once
+    world.tick(0.5)
+    assert world.processes.signals == [(old0.pid, signal.SIGKILL)]
+    world.close()
+
+
 def test_workers_late_at_once_are_killed_at_last(world):
     first, second = serving_world(world)
     world.tick(SATURATED_GRACE * TIMEOUT + 1)

@@ -50,12 +50,21 @@ from .targets import stop_process, wait_port
 HOSTS = {1: "127.0.0.11", 2: "127.0.0.12", 3: "127.0.0.13"}
 TARGET_RATIO = 0.7
 
+WORKER_RLIMIT_NOFILE = 20_000
+"""The fds of each nginx worker: the hard limit per process here (not raisable)."""
+
+WORKER_CONNECTIONS = 19_000
+"""Connections of each nginx worker, clients' and upstream ones together (a proxied client
+takes two): its fds, less room for its own files."""
+
 NGINX_WRAPPER = """\
-worker_processes 1;
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
+worker_shutdown_timeout 3s;  # a stop closes the websockets left instead of waiting for them
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log error;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {connections}; }}
 http {{
     access_log off;
     keepalive_requests 1000000;  # a client connection lasts the run (nginx closes it after 1,000 by default)
@@ -69,10 +78,12 @@ http {{
 """
 
 
-def round_robin(hosts: dict[int, tuple[str, int]], port: int) -> str:
+def round_robin(hosts: dict[int, tuple[str, int]], port: int, reuseport: bool = False) -> str:
     """A plain round-robin nginx over ``hosts``, with upstream keep-alive (and websocket
-    upgrades passed on)."""
+    upgrades passed on). ``reuseport``: a listening socket per nginx worker, among which the
+    kernel spreads the connections (without it, one worker may accept most of them)."""
     servers = "\n".join(f"        server {ip}:{host_port};" for ip, host_port in hosts.values())
+    listen = f"127.0.0.1:{port}" + (" reuseport" if reuseport else "")
     return f"""\
     map $http_upgrade $connection_upgrade {{
         default upgrade;
@@ -83,7 +94,7 @@ def round_robin(hosts: dict[int, tuple[str, int]], port: int) -> str:
         keepalive 16;
     }}
     server {{
-        listen 127.0.0.1:{port};
+        listen {listen};
         location / {{
             proxy_pass http://hosts;
             proxy_http_version 1.1;
@@ -95,13 +106,21 @@ def round_robin(hosts: dict[int, tuple[str, int]], port: int) -> str:
     }}"""
 
 
-class Nginx:
-    """One nginx serving the ``http {}`` content ``http`` from a prefix of its own."""
+def nginx_conf(prefix: str, http: str, workers: int = 1) -> str:
+    """The whole nginx.conf of an nginx with ``workers`` worker processes, serving the
+    ``http {}`` content ``http`` from ``prefix``."""
+    return NGINX_WRAPPER.format(prefix=prefix, http=http, workers=workers,
+                                nofile=WORKER_RLIMIT_NOFILE, connections=WORKER_CONNECTIONS)
 
-    def __init__(self, http: str) -> None:
+
+class Nginx:
+    """One nginx serving the ``http {}`` content ``http`` from a prefix of its own, with
+    ``workers`` worker processes (give the listen ``reuseport`` when there are several)."""
+
+    def __init__(self, http: str, workers: int = 1) -> None:
         self.prefix = tempfile.mkdtemp(prefix="bench-balancer-")
         conf = Path(self.prefix, "nginx.conf")
-        conf.write_text(NGINX_WRAPPER.format(prefix=self.prefix, http=http))
+        conf.write_text(nginx_conf(self.prefix, http, workers))
         self.proc = subprocess.Popen(["nginx", "-p", self.prefix, "-c", str(conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

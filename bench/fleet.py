@@ -7,8 +7,9 @@ socket.io-client does by default (:func:`backoff`: 1 s doubling to 5 s, randomiz
 for ever), so a dead worker or a drain is a storm of reconnects, as it is in production.
 
 The orchestrator talks to each fleet process over a pipe, one command and one answer at a
-time (:meth:`Fleet.command`): ``connect`` (up to so many of its clients), ``stats``
-(counters since the last ``mark``), ``mark``, ``send`` (one broadcast to the room),
+time (:meth:`Fleet.command`): ``connect`` (its clients from one slot up to another),
+``stats`` (counters since the last ``mark``, with when each client was lost and when it was
+back), ``mark``, ``send`` (one broadcast to the room),
 ``deliveries`` (what the clients received of one broadcast), ``close``.
 """
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Fleet:
     def mark(self) -> None:
         """Start a new window of counters."""
         self.since = loadgen.now()
-        self.drops: list[tuple[int, int]] = []  # (slot, pid) of each client lost
+        self.drops: list[tuple[int, int, float]] = []  # (slot, pid, when) of each client lost
         self.back: list[tuple[float, int]] = []  # (when, slot) of each reconnect
         self.failures = 0
         self.pings = 0
@@ -126,7 +127,7 @@ class Fleet:
         if self.closing or self.live.get(client.slot) is not client:
             return
         del self.live[client.slot]
-        self.drops.append((client.slot, client.pid))
+        self.drops.append((client.slot, client.pid, loadgen.now()))
         self._spawn(self.keep(client.slot, first_wait=backoff(0), gated=False))
 
     # -- connecting
@@ -176,10 +177,13 @@ class Fleet:
                 self.back.append((t, slot))
             return
 
-    async def connect(self, upto: int, deadline: float) -> dict[str, Any]:
-        """Connect this fleet's slots below ``upto`` that are not connected yet."""
+    async def connect(self, upto: int, deadline: float, start: int = 0) -> dict[str, Any]:
+        """Connect this fleet's slots from ``start`` below ``upto`` that are not connected
+        yet (a ``start`` past the slots connected before: newcomers, each from an address
+        of its own, while lost clients reconnect on their own); ``connected``: how many of
+        them are."""
         t0 = loadgen.now()
-        todo = [s for s in self.slots if s < upto and s not in self.live]
+        todo = [s for s in self.slots if start <= s < upto and s not in self.live]
         tasks = [self._spawn(self.keep(s)) for s in todo]
         if tasks:
             await asyncio.wait(tasks, timeout=max(0.0, deadline - t0))
@@ -187,7 +191,8 @@ class Fleet:
             task.cancel()
         gc.collect()
         gc.freeze()
-        return {"live": len(self.live), "seconds": loadgen.now() - t0}
+        return {"live": len(self.live), "seconds": loadgen.now() - t0,
+                "connected": sum(1 for s in todo if s in self.live)}
 
     # -- the orchestrator's view
     def stats(self) -> dict[str, Any]:

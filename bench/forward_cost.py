@@ -48,11 +48,13 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def start_hosts(workers: int, hosts: dict[int, str] = HOSTS,
-                status: bool = False) -> tuple[dict[int, int], list[subprocess.Popen], list]:
+def start_hosts(workers: int, hosts: dict[int, str] = HOSTS, status: bool = False,
+                options: tuple[str, ...] = (),
+                ) -> tuple[dict[int, int], list[subprocess.Popen], list]:
     """Start a master for each of ``hosts`` ({host id: loopback address}), joined by
     ``--peers``; their ports, processes and log files. ``status``: each serves its status
-    endpoint on the next free port of its address (read it with :func:`host_status`)."""
+    endpoint on the next free port of its address (read it with :func:`host_status`);
+    ``options``: more options of ``sticky-cluster run``, the same for each."""
     ports = {host: free_port(ip) for host, ip in hosts.items()}
     peers = ",".join(f"{host}={hosts[host]}:{port}" for host, port in ports.items())
     procs, logs = [], []
@@ -63,7 +65,8 @@ def start_hosts(workers: int, hosts: dict[int, str] = HOSTS,
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "cluster", "run", "bench.app:sio", "--workers", str(workers),
              "--bind", f"{ip}:{ports[host]}", "--host-id", str(host), "--peers", peers,
-             "--log-level", "info", *extra], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
+             "--log-level", "info", *extra, *options],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + START_TIMEOUT
     for proc, log in zip(procs, logs):
         while True:

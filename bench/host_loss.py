@@ -1,6 +1,7 @@
 """A host killed with -9 under load, behind a round-robin balancer: how fast its clients are back.
 
     python -m bench.host_loss [--clients 60] [--workers 1] [--delay 0.5]
+    python -m bench.host_loss --fleet [--clients 3000] [--workers 1]
 
 Starts three masters (``bench.app:sio``) on 127.0.0.11, .12 and .13 joined by ``--peers``
 behind a real round-robin nginx with upstream keep-alive (as bench.balancer_polling), and
@@ -18,6 +19,17 @@ clients connect. Prints one JSON line:
 * ``undisturbed``: clients of the other hosts that never lost their connection; ``new``:
   new clients connected after the kill.
 
+``--fleet``: the same at scale, with bench.scale's clients instead (:mod:`bench.host_loss_fleet`:
+raw websocket clients in several load processes, each from its own loopback address, that
+reconnect with socket.io-client's default randomized backoff, 0.5 to 1.5 s before the first
+attempt), nginx with a worker per 4,750 clients (at least 2, ``reuseport``) and the hosts'
+workers allowed 19,000 connections each. The JSON line has the clients ``lost`` and ``back``
+(clients, not events), the ``failed`` attempts, ``back_after_kill_s`` (from the kill until
+each lost client was back: p50 / p99 / max, the backoff included), ``others_dropped`` (clients
+of hosts 1 and 2 that lost their connection) and ``new`` (of 10 new clients, those connected
+after the storm). ``--clients`` at most 38,000 per worker of a host (the fd limit, once
+two hosts hold them all).
+
 Loopback only; every process started is stopped by its PID.
 """
 from __future__ import annotations
@@ -33,9 +45,11 @@ import time
 
 import psutil
 
+from . import host_loss_fleet
 from .balancer_polling import HOSTS, Nginx, round_robin
 from .forward_cost import free_port, start_hosts, stop_hosts
 from .loadgen import percentiles
+from .scale import FD_PER_WORKER
 from .targets import wait_port
 
 BACK_TIMEOUT = 30.0
@@ -119,26 +133,55 @@ async def measure(url: str, victim: set[int], args: argparse.Namespace) -> dict:
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.host_loss",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=60, help="websocket clients")
+    parser.add_argument("--fleet", action="store_true",
+                        help="bench.scale's clients (thousands) instead of python-socketio's")
+    parser.add_argument("--clients", type=int, default=None,
+                        help="websocket clients (default 60; with --fleet 3000)")
     parser.add_argument("--workers", type=int, default=1, help="workers of each host")
-    parser.add_argument("--delay", type=float, default=0.5,
-                        help="seconds a client waits before a reconnect attempt")
+    parser.add_argument("--delay", type=float, default=None,
+                        help="seconds a client waits before a reconnect attempt (default 0.5; "
+                             "not with --fleet: its clients wait as socket.io-client's do)")
     args = parser.parse_args(argv)
+    if args.clients is None:
+        args.clients = 3000 if args.fleet else 60
+    if args.clients < 1 or args.workers < 1:
+        parser.error("--clients and --workers: at least 1")
+    if args.fleet:
+        if args.delay is not None:
+            parser.error("--delay: not with --fleet (its clients wait as socket.io-client's do)")
+        if args.clients > host_loss_fleet.most_clients(args.workers):
+            parser.error(f"--clients: at most {host_loss_fleet.most_clients(args.workers):,} "
+                         f"with --workers {args.workers} (the fd limit, once two hosts hold them "
+                         "all; one loopback address each)")
+    elif args.delay is None:
+        args.delay = 0.5
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     for name in ("engineio.client", "socketio.client"):  # lost connections are the point
         logging.getLogger(name).setLevel(logging.CRITICAL)
-    ports, procs, logs = start_hosts(args.workers, HOSTS)
+    options = ("--worker-connections", str(FD_PER_WORKER)) if args.fleet else ()
+    ports, procs, logs = start_hosts(args.workers, HOSTS, options=options)
     server = None
     try:
         hosts = {host: (HOSTS[host], port) for host, port in ports.items()}
         port = free_port("127.0.0.1")
-        server = Nginx(round_robin(hosts, port))
+        nginx_procs = host_loss_fleet.nginx_workers(args.clients) if args.fleet else 1
+        server = Nginx(round_robin(hosts, port, reuseport=nginx_procs > 1), nginx_procs)
         wait_port(port)
         victim = host_pids(procs[2].pid)
-        result = asyncio.run(measure(f"http://127.0.0.1:{port}", victim, args))
-        result.update(workers=args.workers, delay=args.delay)
+        url = f"http://127.0.0.1:{port}"
+        if args.fleet:
+            result = host_loss_fleet.measure(url, victim, args)
+            result.update(workers=args.workers, nginx_workers=nginx_procs)
+        else:
+            result = asyncio.run(measure(url, victim, args))
+            result.update(workers=args.workers, delay=args.delay)
         print(json.dumps(result))
     finally:
         if server is not None:

@@ -233,8 +233,31 @@ def hold(fleets: Fleets, target: Target, seconds: float) -> dict[str, Any]:
                                        / wall, 3)}
 
 
+def back_after(drops: list[tuple[int, int, float]], back: list[tuple[float, int]],
+               t_start: float) -> tuple[int, list[float]]:
+    """The clients lost (``drops``: slot, pid, when) and, for each one connected again since
+    its last loss (``back``: when, slot), the seconds from ``t_start`` until its last
+    reconnect: how many were lost, and those times (unordered)."""
+    lost: dict[int, float] = {}
+    for slot, _pid, when in drops:
+        lost[slot] = max(when, lost.get(slot, when))
+    last: dict[int, float] = {}
+    for when, slot in back:
+        last[slot] = max(when, last.get(slot, when))
+    return len(lost), [last[slot] - t_start for slot, when in lost.items()
+                       if last.get(slot, when) > when]
+
+
+def spread(seconds: list[float]) -> dict[str, float | None]:
+    """p50, p99 and max of ``seconds`` (None when there are none), to the millisecond."""
+    s = sorted(seconds)
+    return {name: round(s[min(len(s) - 1, int(q * len(s)))], 3) if s else None
+            for name, q in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))}
+
+
 def wait_back(fleets: Fleets, n: int, t_start: float, timeout: float) -> dict[str, Any]:
-    """Wait until all ``n`` clients are connected again (or ``timeout``); the storm's figures."""
+    """Wait until all ``n`` clients are connected again (or ``timeout``); the storm's figures,
+    with each lost client's time back after ``t_start`` (``back_after_s``)."""
     deadline = t_start + timeout
     while True:
         time.sleep(0.5)
@@ -242,24 +265,34 @@ def wait_back(fleets: Fleets, n: int, t_start: float, timeout: float) -> dict[st
         if (s["live"] >= n and s["drops"]) or loadgen.now() > deadline:
             break
     last = max((t for t, _ in s["back"]), default=None)
+    lost, after = back_after(s["drops"], s["back"], t_start)
     return {"live": s["live"], "dropped": len(s["drops"]), "back": len(s["back"]),
             "failed_attempts": s["failures"],
             "last_back_s": round(last - t_start, 2) if last is not None else None,
+            "clients_lost": lost, "clients_back": len(after), "back_after_s": spread(after),
             "drops": s["drops"]}
 
 
-def kill_storm(fleets: Fleets, n: int, timeout: float) -> dict[str, Any]:
-    """``SIGKILL`` the worker that holds the most clients; until all are back."""
+def kill_storm(fleets: Fleets, n: int, timeout: float,
+               victims: set[int] | None = None) -> dict[str, Any]:
+    """``SIGKILL`` the ``victims`` (pids, all at once; by default the worker that holds the
+    most clients); until all are back. ``killed_worker_clients``: the clients the victims
+    held; ``others_dropped``: the clients of other processes lost."""
     fleets.ask(("mark",), 30)
     pids = stats(fleets)["pids"]
-    victim = max(pids, key=pids.get)
-    held = pids[victim]
+    if victims is None:
+        victims = {max(pids, key=pids.get)}
+    held = sum(pids.get(pid, 0) for pid in victims)
     t0 = loadgen.now()
-    os.kill(victim, signal.SIGKILL)
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:  # a child of a victim that ended on its own
+            pass
     out = wait_back(fleets, n, t0, timeout)
     drops = out.pop("drops")
     out.update(killed_worker_clients=held,
-               others_dropped=sum(1 for _, pid in drops if pid != victim))
+               others_dropped=sum(1 for _, pid, _ in drops if pid not in victims))
     return out
 
 

@@ -78,18 +78,30 @@ http {{
 """
 
 
-def round_robin(hosts: dict[int, tuple[str, int]], port: int, reuseport: bool = False) -> str:
+def round_robin(hosts: dict[int, tuple[str, int]], port: int, reuseport: bool = False,
+                sources: int = 0) -> str:
     """A plain round-robin nginx over ``hosts``, with upstream keep-alive (and websocket
     upgrades passed on). ``reuseport``: a listening socket per nginx worker, among which the
-    kernel spreads the connections (without it, one worker may accept most of them)."""
+    kernel spreads the connections (without it, one worker may accept most of them).
+    ``sources``: connect to the hosts from that many addresses (127.1.0.1, …) instead of
+    one: one address has 28,232 ephemeral ports per host, which tens of thousands of
+    websockets and the TIME_WAITs of a storm use up (``connect() failed (99: Cannot assign
+    requested address)``, and nginx then takes the live hosts for dead: ``no live
+    upstreams`` for its ``fail_timeout``, 10 s)."""
     servers = "\n".join(f"        server {ip}:{host_port};" for ip, host_port in hosts.values())
     listen = f"127.0.0.1:{port}" + (" reuseport" if reuseport else "")
+    bind = ""
+    if sources:
+        shares = "\n".join(f"        {100 / sources:.2f}% 127.1.0.{i + 1};"
+                           for i in range(sources - 1))
+        bind = (f'    split_clients "$remote_addr$remote_port" $upstream_source {{\n{shares}\n'
+                f"        * 127.1.0.{sources};\n    }}\n")
     return f"""\
     map $http_upgrade $connection_upgrade {{
         default upgrade;
         '' '';
     }}
-    upstream hosts {{
+{bind}    upstream hosts {{
 {servers}
         keepalive 16;
     }}
@@ -101,7 +113,7 @@ def round_robin(hosts: dict[int, tuple[str, int]], port: int, reuseport: bool = 
             proxy_set_header Host $http_host;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_read_timeout 1h;
+            proxy_read_timeout 1h;{"" if not sources else chr(10) + "            proxy_bind $upstream_source;"}
         }}
     }}"""
 

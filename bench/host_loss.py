@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         hosts = {host: (HOSTS[host], port) for host, port in ports.items()}
         port = free_port("127.0.0.1")
         nginx_procs = host_loss_fleet.nginx_workers(args.clients) if args.fleet else 1
-        server = Nginx(round_robin(hosts, port, reuseport=nginx_procs > 1), nginx_procs)
+        server = Nginx(round_robin(hosts, port, reuseport=nginx_procs > 1,
+                                   sources=host_loss_fleet.UPSTREAM_SOURCES if args.fleet else 0),
+                       nginx_procs)
         wait_port(port)
         victim = host_pids(procs[2].pid)
         url = f"http://127.0.0.1:{port}"

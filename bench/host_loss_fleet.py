@@ -37,6 +37,10 @@ BACK_TIMEOUT = 120.0
 SETTLE = 2.0
 """Seconds between the last connect and the kill."""
 
+UPSTREAM_SOURCES = 8
+"""Addresses nginx connects to the hosts from (bench.balancer_polling.round_robin's
+``sources``): 8 × 28,232 ephemeral ports per host."""
+
 
 def nginx_workers(clients: int) -> int:
     """nginx workers for ``clients`` (newcomers included): each client takes two of a

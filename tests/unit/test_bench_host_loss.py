@@ -2,6 +2,8 @@
 the load split, each lost client's time back after a kill, and the options."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from bench import host_loss, host_loss_fleet, scale
@@ -44,6 +46,19 @@ def test_nginx_for_thousands_of_clients_stays_under_the_fd_limit() -> None:
 def test_nginx_keeps_one_worker_and_one_listener_for_its_old_callers() -> None:
     conf = nginx_conf("/p", round_robin({1: ("127.0.0.11", 5001)}, 8080))
     assert "worker_processes 1;" in conf and "listen 127.0.0.1:8080;" in conf
+
+
+@pytest.mark.parametrize("sources", [3, 8])
+def test_nginx_connects_to_the_hosts_from_several_addresses(sources: int) -> None:
+    """One source address runs out of ephemeral ports at tens of thousands of websockets:
+    nginx then takes the live hosts for dead ("no live upstreams")."""
+    conf = round_robin({1: ("127.0.0.11", 5001)}, 8080, sources=sources)
+    shares = re.findall(r"^\s+([\d.]+)% (127\.1\.0\.\d+);$", conf, re.M)
+    assert len(shares) == sources - 1 and f"* 127.1.0.{sources};" in conf
+    assert all(len(share.split(".")[1]) <= 2 for share, _ in shares)  # nginx takes 2 decimals
+    assert sum(float(share) for share, _ in shares) < 100
+    assert "proxy_bind $upstream_source;" in conf
+    assert "proxy_bind" not in round_robin({1: ("127.0.0.11", 5001)}, 8080)
 
 
 @pytest.mark.parametrize(("clients", "nginx", "procs"), [(60, 2, 2), (3000, 2, 2),

@@ -102,7 +102,8 @@ def test_a_stopped_worker_gets_no_new_sessions_but_keeps_its_own(start_cluster):
     assert re.search(r"routing totals: .*?, [1-9]\d* past a late worker", cluster.log)
 
 
-HANDSHAKE = b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: cluster\r\n\r\n"
+HANDSHAKE = (b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: cluster\r\n"
+             b"Connection: close\r\n\r\n")
 
 
 def send_request(port: int, source: str, data: bytes) -> socket.socket:

@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from array import array
+from pathlib import Path
 from typing import Any, Callable
 
 import psutil
@@ -76,6 +77,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(default 10)")
     ap.add_argument("--quick", action="store_true",
                     help="5,000 clients held 20 s, 2 workers (unless given)")
+    ap.add_argument("--server-log", default=None, metavar="PATH",
+                    help="write each cluster's log (master and workers) to PATH with the "
+                         "target's name before the suffix: PATH.eventlet-relay.log")
     ap.add_argument("--json", default=None,
                     help="write the results here (default docs/scale.json with --write)")
     ap.add_argument("--write", action="store_true",
@@ -355,6 +359,8 @@ def run_target(name: str, args: argparse.Namespace, redis: RedisServer,
     finally:
         if fleets is not None:
             fleets.stop()
+        if args.server_log and isinstance(target, Cluster):
+            Path(args.server_log).with_suffix(f".{name}.log").write_text(target.whole_log())
         target.stop()
 
 

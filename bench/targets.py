@@ -300,10 +300,15 @@ class Cluster(OneProcess):
             self._log = None
 
     def log(self) -> str:
+        """The end of the master's log (what a failure shows)."""
+        return self.whole_log()[-3000:]
+
+    def whole_log(self) -> str:
+        """The master's log so far (its workers' lines included)."""
         if self._log is None:
             return ""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")[-3000:]
+        return self._log.read().decode(errors="replace")
 
 
 NGINX_CONF = """\

@@ -25,6 +25,7 @@ does the I/O that the decision asks for. Keep it that way: a new rule goes there
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import logging
@@ -232,10 +233,13 @@ class Intake:
                 self._pending.add(conn)
         elif isinstance(decision, Route):
             self._pending.discard(conn)
-            if (decision.sid is None and head and self._dispatcher.overloaded
-                    and opens_session(head[decision.proxy.length:] if decision.proxy else head)):
-                self._turn_away(conn)
-                return
+            if decision.sid is None and self._dispatcher.overloaded:
+                request = head[decision.proxy.length:] if head and decision.proxy else head
+                # Nothing sent yet (crowded, or past the peek timeout): shed too, not handed
+                # to a worker that is behind (in a storm they piled up to its fd limit).
+                if not request or opens_session(request):
+                    self._turn_away(conn)
+                    return
             self._set_lowat(conn, 1)
             self._dispatcher.route(conn.sock.detach(), decision.client, decision.sid)
         elif isinstance(decision, Refuse):
@@ -280,9 +284,10 @@ class Intake:
         sock = conn.sock
         view = memoryview(self._scratch)
         try:
-            for _ in range(4):  # a handshake's request is one head: read what is there
-                if sock.recv_into(view, len(view), socket.MSG_DONTWAIT) < len(view):
-                    break
+            with contextlib.suppress(BlockingIOError):  # nothing (more) there yet
+                for _ in range(4):  # a handshake's request is one head: read what is there
+                    if sock.recv_into(view, len(view), socket.MSG_DONTWAIT) < len(view):
+                        break
             sock.send(BUSY, socket.MSG_DONTWAIT)
             sock.shutdown(socket.SHUT_WR)
         except OSError:

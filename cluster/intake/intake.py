@@ -276,9 +276,10 @@ class Intake:
             self._peer_report_due = now + PEER_REFUSAL_REPORT
 
     def _turn_away(self, conn: Pending) -> None:
-        """Answer a new session ``503`` and close (``--overload refuse``: every worker is
-        late or full). What the client sent is read first, so that the close is a FIN
-        after the answer, not a reset that could discard it."""
+        """Answer a new session, or a connection that has sent nothing yet, ``503`` and
+        close (``--overload refuse``: every worker is late or full). What the client sent
+        is read first, so that the close is a FIN after the answer, not a reset that could
+        discard it."""
         self.shed += 1
         self._shed_log.note()
         sock = conn.sock

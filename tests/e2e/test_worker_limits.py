@@ -12,7 +12,9 @@ import asyncio
 import os
 import resource
 import selectors
+import signal
 import socket
+import struct
 import threading
 import time
 from pathlib import Path
@@ -291,6 +293,28 @@ def test_an_invalid_websocket_frame_gets_no_traceback(start_cluster):
     assert answer.endswith(b"\x88\x02\x03\xf3"), answer[:300]  # close 1011, then the end
     cluster.wait_log(f"[{pid}] [ERROR] worker {pid}: websocket of 127.0.0.1 failed")
     assert "Traceback" in cluster.log
+
+
+def test_a_client_gone_before_its_websocket_101_is_a_debug_line_not_a_traceback(start_cluster):
+    """A client that asks for a websocket and resets the connection before the 101 is
+    written (one of thousands leaving in a storm) costs one DEBUG line, not an ERROR with
+    a traceback; the worker goes on serving."""
+    cluster = start_cluster(APP, workers=1, args=("--log-level", "debug"))
+    (pid,) = cluster.worker_pids()
+    os.kill(pid, signal.SIGSTOP)  # the reset lands before the worker reads the request
+    try:
+        sock = socket.create_connection(("127.0.0.1", cluster.port), timeout=10)
+        sock.sendall(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+                     b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # a reset
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    cluster.wait_log(f"[{pid}] [DEBUG] worker {pid}: 127.0.0.1 went before its websocket's 101")
+    rawclient.websocket(cluster.port).close()
+    assert "Traceback" not in cluster.log and "[ERROR]" not in cluster.log, cluster.log
 
 
 def test_an_exception_in_the_app_reaches_the_log_not_the_client(start_cluster):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import workers.eventlet.runtime  # noqa: F401 (first: it hushes eventlet's deprecation warning)
 from cluster.setup.config import ConfigError, make_settings
 from eventlet.websocket import RFC6455WebSocket
-from workers.eventlet.websocket import GuardedWebSocket
+from workers.eventlet.websocket import READ_AHEAD, GuardedWebSocket, MeteredSocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
                             TextMessage)
@@ -22,6 +22,7 @@ from workers.gevent.http import read_head
 from workers.limits import (FRAME_COST, QUANTUM, HttpLimits, Pacer, ReceiveBudget,
                             body_refusal)
 from workers.simple_websocket_limits import BoundedDeflate, cost_of
+from tests.support import rawclient
 
 LIMITS = HttpLimits(header_timeout=60, keepalive_timeout=75, max_body=1000)
 
@@ -198,3 +199,53 @@ def test_a_request_head_is_read_within_its_limits(head, error):
     else:
         with pytest.raises(ValueError, match=error):
             read_head(source)
+
+
+class CutStream:
+    """A socket whose ``recv`` hands out a byte stream in the pieces it was cut into (as
+    TCP may), counting the reads that reached it."""
+
+    def __init__(self, stream: bytes, cuts: list[int]) -> None:
+        ends = sorted({cut for cut in cuts if 0 < cut < len(stream)}) + [len(stream)]
+        self.pieces = [stream[start:end] for start, end in zip([0] + ends, ends)]
+        self.reads = 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        if not self.pieces:
+            return b""
+        piece = self.pieces.pop(0)
+        if len(piece) > size:
+            self.pieces.insert(0, piece[size:])
+        return piece[:size]
+
+    def sendall(self, data: bytes) -> None:  # a pong
+        pass
+
+
+PIPELINED = [(1, b"4hello", True), (1, b"x" * 200, False), (0, b"y" * 70_000, True),
+             (9, b"", True), (2, b"\x00" * 125, True), (1, b"42[\"echo\",1]", True)]
+
+
+def guarded_websocket(sock: CutStream) -> GuardedWebSocket:
+    ws = GuardedWebSocket(sock, {}, max_frame_length=1_000_000)
+    ws.socket = MeteredSocket(sock, ReceiveBudget(rate=1e12, burst=2e6))
+    return ws
+
+
+@given(st.lists(st.integers(min_value=1, max_value=70_400), max_size=8))
+def test_pipelined_frames_come_out_whole_and_in_order_however_the_stream_is_cut(cuts):
+    stream = b"".join(rawclient.frame(opcode, payload, fin) for opcode, payload, fin in PIPELINED)
+    ws = guarded_websocket(CutStream(stream, cuts))
+    messages = [ws.wait() for _ in range(4)]
+    assert messages == ["4hello", "x" * 200 + "y" * 70_000, b"\x00" * 125, '42["echo",1]']
+    assert ws.wait() is None  # the end of the stream: closed
+
+
+def test_small_pipelined_frames_take_one_read_of_the_socket_not_three_each():
+    stream = b"".join(rawclient.frame(1, b"42[\"echo\",%d]" % n) for n in range(100))
+    assert len(stream) <= READ_AHEAD
+    sock = CutStream(stream, [])
+    ws = guarded_websocket(sock)
+    assert [ws.wait() for _ in range(100)] == ['42["echo",%d]' % n for n in range(100)]
+    assert sock.reads == 1

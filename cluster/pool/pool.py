@@ -148,6 +148,7 @@ class WorkerPool:
         self._backoff = RespawnBackoff()
         self._boot_failures = 0
         self._roll = RollingRestart()
+        self._roll_after_drained = settings.roll_after == "drained"
         self.restarts: collections.Counter[str] = collections.Counter()
         """Workers replaced, by reason: crash, timeout (killed), hup, scale, memory, age."""
         self.slot_restarts: collections.Counter[int] = collections.Counter()
@@ -518,7 +519,11 @@ class WorkerPool:
 
     def _step_roll(self) -> None:
         """Start the next slot of a rolling restart once the previous one is switched
-        (and fewer than :attr:`max_booting` workers boot)."""
+        (and fewer than :attr:`max_booting` workers boot; with ``--roll-after drained``,
+        once no worker drains either)."""
+        if self._roll_after_drained and self._roll.under_way and any(
+                worker.state is State.DRAINING for worker in self.by_pid.values()):
+            return
         slot = (self._roll.next_slot(self.size, self._booting)
                 if self._census()[1] < self.max_booting else None)
         if slot is not None:

@@ -86,6 +86,7 @@ class Settings:
     graceful_timeout: float = default("graceful_timeout")
     boot_timeout: float = default("boot_timeout")
     drain_spread: float = default("drain_spread")
+    roll_after: str = default("roll_after")
     max_worker_memory: int | None = default("max_worker_memory")
     max_worker_memory_jitter: int | None = default("max_worker_memory_jitter")
     max_worker_age: float | None = default("max_worker_age")

@@ -40,6 +40,7 @@ ROUTES = ("sid", "ip")
 LOG_FORMATS = ("text", "json")
 BALANCES = ("least-loaded", "ip", "random")
 OVERLOADS = ("refuse", "queue")
+ROLL_STEPS = ("ready", "drained")
 WORKER_CLASSES = ("auto", "eventlet", "gevent", "asyncio", "threading")
 
 
@@ -283,6 +284,13 @@ OPTIONS: tuple[Option, ...] = (
            doc="seconds over which a draining worker closes the sessions still open at "
                "`--graceful-timeout`, evenly, so their clients do not all reconnect in the "
                "same second (`0`: at once)"),
+    Option("roll_after", str, metavar="WHEN", choices=ROLL_STEPS, default="ready",
+           help="When a rolling restart moves on to the next worker: once the new one is "
+                "ready (ready) or once the old one has drained and exited too (drained: the "
+                "clients of one worker reconnect at a time).",
+           doc="when a rolling restart (`HUP`) moves on to the next worker: once the new one is "
+               "ready (`ready`), or once the old one has also drained and exited (`drained`: "
+               "the clients of one worker at a time reconnect; see Draining)"),
     Option("max_worker_memory", int, metavar="MB", check=positive, shown_default="off",
            help="Recycle a worker whose resident memory passes this many MB (less a jitter): "
                 "a new worker starts, then the old one drains.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import re
 import signal
 import socket
 import time
@@ -127,6 +128,33 @@ def test_a_hup_closes_the_sessions_left_spread_over_the_window(start_cluster, ru
         busiest = max(collections.Counter(int(t - min(times)) for t in times).values())
         assert span >= spread / 2, f"worker {pid} closed {len(times)} sessions in {span:.2f} s"
         assert busiest <= len(times) / 2, f"worker {pid}: {busiest} of {len(times)} in 1 s"
+
+
+def test_a_hup_with_roll_after_drained_rolls_the_next_worker_once_the_old_one_has_exited(
+        start_cluster):
+    """``--roll-after drained``: slot 1's new worker starts only once slot 0's old worker,
+    holding sessions for the graceful timeout, has drained and exited; so only one worker's
+    clients come back at a time."""
+    cluster = start_cluster(workers=2, args=("--roll-after", "drained", "--graceful-timeout",
+                                             "3", "--drain-spread", "0"))
+    (first_old,) = re.findall(r"worker (\d+) \(slot 0\) booting \(start\)", cluster.log)
+
+    async def main():
+        async with crowd(cluster.url, 3500, 20) as members:
+            owners = {answer["pid"] for answer in await asyncio.gather(
+                *(m.client.call("whoami", timeout=30) for m in members))}
+            cluster.signal(signal.SIGHUP)
+            await cluster.until_log("rolling restart done", timeout=120)
+        return owners
+
+    owners = run(main(), timeout=200)
+    assert len(owners) == 2  # both old workers held sessions through the graceful timeout
+    lines = cluster.log.splitlines()
+    exited = next(i for i, line in enumerate(lines)
+                  if f"worker {first_old} (slot 0) drained and exited" in line)
+    second_new = next(i for i, line in enumerate(lines)
+                      if "(slot 1) booting (rolling restart)" in line)
+    assert exited < second_new, "\n".join(lines)
 
 
 def test_a_leaking_worker_is_recycled_by_memory_without_refusing_a_connection(start_cluster):

@@ -91,6 +91,31 @@ def test_a_roll_replaces_one_slot_at_a_time_the_new_worker_ready_before_the_old_
     assert world.pool.restarts["crash"] == 0
 
 
+def test_a_roll_after_drained_moves_on_once_the_old_worker_has_exited():
+    """``--roll-after drained``: the clients of one worker at a time reconnect."""
+    world = World(workers=3, roll_after="drained")
+    try:
+        old0, old1, old2 = serving_world(world)
+        world.pool.roll()
+        world.ready(new0 := world.booting(0))
+        assert old0.state is State.DRAINING
+        world.tick(5)
+        assert world.states()[1] == ["serving"]  # slot 1 waits for old0's drain
+        world.exit(old0)
+        world.tick()
+        world.ready(new1 := world.booting(1))
+        world.tick(5)
+        assert world.states()[2] == ["serving"] and old1.state is State.DRAINING
+        world.exit(old1)
+        world.tick()
+        world.ready(world.booting(2))
+        assert not world.pool.rolling and world.heard == ["roll ended"]
+        assert world.pool.serving[0] is new0 and world.pool.serving[1] is new1
+        assert old2.state is State.DRAINING and world.pool.restarts["hup"] == 3
+    finally:
+        world.close()
+
+
 def test_a_roll_waits_for_a_slot_whose_worker_still_boots(world):
     world.pool.start()
     world.ready(world.slot(0)[0])

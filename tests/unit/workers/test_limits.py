@@ -80,10 +80,22 @@ def test_a_pacer_sleeps_past_the_budget_and_yields_every_quantum():
     clock = Clock()
     pacer = Pacer(ReceiveBudget(rate=1000, burst=500, clock=clock), clock=clock)
     assert pacer.charge(100) is None  # within the budget and the quantum: read on
-    clock.now += QUANTUM * 2
-    assert pacer.charge(100) == 0  # within the budget, but a quantum of work: yield
-    assert pacer.charge(100) is None
-    assert pacer.charge(500) == pytest.approx(0.29)  # past the budget (10 bytes refilled)
+    answers = []
+    for _ in range(4):  # reads that follow each other (data is there), 1.5 quantum in all
+        clock.now += QUANTUM * 0.375
+        answers.append(pacer.charge(1))
+    assert answers == [None, None, 0, None]  # within the budget, a quantum of work: yield once
+    assert pacer.charge(600) == pytest.approx(0.1965)  # past the budget (7.5 bytes refilled)
+
+
+def test_a_reader_that_waited_between_two_reads_starts_a_new_quantum():
+    """Every client of an echo app waits for its answer before it sends again: its reader
+    parks between messages, the others run meanwhile, and it is not made to yield again."""
+    clock = Clock()
+    pacer = Pacer(ReceiveBudget(rate=1e9, burst=1e9, clock=clock), clock=clock)
+    for _ in range(10):
+        clock.now += QUANTUM * 1.5  # parked for longer than a quantum
+        assert pacer.charge(FRAME_COST) is None
 
 
 @given(st.binary(max_size=300), st.tuples(*[st.integers(0, 255)] * 4), st.integers(0, 7))

@@ -203,8 +203,11 @@ class WorkerPool:
         A roll during a roll starts it over, so that every slot ends up on a worker
         started after the last call.
         """
-        log.info("rolling restart of %d workers%s", self.size,
-                 " (started over)" if self.rolling else "")
+        pace = (f", one at a time: each next once the old one has drained, up to "
+                f"{drain_limit(self._settings):g} s each (--roll-after drained)"
+                if self._roll_after_drained else "")
+        log.info("rolling restart of %d workers%s%s", self.size,
+                 " (started over)" if self.rolling else "", pace)
         self._roll.begin(self.size)
         self._changed()
         self._step_roll()

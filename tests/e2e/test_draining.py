@@ -155,6 +155,8 @@ def test_a_hup_with_roll_after_drained_rolls_the_next_worker_once_the_old_one_ha
     second_new = next(i for i, line in enumerate(lines)
                       if "(slot 1) booting (rolling restart)" in line)
     assert exited < second_new, "\n".join(lines)
+    assert ("rolling restart of 2 workers, one at a time: each next once the old one has "
+            "drained, up to 8 s each (--roll-after drained)") in cluster.log
 
 
 def test_a_leaking_worker_is_recycled_by_memory_without_refusing_a_connection(start_cluster):

@@ -62,16 +62,9 @@ class MeteredSocket:
     def recv(self, size: int) -> bytes:
         # Hand-written read-ahead (eventlet's parser asks for 2, 4, then n bytes): one
         # system call per frame, or per several pipelined frames, instead of three.
-        ahead = self._ahead
-        if ahead:
-            data = ahead[:size]
-            self._ahead = ahead[size:]
-        elif size >= READ_AHEAD:
-            data = self._sock.recv(size)
-        else:
-            chunk = self._sock.recv(READ_AHEAD)
-            data = chunk[:size]
-            self._ahead = chunk[size:]
+        chunk = self._ahead or self._sock.recv(max(size, READ_AHEAD))
+        data = chunk[:size]  # the chunk itself when it is no longer (no copy)
+        self._ahead = chunk[size:]
         self._owed += len(data)
         if self._owed >= FRAME_COST:
             self._pay()

@@ -82,8 +82,7 @@ SUPPORT: dict[str, dict[str, Cell]] = {
     "channel": _everywhere("the manager's pub/sub channel (AMQP: its exchange); the relay "
                            "through the master has none"),
     "worker_connections": {
-        "eventlet": Cell("eventlet's `GreenPool` of that size: one more waits for a free "
-                         "green thread"),
+        "eventlet": Cell("eventlet's `GreenPool` of that size: one more is answered `503`"),
         "gevent": Cell("gevent's `Pool` of that size: one more is answered `503`"),
         "asgi": Cell("uvicorn's `limit_concurrency`: one more is answered `503`"),
         "aiohttp": Cell("our check in front of aiohttp's server: one more is answered `503`"),

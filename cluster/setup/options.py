@@ -253,7 +253,8 @@ OPTIONS: tuple[Option, ...] = (
                 "Threading workers refuse it: their limit is --threads.",
            doc="most connections a worker serves at once (each websocket holds one green "
                "thread; asyncio: uvicorn's `limit_concurrency`, and for aiohttp apps the "
-               "worker's own check: more get a 503); with several hosts, also the most client "
+               "worker's own check); one more gets a 503 once its request head is in; with "
+               "several hosts, also the most client "
                "connections the host's forwarder serves (more get a 503). Threading workers "
                "refuse it: their limit is `--threads`"),
     Option("threads", int, metavar="N", check=positive, worker=True,

@@ -177,7 +177,7 @@ def websocket_rate(cluster, server: str) -> None:
 def worker_connections(cluster, server: str) -> None:
     """``--worker-connections`` websockets fill one worker: the master passes it over (new
     sessions go to the other worker), and a request routed to it by its sid is answered
-    ``503``, or, where the table says so (eventlet), waits for a free green thread."""
+    ``503``."""
     fill_one_worker(cluster, SUPPORT["worker_connections"][server].how, WORKER_CONNECTIONS,
                     f"(--worker-connections {WORKER_CONNECTIONS})")
 

@@ -18,6 +18,7 @@ import eventlet.queue
 import eventlet.semaphore
 
 from ..green_link import GreenHub, GreenMasterLink
+from ..inbox import Client
 
 PREFACE_ATTRIBUTE = "sticky_preface"
 """The attribute of a resumed client socket that holds the bytes to serve first."""
@@ -80,11 +81,13 @@ EVENTLET = GreenHub(
 
 
 class MasterLink(GreenMasterLink):
-    """The channel to the master, driven by one green thread; hand-offs go to ``listener``.
+    """The channel to the master, driven by one green thread.
 
     :param sock: the worker's end of the channel socketpair.
-    :param listener: where hand-offs go (with the bytes to serve first, if any).
+    :param on_client: takes a handed-off client (in the reading green thread: hand it on),
+        with the bytes to serve first, if any: :meth:`ChannelListener.put_client`, or
+        :class:`~workers.green_intake.GreenIntake` in front of it.
     """
 
-    def __init__(self, sock: socket.socket, listener: ChannelListener) -> None:
-        super().__init__(sock, listener.put_client, EVENTLET)
+    def __init__(self, sock: socket.socket, on_client: Client) -> None:
+        super().__init__(sock, on_client, EVENTLET)

@@ -3,7 +3,8 @@
 
 Monkey-patching comes first, before the app is imported. The handed-over sockets go to a
 stand-in listener that ``eventlet.wsgi.server`` accepts from (:mod:`.link`), in a green
-pool of ``--worker-connections``; heartbeats and the drain run in green threads, so a
+pool of ``--worker-connections``; one handed over past that is answered ``503``
+(:mod:`workers.green_intake`); heartbeats and the drain run in green threads, so a
 worker whose hub is blocked is seen and killed.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ class EventletRuntime(BlockingRuntime):
     def open(self) -> MasterLink:
         """Bound the websockets; make the listener, its link and the HTTP protocol."""
         from .. import forwarded
+        from ..green_intake import GreenIntake
         from ..limits import http_limits
         from . import websocket
         from .http import protocol_for
@@ -51,8 +53,15 @@ class EventletRuntime(BlockingRuntime):
         spec = self.spec
         websocket.install(self.app.server.eio, spec.websocket_rate)
         self.listener: ChannelListener = ChannelListener(spec.server_address, spec.family)
-        link = MasterLink(self.sock, self.listener)
         self.pool = eventlet.GreenPool(spec.worker_connections)
+        refusals = eventlet.GreenPool(spec.worker_connections)
+        # wsgi.server takes a queued client only once the pool has a free green thread:
+        # those queued count against the limit as those served do
+        intake = GreenIntake(self.listener.put_client,
+                             lambda: self.pool.free() > self.listener.waiting(),
+                             (refusals.spawn_n, lambda: refusals.free() > 0),
+                             eventlet.Timeout, spec.worker_connections)
+        link = MasterLink(self.sock, intake.take)
         protocol = protocol_for(http_limits(spec, self.app))
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)
         if trusted is not None:

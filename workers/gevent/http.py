@@ -28,7 +28,7 @@ limit until the client sends it all, and writes what goes wrong raw to standard 
 - logs a bad request as one line of the worker's log, and an error of pywsgi itself
   with its traceback there too; the client gets a bare ``400`` (or ``500``).
 
-:func:`refuse` answers a connection past ``--worker-connections`` with a ``503``.
+A connection past ``--worker-connections`` is answered ``503`` by :mod:`workers.green_intake`.
 """
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ from typing import Any
 import gevent
 from gevent import pywsgi
 
-from ..limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, REFUSAL_WAIT,
-                      RESPONSE_503, HttpLimits, body_refusal, refusal_line)
+from ..limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, HttpLimits,
+                      body_refusal, refusal_line)
 from ..simple_websocket_limits import TAKEN_OVER
 
 log = logging.getLogger("sticky_cluster.worker")
@@ -193,26 +193,6 @@ def read_head(fp: Any) -> bytes:
 def handler_for(limits: HttpLimits) -> type[GuardedHandler]:
     """The handler class to give ``gevent.pywsgi.WSGIServer(handler_class=...)``."""
     return type("GuardedHandler", (GuardedHandler,), {"limits": limits})
-
-
-def refuse(sock: socket.socket, preface: bytes = b"") -> None:
-    """Answer a connection ``503`` once its request head is in (within
-    :data:`~workers.limits.REFUSAL_WAIT` seconds, at most
-    :data:`~workers.limits.HEAD_LIMIT` bytes), so that the client reads an answer instead
-    of a reset; then close it. ``preface``: bytes already read from it."""
-    head = preface
-    try:
-        with gevent.Timeout(REFUSAL_WAIT, False):
-            while b"\r\n\r\n" not in head and b"\n\n" not in head and len(head) < HEAD_LIMIT:
-                chunk = sock.recv(16384)
-                if not chunk:
-                    return
-                head += chunk
-            sock.sendall(RESPONSE_503)
-    except OSError:
-        pass
-    finally:
-        sock.close()
 
 
 def _peer(address: Any) -> str:

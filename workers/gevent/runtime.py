@@ -14,6 +14,7 @@ Heartbeats come from a greenlet, so a worker whose hub is blocked is seen and ki
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -48,11 +49,13 @@ class GeventRuntime(BlockingRuntime):
 
     def open(self) -> GeventMasterLink:
         """Bound the websockets; make the pool, the server and the link that feeds it."""
+        import gevent
         import gevent.event
         import gevent.pool
         from gevent import pywsgi
 
         from .. import access_log, forwarded, simple_websocket_limits
+        from ..green_intake import GreenIntake
         from ..limits import REQUEST_LINE_LIMIT, http_limits
         from ..wsgi_errors import log_errors
         from .http import handler_for
@@ -67,8 +70,12 @@ class GeventRuntime(BlockingRuntime):
                                    spawn=self.pool, log=None, error_log=log,
                                    handler_class=handler_for(http_limits(spec, app)),
                                    environ=_server_environ(spec))
-        link = GeventMasterLink(self.sock,
-                                _Intake(server, self.pool, spec.worker_connections).take)
+        refusals = gevent.pool.Pool(spec.worker_connections)
+        intake = GreenIntake(functools.partial(self.pool.spawn, _handle, server),
+                             lambda: not self.pool.full(),
+                             (refusals.spawn, lambda: not refusals.full()),
+                             gevent.Timeout, spec.worker_connections)
+        link = GeventMasterLink(self.sock, intake.take)
         if spec.hand_back:
             server.handler_class = routing_handler(spec.owner, link.hand_back,
                                                    base=server.handler_class,
@@ -143,38 +150,6 @@ def _server_environ(spec: WorkerSpec) -> dict[str, str]:
     if isinstance(address, tuple):
         return {"SERVER_NAME": str(address[0]), "SERVER_PORT": str(address[1])}
     return {"SERVER_NAME": "", "SERVER_PORT": ""}
-
-
-class _Intake:
-    """Takes each handed-over client: served in the pool, or, while the pool is full,
-    answered ``503`` (by at most as many greenlets again; past that, closed at once).
-
-    :param server: the ``WSGIServer`` that serves the clients.
-    :param pool: its pool of ``--worker-connections`` greenlets.
-    :param limit: ``--worker-connections``.
-    """
-
-    def __init__(self, server: Any, pool: Any, limit: int) -> None:
-        import gevent.pool
-
-        self._server = server
-        self._pool = pool
-        self._limit = limit
-        self._refusals = gevent.pool.Pool(limit)
-
-    def take(self, client: socket.socket, address: tuple[str, int], preface: bytes) -> None:
-        """Serve ``client`` (``preface``: the bytes another worker read from it), or refuse it."""
-        from .http import refuse
-
-        if not self._pool.full():
-            self._pool.spawn(_handle, self._server, client, address, preface)
-            return
-        log.warning("worker %d is full (--worker-connections %d): a connection gets a 503",
-                    os.getpid(), self._limit)
-        if self._refusals.full():
-            client.close()
-        else:
-            self._refusals.spawn(refuse, client, preface)
 
 
 def _handle(server: Any, client: socket.socket, address: tuple[str, int], preface: bytes) -> None:

@@ -319,16 +319,18 @@ class Dispatcher:
         self._hold(fd, client, data)  # every channel is full or broken: try again soon
         return False
 
-    @staticmethod
-    def _candidates(serving: dict[int, Worker]) -> tuple[list[placement.Candidate], bool, bool]:
+    def _candidates(self, serving: dict[int, Worker]
+                    ) -> tuple[list[placement.Candidate], bool, bool]:
         """The serving workers as placement sees them; whether any is full, any late."""
         candidates = []
         full = late = False
+        retiring = self._pool.slots_to_roll()
         for slot, worker in serving.items():
             full |= worker.full
             late |= worker.late
             candidates.append(placement.Candidate(slot, worker.sessions + worker.placed,
-                                                  not (worker.full or worker.late)))
+                                                  not (worker.full or worker.late),
+                                                  slot in retiring))
         return candidates, full, late
 
     def _place(self, worker: Worker, packet: bytes, fd: int, full: bool, late: bool) -> bool:

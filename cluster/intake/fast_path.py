@@ -90,6 +90,9 @@ class FastHandOff:
                 return None
         owners = {tag: worker.sock.fileno() for tag, worker in self._pool.by_tag.items()
                   if worker.state is not State.BOOTING and not worker.outbox and not worker.broken}
+        retiring = self._pool.slots_to_roll()
+        if retiring:  # placement passes over the workers a rolling restart will drain
+            workers = [worker for worker in workers if worker.slot not in retiring] or workers
         ok, accepted, by_sid, placed, leftovers = _handoff.hand_off(
             listener, limit, peek_size, _HANDOFF_HEADER, owners,
             [worker.sock.fileno() for worker in workers],

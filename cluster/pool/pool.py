@@ -31,7 +31,7 @@ import os
 import selectors
 import signal
 import time
-from typing import Callable
+from typing import Callable, Collection
 
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
@@ -172,6 +172,10 @@ class WorkerPool:
     def rolling(self) -> bool:
         """Whether a rolling restart is under way."""
         return self._roll.under_way
+
+    def slots_to_roll(self) -> Collection[int]:
+        """The slots whose serving worker the rolling restart under way will still drain."""
+        return self._roll.slots_left()
 
     def owner(self, tag: int) -> Worker | None:
         """The live worker tagged ``tag`` past booting (its sessions' owner), if any."""

@@ -14,7 +14,7 @@ tells this object what happened to them.
 from __future__ import annotations
 
 import collections
-from typing import Callable
+from typing import Callable, Collection
 
 from .worker import Worker
 
@@ -35,6 +35,16 @@ class RollingRestart:
     def under_way(self) -> bool:
         """Whether slots are left to roll, or one is rolling."""
         return self.worker is not None or bool(self._slots)
+
+    def slots_left(self) -> Collection[int]:
+        """The slots whose serving worker this roll will still drain: those waiting for
+        their turn, and the one whose new worker boots (placement passes them over)."""
+        if self.worker is None and not self._slots:
+            return ()
+        slots = set(self._slots)
+        if self.worker is not None:
+            slots.add(self.worker.slot)
+        return slots
 
     def begin(self, size: int) -> None:
         """Roll every slot below ``size`` (again, when a roll is under way)."""

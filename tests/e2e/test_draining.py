@@ -17,6 +17,8 @@ import urllib.request
 
 import pytest
 
+from cluster.protocol.sids import tag_of
+from tests.support import rawclient
 from tests.support.clients import Stream, connected, crowd, disconnect, run, source_address
 from tests.support.masters import RUNTIME_TARGETS, gone
 from tests.support.ports import free_port
@@ -157,6 +159,26 @@ def test_a_hup_with_roll_after_drained_rolls_the_next_worker_once_the_old_one_ha
     assert exited < second_new, "\n".join(lines)
     assert ("rolling restart of 2 workers, one at a time: each next once the old one has "
             "drained, up to 8 s each (--roll-after drained)") in cluster.log
+
+
+@pytest.mark.parametrize("loop", ["C", "Python"])
+def test_during_a_roll_new_sessions_go_to_the_workers_started_since(start_cluster, loop):
+    """While slot 0's old worker drains (``--roll-after drained``), slot 1's old worker,
+    whose turn comes next, gets no new session though it holds fewer: its clients would
+    lose their sessions twice. Both hand-off loops (C, and Python's)."""
+    env = {"STICKY_CLUSTER_PURE_PYTHON": "1"} if loop == "Python" else None
+    cluster = start_cluster(workers=2, env=env, args=(
+        "--roll-after", "drained", "--graceful-timeout", "60", "--drain-spread", "0"))
+    assert f"(hand-off loop in {loop}" in cluster.log
+    old_tags = {tag_of(rawclient.handshake(cluster.port, source_address(index), timeout=30))
+                for index in range(8)}
+    assert len(old_tags) == 2  # each old worker holds polling sessions: slot 0's drain waits
+    cluster.signal(signal.SIGHUP)
+    cluster.wait_log("(slot 0) ready after", timeout=60, count=2)
+    new_tags = [tag_of(rawclient.handshake(cluster.port, source_address(20 + index), timeout=30))
+                for index in range(12)]
+    assert len(set(new_tags)) == 1 and not set(new_tags) & old_tags, (new_tags, old_tags)
+    assert "(slot 1) booting (rolling restart)" not in cluster.log  # slot 0 still drains
 
 
 def test_a_leaking_worker_is_recycled_by_memory_without_refusing_a_connection(start_cluster):

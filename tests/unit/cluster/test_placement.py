@@ -35,6 +35,20 @@ def test_a_full_or_late_worker_comes_after_every_other():
         assert set(order("random", b"ip", candidates, random.Random(seed))[:2]) == {1, 3}
 
 
+def test_a_worker_a_roll_will_drain_comes_after_those_started_since_before_a_full_one():
+    candidates = [Candidate(0, 9, True), Candidate(1, 0, True, retiring=True),
+                  Candidate(2, 0, False), Candidate(3, 4, True, retiring=True)]
+    assert order("least-loaded", b"ip", candidates, random.Random(3)) == [0, 1, 3, 2]
+    assert first("least-loaded", b"ip", candidates, random.Random(3)) == 0
+    for seed in range(20):
+        assert first("random", b"ip", candidates, random.Random(seed)) == 0
+    retiring_only = [Candidate(0, 9, False), Candidate(1, 5, True, retiring=True),
+                     Candidate(2, 2, True, retiring=True)]
+    assert first("least-loaded", b"ip", retiring_only, random.Random()) == 2
+    key = b"10.0.0.1"
+    assert order("ip", key, candidates, random.Random())[0] == 0
+
+
 def test_ip_is_the_consistent_hash_among_the_workers_with_room():
     slots = list(range(5))
     for index in range(50):

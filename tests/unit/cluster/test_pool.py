@@ -19,7 +19,9 @@ import pytest
 from cluster.pool.backoff import MAX_BACKOFF, STABLE_LIFE, RespawnBackoff
 from cluster.pool.pool import (BOOT_FAILURE_LIMIT, DRAIN_GRACE, LATE_BEATS, SATURATED_GRACE, boot_concurrency,
                                oversubscribed)
+from cluster.intake.dispatch import Dispatcher
 from cluster.pool.worker import OUTBOX_LIMIT, State
+from cluster.setup.config import make_settings
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
 from tests.support.fake_pool import (BOOT_TIMEOUT, CPUS, GRACEFUL, HEARTBEAT, READ, SPREAD,
@@ -112,6 +114,41 @@ def test_a_roll_after_drained_moves_on_once_the_old_worker_has_exited():
         assert not world.pool.rolling and world.heard == ["roll ended"]
         assert world.pool.serving[0] is new0 and world.pool.serving[1] is new1
         assert old2.state is State.DRAINING and world.pool.restarts["hup"] == 3
+    finally:
+        world.close()
+
+
+def test_a_roll_names_the_slots_it_will_still_drain_and_new_sessions_pass_them_over():
+    """Placement passes over the workers a roll will drain (their clients would lose their
+    sessions twice): the new workers take new sessions, though they hold more."""
+    world = World(workers=3, roll_after="drained")
+    try:
+        old0, old1, old2 = serving_world(world)
+        dispatcher = Dispatcher(world.pool, make_settings("tests.apps.chat:sio"))
+        assert world.pool.slots_to_roll() == ()
+        world.pool.roll()
+        assert set(world.pool.slots_to_roll()) == {0, 1, 2}  # slot 0's successor boots
+        world.ready(new0 := world.booting(0))
+        assert set(world.pool.slots_to_roll()) == {1, 2}
+        world.beat(new0, sessions=500)
+        world.beat(old1, sessions=3)
+        world.beat(old2, sessions=3)
+        for worker in (new0, old1, old2):
+            world.processes.read_all(worker.pid)
+        for _ in range(5):
+            client, other = socket.socketpair()
+            other.close()
+            dispatcher.hand_off(client.detach(), ("127.0.0.5", 4000))
+        assert len(world.processes.read_all(new0.pid)) == 5
+        assert world.processes.read_all(old1.pid) == world.processes.read_all(old2.pid) == []
+        world.exit(old0)
+        world.tick()
+        world.ready(world.booting(1))
+        assert set(world.pool.slots_to_roll()) == {2}
+        world.exit(old1)
+        world.tick()
+        world.ready(world.booting(2))
+        assert world.pool.slots_to_roll() == () and not world.pool.rolling
     finally:
         world.close()
 

@@ -74,19 +74,27 @@ def install(lag: LoopLag) -> None:
     from engineio import async_socket, socket
 
     def patient(sock: Any) -> bool:
+        """Not closed, and inside the ping timeout: plainly, or once the lateness since
+        its ping is taken off (looked up only then: every packet sent comes here, and
+        the look-up first cost 3.1 µs per packet, against 1.0 for python-engineio's)."""
         last_ping = sock.last_ping
-        return bool(not sock.closed and last_ping and time.time() - last_ping
-                    - lag.late_since(last_ping) <= sock.server.ping_timeout)
+        if sock.closed:
+            return False
+        if not last_ping:
+            return True
+        waited = time.time() - last_ping
+        timeout = sock.server.ping_timeout
+        return waited <= timeout or waited - lag.late_since(last_ping) <= timeout
 
     sync_check = getattr(socket.Socket.check_ping_timeout, "impatient", socket.Socket.check_ping_timeout)
     async_check = getattr(async_socket.AsyncSocket.check_ping_timeout, "impatient",
                           async_socket.AsyncSocket.check_ping_timeout)
 
     def check_ping_timeout(self: Any) -> bool:
-        return True if patient(self) else sync_check(self)
+        return patient(self) or sync_check(self)
 
     async def async_check_ping_timeout(self: Any) -> bool:
-        return True if patient(self) else await async_check(self)
+        return patient(self) or await async_check(self)
 
     check_ping_timeout.impatient = sync_check  # type: ignore[attr-defined]
     async_check_ping_timeout.impatient = async_check  # type: ignore[attr-defined]

@@ -80,3 +80,16 @@ def test_installing_twice_wraps_once(patched) -> None:
     gone = socket.Socket(server, "sid")
     gone.last_ping = time.time() - 30  # a punctual loop: closed as python-engineio would
     assert gone.check_ping_timeout() is False and gone.closed
+
+
+def test_a_client_inside_its_timeout_costs_no_lateness_look_up(patched, monkeypatch) -> None:
+    """Every packet sent is checked: the lateness is looked up only for a ping overdue."""
+    server = engineio.Server(async_mode="threading", ping_timeout=20)
+    monkeypatch.setattr(patched, "late_since", lambda *_: pytest.fail("looked up"))
+    fresh = socket.Socket(server, "fresh-sid")
+    assert fresh.check_ping_timeout() is True  # no ping yet
+    fresh.last_ping = time.time() - 5
+    assert fresh.check_ping_timeout() is True and not fresh.closed
+    fresh.closed = True
+    with pytest.raises(engineio.exceptions.SocketIsClosedError):
+        fresh.check_ping_timeout()  # python-engineio's own answer

@@ -281,7 +281,8 @@ def kill_storm(fleets: Fleets, n: int, timeout: float,
                victims: set[int] | None = None) -> dict[str, Any]:
     """``SIGKILL`` the ``victims`` (pids, all at once; by default the worker that holds the
     most clients); until all are back. ``killed_worker_clients``: the clients the victims
-    held; ``others_dropped``: the clients of other processes lost."""
+    held; ``others_dropped``: the clients of other processes lost; ``clients_per_worker``:
+    how the clients are spread over the workers at the end, most first."""
     fleets.ask(("mark",), 30)
     pids = stats(fleets)["pids"]
     if victims is None:
@@ -296,7 +297,8 @@ def kill_storm(fleets: Fleets, n: int, timeout: float,
     out = wait_back(fleets, n, t0, timeout)
     drops = out.pop("drops")
     out.update(killed_worker_clients=held,
-               others_dropped=sum(1 for _, pid, _ in drops if pid not in victims))
+               others_dropped=sum(1 for _, pid, _ in drops if pid not in victims),
+               clients_per_worker=sorted(stats(fleets)["pids"].values(), reverse=True))
     return out
 
 

@@ -19,8 +19,11 @@ from tests.support.waiting import wait_for
 
 def _new_worker(cluster, old: set[int]) -> int:
     """The worker that replaced one of ``old``, once the master says it is ready."""
-    pid = wait_for(lambda: next(iter(cluster.worker_pids() - old), None), 30,
-                   what="the successor")
+    def logged_successor() -> int | None:  # forked before the master logs it
+        return next((pid for pid in cluster.worker_pids() - old
+                     if f"worker {pid} (slot" in cluster.log), None)
+
+    pid = wait_for(logged_successor, 30, what="the successor")
     cluster.wait_log(f"worker {pid} (slot {cluster.slot_of(pid)}) ready", timeout=60)
     return pid
 

@@ -186,7 +186,6 @@ class Master:
                 raise ClusterError(str(exc)) from None
             if self.settings.reload:
                 self._reloader = Reloader(self.settings, self._selector, self._code_changed)
-            self._forker.warm_up(self.settings.boot_timeout)
             self._started = True
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
@@ -220,7 +219,6 @@ class Master:
             if self._selector is not None:
                 self._selector.close()
             self._end_forwarder()
-            self._forker.close()
             self._host.release()
         log.info("relay totals: %s", self._relay.summary())
         log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
@@ -285,7 +283,6 @@ class Master:
             return
         self._hooks.call("on_reload", self)
         self._notifier.reloading()
-        self._forker.renew_template()
         self._pool.roll()
 
     def handle_ttin(self) -> None:

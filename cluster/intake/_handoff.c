@@ -198,14 +198,12 @@ static int is_out_of_files(int error) {
 }
 
 PyDoc_STRVAR(hand_off_doc,
-"hand_off(listener, limit, peek_size, header, owners, channels, loads, placed_weight,\n"
-"         at_random)\n"
+"hand_off(listener, limit, peek_size, header, owners, channels, loads, at_random)\n"
 "    -> (ok, accepted, by_sid, placed, leftovers)\n\n"
 "Accept up to ``limit`` connections from the TCP ``listener`` (an fd) and hand each\n"
 "one whose request line is there: to ``owners[tag]`` (a channel fd) when its sid names\n"
 "a tag in ``owners``, else to one of ``channels`` (the serving workers' channel fds),\n"
-"the least loaded by ``loads`` (each connection placed adds ``placed_weight`` to its\n"
-"channel's load), or at random with ``at_random``, each packet being\n"
+"the least loaded by ``loads`` (or at random with ``at_random``), each packet being\n"
 "``header`` + b\"ip port\". ``ok`` is False when out of file descriptors; ``by_sid``\n"
 "counts the connections sent to their owner, ``placed`` those sent to each channel;\n"
 "``leftovers`` are (fd, (ip, port) or None) for Python to decide, accepted and untouched.");
@@ -215,11 +213,10 @@ static PyObject *hand_off(PyObject *self, PyObject *args) {
     Py_ssize_t limit, peek_size;
     const char *header;
     Py_ssize_t header_size;
-    long placed_weight;
     PyObject *owners, *channels, *loads_in;
-    if (!PyArg_ParseTuple(args, "inny#O!OOlp", &listener, &limit, &peek_size, &header,
+    if (!PyArg_ParseTuple(args, "inny#O!OOp", &listener, &limit, &peek_size, &header,
                           &header_size, &PyDict_Type, &owners, &channels, &loads_in,
-                          &placed_weight, &at_random))
+                          &at_random))
         return NULL;
     Py_ssize_t count = PySequence_Size(channels);
     if (count < 0 || PySequence_Size(loads_in) != count)
@@ -288,7 +285,7 @@ static PyObject *hand_off(PyObject *self, PyObject *args) {
                 Py_ssize_t slot = choose(loads, count, at_random);
                 error = send_handoff(channel_fds[slot], packet, size, client);
                 if (error == 0) {
-                    loads[slot] += placed_weight;
+                    loads[slot]++;
                     placed[slot]++;
                 }
             }

@@ -328,8 +328,7 @@ class Dispatcher:
         for slot, worker in serving.items():
             full |= worker.full
             late |= worker.late
-            candidates.append(placement.Candidate(slot, placement.load(worker.sessions,
-                                                                       worker.placed),
+            candidates.append(placement.Candidate(slot, worker.sessions + worker.placed,
                                                   not (worker.full or worker.late),
                                                   slot in retiring))
         return candidates, full, late

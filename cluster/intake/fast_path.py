@@ -29,7 +29,6 @@ from cluster.setup.config import Settings
 
 from .dispatch import Dispatcher
 from .pending import Address
-from .placement import NEW_CLIENT_WEIGHT, load
 
 try:
     from . import _handoff
@@ -97,8 +96,7 @@ class FastHandOff:
         ok, accepted, by_sid, placed, leftovers = _handoff.hand_off(
             listener, limit, peek_size, _HANDOFF_HEADER, owners,
             [worker.sock.fileno() for worker in workers],
-            [load(worker.sessions, worker.placed) for worker in workers], NEW_CLIENT_WEIGHT,
-            self._at_random)
+            [worker.sessions + worker.placed for worker in workers], self._at_random)
         sent = by_sid
         for worker, count in zip(workers, placed):
             worker.placed += count

@@ -3,15 +3,10 @@
 A request that names no session (``sid=``) starts one, and any worker can take it
 (DESIGN §3). ``--balance`` says how to choose:
 
-* ``least-loaded`` (the default): the worker with the least :func:`load`: its sessions,
-  as its last heartbeat said, and the new clients the master placed there since, each
-  weighing :data:`NEW_CLIENT_WEIGHT` sessions. Ties are broken at random. Clients
-  behind one address (a NAT, a proxy, a CGNAT) spread over every worker, and a worker
-  that restarted empty fills first; but in a storm (a dead worker's clients, thousands
-  reconnecting at once) every worker takes its share of the handshakes, the restarted
-  one only up to about sessions / :data:`NEW_CLIENT_WEIGHT` a heartbeat more than the others,
-  instead of all of them until its sessions catch up (it could not serve them before
-  their clients time out, and the other workers' cores would stay idle).
+* ``least-loaded`` (the default): the worker with the fewest sessions, as its last
+  heartbeat said, plus the new clients the master placed there since. Ties are broken
+  at random. Clients behind one address (a NAT, a proxy, a CGNAT) spread over every
+  worker, and a worker that restarted empty fills first.
 * ``ip``: a consistent (rendezvous) hash of the client IP (:mod:`cluster.intake.routing`): the
   same address always starts its sessions on the same worker while the pool is stable.
 * ``random``: uniformly at random.
@@ -37,18 +32,6 @@ from typing import Sequence
 from . import routing
 
 
-NEW_CLIENT_WEIGHT = 100
-"""How many of a worker's sessions one new client placed there since its last heartbeat
-(once a second) weighs as much as, for placement: an idle session costs a ping now and
-then, a new client its handshake, upgrade and connect, now."""
-
-
-def load(sessions: int, placed: int) -> int:
-    """A worker's load for ``least-loaded`` placement: ``sessions`` at its last heartbeat
-    and ``placed``, the new clients placed there since."""
-    return sessions + NEW_CLIENT_WEIGHT * placed
-
-
 @dataclasses.dataclass(slots=True)
 class Candidate:
     """A serving worker, as placement sees it (one per worker per new connection: a plain
@@ -56,7 +39,7 @@ class Candidate:
 
     slot: int
     load: int
-    """Its :func:`load`."""
+    """Sessions at the last heartbeat plus clients placed there since."""
     available: bool
     """Neither full nor late."""
     retiring: bool = False

@@ -330,8 +330,7 @@ OPTIONS: tuple[Option, ...] = (
                "client IP only (see Routing)"),
     Option("balance", str, metavar="MODE", choices=BALANCES, default="least-loaded",
            help="With --route sid, where a request without a session goes: least-loaded "
-                "(sessions, and new clients placed in the last second), ip (hash of the client IP) "
-                "or random.",
+                "(fewest sessions), ip (hash of the client IP) or random.",
            doc="where a new session goes with `--route sid`: `least-loaded`, `ip` (hash of the "
                "client IP) or `random` (see Routing)"),
     Option("overload", str, metavar="MODE", choices=OVERLOADS, default="refuse",

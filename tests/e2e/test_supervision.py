@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.clients import Stream, ask, connected, run, source_address, wait_upgraded
 from cluster.pool.pool import boot_concurrency, oversubscribed
-from tests.support.masters import RUNTIME_TARGETS, cli, gone, worker_pids
+from tests.support.masters import RUNTIME_TARGETS, cli, gone
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -153,10 +153,10 @@ def test_embedding_api_reloads_scales_and_stops(tmp_path):
 
     try:
         wait_for(lambda: "cluster ready" in log.read_text(), 30, what="the embedded master")
-        first = worker_pids(proc.pid)
+        first = {child.pid for child in psutil.Process(proc.pid).children()}
         command("scale 3", "(slot 2) ready")
         command("reload", "rolling restart done")
-        wait_for(lambda: len(pids := worker_pids(proc.pid)) == 3
+        wait_for(lambda: len(pids := {c.pid for c in psutil.Process(proc.pid).children()}) == 3
                  and pids.isdisjoint(first), 20, what="3 new workers")
         assert run(ask(f"http://127.0.0.1:{port}", 1460))["pid"] not in first
         command("stop graceful", "graceful stop")

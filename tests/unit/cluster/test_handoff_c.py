@@ -98,7 +98,7 @@ def received(worker: socket.socket) -> tuple[bytes, socket.socket]:
 
 
 def run_until(sock: socket.socket, count: int, owners: dict, channels: list, loads: list,
-              at_random: bool = False, weight: int = 1) -> tuple[int, int, list[int], list]:
+              at_random: bool = False) -> tuple[int, int, list[int], list]:
     """Call the loop until it has accepted ``count`` connections (TCP_DEFER_ACCEPT lets
     one be accepted only once its bytes are there); bounded in time."""
     accepted = by_sid = 0
@@ -109,7 +109,7 @@ def run_until(sock: socket.socket, count: int, owners: dict, channels: list, loa
         assert time.monotonic() < deadline, f"accepted {accepted} of {count}"
         ok, more, sid_sent, more_placed, left = _handoff.hand_off(
             sock.fileno(), 64, 4096, HEADER, owners, [c.fileno() for c in channels],
-            [load + weight * done for load, done in zip(loads, placed)], weight, at_random)
+            [load + done for load, done in zip(loads, placed)], at_random)
         assert ok
         accepted, by_sid = accepted + more, by_sid + sid_sent
         placed = [a + b for a, b in zip(placed, more_placed)]
@@ -166,23 +166,6 @@ def test_the_loop_hands_off_as_the_python_one_would() -> None:
             for fd, _address in leftovers:
                 with socket.socket(fileno=fd) as left:
                     assert left.recv(100, socket.MSG_PEEK)  # nothing of it was read
-
-
-def test_each_connection_placed_weighs_on_its_worker_as_much_as_told() -> None:
-    """As Python's placement: a new client weighs ``placed_weight`` sessions (loads 0 and
-    150, a weight of 100: the first two go to the first worker, the third to the other)."""
-    with listener() as sock, contextlib.ExitStack() as stack:
-        ends = [channel() for _ in range(2)]
-        for master, worker in ends:
-            stack.enter_context(master)
-            stack.enter_context(worker)
-        port = sock.getsockname()[1]
-        for index in range(3):
-            stack.enter_context(client(port, f"127.0.3.{10 + index}",
-                                       b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\n"))
-        accepted, _by_sid, placed, _leftovers = run_until(
-            sock, 3, {}, [ends[0][0], ends[1][0]], [0, 150], weight=100)
-        assert (accepted, placed) == (3, [2, 1])
 
 
 def test_a_full_channel_stops_the_batch_and_leaves_the_connection() -> None:

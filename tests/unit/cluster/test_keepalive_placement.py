@@ -89,10 +89,10 @@ def handed_back_handshake(world, loads: list[int]) -> tuple[list, object]:
 
 
 def test_a_handed_back_handshake_goes_to_the_least_loaded_worker(world):
-    workers, resumed_on = handed_back_handshake(world, [500, 900, 0])
+    workers, resumed_on = handed_back_handshake(world, [5, 9, 0])
     assert resumed_on is workers[2]
 
 
 def test_a_handed_back_handshake_stays_when_its_worker_is_the_least_loaded(world):
-    workers, resumed_on = handed_back_handshake(world, [0, 400, 400])
+    workers, resumed_on = handed_back_handshake(world, [0, 4, 4])
     assert resumed_on is workers[0]

@@ -186,6 +186,7 @@ class Master:
                 raise ClusterError(str(exc)) from None
             if self.settings.reload:
                 self._reloader = Reloader(self.settings, self._selector, self._code_changed)
+            self._forker.warm_up(self.settings.boot_timeout)
             self._started = True
             if self._early_hup:
                 log.info("HUP before the workers started: they load the code as it is now")
@@ -219,6 +220,7 @@ class Master:
             if self._selector is not None:
                 self._selector.close()
             self._end_forwarder()
+            self._forker.close()
             self._host.release()
         log.info("relay totals: %s", self._relay.summary())
         log.info("routing totals: %s", status.routing_totals(self._intake, self._dispatcher))
@@ -283,7 +285,12 @@ class Master:
             return
         self._hooks.call("on_reload", self)
         self._notifier.reloading()
-        self._pool.roll()
+        self._forker.renew_template(SelectorWatcher(self._selector), self._roll)
+
+    def _roll(self) -> None:
+        """The new workers' template is warm (or will not be): roll the workers."""
+        if not self._stopping:
+            self._pool.roll()
 
     def handle_ttin(self) -> None:
         """One worker more."""
@@ -359,6 +366,7 @@ class Master:
             self._operations_due = now + OPERATIONS_TICK
             self._tick_operations(now)
             self._pool.check_heartbeats(now)
+            self._forker.tick(now)
             if self._forwarder is not None:
                 self._forwarder.tick(now)
         if self._dispatcher.holding:

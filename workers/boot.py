@@ -22,6 +22,7 @@ app's libraries before :meth:`Runtime.patch` has run.
 from __future__ import annotations
 
 import abc
+import importlib
 import logging
 import os
 import socket
@@ -44,6 +45,10 @@ DRAIN_QUIET = 1.0
 
 DRAIN_TICK = 0.1
 """Seconds between two looks at a drain's progress."""
+
+WARM_MODULES = ("socketio", "engineio", "workers.loader", "workers.managers",
+                "workers.access_log", "workers.limits", "workers.forwarded")
+"""What a worker of every runtime imports besides its app (see :meth:`Runtime.warm`)."""
 
 
 class Link(Protocol):
@@ -85,6 +90,23 @@ class Runtime(abc.ABC):
         """How late the serving loop runs, from the heartbeats: not counted against a
         client's ping timeout (:mod:`workers.ping_patience`)."""
 
+    warm_modules: ClassVar[tuple[str, ...]] = ()
+    """The modules a worker of this runtime imports besides the app's own (its server and
+    link): imported once by the workers' template, after :meth:`patch`."""
+
+    @classmethod
+    def warm(cls) -> None:
+        """In the workers' template (:mod:`cluster.pool.template`): :meth:`patch`, then import
+        the libraries every worker of this runtime imports, so that a worker forked from
+        the template only has its app to load. An optional library that is not installed
+        is left to the worker (which says so if its app needs it)."""
+        cls.patch()
+        for name in (*WARM_MODULES, *cls.warm_modules):
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                log.debug("worker template: %s is not installed", name)
+
     @classmethod
     def check(cls, target: str) -> str | None:
         """Load ``target`` the way a worker of this runtime would; a one-line error or None."""
@@ -104,6 +126,7 @@ class Runtime(abc.ABC):
         caller turns that into a boot-failure exit code.
         """
         self.patch()
+        self.own_loop()
         from . import loader
 
         self.app = loader.load(self.spec.target, self.name)
@@ -161,7 +184,13 @@ class Runtime(abc.ABC):
 
     @classmethod
     def patch(cls) -> None:
-        """Make the process fit the runtime before the app is imported (monkey-patching)."""
+        """Make the process fit the runtime before the app is imported (monkey-patching).
+        The workers' template runs it too, then forks the workers (:meth:`own_loop`)."""
+
+    @classmethod
+    def own_loop(cls) -> None:
+        """In each worker, after :meth:`patch`: make the runtime's loop this process's own
+        (not one inherited from the workers' template), its uncaught errors logged."""
 
     @abc.abstractmethod
     def open(self) -> Link:

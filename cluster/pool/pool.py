@@ -143,8 +143,9 @@ class WorkerPool:
         self._saturated_said = 0.0
         """When the saturation may be said in the log again (monotonic seconds)."""
         """slot -> the worker new clients of that slot go to."""
-        self._due: dict[int, tuple[float, str]] = {}
-        """slot -> (when, why) of a start waiting for its time (a respawn's backoff)."""
+        self._due: dict[int, tuple[float, str, bool]] = {}
+        """slot -> (when, why, warm) of a start waiting for its time (a respawn's backoff);
+        ``warm``: the starter may fork it from the workers' template (not a respawn)."""
         self._backoff = RespawnBackoff()
         self._boot_failures = 0
         self._roll = RollingRestart()
@@ -198,7 +199,7 @@ class WorkerPool:
         self._warn_if_oversubscribed()
         now = self._clock()
         for slot in range(self.size):
-            self._due[slot] = (now, "start")
+            self._due[slot] = (now, "start", True)
         self.reconcile(now)
 
     def roll(self) -> None:
@@ -229,7 +230,7 @@ class WorkerPool:
         now = self._clock()
         for slot in range(old, size):
             self.restarts["scale"] += 1
-            self._due[slot] = (now, "scaling up")
+            self._due[slot] = (now, "scaling up", True)
         self._roll.trim(size)
         self.reconcile(now)
 
@@ -270,12 +271,12 @@ class WorkerPool:
                 self._drain(worker, "scaling down")
         occupied, booting = self._census()
         room = self.max_booting - booting
-        for slot, (when, why) in sorted(self._due.items()):
+        for slot, (when, why, warm) in sorted(self._due.items()):
             if slot >= self.size or slot in occupied:
                 del self._due[slot]
             elif now >= when and room > 0:
                 del self._due[slot]
-                self._spawn(slot, why)
+                self._spawn(slot, why, warm)
                 occupied.add(slot)
                 room -= 1
         if room > 0 and len(occupied) + len(self._due) < self.size:
@@ -374,10 +375,10 @@ class WorkerPool:
 
     # -------------------------------------------------------------- transitions
 
-    def _spawn(self, slot: int, why: str) -> Worker:
+    def _spawn(self, slot: int, why: str, warm: bool = True) -> Worker:
         tag = self._next_tag
         self._next_tag = self._next_tag % (TAG_LIMIT - 1) + 1
-        pid, sock = self._starter.start(slot, tag)
+        pid, sock = self._starter.start(slot, tag, warm)
         now = self._clock()
         worker = Worker(pid=pid, slot=slot, tag=tag, sock=sock, born=now, last_seen=now,
                         limits=self._recycle.draw())
@@ -512,10 +513,15 @@ class WorkerPool:
         self.slot_restarts[slot] += 1
 
     def _schedule_respawn(self, slot: int, lived: float) -> None:
-        """Respawn ``slot`` at once, or after a backoff that doubles while it keeps dying."""
+        """Respawn ``slot`` at once, or after a backoff that doubles while it keeps dying.
+
+        Forked from the master, not the workers' template: the dead worker's clients
+        reconnect at once, and the survivors serve them while the successor imports; one
+        ready at once would be the emptiest worker and take the whole reconnect storm
+        alone (docs/benchmarks.md, the kill storm)."""
         delay, streak = self._backoff.delay(slot, lived)
         why = f"respawn after {delay:.1f} s backoff" if delay else "respawn"
-        self._due[slot] = (self._clock() + delay, why)
+        self._due[slot] = (self._clock() + delay, why, False)
         if delay:
             log.warning("slot %d respawns in %.1f s (crash %d in a row)", slot, delay, streak)
 

@@ -20,8 +20,10 @@ from .worker import Worker
 class ProcessStarter(Protocol):
     """Makes and reaps worker processes (:class:`cluster.pool.supervisor.Forker`)."""
 
-    def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
-        """Start a worker: its pid and the master's end of its channel (non-blocking)."""
+    def start(self, slot: int, tag: int, warm: bool = True) -> tuple[int, socket.socket]:
+        """Start a worker: its pid and the master's end of its channel (non-blocking).
+        ``warm``: from the workers' template when there is one; False for the successor
+        of a worker that died unasked (:meth:`cluster.pool.supervisor.Forker.start`)."""
 
     def reap(self) -> list[tuple[int, int]]:
         """The children that have exited since the last call: (pid, wait status)."""

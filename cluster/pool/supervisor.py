@@ -11,7 +11,8 @@ import os
 import signal
 import socket
 import sys
-from typing import Callable
+import time
+from typing import Callable, NoReturn
 
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
@@ -20,6 +21,9 @@ from cluster.setup.config import Bind, Settings
 from cluster.setup.hooks import Hooks, WorkerInfo
 from cluster.setup.options import worker_options
 from cluster.setup.proctitle import set_title
+
+from .pool_wiring import Watcher
+from .template import WorkerTemplate
 
 log = logging.getLogger("sticky_cluster.master")
 
@@ -33,7 +37,8 @@ IGNORED_IN_WORKERS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUS
 
 
 class Forker:
-    """Starts worker processes by forking the master, and reaps them.
+    """Starts worker processes, forked from the workers' template (:mod:`.template`) when it
+    is warm, else from the master; and reaps them.
 
     The pool's process starter: it knows how a worker process is made, nothing of
     what the pool does with it.
@@ -62,19 +67,82 @@ class Forker:
         self._owner = owner
         self._forked: dict[int, tuple[int, int]] = {}
         """pid -> (slot, tag) of the workers forked and not reaped yet."""
+        self._template: WorkerTemplate | None = None
+        self._when_warm: Callable[[], None] | None = None
+        """What waits for the template renewed last to be warm (a rolling restart)."""
+        self._warm_by = 0.0
+        """When that wait ends anyway (monotonic seconds)."""
 
-    def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
+    def warm_up(self, timeout: float) -> None:
+        """Start the workers' template and wait until it is warm (at most ``timeout`` s):
+        before the first workers, so that they all fork from it."""
+        self.renew_template()
+        if self._template is not None:
+            self._template.wait_ready(timeout)
+
+    def renew_template(self, watcher: Watcher | None = None,
+                       then: Callable[[], None] | None = None) -> None:
+        """Replace the workers' template by a new one (a rolling restart: upgraded
+        libraries load).
+
+        ``then`` (a rolling restart) is called from the master's loop (``watcher``) once
+        the new template is warm, or could not be (it failed, died, or was not warm within
+        ``--boot-timeout``: :meth:`tick`): the roll's workers fork from it, or else from the
+        master. A renewal before that replaces the one waited for.
+        """
+        if self._template is not None:
+            self._template.stop()
+        self._template = WorkerTemplate(self.runtime, self._leave_master, self._serve)
+        self._template.start()
+        if then is None or watcher is None:
+            return
+        self._when_warm = then
+        self._warm_by = time.monotonic() + self._settings.boot_timeout
+        self._template.on_answer(watcher, self._template_answered)
+
+    def tick(self, now: float) -> None:
+        """Give up a template that is not warm by its deadline (see :meth:`renew_template`)."""
+        if self._when_warm is not None and now >= self._warm_by:
+            log.warning("worker template %s not warm within %g s (--boot-timeout): the master "
+                        "forks the workers itself until the next rolling restart",
+                        self._template.pid if self._template else None,
+                        self._settings.boot_timeout)
+            if self._template is not None:
+                self._template.stop()
+            self._template_answered()
+
+    def _template_answered(self) -> None:
+        then, self._when_warm = self._when_warm, None
+        if then is not None:
+            then()
+
+    def close(self) -> None:
+        """The master ends: stop the template."""
+        if self._template is not None:
+            self._template.close()
+
+    def start(self, slot: int, tag: int, warm: bool = True) -> tuple[int, socket.socket]:
         """Fork a worker for ``slot`` tagged ``tag``: its pid and the master's end of its
-        channel (non-blocking). The ``pre_fork`` hook runs first."""
+        channel (non-blocking). The ``pre_fork`` hook runs first.
+
+        ``warm``: fork it from the template when the template is warm; else (a dead
+        worker's successor, see :meth:`cluster.pool.pool.WorkerPool`) from the master."""
         self._hooks.call("pre_fork", self._owner, WorkerInfo(slot, tag))
         master_end, worker_end = frames.socket_pair()
         spec = self._spec_for(slot, tag)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
-            master_end.close()
-            self._become_worker(spec, worker_end)
+        pid = (self._template.fork(spec, worker_end)
+               if warm and self._template is not None else None)
+        if pid is not None:
+            log.debug("worker %d (slot %d) forked from the template %d", pid, slot,
+                      self._template.pid)
+        else:
+            pid = os.fork()
+            if pid == 0:
+                master_end.close()
+                self._become_worker(spec, worker_end)
+            log.debug("worker %d (slot %d) forked from the master", pid, slot)
         worker_end.close()
         master_end.setblocking(False)
         self._forked[pid] = (slot, tag)
@@ -91,17 +159,31 @@ class Forker:
             place_new_sessions=settings.route == "sid" and settings.balance != "ip",
             host=self.host, **worker_options(settings))
 
-    def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> None:
+    def _become_worker(self, spec: WorkerSpec, sock: socket.socket) -> NoReturn:
+        """In a child forked from the master: leave the master, then serve as a worker."""
+        try:
+            self._leave_master()
+        except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop
+            self._failed_to_boot(spec, sock, exc)
+        self._serve(spec, sock)
+
+    def _leave_master(self) -> None:
+        """In a new child of the master: a worker's signals, none of the master's files, the
+        user and groups the workers run as."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for signum in IGNORED_IN_WORKERS:
+            signal.signal(signum, signal.SIG_IGN)
+        self._forget_in_child()
+        if self._identity is not None:
+            self._identity.become()
+
+    def _serve(self, spec: WorkerSpec, sock: socket.socket) -> NoReturn:
+        """In a worker that has left the master: the ``post_fork`` hook, then serve until
+        drained, then exit (never returns)."""
         code = 0
         try:
-            signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            for signum in IGNORED_IN_WORKERS:
-                signal.signal(signum, signal.SIG_IGN)
-            self._forget_in_child()
-            if self._identity is not None:
-                self._identity.become()
             self._hooks.call("post_fork", self._owner, WorkerInfo(spec.slot, spec.tag, os.getpid()))
             target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
             set_title(f"worker {spec.slot} {target}")
@@ -109,13 +191,24 @@ class Forker:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop
-            error = getattr(exc, "__module__", "").startswith("workers.") and str(exc)
-            # Our errors are one line (their traceback at debug level); others come with theirs.
-            shown = exc if not error or log.isEnabledFor(logging.DEBUG) else None
-            log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), spec.slot,
-                      error or f"{type(exc).__name__}: {exc}", exc_info=shown)
-            _report_boot_failure(sock, error or f"{type(exc).__name__}: {exc}")
-            code = BOOT_ERROR
+            self._failed_to_boot(spec, sock, exc)
+        logging.shutdown()
+        os._exit(code)
+
+    @staticmethod
+    def _failed_to_boot(spec: WorkerSpec, sock: socket.socket, exc: BaseException) -> NoReturn:
+        """Say why the worker could not boot (the log, and the master), then exit."""
+        code = BOOT_ERROR
+        try:
+            if isinstance(exc, SystemExit):
+                code = exc.code if isinstance(exc.code, int) else 1
+            else:
+                error = getattr(exc, "__module__", "").startswith("workers.") and str(exc)
+                # Our errors are one line (their traceback at debug level); others come with theirs.
+                shown = exc if not error or log.isEnabledFor(logging.DEBUG) else None
+                log.error("worker %d (slot %d) failed to boot: %s", os.getpid(), spec.slot,
+                          error or f"{type(exc).__name__}: {exc}", exc_info=shown)
+                _report_boot_failure(sock, error or f"{type(exc).__name__}: {exc}")
         finally:
             logging.shutdown()
             os._exit(code)
@@ -140,6 +233,9 @@ class Forker:
                 break
             if pid == 0:
                 break
+            if self._template is not None and self._template.exited(pid, describe_exit(status)):
+                self._template_answered()
+                continue
             dead.append((pid, status))
             if pid in self._forked:
                 slot, tag = self._forked.pop(pid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from cluster.pool.template import become_subreaper
 from tests.support import jsclient, orphans
 from tests.support.brokers import RedisNode, plain_args
 from tests.support.masters import RUNTIME_TARGETS, ClusterProcess, launch_cluster
@@ -19,7 +20,7 @@ from tests.support.ports import free_port
 
 @pytest.fixture(scope="session", autouse=True)
 def _subreaper():
-    orphans.become_subreaper()
+    become_subreaper()
     yield
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.clients import Stream, ask, connected, run, source_address, wait_upgraded
 from cluster.pool.pool import boot_concurrency, oversubscribed
-from tests.support.masters import RUNTIME_TARGETS, cli, gone
+from tests.support.masters import RUNTIME_TARGETS, cli, gone, worker_pids
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -126,12 +126,14 @@ def test_hup_while_booting_and_again_during_the_roll(start_cluster):
     cluster.wait_log("booting (start)", count=2)
     cluster.signal(signal.SIGHUP)
     cluster.wait_log("booting (rolling restart)")
-    cluster.signal(signal.SIGHUP)
-    cluster.wait_log("rolling restart of 2 workers (started over)")
-    cluster.wait_log("rolling restart done", timeout=40)
+    cluster.signal(signal.SIGHUP)  # a roll starts over, or starts again once the first is done
+    cluster.wait_log("rolling restart of 2 workers", count=2)
+    second = cluster.log.rindex("rolling restart of 2 workers")
+    wait_for(lambda: "rolling restart done" in cluster.log[second:], 40,
+             what="the second roll to end")
     log = cluster.log
     rolled_after_second_hup = {int(pid) for pid in re.findall(
-        r"worker (\d+) \(slot \d\) booting \(rolling restart\)", log[log.index("started over"):])}
+        r"worker (\d+) \(slot \d\) booting \(rolling restart\)", log[second:])}
     wait_for(lambda: cluster.worker_pids() == rolled_after_second_hup, 60,
              what="only workers forked after the second HUP")
     assert "cluster ready" in cluster.log
@@ -153,10 +155,10 @@ def test_embedding_api_reloads_scales_and_stops(tmp_path):
 
     try:
         wait_for(lambda: "cluster ready" in log.read_text(), 30, what="the embedded master")
-        first = {child.pid for child in psutil.Process(proc.pid).children()}
+        first = worker_pids(proc.pid)
         command("scale 3", "(slot 2) ready")
         command("reload", "rolling restart done")
-        wait_for(lambda: len(pids := {c.pid for c in psutil.Process(proc.pid).children()}) == 3
+        wait_for(lambda: len(pids := worker_pids(proc.pid)) == 3
                  and pids.isdisjoint(first), 20, what="3 new workers")
         assert run(ask(f"http://127.0.0.1:{port}", 1460))["pid"] not in first
         command("stop graceful", "graceful stop")

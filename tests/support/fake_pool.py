@@ -58,16 +58,19 @@ class Processes:
         self.signals: list[tuple[int, int]] = []
         self.started: list[tuple[int, int]] = []
         """(slot, tag) of every start."""
+        self.warm: list[bool] = []
+        """Whether each start (in :attr:`started`'s order) may fork from the template."""
         self.rss: dict[int, int] = {}
         """pid -> its resident memory in bytes, as the test says (unknown: None)."""
 
-    def start(self, slot: int, tag: int) -> tuple[int, socket.socket]:
+    def start(self, slot: int, tag: int, warm: bool = True) -> tuple[int, socket.socket]:
         master_end, worker_end = frames.socket_pair()
         master_end.setblocking(False)
         worker_end.setblocking(False)
         self.next_pid += 1
         self.ends[self.next_pid] = worker_end
         self.started.append((slot, tag))
+        self.warm.append(warm)
         return self.next_pid, master_end
 
     def reap(self) -> list[tuple[int, int]]:

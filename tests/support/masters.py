@@ -47,6 +47,24 @@ def cli(*args: str, timeout: float = 60, env: dict[str, str] | None = None,
                           env={**os.environ, **env} if env else None)
 
 
+def is_template(process: psutil.Process) -> bool:
+    """Whether ``process`` is a master's workers' template (by its title: the tests install
+    setproctitle)."""
+    try:
+        return " ".join(process.cmdline()).startswith("sticky-cluster worker template")
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return False
+
+
+def worker_pids(master: int) -> set[int]:
+    """The workers of the master ``master``: its children but the workers' template."""
+    try:
+        return {child.pid for child in psutil.Process(master).children()
+                if not is_template(child)}
+    except psutil.NoSuchProcess:
+        return set()
+
+
 def gone(pid: int) -> bool:
     """True when ``pid`` has exited (a zombie waiting to be reaped counts as gone)."""
     try:
@@ -98,10 +116,16 @@ class ClusterProcess:
         return self.proc.poll() is not None
 
     def worker_pids(self) -> set[int]:
+        """The master's workers (its children but the workers' template)."""
+        return worker_pids(self.pid)
+
+    def template_pid(self) -> int | None:
+        """The workers' template (:mod:`cluster.pool.template`), if the master has one now."""
         try:
-            return {child.pid for child in psutil.Process(self.pid).children()}
+            return next((child.pid for child in psutil.Process(self.pid).children()
+                         if is_template(child)), None)
         except psutil.NoSuchProcess:
-            return set()
+            return None
 
     def status(self) -> dict:
         """The master's status (``/status`` of its ``--status-bind``: :func:`shared_cluster`)."""

@@ -1,27 +1,20 @@
 """The orphan check: no process a test starts outlives the test.
 
-The pytest process makes itself a child subreaper (:func:`become_subreaper`), so a process
+The pytest process makes itself a child subreaper (the master's own
+:func:`cluster.pool.template.become_subreaper`), so a process
 that any test starts and that outlives its parent is re-parented here, where
 :func:`kill_left_behind` finds it. The fixture that runs the check is in
 tests/e2e/conftest.py (a unit test starts no process: tests/unit/conftest.py).
 """
 from __future__ import annotations
 
-import ctypes
 import os
 import time
 
 import psutil
 
-PR_SET_CHILD_SUBREAPER = 36
 SESSION_PIDS: set[int] = set()
 """Processes that outlive a test on purpose (the session's redis-server)."""
-
-
-def become_subreaper() -> None:
-    """Make this process the one that orphans below it are re-parented to."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def children() -> set[int]:

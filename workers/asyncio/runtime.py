@@ -30,6 +30,9 @@ class AsyncioRuntime(Runtime):
     """One event loop: the channel, uvicorn's or aiohttp's protocols, the heartbeats."""
 
     name = "asyncio"
+    warm_modules = ("uvloop", "engineio.async_drivers.asgi", "workers.asyncio.link",
+                    "workers.asyncio.protocol", "workers.asyncio.peer",
+                    "workers.asyncio.asgi_server")
 
     def run(self) -> None:
         """Run the boot sequence and serve on a new event loop until drained."""

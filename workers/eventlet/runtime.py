@@ -33,11 +33,21 @@ class EventletRuntime(BlockingRuntime):
     """``eventlet.wsgi.server`` over the hand-offs, in a green pool."""
 
     name = "eventlet"
+    warm_modules = ("eventlet.wsgi", "engineio.async_drivers.eventlet", "workers.green_intake",
+                    "workers.wsgi_errors", "workers.eventlet.http", "workers.eventlet.link",
+                    "workers.eventlet.protocol", "workers.eventlet.websocket")
 
     @classmethod
     def patch(cls) -> None:
-        """Monkey-patch, and log what the hub would print of an uncaught error."""
+        """Monkey-patch."""
         eventlet.monkey_patch()
+
+    @classmethod
+    def own_loop(cls) -> None:
+        """A hub of this process's own: the one ``monkey_patch`` made in the workers'
+        template would share its epoll instance with every worker forked from it. Log what
+        the hub would print of an uncaught error."""
+        eventlet.hubs.use_hub()
         _log_hub_errors()
 
     def open(self) -> MasterLink:

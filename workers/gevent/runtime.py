@@ -37,14 +37,24 @@ class GeventRuntime(BlockingRuntime):
 
     name = "gevent"
 
+    warm_modules = ("gevent.pool", "gevent.pywsgi", "engineio.async_drivers.gevent",
+                    "workers.green_intake", "workers.wsgi_errors",
+                    "workers.simple_websocket_limits", "workers.gevent.http",
+                    "workers.gevent.link", "workers.gevent.protocol")
+
     @classmethod
     def patch(cls) -> None:
-        """``monkey.patch_all()``, and log what the hub would print of an uncaught error."""
+        """``monkey.patch_all()``."""
         from gevent import monkey
 
         # The master imported ssl (and more) before it forked us; patching now is still right.
         warnings.filterwarnings("ignore", category=monkey.MonkeyPatchWarning)
         monkey.patch_all()
+
+    @classmethod
+    def own_loop(cls) -> None:
+        """Log what the hub would print of an uncaught error. (The hub is this process's
+        own already: gevent's ``fork``, patched in, renews its loop in the child.)"""
         _log_hub_errors()
 
     def open(self) -> GeventMasterLink:

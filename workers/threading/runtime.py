@@ -54,6 +54,9 @@ class ThreadingRuntime(BlockingRuntime):
     """A poller thread over the hand-offs, a pool of ``--threads`` threads for the requests."""
 
     name = "threading"
+    warm_modules = ("engineio.async_drivers.threading", "workers.wsgi_errors",
+                    "workers.threading.link", "workers.threading.server",
+                    "workers.threading.tasks", "workers.threading.websocket")
 
     def open(self) -> ThreadMasterLink:
         """Bound the websockets; make the server and the link that feeds it."""

@@ -270,6 +270,21 @@ def test_a_crashing_slot_is_respawned_after_a_backoff_that_doubles(world):
     assert world.pool.restarts["crash"] == 4 and world.pool.slot_restarts[0] == 4
 
 
+def test_only_a_dead_workers_successor_is_forked_cold_the_others_from_the_template(world):
+    serving_world(world)  # the first workers: warm
+    world.pool.roll()
+    world.ready(world.booting(0))  # a roll's new worker: warm
+    world.tick()
+    world.ready(world.booting(1))
+    world.pool.resize(3)  # scaling up: warm
+    world.ready(world.booting(2))
+    assert world.processes.warm == [True] * 5
+    world.exit(world.pool.serving[1], killed_by(signal.SIGKILL))
+    world.tick(1.0)
+    world.ready(world.booting(1))
+    assert world.processes.warm[-1] is False  # its clients reconnect to the survivors
+
+
 def test_the_backoff_is_capped_and_kept_per_slot():
     backoff = RespawnBackoff()
     delays = [backoff.delay(0, 1.0)[0] for _ in range(12)]

@@ -1,0 +1,87 @@
+"""The workers' template (cluster/pool/template.py): every runtime's workers are forks of a
+warm template and stay the master's children; a dead one's successor is forked from the
+master (its clients reconnect to the others meanwhile); scaling up and a rolling restart
+fork from the template; without one the master forks the workers itself.
+
+Real masters and forked workers; the master's debug lines say where each worker was forked.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+
+from tests.support.clients import ask, run
+from tests.support.masters import RUNTIME_TARGETS, gone
+from tests.support.waiting import wait_for
+
+
+def _new_worker(cluster, old: set[int]) -> int:
+    """The worker that replaced one of ``old``, once the master says it is ready."""
+    def logged_successor() -> int | None:  # forked before the master logs it
+        return next((pid for pid in cluster.worker_pids() - old
+                     if f"worker {pid} (slot" in cluster.log), None)
+
+    pid = wait_for(logged_successor, 30, what="the successor")
+    cluster.wait_log(f"worker {pid} (slot {cluster.slot_of(pid)}) ready", timeout=60)
+    return pid
+
+
+@pytest.mark.parametrize("runtime", ["eventlet", "asgi", "gevent", "threading"])
+def test_workers_fork_from_the_warm_template_and_a_dead_ones_successor_from_the_master(
+        start_cluster, runtime):
+    cluster = start_cluster(RUNTIME_TARGETS[runtime], workers=2, args=("--log-level", "debug"))
+    template = cluster.template_pid()
+    assert template is not None, cluster.log
+    assert f"worker template {template} ready" in cluster.log
+    assert "could not warm up" not in cluster.log
+    workers = cluster.worker_pids()
+    assert len(workers) == 2
+    for pid in workers:
+        assert psutil.Process(pid).ppid() == cluster.pid  # the master's child, not the template's
+        assert f"worker {pid} (slot {cluster.slot_of(pid)}) forked from the template {template}" \
+            in cluster.log
+
+    victim = min(workers)
+    os.kill(victim, signal.SIGKILL)
+    successor = _new_worker(cluster, workers)
+    assert f"worker {successor} (slot {cluster.slot_of(successor)}) forked from the master" \
+        in cluster.log
+    assert psutil.Process(successor).ppid() == cluster.pid
+    assert run(ask(cluster.url, 1))["pid"] in cluster.worker_pids()
+    assert cluster.template_pid() == template  # still there for the next roll
+
+
+def test_scaling_up_forks_from_the_template_or_without_one_from_the_master_and_a_roll_renews_it(
+        start_cluster):
+    cluster = start_cluster(workers=1, args=("--log-level", "debug"))
+    template = cluster.template_pid()
+    assert template is not None
+
+    workers = cluster.worker_pids()
+    cluster.signal(signal.SIGTTIN)
+    added = _new_worker(cluster, workers)
+    assert f"worker {added} (slot 1) forked from the template {template}" in cluster.log
+
+    os.kill(template, signal.SIGKILL)
+    cluster.wait_log(f"worker template {template} exited (signal SIGKILL)")
+    workers = cluster.worker_pids()
+    cluster.signal(signal.SIGTTIN)
+    added = _new_worker(cluster, workers)
+    assert f"worker {added} (slot 2) forked from the master" in cluster.log
+    assert run(ask(cluster.url, 2))["pid"] in cluster.worker_pids()
+
+    workers = cluster.worker_pids()
+    cluster.signal(signal.SIGHUP)
+    cluster.wait_log("rolling restart done")
+    renewed = wait_for(cluster.template_pid, 30, what="a new template")
+    assert renewed != template
+    rolled = wait_for(lambda: len(cluster.worker_pids() - workers) == 3 and cluster.worker_pids() - workers,
+                      30, what="three new workers")
+    for pid in rolled:
+        assert f"worker {pid} (slot {cluster.slot_of(pid)}) forked from the template {renewed}" \
+            in cluster.log
+    cluster.stop()
+    wait_for(lambda: gone(renewed), 10, what="the template to exit with the master")

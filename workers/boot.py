@@ -22,6 +22,7 @@ app's libraries before :meth:`Runtime.patch` has run.
 from __future__ import annotations
 
 import abc
+import gc
 import importlib
 import logging
 import os
@@ -106,6 +107,11 @@ class Runtime(abc.ABC):
                 importlib.import_module(name)
             except ImportError:
                 log.debug("worker template: %s is not installed", name)
+        # What the libraries allocated lives as long as the process: out of the collector's
+        # sight, a worker's full collections neither walk it nor copy its pages (CPython's
+        # advice for a parent that forks without exec: gc.freeze).
+        gc.collect()
+        gc.freeze()
 
     @classmethod
     def check(cls, target: str) -> str | None:

@@ -92,9 +92,13 @@ class Forker:
         """
         if self._template is not None:
             self._template.stop()
-        self._template = WorkerTemplate(self.runtime, self._leave_master, self._serve)
-        self._template.start()
+        if isinstance(self._settings.target, str):  # an app object is forked with the master
+            self._template = WorkerTemplate(self.runtime, self._leave_master, self._serve)
+            self._template.start()
         if then is None or watcher is None:
+            return
+        if self._template is None:
+            then()
             return
         self._when_warm = then
         self._warm_by = time.monotonic() + self._settings.boot_timeout
@@ -182,22 +186,20 @@ class Forker:
     def _serve(self, spec: WorkerSpec, sock: socket.socket) -> NoReturn:
         """In a worker that has left the master: the ``post_fork`` hook, then serve until
         drained, then exit (never returns)."""
-        code = 0
         try:
             self._hooks.call("post_fork", self._owner, WorkerInfo(spec.slot, spec.tag, os.getpid()))
             target = spec.target if isinstance(spec.target, str) else type(spec.target).__name__
             set_title(f"worker {spec.slot} {target}")
             runtime_class(self.runtime)(spec, sock).serve()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
         except BaseException as exc:  # noqa: BLE001 - the child must never return to the master's loop
             self._failed_to_boot(spec, sock, exc)
         logging.shutdown()
-        os._exit(code)
+        os._exit(0)
 
     @staticmethod
     def _failed_to_boot(spec: WorkerSpec, sock: socket.socket, exc: BaseException) -> NoReturn:
-        """Say why the worker could not boot (the log, and the master), then exit."""
+        """Say why the worker could not boot (the log, and the master), then exit; a
+        ``SystemExit`` exits with its code (1 when it is not a number), saying nothing."""
         code = BOOT_ERROR
         try:
             if isinstance(exc, SystemExit):

@@ -119,7 +119,7 @@ class WorkerTemplate:
     def fork(self, spec: WorkerSpec, worker_end: socket.socket) -> int | None:
         """Fork a worker from the template: its pid, or None (not ready, or it failed; the
         caller forks the worker itself)."""
-        if self._sock is None or not isinstance(spec.target, str) or not self._check_ready(0):
+        if self._sock is None or not self._check_ready(0):
             return None
         try:
             self._sock.settimeout(FORK_TIMEOUT)

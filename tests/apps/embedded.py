@@ -1,6 +1,7 @@
 """Run a Master from a script; drive it with lines on stdin.
 
-Usage: python -m tests.apps.embedded PORT [REDIS_URL]
+Usage: python -m tests.apps.embedded PORT [REDIS_URL] [--object]
+(``--object``: the Server object itself instead of its ``module:attr`` string.)
 Lines: ``reload``, ``scale N``, ``stop`` or ``stop graceful`` (the last two also end the input).
 """
 import sys
@@ -10,9 +11,14 @@ from cluster import Master
 
 
 def main() -> None:
-    port = sys.argv[1]
-    adapter = sys.argv[2] if len(sys.argv) > 2 else None
-    master = Master("tests.apps.chat:sio", workers=2, bind=f"127.0.0.1:{port}", adapter=adapter,
+    args = [arg for arg in sys.argv[1:] if arg != "--object"]
+    port = args[0]
+    adapter = args[1] if len(args) > 1 else None
+    if "--object" in sys.argv:
+        from tests.apps.chat import sio as target
+    else:
+        target = "tests.apps.chat:sio"
+    master = Master(target, workers=2, bind=f"127.0.0.1:{port}", adapter=adapter,
                     graceful_timeout=2)
 
     def obey_input() -> None:

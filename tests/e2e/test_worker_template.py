@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 
 import psutil
 import pytest
 
 from tests.support.clients import ask, run
-from tests.support.masters import RUNTIME_TARGETS, gone
+from tests.support.masters import RUNTIME_TARGETS, gone, is_template, worker_pids
+from tests.support.paths import ROOT
+from tests.support.ports import free_port
 from tests.support.waiting import wait_for
 
 
@@ -85,3 +89,30 @@ def test_scaling_up_forks_from_the_template_or_without_one_from_the_master_and_a
             in cluster.log
     cluster.stop()
     wait_for(lambda: gone(renewed), 10, what="the template to exit with the master")
+
+
+def test_an_app_object_has_no_template_and_its_roll_forks_from_the_master(tmp_path):
+    port = free_port()
+    log = tmp_path / "embedded.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tests.apps.embedded", str(port), "--object"],
+                                cwd=ROOT, stdin=subprocess.PIPE, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: "cluster ready" in log.read_text(), 30, what="the embedded master")
+        first = worker_pids(proc.pid)
+        assert len(first) == 2
+        assert not any(is_template(child) for child in psutil.Process(proc.pid).children())
+        proc.stdin.write("reload\n")
+        proc.stdin.flush()
+        wait_for(lambda: "rolling restart done" in log.read_text(), 30, what="the roll")
+        assert "worker template" not in log.read_text()
+        assert not any(is_template(child) for child in psutil.Process(proc.pid).children())
+        assert run(ask(f"http://127.0.0.1:{port}", 3))["pid"] not in first
+        proc.stdin.write("stop\n")
+        proc.stdin.flush()
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

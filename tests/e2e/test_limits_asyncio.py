@@ -344,8 +344,10 @@ def wait_for_packet(sock: socket.socket, wanted: Callable[[bytes], bool]) -> int
 @pytest.mark.parametrize("target", TARGETS)
 def test_a_full_worker_answers_503_then_serves_once_its_silent_connections_time_out(
         start_cluster, target):
+    """The worker is full for the header timeout (10 s: ten heartbeats, so that one gets
+    through to the master even when a busy machine starves the worker for seconds)."""
     cluster = start_cluster(target, workers=1, args=(
-        "--worker-connections", "20", "--header-timeout", "5", "--peek-timeout", "0.5"))
+        "--worker-connections", "20", "--header-timeout", "10", "--peek-timeout", "0.5"))
     held = open_silent(cluster.port, 30)
     try:
         cluster.wait_log(" is full: ", timeout=30)

@@ -93,10 +93,19 @@ class ClusterProcess:
         return self.log_path.read_text(errors="replace")
 
     def wait_log(self, text: str, timeout: float = 60, count: int = 1) -> None:
-        wait_for(lambda: self.log.count(text) >= count or self._dead(), timeout,
-                 what=f"{text!r} in the master's log")
+        """Wait for ``text`` to be ``count`` times in the log; fail with the log's last
+        lines if it is not within ``timeout`` or the master exits first."""
+        try:
+            wait_for(lambda: self.log.count(text) >= count or self._dead(), timeout,
+                     what=f"{text!r} in the master's log")
+        except AssertionError as timed_out:
+            raise AssertionError(f"{timed_out}; the log ends:\n{self.log_tail()}") from None
         if self.log.count(text) < count:
             raise AssertionError(f"master exited ({self.proc.returncode}) before {text!r}:\n{self.log}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The last ``lines`` lines of the master's log (its workers' lines included)."""
+        return "\n".join(self.log.splitlines()[-lines:])
 
     async def until_log(self, text: str, timeout: float = 60, count: int = 1) -> None:
         """:meth:`wait_log` without blocking the event loop (the clients keep going)."""

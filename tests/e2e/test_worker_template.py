@@ -91,6 +91,37 @@ def test_scaling_up_forks_from_the_template_or_without_one_from_the_master_and_a
     wait_for(lambda: gone(renewed), 10, what="the template to exit with the master")
 
 
+def test_a_roll_whose_new_template_is_not_warm_within_the_boot_timeout_forks_from_the_master(
+        start_cluster):
+    """A renewed template that cannot warm up (stopped here with SIGSTOP, as a template
+    stuck on a slow disk would be) does not hold the roll back longer than --boot-timeout:
+    the master gives it up and forks the roll's workers itself."""
+    cluster = start_cluster(workers=2, args=("--log-level", "debug", "--boot-timeout", "5"))
+    for attempt in range(1, 6):
+        old, workers = cluster.template_pid(), cluster.worker_pids()
+        cluster.signal(signal.SIGHUP)
+        renewed = wait_for(lambda: (pid := cluster.template_pid()) != old and pid, 30,
+                           interval=0.002, what="the renewed template")
+        os.kill(renewed, signal.SIGSTOP)
+        wait_for(lambda: f"worker template {renewed} ready" in cluster.log
+                 or f"worker template {renewed} not warm within 5 s" in cluster.log, 30,
+                 what="the renewed template warm or given up")
+        if f"worker template {renewed} ready" not in cluster.log:
+            break
+        os.kill(renewed, signal.SIGCONT)  # warm before it was stopped: let this roll end, again
+        cluster.wait_log("rolling restart done", count=attempt)
+    else:
+        pytest.fail("the renewed template was warm before the test could stop it, 5 times")
+
+    cluster.wait_log("rolling restart done", count=attempt)
+    wait_for(lambda: gone(renewed), 10, what="the master to kill the template it gave up")
+    rolled = wait_for(lambda: len(cluster.worker_pids() - workers) == 2
+                      and cluster.worker_pids() - workers, 30, what="two new workers")
+    for pid in rolled:
+        assert f"worker {pid} (slot {cluster.slot_of(pid)}) forked from the master" in cluster.log
+    assert run(ask(cluster.url, 1))["pid"] in rolled
+
+
 def test_an_app_object_has_no_template_and_its_roll_forks_from_the_master(tmp_path):
     port = free_port()
     log = tmp_path / "embedded.log"

@@ -141,7 +141,7 @@ def measure(name: str, clients: int, where: Path, top: int) -> dict[str, Any]:
     fleets = None
     try:
         time.sleep(1.0)
-        pids = [p.pid for p in target.processes() if p.pid != target.master_pid]
+        pids = [p.pid for p in target.serving()]
         if len(pids) != 1:
             raise RuntimeError(f"{name}: {len(pids)} serving processes, not 1")
         before = take(pids[0], where)

@@ -135,11 +135,6 @@ def make_target(name: str, args: argparse.Namespace, redis: RedisServer) -> Targ
                    options=["--worker-connections", str(FD_PER_WORKER)])
 
 
-def workers_of(target: Target) -> list[psutil.Process]:
-    """The target's processes but its master."""
-    return [p for p in target.processes() if p.pid != target.master_pid]
-
-
 def _rss(pid: int | None) -> float:
     try:
         return psutil.Process(pid).memory_info().rss if pid else 0.0
@@ -215,7 +210,7 @@ def hold(fleets: Fleets, target: Target, seconds: float) -> dict[str, Any]:
     """Hold the clients ``seconds``: drops, pings, the master's RSS and CPU, the workers'
     CPU (at idle, but for the pings)."""
     fleets.ask(("mark",), 30)
-    workers = workers_of(target)
+    workers = target.serving()
     rss0 = _rss(target.master_pid)
     master0 = cpu_seconds(target.master_pid)
     workers0 = sum(cpu_seconds(p.pid) for p in workers)
@@ -306,11 +301,11 @@ def hup_storm(fleets: Fleets, target: Target, n: int, timeout: float) -> dict[st
     """A rolling restart (``HUP``): every client is closed by its draining worker and
     reconnects to a new one; until all are back."""
     fleets.ask(("mark",), 30)
-    old = {p.pid for p in workers_of(target)}
+    old = {p.pid for p in target.serving()}
     t0 = loadgen.now()
     os.kill(target.master_pid, signal.SIGHUP)
     deadline = t0 + timeout
-    while loadgen.now() < deadline and old & {p.pid for p in workers_of(target)}:
+    while loadgen.now() < deadline and old & {p.pid for p in target.serving()}:
         time.sleep(0.5)
     gone = loadgen.now() - t0
     out = wait_back(fleets, n, t0, timeout)

@@ -125,6 +125,19 @@ class Target:
                 continue
         return list(found.values())
 
+    def serving(self) -> list[psutil.Process]:
+        """The processes that hold clients: :meth:`processes` but the master and a
+        sticky-cluster workers' template (which serves none; told by its title)."""
+        return [proc for proc in self.processes()
+                if proc.pid != self.master_pid and not _is_template(proc)]
+
+
+def _is_template(proc: psutil.Process) -> bool:
+    try:
+        return " ".join(proc.cmdline()).startswith("sticky-cluster worker template")
+    except psutil.Error:
+        return False
+
 
 class RedisServer:
     """A private redis-server on a free loopback port, with nothing saved to disk."""

@@ -205,9 +205,12 @@ class Fleet:
                 "max_ping_gap": self.max_ping_gap, "ping_interval": self.ping_interval,
                 "connect_seconds": self.connect_seconds.tobytes(), "since": self.since}
 
-    def send(self, seq: int) -> float:
-        """Emit one ``bcast`` to :data:`ROOM` from one client of this fleet; when it went."""
-        client = next(iter(self.live.values()))
+    def send(self, seq: int) -> float | None:
+        """Emit one ``bcast`` to :data:`ROOM` from one client of this fleet; when it went,
+        or None when none of its clients is connected."""
+        client = next(iter(self.live.values()), None)
+        if client is None:
+            return None
         ts = loadgen.now()
         client.send_text(b'42["bcast",{"room":"%s","ts":%r,"seq":%d}]' % (ROOM.encode(), ts, seq))
         return ts

@@ -44,6 +44,7 @@ class GreenMasterLink(Inbox):
         super().__init__(on_client)
         sock.setblocking(False)
         self._sock = sock
+        self._reader = frames.PacketReader(sock)
         self._fd = sock.fileno()
         self._hub = hub
         self._send_lock = hub.lock()
@@ -85,7 +86,7 @@ class GreenMasterLink(Inbox):
     def _read_forever(self) -> None:
         while True:
             try:
-                packet, fd = frames.receive_packet(self._sock)
+                packet, fd = self._reader.receive()
             except BlockingIOError:
                 self._hub.wait_readable(self._fd)
                 continue

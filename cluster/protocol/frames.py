@@ -337,10 +337,45 @@ def send_packet(sock: socket.socket, packet: bytes, fd: int | None = None) -> No
         sock.sendmsg([packet], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", (fd,)))])
 
 
+FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
+"""Ancillary bytes for the one file descriptor a packet may carry."""
+
+
+class PacketReader:
+    """Receives the packets of one channel, each into the same buffer of its own: a
+    worker's end.
+
+    A read allocates only the packet it returns. (:func:`receive_packet` asks malloc for
+    the whole 60 KB first, at every read, and shrinks it to what came: in a worker, one
+    such read per client handed over spread each client's long-lived memory over more
+    pages of the heap, 0.5 KB per idle client at 5,000: docs/benchmarks.md.)
+    """
+
+    __slots__ = ("_sock", "_view")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._view = memoryview(bytearray(RECV_SIZE))
+
+    def receive(self) -> tuple[bytes, int | None]:
+        """One packet and the fd it carries, if any. ``b""`` means the peer is gone."""
+        size, ancillary, _flags, _address = self._sock.recvmsg_into(
+            [self._view], FD_SPACE, socket.MSG_CMSG_CLOEXEC)
+        return bytes(self._view[:size]), _passed_fd(ancillary)
+
+
 def receive_packet(sock: socket.socket) -> tuple[bytes, int | None]:
-    """Receive one packet and the fd it carries, if any. ``b""`` means the peer is gone."""
-    data, ancillary, _flags, _address = sock.recvmsg(
-        RECV_SIZE, socket.CMSG_SPACE(array.array("i").itemsize), socket.MSG_CMSG_CLOEXEC)
+    """Receive one packet and the fd it carries, if any. ``b""`` means the peer is gone.
+
+    0.3 µs faster a packet than :class:`PacketReader`, for a process whose memory does
+    not grow with its clients (the master)."""
+    data, ancillary, _flags, _address = sock.recvmsg(RECV_SIZE, FD_SPACE,
+                                                     socket.MSG_CMSG_CLOEXEC)
+    return data, _passed_fd(ancillary)
+
+
+def _passed_fd(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The file descriptor passed with a packet (any more are closed), or None."""
     fd = None
     for level, kind, cdata in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -350,4 +385,4 @@ def receive_packet(sock: socket.socket) -> tuple[bytes, int | None]:
                 os.close(extra)
             if fds:
                 fd = fds[0]
-    return data, fd
+    return fd

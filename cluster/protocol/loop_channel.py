@@ -32,6 +32,7 @@ class LoopChannel:
     def __init__(self, sock: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
         sock.setblocking(False)
         self._sock = sock
+        self._reader = frames.PacketReader(sock)
         self._fd = sock.fileno()
         self._loop = loop
         self._outbox: collections.deque[tuple[bytes, int | None]] = collections.deque()
@@ -92,7 +93,7 @@ class LoopChannel:
     def _on_readable(self) -> None:
         for _ in range(READ_BATCH):
             try:
-                packet, fd = frames.receive_packet(self._sock)
+                packet, fd = self._reader.receive()
             except BlockingIOError:
                 return
             except OSError:

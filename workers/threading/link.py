@@ -28,6 +28,7 @@ class ThreadMasterLink(Inbox):
         super().__init__(on_client)
         sock.setblocking(True)
         self._sock = sock
+        self._reader = frames.PacketReader(sock)
         self._send_lock = threading.Lock()
 
     def start(self) -> None:
@@ -61,7 +62,7 @@ class ThreadMasterLink(Inbox):
     def _read_forever(self) -> None:
         while True:
             try:
-                packet, fd = frames.receive_packet(self._sock)
+                packet, fd = self._reader.receive()
             except OSError:
                 master_gone()
             self.feed(packet, fd)

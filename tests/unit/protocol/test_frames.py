@@ -5,6 +5,8 @@ ProtocolError: never anything else.
 """
 from __future__ import annotations
 
+import socket
+
 import pytest
 from hypothesis import given, strategies as st
 
@@ -134,3 +136,28 @@ def test_a_resume_packet_reads_back_as_the_address_and_the_bytes_read() -> None:
     packet = frames.resume_packet(("10.1.2.3", 80), b"GET / HTTP/1.1\r\n")
     assert packet.startswith(frames.header(Kind.RESUME))
     assert frames.split_resumed(frames.payload_of(packet)) == (("10.1.2.3", 80), b"GET / HTTP/1.1\r\n")
+
+
+def test_a_packet_reader_gives_each_packet_whole_with_its_fd_and_the_end_as_empty():
+    """A worker's reader (one buffer for every read) gives what was sent, packet by packet,
+    from 1 byte to the largest, a passed socket as a new fd, and b"" once the peer is gone."""
+    master_end, worker_end = frames.socket_pair()
+    reader = frames.PacketReader(worker_end)
+    largest = b"z" * (frames.RECV_SIZE)
+    passed, kept = socket.socketpair()
+    try:
+        frames.send_packet(master_end, b"a")
+        frames.send_packet(master_end, largest)
+        frames.send_packet(master_end, b"with a socket", passed.fileno())
+        assert reader.receive() == (b"a", None)
+        assert reader.receive() == (largest, None)
+        packet, fd = reader.receive()
+        assert packet == b"with a socket" and fd is not None
+        with socket.socket(fileno=fd) as received:
+            received.sendall(b"ping")
+            assert kept.recv(4) == b"ping"
+        master_end.close()
+        assert reader.receive() == (b"", None)
+    finally:
+        for sock in (master_end, worker_end, passed, kept):
+            sock.close()

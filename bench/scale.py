@@ -374,8 +374,16 @@ def save(results: dict[str, Any], args: argparse.Namespace, started: float) -> N
         scale_report.write(ROOT / "docs", results)
 
 
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # A run takes up to half an hour: SIGTERM, and SIGINT even in a shell's background job
+    # (which ignores it), stop it as Ctrl-C does, its clients, servers and Redis by PID.
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     loadgen.raise_nofile()
     started = time.time()
 

@@ -35,6 +35,9 @@ from pathlib import Path
 
 import psutil
 
+from cluster.pool import template
+from cluster.setup.proctitle import has_title
+
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -134,7 +137,7 @@ class Target:
 
 def _is_template(proc: psutil.Process) -> bool:
     try:
-        return " ".join(proc.cmdline()).startswith("sticky-cluster worker template")
+        return has_title(proc.cmdline(), template.TITLE)
     except psutil.Error:
         return False
 

@@ -41,6 +41,9 @@ log = logging.getLogger("sticky_cluster.master")
 PR_SET_CHILD_SUBREAPER = 36
 """``prctl`` option (linux/prctl.h): orphans below this process are re-parented to it."""
 
+TITLE = "worker template"
+"""The template's process title (:mod:`cluster.setup.proctitle`), then its runtime."""
+
 READY = b"R"
 """The template's first message: warm, ready to fork."""
 
@@ -207,7 +210,7 @@ class WorkerTemplate:
             self._leave_master()
             from cluster.setup.proctitle import set_title
 
-            set_title(f"worker template ({self._runtime})")
+            set_title(f"{TITLE} ({self._runtime})")
             runtime_class(self._runtime).warm()
             sock.send(READY)
             while True:

@@ -343,7 +343,7 @@ FD_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
 
 class PacketReader:
     """Receives the packets of one channel, each into the same buffer of its own: a
-    worker's end.
+    worker's end, or the forwarder's.
 
     A read allocates only the packet it returns. (:func:`receive_packet` asks malloc for
     the whole 60 KB first, at every read, and shrinks it to what came: in a worker, one

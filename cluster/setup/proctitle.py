@@ -5,6 +5,9 @@ Shown by ``ps`` and ``top`` when the optional ``setproctitle`` package is instal
 """
 from __future__ import annotations
 
+PREFIX = "sticky-cluster "
+"""What every title of ours starts with."""
+
 
 def set_title(title: str) -> None:
     """Make ``sticky-cluster TITLE`` this process's title, if ``setproctitle`` is installed."""
@@ -12,4 +15,10 @@ def set_title(title: str) -> None:
         from setproctitle import setproctitle
     except ImportError:
         return
-    setproctitle(f"sticky-cluster {title}")
+    setproctitle(PREFIX + title)
+
+
+def has_title(cmdline: list[str], title: str) -> bool:
+    """Whether a process whose command line ``ps`` shows as ``cmdline`` has our ``title``
+    (``title`` may be the start of it)."""
+    return " ".join(cmdline).startswith(PREFIX + title)

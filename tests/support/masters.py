@@ -22,6 +22,8 @@ from typing import Iterator
 
 import psutil
 
+from cluster.pool import template
+from cluster.setup.proctitle import has_title
 from tests.support.paths import ROOT
 from tests.support.ports import free_port
 from tests.support.waiting import wait_for
@@ -51,7 +53,7 @@ def is_template(process: psutil.Process) -> bool:
     """Whether ``process`` is a master's workers' template (by its title: the tests install
     setproctitle)."""
     try:
-        return " ".join(process.cmdline()).startswith("sticky-cluster worker template")
+        return has_title(process.cmdline(), template.TITLE)
     except (psutil.NoSuchProcess, psutil.ZombieProcess):
         return False
 

@@ -7,7 +7,8 @@ For each target (:data:`TARGETS`), started fresh: the clients (:mod:`bench.fleet
 over ``--procs`` load processes for the fd limit, each client from its own loopback address)
 connect in stages (``--stages``); at each stage the memory of every server process (PSS)
 and one broadcast to the room of all of them are measured. Then they are held for
-``--hold`` seconds (drops, late pings, the master's RSS and CPU, the workers' CPU at idle),
+``--hold`` seconds (drops, late pings, the master's RSS and CPU, the workers' CPU at idle,
+the memory per client again at its end),
 broadcast to ``--broadcasts`` times more, and, on a cluster, the storms: one worker killed
 with ``SIGKILL`` (its clients reconnect with socket.io-client's default backoff) and a
 rolling restart (``HUP``). ``ceiling`` is the master alone against nginx and HAProxy
@@ -342,6 +343,9 @@ def run_target(name: str, args: argparse.Namespace, redis: RedisServer,
             "master_rss_before_mb": round(base["master_rss"] / 2**20, 1),
             "stages": stages}
         result["hold"] = hold(fleets, target, args.hold)
+        after = memory(target)  # again once the connects' churn has settled
+        result["hold"]["per_client_kb"] = round(
+            (after["pss"] - base["pss"]) / max(1, result["hold"]["live_after"]) / 1024, 2)
         result["master_rss_growth_mb"] = round(
             (_rss(target.master_pid) - base["master_rss"]) / 2**20, 2) if not one else None
         log(f"  held {args.hold:g} s: {result['hold']}")

@@ -35,6 +35,7 @@ from cluster.protocol.frames import Heartbeat, Kind
 from cluster.protocol.spec import WorkerSpec
 
 from . import ping_patience, spread
+from .collector import Collector
 
 if TYPE_CHECKING:
     from .loader import App
@@ -90,6 +91,8 @@ class Runtime(abc.ABC):
         self.lag = ping_patience.LoopLag(spec.heartbeat_interval)
         """How late the serving loop runs, from the heartbeats: not counted against a
         client's ping timeout (:mod:`workers.ping_patience`)."""
+        self.collector: Collector
+        """The worker's full garbage collections, once the app is loaded (:meth:`serve`)."""
 
     warm_modules: ClassVar[tuple[str, ...]] = ()
     """The modules a worker of this runtime imports besides the app's own (its server and
@@ -135,6 +138,7 @@ class Runtime(abc.ABC):
         self.own_loop()
         from . import loader
 
+        self.collector = Collector()
         self.app = loader.load(self.spec.target, self.name)
         self.run()
         log.info("worker %d (slot %d) drained", os.getpid(), self.spec.slot)
@@ -155,6 +159,7 @@ class Runtime(abc.ABC):
         self.link.on_drain = self.on_drain
         self.link.start()
         self.start_heartbeats()
+        self.collector.take_over()
         self.link.send(Kind.READY)
         log.debug("worker %d (slot %d) serving (%s)", os.getpid(), self.spec.slot, self.name)
 
@@ -163,6 +168,7 @@ class Runtime(abc.ABC):
         how late it comes (:attr:`lag`)."""
         self.lag.beat()
         self.link.send(Kind.HEARTBEAT, self.load().encode())
+        self.collector.tick()
 
     def drain_waits(self, deadline: float) -> Iterator[float]:
         """A drain up to the closing of its last sessions: the pauses to sleep, one by one.

@@ -50,11 +50,13 @@ def memory_ratio(targets: dict[str, Any], name: str) -> float | None:
     return targets[name]["stages"][-1]["per_client_kb"] / one["stages"][-1]["per_client_kb"]
 
 
-def after_hold(result: dict[str, Any], one_kb: float) -> str:
-    """The memory per client read again at the end of the hold, against one process (runs
-    from before that reading have none)."""
-    kb = result["hold"].get("per_client_kb")
-    return "" if kb is None else f"; {kb:.1f} KB ({kb / one_kb:.3f}×) at the end of the hold"
+def after_hold(result: dict[str, Any], one: dict[str, Any]) -> str:
+    """The memory per client read again at the end of the hold, against one process's at
+    the end of its own (runs from before that reading have none)."""
+    kb, one_kb = result["hold"].get("per_client_kb"), one["hold"].get("per_client_kb")
+    if kb is None or one_kb is None:
+        return ""
+    return f"; at the end of the hold {kb:.1f} KB against {one_kb:.1f} ({kb / one_kb:.3f}×)"
 
 
 def tables(results: dict[str, Any]) -> list[str]:
@@ -139,7 +141,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             line(ratio <= GOALS["memory_ratio"], f"{name}: memory per idle client "
                  f"{ratio:.3f}× one process of the same runtime "
                  f"({r['stages'][-1]['per_client_kb']:.1f} KB against {one:.1f}; goal ≤ 1.05×)"
-                 + after_hold(r, one))
+                 + after_hold(r, targets[one_process_of(name)]))
         line(r["master_rss_growth_mb"] < GOALS["master_rss_mb"],
              f"{name}: master RSS growth {r['master_rss_growth_mb']:.2f} MB (goal < 10)")
         if bc.get("p99_ms") is not None:

@@ -67,10 +67,12 @@ def test_the_verdicts_compare_a_cluster_with_one_process_of_its_runtime() -> Non
 
 def test_the_memory_verdict_says_the_figure_read_again_at_the_end_of_the_hold() -> None:
     results = _results()
-    cluster = results["targets"]["eventlet-relay"]
+    cluster, one = results["targets"]["eventlet-relay"], results["targets"]["eventlet-one"]
     cluster["hold"] = {**cluster["hold"], "per_client_kb": 52.0}
+    one["hold"] = {**one["hold"], "per_client_kb": 51.0}
     [line] = [x for x in scale_report.verdicts(results) if "memory per idle client" in x]
-    assert "1.060× one process" in line and "52.0 KB (1.040×) at the end of the hold" in line
+    assert "1.060× one process" in line
+    assert "at the end of the hold 52.0 KB against 51.0 (1.020×)" in line
 
 
 def test_the_section_replaces_its_last_run_and_keeps_the_rest(tmp_path: Path,

@@ -1,4 +1,4 @@
-"""A worker's full garbage collections, paced by the worker instead of by its heap's growth.
+"""A worker's full garbage collections, paced by what they cost instead of by its heap's growth.
 
 CPython starts a full collection (a walk over every object the process tracks) each time
 the objects that survived the young collections since the last one reach a quarter of the
@@ -7,13 +7,16 @@ steady rate: each Engine.IO ping allocates a green thread, timers and frames tha
 25 s of the ping interval. Measured on one eventlet worker holding 8,000 idle clients
 (1.19 million objects): a full collection every 30 s, 0.93 s each, that found no garbage;
 the collector had 42 % of the worker's CPU samples at idle, and every full collection
-stopped every client of the worker for that long (docs/benchmarks.md, "What the scale runs found").
+stopped every client of the worker for that long (docs/benchmarks.md, "What the scale
+runs found").
 
-So once booted, the worker takes the full collections over (:class:`Collector`): CPython
-still collects the young generations as it always does (a cycle that dies young is freed
-at once), and the worker runs a full collection from its heartbeat every
-:data:`FULL_EVERY` seconds, or less often when one takes long, so that the full
-collections cost at most :data:`PAUSE_SHARE` of the worker's time. What the app and the
+So once booted, a worker watches its full collections (:class:`Collector`): while they are
+short, CPython starts them as it always does; once one has taken :data:`LONG_PAUSE` or more,
+the worker starts them itself, from its heartbeat, when objects have reached the oldest
+generation since the last one and the last one's time is at most :data:`PAUSE_SHARE` of
+the time since it ended: at 12,500 idle clients, one every 75 s instead of every 30 s. When
+one is short again (the clients have gone), CPython has them back. The young generations
+are CPython's throughout (a cycle that dies young is freed at once). What the app and the
 boot allocated is frozen first (:func:`gc.freeze`), as the template froze what the
 libraries allocated: it lives as long as the worker, and no full collection walks it.
 An app that set its own thresholds, or turned the collector off, keeps its choice.
@@ -28,11 +31,12 @@ from typing import Callable
 
 log = logging.getLogger("sticky_cluster.worker")
 
-FULL_EVERY = 60.0
-"""Seconds at least between two full collections."""
+LONG_PAUSE = 0.1
+"""Seconds of a full collection that clients notice (a ping answered late, a broadcast held
+back): from one that long on, the worker paces them; from one half as long, CPython again."""
 
 PAUSE_SHARE = 0.02
-"""The largest share of a worker's time its full collections may take: one that took
+"""The largest share of a worker's time its paced full collections take: one that took
 ``d`` seconds waits ``d / PAUSE_SHARE`` seconds for the next (1.5 s at 12,500 idle
 clients: the next 75 s later)."""
 
@@ -42,7 +46,8 @@ collections since the last full one)."""
 
 
 class Collector:
-    """The worker's full collections, run from its heartbeat (:meth:`tick`).
+    """The worker's full collections: CPython's while short, then paced from the heartbeat
+    (:meth:`tick`).
 
     :param clock: seconds, monotonic.
     """
@@ -52,24 +57,49 @@ class Collector:
         self._thresholds = gc.get_threshold()
         """The thresholds before the app was loaded: CPython's, or the template's."""
         self._due: float | None = None
-        """When the next full collection is due; None while CPython keeps them."""
+        """When the next paced full collection may run; None while CPython starts them."""
+        self._started = 0.0
+        """When CPython's full collection under way started."""
 
     def take_over(self) -> None:
-        """After the boot: freeze what is allocated so far, and take the full collections
-        over, unless the app set its own thresholds or turned the collector off."""
+        """After the boot: collect once and freeze what is left, then watch the full
+        collections, unless the app set its own thresholds or turned the collector off."""
+        ours = gc.isenabled() and gc.get_threshold() == self._thresholds
+        gc.collect()  # what the app's import left over is not frozen for good
         gc.freeze()
-        if not gc.isenabled() or gc.get_threshold() != self._thresholds:
+        if not ours:
             log.debug("worker %d: the app set its own garbage collection", os.getpid())
             return
-        young, middle, _oldest = self._thresholds
-        gc.set_threshold(young, middle, NEVER)
-        self._due = self._clock() + FULL_EVERY
+        gc.callbacks.append(self._watch)
+
+    def paced(self) -> bool:
+        """Whether the worker starts the full collections (they became long)."""
+        return self._due is not None
 
     def tick(self) -> None:
-        """Run a full collection if one is due (called with every heartbeat)."""
-        if self._due is None or self._clock() < self._due:
+        """Run a paced full collection if one is due (called with every heartbeat):
+        objects reached the oldest generation since the last (a collection of the middle
+        one moved them there), and the last took at most its share of the time since."""
+        if self._due is None or self._clock() < self._due or not gc.get_count()[2]:
             return
         started = self._clock()
         gc.collect()
         ended = self._clock()
-        self._due = ended + max(FULL_EVERY, (ended - started) / PAUSE_SHARE)
+        if ended - started < LONG_PAUSE / 2:  # the heap is small again
+            self._due = None
+            gc.set_threshold(*self._thresholds)
+        else:
+            self._due = ended + (ended - started) / PAUSE_SHARE
+
+    def _watch(self, phase: str, info: dict) -> None:
+        """``gc.callbacks``: time CPython's full collections; pace them once one is long."""
+        if info["generation"] != 2 or self._due is not None:
+            return
+        if phase == "start":
+            self._started = self._clock()
+            return
+        took = self._clock() - self._started
+        if took >= LONG_PAUSE:
+            young, middle, _oldest = self._thresholds
+            gc.set_threshold(young, middle, NEVER)
+            self._due = self._clock() + took / PAUSE_SHARE

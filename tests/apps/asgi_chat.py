@@ -8,6 +8,7 @@ FastAPI and aiohttp targets are in ``fastapi_chat`` and ``aiohttp_chat`` (each w
 imports only what its target needs).
 """
 import asyncio
+import gc
 import os
 import time
 
@@ -34,6 +35,13 @@ def make_server(async_mode: str) -> socketio.AsyncServer:
         """Which worker process serves this client, and what address it sees."""
         session = await sio.get_session(sid)
         return {"pid": os.getpid(), "remote_addr": session["remote_addr"], "sid": sid}
+
+    @sio.event
+    async def collector(sid, data=None):
+        """The worker's garbage collector: its thresholds, and whether it froze the app's
+        objects (no collection walks them)."""
+        return {"thresholds": gc.get_threshold(),
+                "app_frozen": not any(o is sio for o in gc.get_objects())}
 
     @sio.event
     async def join(sid, room):

@@ -1,4 +1,5 @@
 """The app the tests serve: it tells who served a request, and relays rooms."""
+import gc
 import os
 
 import eventlet
@@ -25,6 +26,14 @@ def seen_url(sid, data=None):
 def whoami(sid, data=None):
     """Which worker process serves this client, and what address it sees."""
     return {"pid": os.getpid(), "remote_addr": sio.get_session(sid)["remote_addr"], "sid": sid}
+
+
+@sio.event
+def collector(sid, data=None):
+    """The worker's garbage collector: its thresholds, and whether it froze the app's
+    objects (no collection walks them)."""
+    return {"thresholds": gc.get_threshold(),
+            "app_frozen": not any(o is sio for o in gc.get_objects())}
 
 
 @sio.event

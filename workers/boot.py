@@ -91,8 +91,8 @@ class Runtime(abc.ABC):
         self.lag = ping_patience.LoopLag(spec.heartbeat_interval)
         """How late the serving loop runs, from the heartbeats: not counted against a
         client's ping timeout (:mod:`workers.ping_patience`)."""
-        self.collector: Collector
-        """The worker's full garbage collections, once the app is loaded (:meth:`serve`)."""
+        self.collector = Collector()
+        """The worker's full garbage collections (it notes the thresholds before the app's)."""
 
     warm_modules: ClassVar[tuple[str, ...]] = ()
     """The modules a worker of this runtime imports besides the app's own (its server and
@@ -138,7 +138,6 @@ class Runtime(abc.ABC):
         self.own_loop()
         from . import loader
 
-        self.collector = Collector()
         self.app = loader.load(self.spec.target, self.name)
         self.run()
         log.info("worker %d (slot %d) drained", os.getpid(), self.spec.slot)

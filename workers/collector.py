@@ -72,10 +72,6 @@ class Collector:
             return
         gc.callbacks.append(self._watch)
 
-    def paced(self) -> bool:
-        """Whether the worker starts the full collections (they became long)."""
-        return self._due is not None
-
     def tick(self) -> None:
         """Run a paced full collection if one is due (called with every heartbeat):
         objects reached the oldest generation since the last (a collection of the middle

@@ -8,11 +8,12 @@ FastAPI and aiohttp targets are in ``fastapi_chat`` and ``aiohttp_chat`` (each w
 imports only what its target needs).
 """
 import asyncio
-import gc
 import os
 import time
 
 import socketio
+
+from tests.apps import gc_state
 
 
 def make_server(async_mode: str) -> socketio.AsyncServer:
@@ -38,10 +39,8 @@ def make_server(async_mode: str) -> socketio.AsyncServer:
 
     @sio.event
     async def collector(sid, data=None):
-        """The worker's garbage collector: its thresholds, and whether it froze the app's
-        objects (no collection walks them)."""
-        return {"thresholds": gc.get_threshold(),
-                "app_frozen": not any(o is sio for o in gc.get_objects())}
+        """The worker's garbage collector (:func:`tests.apps.gc_state.of`)."""
+        return gc_state.of(sio)
 
     @sio.event
     async def join(sid, room):

@@ -1,10 +1,11 @@
 """The app the tests serve: it tells who served a request, and relays rooms."""
-import gc
 import os
 
 import eventlet
 import eventlet.patcher
 import socketio
+
+from tests.apps import gc_state
 
 sio = socketio.Server(async_mode="eventlet", cors_allowed_origins="*")
 app = socketio.WSGIApp(sio)
@@ -30,10 +31,8 @@ def whoami(sid, data=None):
 
 @sio.event
 def collector(sid, data=None):
-    """The worker's garbage collector: its thresholds, and whether it froze the app's
-    objects (no collection walks them)."""
-    return {"thresholds": gc.get_threshold(),
-            "app_frozen": not any(o is sio for o in gc.get_objects())}
+    """The worker's garbage collector (:func:`tests.apps.gc_state.of`)."""
+    return gc_state.of(sio)
 
 
 @sio.event

@@ -136,12 +136,19 @@ class Forker:
         spec = self._spec_for(slot, tag)
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = (self._template.fork(spec, worker_end)
-               if warm and self._template is not None else None)
+        tried_template = warm and self._template is not None
+        pid = self._template.fork(spec, worker_end) if tried_template else None
         if pid is not None:
             log.debug("worker %d (slot %d) forked from the template %d", pid, slot,
                       self._template.pid)
         else:
+            if tried_template:
+                # A template that answered too late may still have forked a worker on
+                # this channel: the master's own worker gets a new one, and that late
+                # worker finds its master's end closed and exits, instead of sharing it.
+                master_end.close()
+                worker_end.close()
+                master_end, worker_end = frames.socket_pair()
             pid = os.fork()
             if pid == 0:
                 master_end.close()

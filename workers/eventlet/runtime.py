@@ -55,7 +55,7 @@ class EventletRuntime(BlockingRuntime):
         from .. import forwarded
         from ..green_intake import GreenIntake
         from ..limits import http_limits
-        from . import packet_queue, websocket
+        from . import packet_queue, pings, websocket
         from .http import protocol_for
         from .link import ChannelListener, MasterLink
         from .protocol import routing_protocol
@@ -63,6 +63,7 @@ class EventletRuntime(BlockingRuntime):
         spec = self.spec
         websocket.install(self.app.server.eio, spec.websocket_rate)
         packet_queue.install(self.app.server.eio)
+        pings.install()
         self.listener: ChannelListener = ChannelListener(spec.server_address, spec.family)
         self.pool = eventlet.GreenPool(spec.worker_connections)
         refusals = eventlet.GreenPool(spec.worker_connections)

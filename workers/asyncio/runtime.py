@@ -51,7 +51,9 @@ class AsyncioRuntime(Runtime):
 
     def open(self) -> AsyncMasterLink:
         """Make the connections' server (ASGI or aiohttp) and the link that feeds it."""
-        from .. import access_log, forwarded
+        import engineio.async_socket
+
+        from .. import access_log, forwarded, pings
         from ..limits import http_limits
         from . import peer
         from .link import AsyncMasterLink
@@ -60,6 +62,8 @@ class AsyncioRuntime(Runtime):
         spec, app = self.spec, self.app
         loop = asyncio.get_running_loop()
         peer.fix_remote_addr(app.server.eio)
+        pings.install(engineio.async_socket.AsyncSocket, loop.call_later,
+                      lambda session, ping: session.queue.put_nowait(ping))
         limits = http_limits(spec, app)
         lines = access_log.writer(spec)
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)

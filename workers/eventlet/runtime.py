@@ -52,10 +52,12 @@ class EventletRuntime(BlockingRuntime):
 
     def open(self) -> MasterLink:
         """Bound the websockets; make the listener, its link and the HTTP protocol."""
-        from .. import forwarded
+        import engineio.socket
+
+        from .. import forwarded, pings
         from ..green_intake import GreenIntake
         from ..limits import http_limits
-        from . import packet_queue, pings, websocket
+        from . import packet_queue, websocket
         from .http import protocol_for
         from .link import ChannelListener, MasterLink
         from .protocol import routing_protocol
@@ -63,7 +65,8 @@ class EventletRuntime(BlockingRuntime):
         spec = self.spec
         websocket.install(self.app.server.eio, spec.websocket_rate)
         packet_queue.install(self.app.server.eio)
-        pings.install()
+        pings.install(engineio.socket.Socket, eventlet.hubs.get_hub().schedule_call_global,
+                      lambda session, ping: session.send(ping))
         self.listener: ChannelListener = ChannelListener(spec.server_address, spec.family)
         self.pool = eventlet.GreenPool(spec.worker_connections)
         refusals = eventlet.GreenPool(spec.worker_connections)

@@ -59,12 +59,13 @@ class GeventRuntime(BlockingRuntime):
 
     def open(self) -> GeventMasterLink:
         """Bound the websockets; make the pool, the server and the link that feeds it."""
+        import engineio.socket
         import gevent
         import gevent.event
         import gevent.pool
         from gevent import pywsgi
 
-        from .. import access_log, forwarded, simple_websocket_limits
+        from .. import access_log, forwarded, pings, simple_websocket_limits
         from ..green_intake import GreenIntake
         from ..limits import REQUEST_LINE_LIMIT, http_limits
         from ..wsgi_errors import log_errors
@@ -74,6 +75,8 @@ class GeventRuntime(BlockingRuntime):
 
         spec, app = self.spec, self.app
         simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
+        pings.install(engineio.socket.Socket, _call_later(gevent.get_hub().loop),
+                      lambda session, ping: session.send(ping))
         pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
         self.pool = gevent.pool.Pool(spec.worker_connections)
         server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),
@@ -169,3 +172,13 @@ def _handle(server: Any, client: socket.socket, address: tuple[str, int], prefac
         server.handler_class(client, address, server, preface).handle()
     else:
         server.handle(client, address)
+
+
+def _call_later(loop: Any) -> Callable[..., None]:
+    """``call_later(seconds, function, *args)`` on the gevent hub's ``loop`` (a started timer
+    keeps itself until it fires)."""
+
+    def call_later(seconds: float, function: Callable[..., Any], *args: Any) -> None:
+        loop.timer(seconds).start(function, *args)
+
+    return call_later

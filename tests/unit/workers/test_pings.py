@@ -1,13 +1,15 @@
-"""An eventlet worker's Engine.IO pings: sent by a hub timer once the ping interval has
-passed, as python-engineio's green thread sent them, and never twice for one answer.
+"""A worker's Engine.IO pings: sent by a timer of its loop once the ping interval has
+passed, as python-engineio's green thread or task sent them, and never twice for one answer.
 
 The sessions are stand-ins with python-engineio's attributes; the ping interval is 0, so
-``eventlet.sleep(0)`` runs the timer (it never waits).
+``eventlet.sleep(0)`` runs an eventlet hub's timer, and one turn of an asyncio loop its own
+(neither waits).
 """
 from __future__ import annotations
 
 import workers.eventlet.runtime  # noqa: F401 (first: it hushes eventlet's deprecation warning)
 
+import asyncio
 import logging
 import time
 from types import SimpleNamespace
@@ -15,7 +17,12 @@ from types import SimpleNamespace
 import eventlet
 from engineio import packet
 
-from workers.eventlet.pings import schedule_ping
+from eventlet.hubs import get_hub
+
+from workers.pings import timed_schedule_ping
+
+schedule_ping = timed_schedule_ping(get_hub().schedule_call_global,
+                                    lambda session, ping: session.send(ping))
 
 
 class Session:
@@ -74,3 +81,18 @@ def test_a_ping_that_fails_is_logged_and_the_hub_goes_on(caplog):
         run_due()
     assert "the ping of session sid1 failed" in caplog.text
     assert len(healthy.sent) == 1
+
+
+def test_an_asyncio_loops_timer_queues_the_ping_without_waiting():
+    session = Session()
+
+    async def answered_once() -> list[packet.Packet]:
+        queue: asyncio.Queue[packet.Packet] = asyncio.Queue()
+        session.queue = queue
+        loop = asyncio.get_running_loop()
+        timed_schedule_ping(loop.call_later,
+                            lambda sock, ping: sock.queue.put_nowait(ping))(session)
+        return [await asyncio.wait_for(queue.get(), 5)]
+
+    assert [pkt.packet_type for pkt in asyncio.run(answered_once())] == [packet.PING]
+    assert session.last_ping is not None

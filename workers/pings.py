@@ -31,6 +31,17 @@ Put = Callable[[Any, packet.Packet], None]
 """Queue a packet for a session, without waiting."""
 
 
+def through_send(sock: Any, ping: packet.Packet) -> None:
+    """:data:`Put` for python-engineio's sync sessions: their own ``send`` (it only queues)."""
+    sock.send(ping)
+
+
+def into_queue(sock: Any, ping: packet.Packet) -> None:
+    """:data:`Put` for its asyncio sessions, whose ``send`` is a coroutine: straight into the
+    session's unbounded queue (the ping timeout it would check was just reset)."""
+    sock.queue.put_nowait(ping)
+
+
 def send_ping(sock: Any, put: Put) -> None:
     """The ping interval has passed: ping ``sock``'s client, unless its session has ended."""
     if sock.closing or sock.closed:

@@ -63,7 +63,7 @@ class AsyncioRuntime(Runtime):
         loop = asyncio.get_running_loop()
         peer.fix_remote_addr(app.server.eio)
         pings.install(engineio.async_socket.AsyncSocket, loop.call_later,
-                      lambda session, ping: session.queue.put_nowait(ping))
+                      pings.into_queue)
         limits = http_limits(spec, app)
         lines = access_log.writer(spec)
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)

@@ -119,9 +119,6 @@ class PacketQueue:
     def empty(self) -> bool:
         return not self._items
 
-    def full(self) -> bool:
-        return False
-
     def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
         """Add ``item`` (never blocks: the queue is unbounded)."""
         self._items.append(item)

@@ -66,7 +66,7 @@ class EventletRuntime(BlockingRuntime):
         websocket.install(self.app.server.eio, spec.websocket_rate)
         packet_queue.install(self.app.server.eio)
         pings.install(engineio.socket.Socket, eventlet.hubs.get_hub().schedule_call_global,
-                      lambda session, ping: session.send(ping))
+                      pings.through_send)
         self.listener: ChannelListener = ChannelListener(spec.server_address, spec.family)
         self.pool = eventlet.GreenPool(spec.worker_connections)
         refusals = eventlet.GreenPool(spec.worker_connections)

@@ -76,7 +76,7 @@ class GeventRuntime(BlockingRuntime):
         spec, app = self.spec, self.app
         simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
         pings.install(engineio.socket.Socket, _call_later(gevent.get_hub().loop),
-                      lambda session, ping: session.send(ping))
+                      pings.through_send)
         pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT
         self.pool = gevent.pool.Pool(spec.worker_connections)
         server = pywsgi.WSGIServer(_Listener(spec), access_log.wrap(log_errors(app.wsgi), spec),

@@ -19,10 +19,9 @@ from engineio import packet
 
 from eventlet.hubs import get_hub
 
-from workers.pings import timed_schedule_ping
+from workers.pings import into_queue, through_send, timed_schedule_ping
 
-schedule_ping = timed_schedule_ping(get_hub().schedule_call_global,
-                                    lambda session, ping: session.send(ping))
+schedule_ping = timed_schedule_ping(get_hub().schedule_call_global, through_send)
 
 
 class Session:
@@ -90,8 +89,7 @@ def test_an_asyncio_loops_timer_queues_the_ping_without_waiting():
         queue: asyncio.Queue[packet.Packet] = asyncio.Queue()
         session.queue = queue
         loop = asyncio.get_running_loop()
-        timed_schedule_ping(loop.call_later,
-                            lambda sock, ping: sock.queue.put_nowait(ping))(session)
+        timed_schedule_ping(loop.call_later, into_queue)(session)
         return [await asyncio.wait_for(queue.get(), 5)]
 
     assert [pkt.packet_type for pkt in asyncio.run(answered_once())] == [packet.PING]

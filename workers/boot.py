@@ -166,8 +166,9 @@ class Runtime(abc.ABC):
         """Send the master one heartbeat: this worker lives, and its :meth:`load`; note
         how late it comes (:attr:`lag`)."""
         self.lag.beat()
-        self.link.send(Kind.HEARTBEAT, self.load().encode())
-        self.collector.tick()
+        load = self.load()
+        self.link.send(Kind.HEARTBEAT, load.encode())
+        self.collector.tick(load.sessions)
 
     def drain_waits(self, deadline: float) -> Iterator[float]:
         """A drain up to the closing of its last sessions: the pauses to sleep, one by one.

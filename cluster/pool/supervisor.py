@@ -16,6 +16,7 @@ from typing import Callable, NoReturn
 
 from cluster.protocol import frames
 from cluster.protocol.frames import Kind
+from cluster.protocol.resident import resident_bytes
 from cluster.protocol.spec import WorkerSpec, runtime_class
 from cluster.setup.config import Bind, Settings
 from cluster.setup.hooks import Hooks, WorkerInfo
@@ -27,7 +28,6 @@ from .template import WorkerTemplate
 
 log = logging.getLogger("sticky_cluster.master")
 
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 BOOT_ERROR = 3
 """Exit code of a worker that could not boot."""
 
@@ -224,12 +224,8 @@ class Forker:
 
     @staticmethod
     def memory(pid: int) -> int | None:
-        """Bytes of resident memory of ``pid`` (``/proc/PID/statm``); None when it is gone."""
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as statm:
-                return int(statm.read().split()[1]) * PAGE_SIZE
-        except (OSError, IndexError, ValueError):
-            return None
+        """Bytes of resident memory of ``pid``; None when it is gone."""
+        return resident_bytes(pid)
 
     def reap(self) -> list[tuple[int, int]]:
         """Collect every child that has exited: (pid, wait status) pairs; the

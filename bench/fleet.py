@@ -9,7 +9,7 @@ for ever), so a dead worker or a drain is a storm of reconnects, as it is in pro
 The orchestrator talks to each fleet process over a pipe, one command and one answer at a
 time (:meth:`Fleet.command`): ``connect`` (its clients from one slot up to another),
 ``stats`` (counters since the last ``mark``, with when each client was lost and when it was
-back), ``mark``, ``send`` (one broadcast to the room),
+back, and the failed attempts by what they met), ``mark``, ``send`` (one broadcast to the room),
 ``deliveries`` (what the clients received of one broadcast), ``close``.
 """
 from __future__ import annotations
@@ -49,6 +49,26 @@ def backoff(attempt: int, rand: random.Random = random._inst) -> float:  # type:
     deviation = rand.random() * RANDOMIZATION * base
     base = base - deviation if int(rand.random() * 10) & 1 == 0 else base + deviation
     return min(base, RECONNECT_DELAY_MAX)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """What a failed connection attempt met, in a word or two: ``timeout`` (no answer within
+    :data:`CONNECT_TIMEOUT`), ``refused``, ``reset``, ``http 503`` (the upgrade answered with
+    that status: the master sheds when every worker is late), ``lost`` (closed after the
+    upgrade), or the exception's name."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, (ConnectionResetError, BrokenPipeError)):
+        return "reset"
+    if isinstance(exc, loadgen.ProtocolError):
+        what = str(exc)
+        if what.startswith("bad upgrade: b'HTTP/1.1 "):
+            return "http " + what[len("bad upgrade: b'HTTP/1.1 "):][:3]
+        if what == "connection lost":
+            return "lost"
+    return type(exc).__name__
 
 
 def source(slot: int) -> int:
@@ -103,7 +123,7 @@ class Fleet:
         self.since = loadgen.now()
         self.drops: list[tuple[int, int, float]] = []  # (slot, pid, when) of each client lost
         self.back: list[tuple[float, int]] = []  # (when, slot) of each reconnect
-        self.failures = 0
+        self.failures: dict[str, int] = {}  # failed connection attempts by failure_kind()
         self.pings = 0
         self.late_pings = 0
         self.max_ping_gap = 0.0
@@ -165,8 +185,9 @@ class Fleet:
                         client = await self.attempt(slot)
                 else:
                     client = await self.attempt(slot)
-            except (OSError, loadgen.ProtocolError, TimeoutError, ValueError):
-                self.failures += 1
+            except (OSError, loadgen.ProtocolError, TimeoutError, ValueError) as exc:
+                kind = failure_kind(exc)
+                self.failures[kind] = self.failures.get(kind, 0) + 1
                 await asyncio.sleep(backoff(attempt))
                 attempt += 1
                 continue

@@ -26,7 +26,7 @@ import sys
 import time
 from array import array
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import psutil
 
@@ -166,6 +166,16 @@ def broadcast(fleets: Fleets, seq: int, expected: int, timeout: float = 60.0) ->
             "p99_ms": ms(0.99), "max_ms": ms(1.0)}
 
 
+def merged_kinds(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """Failed attempts by what they met (:func:`bench.fleet.failure_kind`), added up over
+    the fleets, most first."""
+    total: dict[str, int] = {}
+    for count in counts:
+        for kind, n in count.items():
+            total[kind] = total.get(kind, 0) + n
+    return dict(sorted(total.items(), key=lambda item: -item[1]))
+
+
 def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
     """The fleets' counters added up."""
     pids: dict[int, int] = {}
@@ -176,7 +186,8 @@ def totals(stats: list[dict[str, Any]]) -> dict[str, Any]:
     return {"live": sum(s["live"] for s in stats), "pids": pids,
             "drops": [d for s in stats for d in s["drops"]],
             "back": [b for s in stats for b in s["back"]],
-            "failures": sum(s["failures"] for s in stats),
+            "failures": sum(n for s in stats for n in s["failures"].values()),
+            "failure_kinds": merged_kinds(s["failures"] for s in stats),
             "pings": sum(s["pings"] for s in stats),
             "late_pings": sum(s["late_pings"] for s in stats),
             "max_ping_gap": max((s["max_ping_gap"] for s in stats), default=0.0),
@@ -269,7 +280,7 @@ def wait_back(fleets: Fleets, n: int, t_start: float, timeout: float) -> dict[st
     last = max((t for t, _ in s["back"]), default=None)
     lost, after = back_after(s["drops"], s["back"], t_start)
     return {"live": s["live"], "dropped": len(s["drops"]), "back": len(s["back"]),
-            "failed_attempts": s["failures"],
+            "failed_attempts": s["failures"], "failed_by_kind": s["failure_kinds"],
             "last_back_s": round(last - t_start, 2) if last is not None else None,
             "clients_lost": lost, "clients_back": len(after), "back_after_s": spread(after),
             "drops": s["drops"]}

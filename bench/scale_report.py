@@ -29,6 +29,14 @@ def _f(value: Any, digits: int = 0) -> str:
     return f"{round(value):,}"
 
 
+def failed_attempts(storm: dict[str, Any]) -> str:
+    """A storm's failed attempts, with what they met when any failed: ``70 (timeout 62,
+    http 503 8)``."""
+    kinds = storm.get("failed_by_kind") or {}
+    detail = ", ".join(f"{kind} {n:,}" for kind, n in kinds.items())
+    return f"{_f(storm['failed_attempts'])}" + (f" ({detail})" if detail else "")
+
+
 def best_broadcast(result: dict[str, Any]) -> dict[str, Any]:
     """The broadcast of median p99 among those after the hold (the last stage's if none)."""
     shots = [b for b in result.get("broadcasts", []) if b.get("p99_ms") is not None]
@@ -98,10 +106,10 @@ def tables(results: dict[str, Any]) -> list[str]:
             n = r["hold"]["live_after"]
             lines.append(f"| {name} | {_f(k['killed_worker_clients'])} | "
                          f"{_f(k['last_back_s'] if k['live'] >= n else None, 1)} | "
-                         f"{_f(k['failed_attempts'])} | {_f(k['others_dropped'])} | "
+                         f"{failed_attempts(k)} | {_f(k['others_dropped'])} | "
                          f"{_f(k['live'])} of {_f(n)} | {_f(h['dropped'])} | "
                          f"{_f(h['last_back_s'] if h['live'] >= k['live'] else None, 1)} | "
-                         f"{_f(h['failed_attempts'])} | {_f(h['live'])} |")
+                         f"{failed_attempts(h)} | {_f(h['live'])} |")
     c = targets.get("ceiling")
     if c:
         lines += ["", "| the same connections (connect, request line, close) | connections | "
@@ -156,7 +164,7 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             line(k["last_back_s"] is not None and k["last_back_s"] <= GOALS["storm_back_s"]
                  and k["failed_attempts"] == 0 and k["live"] >= n,
                  f"{name}: a killed worker held {k['killed_worker_clients']:,} clients; {back}, "
-                 f"{k['failed_attempts']:,} failed attempts, {k['others_dropped']:,} other "
+                 f"{failed_attempts(k)} failed attempts, {k['others_dropped']:,} other "
                  "clients dropped (goal: 25,000 back within 15 s, 0 failed)")
     c = targets.get("ceiling", {})
     ratio = c.get("master_vs_nginx")

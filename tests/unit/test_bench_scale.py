@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from bench import report, scale, scale_report
-from bench.fleet import RECONNECT_DELAY_MAX, backoff, source
-from bench.loadgen import MAX_CLIENT_SOURCES
+from bench.fleet import RECONNECT_DELAY_MAX, backoff, failure_kind, source
+from bench.loadgen import MAX_CLIENT_SOURCES, ProtocolError
 
 
 @pytest.mark.parametrize(("attempt", "low", "high"), [(0, 0.5, 1.5), (1, 1.0, 3.0), (2, 2.0, 5.0),
@@ -24,6 +24,23 @@ def test_reconnects_wait_as_socket_io_clients_do(attempt: int, low: float, high:
 def test_every_client_has_its_own_source_until_they_run_out() -> None:
     assert source(0) != source(1)
     assert source(MAX_CLIENT_SOURCES) == source(0)
+
+
+@pytest.mark.parametrize(("exc", "kind"), [
+    (TimeoutError(), "timeout"), (ConnectionRefusedError(), "refused"),
+    (ConnectionResetError(), "reset"),
+    (ProtocolError("bad upgrade: b'HTTP/1.1 503 Service Unavailable'"), "http 503"),
+    (ProtocolError("connection lost"), "lost"), (OSError(99, "no address"), "OSError")])
+def test_a_failed_reconnect_is_counted_by_what_it_met(exc: BaseException, kind: str) -> None:
+    assert failure_kind(exc) == kind
+
+
+def test_the_storm_row_says_what_the_failed_attempts_met() -> None:
+    kinds = scale.merged_kinds([{"timeout": 2, "http 503": 5}, {"timeout": 4}])
+    assert list(kinds.items()) == [("timeout", 6), ("http 503", 5)]
+    storm = {"failed_attempts": 11, "failed_by_kind": kinds}
+    assert scale_report.failed_attempts(storm) == "11 (timeout 6, http 503 5)"
+    assert scale_report.failed_attempts({"failed_attempts": 0, "failed_by_kind": {}}) == "0"
 
 
 def test_a_quick_run_is_small_and_needs_two_workers() -> None:

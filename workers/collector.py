@@ -3,7 +3,7 @@ through one, and walk everything only when the worker's memory per session has g
 
 CPython starts a full collection (a walk over every object the process tracks) each time
 the objects that survived the young collections since the last one reach a quarter of the
-objects it holds. A worker holding thousands of idle websockets holds ~140 tracked objects
+objects it holds. A worker holding thousands of idle websockets holds ~120 tracked objects
 per client, and each full collection walks all of them and stops every client of the
 worker meanwhile: 0.93 s over 1.19 million objects at 8,000 clients, measured, none of
 them garbage (docs/benchmarks.md, "What the scale runs found"). A broadcast that meets one

@@ -55,7 +55,7 @@ class AsyncioRuntime(Runtime):
 
         from .. import access_log, forwarded, pings
         from ..limits import http_limits
-        from . import peer
+        from . import packet_queue, peer
         from .link import AsyncMasterLink
         from .protocol import Routing
 
@@ -64,6 +64,7 @@ class AsyncioRuntime(Runtime):
         peer.fix_remote_addr(app.server.eio)
         pings.install(engineio.async_socket.AsyncSocket, loop.call_later,
                       pings.into_queue)
+        packet_queue.install(app.server.eio, engineio.async_socket.AsyncSocket)
         limits = http_limits(spec, app)
         lines = access_log.writer(spec)
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)

@@ -308,12 +308,17 @@ def test_hostile_first_bytes_harm_only_their_sender(start_cluster):
 
     # silent, or a request line that stops: routed by IP when the peek timeout is up
     master = psutil.Process(cluster.pid)
-    fds = master.num_fds()
+    both = {source_address(132), source_address(133)}
+
+    def held() -> set[str]:  # by address: another connection's fd closing late cannot blur it
+        return {c.raddr.ip for c in master.net_connections(kind="tcp")
+                if c.raddr and c.raddr.ip in both}
+
     start = time.monotonic()
     silent = connect_raw(port, source_address(132))
     stalled = connect_raw(port, source_address(133), b"GET /socket.io/?EIO=4&transport=polling")
-    wait_for(lambda: master.num_fds() >= fds + 2, PEEK_WINDOW, what="the master to accept both")
-    wait_for(lambda: master.num_fds() <= fds, PEEK_TIMEOUT + 30, what="the master to hand off both")
+    wait_for(lambda: held() == both, PEEK_WINDOW, what="the master to accept both")
+    wait_for(lambda: not held(), PEEK_TIMEOUT + 30, what="the master to hand off both")
     assert time.monotonic() - start > PEEK_TIMEOUT - DEFER_ACCEPT, "handed off before the peek timeout"
     silent.sendall(handshake)
     stalled.sendall(b" HTTP/1.0\r\n\r\n")

@@ -59,7 +59,7 @@ session falls."""
 
 class Collector:
     """The worker's full collections: CPython's while short, then each walks only what came
-    since the last; everything is walked when memory grew (:meth:`tick`).
+    since the last; everything is walked when the memory per session grew (:meth:`tick`).
 
     :param clock: seconds, monotonic.
     :param resident: bytes of resident memory of the worker; None when unknown (then every

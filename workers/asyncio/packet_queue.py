@@ -22,11 +22,12 @@ A queue that is given a ``maxsize`` (an app's own use of ``create_queue``) is as
 from __future__ import annotations
 
 import asyncio
-import math
 import weakref
 from typing import Any
 
 from engineio import exceptions
+
+from ..deadlines import SecondBuckets
 
 SWEEP_INTERVAL = 1.0
 """Seconds between two looks at the waiting writers' deadlines (while any writer waits)."""
@@ -37,28 +38,29 @@ class Deadlines:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._buckets: dict[int, dict[asyncio.Future, None]] = {}
-        """Second (the loop's clock, rounded up) -> the futures whose wait ends in it."""
+        self._waits: SecondBuckets[asyncio.Future, None] = SecondBuckets()
+        """The futures waited for, by the second (the loop's clock) their wait ends in."""
         self._sweeping = False
 
-    def add(self, future: asyncio.Future, timeout: float) -> dict[asyncio.Future, None]:
+    def add(self, future: asyncio.Future, timeout: float) -> int:
         """Fail ``future`` with :class:`TimeoutError` about ``timeout`` seconds from now
-        unless it is done by then; its bucket (to take it out once it is)."""
-        bucket = self._buckets.setdefault(math.ceil(self._loop.time() + timeout), {})
-        bucket[future] = None
+        unless it is done by then; the key to :meth:`discard` it with once it is."""
+        second = self._waits.add(future, None, self._loop.time() + timeout)
         if not self._sweeping:
             self._sweeping = True
             self._loop.call_later(SWEEP_INTERVAL, self._sweep)
-        return bucket
+        return second
+
+    def discard(self, future: asyncio.Future, second: int) -> None:
+        """``future``'s wait ended (it is done, or its waiter went away)."""
+        self._waits.discard(future, second)
 
     def _sweep(self) -> None:
         """Fail the waits whose second has passed; look again in a second while any waits."""
-        now = self._loop.time()
-        for second in [s for s in self._buckets if s <= now]:
-            for future in self._buckets.pop(second):
-                if not future.done():
-                    future.set_exception(TimeoutError())
-        if self._buckets:
+        for future, _ in self._waits.pop_due(self._loop.time()):
+            if not future.done():
+                future.set_exception(TimeoutError())
+        if self._waits:
             self._loop.call_later(SWEEP_INTERVAL, self._sweep)
         else:
             self._sweeping = False
@@ -87,7 +89,8 @@ class PacketQueue(asyncio.Queue):
             loop = self._get_loop()  # type: ignore[attr-defined]
             getter = loop.create_future()
             self._getters.append(getter)  # type: ignore[attr-defined]
-            bucket = deadlines(loop).add(getter, timeout)
+            waits = deadlines(loop)
+            second = waits.add(getter, timeout)
             try:
                 await getter
             except BaseException:  # as asyncio.Queue.get does, TimeoutError included
@@ -100,7 +103,7 @@ class PacketQueue(asyncio.Queue):
                     self._wakeup_next(self._getters)  # type: ignore[attr-defined]
                 raise
             finally:
-                bucket.pop(getter, None)
+                waits.discard(getter, second)
         return self.get_nowait()
 
 

@@ -24,7 +24,6 @@ A queue that is given a ``maxsize`` (an app's own use of ``create_queue``) is ev
 from __future__ import annotations
 
 import collections
-import math
 import time
 from typing import Any, Callable
 
@@ -32,6 +31,8 @@ import eventlet.event
 import eventlet.queue
 from eventlet.hubs import get_hub
 from greenlet import getcurrent, greenlet
+
+from ..deadlines import SecondBuckets
 
 Empty = eventlet.queue.Empty
 
@@ -49,8 +50,8 @@ class Waker:
         self._clock = clock
         self._ready: list[PacketQueue] = []
         """Queues given an item while a getter waited, since the wake-up timer was set."""
-        self._deadlines: dict[int, dict[greenlet, PacketQueue]] = {}
-        """Second (monotonic, rounded up) -> the getters whose timeout ends in it."""
+        self._deadlines: SecondBuckets[greenlet, PacketQueue] = SecondBuckets()
+        """The getters with a timeout, by the second (monotonic) it ends in."""
         self._sweeping = False
 
     def wake(self, queue: PacketQueue) -> None:
@@ -69,8 +70,7 @@ class Waker:
     def watch(self, getter: greenlet, queue: PacketQueue, timeout: float) -> int:
         """Throw :class:`Empty` into ``getter`` if it still waits on ``queue`` once
         ``timeout`` seconds have passed; the key to :meth:`unwatch` it with."""
-        second = math.ceil(self._clock() + timeout)
-        self._deadlines.setdefault(second, {})[getter] = queue
+        second = self._deadlines.add(getter, queue, self._clock() + timeout)
         if not self._sweeping:
             self._sweeping = True
             get_hub().schedule_call_global(SWEEP_INTERVAL, self._sweep)
@@ -78,18 +78,12 @@ class Waker:
 
     def unwatch(self, getter: greenlet, second: int) -> None:
         """``getter`` no longer waits (it got an item, or its wait ended otherwise)."""
-        due = self._deadlines.get(second)
-        if due is not None:
-            due.pop(getter, None)
-            if not due:
-                del self._deadlines[second]
+        self._deadlines.discard(getter, second)
 
     def _sweep(self) -> None:
-        now = self._clock()
-        for second in [second for second in self._deadlines if second <= now]:
-            for getter, queue in self._deadlines.pop(second, {}).items():
-                if getter in queue._getters and not getter.dead:
-                    getter.throw(Empty)
+        for getter, queue in self._deadlines.pop_due(self._clock()):
+            if getter in queue._getters and not getter.dead:
+                getter.throw(Empty)
         if self._deadlines:
             get_hub().schedule_call_global(SWEEP_INTERVAL, self._sweep)
         else:

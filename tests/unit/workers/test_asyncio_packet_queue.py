@@ -67,16 +67,17 @@ def test_a_wait_fails_with_timeout_error_once_its_second_has_passed():
     times = Deadlines(loop)  # type: ignore[arg-type]
     futures_loop = asyncio.new_event_loop()
     future, other = futures_loop.create_future(), futures_loop.create_future()
-    bucket = times.add(future, 2.5)
-    times.add(other, 10)
+    times.add(future, 2.5)
+    other_second = times.add(other, 10)
     assert len(loop.timers) == 1  # one sweep timer, whatever the number of waits
     loop.now += SWEEP_INTERVAL
     loop.run_timers()
-    assert not future.done() and future in bucket
+    assert not future.done()
     loop.now += 2.0  # 1003.0 >= ceil(1002.5)
     loop.run_timers()
     assert isinstance(future.exception(), TimeoutError) and not other.done()
-    other.set_result(None)  # a put came: its bucket still holds it until the sweep
+    other.set_result(None)  # a put came: its waiter takes it out
+    times.discard(other, other_second)
     loop.now += 10
     loop.run_timers()
     assert other.result() is None and loop.timers == []  # nothing waits: no more timers
@@ -91,10 +92,10 @@ def test_a_cancelled_wait_leaves_no_getter_and_no_deadline_behind():
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        buckets = deadlines(asyncio.get_running_loop())._buckets  # noqa: SLF001
-        return len(queue._getters), sum(len(b) for b in buckets.values())  # noqa: SLF001
+        waits = deadlines(asyncio.get_running_loop())._waits  # noqa: SLF001
+        return len(queue._getters), bool(waits)  # noqa: SLF001
 
-    assert asyncio.run(scenario()) == (0, 0)
+    assert asyncio.run(scenario()) == (0, False)
 
 
 def test_a_bounded_queue_is_asyncio_s_own():

@@ -104,7 +104,7 @@ def test_a_getter_that_got_its_item_is_not_woken_by_its_deadline():
     assert getter.wait() == "first"
     clock.now += 60
     sweep(waker)
-    assert queue.empty() and waker._deadlines == {}
+    assert queue.empty() and not waker._deadlines
 
 
 def test_a_getter_killed_while_waiting_leaves_nothing_behind():
@@ -113,7 +113,7 @@ def test_a_getter_killed_while_waiting_leaves_nothing_behind():
     getter = eventlet.spawn(queue.get, timeout=45)
     run_due()
     getter.kill()
-    assert queue._getters == [] and waker._deadlines == {}
+    assert queue._getters == [] and not waker._deadlines
     queue.put("for the next one")  # no one waits: no wake-up scheduled
     assert queue.get() == "for the next one"
 

@@ -1,14 +1,16 @@
-"""Engine.IO's pings from a timer of the worker's loop, not a green thread or task each.
+"""Engine.IO's pings from a timer of the worker's loop, not a thread, green thread or task each.
 
-python-engineio starts a green thread (sync servers) or an asyncio task (``AsyncServer``) for
-every ping of every session (``schedule_ping``, when the client answers the last one): it
-sleeps the ping interval (25 s), sends the ping and ends. So every idle client had one parked
-for most of its life (a green thread's stack saved on the heap, or a task and its coroutine),
-and every ping made a new one and switched to it. Here (patched on the session class, in the
-worker process only, as :mod:`workers.ping_patience` does) the ping is sent by a timer of the
-loop (eventlet's hub, asyncio's event loop): the same packet at the same time, ``last_ping``
-kept as python-engineio keeps it, so its ping timeout and :mod:`workers.ping_patience` see
-what they saw.
+python-engineio starts a thread or a green thread (sync servers) or an asyncio task
+(``AsyncServer``) for every ping of every session (``schedule_ping``, when the client
+answers the last one): it sleeps the ping interval (25 s), sends the ping and ends. So every
+idle client had one parked for most of its life (a thread, a green thread's stack saved on
+the heap, or a task and its coroutine), and every ping made a new one and switched to it.
+Here (patched on the session class, in the worker process only, as
+:mod:`workers.ping_patience` does) the ping is sent by a timer of the loop (eventlet's hub,
+gevent's loop, asyncio's event loop, the threading worker's poller:
+:mod:`workers.threading.timers`): the same packet at the same time, ``last_ping`` kept as
+python-engineio keeps it, so its ping timeout and :mod:`workers.ping_patience` see what they
+saw.
 
 The timer runs in the loop itself, which must not wait: sending a ping only queues it
 (``put`` of a session's unbounded queue), and its ping timeout cannot close the session

@@ -102,3 +102,8 @@ def sio_whoami(sid, data=None):
 @sio.on("echo")
 def sio_echo(sid, data):
     return data
+
+
+quick_pings = socketio.WSGIApp(socketio.Server(async_mode="threading", ping_interval=1,
+                                               ping_timeout=5))
+"""A threading server that pings every second (the pings test)."""

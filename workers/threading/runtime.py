@@ -7,7 +7,8 @@ listeners are threads. The server (:mod:`workers.threading.server`) reads the ha
 sockets with one poller thread and runs requests on ``--threads`` threads; a websocket is
 read by the request thread that waits for its messages (:mod:`workers.threading.websocket`),
 and python-socketio's and python-engineio's background tasks (one per event the app
-handles) run on reused threads (:mod:`workers.threading.tasks`). The poller also sends the
+handles) run on reused threads (:mod:`workers.threading.tasks`); Engine.IO's pings are
+timers of the poller (:mod:`workers.threading.timers`). The poller also sends the
 heartbeats: a worker whose poller is stuck, or whose interpreter is held by code that keeps
 the GIL, is seen and killed; one whose threads are all busy is reported *full*.
 """
@@ -32,7 +33,8 @@ log = logging.getLogger("sticky_cluster.worker")
 
 DEFAULT_THREADS = 1000
 """``--threads`` when not given. A websocket holds one pool thread for its whole life
-(Engine.IO adds two tasks of its own, its writer and its pings: :mod:`.tasks`), so the
+(Engine.IO adds a task of its own, its writer: :mod:`.tasks`; its pings are the poller's
+timers, :mod:`.timers`), so the
 pool is the most clients one worker serves at once: gunicorn's documented 100 would cap
 a worker at 100 websockets. A long poll or a short request frees its thread when it
 ends."""
@@ -60,7 +62,9 @@ class ThreadingRuntime(BlockingRuntime):
 
     def open(self) -> ThreadMasterLink:
         """Bound the websockets; make the server and the link that feeds it."""
-        from .. import access_log, forwarded
+        import engineio.socket
+
+        from .. import access_log, forwarded, pings
         from ..limits import http_limits
         from ..wsgi_errors import log_errors
         from . import tasks, websocket
@@ -76,6 +80,7 @@ class ThreadingRuntime(BlockingRuntime):
         wsgi = app.wsgi if trusted is None else forwarded.wsgi_app(app.wsgi, trusted)
         self.server = Server(access_log.wrap(log_errors(wsgi), spec), http_limits(spec, app),
                              threads, _base_environ(spec), spec.owner)
+        pings.install(engineio.socket.Socket, self.server.timers.call_later, pings.through_send)
         link = ThreadMasterLink(self.sock, self.server.add)
         if spec.hand_back:
             self.server.hand_back = link.hand_back

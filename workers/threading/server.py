@@ -26,7 +26,8 @@ internals, so the server is ours; the HTTP/1.1 parsing and framing is h11's
   *full* (its heartbeat says so and the master places new clients elsewhere), and a
   request that still waits for a thread after :data:`BUSY_WAIT` seconds is answered
   ``503``, not left hanging.
-- The same loop calls ``tick`` every heartbeat interval: a worker whose poller is stuck,
+- The same loop runs the worker's timers (:mod:`workers.threading.timers`: Engine.IO's
+  pings) and calls ``tick`` every heartbeat interval: a worker whose poller is stuck,
   or whose interpreter is held (code that keeps the GIL), stops heartbeating and is
   killed by the master.
 """
@@ -51,6 +52,7 @@ from ..limits import LINGER, LINGER_LIMIT, HttpLimits, body_refusal
 from .http import (HEAD_LIMIT, KEEP, RECV_SIZE, Connection, WSGIApp, head_end,
                    header, parse_head, serve_request)
 from .pool import ThreadPool
+from .timers import Timers
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -96,6 +98,8 @@ class Server:
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._deadlines: list[tuple[float, int, Connection]] = []
         self._order = itertools.count()
+        self.timers = Timers(self._wake)
+        """Calls due at a time, run by the poller (Engine.IO's pings: :mod:`workers.pings`)."""
         self.waiting = 0
         """Connections in the selector (waiting for a head, idle, or lingering)."""
 
@@ -123,6 +127,9 @@ class Server:
             timeout = next_tick - now
             if self._deadlines:
                 timeout = min(timeout, self._deadlines[0][0] - now)
+            due = self.timers.next_due()
+            if due is not None:
+                timeout = min(timeout, due - now)
             if self.pool.waiting:
                 timeout = min(timeout, BUSY_WAIT / 4)
             for key, _events in self._selector.select(max(0.0, timeout)):
@@ -130,7 +137,9 @@ class Server:
                     self._take_incoming()
                 else:
                     self._readable(key.data)
-            self._expire(time.monotonic())
+            now = time.monotonic()
+            self.timers.run_due(now)
+            self._expire(now)
 
     def close_idle(self) -> None:
         """Close every connection that waits for its next request (a drain's end)."""

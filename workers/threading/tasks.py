@@ -1,8 +1,9 @@
 """Background tasks of the threading worker on reused threads.
 
 python-socketio and python-engineio start a thread for each background task: one per
-event the app handles (``async_handlers``, their default), one per Engine.IO ping, one
-writer per websocket, and whatever the app starts with ``start_background_task``.
+event the app handles (``async_handlers``, their default), one writer per websocket, and
+whatever the app starts with ``start_background_task`` (Engine.IO's pings, one more per
+session, are the poller's timers here: :mod:`workers.threading.timers`).
 ``Thread.start`` makes a new OS thread and then waits until it runs, which, among the
 hundreds of threads of a busy worker that want the GIL, holds up the thread that reads the
 client's messages (measured: a sixth of a threading worker's CPU went to starting

@@ -1,16 +1,17 @@
 """The threading worker's parts, without a cluster: the pool, the HTTP request over a
-socket pair, the background tasks, the websocket over a socket pair. (The bounded inflate of
-its websockets, shared with gevent:
-tests/unit/workers/test_limits.py.)"""
+socket pair, the background tasks, the websocket over a socket pair, the poller's timers.
+(The bounded inflate of its websockets, shared with gevent: tests/unit/workers/test_limits.py.)"""
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from tests.support.waiting import wait_for
 from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
                                      serve_request)
 from workers.threading.pool import ThreadPool
+from workers.threading.timers import Timers
 
 
 # ------------------------------------------------------------------------ the pool
@@ -270,3 +271,50 @@ def test_a_message_over_the_size_is_closed_1009_as_its_pieces_arrive():
     assert isinstance(close, CloseConnection) and close.code == 1009
     ws.finish(5)
     assert sock.recv(1) == b""
+
+
+# ------------------------------------------------------------------------ the timers
+
+def test_timers_run_what_is_due_in_order_and_wake_the_poller_only_for_an_earlier_one():
+    wakes: list[int] = []
+    timers = Timers(lambda: wakes.append(1))
+    ran: list[str] = []
+    assert timers.next_due() is None
+    start = time.monotonic()
+    timers.call_later(10, ran.append, "late")
+    timers.call_later(20, ran.append, "later")  # after the first: the poller waits as it did
+    timers.call_later(5, ran.append, "early")
+    assert len(wakes) == 2
+    timers.run_due(start)
+    assert ran == [] and timers.next_due() >= start + 5
+    timers.run_due(start + 15)
+    assert ran == ["early", "late"]
+    timers.run_due(start + 30)
+    assert ran == ["early", "late", "later"] and timers.next_due() is None
+
+
+def test_a_timer_that_raises_is_logged_and_the_others_run(caplog):
+    timers = Timers(lambda: None)
+    ran: list[int] = []
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    timers.call_later(0, fail)
+    timers.call_later(0, ran.append, 1)
+    timers.run_due(time.monotonic() + 1)
+    assert ran == [1]
+    assert "a timer's call failed" in caplog.text
+
+
+def test_timers_set_from_many_threads_all_run():
+    timers = Timers(lambda: None)
+    ran: list[int] = []
+    threads = [threading.Thread(target=lambda n=n: [timers.call_later(0, ran.append, n * 100 + i)
+                                                    for i in range(100)]) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    timers.run_due(time.monotonic() + 1)
+    assert sorted(ran) == list(range(800))

@@ -5,8 +5,9 @@ gevent workers over real sockets: a permessage-deflate bomb and a header bomb le
 worker within 100 MB of where it started, the sockets closed and other clients served;
 silent, half-sent and idle keep-alive connections are closed at their timeouts; a POST
 over the body limit is answered 413 without its body being read; a websocket is read at
-``--websocket-rate``; a full worker is passed over and answers 503. A bad request is one
-line of the worker's log, and a websocket's close is answered at once.
+``--websocket-rate``; a websocket holds one file descriptor; a full worker is passed over
+and answers 503. A bad request is one line of the worker's log, and a websocket's close is
+answered at once.
 """
 from __future__ import annotations
 
@@ -280,6 +281,25 @@ def test_a_websocket_is_read_at_the_websocket_rate(start_cluster):
 
 
 # --------------------------------------------------------------------- a full worker
+
+def test_a_websocket_holds_one_file_descriptor_of_its_worker(start_cluster):
+    """The worker serves a websocket on the connection's own socket: 40 websockets cost it
+    40 file descriptors, not the 80 of simple-websocket's dup() (a worker at 10,000
+    websockets would be out of them at its 20,000 limit, its upgrades answered 400)."""
+    cluster = start_cluster(CHAT, workers=1)
+    (pid,) = wait_for(cluster.worker_pids, 30, what="the worker")
+    held = psutil.Process(pid)
+    warm = rawclient.websocket(cluster.port, "127.0.0.2", timeout=20)
+    before = held.num_fds()
+    sockets = [rawclient.websocket(cluster.port, f"127.0.1.{index + 1}", timeout=20)
+               for index in range(40)]
+    try:
+        grown = held.num_fds() - before
+        assert 40 <= grown <= 45, f"{grown} file descriptors for 40 websockets"
+    finally:
+        for sock in [warm, *sockets]:
+            sock.close()
+
 
 def test_a_full_worker_is_passed_over_and_answers_503(start_cluster):
     """--worker-connections 3: a worker that holds 3 connections gets no new clients,

@@ -20,8 +20,11 @@ limit until the client sends it all, and writes what goes wrong raw to standard 
   length) before anything reads its body, and closes; after this answer or a ``400``,
   it reads and drops what the client still sends for a moment, so that the client
   reads the answer instead of a reset;
-- lets go of a connection once its websocket ends: the socket was the websocket's
-  (simple-websocket reads a copy of it), so pywsgi must neither write the ``200`` that
+- hands a websocket the connection's own socket (``environ["gunicorn.socket"]``), not the
+  ``dup()`` simple-websocket makes of the one it finds under gevent's keys: one file
+  descriptor per client, not two;
+- lets go of a connection once its websocket ends: the socket was the websocket's, so
+  pywsgi must neither write the ``200`` that
   Engine.IO "answers" after the session nor read the client's close frame as a next
   request (it answered it ``400`` and logged "Invalid HTTP method", and the client
   waited 3 s for its close to be answered);
@@ -44,7 +47,7 @@ from gevent import pywsgi
 
 from ..limits import (HEAD_LIMIT, HEADER_LINE_LIMIT, LINGER, LINGER_LIMIT, HttpLimits,
                       body_refusal, refusal_line)
-from ..simple_websocket_limits import TAKEN_OVER
+from ..simple_websocket_limits import SOCKET_KEY, TAKEN_OVER
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -90,7 +93,13 @@ class GuardedHandler(pywsgi.WSGIHandler):
         self._stop_header_timer()
         upgrade = self.headers.get("upgrade", "").lower() == "websocket"
         self.socket.settimeout(None if upgrade else self.limits.header_timeout)
-        return super().get_environ()
+        environ = super().get_environ()
+        # The connection's socket, where simple-websocket looks first: found under
+        # gevent's own keys, it would serve the websocket on a dup() of it, two file
+        # descriptors per client, and a worker would run out of them at half the clients
+        # its limit allows (``dup`` failing with EMFILE answered the upgrade 400).
+        environ[SOCKET_KEY] = self.socket
+        return environ
 
     def handle_one_response(self) -> None:
         refusal = body_refusal(self.command, self.path, self.headers.get("content-length"),

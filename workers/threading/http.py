@@ -29,6 +29,8 @@ from typing import Any, Callable, Iterable
 
 import h11
 
+from ..simple_websocket_limits import SOCKET_KEY
+
 log = logging.getLogger("sticky_cluster.worker")
 
 HEAD_LIMIT = 65536
@@ -212,8 +214,8 @@ def environ_of(conn: Connection, body: Body, base: dict[str, Any]) -> dict[str, 
         "REMOTE_PORT": str(conn.address[1]) if conn.address else "",
         "wsgi.input": body,
         "wsgi.errors": sys.stderr,
-        # simple-websocket (Engine.IO's threading websockets) takes the socket from here
-        "gunicorn.socket": conn.sock,
+        # the worker's websocket (workers.threading.websocket) takes the socket from here
+        SOCKET_KEY: conn.sock,
     }
     for name, value in request.headers:
         key = name.decode("latin-1").upper().replace("-", "_")

@@ -40,8 +40,8 @@ from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
 from ..limits import FRAME_COST, Pacer, ReceiveBudget
-from ..simple_websocket_limits import (CLOSE_WAIT, INTERNAL_ERROR, TAKEN_OVER, BoundedDeflate,
-                                       cost_of)
+from ..simple_websocket_limits import (CLOSE_WAIT, INTERNAL_ERROR, SOCKET_KEY, TAKEN_OVER,
+                                       BoundedDeflate, cost_of)
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -237,7 +237,7 @@ class InlineWebSocketWSGI:
         self.ws: InlineWebSocket | None = None
 
     def __call__(self, environ: dict, start_response: Callable[..., Any]) -> Any:
-        sock: socket.socket = environ["gunicorn.socket"]
+        sock: socket.socket = environ[SOCKET_KEY]
         sock.settimeout(self.read_timeout)
         pacer = Pacer(ReceiveBudget(self.rate, self.max_message_size + FRAME_COST))
         try:

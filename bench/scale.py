@@ -43,9 +43,10 @@ CLIENTS_PER_LOAD_PROCESS = 10_000
 """Clients per load process (each holds one fd per client)."""
 
 TARGETS = ("eventlet-relay", "eventlet-redis", "asyncio-relay", "asyncio-redis",
-           "eventlet-one", "asyncio-one", "ceiling")
+           "gevent-relay", "gevent-redis", "eventlet-one", "asyncio-one", "ceiling")
 """What ``--targets`` may name: a cluster (runtime-adapter), one process of a runtime (its
-most clients), or the master's ceiling."""
+most clients), or the master's ceiling. gevent has no one-process target (its clusters'
+memory is reported without a ratio)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

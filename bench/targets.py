@@ -10,7 +10,8 @@
 * :class:`Gthread` -- ``bench.threading_app:app`` in one ``gunicorn -k gthread -w 1
   --threads 100`` process: the baseline of the threading worker rows.
 * :class:`Cluster` with ``runtime="threading"`` -- the cluster's threading workers serving
-  ``bench.threading_app:app``.
+  ``bench.threading_app:app``; ``runtime="gevent"``: its gevent workers serving
+  ``bench.gevent_app:app`` (``bench.scale`` only).
 * :class:`Cluster` with ``baseline=(ref, dir)`` -- the same, from another git version
   of this repository (``bench.run --baseline REF``): the master's cost per hand-off of
   two versions, measured in one run.
@@ -247,7 +248,7 @@ class Gthread(OneProcess):
 
 
 CLUSTER_APPS = {"eventlet": "bench.app:sio", "asyncio": "bench.asgi_app:app",
-                "threading": "bench.threading_app:app"}
+                "gevent": "bench.gevent_app:app", "threading": "bench.threading_app:app"}
 """The app each worker runtime of the cluster serves."""
 
 
@@ -256,7 +257,7 @@ class Cluster(OneProcess):
 
     :param workers: the number of worker processes.
     :param redis: the Redis to join the workers with; None for the embedded relay.
-    :param runtime: ``eventlet``, ``asyncio`` or ``threading``: which app of
+    :param runtime: ``eventlet``, ``asyncio``, ``gevent`` or ``threading``: which app of
         :data:`CLUSTER_APPS` is served.
     :param baseline: another version to run instead of this tree: ``(git ref, directory holding
         that version's files)``; the same interpreter and packages run it.

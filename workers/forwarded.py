@@ -84,10 +84,11 @@ def apply_to_environ(environ: dict[str, Any]) -> None:
 
 def wsgi_app(app: Callable[..., Any], trusted: TrustCache) -> Callable[..., Any]:
     """The WSGI ``app`` with :func:`apply_to_environ` on requests whose connection
-    (``environ["gunicorn.socket"]``, the threading worker's) comes from a trusted peer."""
+    (``environ["werkzeug.socket"]``, the threading worker's) comes from a trusted peer."""
+    from .simple_websocket_limits import SOCKET_KEY  # the threading worker's only
 
     def forwarded_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        sock = environ.get("gunicorn.socket")
+        sock = environ.get(SOCKET_KEY)
         if sock is not None and from_trusted_proxy(sock, trusted):
             apply_to_environ(environ)
         return app(environ, start_response)

@@ -56,9 +56,11 @@ TAKEN_OVER = "sticky_cluster.websocket"
 """Set in the WSGI environ once a websocket is accepted: from then on the connection is
 the websocket's, and the HTTP server must write nothing more to it nor read requests."""
 
-SOCKET_KEY = "gunicorn.socket"
+SOCKET_KEY = "werkzeug.socket"
 """The WSGI environ key of the connection's socket, the first place simple-websocket looks
-(gunicorn's key; the gevent and threading workers' HTTP servers set it)."""
+(the gevent and threading workers' HTTP servers set it). Werkzeug's key, not gunicorn's:
+python-engineio's ``WSGIApp`` makes a new class for every request that has
+``gunicorn.socket`` (2.5 KB per websocket client, kept for its session)."""
 
 INTERNAL_ERROR = 1011
 """The close code of a websocket whose app failed."""

@@ -20,7 +20,7 @@ limit until the client sends it all, and writes what goes wrong raw to standard 
   length) before anything reads its body, and closes; after this answer or a ``400``,
   it reads and drops what the client still sends for a moment, so that the client
   reads the answer instead of a reset;
-- hands a websocket the connection's own socket (``environ["gunicorn.socket"]``), not the
+- hands a websocket the connection's own socket (``environ["werkzeug.socket"]``), not the
   ``dup()`` simple-websocket makes of the one it finds under gevent's keys: one file
   descriptor per client, not two;
 - lets go of a connection once its websocket ends: the socket was the websocket's, so

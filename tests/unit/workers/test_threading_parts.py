@@ -10,6 +10,7 @@ import time
 from tests.support.waiting import wait_for
 from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
                                      serve_request)
+from workers.simple_websocket_limits import SOCKET_KEY
 from workers.threading.pool import ThreadPool
 from workers.threading.timers import Timers
 
@@ -122,7 +123,7 @@ def test_an_exception_is_a_bare_500_and_a_websocket_that_takes_the_socket_is_lef
     assert "secret" in caplog.text
 
     def takes(environ, start_response):
-        environ["gunicorn.socket"].sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        environ[SOCKET_KEY].sendall(b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
         return []
 
     conn, client = _request(b"GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"

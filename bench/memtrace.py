@@ -5,7 +5,7 @@
 
 For each target (one process of a runtime, or a cluster of ONE worker of it, so that every
 client is in the process measured), started fresh with ``BENCH_TRACEMALLOC`` set: the
-bench apps (``bench.app``, ``bench.asgi_app``) then call :func:`install`, which starts
+bench apps (``bench.app``, ``bench.asgi_app``, ``bench.gevent_app``) then call :func:`install`, which starts
 :mod:`tracemalloc` and, on ``SIGUSR2``, writes a snapshot and a count of the live objects
 by type (after a ``gc.collect()``). One snapshot before the clients, one once
 ``--clients`` idle clients (:mod:`bench.fleet`, in room ``all``) are connected; the
@@ -39,7 +39,7 @@ from typing import Any
 ENV = "BENCH_TRACEMALLOC"
 """The directory the snapshots go to (``<pid>-<n>.pickle``); unset: nothing is traced."""
 
-TARGETS = ("eventlet-one", "eventlet-cluster", "asyncio-one", "asyncio-cluster")
+TARGETS = ("eventlet-one", "eventlet-cluster", "asyncio-one", "asyncio-cluster", "gevent-cluster")
 
 
 def install() -> None:

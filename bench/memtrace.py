@@ -5,14 +5,14 @@
 
 For each target (one process of a runtime, or a cluster of ONE worker of it, so that every
 client is in the process measured), started fresh with ``BENCH_TRACEMALLOC`` set: the
-bench apps (``bench.app``, ``bench.asgi_app``, ``bench.gevent_app``) then call :func:`install`, which starts
-:mod:`tracemalloc` and, on ``SIGUSR2``, writes a snapshot and a count of the live objects
-by type (after a ``gc.collect()``). One snapshot before the clients, one once
-``--clients`` idle clients (:mod:`bench.fleet`, in room ``all``) are connected; the
-difference is divided by the clients: bytes per client by the line that allocated them
-(``--frames`` deep, grouped on the innermost frame of this project or of a library that
-is not asyncio's or the standard library's), and objects per client by type. Then the
-same for the next target, so the lines of two targets can be set side by side.
+bench apps (``bench.app``, ``bench.asgi_app``, ``bench.gevent_app``) then call
+:func:`install`, which starts :mod:`tracemalloc` and, on ``SIGUSR2``, writes a snapshot and
+a count of the live objects by type (after a ``gc.collect()``). One snapshot before the
+clients, one once ``--clients`` idle clients (:mod:`bench.fleet`, in room ``all``) are
+connected; the difference is divided by the clients: bytes per client by the line that
+allocated them (``--frames`` deep, grouped on the innermost frame of this project or of a
+library that is not asyncio's or the standard library's), and objects per client by type.
+Then the same for the next target, so the lines of two targets can be set side by side.
 
 tracemalloc sees the allocations of Python's allocators (objects, and the raw and
 ``PyMem`` ones that C extensions use through them), not what a library allocates with
@@ -39,7 +39,8 @@ from typing import Any
 ENV = "BENCH_TRACEMALLOC"
 """The directory the snapshots go to (``<pid>-<n>.pickle``); unset: nothing is traced."""
 
-TARGETS = ("eventlet-one", "eventlet-cluster", "asyncio-one", "asyncio-cluster", "gevent-cluster")
+TARGETS = ("eventlet-one", "eventlet-cluster", "asyncio-one", "asyncio-cluster",
+           "gevent-cluster")
 
 
 def install() -> None:

@@ -24,10 +24,9 @@ limit until the client sends it all, and writes what goes wrong raw to standard 
   ``dup()`` simple-websocket makes of the one it finds under gevent's keys: one file
   descriptor per client, not two;
 - lets go of a connection once its websocket ends: the socket was the websocket's, so
-  pywsgi must neither write the ``200`` that
-  Engine.IO "answers" after the session nor read the client's close frame as a next
-  request (it answered it ``400`` and logged "Invalid HTTP method", and the client
-  waited 3 s for its close to be answered);
+  pywsgi must neither write the ``200`` that Engine.IO "answers" after the session nor
+  read the client's close frame as a next request (it answered it ``400`` and logged
+  "Invalid HTTP method", and the client waited 3 s for its close to be answered);
 - logs a bad request as one line of the worker's log, and an error of pywsgi itself
   with its traceback there too; the client gets a bare ``400`` (or ``500``).
 
@@ -94,11 +93,7 @@ class GuardedHandler(pywsgi.WSGIHandler):
         upgrade = self.headers.get("upgrade", "").lower() == "websocket"
         self.socket.settimeout(None if upgrade else self.limits.header_timeout)
         environ = super().get_environ()
-        # The connection's socket, where simple-websocket looks first: found under
-        # gevent's own keys, it would serve the websocket on a dup() of it, two file
-        # descriptors per client, and a worker would run out of them at half the clients
-        # its limit allows (``dup`` failing with EMFILE answered the upgrade 400).
-        environ[SOCKET_KEY] = self.socket
+        environ[SOCKET_KEY] = self.socket  # for the websocket: no dup() (the docstring)
         return environ
 
     def handle_one_response(self) -> None:

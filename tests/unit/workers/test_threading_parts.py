@@ -8,9 +8,9 @@ import threading
 import time
 
 from tests.support.waiting import wait_for
+from workers.simple_websocket_limits import SOCKET_KEY
 from workers.threading.http import (CLOSE, KEEP, TAKEN, Connection, head_end, parse_head,
                                      serve_request)
-from workers.simple_websocket_limits import SOCKET_KEY
 from workers.threading.pool import ThreadPool
 from workers.threading.timers import Timers
 

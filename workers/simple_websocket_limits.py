@@ -12,7 +12,8 @@ permessage-deflate messages took a gevent worker to 853 MB); a ``recv`` does not
 while data is there, so one busy client holds the worker. Swapped in as the Engine.IO
 server's ``websocket`` class (not a fork of either library):
 
-- **permessage-deflate stays on, inflated with a bound** (:class:`BoundedDeflate`): the
+- **permessage-deflate, with** ``--websocket-deflate`` **only, inflated with a bound**
+  (:func:`extensions`, :class:`BoundedDeflate`): the
   inflated bytes of a message are counted as its frames arrive, no inflate call may
   produce more than what is left of the limit (``max_http_buffer_size``) plus one byte,
   and the websocket fails with close code 1009 as soon as the message passes the limit;
@@ -141,24 +142,32 @@ class PacedConnection:
         return getattr(self._connection, name)
 
 
+def extensions(deflate: bool, limit: int) -> list[PerMessageDeflate]:
+    """What the server grants a client that offers permessage-deflate: :class:`BoundedDeflate`
+    (``limit``: the most bytes a message may inflate to) when ``deflate``, else nothing."""
+    return [BoundedDeflate(limit)] if deflate else []
+
+
 class GuardedServer(simple_websocket.Server):
     """simple-websocket's server side with a bounded inflate and a paced reader.
 
     :param environ: the WSGI environ of the upgrade request.
     :param pacer: the websocket's pacer.
     :param sleep: the runtime's sleep.
+    :param deflate: grant permessage-deflate (:func:`extensions`) to a client that offers it.
     :param kwargs: simple-websocket's (``max_message_size``, ``thread_class``, …).
     """
 
     def __init__(self, environ: dict, pacer: Pacer, sleep: Callable[[float], None],
-                 **kwargs: Any) -> None:
+                 deflate: bool, **kwargs: Any) -> None:
         self._pacer = pacer
         self._sleep = sleep
+        self._deflate = deflate
         super().__init__(environ, **kwargs)
 
     def handshake(self) -> None:
-        """simple-websocket's handshake, offering :class:`BoundedDeflate` instead of
-        wsproto's unbounded permessage-deflate."""
+        """simple-websocket's handshake, granting :func:`extensions` instead of wsproto's
+        unbounded permessage-deflate."""
         self.ws = PacedConnection(self.ws, self._pacer, self._sleep)
         head = ["GET / HTTP/1.1\r\n"]
         for key, value in self.environ.items():
@@ -170,7 +179,7 @@ class GuardedServer(simple_websocket.Server):
                 self.subprotocol = self.choose_subprotocol(event)
                 self.sock.send(self.ws.send(AcceptConnection(
                     subprotocol=self.subprotocol,
-                    extensions=[BoundedDeflate(self.max_message_size)])))
+                    extensions=extensions(self._deflate, self.max_message_size))))
                 self.connected = True
 
 
@@ -181,6 +190,8 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
     """Bytes per second one websocket may send on average."""
     max_message_size: int
     """The most bytes one message may have (inflated)."""
+    deflate: bool
+    """Whether permessage-deflate is granted to a client that offers it."""
     sleep: Callable[[float], None]
     """The runtime's sleep."""
     thread_class: Any
@@ -195,7 +206,7 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
     def __call__(self, environ: dict, start_response: Any) -> Any:
         budget = ReceiveBudget(self.rate, self.max_message_size + FRAME_COST)
         try:
-            self.ws = GuardedServer(environ, Pacer(budget), self.sleep,
+            self.ws = GuardedServer(environ, Pacer(budget), self.sleep, self.deflate,
                                     max_message_size=self.max_message_size,
                                     **self.server_args)
         except Exception:  # noqa: BLE001 - an upgrade wsproto refused
@@ -229,16 +240,18 @@ class GuardedWebSocketWSGI(SimpleWebSocketWSGI):
             pass
 
 
-def install(eio_server: Any, rate: float) -> None:
+def install(eio_server: Any, rate: float, deflate: bool) -> None:
     """Make ``eio_server`` (a python-engineio Server on a simple-websocket driver: gevent
     or threading) serve guarded websockets.
 
     :param rate: bytes per second one websocket may send on average; one message of the
                  size limit may always come at once.
+    :param deflate: grant permessage-deflate to a client that offers it.
     """
     driver = eio_server._async
     endpoint = type("GuardedWebSocketWSGI", (GuardedWebSocketWSGI,), {
-        "rate": float(rate), "max_message_size": int(eio_server.max_http_buffer_size),
+        "rate": float(rate), "deflate": bool(deflate),
+        "max_message_size": int(eio_server.max_http_buffer_size),
         "sleep": staticmethod(driver["sleep"]), "thread_class": driver["thread"],
         "event_class": driver["event"]})
     eio_server._async = {**driver, "websocket": endpoint}

@@ -71,6 +71,7 @@ class WorkerSpec:
     :param header_timeout: seconds a connection gets to send its request headers.
     :param keepalive_timeout: seconds a keep-alive connection may wait for its next request.
     :param websocket_rate: bytes per second one websocket may send on average.
+    :param websocket_deflate: grant permessage-deflate to a websocket client that offers it.
     :param server_address: what the worker reports as its listening address.
     :param family: the address family of ``server_address``.
     :param access_log: ``--access-log``: a path, ``-`` for standard output, or None.
@@ -107,6 +108,7 @@ class WorkerSpec:
     hand_back: bool = True
     place_new_sessions: bool = False
     host: int = 0
+    websocket_deflate: bool = False
 
     @property
     def owner(self) -> int:

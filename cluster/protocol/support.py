@@ -3,7 +3,7 @@
 :data:`SUPPORT` says, for every option the workers need (``worker=True`` in
 ``cluster/setup/options.py``) and every server a worker runs (:data:`SERVERS`), how the option
 holds there (whose setting, or which part of ours, enforces it), or that the runtime
-refuses it. :data:`DEFLATE` says what each server does with permessage-deflate.
+refuses it.
 
 - docs/runtimes.md's table is made from it (:func:`markdown_table`;
   ``make docs-tables`` rewrites it, a test keeps them equal);
@@ -161,22 +161,21 @@ SUPPORT: dict[str, dict[str, Cell]] = {
                         "paused past the budget"),
         "threading": Cell("our paced reader in the thread that waits for the message"),
     },
+    "websocket_deflate": {
+        "eventlet": Cell("eventlet's permessage-deflate; it inflates a message at most to "
+                         "`max_http_buffer_size` (1009 past it)"),
+        "gevent": Cell("wsproto's permessage-deflate under simple-websocket, with our bounded "
+                       "inflate (1009 past `max_http_buffer_size`)"),
+        "asgi": Cell("uvicorn's `ws_per_message_deflate` with its websockets implementations, "
+                     "which inflate at most `ws_max_size`; stays off with wsproto, which "
+                     "inflates a whole frame"),
+        "aiohttp": Cell("aiohttp's `compress`; it inflates at most `max_msg_size`"),
+        "threading": Cell("wsproto's permessage-deflate, with our bounded inflate (1009 past "
+                          "`max_http_buffer_size`)"),
+    },
 }
 """Worker-side option (its ``cluster.setup.options`` name) -> server (:data:`SERVERS`) ->
 :class:`Cell`."""
-
-DEFLATE: dict[str, str] = {
-    "eventlet": "on: eventlet inflates a message at most to `max_http_buffer_size` (1009 "
-                "past it)",
-    "gevent": "on: our bounded inflate under simple-websocket (1009 past "
-              "`max_http_buffer_size`)",
-    "asgi": "on with uvicorn's websockets implementations, which inflate at most "
-            "`ws_max_size`; off with wsproto, which inflates a whole frame",
-    "aiohttp": "on: aiohttp inflates at most `max_msg_size`",
-    "threading": "on: our bounded inflate over wsproto (1009 past `max_http_buffer_size`)",
-}
-"""What each server does when a client offers permessage-deflate (on only where the inflated
-size is bounded while it inflates)."""
 
 ADAPTER_FAMILIES: dict[str, tuple[str, ...]] = {
     "eventlet": ("redis", "amqp"),
@@ -218,12 +217,11 @@ TABLE_ANCHOR = "| option | eventlet |"
 
 def markdown_table(flags: dict[str, str]) -> str:
     """docs/runtimes.md's table, header included: a row per option (``flags``: option name -> its
-    long flag, in the order the rows go), then the permessage-deflate row."""
+    long flag, in the order the rows go)."""
     rows = [TABLE_HEADER]
     for name, flag in flags.items():
         cells = [SUPPORT[name][server].markdown() for server in SERVERS]
         rows.append(_row(f"`{flag}`", cells))
-    rows.append(_row("permessage-deflate", [DEFLATE[server] for server in SERVERS]))
     return "\n".join(rows)
 
 

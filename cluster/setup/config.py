@@ -110,6 +110,7 @@ class Settings:
     header_timeout: float = default("header_timeout")
     keepalive_timeout: float = default("keepalive_timeout")
     websocket_rate: float = default("websocket_rate")
+    websocket_deflate: bool = default("websocket_deflate")
     hook_timeout: float = default("hook_timeout")
     reload: bool = default("reload")
     reload_dirs: tuple[str, ...] = default("reload_dir")

@@ -411,6 +411,13 @@ OPTIONS: tuple[Option, ...] = (
            doc="bytes per second one websocket may send to its worker on average (each frame "
                "counts 16 KB more: about 1,000 messages/s); past it the worker reads that "
                "socket more slowly"),
+    Option("websocket_deflate", bool, default=False, shown_default="off", worker=True,
+           help="Grant permessage-deflate to websocket clients that offer it (browsers do): "
+                "smaller frames, but a compressor and an inflater kept per client (an "
+                "eventlet worker: ~100 KB more per browser client).",
+           doc="grant permessage-deflate to websocket clients that offer it (every browser "
+               "does): smaller frames, for a compressor and an inflater kept per client and "
+               "each message compressed once per recipient (see Limits and timeouts, memory)"),
 
     Option("config", str, short="-c", metavar="PATH", setting=False, shown_default="none",
            help="A Python file of settings and hooks, as gunicorn.conf.py: module-level names "

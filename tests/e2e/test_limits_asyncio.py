@@ -144,7 +144,7 @@ def compressed_frame(message: bytes) -> bytes:
 @pytest.mark.parametrize("target", TARGETS)
 def test_a_deflate_bomb_is_refused_before_it_is_inflated(start_cluster, target):
     """10 websockets x 5 messages, each about 15 KB on the wire and 15 MB inflated."""
-    cluster = start_cluster(target, workers=1)
+    cluster = start_cluster(target, workers=1, args=("--websocket-deflate",))
     proc = the_worker(cluster)
     bomb = compressed_frame(b"4" + b"a" * 15_000_000)
     sockets = [deflate_websocket(cluster.port, f"127.0.0.{2 + index}") for index in range(10)]

@@ -101,7 +101,7 @@ def deflate_bomb(size: int) -> Callable[[], bytes]:
 
 def test_a_deflate_bomb_is_refused_as_it_inflates(start_cluster):
     """10 websockets × 5 messages of 15 MB each, sent compressed (about 730 KB in all)."""
-    cluster = start_cluster(CHAT, workers=1)
+    cluster = start_cluster(CHAT, workers=1, args=("--websocket-deflate",))
     proc = worker(cluster)
     socks, bombs = [], []
     for index in range(10):

@@ -3,7 +3,7 @@
 Every cell, worker-side option × server, gets a probe against a real cluster of that
 server's chat app: one where the option holds shows its effect as a client or an operator
 sees it; one the table marks refused shows the master's one-line refusal (``--check``),
-before any worker is forked. The permessage-deflate row is walked too. The
+before any worker is forked. The
 parametrization is the table's rows and columns: a new option or server without a probe
 fails ``test_the_walk_is_the_table`` (tests/unit/protocol/test_runtime_support.py).
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import json
 import re
 import signal
 import socket
@@ -25,11 +26,12 @@ from http.client import HTTPConnection
 from typing import Callable
 
 import pytest
+import websockets.asyncio.client
 
 from tests.support import rawclient
 from tests.support.clients import connected, run, source_address, wait_upgraded
 from cluster.protocol.sids import tag_of
-from cluster.protocol.support import DEFLATE, SERVERS, SUPPORT
+from cluster.protocol.support import SERVERS, SUPPORT
 from cluster.setup.options import BY_NAME
 from tests.support.masters import RUNTIME_TARGETS, cli, shared_cluster
 from tests.support.orphans import SESSION_PIDS
@@ -70,15 +72,15 @@ SETTINGS = {
     "drain_spread": str(DRAIN_SPREAD),
     "access_log_format": ACCESS_LOG_FORMAT,
     "forwarded_allow_ips": "127.0.0.46",
+    "websocket_deflate": None,
 }
 """Each worker-side option's value in the walk's clusters (the adapter, the channel and the
-access log file are each cluster's own), away from its default; an option the table refuses
+access log file are each cluster's own), away from its default (None: a flag, given); an option the table refuses
 for a server is left out of its cluster, and its probe asks for the refusal."""
 
-DEFLATE_ROW = "permessage-deflate"
 LAST = ("graceful_timeout", "drain_spread")
 """Their probes replace the workers (HUP): they run after the others, in this order."""
-ROWS = sorted([*SUPPORT, DEFLATE_ROW], key=lambda row: LAST.index(row) + 1 if row in LAST else 0)
+ROWS = sorted(SUPPORT, key=lambda row: LAST.index(row) + 1 if row in LAST else 0)
 
 
 # ------------------------------------------------------------------------------ fixtures
@@ -97,7 +99,7 @@ def walk_cluster(server, redis_server, tmp_path_factory):
     access_log = workdir / "access.log"
     channel = f"walk-{server}-{uuid.uuid4().hex[:8]}"
     args = [*(arg for name, value in SETTINGS.items() if SUPPORT[name][server].holds
-              for arg in (BY_NAME[name].long_flag, value)),
+              for arg in (BY_NAME[name].long_flag, value) if arg is not None),
             "--access-log", str(access_log), "--adapter", redis_server.url, "--channel", channel,
             "--peek-timeout", "0.5"]
     with shared_cluster(workdir / "master.log", TARGETS[server], workers=2, args=args) as cluster:
@@ -401,14 +403,27 @@ def drain_spread(cluster, server: str) -> None:
     cluster.wait_log("rolling restart done", timeout=120, count=rolls + 1)
 
 
-def deflate(cluster, server: str) -> None:
-    """A websocket upgrade that offers permessage-deflate gets it exactly where the table
-    says it is on."""
-    sock, head = rawclient.upgrade(cluster.port, "127.0.0.47",
-                                   extensions="permessage-deflate; client_max_window_bits",
-                                   timeout=30)
-    sock.close()
-    assert (b"permessage-deflate" in head.lower()) == DEFLATE[server].startswith("on"), head
+def websocket_deflate(cluster, server: str) -> None:
+    """A client that offers permessage-deflate (as every browser does) is granted it, and
+    its compressed call is answered, compressed, through it."""
+    async def call() -> tuple[str, dict]:
+        url = f"ws://127.0.0.1:{cluster.port}/socket.io/?EIO=4&transport=websocket"
+        async with websockets.asyncio.client.connect(
+                url, compression="deflate", local_addr=("127.0.0.47", 0), open_timeout=30,
+                ping_interval=None) as ws:
+            granted = ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert (await ws.recv()).startswith("0{")
+            await ws.send("40")
+            assert (await ws.recv()).startswith("40")
+            await ws.send('421["whoami"]')
+            while not (answer := await ws.recv()).startswith("431"):
+                if answer == "2":
+                    await ws.send("3")
+            return granted, json.loads(answer[3:])[0]
+
+    granted, me = run(call(), timeout=60)
+    assert granted.startswith("permessage-deflate"), granted
+    assert isinstance(me["pid"], int), me
 
 
 PROBES: dict[str, Callable[..., None]] = {
@@ -418,7 +433,7 @@ PROBES: dict[str, Callable[..., None]] = {
     "access_log_format": access_log_format, "header_timeout": header_timeout,
     "forwarded_allow_ips": forwarded_allow_ips,
     "keepalive_timeout": keepalive_timeout, "websocket_rate": websocket_rate,
-    DEFLATE_ROW: deflate,
+    "websocket_deflate": websocket_deflate,
 }
 """A probe per row of the table: it shows the option's effect on a cluster of one server."""
 

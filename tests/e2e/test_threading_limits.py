@@ -36,11 +36,11 @@ DEFAULTS = pytest.mark.xdist_group("threading-limits-defaults")
 
 @pytest.fixture(scope="module")
 def default_cluster(tmp_path_factory):
-    """One threading worker with the default limits, for the tests that only attack it as a
-    client would; each measures its worker's memory from its own start, and each attack's
-    sockets are closed by the end of its test."""
+    """One threading worker with the default limits (permessage-deflate granted, for the
+    bomb), for the tests that only attack it as a client would; each measures its worker's
+    memory from its own start, and each attack's sockets are closed by the end of its test."""
     with shared_cluster(tmp_path_factory.mktemp("threading-limits") / "master.log", APP,
-                        workers=1) as cluster:
+                        workers=1, args=("--websocket-deflate",)) as cluster:
         yield cluster
 
 

@@ -121,7 +121,7 @@ def test_a_websocket_keeps_no_http_protocol_alive_and_echoes_through_the_limits(
     kept it alive: 6 KB per idle websocket); the websocket is still fed through the guard."""
     async def main():
         connections = AsgiConnections(_echo_websockets, 10, HttpLimits(10.0, 5.0, 1_000_000),
-                                      1e6)
+                                      1e6, websocket_deflate=False)
         connections.routing = Routing(7, lambda *_: None, idle)
         await connections.start()
         listener = socket.create_server(("127.0.0.1", 0))

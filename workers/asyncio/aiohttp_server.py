@@ -7,8 +7,8 @@ protocol factory; each socket the master hands over becomes a connection through
 The worker's limits go into aiohttp's settings where it has them (``keepalive_timeout``,
 ``max_line_size`` and ``max_field_size``; python-engineio makes each websocket with
 ``max_msg_size`` set to ``max_http_buffer_size``: counted over a message's fragments, and
-the bound aiohttp's permessage-deflate decoder inflates to, so deflate stays on); the
-others are applied in front of aiohttp's protocol (:mod:`workers.asyncio.guard`). The
+the bound aiohttp's permessage-deflate decoder inflates to; deflate itself only with
+``--websocket-deflate``: :func:`install_websocket`); the others are applied in front of aiohttp's protocol (:mod:`workers.asyncio.guard`). The
 access log is the worker's own, through aiohttp's ``access_log_class`` hook. An
 Application's ``client_max_size`` is the app's, for its own routes: the Engine.IO POST
 limit is applied before aiohttp reads a body.
@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from aiohttp import web
+from engineio.async_drivers import aiohttp as engineio_aiohttp
 
 from ..access_log import LineWriter
 from ..limits import HttpLimits
@@ -146,3 +147,26 @@ class ServiceUnavailable(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._timer is not None:
             self._timer.cancel()
+
+
+class WebSocket(engineio_aiohttp.WebSocket):
+    """python-engineio's aiohttp websocket, granting permessage-deflate only when
+    :attr:`deflate` (aiohttp's ``compress``, on by default there); use :func:`install_websocket`."""
+
+    deflate: bool
+
+    async def __call__(self, environ: dict) -> web.WebSocketResponse:
+        # python-engineio's own __call__, with aiohttp's compress given
+        self._sock = web.WebSocketResponse(max_msg_size=self.server.max_http_buffer_size,
+                                           compress=self.deflate)
+        await self._sock.prepare(environ["aiohttp.request"])
+        self.environ = environ
+        await self.handler(self)
+        return self._sock
+
+
+def install_websocket(eio_server: Any, deflate: bool) -> None:
+    """Make ``eio_server`` (a python-engineio AsyncServer of an aiohttp app) serve
+    :class:`WebSocket`; ``deflate``: grant permessage-deflate to a client that offers it."""
+    endpoint = type("WebSocket", (WebSocket,), {"deflate": bool(deflate)})
+    eio_server._async = {**eio_server._async, "websocket": endpoint}  # noqa: SLF001 - no public setter

@@ -13,8 +13,9 @@ The worker's limits go into uvicorn's settings where it has them: ``limit_concur
 ``max_http_buffer_size``: counted over a message's fragments, and the bound its
 permessage-deflate decoder inflates to), ``h11_max_incomplete_event_size``; the others
 are applied in front of uvicorn's protocol (:mod:`workers.asyncio.guard`).
-Per-message deflate stays on with the websockets implementations (they inflate at most
-``ws_max_size``); with wsproto, which inflates a whole frame at once, it is off.
+Per-message deflate, with ``--websocket-deflate``, is on with the websockets
+implementations (they inflate at most ``ws_max_size``); with wsproto, which inflates a
+whole frame at once, it stays off.
 """
 from __future__ import annotations
 
@@ -48,11 +49,14 @@ class AsgiConnections:
     :param worker_connections: the most connections served at once (more get a 503).
     :param limits: the worker's HTTP limits.
     :param websocket_rate: bytes per second one websocket may send on average.
+    :param websocket_deflate: grant permessage-deflate to a client that offers it (where
+                              uvicorn's websocket implementation bounds the inflate).
     :param access_log: writes the access log, if there is one.
     """
 
     def __init__(self, app: Any, worker_connections: int, limits: HttpLimits,
-                 websocket_rate: float, access_log: LineWriter | None = None) -> None:
+                 websocket_rate: float, websocket_deflate: bool,
+                 access_log: LineWriter | None = None) -> None:
         served = app if access_log is None else AsgiAccessLog(app, access_log)
         # uvicorn counts the connection asking among the open ones: N+1 serves N at once.
         self.config = Config(served, log_config=None, log_level="warning", access_log=False,
@@ -62,7 +66,8 @@ class AsgiConnections:
                              ws_max_size=limits.max_body,
                              h11_max_incomplete_event_size=HEAD_LIMIT)
         self.config.load()
-        self.config.ws_per_message_deflate = deflate_is_bounded(self.config.ws_protocol_class)
+        self.config.ws_per_message_deflate = (websocket_deflate
+                                              and deflate_is_bounded(self.config.ws_protocol_class))
         self.state = ServerState()
         self.lifespan = self.config.lifespan_class(self.config)
         self._factory = lambda: self.config.http_protocol_class(

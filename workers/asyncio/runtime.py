@@ -72,13 +72,15 @@ class AsyncioRuntime(Runtime):
             from . import aiohttp_server as kind
             if trusted is not None:
                 app.aiohttp.middlewares.insert(0, forwarded.aiohttp_middleware())
+            kind.install_websocket(app.server.eio, spec.websocket_deflate)
             self.connections: Any = kind.AiohttpConnections(
                 app.aiohttp, spec.worker_connections, limits, spec.websocket_rate, lines)
         else:
             from . import asgi_server as kind  # type: ignore[no-redef]
             asgi_app = forwarded.asgi(app.asgi) if trusted is not None else app.asgi
             self.connections = kind.AsgiConnections(asgi_app, spec.worker_connections, limits,
-                                                    spec.websocket_rate, lines)
+                                                    spec.websocket_rate,
+                                                    spec.websocket_deflate, lines)
         serve_client = (self.connections.serve if trusted is None
                         else forwarded.marking(self.connections.serve, trusted))
         link = AsyncMasterLink(self.sock, serve_client, loop)

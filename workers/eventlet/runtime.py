@@ -63,7 +63,7 @@ class EventletRuntime(BlockingRuntime):
         from .protocol import routing_protocol
 
         spec = self.spec
-        websocket.install(self.app.server.eio, spec.websocket_rate)
+        websocket.install(self.app.server.eio, spec.websocket_rate, spec.websocket_deflate)
         packet_queue.install(self.app.server.eio)
         pings.install(engineio.socket.Socket, eventlet.hubs.get_hub().schedule_call_global,
                       pings.through_send)

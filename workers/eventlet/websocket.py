@@ -13,6 +13,8 @@ server's ``websocket`` class (not a fork of either library):
 - every websocket reads through a :class:`~workers.limits.ReceiveBudget` (its bytes,
   plus a fixed cost per frame): past its rate the reader sleeps and TCP slows the
   sender; below it, the reader still yields every :data:`~workers.limits.QUANTUM` of work;
+- permessage-deflate is granted only with ``--websocket-deflate`` (each client that has it
+  keeps a compressor and an inflater: ~100 KB more per browser client);
 - an exception after the upgrade is logged and the connection closed: nothing of it
   is written into the upgraded socket (eventlet would write a ``500`` and a traceback);
   a client that resets its connection before the ``101`` is a DEBUG line (thousands
@@ -132,10 +134,15 @@ class GuardedWebSocketWSGI(WebSocketWSGI):
     """The Engine.IO websocket endpoint that serves :class:`GuardedWebSocket`; use :func:`install`."""
 
     rate: float
+    deflate: bool
+    """Whether permessage-deflate is granted to a client that offers it."""
 
     def __init__(self, handler: Any, server: Any) -> None:
         super().__init__(handler, server)
         self._ws: GuardedWebSocket | None = None
+
+    def _negotiate_permessage_deflate(self, extensions: Any) -> Any:
+        return super()._negotiate_permessage_deflate(extensions) if self.deflate else None
 
     def _handle_hybi_request(self, environ: dict) -> Any:
         try:
@@ -166,11 +173,13 @@ class GuardedWebSocketWSGI(WebSocketWSGI):
             return []
 
 
-def install(eio_server: Any, rate: float) -> None:
+def install(eio_server: Any, rate: float, deflate: bool) -> None:
     """Make ``eio_server`` (a python-engineio Server) serve guarded websockets.
 
     :param rate: bytes per second one websocket may send on average; at least one
                  message of the size limit may always come at once.
+    :param deflate: grant permessage-deflate to a client that offers it.
     """
-    endpoint = type("GuardedWebSocketWSGI", (GuardedWebSocketWSGI,), {"rate": float(rate)})
+    endpoint = type("GuardedWebSocketWSGI", (GuardedWebSocketWSGI,),
+                    {"rate": float(rate), "deflate": bool(deflate)})
     eio_server._async = {**eio_server._async, "websocket": endpoint}

@@ -74,7 +74,8 @@ class GeventRuntime(BlockingRuntime):
         from .protocol import routing_handler
 
         spec, app = self.spec, self.app
-        simple_websocket_limits.install(app.server.eio, spec.websocket_rate)
+        simple_websocket_limits.install(app.server.eio, spec.websocket_rate,
+                                        spec.websocket_deflate)
         pings.install(engineio.socket.Socket, _call_later(gevent.get_hub().loop),
                       pings.through_send)
         pywsgi.MAX_REQUEST_LINE = REQUEST_LINE_LIMIT

@@ -73,7 +73,7 @@ class ThreadingRuntime(BlockingRuntime):
 
         spec, app = self.spec, self.app
         sys.setswitchinterval(SWITCH_INTERVAL)
-        websocket.install(app.server.eio, spec.websocket_rate)
+        websocket.install(app.server.eio, spec.websocket_rate, spec.websocket_deflate)
         tasks.install(app.server.eio)
         threads = spec.threads or DEFAULT_THREADS
         trusted = forwarded.trust_of(spec.forwarded_allow_ips)

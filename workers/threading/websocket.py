@@ -11,8 +11,9 @@ the thread that calls :meth:`~InlineWebSocket.receive`, answers pings and the cl
 inline, and writes under a lock from any thread: a message costs one wake-up.
 
 The worker's limits are the same as simple-websocket's under gevent
-(:mod:`workers.simple_websocket_limits`, whose parts it uses): permessage-deflate inflated
-with a bound (:class:`~workers.simple_websocket_limits.BoundedDeflate`), a message's size
+(:mod:`workers.simple_websocket_limits`, whose parts it uses): permessage-deflate (with
+``--websocket-deflate`` only) inflated with a bound
+(:class:`~workers.simple_websocket_limits.BoundedDeflate`), a message's size
 counted per piece as it arrives (close 1009 past ``max_http_buffer_size``), every event
 charged to a :class:`~workers.limits.Pacer` (``--websocket-rate``), an upgrade wsproto
 refuses answered ``400``, the client given
@@ -41,7 +42,7 @@ from wsproto.utilities import LocalProtocolError
 
 from ..limits import FRAME_COST, Pacer, ReceiveBudget
 from ..simple_websocket_limits import (CLOSE_WAIT, INTERNAL_ERROR, SOCKET_KEY, TAKEN_OVER,
-                                       BoundedDeflate, cost_of)
+                                       cost_of, extensions)
 
 log = logging.getLogger("sticky_cluster.worker")
 
@@ -63,13 +64,15 @@ class InlineWebSocket:
     :param environ: the WSGI environ of the upgrade request.
     :param max_message_size: the most bytes (characters, for text) one message may have.
     :param pacer: charged every event read; says when the reader must pause.
+    :param deflate: grant permessage-deflate to a client that offers it.
     :raises Refused: wsproto refused the upgrade (nothing was sent).
     """
 
     def __init__(self, sock: socket.socket, environ: dict, max_message_size: int,
-                 pacer: Pacer) -> None:
+                 pacer: Pacer, deflate: bool) -> None:
         self.sock = sock
         self._max = max_message_size
+        self._deflate = deflate
         self._pacer = pacer
         self._ws = WSConnection(ConnectionType.SERVER)
         self._send_lock = threading.Lock()
@@ -98,7 +101,7 @@ class InlineWebSocket:
         if request is None:
             raise Refused("no websocket upgrade request")
         self.sock.sendall(self._ws.send(AcceptConnection(
-            extensions=[BoundedDeflate(self._max)])))
+            extensions=extensions(self._deflate, self._max))))
 
     def receive(self) -> Message | None:
         """The next message, read in this thread; None once the websocket is closed (by
@@ -231,6 +234,8 @@ class InlineWebSocketWSGI:
     """The most bytes one message may have (inflated)."""
     read_timeout: float
     """Seconds a read may wait for the client (``ping_interval + ping_timeout``)."""
+    deflate: bool
+    """Whether permessage-deflate is granted to a client that offers it."""
 
     def __init__(self, handler: Callable[[Any], Any], server: Any) -> None:
         self.app = handler
@@ -241,7 +246,7 @@ class InlineWebSocketWSGI:
         sock.settimeout(self.read_timeout)
         pacer = Pacer(ReceiveBudget(self.rate, self.max_message_size + FRAME_COST))
         try:
-            self.ws = InlineWebSocket(sock, environ, self.max_message_size, pacer)
+            self.ws = InlineWebSocket(sock, environ, self.max_message_size, pacer, self.deflate)
         except Refused:
             start_response("400 Bad Request", [("Content-Type", "text/plain"),
                                                ("Content-Length", "0")])
@@ -277,14 +282,15 @@ class InlineWebSocketWSGI:
             self.ws.close()
 
 
-def install(eio_server: Any, rate: float) -> None:
+def install(eio_server: Any, rate: float, deflate: bool) -> None:
     """Make ``eio_server`` (a python-engineio Server in threading mode) serve
     :class:`InlineWebSocketWSGI` websockets.
 
     :param rate: bytes per second one websocket may send on average; one message of the
                  size limit may always come at once.
+    :param deflate: grant permessage-deflate to a client that offers it.
     """
     endpoint = type("InlineWebSocketWSGI", (InlineWebSocketWSGI,), {
-        "rate": float(rate), "max_message_size": int(eio_server.max_http_buffer_size),
+        "rate": float(rate), "deflate": bool(deflate), "max_message_size": int(eio_server.max_http_buffer_size),
         "read_timeout": float(eio_server.ping_interval + eio_server.ping_timeout)})
     eio_server._async = {**eio_server._async, "websocket": endpoint}

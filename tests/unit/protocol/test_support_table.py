@@ -11,7 +11,7 @@ import pytest
 
 from cluster.protocol import adapters, support
 from cluster.protocol.spec import RUNTIMES
-from cluster.protocol.support import ADAPTER_FAMILIES, DEFLATE, SERVERS, SUPPORT, Cell
+from cluster.protocol.support import ADAPTER_FAMILIES, SERVERS, SUPPORT, Cell
 from cluster.setup import options
 from cluster.setup.config import make_settings
 from cluster.setup.options import OPTIONS
@@ -27,7 +27,6 @@ def test_a_row_per_worker_side_option_a_cell_per_server():
     for option, cells in SUPPORT.items():
         assert list(cells) == list(SERVERS), option
         assert all(cell.how.strip() for cell in cells.values()), option
-    assert list(DEFLATE) == list(SERVERS)
     assert set(support.SERVER_TITLES) == set(SERVERS)
 
 
@@ -54,9 +53,8 @@ def test_docs_section_is_the_generated_one():
     assert table in text, ("docs/runtimes.md's table of what each runtime enforces is out of "
                            "date: make docs-tables")
     rows = table.splitlines()
-    assert len(rows) == 2 + len(WORKER_OPTIONS) + 1
+    assert len(rows) == 2 + len(WORKER_OPTIONS)
     assert rows[2].startswith(f"| `{options.BY_NAME[WORKER_OPTIONS[0]].long_flag}` | ")
-    assert rows[-1].startswith("| permessage-deflate | ")
 
 
 def test_a_refused_cell_reads_so_in_the_docs():

@@ -224,7 +224,8 @@ def _websocket_pair(max_message_size: int = 1000):
     environ = {"HTTP_HOST": "x", "HTTP_UPGRADE": "websocket", "HTTP_CONNECTION": "Upgrade",
                "HTTP_SEC_WEBSOCKET_VERSION": "13",
                "HTTP_SEC_WEBSOCKET_KEY": base64.b64encode(b"0123456789abcdef").decode()}
-    ws = InlineWebSocket(server_sock, environ, max_message_size, Pacer(ReceiveBudget(1e9, 1e9)))
+    ws = InlineWebSocket(server_sock, environ, max_message_size, Pacer(ReceiveBudget(1e9, 1e9)),
+                         deflate=False)
     answer = b""
     while b"\r\n\r\n" not in answer:
         answer += client_sock.recv(1)

@@ -33,7 +33,8 @@ import psutil
 from bench import ceiling, loadgen, scale_report
 from bench.fleet import Fleets
 from bench.measure import cpu_seconds, memory
-from bench.targets import ROOT, Cluster, RedisServer, Standalone, Target, Uvicorn
+from bench.targets import (ROOT, Cluster, GeventGunicorn, RedisServer, Standalone, Target,
+                           Uvicorn)
 
 FD_PER_WORKER = 19_000
 """Most clients one worker (or one process) is given: the hard fd limit (20,000 here) less
@@ -43,10 +44,11 @@ CLIENTS_PER_LOAD_PROCESS = 10_000
 """Clients per load process (each holds one fd per client)."""
 
 TARGETS = ("eventlet-relay", "eventlet-redis", "asyncio-relay", "asyncio-redis",
-           "gevent-relay", "gevent-redis", "eventlet-one", "asyncio-one", "ceiling")
+           "gevent-relay", "gevent-redis", "eventlet-one", "asyncio-one", "gevent-one",
+           "ceiling")
 """What ``--targets`` may name: a cluster (runtime-adapter), one process of a runtime (its
-most clients), or the master's ceiling. gevent has no one-process target (its clusters'
-memory is reported without a ratio)."""
+most clients: eventlet's ``bench.standalone``, one uvicorn, one ``gunicorn -k gevent``), or
+the master's ceiling."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -132,7 +134,8 @@ def make_target(name: str, args: argparse.Namespace, redis: RedisServer) -> Targ
     """The target ``name`` of :data:`TARGETS` (not ``ceiling``)."""
     runtime, _, kind = name.partition("-")
     if kind == "one":
-        return Standalone(connections=FD_PER_WORKER) if runtime == "eventlet" else Uvicorn()
+        return {"eventlet": lambda: Standalone(connections=FD_PER_WORKER), "asyncio": Uvicorn,
+                "gevent": lambda: GeventGunicorn(FD_PER_WORKER)}[runtime]()
     return Cluster(args.workers, redis if kind == "redis" else None, runtime,
                    options=["--worker-connections", str(FD_PER_WORKER)])
 

@@ -12,6 +12,9 @@
 * :class:`Cluster` with ``runtime="threading"`` -- the cluster's threading workers serving
   ``bench.threading_app:app``; ``runtime="gevent"``: its gevent workers serving
   ``bench.gevent_app:app`` (``bench.scale`` only).
+* :class:`GeventGunicorn` -- ``bench.gevent_app:app`` in one ``gunicorn -k gevent -w 1``
+  process, as python-socketio documents gevent's deployment: the baseline of the gevent
+  cluster's memory (``bench.scale`` only).
 * :class:`Cluster` with ``baseline=(ref, dir)`` -- the same, from another git version
   of this repository (``bench.run --baseline REF``): the master's cost per hand-off of
   two versions, measured in one run.
@@ -243,6 +246,27 @@ class Gthread(OneProcess):
              "--bind", f"127.0.0.1:{port}", "--backlog", "4096", "--log-level", "warning",
              "bench.threading_app:app"], cwd=ROOT, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL)
+        self.url = f"http://127.0.0.1:{port}"
+        wait_port(port)
+
+
+class GeventGunicorn(OneProcess):
+    """One ``gunicorn -k gevent -w 1`` process serving ``bench.gevent_app:app`` (its websockets
+    by simple-websocket), taking as many connections as its file descriptors allow."""
+
+    name = "gevent-gunicorn"
+    label = "1 gunicorn gevent process"
+
+    def __init__(self, connections: int) -> None:
+        self.connections = connections
+
+    def start(self) -> None:
+        port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
+             "--worker-connections", str(self.connections), "--bind", f"127.0.0.1:{port}",
+             "--backlog", "4096", "--log-level", "warning", "bench.gevent_app:app"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.url = f"http://127.0.0.1:{port}"
         wait_port(port)
 

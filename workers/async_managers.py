@@ -28,9 +28,9 @@ class InlineFanOut(AsyncManager):
     queue in turn, instead of from an asyncio task per recipient.
 
     python-socketio's ``AsyncManager.emit`` makes a task for every recipient and waits for
-    them all; a session's queue is unbounded (:mod:`workers.asyncio.packet_queue`), so a put
-    never waits and the tasks only cost (measured with py-spy on a worker broadcasting to
-    4,000 clients: a fifth of its CPU in making, scheduling and waiting for them).
+    them all. A session's queue is unbounded (:mod:`workers.asyncio.packet_queue`), so a put
+    never waits, and the tasks are pure cost: py-spy on a worker broadcasting to 4,000
+    clients put a fifth of its CPU in making, scheduling and waiting for them.
     Hand-written for that cost, as the sync ``Manager`` of python-socketio does it; an emit
     with a callback (an ack id per recipient) is python-socketio's own. A recipient whose
     send fails is logged, and the others still get the packet, as with the tasks. Put it

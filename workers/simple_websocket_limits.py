@@ -13,10 +13,10 @@ while data is there, so one busy client holds the worker. Swapped in as the Engi
 server's ``websocket`` class (not a fork of either library):
 
 - **permessage-deflate, with** ``--websocket-deflate`` **only, inflated with a bound**
-  (:func:`extensions`, :class:`BoundedDeflate`): the
-  inflated bytes of a message are counted as its frames arrive, no inflate call may
-  produce more than what is left of the limit (``max_http_buffer_size``) plus one byte,
-  and the websocket fails with close code 1009 as soon as the message passes the limit;
+  (:func:`extensions`, :class:`BoundedDeflate`): the inflated bytes of a message are
+  counted as its frames arrive, no inflate call may produce more than what is left of
+  the limit (``max_http_buffer_size``) plus one byte, and the websocket fails with close
+  code 1009 as soon as the message passes the limit;
   uncompressed messages are counted the same way, per chunk read (simple-websocket's
   ``max_message_size``), never buffered whole first;
 - every event read is charged to a :class:`~workers.limits.Pacer`: its payload after

@@ -3,9 +3,9 @@
 Every cell, worker-side option × server, gets a probe against a real cluster of that
 server's chat app: one where the option holds shows its effect as a client or an operator
 sees it; one the table marks refused shows the master's one-line refusal (``--check``),
-before any worker is forked. The
-parametrization is the table's rows and columns: a new option or server without a probe
-fails ``test_the_walk_is_the_table`` (tests/unit/protocol/test_runtime_support.py).
+before any worker is forked. The parametrization is the table's rows and columns: a new
+option or server without a probe fails ``test_the_walk_is_the_table``
+(tests/unit/protocol/test_runtime_support.py).
 
 One cluster per server (an ``xdist_group`` each) serves the whole walk, with tight
 settings (:data:`SETTINGS`), the session's redis-server as its adapter and its own channel.
@@ -75,8 +75,9 @@ SETTINGS = {
     "websocket_deflate": None,
 }
 """Each worker-side option's value in the walk's clusters (the adapter, the channel and the
-access log file are each cluster's own), away from its default (None: a flag, given); an option the table refuses
-for a server is left out of its cluster, and its probe asks for the refusal."""
+access log file are each cluster's own), away from its default (None: a flag, given); an
+option the table refuses for a server is left out of its cluster, and its probe asks for
+the refusal."""
 
 LAST = ("graceful_timeout", "drain_spread")
 """Their probes replace the workers (HUP): they run after the others, in this order."""

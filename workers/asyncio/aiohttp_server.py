@@ -8,8 +8,9 @@ The worker's limits go into aiohttp's settings where it has them (``keepalive_ti
 ``max_line_size`` and ``max_field_size``; python-engineio makes each websocket with
 ``max_msg_size`` set to ``max_http_buffer_size``: counted over a message's fragments, and
 the bound aiohttp's permessage-deflate decoder inflates to; deflate itself only with
-``--websocket-deflate``: :func:`install_websocket`); the others are applied in front of aiohttp's protocol (:mod:`workers.asyncio.guard`). The
-access log is the worker's own, through aiohttp's ``access_log_class`` hook. An
+``--websocket-deflate``: :func:`install_websocket`); the others are applied in front of
+aiohttp's protocol (:mod:`workers.asyncio.guard`). The access log is the worker's own,
+through aiohttp's ``access_log_class`` hook. An
 Application's ``client_max_size`` is the app's, for its own routes: the Engine.IO POST
 limit is applied before aiohttp reads a body.
 

@@ -34,6 +34,7 @@ A connection past ``--worker-connections`` is answered ``503`` by :mod:`workers.
 """
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -58,6 +59,10 @@ class GuardedHandler(pywsgi.WSGIHandler):
     """``gevent.pywsgi.WSGIHandler`` with the worker's limits; use :func:`handler_for`."""
 
     limits: HttpLimits
+    ignored_socket_errors = (*pywsgi.WSGIHandler.ignored_socket_errors, errno.EBADF)
+    """A write to a connection that is already closed ends it quietly, as one to a client
+    that reset it (pywsgi's own two): seen in a fast stop, a response finished after the
+    worker had closed its socket was logged as an error with its traceback."""
     _served = False
     _header_timer: gevent.Timeout | None = None
 

@@ -141,7 +141,8 @@ def compressed_frame(message: bytes) -> bytes:
     return bytes([frame[0] | 0x40]) + frame[1:]
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", [
+    *TARGETS, pytest.param(RUNTIME_TARGETS["eventlet"], id="eventlet")])  # eventlet's own bound
 def test_a_deflate_bomb_is_refused_before_it_is_inflated(start_cluster, target):
     """10 websockets x 5 messages, each about 15 KB on the wire and 15 MB inflated."""
     cluster = start_cluster(target, workers=1, args=("--websocket-deflate",))

@@ -22,9 +22,9 @@ import sys
 import time
 from typing import Any
 
-import psutil
 import websockets.asyncio.client
 
+from bench.measure import cpu_seconds
 from bench.targets import Cluster
 
 RUNTIMES = ("eventlet", "gevent", "asyncio", "threading")
@@ -104,11 +104,6 @@ async def broadcast(url: str, browsers: Browsers, count: int, size: int, interva
             raise RuntimeError(f"{browsers.received} of {expected} broadcasts arrived")
 
 
-def cpu(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return times.user + times.system
-
-
 def one_run(runtime: str, deflate: bool, args: argparse.Namespace) -> dict[str, Any]:
     """One cluster of one worker, with or without ``--websocket-deflate``, measured."""
     limit = (["--threads", str(args.clients + 100)] if runtime == "threading"
@@ -126,10 +121,10 @@ def one_run(runtime: str, deflate: bool, args: argparse.Namespace) -> dict[str, 
                 await browsers.connect(args.timeout)
                 await asyncio.sleep(SETTLE)
                 connected = worker.memory_info().rss
-                before = cpu(worker)
+                before = cpu_seconds(worker.pid)
                 await broadcast(cluster.url, browsers, args.broadcasts, args.size,
                                 args.interval, args.timeout)
-                spent = cpu(worker) - before
+                spent = cpu_seconds(worker.pid) - before
                 await asyncio.sleep(SETTLE)
                 after = worker.memory_info().rss
             finally:

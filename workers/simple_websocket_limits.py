@@ -16,7 +16,8 @@ server's ``websocket`` class (not a fork of either library):
   (:func:`extensions`, :class:`BoundedDeflate`): the inflated bytes of a message are
   counted as its frames arrive, no inflate call may produce more than what is left of
   the limit (``max_http_buffer_size``) plus one byte, and the websocket fails with close
-  code 1009 as soon as the message passes the limit;
+  code 1009 as soon as the message passes the limit; its windows and compressor memory
+  are :mod:`workers.deflate_settings`';
   uncompressed messages are counted the same way, per chunk read (simple-websocket's
   ``max_message_size``), never buffered whole first;
 - every event read is charged to a :class:`~workers.limits.Pacer`: its payload after
@@ -47,8 +48,9 @@ import simple_websocket
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from wsproto.events import AcceptConnection, Event, Message, Request
 from wsproto.extensions import PerMessageDeflate
-from wsproto.frame_protocol import CloseReason
+from wsproto.frame_protocol import CloseReason, Opcode
 
+from . import deflate_settings
 from .limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
@@ -71,15 +73,29 @@ CLOSE_WAIT = 5.0
 
 
 class BoundedDeflate(PerMessageDeflate):
-    """wsproto's permessage-deflate that never inflates a message past ``limit`` bytes.
+    """wsproto's permessage-deflate that never inflates a message past ``limit`` bytes, with
+    the windows and compressor memory of :mod:`workers.deflate_settings`.
 
     :param limit: the most bytes one message may inflate to.
     """
 
     def __init__(self, limit: int) -> None:
-        super().__init__()
+        super().__init__(server_max_window_bits=deflate_settings.WINDOW_BITS)
         self.limit = limit
         self._inflated = 0
+
+    def _parse_params(self, params: str) -> tuple[int | None, int | None]:
+        # What wsproto answers the offer with: the client's window where the client lets
+        # the server choose it, the server's always.
+        client_bits, server_bits = super()._parse_params(params)
+        return (None if client_bits is None else deflate_settings.window_bits(client_bits),
+                deflate_settings.window_bits(server_bits))
+
+    def frame_outbound(self, proto: Any, opcode: Opcode, rsv: Any, data: bytes,
+                       fin: bool) -> Any:
+        if self._compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
+            self._compressor = deflate_settings.compressor(self.server_max_window_bits)
+        return super().frame_outbound(proto, opcode, rsv, data, fin)
 
     def frame_inbound_header(self, proto: Any, opcode: Any, rsv: Any,
                              payload_length: int) -> Any:

@@ -98,13 +98,19 @@ def websocket(port: int, source: str = "127.0.0.1", timeout: float = 10) -> sock
 
 def read_frame(sock: socket.socket) -> tuple[int, bytes]:
     """One server frame: (opcode, payload)."""
+    opcode, _, payload = read_frame_bits(sock)
+    return opcode, payload
+
+
+def read_frame_bits(sock: socket.socket) -> tuple[int, bool, bytes]:
+    """One server frame: (opcode, whether RSV1 is set (permessage-deflate: compressed), payload)."""
     first, second = _exactly(sock, 2)
     size = second & 127
     if size == 126:
         size = struct.unpack("!H", _exactly(sock, 2))[0]
     elif size == 127:
         size = struct.unpack("!Q", _exactly(sock, 8))[0]
-    return first & 15, _exactly(sock, size)
+    return first & 15, bool(first & 0x40), _exactly(sock, size)
 
 
 def _exactly(sock: socket.socket, size: int) -> bytes:

@@ -14,7 +14,8 @@ server's ``websocket`` class (not a fork of either library):
   plus a fixed cost per frame): past its rate the reader sleeps and TCP slows the
   sender; below it, the reader still yields every :data:`~workers.limits.QUANTUM` of work;
 - permessage-deflate is granted only with ``--websocket-deflate`` (each client that has it
-  keeps a compressor and an inflater: ~100 KB more per browser client);
+  keeps a compressor and an inflater), with :mod:`workers.deflate_settings`' windows and
+  compressor memory;
 - an exception after the upgrade is logged and the connection closed: nothing of it
   is written into the upgraded socket (eventlet would write a ``500`` and a traceback);
   a client that resets its connection before the ``101`` is a DEBUG line (thousands
@@ -31,6 +32,7 @@ import eventlet
 from engineio.async_drivers.eventlet import WebSocketWSGI
 from eventlet import websocket, wsgi
 
+from .. import deflate_settings
 from ..limits import FRAME_COST, Pacer, ReceiveBudget
 
 log = logging.getLogger("sticky_cluster.worker")
@@ -116,6 +118,17 @@ class GuardedWebSocket(websocket.RFC6455WebSocket):
         self.socket.pay_frame()
         return super()._recv_frame(message)
 
+    def _get_permessage_deflate_enc(self) -> Any:
+        # eventlet's, with deflate_settings' compressor memory (eventlet takes zlib's default).
+        options = self.extensions.get("permessage-deflate")
+        if options is None:
+            return None
+        if options.get("server_no_context_takeover"):
+            return deflate_settings.compressor(options["server_max_window_bits"])
+        if self._deflate_enc is None:
+            self._deflate_enc = deflate_settings.compressor(options["server_max_window_bits"])
+        return self._deflate_enc
+
     @staticmethod
     def _apply_mask(data: bytes, mask: Any, length: int | None = None, offset: int = 0) -> bytes:
         length = len(data) if length is None else length
@@ -142,7 +155,17 @@ class GuardedWebSocketWSGI(WebSocketWSGI):
         self._ws: GuardedWebSocket | None = None
 
     def _negotiate_permessage_deflate(self, extensions: Any) -> Any:
-        return super()._negotiate_permessage_deflate(extensions) if self.deflate else None
+        granted = super()._negotiate_permessage_deflate(extensions) if self.deflate else None
+        if granted is None:
+            return None
+        # deflate_settings' windows: the server's always (announced), the client's where
+        # its offer lets the server choose it.
+        granted["server_max_window_bits"] = deflate_settings.window_bits(
+            granted.get("server_max_window_bits"))
+        if "client_max_window_bits" in granted:
+            granted["client_max_window_bits"] = deflate_settings.window_bits(
+                granted["client_max_window_bits"])
+        return granted
 
     def _handle_hybi_request(self, environ: dict) -> Any:
         try:

@@ -126,6 +126,21 @@ def deflate_pair(limit: int) -> tuple[WSConnection, WSConnection]:
     return client, server
 
 
+@pytest.mark.parametrize("offer, granted", [
+    ("permessage-deflate; client_max_window_bits",  # a browser's
+     {"client_max_window_bits=12", "server_max_window_bits=12"}),
+    ("permessage-deflate", {"server_max_window_bits=12"}),
+    ("permessage-deflate; server_max_window_bits=15; client_max_window_bits=15",
+     {"client_max_window_bits=12", "server_max_window_bits=12"}),
+    ("permessage-deflate; server_max_window_bits=9; client_max_window_bits=10",
+     {"client_max_window_bits=10", "server_max_window_bits=9"}),
+])
+def test_deflate_windows_are_4_kb_where_the_server_chooses(offer, granted):
+    """The gevent and threading workers' answer to an offer: a 4 KB window (12 bits) or the
+    smaller one asked for, the client's only where the offer lets the server choose it."""
+    assert set(BoundedDeflate(1000).accept(offer).split("; ")) == granted
+
+
 @given(st.integers(1, 5000), st.lists(st.integers(1, 4000), min_size=1, max_size=4),
        st.integers(1, 3000))
 def test_a_compressed_message_is_inflated_only_up_to_the_limit(limit, fragments, chunk):

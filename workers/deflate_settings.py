@@ -1,0 +1,38 @@
+"""The window and memory of permessage-deflate, where a worker grants it (``--websocket-deflate``).
+
+Each client granted permessage-deflate keeps, for its whole session, a compressor for what
+the server sends and an inflater for what it receives. With zlib's defaults (a 32 KB window,
+``memLevel`` 8), as eventlet and wsproto (gevent, threading) make them, the compressor
+allocates about 256 KB and the inflater a 32 KB window: measured on one worker with 2,000
+browser-like clients, +100 KB per client once connected, +195 KB once sent a few 2 KB
+messages (``python -m bench.deflate_cost``). The websockets library (uvicorn's websockets,
+the asyncio workers') uses a 4 KB window (12 bits) and ``memLevel`` 5 by default, whose
+compression its authors measured within a few per cent of zlib's defaults on JSON messages
+at a fraction of the memory; every runtime here uses the same, so a client costs about the
+same in each:
+
+- the server's compressor: :data:`WINDOW_BITS` and :data:`MEM_LEVEL` (:func:`compressor`);
+  its window is announced (``server_max_window_bits``), which RFC 7692 allows in any answer;
+- the client's window: :data:`WINDOW_BITS` where the client's offer lets the server choose
+  (``client_max_window_bits``, which browsers send); where it does not, the client may use
+  up to 15 bits and the server inflates with that (:func:`window_bits`).
+"""
+from __future__ import annotations
+
+import zlib
+
+WINDOW_BITS = 12
+"""The largest LZ77 window, in bits, of a compressor granted to a client (4 KB; zlib's default is 15)."""
+
+MEM_LEVEL = 5
+"""zlib's ``memLevel`` of the server's compressors (its hash table and pending buffer; default 8)."""
+
+
+def window_bits(offered: int | None) -> int:
+    """The window, in bits, to answer an offer of ``offered`` bits with (``None``: no value offered)."""
+    return WINDOW_BITS if offered is None else min(offered, WINDOW_BITS)
+
+
+def compressor(bits: int) -> "zlib._Compress":
+    """A raw-deflate compressor with a window of ``bits`` bits and :data:`MEM_LEVEL`."""
+    return zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -bits, MEM_LEVEL)

@@ -15,7 +15,13 @@ same in each:
   its window is announced (``server_max_window_bits``), which RFC 7692 allows in any answer;
 - the client's window: :data:`WINDOW_BITS` where the client's offer lets the server choose
   (``client_max_window_bits``, which browsers send); where it does not, the client may use
-  up to 15 bits and the server inflates with that (:func:`window_bits`).
+  up to 15 bits and the server inflates with that (:func:`window_bits`);
+- a message shorter than :data:`THRESHOLD` goes out plain (RFC 7692 lets any message be
+  sent uncompressed), as with Node's ``ws`` (Socket.IO's server): most Socket.IO messages
+  are that small, compressing them saves a few bytes for a zlib call per recipient, and a
+  client that is only ever sent such messages never has a compressor made for it
+  (eventlet, gevent and threading workers; uvicorn's websockets and aiohttp compress every
+  message).
 """
 from __future__ import annotations
 
@@ -26,6 +32,15 @@ WINDOW_BITS = 12
 
 MEM_LEVEL = 5
 """zlib's ``memLevel`` of the server's compressors (its hash table and pending buffer; default 8)."""
+
+THRESHOLD = 1024
+"""Messages shorter than this (bytes; characters of a text message) are sent uncompressed
+(Node ``ws``'s ``perMessageDeflate.threshold`` default)."""
+
+
+def sent_plain(message: bytes | str) -> bool:
+    """Whether ``message`` goes out uncompressed (shorter than :data:`THRESHOLD`)."""
+    return len(message) < THRESHOLD
 
 
 def window_bits(offered: int | None) -> int:

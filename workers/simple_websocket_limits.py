@@ -16,8 +16,8 @@ server's ``websocket`` class (not a fork of either library):
   (:func:`extensions`, :class:`BoundedDeflate`): the inflated bytes of a message are
   counted as its frames arrive, no inflate call may produce more than what is left of
   the limit (``max_http_buffer_size``) plus one byte, and the websocket fails with close
-  code 1009 as soon as the message passes the limit; its windows and compressor memory
-  are :mod:`workers.deflate_settings`';
+  code 1009 as soon as the message passes the limit; its windows, compressor memory and
+  threshold are :mod:`workers.deflate_settings`';
   uncompressed messages are counted the same way, per chunk read (simple-websocket's
   ``max_message_size``), never buffered whole first;
 - every event read is charged to a :class:`~workers.limits.Pacer`: its payload after
@@ -74,7 +74,7 @@ CLOSE_WAIT = 5.0
 
 class BoundedDeflate(PerMessageDeflate):
     """wsproto's permessage-deflate that never inflates a message past ``limit`` bytes, with
-    the windows and compressor memory of :mod:`workers.deflate_settings`.
+    the windows, compressor memory and threshold of :mod:`workers.deflate_settings`.
 
     :param limit: the most bytes one message may inflate to.
     """
@@ -93,8 +93,11 @@ class BoundedDeflate(PerMessageDeflate):
 
     def frame_outbound(self, proto: Any, opcode: Opcode, rsv: Any, data: bytes,
                        fin: bool) -> Any:
-        if self._compressor is None and opcode in (Opcode.TEXT, Opcode.BINARY):
-            self._compressor = deflate_settings.compressor(self.server_max_window_bits)
+        if opcode in (Opcode.TEXT, Opcode.BINARY):  # a message's first frame
+            if fin and deflate_settings.sent_plain(data):
+                return rsv, data  # the whole message, short: plain (RSV1 not set)
+            if self._compressor is None:
+                self._compressor = deflate_settings.compressor(self.server_max_window_bits)
         return super().frame_outbound(proto, opcode, rsv, data, fin)
 
     def frame_inbound_header(self, proto: Any, opcode: Any, rsv: Any,

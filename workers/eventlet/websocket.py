@@ -14,8 +14,8 @@ server's ``websocket`` class (not a fork of either library):
   plus a fixed cost per frame): past its rate the reader sleeps and TCP slows the
   sender; below it, the reader still yields every :data:`~workers.limits.QUANTUM` of work;
 - permessage-deflate is granted only with ``--websocket-deflate`` (each client that has it
-  keeps a compressor and an inflater), with :mod:`workers.deflate_settings`' windows and
-  compressor memory;
+  keeps a compressor and an inflater), with :mod:`workers.deflate_settings`' windows,
+  compressor memory and threshold;
 - an exception after the upgrade is logged and the connection closed: nothing of it
   is written into the upgraded socket (eventlet would write a ``500`` and a traceback);
   a client that resets its connection before the ``101`` is a DEBUG line (thousands
@@ -118,17 +118,6 @@ class GuardedWebSocket(websocket.RFC6455WebSocket):
         self.socket.pay_frame()
         return super()._recv_frame(message)
 
-    def _get_permessage_deflate_enc(self) -> Any:
-        # eventlet's, with deflate_settings' compressor memory (eventlet takes zlib's default).
-        options = self.extensions.get("permessage-deflate")
-        if options is None:
-            return None
-        if options.get("server_no_context_takeover"):
-            return deflate_settings.compressor(options["server_max_window_bits"])
-        if self._deflate_enc is None:
-            self._deflate_enc = deflate_settings.compressor(options["server_max_window_bits"])
-        return self._deflate_enc
-
     @staticmethod
     def _apply_mask(data: bytes, mask: Any, length: int | None = None, offset: int = 0) -> bytes:
         length = len(data) if length is None else length
@@ -137,6 +126,33 @@ class GuardedWebSocket(websocket.RFC6455WebSocket):
         stream = (key * (length // 4 + 1))[:length]
         masked = int.from_bytes(data[:length], "little") ^ int.from_bytes(stream, "little")
         return masked.to_bytes(length, "little")
+
+
+class DeflatingWebSocket(GuardedWebSocket):
+    """A :class:`GuardedWebSocket` granted permessage-deflate: :mod:`workers.deflate_settings`'
+    compressor memory and threshold (eventlet takes zlib's defaults and compresses every
+    message). A class of its own so that a websocket without deflate pays nothing for it."""
+
+    _plain = False
+    """Whether the message being packed goes out uncompressed (deflate_settings' threshold)."""
+
+    def _pack_message(self, message: Any, *args: Any, **kwargs: Any) -> bytes:
+        # eventlet packs each message whole, in one frame; its compressor comes from
+        # _get_permessage_deflate_enc, which is told here whether the message is short.
+        self._plain = deflate_settings.sent_plain(message)
+        return super()._pack_message(message, *args, **kwargs)
+
+    def _get_permessage_deflate_enc(self) -> Any:
+        # eventlet's, with deflate_settings' compressor memory (eventlet takes zlib's default)
+        # and threshold.
+        options = self.extensions.get("permessage-deflate")
+        if options is None or self._plain:
+            return None
+        if options.get("server_no_context_takeover"):
+            return deflate_settings.compressor(options["server_max_window_bits"])
+        if self._deflate_enc is None:
+            self._deflate_enc = deflate_settings.compressor(options["server_max_window_bits"])
+        return self._deflate_enc
 
 
 class ClientGone(Exception):
@@ -172,7 +188,9 @@ class GuardedWebSocketWSGI(WebSocketWSGI):
             ws = super()._handle_hybi_request(environ)  # its one write: the 101
         except (BrokenPipeError, ConnectionResetError) as gone:
             raise ClientGone from gone
-        ws.__class__ = GuardedWebSocket  # adds behaviour only, no state of its own
+        # adds behaviour only, no state of its own
+        deflating = "permessage-deflate" in ws.extensions
+        ws.__class__ = DeflatingWebSocket if deflating else GuardedWebSocket
         burst = self.max_frame_length + FRAME_COST
         ws.socket = MeteredSocket(ws.socket, ReceiveBudget(self.rate, burst))
         self._ws = ws

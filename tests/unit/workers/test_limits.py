@@ -20,6 +20,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
                             TextMessage)
 from wsproto.extensions import PerMessageDeflate
+from workers.deflate_settings import THRESHOLD
 from workers.gevent.http import read_head
 from workers.limits import (FRAME_COST, QUANTUM, HttpLimits, Pacer, ReceiveBudget,
                             body_refusal)
@@ -139,6 +140,21 @@ def test_deflate_windows_are_4_kb_where_the_server_chooses(offer, granted):
     """The gevent and threading workers' answer to an offer: a 4 KB window (12 bits) or the
     smaller one asked for, the client's only where the offer lets the server choose it."""
     assert set(BoundedDeflate(1000).accept(offer).split("; ")) == granted
+
+
+@pytest.mark.parametrize("size, compressed", [(1, False), (THRESHOLD - 1, False),
+                                              (THRESHOLD, True), (20_000, True)])
+def test_only_a_message_of_the_threshold_or_more_is_sent_compressed(size, compressed):
+    """The gevent and threading workers send a message shorter than the threshold plain
+    (RSV1 clear), a longer one compressed; the client reads each as it was sent."""
+    client, server = deflate_pair(100_000)
+    text = ("0123456789" * (size // 10 + 1))[:size]
+    wire = server.send(TextMessage(data=text))
+    assert bool(wire[0] & 0x40) is compressed
+    assert compressed is (len(wire) < size)
+    client.receive_data(wire)
+    (message,) = client.events()
+    assert message.data == text
 
 
 @given(st.integers(1, 5000), st.lists(st.integers(1, 4000), min_size=1, max_size=4),

@@ -20,8 +20,8 @@ same in each:
   sent uncompressed), as with Node's ``ws`` (Socket.IO's server): most Socket.IO messages
   are that small, compressing them saves a few bytes for a zlib call per recipient, and a
   client that is only ever sent such messages never has a compressor made for it
-  (eventlet, gevent and threading workers; uvicorn's websockets and aiohttp compress every
-  message).
+  (every runtime but aiohttp, which compresses every message; ASGI workers:
+  :mod:`workers.asyncio.uvicorn_deflate`).
 """
 from __future__ import annotations
 

@@ -162,17 +162,21 @@ SUPPORT: dict[str, dict[str, Cell]] = {
         "threading": Cell("our paced reader in the thread that waits for the message"),
     },
     "websocket_deflate": {
-        "eventlet": Cell("eventlet's permessage-deflate with 4 KB windows; it inflates a "
-                         "message at most to `max_http_buffer_size` (1009 past it)"),
-        "gevent": Cell("wsproto's permessage-deflate under simple-websocket, with 4 KB windows "
-                       "and our bounded inflate (1009 past `max_http_buffer_size`)"),
-        "asgi": Cell("uvicorn's `ws_per_message_deflate` with its websockets implementations "
-                     "(4 KB windows in `websockets-sansio`, its default), which inflate at most `ws_max_size`; stays off with "
-                     "wsproto, which inflates a whole frame"),
-        "aiohttp": Cell("aiohttp's `compress` (its own windows, the client's choice); it "
-                        "inflates at most `max_msg_size`"),
-        "threading": Cell("wsproto's permessage-deflate, with 4 KB windows and our bounded "
-                          "inflate (1009 past `max_http_buffer_size`)"),
+        "eventlet": Cell("eventlet's permessage-deflate with 4 KB windows, messages under 1 KB "
+                         "sent plain; it inflates a message at most to `max_http_buffer_size` "
+                         "(1009 past it)"),
+        "gevent": Cell("wsproto's permessage-deflate under simple-websocket, with 4 KB windows, "
+                       "messages under 1 KB sent plain, and our bounded inflate (1009 past "
+                       "`max_http_buffer_size`)"),
+        "asgi": Cell("uvicorn's `ws_per_message_deflate` with its websockets implementations, "
+                     "which inflate at most `ws_max_size` (`websockets-sansio`, its default: "
+                     "4 KB windows, messages under 1 KB sent plain); stays off with wsproto, "
+                     "which inflates a whole frame"),
+        "aiohttp": Cell("aiohttp's `compress` (its own windows, the client's choice; every "
+                        "message compressed); it inflates at most `max_msg_size`"),
+        "threading": Cell("wsproto's permessage-deflate, with 4 KB windows, messages under 1 KB "
+                          "sent plain, and our bounded inflate (1009 past "
+                          "`max_http_buffer_size`)"),
     },
 }
 """Worker-side option (its ``cluster.setup.options`` name) -> server (:data:`SERVERS`) ->

@@ -14,7 +14,8 @@ The worker's limits go into uvicorn's settings where it has them: ``limit_concur
 permessage-deflate decoder inflates to), ``h11_max_incomplete_event_size``; the others
 are applied in front of uvicorn's protocol (:mod:`workers.asyncio.guard`).
 Per-message deflate, with ``--websocket-deflate``, is on with the websockets
-implementations (they inflate at most ``ws_max_size``); with wsproto, which inflates a
+implementations (they inflate at most ``ws_max_size``; websockets-sansio with
+:mod:`workers.asyncio.uvicorn_deflate`'s threshold); with wsproto, which inflates a
 whole frame at once, it stays off.
 """
 from __future__ import annotations
@@ -31,6 +32,7 @@ from uvicorn.server import ServerState
 
 from ..access_log import LineWriter
 from ..limits import HttpLimits
+from . import uvicorn_deflate
 from .access_log import AsgiAccessLog
 from .guard import ConnectionGuard
 from .peer import connect
@@ -68,6 +70,9 @@ class AsgiConnections:
         self.config.load()
         self.config.ws_per_message_deflate = (websocket_deflate
                                               and deflate_is_bounded(self.config.ws_protocol_class))
+        if self.config.ws_per_message_deflate:
+            self.config.ws_protocol_class = uvicorn_deflate.protocol_class(
+                self.config.ws_protocol_class)
         self.state = ServerState()
         self.lifespan = self.config.lifespan_class(self.config)
         self._factory = lambda: self.config.http_protocol_class(

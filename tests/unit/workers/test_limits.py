@@ -20,6 +20,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Ping, Request,
                             TextMessage)
 from wsproto.extensions import PerMessageDeflate
+from websockets.frames import Frame, Opcode
+from workers.asyncio.uvicorn_deflate import ThresholdDeflate
 from workers.deflate_settings import THRESHOLD
 from workers.gevent.http import read_head
 from workers.limits import (FRAME_COST, QUANTUM, HttpLimits, Pacer, ReceiveBudget,
@@ -155,6 +157,24 @@ def test_only_a_message_of_the_threshold_or_more_is_sent_compressed(size, compre
     client.receive_data(wire)
     (message,) = client.events()
     assert message.data == text
+
+
+@pytest.mark.parametrize("size, compressed", [(1, False), (THRESHOLD - 1, False),
+                                              (THRESHOLD, True), (20_000, True)])
+def test_uvicorn_websockets_send_only_a_message_of_the_threshold_or_more_compressed(
+        size, compressed):
+    """The ASGI workers' deflate (uvicorn's websockets-sansio) sends a message shorter than
+    the threshold plain and makes no compressor for it; a longer one compressed."""
+    deflate = ThresholdDeflate(False, False, 12, 12, {"memLevel": 5})
+    data = ("0123456789" * (size // 10 + 1))[:size].encode()
+    frame = deflate.encode(Frame(Opcode.TEXT, data))
+    assert frame.rsv1 is compressed
+    assert ("encoder" in vars(deflate)) is compressed
+    if compressed:
+        inflated = zlib.decompressobj(-12).decompress(frame.data + b"\x00\x00\xff\xff")
+        assert inflated == data and len(frame.data) < size
+    else:
+        assert frame.data == data
 
 
 @given(st.integers(1, 5000), st.lists(st.integers(1, 4000), min_size=1, max_size=4),

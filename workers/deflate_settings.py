@@ -1,4 +1,4 @@
-"""The window and memory of permessage-deflate, where a worker grants it (``--websocket-deflate``).
+"""The windows, memory and threshold of permessage-deflate, where a worker grants it.
 
 Each client granted permessage-deflate keeps, for its whole session, a compressor for what
 the server sends and an inflater for what it receives. With zlib's defaults (a 32 KB window,
@@ -8,8 +8,8 @@ browser-like clients, +100 KB per client once connected, +195 KB once sent a few
 messages (``python -m bench.deflate_cost``). The websockets library (uvicorn's websockets,
 the asyncio workers') uses a 4 KB window (12 bits) and ``memLevel`` 5 by default, whose
 compression its authors measured within a few per cent of zlib's defaults on JSON messages
-at a fraction of the memory; every runtime here uses the same, so a client costs about the
-same in each:
+at a fraction of the memory; every runtime here but aiohttp (which keeps its own) uses the
+same, so a client costs about the same in each:
 
 - the server's compressor: :data:`WINDOW_BITS` and :data:`MEM_LEVEL` (:func:`compressor`);
   its window is announced (``server_max_window_bits``), which RFC 7692 allows in any answer;
@@ -28,10 +28,12 @@ from __future__ import annotations
 import zlib
 
 WINDOW_BITS = 12
-"""The largest LZ77 window, in bits, of a compressor granted to a client (4 KB; zlib's default is 15)."""
+"""The largest LZ77 window, in bits, of a compressor granted to a client (4 KB; zlib's
+default is 15)."""
 
 MEM_LEVEL = 5
-"""zlib's ``memLevel`` of the server's compressors (its hash table and pending buffer; default 8)."""
+"""zlib's ``memLevel`` of the server's compressors (their hash table and pending buffer;
+default 8)."""
 
 THRESHOLD = 1024
 """Messages shorter than this (bytes; characters of a text message) are sent uncompressed
@@ -44,7 +46,8 @@ def sent_plain(message: bytes | str) -> bool:
 
 
 def window_bits(offered: int | None) -> int:
-    """The window, in bits, to answer an offer of ``offered`` bits with (``None``: no value offered)."""
+    """The window, in bits, to answer an offer of ``offered`` bits with (``None``: no value
+    offered)."""
     return WINDOW_BITS if offered is None else min(offered, WINDOW_BITS)
 
 

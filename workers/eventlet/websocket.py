@@ -188,7 +188,8 @@ class GuardedWebSocketWSGI(WebSocketWSGI):
             ws = super()._handle_hybi_request(environ)  # its one write: the 101
         except (BrokenPipeError, ConnectionResetError) as gone:
             raise ClientGone from gone
-        # adds behaviour only, no state of its own
+        # adds behaviour only, no state of its own (but, with deflate, whether the message
+        # being packed is short)
         deflating = "permessage-deflate" in ws.extensions
         ws.__class__ = DeflatingWebSocket if deflating else GuardedWebSocket
         burst = self.max_frame_length + FRAME_COST

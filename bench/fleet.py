@@ -54,8 +54,9 @@ def backoff(attempt: int, rand: random.Random = random._inst) -> float:  # type:
 def failure_kind(exc: BaseException) -> str:
     """What a failed connection attempt met, in a word or two: ``timeout`` (no answer within
     :data:`CONNECT_TIMEOUT`), ``refused``, ``reset``, ``http 503`` (the upgrade answered with
-    that status: the master sheds when every worker is late), ``lost`` (closed after the
-    upgrade), or the exception's name."""
+    that status: the master sheds when every worker is late), ``lost`` (the connection
+    ended, closed or reset, before the session opened: before or after the upgrade's answer),
+    or the exception's name."""
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):

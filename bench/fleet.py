@@ -55,8 +55,8 @@ def failure_kind(exc: BaseException) -> str:
     """What a failed connection attempt met, in a word or two: ``timeout`` (no answer within
     :data:`CONNECT_TIMEOUT`), ``refused``, ``reset``, ``http 503`` (the upgrade answered with
     that status: the master sheds when every worker is late), ``lost`` (the connection
-    ended, closed or reset, before the session opened: before or after the upgrade's answer),
-    or the exception's name."""
+    ended, closed or reset, after the upgrade's answer and before the session opened),
+    ``lost before the upgrade`` (before its answer), or the exception's name."""
     if isinstance(exc, TimeoutError):
         return "timeout"
     if isinstance(exc, ConnectionRefusedError):
@@ -67,8 +67,8 @@ def failure_kind(exc: BaseException) -> str:
         what = str(exc)
         if what.startswith("bad upgrade: b'HTTP/1.1 "):
             return "http " + what[len("bad upgrade: b'HTTP/1.1 "):][:3]
-        if what == "connection lost":
-            return "lost"
+        if what.startswith("connection lost"):
+            return what[len("connection "):]
     return type(exc).__name__
 
 

@@ -254,7 +254,8 @@ class WsClient(asyncio.Protocol):
         if not self.closing:
             self.closing = True
             self.run.error('disconnect')
-            self._fail(ProtocolError('connection lost'))
+            self._fail(ProtocolError('connection lost' if self.upgraded
+                                     else 'connection lost before the upgrade'))
             self.lost()
 
     def lost(self):

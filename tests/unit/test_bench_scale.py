@@ -30,7 +30,9 @@ def test_every_client_has_its_own_source_until_they_run_out() -> None:
     (TimeoutError(), "timeout"), (ConnectionRefusedError(), "refused"),
     (ConnectionResetError(), "reset"),
     (ProtocolError("bad upgrade: b'HTTP/1.1 503 Service Unavailable'"), "http 503"),
-    (ProtocolError("connection lost"), "lost"), (OSError(99, "no address"), "OSError")])
+    (ProtocolError("connection lost"), "lost"),
+    (ProtocolError("connection lost before the upgrade"), "lost before the upgrade"),
+    (OSError(99, "no address"), "OSError")])
 def test_a_failed_reconnect_is_counted_by_what_it_met(exc: BaseException, kind: str) -> None:
     assert failure_kind(exc) == kind
 
